@@ -1,0 +1,106 @@
+//! Emitting marks, and the traced-process filter every probe starts with.
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+    bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
+};
+use spawnprof_common::{Mark, TEXT_LEN, TEXT_TRUNCATED, TextMark, TracedProc, traced};
+
+use crate::maps::{LOST, MARKS, TRACED};
+
+#[inline(always)]
+pub fn now() -> u64 {
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// The calling thread: (tid, tgid).
+#[inline(always)]
+pub fn current() -> (u32, u32) {
+    let id = bpf_get_current_pid_tgid();
+    (id as u32, (id >> 32) as u32)
+}
+
+/// The traced-process entry of `tgid`, if it is traced.
+#[inline(always)]
+pub fn traced(tgid: u32) -> Option<*mut TracedProc> {
+    TRACED.get_ptr_mut(tgid)
+}
+
+/// Whether `tgid` is traced with its own spawns recorded.
+#[inline(always)]
+pub fn traces_spawns(tgid: u32) -> bool {
+    match traced(tgid) {
+        Some(p) => unsafe { (*p).flags & traced::SPAWNS != 0 },
+        None => false,
+    }
+}
+
+#[inline(always)]
+fn count_lost(kind: u16) {
+    if let Some(slot) = LOST.get_ptr_mut(kind as u32) {
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+fn header(ts: u64, kind: u16, tid: u32, tgid: u32, a: u64, b: u64, c: u64) -> Mark {
+    Mark {
+        ts_ns: ts,
+        tid,
+        tgid,
+        kind,
+        cpu: unsafe { bpf_get_smp_processor_id() } as u16,
+        text_len: 0,
+        a,
+        b,
+        c,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    }
+}
+
+/// Emits a bare mark.
+#[inline(always)]
+pub fn mark(ts: u64, kind: u16, tid: u32, tgid: u32, a: u64, b: u64, c: u64) {
+    match MARKS.reserve::<Mark>(0) {
+        Some(mut entry) => {
+            entry.write(header(ts, kind, tid, tgid, a, b, c));
+            entry.submit(0);
+        }
+        None => count_lost(kind),
+    }
+}
+
+/// Where the text of a [`TextMark`] comes from.
+pub enum Text {
+    User(*const u8),
+    Kernel(*const u8),
+}
+
+/// Emits a mark followed by a NUL-terminated string read from user or kernel memory.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn text_mark(ts: u64, kind: u16, tid: u32, tgid: u32, a: u64, b: u64, c: u64, text: Text) {
+    let Some(mut entry) = MARKS.reserve::<TextMark>(0) else {
+        count_lost(kind);
+        return;
+    };
+    let slot = entry.as_mut_ptr();
+    unsafe {
+        (*slot).mark = header(ts, kind, tid, tgid, a, b, c);
+        let buf = &mut (*slot).text;
+        let read = match text {
+            Text::User(p) => bpf_probe_read_user_str_bytes(p, buf),
+            Text::Kernel(p) => bpf_probe_read_kernel_str_bytes(p, buf),
+        };
+        let len = match read {
+            Ok(s) => s.len() as u32,
+            Err(_) => 0,
+        };
+        // A string that filled the buffer was cut short.
+        (*slot).mark.text_len = if len as usize >= TEXT_LEN - 1 {
+            len | TEXT_TRUNCATED
+        } else {
+            len
+        };
+    }
+    entry.submit(0);
+}

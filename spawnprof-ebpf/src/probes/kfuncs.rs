@@ -1,0 +1,159 @@
+//! Kernel functions inside copy_process, timed where the kernel allows it.
+//! Each hook exists twice, as fentry/fexit and as kprobe/kretprobe; the
+//! loader's attach plan picks one per stage (fentry first) and says which.
+//!
+//! Hooked functions (prototypes as of 6.1, only the entry/exit matter here):
+//! - `struct task_struct *copy_process(struct pid *, int, int, struct kernel_clone_args *)`
+//! - `int dup_mmap(struct mm_struct *mm, struct mm_struct *oldmm)` (static; inlined before 5.3)
+//! - `int copy_page_range(struct vm_area_struct *dst, struct vm_area_struct *src)` (5.11+ shape)
+//! - `int anon_vma_fork(struct vm_area_struct *vma, struct vm_area_struct *pvma)`
+use aya_ebpf::{
+    macros::{fentry, fexit, kprobe, kretprobe},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+};
+use spawnprof_common::kind;
+
+use crate::{
+    emit::{current, mark, now},
+    maps::CLONES,
+};
+
+#[inline(always)]
+fn clone_mark(kind: u16) -> u32 {
+    let ts = now();
+    let (tid, tgid) = current();
+    if unsafe { CLONES.get(tid) }.is_some() {
+        mark(ts, kind, tid, tgid, 0, 0, 0);
+    }
+    0
+}
+
+/// Which per-clone accumulator a timed function feeds.
+#[derive(Clone, Copy)]
+enum Timed {
+    CopyPageRange,
+    AnonVmaFork,
+}
+
+#[inline(always)]
+fn timed_enter(which: Timed) -> u32 {
+    let (tid, _) = current();
+    if let Some(s) = CLONES.get_ptr_mut(tid) {
+        let t = now();
+        unsafe {
+            match which {
+                Timed::CopyPageRange => (*s).cpr_enter_ns = t,
+                Timed::AnonVmaFork => (*s).avf_enter_ns = t,
+            }
+        }
+    }
+    0
+}
+
+#[inline(always)]
+fn timed_exit(which: Timed) -> u32 {
+    let t = now();
+    let (tid, _) = current();
+    if let Some(s) = CLONES.get_ptr_mut(tid) {
+        unsafe {
+            match which {
+                Timed::CopyPageRange if (*s).cpr_enter_ns != 0 => {
+                    (*s).cpr_total_ns += t - (*s).cpr_enter_ns;
+                    (*s).cpr_calls += 1;
+                    (*s).cpr_enter_ns = 0;
+                }
+                Timed::AnonVmaFork if (*s).avf_enter_ns != 0 => {
+                    (*s).avf_total_ns += t - (*s).avf_enter_ns;
+                    (*s).avf_calls += 1;
+                    (*s).avf_enter_ns = 0;
+                }
+                _ => {}
+            }
+        }
+    }
+    0
+}
+
+// fentry/fexit tier.
+
+#[fentry(function = "copy_process")]
+pub fn fentry_copy_process(_ctx: FEntryContext) -> u32 {
+    clone_mark(kind::COPY_PROCESS_ENTER)
+}
+
+#[fexit(function = "copy_process")]
+pub fn fexit_copy_process(_ctx: FExitContext) -> u32 {
+    clone_mark(kind::COPY_PROCESS_EXIT)
+}
+
+#[fentry(function = "dup_mmap")]
+pub fn fentry_dup_mmap(_ctx: FEntryContext) -> u32 {
+    clone_mark(kind::DUP_MMAP_ENTER)
+}
+
+#[fexit(function = "dup_mmap")]
+pub fn fexit_dup_mmap(_ctx: FExitContext) -> u32 {
+    clone_mark(kind::DUP_MMAP_EXIT)
+}
+
+#[fentry(function = "copy_page_range")]
+pub fn fentry_copy_page_range(_ctx: FEntryContext) -> u32 {
+    timed_enter(Timed::CopyPageRange)
+}
+
+#[fexit(function = "copy_page_range")]
+pub fn fexit_copy_page_range(_ctx: FExitContext) -> u32 {
+    timed_exit(Timed::CopyPageRange)
+}
+
+#[fentry(function = "anon_vma_fork")]
+pub fn fentry_anon_vma_fork(_ctx: FEntryContext) -> u32 {
+    timed_enter(Timed::AnonVmaFork)
+}
+
+#[fexit(function = "anon_vma_fork")]
+pub fn fexit_anon_vma_fork(_ctx: FExitContext) -> u32 {
+    timed_exit(Timed::AnonVmaFork)
+}
+
+// kprobe/kretprobe tier.
+
+#[kprobe]
+pub fn kprobe_copy_process(_ctx: ProbeContext) -> u32 {
+    clone_mark(kind::COPY_PROCESS_ENTER)
+}
+
+#[kretprobe]
+pub fn kretprobe_copy_process(_ctx: RetProbeContext) -> u32 {
+    clone_mark(kind::COPY_PROCESS_EXIT)
+}
+
+#[kprobe]
+pub fn kprobe_dup_mmap(_ctx: ProbeContext) -> u32 {
+    clone_mark(kind::DUP_MMAP_ENTER)
+}
+
+#[kretprobe]
+pub fn kretprobe_dup_mmap(_ctx: RetProbeContext) -> u32 {
+    clone_mark(kind::DUP_MMAP_EXIT)
+}
+
+#[kprobe]
+pub fn kprobe_copy_page_range(_ctx: ProbeContext) -> u32 {
+    timed_enter(Timed::CopyPageRange)
+}
+
+#[kretprobe]
+pub fn kretprobe_copy_page_range(_ctx: RetProbeContext) -> u32 {
+    timed_exit(Timed::CopyPageRange)
+}
+
+#[kprobe]
+pub fn kprobe_anon_vma_fork(_ctx: ProbeContext) -> u32 {
+    timed_enter(Timed::AnonVmaFork)
+}
+
+#[kretprobe]
+pub fn kretprobe_anon_vma_fork(_ctx: RetProbeContext) -> u32 {
+    timed_exit(Timed::AnonVmaFork)
+}

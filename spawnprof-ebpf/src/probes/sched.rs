@@ -1,0 +1,211 @@
+//! Scheduler and process-lifetime tracepoints: the fork completing, the child
+//! being woken and first run, the exec landing, the exit and the reap.
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::{bpf_get_current_task, bpf_get_smp_processor_id, bpf_probe_read_kernel},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use spawnprof_common::{
+    CloneState, TracedProc, UNKNOWN, clone_flags as cf, kind, pack_faults, traced as tflags,
+};
+
+use super::field;
+use crate::{
+    emit::{Text, current, mark, now, text_mark, traced, traces_spawns},
+    maps::{AWAIT_FIRST_RUN, CLONES, CONFIG, TRACED, config},
+};
+
+#[inline(always)]
+fn faults_of(tgid: u32) -> u64 {
+    match traced(tgid) {
+        Some(p) => unsafe { pack_faults((*p).faults, (*p).cow_faults) },
+        None => 0,
+    }
+}
+
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    let ts = now();
+    let (tid, tgid) = current();
+    if !traces_spawns(tgid) {
+        return 0;
+    }
+    let Some(child) = field::<i32>(&ctx, config(&CONFIG.tp.fork_child_pid)) else {
+        return 0;
+    };
+    let child = child as u32;
+    let state: Option<CloneState> = unsafe { CLONES.get(tid) }.copied();
+    let is_thread = state.is_some_and(|s| s.clone_flags & cf::CLONE_THREAD != 0);
+    let child_tgid = if is_thread { tgid } else { child };
+    if !is_thread {
+        let flags = if config(&CONFIG.follow) != 0 {
+            tflags::SPAWNS
+        } else {
+            tflags::LIFE_ONLY
+        };
+        let entry = TracedProc {
+            flags,
+            ..TracedProc::default()
+        };
+        let _ = TRACED.insert(child, entry, 0);
+    }
+    let _ = AWAIT_FIRST_RUN.insert(child, child_tgid, 0);
+    if config(&CONFIG.fn_timing) != 0 {
+        let s = state.unwrap_or_default();
+        mark(
+            ts,
+            kind::KERNEL_FN_TOTALS,
+            tid,
+            tgid,
+            s.cpr_total_ns,
+            s.avf_total_ns,
+            ((s.cpr_calls as u64) << 32) | s.avf_calls as u64,
+        );
+    }
+    mark(ts, kind::FORK_DONE, tid, tgid, child as u64, faults_of(tgid), 0);
+    0
+}
+
+#[tracepoint]
+pub fn sched_wakeup_new(ctx: TracePointContext) -> u32 {
+    let ts = now();
+    let Some(child) = field::<i32>(&ctx, config(&CONFIG.tp.wakeup_new_pid)) else {
+        return 0;
+    };
+    if unsafe { AWAIT_FIRST_RUN.get(child as u32) }.is_none() {
+        return 0;
+    }
+    let cpu = field::<i32>(&ctx, config(&CONFIG.tp.wakeup_new_target_cpu)).unwrap_or(-1);
+    let (tid, tgid) = current();
+    mark(ts, kind::WAKEUP_NEW, tid, tgid, child as u64, cpu as u64, 0);
+    0
+}
+
+#[tracepoint]
+pub fn sched_switch(ctx: TracePointContext) -> u32 {
+    // Runs on every context switch of the machine: one hash lookup, nothing else.
+    let Some(next) = field::<i32>(&ctx, config(&CONFIG.tp.switch_next_pid)) else {
+        return 0;
+    };
+    let next = next as u32;
+    let Some(tgid) = (unsafe { AWAIT_FIRST_RUN.get(next) }).copied() else {
+        return 0;
+    };
+    let ts = now();
+    let _ = AWAIT_FIRST_RUN.remove(next);
+    let cpu = unsafe { bpf_get_smp_processor_id() } as u64;
+    mark(ts, kind::FIRST_RUN, next, tgid, cpu, 0, 0);
+    0
+}
+
+/// Bytes of the environment the new image received (`mm->env_end - env_start`),
+/// read through offsets from the kernel's BTF.
+#[inline(always)]
+fn env_bytes() -> u64 {
+    let task_mm = config(&CONFIG.kernel.task_mm);
+    let start = config(&CONFIG.kernel.mm_env_start);
+    let end = config(&CONFIG.kernel.mm_env_end);
+    if task_mm == 0 || start == 0 || end == 0 {
+        return UNKNOWN;
+    }
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        let Ok(mm) = bpf_probe_read_kernel(task.add(task_mm as usize) as *const u64) else {
+            return UNKNOWN;
+        };
+        if mm == 0 {
+            return UNKNOWN;
+        }
+        let mm = mm as *const u8;
+        let s = bpf_probe_read_kernel(mm.add(start as usize) as *const u64);
+        let e = bpf_probe_read_kernel(mm.add(end as usize) as *const u64);
+        match (s, e) {
+            (Ok(s), Ok(e)) if e >= s => e - s,
+            _ => UNKNOWN,
+        }
+    }
+}
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let ts = now();
+    let (tid, tgid) = current();
+    if traced(tgid).is_none() {
+        return 0;
+    }
+    let old_pid = field::<i32>(&ctx, config(&CONFIG.tp.exec_old_pid)).unwrap_or(0);
+    // __data_loc: low 16 bits are the string's offset in the record.
+    let loc = field::<u32>(&ctx, config(&CONFIG.tp.exec_filename)).unwrap_or(0);
+    let name = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
+    text_mark(
+        ts,
+        kind::EXEC_DONE,
+        tid,
+        tgid,
+        old_pid as u64,
+        env_bytes(),
+        faults_of(tgid),
+        Text::Kernel(name),
+    );
+    0
+}
+
+#[tracepoint]
+pub fn sched_prepare_exec(_ctx: TracePointContext) -> u32 {
+    let ts = now();
+    let (tid, tgid) = current();
+    if traced(tgid).is_some() {
+        mark(ts, kind::EXEC_PREPARE, tid, tgid, 0, 0, 0);
+    }
+    0
+}
+
+#[inline(always)]
+fn exit_code() -> u64 {
+    let off = config(&CONFIG.kernel.task_exit_code);
+    if off == 0 {
+        return UNKNOWN;
+    }
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        match bpf_probe_read_kernel(task.add(off as usize) as *const i32) {
+            Ok(code) => code as u32 as u64,
+            Err(_) => UNKNOWN,
+        }
+    }
+}
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let ts = now();
+    let (tid, tgid) = current();
+    // Only the end of the whole process matters. Kernels without group_dead
+    // fall back to the leader's exit.
+    let group_dead = match field::<u8>(&ctx, config(&CONFIG.tp.exit_group_dead)) {
+        Some(v) => v != 0,
+        None => tid == tgid,
+    };
+    if !group_dead {
+        return 0;
+    }
+    if traced(tgid).is_none() {
+        return 0;
+    }
+    mark(ts, kind::EXIT, tid, tgid, exit_code(), faults_of(tgid), 0);
+    let _ = TRACED.remove(tgid);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_wait4(ctx: TracePointContext) -> u32 {
+    let ts = now();
+    let (tid, tgid) = current();
+    let Some(ret) = field::<i64>(&ctx, config(&CONFIG.tp.sys_exit_ret)) else {
+        return 0;
+    };
+    if ret > 0 && traced(tgid).is_some() {
+        mark(ts, kind::REAP, tid, tgid, ret as u64, 0, 0);
+    }
+    0
+}
