@@ -1,0 +1,1 @@
+//! The reference spawner (see issue 4).
