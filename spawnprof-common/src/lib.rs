@@ -15,6 +15,15 @@ pub const TEXT_LEN: usize = 256;
 
 /// A value the kernel side could not obtain (a field missing on this kernel).
 pub const UNKNOWN: u64 = u64::MAX;
+/// A 32-bit half of a packed mark value the kernel side could not obtain.
+pub const UNKNOWN_U32: u64 = 0xffff_ffff;
+
+/// Packs two 32-bit values into one mark value (`lo | hi << 32`).
+#[inline(always)]
+pub const fn pack_u32s(lo: u64, hi: u64) -> u64 {
+    (lo & 0xffff_ffff) | (hi << 32)
+}
+
 /// A tracepoint field offset that this kernel's format file does not have.
 pub const NO_FIELD: u32 = u32::MAX;
 
@@ -46,7 +55,8 @@ pub mod kind {
     pub const FORK_DONE: u16 = 10;
     /// Time spent in copy_page_range and anon_vma_fork during this clone, summed
     /// in the kernel (fentry/kprobe only). Emitted by the parent just before
-    /// [`FORK_DONE`]. a = copy_page_range ns, b = anon_vma_fork ns,
+    /// [`FORK_DONE`] when at least one call was timed; with those tiers
+    /// attached, its absence means no call. a = copy_page_range ns, b = anon_vma_fork ns,
     /// c = calls: copy_page_range << 32 | anon_vma_fork.
     pub const KERNEL_FN_TOTALS: u16 = 11;
     /// `sched:sched_wakeup_new`: the child is put on a run queue.
@@ -59,14 +69,14 @@ pub mod kind {
     /// The child is switched onto a CPU for the first time. tid/tgid = child,
     /// a = cpu.
     pub const FIRST_RUN: u16 = 15;
-    /// execve/execveat entry. text = path as given, a = env count,
-    /// b = argc, c = [`super::syscall`] id.
+    /// execve/execveat entry. text = path as given, c = [`super::syscall`] id.
     pub const EXEC_ENTER: u16 = 16;
     /// `sched:sched_prepare_exec`: the binary was found, the point of no return is near.
     pub const EXEC_PREPARE: u16 = 17;
-    /// `sched:sched_process_exec`: the new image is in place. a = old pid,
-    /// b = env bytes of the new image ([`super::UNKNOWN`] if not readable),
-    /// c = [`super::pack_faults`] of the process before the exec. text = filename.
+    /// `sched:sched_process_exec`: the new image is in place.
+    /// a = old pid | argc << 32, b = env bytes | env count << 32 (each half
+    /// [`super::UNKNOWN_U32`] when not readable), c = [`super::pack_faults`]
+    /// of the process before the exec. text = filename.
     pub const EXEC_DONE: u16 = 18;
     /// execve/execveat return. a = return value (0 or -errno).
     pub const EXEC_EXIT: u16 = 19;
@@ -222,11 +232,7 @@ pub struct TracepointOffsets {
     pub sys_enter_clone_flags: u32,
     pub sys_enter_clone3_uargs: u32,
     pub sys_enter_execve_filename: u32,
-    pub sys_enter_execve_argv: u32,
-    pub sys_enter_execve_envp: u32,
     pub sys_enter_execveat_filename: u32,
-    pub sys_enter_execveat_argv: u32,
-    pub sys_enter_execveat_envp: u32,
     pub sys_exit_ret: u32,
 }
 
@@ -252,11 +258,7 @@ impl TracepointOffsets {
         sys_enter_clone_flags: NO_FIELD,
         sys_enter_clone3_uargs: NO_FIELD,
         sys_enter_execve_filename: NO_FIELD,
-        sys_enter_execve_argv: NO_FIELD,
-        sys_enter_execve_envp: NO_FIELD,
         sys_enter_execveat_filename: NO_FIELD,
-        sys_enter_execveat_argv: NO_FIELD,
-        sys_enter_execveat_envp: NO_FIELD,
         sys_exit_ret: NO_FIELD,
     };
 }
@@ -274,6 +276,12 @@ pub struct KernelOffsets {
     pub mm_env_start: u32,
     /// `mm_struct.env_end`
     pub mm_env_end: u32,
+    /// `linux_binprm.argc`
+    pub binprm_argc: u32,
+    /// `linux_binprm.envc`
+    pub binprm_envc: u32,
+    /// `linux_binprm.filename`
+    pub binprm_filename: u32,
 }
 
 /// The loader's settings for the probes, set as the global `CONFIG`.
@@ -284,13 +292,7 @@ pub struct ProbeConfig {
     /// [`traced::SPAWNS`] too (`--follow`, `record -- CMD`); otherwise
     /// [`traced::LIFE_ONLY`].
     pub follow: u32,
-    /// Upper bound of env/argv pointers counted per exec.
-    pub max_exec_ptrs: u32,
-    /// Non-zero when the copy_page_range/anon_vma_fork timing programs are
-    /// attached: the fork probe then always emits [`kind::KERNEL_FN_TOTALS`],
-    /// so a spawn that made no such call reads 0, not "unavailable".
-    pub fn_timing: u32,
-    pub _pad: u32,
+    pub _reserved: u32,
     pub tp: TracepointOffsets,
     pub kernel: KernelOffsets,
 }
@@ -298,15 +300,16 @@ pub struct ProbeConfig {
 impl ProbeConfig {
     pub const DEFAULT: Self = Self {
         follow: 0,
-        max_exec_ptrs: 0,
-        fn_timing: 0,
-        _pad: 0,
+        _reserved: 0,
         tp: TracepointOffsets::MISSING,
         kernel: KernelOffsets {
             task_mm: 0,
             task_exit_code: 0,
             mm_env_start: 0,
             mm_env_end: 0,
+            binprm_argc: 0,
+            binprm_envc: 0,
+            binprm_filename: 0,
         },
     };
 }

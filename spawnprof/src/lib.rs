@@ -2,10 +2,23 @@
 //!
 //! Data path: kernel probes (`spawnprof-ebpf`) emit marks → [`session`] loads
 //! and attaches them following the [`plan`] chosen from the host's
-//! [`capabilities`] → [`correlate`] folds marks into [`model::SpawnRecord`]s →
-//! [`analysis`] summarises → [`report`] writes tables and files.
-//! [`workload`] is the reference spawner driven by `spawnprof bench`.
+//! [`capabilities`] → [`decode`] → [`correlate`] folds marks into
+//! [`model::SpawnRecord`]s → [`analysis`] summarises → [`report`] writes
+//! tables and files. [`record`] drives a recording; [`workload`] is the
+//! reference spawner driven by `spawnprof bench`.
 
+pub mod analysis;
+pub mod capabilities;
+pub mod cli;
+pub mod correlate;
+pub mod decode;
+pub mod model;
+pub mod node;
+pub mod plan;
+pub mod record;
+pub mod report;
+pub mod session;
+pub mod units;
 pub mod workload;
 
 /// The eBPF object built by build.rs.

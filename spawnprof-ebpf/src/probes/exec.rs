@@ -1,6 +1,6 @@
 //! execve/execveat attempts. A PATH search shows up as a run of failed
 //! attempts (ENOENT) before the one that succeeds.
-use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use spawnprof_common::{kind, syscall};
 
 use super::field;
@@ -9,45 +9,24 @@ use crate::{
     maps::{CONFIG, config},
 };
 
-/// Hard ceiling the verifier sees; `CONFIG.max_exec_ptrs` lowers it.
-const MAX_PTRS: u32 = 4096;
-
-/// Counts the entries of a NULL-terminated user array of pointers
-/// (argv/envp) without reading the strings: values are never recorded.
 #[inline(always)]
-fn count_ptrs(array: u64) -> u64 {
-    if array == 0 {
-        return 0;
-    }
-    let limit = config(&CONFIG.max_exec_ptrs);
-    let base = array as *const u64;
-    let mut n: u32 = 0;
-    while n < MAX_PTRS && n < limit {
-        match unsafe { bpf_probe_read_user(base.wrapping_add(n as usize)) } {
-            Ok(0) | Err(_) => break,
-            Ok(_) => n += 1,
-        }
-    }
-    n as u64
-}
-
-#[inline(always)]
-fn enter(ctx: &TracePointContext, filename: u32, argv: u32, envp: u32, which: u64) -> u32 {
+fn enter(ctx: &TracePointContext, filename: u32, which: u64) -> u32 {
     let ts = now();
     let (tid, tgid) = current();
     if traced(tgid).is_none() {
         return 0;
     }
+    // Argument and environment counts come from the kernel's own count at
+    // exec done (linux_binprm), not from walking user arrays here: a walk
+    // of thousands of pointers is both slow and too branchy for the verifier.
     let path = field::<u64>(ctx, filename).unwrap_or(0);
-    let envc = count_ptrs(field::<u64>(ctx, envp).unwrap_or(0));
-    let argc = count_ptrs(field::<u64>(ctx, argv).unwrap_or(0));
     text_mark(
         ts,
         kind::EXEC_ENTER,
         tid,
         tgid,
-        envc,
-        argc,
+        0,
+        0,
         which,
         Text::User(path as *const u8),
     );
@@ -59,8 +38,6 @@ pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
     enter(
         &ctx,
         config(&CONFIG.tp.sys_enter_execve_filename),
-        config(&CONFIG.tp.sys_enter_execve_argv),
-        config(&CONFIG.tp.sys_enter_execve_envp),
         syscall::EXECVE,
     )
 }
@@ -70,8 +47,6 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
     enter(
         &ctx,
         config(&CONFIG.tp.sys_enter_execveat_filename),
-        config(&CONFIG.tp.sys_enter_execveat_argv),
-        config(&CONFIG.tp.sys_enter_execveat_envp),
         syscall::EXECVEAT,
     )
 }

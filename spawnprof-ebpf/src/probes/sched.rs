@@ -3,11 +3,12 @@
 use aya_ebpf::{
     EbpfContext as _,
     helpers::{bpf_get_current_task, bpf_get_smp_processor_id, bpf_probe_read_kernel},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use spawnprof_common::{
-    CloneState, TracedProc, UNKNOWN, clone_flags as cf, kind, pack_faults, traced as tflags,
+    CloneState, TracedProc, UNKNOWN, UNKNOWN_U32, clone_flags as cf, kind, pack_faults, pack_u32s,
+    traced as tflags,
 };
 
 use super::field;
@@ -51,8 +52,11 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
         let _ = TRACED.insert(child, entry, 0);
     }
     let _ = AWAIT_FIRST_RUN.insert(child, child_tgid, 0);
-    if config(&CONFIG.fn_timing) != 0 {
-        let s = state.unwrap_or_default();
+    // Only the fentry/kprobe tiers fill these; the loader's plan tells
+    // userspace whether an absent mark means "0 calls" or "not measured".
+    if let Some(s) = state
+        && s.cpr_calls + s.avf_calls > 0
+    {
         mark(
             ts,
             kind::KERNEL_FN_TOTALS,
@@ -64,6 +68,21 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
         );
     }
     mark(ts, kind::FORK_DONE, tid, tgid, child as u64, faults_of(tgid), 0);
+    0
+}
+
+/// `task:task_newtask`, fired at the end of copy_process: the tracepoint-only
+/// end of the copy_process stage.
+#[tracepoint]
+pub fn task_newtask(ctx: TracePointContext) -> u32 {
+    let ts = now();
+    let (tid, tgid) = current();
+    if !traces_spawns(tgid) {
+        return 0;
+    }
+    let pid = field::<i32>(&ctx, config(&CONFIG.tp.newtask_pid)).unwrap_or(0);
+    let flags = field::<u64>(&ctx, config(&CONFIG.tp.newtask_clone_flags)).unwrap_or(0);
+    mark(ts, kind::NEWTASK, tid, tgid, pid as u64, flags, 0);
     0
 }
 
@@ -127,28 +146,64 @@ fn env_bytes() -> u64 {
     }
 }
 
-#[tracepoint]
-pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+#[inline(always)]
+fn exec_done(old_pid: u64, argc: u64, envc: u64, name: Text) -> u32 {
     let ts = now();
     let (tid, tgid) = current();
     if traced(tgid).is_none() {
         return 0;
     }
-    let old_pid = field::<i32>(&ctx, config(&CONFIG.tp.exec_old_pid)).unwrap_or(0);
-    // __data_loc: low 16 bits are the string's offset in the record.
-    let loc = field::<u32>(&ctx, config(&CONFIG.tp.exec_filename)).unwrap_or(0);
-    let name = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
+    let bytes = match env_bytes() {
+        UNKNOWN => UNKNOWN_U32,
+        b => b,
+    };
     text_mark(
         ts,
         kind::EXEC_DONE,
         tid,
         tgid,
-        old_pid as u64,
-        env_bytes(),
+        pack_u32s(old_pid, argc),
+        pack_u32s(bytes, envc),
         faults_of(tgid),
-        Text::Kernel(name),
+        name,
     );
     0
+}
+
+/// Exec done from the classic tracepoint: no argument or environment counts.
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let old_pid = field::<i32>(&ctx, config(&CONFIG.tp.exec_old_pid)).unwrap_or(0);
+    // __data_loc: low 16 bits are the string's offset in the record.
+    let loc = field::<u32>(&ctx, config(&CONFIG.tp.exec_filename)).unwrap_or(0);
+    let name = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
+    exec_done(old_pid as u32 as u64, UNKNOWN_U32, UNKNOWN_U32, Text::Kernel(name))
+}
+
+/// Exec done from the raw tracepoint, whose arguments include the
+/// `linux_binprm`: the kernel's own argc/envc for the new image.
+/// TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn raw_sched_process_exec(ctx: RawTracePointContext) -> u32 {
+    let old_pid: u64 = ctx.arg(1);
+    let bprm = ctx.arg::<u64>(2) as *const u8;
+    let read_u32 = |off: u32| -> u64 {
+        if off == 0 {
+            return UNKNOWN_U32;
+        }
+        unsafe { bpf_probe_read_kernel(bprm.add(off as usize) as *const i32) }
+            .map_or(UNKNOWN_U32, |v| v as u32 as u64)
+    };
+    let argc = read_u32(config(&CONFIG.kernel.binprm_argc));
+    let envc = read_u32(config(&CONFIG.kernel.binprm_envc));
+    let filename_off = config(&CONFIG.kernel.binprm_filename);
+    let name = if filename_off == 0 {
+        core::ptr::null()
+    } else {
+        unsafe { bpf_probe_read_kernel(bprm.add(filename_off as usize) as *const u64) }
+            .unwrap_or(0) as *const u8
+    };
+    exec_done(old_pid as u32 as u64, argc, envc, Text::Kernel(name))
 }
 
 #[tracepoint]

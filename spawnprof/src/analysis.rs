@@ -1,0 +1,114 @@
+//! Summaries of many spawns: per-stage distributions and counts.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{KERNEL_FN_STAGES, STAGES, SpawnRecord};
+
+/// Distribution of one stage's duration over the spawns that have it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageStats {
+    /// Spawns where the stage was measured.
+    pub count: u64,
+    pub mean_ns: u64,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+    pub total_ns: u64,
+}
+
+impl StageStats {
+    /// Nearest-rank percentiles over `values` (sorted in place).
+    pub fn from_values(values: &mut [u64]) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        values.sort_unstable();
+        let n = values.len();
+        let pct = |p: f64| values[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+        let total: u64 = values.iter().sum();
+        Self {
+            count: n as u64,
+            mean_ns: total / n as u64,
+            p50_ns: pct(0.50),
+            p90_ns: pct(0.90),
+            p99_ns: pct(0.99),
+            max_ns: values[n - 1],
+            total_ns: total,
+        }
+    }
+}
+
+/// Stage name → statistics, in [`STAGES`] order plus the kernel-summed stages.
+pub fn stage_stats<'a>(records: impl IntoIterator<Item = &'a SpawnRecord>) -> BTreeMap<String, StageStats> {
+    let mut values: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let names = STAGES
+        .iter()
+        .map(|s| s.name)
+        .chain(KERNEL_FN_STAGES.iter().map(|(n, _)| *n));
+    for name in names.clone() {
+        values.insert(name, Vec::new());
+    }
+    for r in records {
+        for name in names.clone() {
+            if let Some(v) = r.duration(name) {
+                values.get_mut(name).expect("inserted").push(v);
+            }
+        }
+    }
+    values
+        .into_iter()
+        .map(|(k, mut v)| (k.to_string(), StageStats::from_values(&mut v)))
+        .collect()
+}
+
+/// Headline counts of a recording.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Process spawns (not threads, not the root command).
+    pub spawns: u64,
+    pub threads: u64,
+    pub execs: u64,
+    pub failed_exec_attempts: u64,
+    pub exits: u64,
+    pub incomplete: u64,
+    /// Spawns by method ("fork", "vfork", …).
+    pub by_method: BTreeMap<String, u64>,
+}
+
+pub fn counts<'a>(records: impl IntoIterator<Item = &'a SpawnRecord>) -> Counts {
+    let mut c = Counts::default();
+    for r in records {
+        if r.thread {
+            c.threads += 1;
+        } else if !r.root {
+            c.spawns += 1;
+            *c.by_method
+                .entry(r.method.clone().unwrap_or_else(|| "unknown".into()))
+                .or_default() += 1;
+        }
+        c.execs += r.ts.exec_done.is_some() as u64;
+        c.failed_exec_attempts += r.failed_exec_attempts;
+        c.exits += r.ts.exit.is_some() as u64;
+        c.incomplete += !r.incomplete.is_empty() as u64;
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let mut v: Vec<u64> = (1..=100).collect();
+        let s = StageStats::from_values(&mut v);
+        assert_eq!((s.count, s.p50_ns, s.p90_ns, s.p99_ns, s.max_ns), (100, 50, 90, 99, 100));
+        assert_eq!(s.mean_ns, 50);
+        assert_eq!(s.total_ns, 5050);
+        assert_eq!(StageStats::from_values(&mut []), StageStats::default());
+        let s = StageStats::from_values(&mut [7]);
+        assert_eq!((s.p50_ns, s.p99_ns), (7, 7));
+    }
+}

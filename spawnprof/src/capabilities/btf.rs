@@ -1,0 +1,269 @@
+//! Just enough of a BTF reader to find struct member offsets and function
+//! names in the kernel's own type information (/sys/kernel/btf/vmlinux).
+//!
+//! The probes are built without CO-RE relocations, so the few kernel struct
+//! fields they read (task->mm, mm->env_start/env_end, task->exit_code) get
+//! their offsets from here at load time. aya parses BTF too but keeps type
+//! lookups private.
+use std::collections::HashMap;
+
+use anyhow::{Context as _, Result, bail, ensure};
+
+const MAGIC: u16 = 0xeb9f;
+
+const KIND_INT: u32 = 1;
+const KIND_ARRAY: u32 = 3;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC: u32 = 12;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_VAR: u32 = 14;
+const KIND_DATASEC: u32 = 15;
+const KIND_DECL_TAG: u32 = 17;
+const KIND_TYPE_TAG: u32 = 18;
+const KIND_ENUM64: u32 = 19;
+
+#[derive(Clone, Debug)]
+struct Member {
+    name: u32,
+    type_id: u32,
+    bit_offset: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Type {
+    kind: u32,
+    name: u32,
+    /// Size, or the referenced type id for modifiers/typedefs.
+    size_or_type: u32,
+    members: Vec<Member>,
+}
+
+/// Parsed kernel BTF (types and strings only).
+pub struct KernelBtf {
+    types: Vec<Type>, // index = type id; id 0 is void
+    strings: Vec<u8>,
+    structs_by_name: HashMap<String, u32>,
+}
+
+impl KernelBtf {
+    pub fn from_sys_fs() -> Result<Self> {
+        let path = "/sys/kernel/btf/vmlinux";
+        let data = std::fs::read(path)
+            .with_context(|| format!("reading {path} (kernel built without CONFIG_DEBUG_INFO_BTF?)"))?;
+        Self::parse(&data)
+    }
+
+    pub fn parse(data: &[u8]) -> Result<Self> {
+        let u16_at = |o: usize| -> Result<u16> {
+            Ok(u16::from_le_bytes(data.get(o..o + 2).context("truncated BTF")?.try_into()?))
+        };
+        let u32_at = |o: usize| -> Result<u32> {
+            Ok(u32::from_le_bytes(data.get(o..o + 4).context("truncated BTF")?.try_into()?))
+        };
+        ensure!(u16_at(0)? == MAGIC, "not little-endian BTF (bad magic)");
+        let hdr_len = u32_at(4)? as usize;
+        let type_off = u32_at(8)? as usize;
+        let type_len = u32_at(12)? as usize;
+        let str_off = u32_at(16)? as usize;
+        let str_len = u32_at(20)? as usize;
+        let types_start = hdr_len + type_off;
+        let types_end = types_start + type_len;
+        let strings = data
+            .get(hdr_len + str_off..hdr_len + str_off + str_len)
+            .context("truncated BTF string section")?
+            .to_vec();
+        ensure!(types_end <= data.len(), "truncated BTF type section");
+
+        let mut types = vec![Type {
+            kind: 0,
+            name: 0,
+            size_or_type: 0,
+            members: Vec::new(),
+        }];
+        let mut at = types_start;
+        while at < types_end {
+            let name = u32_at(at)?;
+            let info = u32_at(at + 4)?;
+            let size_or_type = u32_at(at + 8)?;
+            at += 12;
+            let kind = (info >> 24) & 0x1f;
+            let vlen = (info & 0xffff) as usize;
+            let kind_flag = info >> 31 == 1;
+            let mut members = Vec::new();
+            match kind {
+                KIND_INT | KIND_VAR | KIND_DECL_TAG => at += 4,
+                KIND_ARRAY => at += 12,
+                KIND_STRUCT | KIND_UNION => {
+                    for i in 0..vlen {
+                        let m = at + i * 12;
+                        let raw = u32_at(m + 8)?;
+                        members.push(Member {
+                            name: u32_at(m)?,
+                            type_id: u32_at(m + 4)?,
+                            // With kind_flag the top byte is a bitfield size.
+                            bit_offset: if kind_flag { raw & 0x00ff_ffff } else { raw },
+                        });
+                    }
+                    at += vlen * 12;
+                }
+                KIND_ENUM | KIND_FUNC_PROTO => at += vlen * 8,
+                KIND_DATASEC | KIND_ENUM64 => at += vlen * 12,
+                2 | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_FUNC
+                | 16 | KIND_TYPE_TAG => {}
+                other => bail!("unknown BTF kind {other}"),
+            }
+            types.push(Type {
+                kind,
+                name,
+                size_or_type,
+                members,
+            });
+        }
+        let mut btf = Self {
+            types,
+            strings,
+            structs_by_name: HashMap::new(),
+        };
+        for (id, ty) in btf.types.iter().enumerate() {
+            // Keep the first complete definition of each struct name.
+            if ty.kind == KIND_STRUCT && ty.name != 0 {
+                let name = btf.string(ty.name).to_string();
+                btf.structs_by_name.entry(name).or_insert(id as u32);
+            }
+        }
+        Ok(btf)
+    }
+
+    fn string(&self, offset: u32) -> &str {
+        let rest = self.strings.get(offset as usize..).unwrap_or_default();
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        std::str::from_utf8(&rest[..end]).unwrap_or("")
+    }
+
+    /// Follows typedefs and qualifiers to the underlying type id.
+    fn resolve(&self, mut id: u32) -> u32 {
+        for _ in 0..32 {
+            match self.types.get(id as usize) {
+                Some(t)
+                    if matches!(
+                        t.kind,
+                        KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG
+                    ) =>
+                {
+                    id = t.size_or_type
+                }
+                _ => break,
+            }
+        }
+        id
+    }
+
+    /// Byte offset of `member` in `struct name`, looking through anonymous
+    /// struct/union members (mm_struct keeps most fields in one).
+    pub fn member_offset(&self, struct_name: &str, member: &str) -> Option<u32> {
+        let id = *self.structs_by_name.get(struct_name)?;
+        self.find_member(id, member, 0).map(|bits| bits / 8)
+    }
+
+    fn find_member(&self, id: u32, member: &str, depth: u32) -> Option<u32> {
+        if depth > 8 {
+            return None;
+        }
+        let ty = self.types.get(id as usize)?;
+        for m in &ty.members {
+            if m.name != 0 && self.string(m.name) == member {
+                return Some(m.bit_offset);
+            }
+        }
+        for m in ty.members.iter().filter(|m| m.name == 0) {
+            let inner = self.resolve(m.type_id);
+            if let Some(t) = self.types.get(inner as usize)
+                && matches!(t.kind, KIND_STRUCT | KIND_UNION)
+                && let Some(off) = self.find_member(inner, member, depth + 1)
+            {
+                return Some(m.bit_offset + off);
+            }
+        }
+        None
+    }
+
+    /// Whether the kernel has a function of this name in its BTF (a
+    /// precondition for fentry/fexit; inlined functions are absent).
+    pub fn has_function(&self, name: &str) -> bool {
+        self.types
+            .iter()
+            .any(|t| t.kind == KIND_FUNC && self.string(t.name) == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds a tiny BTF blob: struct outer { int a; struct { long b; long c; }; }
+    /// plus a FUNC named "f".
+    fn sample() -> Vec<u8> {
+        let strings = b"\0int\0outer\0a\0b\0c\0f\0".to_vec();
+        // string offsets: int=1 outer=5 a=11 b=13 c=15 f=17
+        let mut types = Vec::new();
+        let mut push = |words: &[u32]| {
+            for w in words {
+                types.extend_from_slice(&w.to_le_bytes());
+            }
+        };
+        // 1: int, size 8
+        push(&[1, KIND_INT << 24, 8, 64]);
+        // 2: anonymous struct { b at 0, c at 64 bits }
+        push(&[0, (KIND_STRUCT << 24) | 2, 16, 13, 1, 0, 15, 1, 64]);
+        // 3: struct outer { a at 0, <anon> at 64 bits }
+        push(&[5, (KIND_STRUCT << 24) | 2, 24, 11, 1, 0, 0, 2, 64]);
+        // 4: func f
+        push(&[17, KIND_FUNC << 24, 0]);
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&MAGIC.to_le_bytes());
+        blob.extend_from_slice(&[1, 0]);
+        for w in [24u32, 0, types.len() as u32, types.len() as u32, strings.len() as u32] {
+            blob.extend_from_slice(&w.to_le_bytes());
+        }
+        blob.extend_from_slice(&types);
+        blob.extend_from_slice(&strings);
+        blob
+    }
+
+    #[test]
+    fn finds_members_through_anonymous_structs() {
+        let btf = KernelBtf::parse(&sample()).unwrap();
+        assert_eq!(btf.member_offset("outer", "a"), Some(0));
+        assert_eq!(btf.member_offset("outer", "b"), Some(8));
+        assert_eq!(btf.member_offset("outer", "c"), Some(16));
+        assert_eq!(btf.member_offset("outer", "nope"), None);
+        assert!(btf.has_function("f"));
+        assert!(!btf.has_function("g"));
+    }
+
+    #[test]
+    fn rejects_truncated_or_foreign_data() {
+        let blob = sample();
+        assert!(KernelBtf::parse(&blob[..30]).is_err());
+        assert!(KernelBtf::parse(b"\x00\x00garbage garbage garbage").is_err());
+    }
+
+    #[test]
+    fn reads_this_kernels_task_and_mm_offsets() {
+        let Ok(btf) = KernelBtf::from_sys_fs() else {
+            println!("SKIPPED: no /sys/kernel/btf/vmlinux on this host");
+            return;
+        };
+        assert!(btf.member_offset("task_struct", "mm").is_some());
+        assert!(btf.member_offset("mm_struct", "env_start").is_some());
+        assert!(btf.member_offset("mm_struct", "env_end").unwrap()
+            > btf.member_offset("mm_struct", "env_start").unwrap());
+        assert!(btf.has_function("copy_process"));
+    }
+}

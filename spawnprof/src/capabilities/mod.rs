@@ -1,0 +1,99 @@
+//! What this host can do, and why not when it can't: privileges, tracefs,
+//! kernel BTF, the kprobe PMU. The attach plan ([`crate::plan`]) asks these
+//! questions; every "no" carries a reason the report shows.
+pub mod btf;
+pub mod tracefs;
+
+use std::{
+    collections::HashSet,
+    path::Path,
+    sync::OnceLock,
+};
+
+use anyhow::{Result, bail};
+pub use btf::KernelBtf;
+pub use tracefs::Tracefs;
+
+/// Capability bits (linux/capability.h) spawnprof needs.
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Facts about the host gathered once before loading.
+pub struct Host {
+    pub kernel_release: String,
+    pub tracefs: Tracefs,
+    pub btf: Option<KernelBtf>,
+    /// Why BTF is missing, when it is.
+    pub btf_error: Option<String>,
+    /// `/sys/bus/event_source/devices/kprobe/type` exists (CONFIG_KPROBES).
+    pub kprobe_pmu: bool,
+    /// available_filter_functions, read on first use (it is a few MB).
+    filter_functions: OnceLock<Option<HashSet<String>>>,
+}
+
+impl Host {
+    /// Checks privileges, then gathers the facts (mounting tracefs if needed).
+    pub fn probe() -> Result<Self> {
+        check_privileges()?;
+        let tracefs = Tracefs::open()?;
+        let (btf, btf_error) = match KernelBtf::from_sys_fs() {
+            Ok(b) => (Some(b), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
+        Ok(Self {
+            kernel_release: kernel_release(),
+            tracefs,
+            btf,
+            btf_error,
+            kprobe_pmu: Path::new("/sys/bus/event_source/devices/kprobe/type").exists(),
+            filter_functions: OnceLock::new(),
+        })
+    }
+
+    /// Whether `function` can take a kprobe. When the list cannot be read,
+    /// say yes and let the attach itself decide.
+    pub fn kprobe_target_exists(&self, function: &str) -> bool {
+        let list = self.filter_functions.get_or_init(|| {
+            let text =
+                std::fs::read_to_string(self.tracefs.root().join("available_filter_functions"))
+                    .ok()?;
+            // Lines are "name" or "name [module]".
+            Some(
+                text.lines()
+                    .filter_map(|l| l.split_whitespace().next())
+                    .map(str::to_string)
+                    .collect(),
+            )
+        });
+        list.as_ref().is_none_or(|l| l.contains(function))
+    }
+}
+
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Effective capabilities of this process, from /proc/self/status.
+fn effective_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// Loading BPF programs and reading tracepoints needs root, or CAP_BPF with
+/// CAP_PERFMON (5.8+), or CAP_SYS_ADMIN.
+pub fn check_privileges() -> Result<()> {
+    let caps = effective_caps().unwrap_or(0);
+    let has = |cap: u32| caps & (1u64 << cap) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        return Ok(());
+    }
+    bail!(
+        "spawnprof needs to load eBPF programs: run it as root (e.g. `sudo spawnprof ...`), \
+         or grant CAP_BPF and CAP_PERFMON (plus CAP_DAC_READ_SEARCH for tracefs), e.g. \
+         `sudo setcap cap_bpf,cap_perfmon,cap_dac_read_search+ep $(command -v spawnprof)`"
+    )
+}

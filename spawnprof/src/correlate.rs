@@ -1,0 +1,875 @@
+//! Marks → spawns. Marks arrive slightly out of order; [`Reorder`] holds them
+//! for a short window and releases them in time order. [`Correlator`] then
+//! folds them into [`SpawnRecord`]s:
+//!
+//! - a spawn is keyed by the parent's tid from clone entry until the fork
+//!   completes (`FORK_DONE` names the child),
+//! - then by the child's tid, through first run, exec attempts, exit and reap.
+//!
+//! A record is handed out once it can no longer change: reaped (processes),
+//! returned on both sides (threads), exited (the root command); or when the
+//! recording ends, with the reasons it is incomplete.
+use std::collections::{BTreeMap, BinaryHeap, HashMap, hash_map::Entry};
+
+use spawnprof_common::{UNKNOWN, UNKNOWN_U32, clone_flags as cf, kind, syscall, unpack_faults};
+
+use crate::{
+    decode::Event,
+    model::{ExecAttempt, KernelFnTimes, SpawnRecord, describe_flags, method_of},
+};
+
+/// Releases events in timestamp order once they are older than the newest
+/// event seen minus the window.
+pub struct Reorder {
+    window_ns: u64,
+    newest: u64,
+    seq: u64,
+    heap: BinaryHeap<std::cmp::Reverse<(u64, u64, OrderedEvent)>>,
+}
+
+/// Wrapper giving events a total order for the heap (by arrival once the
+/// timestamps tie).
+#[derive(Debug)]
+struct OrderedEvent(Event);
+impl PartialEq for OrderedEvent {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for OrderedEvent {}
+impl PartialOrd for OrderedEvent {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for OrderedEvent {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl Reorder {
+    pub fn new(window_ns: u64) -> Self {
+        Self {
+            window_ns,
+            newest: 0,
+            seq: 0,
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    pub fn push(&mut self, event: Event) {
+        self.newest = self.newest.max(event.mark.ts_ns);
+        self.seq += 1;
+        self.heap
+            .push(std::cmp::Reverse((event.mark.ts_ns, self.seq, OrderedEvent(event))));
+    }
+
+    /// Events old enough that nothing earlier can still arrive: older than
+    /// the window before `now` (CLOCK_MONOTONIC ns), or before the newest
+    /// event seen, whichever is later.
+    pub fn ready(&mut self, now: u64) -> impl Iterator<Item = Event> + '_ {
+        let horizon = now.max(self.newest).saturating_sub(self.window_ns);
+        std::iter::from_fn(move || {
+            let std::cmp::Reverse((ts, _, _)) = self.heap.peek()?;
+            if *ts > horizon {
+                return None;
+            }
+            self.heap.pop().map(|std::cmp::Reverse((_, _, e))| e.0)
+        })
+    }
+
+    /// Everything left, in order (end of recording).
+    pub fn drain(&mut self) -> impl Iterator<Item = Event> + '_ {
+        std::iter::from_fn(move || self.heap.pop().map(|std::cmp::Reverse((_, _, e))| e.0))
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+/// Counters about the correlation itself, for the summary.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct CorrelationStats {
+    pub marks: u64,
+    pub marks_by_kind: BTreeMap<String, u64>,
+    /// Marks that matched no spawn (e.g. the parent's side was lost, or a
+    /// traced process exec'd without having been spawned in the recording).
+    pub unmatched_marks: u64,
+    pub failed_clones: u64,
+}
+
+/// A spawn being assembled (absolute timestamps until it is emitted).
+#[derive(Default)]
+struct Builder {
+    rec: SpawnRecord,
+    /// Index of the exec attempt waiting for its return.
+    open_attempt: Option<usize>,
+    exited: bool,
+    reaped: bool,
+    child_seen: bool,
+    parent_returned: bool,
+    /// Parent CoW faults counter at this fork, until the parent's next fork or exit.
+    cow_pending: bool,
+}
+
+impl Builder {
+    fn done(&self) -> bool {
+        if self.cow_pending {
+            return false;
+        }
+        if self.rec.root {
+            return self.exited;
+        }
+        if self.rec.thread {
+            return self.parent_returned && self.child_seen;
+        }
+        self.reaped
+    }
+}
+
+/// Folds time-ordered events into spawn records.
+pub struct Correlator {
+    t0: u64,
+    root_pid: Option<u32>,
+    /// Parent tid → spawn between clone entry and fork done.
+    by_parent: HashMap<u32, Builder>,
+    /// Parent tid → child tid, between fork done and the parent's return.
+    parent_open: HashMap<u32, u32>,
+    /// Child tid → spawn.
+    by_child: HashMap<u32, Builder>,
+    /// Parent tgid → (child tid, parent CoW count at that fork).
+    cow_baseline: HashMap<u32, (u32, u64)>,
+    out: Vec<SpawnRecord>,
+    pub stats: CorrelationStats,
+}
+
+fn kind_name(k: u16) -> &'static str {
+    match k {
+        kind::CLONE_ENTER => "clone_enter",
+        kind::COPY_PROCESS_ENTER => "copy_process_enter",
+        kind::MM_LOCK_WAIT => "mm_lock_wait",
+        kind::MM_LOCK_ACQUIRED => "mm_lock_acquired",
+        kind::MM_LOCK_RELEASED => "mm_lock_released",
+        kind::DUP_MMAP_ENTER => "dup_mmap_enter",
+        kind::DUP_MMAP_EXIT => "dup_mmap_exit",
+        kind::NEWTASK => "newtask",
+        kind::COPY_PROCESS_EXIT => "copy_process_exit",
+        kind::FORK_DONE => "fork_done",
+        kind::KERNEL_FN_TOTALS => "kernel_fn_totals",
+        kind::WAKEUP_NEW => "wakeup_new",
+        kind::CLONE_EXIT => "clone_exit",
+        kind::CHILD_RETURN => "child_return",
+        kind::FIRST_RUN => "first_run",
+        kind::EXEC_ENTER => "exec_enter",
+        kind::EXEC_PREPARE => "exec_prepare",
+        kind::EXEC_DONE => "exec_done",
+        kind::EXEC_EXIT => "exec_exit",
+        kind::EXIT => "exit",
+        kind::REAP => "reap",
+        _ => "unknown",
+    }
+}
+
+pub fn mark_kind_name(k: u16) -> &'static str {
+    kind_name(k)
+}
+
+fn syscall_name(id: u64) -> &'static str {
+    match id {
+        syscall::CLONE => "clone",
+        syscall::CLONE3 => "clone3",
+        syscall::FORK => "fork",
+        syscall::VFORK => "vfork",
+        syscall::EXECVE => "execve",
+        syscall::EXECVEAT => "execveat",
+        _ => "unknown",
+    }
+}
+
+impl Correlator {
+    /// `t0`: CLOCK_MONOTONIC ns at the start of the recording; output
+    /// timestamps are relative to it. `root_pid`: the command spawnprof
+    /// started, if any.
+    pub fn new(t0: u64, root_pid: Option<u32>) -> Self {
+        Self {
+            t0,
+            root_pid,
+            by_parent: HashMap::new(),
+            parent_open: HashMap::new(),
+            by_child: HashMap::new(),
+            cow_baseline: HashMap::new(),
+            out: Vec::new(),
+            stats: CorrelationStats::default(),
+        }
+    }
+
+    pub fn set_root(&mut self, pid: u32) {
+        self.root_pid = Some(pid);
+    }
+
+    /// Records completed so far (drains them).
+    pub fn take_finished(&mut self) -> Vec<SpawnRecord> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Spawns still being assembled.
+    pub fn in_flight(&self) -> usize {
+        self.by_parent.len() + self.by_child.len()
+    }
+
+    fn child_key(&self, tid: u32, tgid: u32) -> Option<u32> {
+        if self.by_child.contains_key(&tid) {
+            Some(tid)
+        } else if self.by_child.get(&tgid).is_some_and(|b| !b.rec.thread) {
+            Some(tgid)
+        } else {
+            None
+        }
+    }
+
+    pub fn feed(&mut self, e: &Event) {
+        let m = &e.mark;
+        self.stats.marks += 1;
+        *self
+            .stats
+            .marks_by_kind
+            .entry(kind_name(m.kind).to_string())
+            .or_default() += 1;
+        let ts = m.ts_ns;
+        match m.kind {
+            kind::CLONE_ENTER => {
+                if let Some(stale) = self.by_parent.remove(&m.tid) {
+                    self.finish(stale, &["clone return not seen (lost marks)"]);
+                }
+                let mut b = Builder::default();
+                let r = &mut b.rec;
+                r.parent_pid = Some(m.tgid);
+                r.parent_tid = Some(m.tid);
+                r.parent_comm = Some(e.comm());
+                r.syscall = Some(syscall_name(m.b).into());
+                r.clone_flags = Some(m.a);
+                r.flags = Some(describe_flags(m.a));
+                r.method = Some(method_of(m.a).into());
+                r.thread = m.a & cf::CLONE_THREAD != 0;
+                r.ts.clone_enter = Some(ts);
+                self.by_parent.insert(m.tid, b);
+            }
+            kind::COPY_PROCESS_ENTER
+            | kind::COPY_PROCESS_EXIT
+            | kind::MM_LOCK_WAIT
+            | kind::MM_LOCK_ACQUIRED
+            | kind::MM_LOCK_RELEASED
+            | kind::DUP_MMAP_ENTER
+            | kind::DUP_MMAP_EXIT
+            | kind::NEWTASK
+            | kind::KERNEL_FN_TOTALS => {
+                let Some(b) = self.by_parent.get_mut(&m.tid) else {
+                    self.stats.unmatched_marks += 1;
+                    return;
+                };
+                let t = &mut b.rec.ts;
+                match m.kind {
+                    kind::COPY_PROCESS_ENTER => t.copy_process_enter = Some(ts),
+                    kind::COPY_PROCESS_EXIT => t.copy_process_exit = Some(ts),
+                    kind::MM_LOCK_WAIT => t.mm_lock_wait = Some(ts),
+                    kind::MM_LOCK_ACQUIRED => t.mm_copy_start = Some(ts),
+                    kind::MM_LOCK_RELEASED => t.mm_copy_end = Some(ts),
+                    kind::DUP_MMAP_ENTER => t.dup_mmap_enter = Some(ts),
+                    kind::DUP_MMAP_EXIT => t.dup_mmap_exit = Some(ts),
+                    kind::NEWTASK => {
+                        t.newtask = Some(ts);
+                        b.rec.child_pid = Some(m.a as u32);
+                    }
+                    _ => {
+                        b.rec.kernel_fn = Some(KernelFnTimes {
+                            copy_page_range_ns: m.a,
+                            copy_page_range_calls: m.c >> 32,
+                            anon_vma_fork_ns: m.b,
+                            anon_vma_fork_calls: m.c & 0xffff_ffff,
+                        });
+                    }
+                }
+            }
+            kind::FORK_DONE => self.fork_done(e),
+            kind::WAKEUP_NEW => match self.by_child.get_mut(&(m.a as u32)) {
+                Some(b) => b.rec.ts.wakeup_new = Some(ts),
+                None => self.stats.unmatched_marks += 1,
+            },
+            kind::CLONE_EXIT => self.clone_exit(e),
+            kind::FIRST_RUN | kind::CHILD_RETURN => {
+                let key = match self.by_child.contains_key(&m.tid) {
+                    true => m.tid,
+                    false => self.orphan_child(e),
+                };
+                let b = self.by_child.get_mut(&key).expect("present");
+                b.child_seen = true;
+                if m.kind == kind::FIRST_RUN {
+                    b.rec.ts.first_run = Some(ts);
+                } else {
+                    b.rec.ts.child_return = Some(ts);
+                    b.rec.comm_before = Some(e.comm());
+                }
+                self.check(key);
+            }
+            kind::EXEC_ENTER | kind::EXEC_PREPARE | kind::EXEC_DONE | kind::EXEC_EXIT => {
+                self.exec_mark(e)
+            }
+            kind::EXIT => self.exit(e),
+            kind::REAP => {
+                let child = m.a as u32;
+                match self.by_child.get_mut(&child) {
+                    Some(b) => {
+                        b.rec.ts.reap = Some(ts);
+                        b.reaped = true;
+                        self.check(child);
+                    }
+                    None => self.stats.unmatched_marks += 1,
+                }
+            }
+            _ => self.stats.unmatched_marks += 1,
+        }
+    }
+
+    /// A child-side mark of a task with no spawn yet: the root command
+    /// (forked by spawnprof before it was traced), or a child whose
+    /// parent-side marks never arrived, which is still reported.
+    fn orphan_child(&mut self, e: &Event) -> u32 {
+        let m = &e.mark;
+        let mut b = Builder::default();
+        b.rec.child_pid = Some(m.tid);
+        if Some(m.tid) == self.root_pid {
+            b.rec.root = true;
+            b.rec.comm_before = Some(e.comm());
+        } else {
+            b.rec.thread = m.tid != m.tgid;
+            b.rec.incomplete.push("parent's fork marks were lost".into());
+        }
+        self.by_child.insert(m.tid, b);
+        m.tid
+    }
+
+    fn fork_done(&mut self, e: &Event) {
+        let m = &e.mark;
+        let child = m.a as u32;
+        let mut b = match self.by_parent.remove(&m.tid) {
+            Some(b) => b,
+            None => {
+                let mut b = Builder::default();
+                b.rec.parent_pid = Some(m.tgid);
+                b.rec.parent_tid = Some(m.tid);
+                b.rec.parent_comm = Some(e.comm());
+                b.rec.incomplete.push("clone entry not seen".into());
+                b
+            }
+        };
+        b.rec.child_pid = Some(child);
+        b.rec.ts.fork_done = Some(m.ts_ns);
+        // The parent's CoW faults since its previous fork belong to that fork.
+        let (_, cow_now) = unpack_faults(m.b);
+        self.resolve_parent_cow(m.tgid, cow_now);
+        let forks_mm = b.rec.clone_flags.is_some_and(|f| f & cf::CLONE_VM == 0);
+        if forks_mm {
+            b.cow_pending = true;
+            self.cow_baseline.insert(m.tgid, (child, cow_now));
+        }
+        if let Entry::Occupied(stale) = self.by_child.entry(child) {
+            // pid reuse within one recording: the old record is over.
+            let stale = stale.remove();
+            self.finish(stale, &["pid was reused before the record completed"]);
+        }
+        self.by_child.insert(child, b);
+        self.parent_open.insert(m.tid, child);
+    }
+
+    fn resolve_parent_cow(&mut self, parent_tgid: u32, cow_now: u64) {
+        if let Some((prev_child, cow_then)) = self.cow_baseline.remove(&parent_tgid)
+            && let Some(prev) = self.by_child.get_mut(&prev_child)
+        {
+            prev.rec.faults.parent_cow_after_fork = Some(cow_now.saturating_sub(cow_then));
+            prev.cow_pending = false;
+            self.check(prev_child);
+        }
+    }
+
+    fn clone_exit(&mut self, e: &Event) {
+        let m = &e.mark;
+        let ret = m.a as i64;
+        if let Some(child) = self.parent_open.remove(&m.tid) {
+            if let Some(b) = self.by_child.get_mut(&child) {
+                b.rec.ts.clone_exit = Some(m.ts_ns);
+                b.parent_returned = true;
+                self.check(child);
+            }
+        } else if let Some(mut b) = self.by_parent.remove(&m.tid) {
+            // No fork completed: the clone failed.
+            b.rec.ts.clone_exit = Some(m.ts_ns);
+            self.stats.failed_clones += 1;
+            let why = format!("clone failed: errno {}", -ret);
+            self.finish(b, &[why.as_str()]);
+        } else {
+            self.stats.unmatched_marks += 1;
+        }
+    }
+
+    fn exec_mark(&mut self, e: &Event) {
+        let m = &e.mark;
+        let key = match self.child_key(m.tid, m.tgid) {
+            Some(k) => k,
+            None if Some(m.tgid) == self.root_pid && m.kind == kind::EXEC_ENTER => {
+                self.orphan_child(e)
+            }
+            None => {
+                self.stats.unmatched_marks += 1;
+                return;
+            }
+        };
+        let b = self.by_child.get_mut(&key).expect("present");
+        let r = &mut b.rec;
+        let ts = m.ts_ns;
+        match m.kind {
+            kind::EXEC_ENTER => {
+                r.ts.exec_first_enter.get_or_insert(ts);
+                r.exec_attempts.push(ExecAttempt {
+                    enter: ts,
+                    exit: None,
+                    ret: None,
+                    path: e.text.clone().unwrap_or_default(),
+                    path_truncated: e.text_truncated,
+                    env_count: None,
+                    argc: None,
+                    syscall: syscall_name(m.c).into(),
+                });
+                b.open_attempt = Some(r.exec_attempts.len() - 1);
+            }
+            kind::EXEC_PREPARE => {
+                if r.ts.exec_done.is_none() {
+                    r.ts.exec_prepare = Some(ts);
+                }
+            }
+            kind::EXEC_DONE => {
+                if r.ts.exec_done.is_none() {
+                    r.ts.exec_done = Some(ts);
+                    r.exec_path = e.text.clone();
+                    r.comm_after = Some(e.comm());
+                    let known = |v: u64| (v != UNKNOWN_U32).then_some(v);
+                    let (argc, bytes, envc) = (m.a >> 32, m.b & UNKNOWN_U32, m.b >> 32);
+                    r.env_bytes = known(bytes);
+                    r.env_count = known(envc);
+                    r.argc = known(argc);
+                    let (faults, cow) = unpack_faults(m.c);
+                    r.faults.pre_exec = Some(faults);
+                    r.faults.pre_exec_cow = Some(cow);
+                    if let Some(a) = b.open_attempt.and_then(|i| r.exec_attempts.get_mut(i)) {
+                        r.ts.exec_enter = Some(a.enter);
+                        a.env_count = r.env_count;
+                        a.argc = r.argc;
+                    }
+                }
+            }
+            _ => {
+                let ret = m.a as i64;
+                if let Some(a) = b.open_attempt.take().and_then(|i| r.exec_attempts.get_mut(i)) {
+                    a.exit = Some(ts);
+                    a.ret = Some(ret);
+                }
+                if ret == 0 && r.ts.exec_return.is_none() {
+                    r.ts.exec_return = Some(ts);
+                }
+            }
+        }
+    }
+
+    fn exit(&mut self, e: &Event) {
+        let m = &e.mark;
+        let (faults, cow) = unpack_faults(m.b);
+        // This process may itself be a parent whose last fork awaits its CoW count.
+        self.resolve_parent_cow(m.tgid, cow);
+        let Some(key) = self.child_key(m.tgid, m.tgid) else {
+            self.stats.unmatched_marks += 1;
+            return;
+        };
+        let b = self.by_child.get_mut(&key).expect("present");
+        b.exited = true;
+        let r = &mut b.rec;
+        r.ts.exit = Some(m.ts_ns);
+        r.faults.total = Some(faults);
+        r.faults.cow_total = Some(cow);
+        if m.a != UNKNOWN {
+            let code = m.a as i32;
+            if code & 0x7f == 0 {
+                r.exit_status = Some((code >> 8) & 0xff);
+            } else {
+                r.exit_signal = Some(code & 0x7f);
+            }
+        }
+        self.check(key);
+    }
+
+    fn check(&mut self, child: u32) {
+        if self.by_child.get(&child).is_some_and(Builder::done)
+            && let Some(b) = self.by_child.remove(&child)
+        {
+            self.finish(b, &[]);
+        }
+    }
+
+    fn finish(&mut self, b: Builder, reasons: &[&str]) {
+        let mut r = b.rec;
+        r.incomplete.extend(reasons.iter().map(|s| s.to_string()));
+        let t0 = self.t0;
+        let rel = |v: &mut Option<u64>| *v = v.map(|x| x.saturating_sub(t0));
+        let t = &mut r.ts;
+        for v in [
+            &mut t.clone_enter,
+            &mut t.copy_process_enter,
+            &mut t.mm_lock_wait,
+            &mut t.mm_copy_start,
+            &mut t.mm_copy_end,
+            &mut t.dup_mmap_enter,
+            &mut t.dup_mmap_exit,
+            &mut t.copy_process_exit,
+            &mut t.newtask,
+            &mut t.fork_done,
+            &mut t.wakeup_new,
+            &mut t.clone_exit,
+            &mut t.first_run,
+            &mut t.child_return,
+            &mut t.exec_first_enter,
+            &mut t.exec_enter,
+            &mut t.exec_prepare,
+            &mut t.exec_done,
+            &mut t.exec_return,
+            &mut t.exit,
+            &mut t.reap,
+        ] {
+            rel(v);
+        }
+        for a in &mut r.exec_attempts {
+            a.enter = a.enter.saturating_sub(t0);
+            rel(&mut a.exit);
+        }
+        r.failed_exec_attempts = r
+            .exec_attempts
+            .iter()
+            .filter(|a| a.ret.is_some_and(|v| v != 0))
+            .count() as u64;
+        r.derive_durations();
+        self.out.push(r);
+    }
+
+    /// Ends the recording: every spawn still in flight is emitted with the
+    /// reasons it is incomplete.
+    pub fn finish_all(&mut self) {
+        let parents: Vec<Builder> = self.by_parent.drain().map(|(_, b)| b).collect();
+        for b in parents {
+            self.finish(b, &["recording ended inside the clone"]);
+        }
+        let mut children: Vec<(u32, Builder)> = self.by_child.drain().collect();
+        children.sort_by_key(|(k, _)| *k);
+        for (_, b) in children {
+            let mut why = Vec::new();
+            if !b.rec.thread && !b.rec.root {
+                if !b.exited {
+                    why.push("still running when the recording ended");
+                } else if !b.reaped {
+                    why.push("not reaped by its parent during the recording");
+                }
+            }
+            if b.rec.thread && !b.parent_returned {
+                why.push("parent's clone return not seen");
+            }
+            if b.rec.root && !b.exited {
+                why.push("still running when the recording ended");
+            }
+            self.finish(b, &why);
+        }
+        self.parent_open.clear();
+        self.cow_baseline.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use spawnprof_common::{Mark, pack_faults};
+
+    use super::*;
+
+    const PARENT: u32 = 100;
+    const CHILD: u32 = 200;
+    const SIGCHLD: u64 = 17;
+
+    /// Builds synthetic mark sequences.
+    struct Script {
+        events: Vec<Event>,
+        t: u64,
+    }
+
+    impl Script {
+        fn new() -> Self {
+            Self {
+                events: Vec::new(),
+                t: 1_000,
+            }
+        }
+        fn at(&mut self, dt: u64, kind: u16, tid: u32, tgid: u32, abc: (u64, u64, u64)) -> &mut Self {
+            self.text_at(dt, kind, tid, tgid, abc, None)
+        }
+        fn text_at(
+            &mut self,
+            dt: u64,
+            kind: u16,
+            tid: u32,
+            tgid: u32,
+            (a, b, c): (u64, u64, u64),
+            text: Option<&str>,
+        ) -> &mut Self {
+            self.t += dt;
+            self.events.push(Event {
+                mark: Mark {
+                    ts_ns: self.t,
+                    tid,
+                    tgid,
+                    kind,
+                    a,
+                    b,
+                    c,
+                    ..Default::default()
+                },
+                text: text.map(str::to_string),
+                text_truncated: false,
+            });
+            self
+        }
+        /// fork() by PARENT of CHILD with an mm copy, up to the parent's return.
+        fn fork(&mut self, child: u32) -> &mut Self {
+            self.at(10, kind::CLONE_ENTER, PARENT, PARENT, (SIGCHLD, syscall::CLONE, 0))
+                .at(5, kind::MM_LOCK_WAIT, PARENT, PARENT, (0xabc, 0, 0))
+                .at(5, kind::MM_LOCK_ACQUIRED, PARENT, PARENT, (0xabc, 1, 0))
+                .at(500, kind::MM_LOCK_RELEASED, PARENT, PARENT, (0xabc, 0, 0))
+                .at(20, kind::NEWTASK, PARENT, PARENT, (child as u64, SIGCHLD, 0))
+                .at(5, kind::FORK_DONE, PARENT, PARENT, (child as u64, pack_faults(10, 2), 0))
+                .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (child as u64, 1, 0))
+                .at(5, kind::CLONE_EXIT, PARENT, PARENT, (child as u64, 0, 0))
+        }
+        /// The child runs, execs `path` after `misses` PATH misses, exits.
+        fn child_life(&mut self, child: u32, misses: usize, path: &str) -> &mut Self {
+            self.at(30, kind::FIRST_RUN, child, child, (1, 0, 0))
+                .at(5, kind::CHILD_RETURN, child, child, (0, 0, 0));
+            for i in 0..misses {
+                let p = format!("/nonexistent/{i}/true");
+                self.text_at(20, kind::EXEC_ENTER, child, child, (3, 1, syscall::EXECVE), Some(&p))
+                    .at(10, kind::EXEC_EXIT, child, child, (-2i64 as u64, 0, 0));
+            }
+            self.text_at(20, kind::EXEC_ENTER, child, child, (3, 1, syscall::EXECVE), Some(path))
+                .at(50, kind::EXEC_PREPARE, child, child, (0, 0, 0))
+                .text_at(100, kind::EXEC_DONE, child, child, (child as u64 | (1 << 32), 42 | (3 << 32), pack_faults(4, 1)), Some(path))
+                .at(10, kind::EXEC_EXIT, child, child, (0, 0, 0))
+                .at(300, kind::EXIT, child, child, (0, pack_faults(30, 5), 0))
+        }
+        fn reap(&mut self, child: u32) -> &mut Self {
+            self.at(10, kind::REAP, PARENT, PARENT, (child as u64, 0, 0))
+        }
+        fn parent_exit(&mut self, cow: u64) -> &mut Self {
+            self.at(10, kind::EXIT, PARENT, PARENT, (0, pack_faults(100, cow), 0))
+        }
+        fn run(&self) -> (Vec<SpawnRecord>, CorrelationStats) {
+            let mut c = Correlator::new(1_000, None);
+            for e in &self.events {
+                c.feed(e);
+            }
+            c.finish_all();
+            (c.take_finished(), c.stats.clone())
+        }
+    }
+
+    #[test]
+    fn fork_exec_exit_reap_yields_one_complete_record() {
+        let (recs, stats) = Script::new()
+            .fork(CHILD)
+            .child_life(CHILD, 0, "/bin/true")
+            .reap(CHILD)
+            .parent_exit(9)
+            .run();
+        assert_eq!(recs.len(), 1);
+        let r = &recs[0];
+        assert!(r.incomplete.is_empty(), "{:?}", r.incomplete);
+        assert_eq!((r.parent_pid, r.child_pid), (Some(PARENT), Some(CHILD)));
+        assert_eq!(r.method.as_deref(), Some("fork"));
+        assert_eq!(r.flags.as_deref(), Some("SIGCHLD"));
+        assert_eq!(r.duration("dup_mmap"), Some(510));
+        assert_eq!(r.duration("mm_lock_wait"), Some(5));
+        assert_eq!(r.exec_path.as_deref(), Some("/bin/true"));
+        assert_eq!(r.env_bytes, Some(42));
+        assert_eq!(r.env_count, Some(3));
+        assert_eq!(r.faults.pre_exec, Some(4));
+        assert_eq!(r.faults.total, Some(30));
+        assert_eq!(r.faults.parent_cow_after_fork, Some(7), "9 at exit - 2 at fork");
+        assert_eq!(r.exit_status, Some(0));
+        assert_eq!(r.ts.clone_enter, Some(10), "relative to t0");
+        assert_eq!(stats.unmatched_marks, 0);
+        // Parent-side stages tile the clone syscall.
+        let parts: u64 = ["copy_process", "fork_wakeup", "parent_return"]
+            .iter()
+            .map(|s| r.duration(s).unwrap())
+            .sum();
+        assert_eq!(parts, r.duration("clone").unwrap());
+    }
+
+    #[test]
+    fn path_misses_are_failed_attempts_before_the_success() {
+        let (recs, _) = Script::new()
+            .fork(CHILD)
+            .child_life(CHILD, 10, "/usr/bin/true")
+            .reap(CHILD)
+            .run();
+        let r = &recs[0];
+        assert_eq!(r.exec_attempts.len(), 11);
+        assert_eq!(r.failed_exec_attempts, 10);
+        assert!(r.exec_attempts[..10].iter().all(|a| a.ret == Some(-2)));
+        assert!(r.exec_attempts[10].succeeded());
+        assert_eq!(r.duration("path_search"), Some(10 * 30));
+    }
+
+    #[test]
+    fn vfork_parent_returns_after_the_childs_exec() {
+        let vfork = cf::CLONE_VM | cf::CLONE_VFORK | SIGCHLD;
+        let mut s = Script::new();
+        s.at(10, kind::CLONE_ENTER, PARENT, PARENT, (vfork, syscall::CLONE3, 0))
+            .at(20, kind::NEWTASK, PARENT, PARENT, (CHILD as u64, vfork, 0))
+            .at(5, kind::FORK_DONE, PARENT, PARENT, (CHILD as u64, 0, 0))
+            .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (CHILD as u64, 0, 0))
+            .at(5, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
+            .at(5, kind::CHILD_RETURN, CHILD, CHILD, (0, 0, 0))
+            .text_at(5, kind::EXEC_ENTER, CHILD, CHILD, (1, 1, syscall::EXECVE), Some("/bin/true"))
+            .text_at(50, kind::EXEC_DONE, CHILD, CHILD, (CHILD as u64, 8, 0), Some("/bin/true"))
+            .at(2, kind::CLONE_EXIT, PARENT, PARENT, (CHILD as u64, 0, 0))
+            .at(8, kind::EXEC_EXIT, CHILD, CHILD, (0, 0, 0))
+            .at(100, kind::EXIT, CHILD, CHILD, (0, 0, 0))
+            .reap(CHILD);
+        let (recs, _) = s.run();
+        let r = &recs[0];
+        assert_eq!(r.method.as_deref(), Some("vfork"));
+        assert_eq!(r.syscall.as_deref(), Some("clone3"));
+        assert_eq!(r.duration("dup_mmap"), None, "no mm copy at all");
+        assert_eq!(r.duration("parent_return"), Some(5 + 5 + 5 + 50 + 2));
+        assert_eq!(r.faults.parent_cow_after_fork, None, "shared mm: no CoW");
+        assert!(r.incomplete.is_empty(), "{:?}", r.incomplete);
+    }
+
+    #[test]
+    fn failed_exec_is_recorded_not_missing() {
+        let mut s = Script::new();
+        s.fork(CHILD)
+            .at(30, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
+            .text_at(10, kind::EXEC_ENTER, CHILD, CHILD, (1, 1, syscall::EXECVE), Some("/no/such"))
+            .at(10, kind::EXEC_EXIT, CHILD, CHILD, (-2i64 as u64, 0, 0))
+            .at(10, kind::EXIT, CHILD, CHILD, (127 << 8, 0, 0))
+            .reap(CHILD);
+        let (recs, _) = s.run();
+        let r = &recs[0];
+        assert_eq!(r.exec_attempts.len(), 1);
+        assert_eq!(r.exec_attempts[0].ret, Some(-2));
+        assert_eq!(r.exec_path, None);
+        assert_eq!(r.exit_status, Some(127));
+        assert_eq!(r.duration("exec"), None);
+    }
+
+    #[test]
+    fn thread_spawns_complete_without_exit_or_reap() {
+        let flags = cf::CLONE_VM | cf::CLONE_THREAD | cf::CLONE_SIGHAND;
+        let mut s = Script::new();
+        s.at(10, kind::CLONE_ENTER, PARENT, PARENT, (flags, syscall::CLONE3, 0))
+            .at(10, kind::FORK_DONE, PARENT, PARENT, (201, 0, 0))
+            .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (201, 0, 0))
+            .at(5, kind::CLONE_EXIT, PARENT, PARENT, (201, 0, 0))
+            .at(5, kind::FIRST_RUN, 201, PARENT, (0, 0, 0));
+        let mut c = Correlator::new(0, None);
+        for e in &s.events {
+            c.feed(e);
+        }
+        let recs = c.take_finished();
+        assert_eq!(recs.len(), 1, "emitted before the recording ends");
+        assert!(recs[0].thread);
+        assert_eq!(recs[0].method.as_deref(), Some("thread"));
+    }
+
+    #[test]
+    fn lost_parent_marks_still_report_the_child_as_incomplete() {
+        let mut s = Script::new();
+        s.child_life(CHILD, 0, "/bin/true");
+        let (recs, stats) = s.run();
+        assert_eq!(recs.len(), 1);
+        assert!(recs[0].incomplete.iter().any(|w| w.contains("lost")));
+        assert_eq!(recs[0].exec_path.as_deref(), Some("/bin/true"));
+        assert_eq!(stats.unmatched_marks, 0);
+    }
+
+    #[test]
+    fn a_parent_exiting_first_leaves_its_child_unreaped_but_reported() {
+        let (recs, _) = Script::new()
+            .fork(CHILD)
+            .parent_exit(3)
+            .child_life(CHILD, 0, "/bin/true")
+            .run();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].faults.parent_cow_after_fork, Some(1));
+        assert!(recs[0].incomplete.iter().any(|w| w.contains("not reaped")));
+    }
+
+    #[test]
+    fn back_to_back_forks_attribute_cow_to_the_earlier_fork() {
+        let (recs, _) = Script::new()
+            .fork(CHILD)
+            .child_life(CHILD, 0, "/bin/true")
+            .reap(CHILD)
+            .fork(CHILD + 1)
+            .child_life(CHILD + 1, 0, "/bin/true")
+            .reap(CHILD + 1)
+            .parent_exit(2)
+            .run();
+        assert_eq!(recs.len(), 2);
+        // Both forks saw the parent's counter at 2 (the script's constant).
+        assert!(recs.iter().all(|r| r.faults.parent_cow_after_fork == Some(0)));
+        assert!(recs.iter().all(|r| r.incomplete.is_empty()));
+    }
+
+    #[test]
+    fn a_failed_clone_is_reported_with_its_errno() {
+        let mut s = Script::new();
+        s.at(10, kind::CLONE_ENTER, PARENT, PARENT, (SIGCHLD, syscall::CLONE, 0))
+            .at(10, kind::CLONE_EXIT, PARENT, PARENT, (-11i64 as u64, 0, 0));
+        let (recs, stats) = s.run();
+        assert_eq!(stats.failed_clones, 1);
+        assert!(recs[0].incomplete[0].contains("errno 11"));
+    }
+
+    #[test]
+    fn reorder_releases_in_time_order_within_the_window() {
+        let mut r = Reorder::new(100);
+        let ev = |ts| Event {
+            mark: Mark {
+                ts_ns: ts,
+                kind: kind::EXIT,
+                ..Default::default()
+            },
+            text: None,
+            text_truncated: false,
+        };
+        for ts in [1000, 990, 1050, 1200] {
+            r.push(ev(ts));
+        }
+        let ready: Vec<u64> = r.ready(0).map(|e| e.mark.ts_ns).collect();
+        assert_eq!(ready, vec![990, 1000, 1050]);
+        r.push(ev(1150));
+        assert_eq!(r.ready(1249).count(), 0, "1150 is still inside the window");
+        assert_eq!(r.ready(1250).map(|e| e.mark.ts_ns).collect::<Vec<_>>(), vec![1150]);
+        let rest: Vec<u64> = r.drain().map(|e| e.mark.ts_ns).collect();
+        assert_eq!(rest, vec![1200]);
+    }
+}

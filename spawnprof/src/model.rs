@@ -1,0 +1,426 @@
+//! The one record every output is built from: a [`SpawnRecord`] per spawn
+//! (one process or thread created), with a timestamp per stage boundary, the
+//! derived stage durations, exec attempts and fault counters.
+//!
+//! The stage vocabulary lives in [`STAGES`]: names, the boundaries each stage
+//! runs between, and how stages nest (for the stage flamegraph).
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use spawnprof_common::clone_flags as cf;
+
+/// Bumped whenever a field changes meaning or disappears (docs/OUTPUT.md).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Stage boundaries, in ns since the recording started; `None` where the
+/// kernel did not let us see it (or the mark was lost).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timestamps {
+    pub clone_enter: Option<u64>,
+    pub copy_process_enter: Option<u64>,
+    pub mm_lock_wait: Option<u64>,
+    pub mm_copy_start: Option<u64>,
+    pub mm_copy_end: Option<u64>,
+    pub dup_mmap_enter: Option<u64>,
+    pub dup_mmap_exit: Option<u64>,
+    pub copy_process_exit: Option<u64>,
+    pub newtask: Option<u64>,
+    pub fork_done: Option<u64>,
+    pub wakeup_new: Option<u64>,
+    pub clone_exit: Option<u64>,
+    pub first_run: Option<u64>,
+    pub child_return: Option<u64>,
+    pub exec_first_enter: Option<u64>,
+    pub exec_enter: Option<u64>,
+    pub exec_prepare: Option<u64>,
+    pub exec_done: Option<u64>,
+    pub exec_return: Option<u64>,
+    pub exit: Option<u64>,
+    pub reap: Option<u64>,
+}
+
+/// copy_page_range / anon_vma_fork time inside this spawn's clone, summed in
+/// the kernel (fentry or kprobe tier only).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelFnTimes {
+    pub copy_page_range_ns: u64,
+    pub copy_page_range_calls: u64,
+    pub anon_vma_fork_ns: u64,
+    pub anon_vma_fork_calls: u64,
+}
+
+/// One execve/execveat call by the child.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecAttempt {
+    pub enter: u64,
+    pub exit: Option<u64>,
+    /// 0 on success, -errno on failure (None: return not seen).
+    pub ret: Option<i64>,
+    pub path: String,
+    pub path_truncated: bool,
+    /// Known only for the successful attempt (the kernel's own count).
+    pub env_count: Option<u64>,
+    pub argc: Option<u64>,
+    pub syscall: String,
+}
+
+impl ExecAttempt {
+    pub fn succeeded(&self) -> bool {
+        self.ret == Some(0)
+    }
+}
+
+/// Page faults. `pre_exec*`: the child's before its exec;
+/// `parent_cow_after_fork`: the parent's copy-on-write breaks from this fork
+/// until its next fork (or its exit); `*_total`: the child's whole life.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Faults {
+    pub pre_exec: Option<u64>,
+    pub pre_exec_cow: Option<u64>,
+    pub total: Option<u64>,
+    pub cow_total: Option<u64>,
+    pub parent_cow_after_fork: Option<u64>,
+}
+
+/// One spawn, parent and child sides linked.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpawnRecord {
+    pub parent_pid: Option<u32>,
+    pub parent_tid: Option<u32>,
+    pub parent_comm: Option<String>,
+    pub child_pid: Option<u32>,
+    /// A thread (CLONE_THREAD), not a process.
+    pub thread: bool,
+    /// The command spawnprof itself started (`record -- CMD`).
+    pub root: bool,
+    /// "clone", "clone3", "fork" or "vfork".
+    pub syscall: Option<String>,
+    pub clone_flags: Option<u64>,
+    /// Flags spelled out, e.g. "CLONE_VM|CLONE_VFORK|SIGCHLD".
+    pub flags: Option<String>,
+    /// "fork", "vfork" (CLONE_VM|CLONE_VFORK), "clone-vm" or "thread".
+    pub method: Option<String>,
+    pub comm_before: Option<String>,
+    pub comm_after: Option<String>,
+    /// The path of the successful exec, as the kernel resolved it.
+    pub exec_path: Option<String>,
+    pub env_count: Option<u64>,
+    pub env_bytes: Option<u64>,
+    pub argc: Option<u64>,
+    pub ts: Timestamps,
+    /// Stage name → ns, for every stage of [`STAGES`] (null where unavailable).
+    pub durations: BTreeMap<String, Option<u64>>,
+    pub kernel_fn: Option<KernelFnTimes>,
+    pub exec_attempts: Vec<ExecAttempt>,
+    pub failed_exec_attempts: u64,
+    pub faults: Faults,
+    /// Exit status (0-255) when the process exited normally.
+    pub exit_status: Option<i32>,
+    /// Terminating signal, when killed by one.
+    pub exit_signal: Option<i32>,
+    /// Why parts of this record are missing (lost marks, recording ended, …).
+    pub incomplete: Vec<String>,
+}
+
+/// How a stage's boundaries are read off the timestamps.
+type Boundary = fn(&Timestamps) -> Option<u64>;
+
+/// A named interval of a spawn.
+pub struct StageDef {
+    pub name: &'static str,
+    /// Enclosing stage in the stage flamegraph (`None`: a top-level stage).
+    pub parent: Option<&'static str>,
+    /// Which side of the spawn does the work.
+    pub side: Side,
+    pub what: &'static str,
+    start: Boundary,
+    end: Boundary,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Parent,
+    Child,
+    Both,
+}
+
+impl StageDef {
+    pub fn duration(&self, ts: &Timestamps) -> Option<u64> {
+        let (s, e) = ((self.start)(ts)?, (self.end)(ts)?);
+        e.checked_sub(s)
+    }
+}
+
+fn or(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    a.or(b)
+}
+
+/// Every stage, in the order a spawn goes through them. Where a better
+/// boundary exists (fentry/kprobe on the function itself) it is preferred over
+/// the tracepoint derivation.
+pub const STAGES: &[StageDef] = &[
+    StageDef {
+        name: "spawn_to_exec",
+        parent: None,
+        side: Side::Both,
+        what: "clone entry in the parent to the child's successful exec return: the latency a spawner sees",
+        start: |t| t.clone_enter,
+        end: |t| t.exec_return,
+    },
+    StageDef {
+        name: "clone",
+        parent: None,
+        side: Side::Parent,
+        what: "the parent's clone/fork/vfork syscall, entry to return (vfork: includes the wait for the child's exec)",
+        start: |t| t.clone_enter,
+        end: |t| t.clone_exit,
+    },
+    StageDef {
+        name: "copy_process",
+        parent: Some("clone"),
+        side: Side::Parent,
+        what: "copy_process: duplicating the task (from syscall entry to task_newtask where fentry/kprobe are missing)",
+        start: |t| or(t.copy_process_enter, t.clone_enter),
+        end: |t| or(t.copy_process_exit, t.newtask),
+    },
+    StageDef {
+        name: "dup_mmap",
+        parent: Some("copy_process"),
+        side: Side::Parent,
+        what: "dup_mmap: copying the address space (page tables, VMAs, anon_vma chains); fork only",
+        start: |t| or(t.dup_mmap_enter, t.mm_lock_wait),
+        end: |t| or(t.dup_mmap_exit, t.mm_copy_end),
+    },
+    StageDef {
+        name: "mm_lock_wait",
+        parent: Some("dup_mmap"),
+        side: Side::Parent,
+        what: "waiting for the parent's mmap write lock inside dup_mmap",
+        start: |t| t.mm_lock_wait,
+        end: |t| t.mm_copy_start,
+    },
+    StageDef {
+        name: "fork_wakeup",
+        parent: Some("clone"),
+        side: Side::Parent,
+        what: "end of copy_process to the child being put on a run queue",
+        start: |t| or(t.copy_process_exit, t.newtask),
+        end: |t| t.wakeup_new,
+    },
+    StageDef {
+        name: "parent_return",
+        parent: Some("clone"),
+        side: Side::Parent,
+        what: "child woken to the parent's return (vfork: the parent is suspended until the child execs or exits)",
+        start: |t| t.wakeup_new,
+        end: |t| t.clone_exit,
+    },
+    StageDef {
+        name: "sched_delay",
+        parent: None,
+        side: Side::Child,
+        what: "child woken to its first time on a CPU",
+        start: |t| t.wakeup_new,
+        end: |t| t.first_run,
+    },
+    StageDef {
+        name: "pre_exec",
+        parent: None,
+        side: Side::Child,
+        what: "the child's user-space work between fork return and its first execve",
+        start: |t| or(t.child_return, t.first_run),
+        end: |t| t.exec_first_enter,
+    },
+    StageDef {
+        name: "path_search",
+        parent: None,
+        side: Side::Child,
+        what: "failed exec attempts before the one that succeeded (PATH lookup)",
+        start: |t| t.exec_first_enter,
+        end: |t| t.exec_enter,
+    },
+    StageDef {
+        name: "exec",
+        parent: None,
+        side: Side::Child,
+        what: "the successful execve, entry to return",
+        start: |t| t.exec_enter,
+        end: |t| t.exec_return,
+    },
+    StageDef {
+        name: "exec_load",
+        parent: Some("exec"),
+        side: Side::Child,
+        what: "execve entry to sched_prepare_exec: copying argv/env, opening and checking the binary",
+        start: |t| t.exec_enter,
+        end: |t| t.exec_prepare,
+    },
+    StageDef {
+        name: "exec_replace",
+        parent: Some("exec"),
+        side: Side::Child,
+        what: "sched_prepare_exec to sched_process_exec: dropping the old mm, mapping the new image",
+        start: |t| t.exec_prepare,
+        end: |t| t.exec_done,
+    },
+    StageDef {
+        name: "exec_finish",
+        parent: Some("exec"),
+        side: Side::Child,
+        what: "sched_process_exec to the return to user space in the new image",
+        start: |t| t.exec_done,
+        end: |t| t.exec_return,
+    },
+    StageDef {
+        name: "run",
+        parent: None,
+        side: Side::Child,
+        what: "the new program running: exec return to exit",
+        start: |t| or(t.exec_return, t.first_run),
+        end: |t| t.exit,
+    },
+    StageDef {
+        name: "reap_delay",
+        parent: None,
+        side: Side::Parent,
+        what: "exit to the parent's wait returning it",
+        start: |t| t.exit,
+        end: |t| t.reap,
+    },
+];
+
+/// Stages measured as kernel-summed totals rather than timestamp pairs.
+pub const KERNEL_FN_STAGES: &[(&str, &str)] = &[
+    ("copy_page_range", "dup_mmap"),
+    ("anon_vma_fork", "dup_mmap"),
+];
+
+pub fn stage(name: &str) -> Option<&'static StageDef> {
+    STAGES.iter().find(|s| s.name == name)
+}
+
+impl SpawnRecord {
+    /// Fills [`Self::durations`] (and the kernel-summed stages) from the timestamps.
+    pub fn derive_durations(&mut self) {
+        self.durations.clear();
+        for stage in STAGES {
+            self.durations
+                .insert(stage.name.to_string(), stage.duration(&self.ts));
+        }
+        let k = self.kernel_fn.as_ref();
+        self.durations.insert(
+            "copy_page_range".into(),
+            k.map(|k| k.copy_page_range_ns),
+        );
+        self.durations
+            .insert("anon_vma_fork".into(), k.map(|k| k.anon_vma_fork_ns));
+    }
+
+    pub fn duration(&self, stage: &str) -> Option<u64> {
+        self.durations.get(stage).copied().flatten()
+    }
+}
+
+/// "fork", "vfork", "clone-vm" or "thread", from clone flags.
+pub fn method_of(flags: u64) -> &'static str {
+    if flags & cf::CLONE_THREAD != 0 {
+        "thread"
+    } else if flags & (cf::CLONE_VM | cf::CLONE_VFORK) == cf::CLONE_VM | cf::CLONE_VFORK {
+        "vfork"
+    } else if flags & cf::CLONE_VM != 0 {
+        "clone-vm"
+    } else {
+        "fork"
+    }
+}
+
+/// Clone flags spelled out, low signal byte last (`CLONE_VM|CLONE_VFORK|SIGCHLD`).
+pub fn describe_flags(flags: u64) -> String {
+    const NAMES: &[(u64, &str)] = &[
+        (cf::CLONE_VM, "CLONE_VM"),
+        (cf::CLONE_FS, "CLONE_FS"),
+        (cf::CLONE_FILES, "CLONE_FILES"),
+        (cf::CLONE_SIGHAND, "CLONE_SIGHAND"),
+        (cf::CLONE_PIDFD, "CLONE_PIDFD"),
+        (cf::CLONE_VFORK, "CLONE_VFORK"),
+        (cf::CLONE_PARENT, "CLONE_PARENT"),
+        (cf::CLONE_THREAD, "CLONE_THREAD"),
+        (cf::CLONE_NEWNS, "CLONE_NEWNS"),
+        (cf::CLONE_SETTLS, "CLONE_SETTLS"),
+        (cf::CLONE_PARENT_SETTID, "CLONE_PARENT_SETTID"),
+        (cf::CLONE_CHILD_CLEARTID, "CLONE_CHILD_CLEARTID"),
+        (cf::CLONE_CHILD_SETTID, "CLONE_CHILD_SETTID"),
+        (cf::CLONE_NEWPID, "CLONE_NEWPID"),
+    ];
+    let mut parts: Vec<String> = NAMES
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, name)| name.to_string())
+        .collect();
+    let known: u64 = NAMES.iter().map(|(b, _)| b).fold(cf::CSIGNAL, |a, b| a | b);
+    if flags & !known != 0 {
+        parts.push(format!("{:#x}", flags & !known));
+    }
+    match flags & cf::CSIGNAL {
+        0 => {}
+        17 => parts.push("SIGCHLD".into()),
+        sig => parts.push(format!("sig{sig}")),
+    }
+    if parts.is_empty() {
+        "0".into()
+    } else {
+        parts.join("|")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_parents_exist_and_precede_their_children() {
+        for (i, s) in STAGES.iter().enumerate() {
+            if let Some(p) = s.parent {
+                let pi = STAGES.iter().position(|x| x.name == p).expect("parent exists");
+                assert!(pi < i, "{} listed before its parent {p}", s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn durations_prefer_function_boundaries_over_tracepoint_derivations() {
+        let mut r = SpawnRecord {
+            ts: Timestamps {
+                clone_enter: Some(100),
+                mm_lock_wait: Some(110),
+                mm_copy_start: Some(115),
+                mm_copy_end: Some(300),
+                newtask: Some(320),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        r.derive_durations();
+        assert_eq!(r.duration("dup_mmap"), Some(190));
+        assert_eq!(r.duration("mm_lock_wait"), Some(5));
+        assert_eq!(r.duration("copy_process"), Some(220));
+        assert_eq!(r.duration("exec"), None);
+        assert_eq!(r.duration("copy_page_range"), None, "unavailable, not zero");
+        r.ts.dup_mmap_enter = Some(105);
+        r.ts.dup_mmap_exit = Some(305);
+        r.derive_durations();
+        assert_eq!(r.duration("dup_mmap"), Some(200));
+    }
+
+    #[test]
+    fn flags_are_spelled_out() {
+        assert_eq!(
+            describe_flags(cf::CLONE_VM | cf::CLONE_VFORK | 17),
+            "CLONE_VM|CLONE_VFORK|SIGCHLD"
+        );
+        assert_eq!(method_of(cf::CLONE_VM | cf::CLONE_VFORK | 17), "vfork");
+        assert_eq!(method_of(17), "fork");
+        assert_eq!(method_of(cf::CLONE_VM | cf::CLONE_THREAD), "thread");
+    }
+}

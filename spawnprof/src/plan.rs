@@ -1,0 +1,452 @@
+//! The attach plan: for every probe stage, the mechanisms that can observe
+//! it, best first. Adding a kernel quirk means adding a row or a candidate
+//! here, not another `if` in the loader.
+//!
+//! The loader ([`crate::session`]) walks each stage's candidates: a
+//! candidate whose pre-check fails (no BTF entry, no kprobe PMU, no such
+//! tracepoint, disabled on the command line) or whose load/attach fails is
+//! rejected with the reason, and the next one is tried. The resolved plan is
+//! printed by `spawnprof probes` and stored in every `summary.json`.
+use serde::{Deserialize, Serialize};
+
+/// How a stage is observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mechanism {
+    Fentry,
+    Kprobe,
+    /// A raw tracepoint: the tracepoint's C arguments instead of its record.
+    RawTracepoint,
+    Tracepoint,
+    Unavailable,
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Fentry => "fentry",
+            Self::Kprobe => "kprobe",
+            Self::RawTracepoint => "raw_tracepoint",
+            Self::Tracepoint => "tracepoint",
+            Self::Unavailable => "unavailable",
+        })
+    }
+}
+
+/// One program to attach, by its name in the eBPF object.
+#[derive(Clone, Copy, Debug)]
+pub enum Attach {
+    Tracepoint {
+        program: &'static str,
+        category: &'static str,
+        name: &'static str,
+        /// Absent on some architectures (e.g. no fork/vfork syscalls on arm64).
+        optional: bool,
+    },
+    Fentry {
+        program: &'static str,
+        function: &'static str,
+    },
+    Fexit {
+        program: &'static str,
+        function: &'static str,
+    },
+    Kprobe {
+        program: &'static str,
+        function: &'static str,
+    },
+    Kretprobe {
+        program: &'static str,
+        function: &'static str,
+    },
+    RawTracepoint {
+        program: &'static str,
+        name: &'static str,
+    },
+}
+
+impl Attach {
+    pub fn program(&self) -> &'static str {
+        match *self {
+            Self::Tracepoint { program, .. }
+            | Self::Fentry { program, .. }
+            | Self::Fexit { program, .. }
+            | Self::Kprobe { program, .. }
+            | Self::Kretprobe { program, .. }
+            | Self::RawTracepoint { program, .. } => program,
+        }
+    }
+
+    pub fn target(&self) -> String {
+        match *self {
+            Self::Tracepoint { category, name, .. } => format!("{category}:{name}"),
+            Self::RawTracepoint { name, .. } => format!("raw_tp:{name}"),
+            Self::Fentry { function, .. } | Self::Kprobe { function, .. } => function.into(),
+            Self::Fexit { function, .. } | Self::Kretprobe { function, .. } => {
+                format!("{function} (return)")
+            }
+        }
+    }
+}
+
+/// One way to observe a stage.
+pub struct Candidate {
+    pub mechanism: Mechanism,
+    pub attaches: &'static [Attach],
+    /// What this mechanism measures, for the report.
+    pub how: &'static str,
+}
+
+/// A stage of the attach plan.
+pub struct ProbeStage {
+    pub name: &'static str,
+    /// Recording is impossible without it: failing every candidate is an error.
+    pub required: bool,
+    pub candidates: &'static [Candidate],
+}
+
+const fn tp(program: &'static str, category: &'static str, name: &'static str) -> Attach {
+    Attach::Tracepoint {
+        program,
+        category,
+        name,
+        optional: false,
+    }
+}
+
+const fn tp_optional(program: &'static str, category: &'static str, name: &'static str) -> Attach {
+    Attach::Tracepoint {
+        program,
+        category,
+        name,
+        optional: true,
+    }
+}
+
+const UNAVAILABLE: Candidate = Candidate {
+    mechanism: Mechanism::Unavailable,
+    attaches: &[],
+    how: "not measured on this kernel: reported as null, never as zero",
+};
+
+const MMAP_LOCK: &[Attach] = &[
+    tp("mmap_lock_start_locking", "mmap_lock", "mmap_lock_start_locking"),
+    tp("mmap_lock_acquire_returned", "mmap_lock", "mmap_lock_acquire_returned"),
+    tp("mmap_lock_released", "mmap_lock", "mmap_lock_released"),
+];
+
+/// Fentry + fexit, or kprobe + kretprobe, on one kernel function.
+macro_rules! function_pair {
+    ($fentry:literal, $fexit:literal, $kprobe:literal, $kretprobe:literal, $function:literal) => {
+        (
+            Candidate {
+                mechanism: Mechanism::Fentry,
+                attaches: &[
+                    Attach::Fentry {
+                        program: $fentry,
+                        function: $function,
+                    },
+                    Attach::Fexit {
+                        program: $fexit,
+                        function: $function,
+                    },
+                ],
+                how: concat!("fentry/fexit on ", $function),
+            },
+            Candidate {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[
+                    Attach::Kprobe {
+                        program: $kprobe,
+                        function: $function,
+                    },
+                    Attach::Kretprobe {
+                        program: $kretprobe,
+                        function: $function,
+                    },
+                ],
+                how: concat!("kprobe/kretprobe on ", $function),
+            },
+        )
+    };
+}
+
+const COPY_PROCESS: (Candidate, Candidate) = function_pair!(
+    "fentry_copy_process",
+    "fexit_copy_process",
+    "kprobe_copy_process",
+    "kretprobe_copy_process",
+    "copy_process"
+);
+const DUP_MMAP: (Candidate, Candidate) = function_pair!(
+    "fentry_dup_mmap",
+    "fexit_dup_mmap",
+    "kprobe_dup_mmap",
+    "kretprobe_dup_mmap",
+    "dup_mmap"
+);
+const COPY_PAGE_RANGE: (Candidate, Candidate) = function_pair!(
+    "fentry_copy_page_range",
+    "fexit_copy_page_range",
+    "kprobe_copy_page_range",
+    "kretprobe_copy_page_range",
+    "copy_page_range"
+);
+const ANON_VMA_FORK: (Candidate, Candidate) = function_pair!(
+    "fentry_anon_vma_fork",
+    "fexit_anon_vma_fork",
+    "kprobe_anon_vma_fork",
+    "kretprobe_anon_vma_fork",
+    "anon_vma_fork"
+);
+
+/// Every stage, with its candidates best first.
+pub const PLAN: &[ProbeStage] = &[
+    ProbeStage {
+        name: "clone",
+        required: true,
+        candidates: &[Candidate {
+            mechanism: Mechanism::Tracepoint,
+            attaches: &[
+                tp("sys_enter_clone", "syscalls", "sys_enter_clone"),
+                tp("sys_exit_clone", "syscalls", "sys_exit_clone"),
+                tp_optional("sys_enter_clone3", "syscalls", "sys_enter_clone3"),
+                tp_optional("sys_exit_clone3", "syscalls", "sys_exit_clone3"),
+                tp_optional("sys_enter_fork", "syscalls", "sys_enter_fork"),
+                tp_optional("sys_exit_fork", "syscalls", "sys_exit_fork"),
+                tp_optional("sys_enter_vfork", "syscalls", "sys_enter_vfork"),
+                tp_optional("sys_exit_vfork", "syscalls", "sys_exit_vfork"),
+            ],
+            how: "syscall entry/exit tracepoints of clone, clone3, fork, vfork (flags, return)",
+        }],
+    },
+    ProbeStage {
+        name: "copy_process",
+        required: false,
+        candidates: &[
+            COPY_PROCESS.0,
+            COPY_PROCESS.1,
+            Candidate {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[tp("task_newtask", "task", "task_newtask")],
+                how: "syscall entry to task:task_newtask (fired at the end of copy_process)",
+            },
+            UNAVAILABLE,
+        ],
+    },
+    ProbeStage {
+        name: "mm_lock_wait",
+        required: false,
+        candidates: &[
+            Candidate {
+                mechanism: Mechanism::Tracepoint,
+                attaches: MMAP_LOCK,
+                how: "mmap_lock start_locking to acquire_returned of the parent's mm inside the clone",
+            },
+            UNAVAILABLE,
+        ],
+    },
+    ProbeStage {
+        name: "dup_mmap",
+        required: false,
+        candidates: &[
+            DUP_MMAP.0,
+            DUP_MMAP.1,
+            Candidate {
+                mechanism: Mechanism::Tracepoint,
+                attaches: MMAP_LOCK,
+                how: "first write-lock of the parent's mm inside the clone to its release (brackets dup_mmap)",
+            },
+            UNAVAILABLE,
+        ],
+    },
+    ProbeStage {
+        name: "copy_page_range",
+        required: false,
+        candidates: &[COPY_PAGE_RANGE.0, COPY_PAGE_RANGE.1, UNAVAILABLE],
+    },
+    ProbeStage {
+        name: "anon_vma_fork",
+        required: false,
+        candidates: &[ANON_VMA_FORK.0, ANON_VMA_FORK.1, UNAVAILABLE],
+    },
+    ProbeStage {
+        name: "fork_done",
+        required: true,
+        candidates: &[Candidate {
+            mechanism: Mechanism::Tracepoint,
+            attaches: &[tp("sched_process_fork", "sched", "sched_process_fork")],
+            how: "sched:sched_process_fork (also grows the set of traced processes)",
+        }],
+    },
+    ProbeStage {
+        name: "wakeup_new",
+        required: false,
+        candidates: &[
+            Candidate {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[tp("sched_wakeup_new", "sched", "sched_wakeup_new")],
+                how: "sched:sched_wakeup_new",
+            },
+            UNAVAILABLE,
+        ],
+    },
+    ProbeStage {
+        name: "first_run",
+        required: false,
+        candidates: &[
+            Candidate {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[tp("sched_switch", "sched", "sched_switch")],
+                how: "sched:sched_switch to the new task (one map lookup per context switch)",
+            },
+            UNAVAILABLE,
+        ],
+    },
+    ProbeStage {
+        name: "exec",
+        required: true,
+        candidates: &[Candidate {
+            mechanism: Mechanism::Tracepoint,
+            attaches: &[
+                tp("sys_enter_execve", "syscalls", "sys_enter_execve"),
+                tp("sys_exit_execve", "syscalls", "sys_exit_execve"),
+                tp_optional("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
+                tp_optional("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
+            ],
+            how: "execve/execveat entry and return: every attempt, its path, env and arg counts, result",
+        }],
+    },
+    ProbeStage {
+        name: "exec_prepare",
+        required: false,
+        candidates: &[
+            Candidate {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[tp("sched_prepare_exec", "sched", "sched_prepare_exec")],
+                how: "sched:sched_prepare_exec (6.10+): binary found, before the point of no return",
+            },
+            UNAVAILABLE,
+        ],
+    },
+    ProbeStage {
+        name: "exec_done",
+        required: true,
+        candidates: &[
+            Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: &[Attach::RawTracepoint {
+                    program: "raw_sched_process_exec",
+                    name: "sched_process_exec",
+                }],
+                how: "raw sched_process_exec: the new image is in place, with the kernel's argc/envc",
+            },
+            Candidate {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[tp("sched_process_exec", "sched", "sched_process_exec")],
+                how: "sched:sched_process_exec: the new image is in place (no argc/envc)",
+            },
+        ],
+    },
+    ProbeStage {
+        name: "exit",
+        required: true,
+        candidates: &[Candidate {
+            mechanism: Mechanism::Tracepoint,
+            attaches: &[tp("sched_process_exit", "sched", "sched_process_exit")],
+            how: "sched:sched_process_exit of the last thread",
+        }],
+    },
+    ProbeStage {
+        name: "reap",
+        required: false,
+        candidates: &[
+            Candidate {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[tp("sys_exit_wait4", "syscalls", "sys_exit_wait4")],
+                how: "wait4 returning the child (waitid reaps are not seen)",
+            },
+            UNAVAILABLE,
+        ],
+    },
+    ProbeStage {
+        name: "page_faults",
+        required: false,
+        candidates: &[
+            Candidate {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[tp("page_fault_user", "exceptions", "page_fault_user")],
+                how: "exceptions:page_fault_user, counted per process in the kernel; CoW = write to a present page",
+            },
+            UNAVAILABLE,
+        ],
+    },
+];
+
+/// Why a better mechanism was not used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub mechanism: Mechanism,
+    pub reason: String,
+}
+
+/// The resolved plan for one stage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRow {
+    pub stage: String,
+    pub mechanism: Mechanism,
+    pub how: String,
+    /// What was attached, e.g. `sched:sched_process_fork` or `copy_page_range`.
+    pub targets: Vec<String>,
+    pub rejected: Vec<Rejection>,
+}
+
+/// The mechanism a resolved plan chose for `stage`.
+pub fn mechanism_of(plan: &[PlanRow], stage: &str) -> Option<Mechanism> {
+    plan.iter().find(|r| r.stage == stage).map(|r| r.mechanism)
+}
+
+/// Renders a plan as a table for the terminal.
+pub fn render(plan: &[PlanRow]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let w = plan.iter().map(|r| r.stage.len()).max().unwrap_or(5).max(5);
+    let _ = writeln!(out, "{:<w$}  {:<11}  how / why not better", "stage", "mechanism");
+    for row in plan {
+        let _ = writeln!(out, "{:<w$}  {:<11}  {}", row.stage, row.mechanism.to_string(), row.how);
+        for r in &row.rejected {
+            let _ = writeln!(out, "{:<w$}  {:<11}    {} rejected: {}", "", "", r.mechanism, r.reason);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_optional_stage_ends_in_unavailable_and_required_ones_do_not_fall_back() {
+        for stage in PLAN {
+            let last = stage.candidates.last().expect("has candidates");
+            if stage.required {
+                assert!(
+                    stage.candidates.iter().all(|c| c.mechanism != Mechanism::Unavailable),
+                    "{}",
+                    stage.name
+                );
+            } else {
+                assert_eq!(last.mechanism, Mechanism::Unavailable, "{}", stage.name);
+            }
+        }
+    }
+
+    #[test]
+    fn candidates_are_ordered_best_first() {
+        let rank = |m: Mechanism| m as u8;
+        for stage in PLAN {
+            let ranks: Vec<u8> = stage.candidates.iter().map(|c| rank(c.mechanism)).collect();
+            assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{}: {ranks:?}", stage.name);
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! A recording: attach the probes, start or adopt the target, stream marks
+//! through the reorder window into the correlator, write spawns as they
+//! complete, and on the way out (target exit, duration, Ctrl-C/SIGTERM)
+//! drain everything, detach, and write the summary. Nothing recorded is
+//! dropped on an interrupt: the summary says `"interrupted": true`.
+use std::{
+    ffi::CString,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    path::PathBuf,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::SignalKind, sync::oneshot};
+
+use crate::{
+    analysis,
+    capabilities::Host,
+    correlate::{Correlator, Reorder},
+    decode::decode,
+    model::SpawnRecord,
+    plan::Mechanism,
+    report::{
+        Summary,
+        files::{SpawnWriter, prepare_out_dir, write_summary},
+    },
+    session::{Session, SessionOptions},
+};
+
+/// What to trace.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Start this command and trace it and all its descendants.
+    Command(Vec<String>),
+    /// Trace a running process (all its threads).
+    Pid(u32),
+}
+
+#[derive(Clone, Debug)]
+pub struct RecordOptions {
+    pub target: Target,
+    pub out_dir: PathBuf,
+    pub duration: Option<Duration>,
+    pub session: SessionOptions,
+    pub force: bool,
+    /// How long marks wait to be put in time order.
+    pub reorder_window: Duration,
+}
+
+/// The outcome of a recording.
+pub struct Recording {
+    pub records: Vec<SpawnRecord>,
+    pub summary: Summary,
+}
+
+/// How the recording loop ended.
+enum Stop {
+    TargetExited(Option<i32>),
+    Duration,
+    Interrupted,
+}
+
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Records until the target exits, the duration elapses or a signal arrives.
+pub async fn record(opts: RecordOptions) -> Result<Recording> {
+    if let Some(d) = opts.duration
+        && d.is_zero()
+    {
+        bail!("--duration must be longer than zero");
+    }
+    let (target_desc, existing_pid) = match &opts.target {
+        Target::Command(argv) if argv.is_empty() => bail!("no command given after `--`"),
+        Target::Command(argv) => (argv.join(" "), None),
+        Target::Pid(pid) => (format!("pid {pid}"), Some(tgid_of(*pid)?)),
+    };
+    prepare_out_dir(&opts.out_dir, opts.force)?;
+    let host = Host::probe()?;
+    let mut session_opts = opts.session.clone();
+    if matches!(opts.target, Target::Command(_)) {
+        // Everything CMD starts is part of what the user asked to see.
+        session_opts.follow = true;
+    }
+    let mut session = Session::start(&host, &session_opts)?;
+    let ring = session.take_marks()?;
+    // SAFETY: the ring buffer owns its map fd and keeps it open (and the
+    // same) until it is dropped, which happens after the AsyncFd is gone.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| anyhow!("polling the ring buffer: {e}"))?;
+    let mut writer = SpawnWriter::create(&opts.out_dir)?;
+
+    let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
+    let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
+
+    let t0 = monotonic_ns();
+    let start_unix_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut correlator = Correlator::new(t0, None);
+    let mut reorder = Reorder::new(opts.reorder_window.as_nanos() as u64);
+    let mut records = Vec::new();
+
+    let (root_pid, mut child_exit) = match &opts.target {
+        Target::Command(argv) => {
+            let child = GatedChild::spawn(argv)?;
+            session.trace(child.pid, true)?;
+            correlator.set_root(child.pid);
+            let pid = child.pid;
+            (Some(pid), Some(child.release()?))
+        }
+        Target::Pid(_) => {
+            let tgid = existing_pid.expect("resolved above");
+            session.trace(tgid, true)?;
+            (Some(tgid), None)
+        }
+    };
+
+    let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let stop = loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                drain_ring(guard.get_inner_mut(), &mut reorder);
+                guard.clear_ready();
+            }
+            status = async { child_exit.as_mut().expect("guarded").await }, if child_exit.is_some() => {
+                break Stop::TargetExited(status.ok().flatten());
+            }
+            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                break Stop::Duration;
+            }
+            _ = sigint.recv() => break Stop::Interrupted,
+            _ = sigterm.recv() => break Stop::Interrupted,
+            _ = tick.tick() => {
+                if opts.target_is_pid() && !pid_alive(root_pid.expect("set")) {
+                    break Stop::TargetExited(None);
+                }
+            }
+        }
+        for e in reorder.ready(monotonic_ns()) {
+            correlator.feed(&e);
+        }
+        flush(&mut correlator, &mut writer, &mut records)?;
+    };
+
+    let interrupted = matches!(stop, Stop::Interrupted);
+    let exit_code = match stop {
+        Stop::TargetExited(code) => code,
+        _ => None,
+    };
+    if interrupted {
+        eprintln!("spawnprof: interrupted; writing what was recorded (Ctrl-C again to quit at once)");
+        // A second Ctrl-C ends the process immediately; the kernel then
+        // closes every probe with our file descriptors.
+        tokio::spawn(async move {
+            if sigint.recv().await.is_some() {
+                std::process::exit(130);
+            }
+        });
+    }
+    // Last marks: whatever is still in the ring buffer, then the window.
+    drain_ring(ring.get_mut(), &mut reorder);
+    for e in reorder.drain() {
+        correlator.feed(&e);
+    }
+    correlator.finish_all();
+    flush(&mut correlator, &mut writer, &mut records)?;
+    let lost = session.lost().unwrap_or_default();
+    let plan = session.plan.clone();
+    drop(ring);
+    drop(session); // detaches every probe
+    writer.finish()?;
+
+    let duration_ns = monotonic_ns() - t0;
+    let summary = Summary {
+        schema_version: crate::model::SCHEMA_VERSION,
+        spawnprof_version: env!("CARGO_PKG_VERSION").into(),
+        target: target_desc,
+        kernel: host.kernel_release.clone(),
+        start_monotonic_ns: t0,
+        start_unix_s,
+        duration_ns,
+        interrupted,
+        exit_code,
+        counts: analysis::counts(&records),
+        lost_marks_total: lost.values().sum(),
+        lost_marks: lost,
+        correlation: correlator.stats.clone(),
+        stages: analysis::stage_stats(&records),
+        plan,
+        captured: vec!["argv[0] and exec paths; argument and environment counts only".into()],
+    };
+    write_summary(&opts.out_dir, &summary)?;
+    Ok(Recording { records, summary })
+}
+
+impl RecordOptions {
+    fn target_is_pid(&self) -> bool {
+        matches!(self.target, Target::Pid(_))
+    }
+}
+
+fn flush(c: &mut Correlator, w: &mut SpawnWriter, keep: &mut Vec<SpawnRecord>) -> Result<()> {
+    for r in c.take_finished() {
+        w.write(&r)?;
+        keep.push(r);
+    }
+    Ok(())
+}
+
+fn drain_ring(ring: &mut RingBuf<MapData>, reorder: &mut Reorder) {
+    while let Some(item) = ring.next() {
+        match decode(&item) {
+            Ok(e) => reorder.push(e),
+            Err(err) => eprintln!("spawnprof: skipping a malformed mark: {err:#}"),
+        }
+    }
+}
+
+/// Names of stages the plan could not observe on this kernel.
+pub fn unavailable_stages(summary: &Summary) -> Vec<String> {
+    summary
+        .plan
+        .iter()
+        .filter(|r| r.mechanism == Mechanism::Unavailable)
+        .map(|r| r.stage.clone())
+        .collect()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // Signal 0 only checks existence; a zombie still counts until reaped,
+    // so look at its state too.
+    let alive = unsafe { libc::kill(pid as i32, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    alive
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+            .unwrap_or(false)
+}
+
+/// The thread-group id of `pid`, or a clear error when it does not exist.
+fn tgid_of(pid: u32) -> Result<u32> {
+    if pid == 0 {
+        bail!("pid 0 is not a process; pass the pid of a running process to -p");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("no process with pid {pid} (check `ps -p {pid}`)"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("cannot read the thread group of pid {pid}"))
+}
+
+/// A child forked and held before its exec until it has been added to the
+/// traced set, so its exec is seen. (std's Command cannot do this: its spawn
+/// waits for the exec itself.)
+struct GatedChild {
+    pid: u32,
+    gate: OwnedFd,
+    exec_status: OwnedFd,
+}
+
+impl GatedChild {
+    fn spawn(argv: &[String]) -> Result<Self> {
+        let cargs: Vec<CString> = argv
+            .iter()
+            .map(|a| CString::new(a.as_str()))
+            .collect::<Result<_, _>>()
+            .context("the command contains a NUL byte")?;
+        let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        let gate = pipe()?;
+        let status = pipe()?;
+        // SAFETY: the child only calls async-signal-safe functions (read,
+        // execvp, write, _exit) on memory prepared before the fork.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            bail!("fork failed: {}", std::io::Error::last_os_error());
+        }
+        if pid == 0 {
+            unsafe {
+                // Drop our copies of the parent's ends, so a parent that dies
+                // gives us EOF instead of a wait forever.
+                libc::close(gate.1.as_raw_fd());
+                libc::close(status.0.as_raw_fd());
+                let mut byte = 0u8;
+                if libc::read(gate.0.as_raw_fd(), (&raw mut byte).cast(), 1) != 1 {
+                    libc::_exit(127);
+                }
+                libc::execvp(ptrs[0], ptrs.as_ptr());
+                let errno = *libc::__errno_location();
+                libc::write(status.1.as_raw_fd(), (&raw const errno).cast(), 4);
+                libc::_exit(127);
+            }
+        }
+        drop(gate.0);
+        drop(status.1);
+        Ok(Self {
+            pid: pid as u32,
+            gate: gate.1,
+            exec_status: status.0,
+        })
+    }
+
+    /// Lets the child exec; the receiver yields its exit code
+    /// (128+signal when killed).
+    fn release(self) -> Result<oneshot::Receiver<Option<i32>>> {
+        let byte = 1u8;
+        // SAFETY: writing one byte from a valid buffer to our pipe end.
+        unsafe { libc::write(self.gate.as_raw_fd(), (&raw const byte).cast(), 1) };
+        drop(self.gate);
+        let pid = self.pid;
+        let status_fd = self.exec_status;
+        let (tx, rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("spawnprof-wait".into())
+            .spawn(move || {
+                let mut errno = 0i32;
+                // EOF (0 bytes): the exec succeeded and closed the pipe.
+                let n = unsafe { libc::read(status_fd.as_raw_fd(), (&raw mut errno).cast(), 4) };
+                if n == 4 {
+                    eprintln!(
+                        "spawnprof: cannot run the command: {} (check the name and PATH)",
+                        std::io::Error::from_raw_os_error(errno)
+                    );
+                }
+                let mut status = 0;
+                let rc = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+                let code = (rc == pid as i32).then(|| {
+                    if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        128 + libc::WTERMSIG(status)
+                    }
+                });
+                let _ = tx.send(code);
+            })?;
+        Ok(rx)
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid out-array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        bail!("pipe2 failed: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two fresh descriptors we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}

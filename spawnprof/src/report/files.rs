@@ -1,0 +1,98 @@
+//! The recording directory: `spawns.jsonl` (one [`SpawnRecord`] per line,
+//! written as spawns complete) and `summary.json`.
+use std::{
+    fs::{self, File},
+    io::{BufRead as _, BufReader, BufWriter, Write as _},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::Summary;
+use crate::model::SpawnRecord;
+
+pub const SPAWNS_FILE: &str = "spawns.jsonl";
+pub const SUMMARY_FILE: &str = "summary.json";
+
+/// Creates (or checks) the output directory before any tracing starts, so a
+/// bad `-o` fails fast instead of after a long recording.
+pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<()> {
+    if dir.join(SPAWNS_FILE).exists() && !force {
+        bail!(
+            "{} already holds a recording; choose another -o directory or pass --force to overwrite it",
+            dir.display()
+        );
+    }
+    fs::create_dir_all(dir).with_context(|| {
+        format!("cannot create output directory {} (choose a writable -o DIR)", dir.display())
+    })?;
+    let probe = dir.join(".spawnprof-write-test");
+    File::create(&probe)
+        .with_context(|| format!("output directory {} is not writable (choose a writable -o DIR)", dir.display()))?;
+    let _ = fs::remove_file(probe);
+    Ok(())
+}
+
+/// Appends spawn records to `spawns.jsonl` as they complete.
+pub struct SpawnWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    written: u64,
+}
+
+impl SpawnWriter {
+    pub fn create(dir: &Path) -> Result<Self> {
+        let path = dir.join(SPAWNS_FILE);
+        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self {
+            path,
+            out: BufWriter::new(file),
+            written: 0,
+        })
+    }
+
+    pub fn write(&mut self, record: &SpawnRecord) -> Result<()> {
+        serde_json::to_writer(&mut self.out, record)?;
+        self.out.write_all(b"\n")?;
+        self.written += 1;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<u64> {
+        self.out
+            .flush()
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        Ok(self.written)
+    }
+}
+
+pub fn write_summary(dir: &Path, summary: &Summary) -> Result<()> {
+    let path = dir.join(SUMMARY_FILE);
+    let text = serde_json::to_string_pretty(summary)?;
+    fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+/// Reads a recording back (`spawnprof report`, tests). A corrupt line is an
+/// error naming the file and line.
+pub fn load_recording(dir: &Path) -> Result<(Summary, Vec<SpawnRecord>)> {
+    let summary_path = dir.join(SUMMARY_FILE);
+    let text = fs::read_to_string(&summary_path).with_context(|| {
+        format!("{} is not a spawnprof recording (no {SUMMARY_FILE})", dir.display())
+    })?;
+    let summary: Summary = serde_json::from_str(&text)
+        .with_context(|| format!("{} is corrupt or from another version", summary_path.display()))?;
+    let spawns_path = dir.join(SPAWNS_FILE);
+    let file = File::open(&spawns_path).with_context(|| format!("opening {}", spawns_path.display()))?;
+    let mut records = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", spawns_path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r = serde_json::from_str(&line).with_context(|| {
+            format!("{}:{} is not a valid spawn record (truncated or corrupt recording)", spawns_path.display(), i + 1)
+        })?;
+        records.push(r);
+    }
+    Ok((summary, records))
+}

@@ -1,0 +1,52 @@
+//! Outputs of a recording. Every one of them is built from the
+//! [`SpawnRecord`]s (and the [`Summary`]), never from the kernel, so
+//! `spawnprof report DIR` can rebuild them from a saved recording.
+pub mod files;
+pub mod table;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    analysis::{Counts, StageStats},
+    correlate::CorrelationStats,
+    model::SCHEMA_VERSION,
+    plan::PlanRow,
+};
+
+/// `summary.json`: what was recorded, how, and the per-stage statistics.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema_version: u32,
+    pub spawnprof_version: String,
+    /// What was traced: the command line, or `pid N`.
+    pub target: String,
+    pub kernel: String,
+    /// CLOCK_MONOTONIC ns at the start; every timestamp is relative to it.
+    pub start_monotonic_ns: u64,
+    /// Wall-clock start, seconds since the Unix epoch.
+    pub start_unix_s: u64,
+    pub duration_ns: u64,
+    /// Ended by Ctrl-C/SIGTERM rather than by the target or the duration.
+    pub interrupted: bool,
+    /// Exit status of the traced command (128+signal when killed).
+    pub exit_code: Option<i32>,
+    /// The attach plan, one row per probe stage.
+    pub plan: Vec<PlanRow>,
+    pub counts: Counts,
+    /// Marks dropped because the ring buffer was full, by kind.
+    pub lost_marks: BTreeMap<String, u64>,
+    pub lost_marks_total: u64,
+    pub correlation: CorrelationStats,
+    /// Per stage: count, mean, p50, p90, p99, max, total (ns).
+    pub stages: BTreeMap<String, StageStats>,
+    /// Argument values and environment values are never recorded; only counts.
+    pub captured: Vec<String>,
+}
+
+impl Summary {
+    pub fn schema_ok(&self) -> bool {
+        self.schema_version == SCHEMA_VERSION
+    }
+}

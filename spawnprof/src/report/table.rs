@@ -1,0 +1,162 @@
+//! Terminal tables: one row per process created, and the stage breakdown.
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use crate::{
+    analysis::StageStats,
+    model::{KERNEL_FN_STAGES, STAGES, SpawnRecord},
+    units::format_ns,
+};
+
+fn opt_ns(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".into(), format_ns)
+}
+
+/// Fixed-width columns, left-aligned text and right-aligned numbers.
+struct Table {
+    header: Vec<&'static str>,
+    right: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(columns: &[(&'static str, bool)]) -> Self {
+        Self {
+            header: columns.iter().map(|c| c.0).collect(),
+            right: columns.iter().map(|c| c.1).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let line = |cells: Vec<&str>, out: &mut String| {
+            let parts: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .zip(&self.right)
+                .map(|((c, w), right)| {
+                    if *right {
+                        format!("{c:>w$}")
+                    } else {
+                        format!("{c:<w$}")
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "{}", parts.join("  ").trim_end());
+        };
+        line(self.header.clone(), &mut out);
+        for row in &self.rows {
+            line(row.iter().map(String::as_str).collect(), &mut out);
+        }
+        out
+    }
+}
+
+/// One row per process created (threads are left out), at most `limit`.
+pub fn processes(records: &[SpawnRecord], limit: usize) -> String {
+    let mut t = Table::new(&[
+        ("pid", true),
+        ("ppid", true),
+        ("method", false),
+        ("comm", false),
+        ("exec'd path", false),
+        ("fork→exec", true),
+        ("exec→exit", true),
+        ("status", false),
+    ]);
+    let procs: Vec<&SpawnRecord> = records.iter().filter(|r| !r.thread).collect();
+    for r in procs.iter().take(limit) {
+        let comm = match (&r.comm_before, &r.comm_after) {
+            (Some(a), Some(b)) if a != b => format!("{a}→{b}"),
+            (Some(a), _) | (None, Some(a)) => a.clone(),
+            _ => "-".into(),
+        };
+        let status = if let Some(s) = r.exit_signal {
+            format!("signal {s}")
+        } else if let Some(s) = r.exit_status {
+            format!("exit {s}")
+        } else {
+            "-".into()
+        };
+        let path = match (&r.exec_path, r.exec_attempts.last()) {
+            (Some(p), _) => p.clone(),
+            (None, Some(a)) => format!("{} (failed {})", a.path, a.ret.unwrap_or(0)),
+            (None, None) => "-".into(),
+        };
+        let fork_exec = r
+            .ts
+            .exec_return
+            .zip(r.ts.clone_enter.or(r.ts.fork_done))
+            .and_then(|(e, s)| e.checked_sub(s));
+        t.rows.push(vec![
+            r.child_pid.map_or("-".into(), |p| p.to_string()),
+            r.parent_pid.map_or("-".into(), |p| p.to_string()),
+            if r.root { "root".into() } else { r.method.clone().unwrap_or_else(|| "-".into()) },
+            comm,
+            path,
+            opt_ns(fork_exec),
+            opt_ns(r.duration("run")),
+            status,
+        ]);
+    }
+    let mut out = t.render();
+    if procs.len() > limit {
+        let _ = writeln!(out, "… and {} more (all of them in spawns.jsonl)", procs.len() - limit);
+    }
+    out
+}
+
+/// Per stage: count, mean, p50, p99, total and share of the spawn time.
+/// Stages never measured say why instead of showing zeros.
+pub fn breakdown(stats: &BTreeMap<String, StageStats>, unavailable: &[String]) -> String {
+    let spawn_total = stats.get("spawn_to_exec").map_or(0, |s| s.total_ns);
+    let mut t = Table::new(&[
+        ("stage", false),
+        ("count", true),
+        ("mean", true),
+        ("p50", true),
+        ("p99", true),
+        ("max", true),
+        ("total", true),
+        ("share", true),
+    ]);
+    let names = STAGES
+        .iter()
+        .map(|s| (s.name, s.parent))
+        .chain(KERNEL_FN_STAGES.iter().map(|(n, p)| (*n, Some(*p))));
+    for (name, parent) in names {
+        let depth = std::iter::successors(parent, |p| crate::model::stage(p).and_then(|s| s.parent)).count();
+        let label = format!("{}{name}", "  ".repeat(depth));
+        let Some(s) = stats.get(name).filter(|s| s.count > 0) else {
+            let why = if unavailable.iter().any(|u| u == name) {
+                "unavailable on this kernel"
+            } else {
+                "not seen"
+            };
+            t.rows.push(vec![label, "0".into(), why.into(), String::new(), String::new(), String::new(), String::new(), String::new()]);
+            continue;
+        };
+        let share = if spawn_total > 0 && name != "run" && name != "reap_delay" {
+            format!("{:.1}%", 100.0 * s.total_ns as f64 / spawn_total as f64)
+        } else {
+            String::new()
+        };
+        t.rows.push(vec![
+            label,
+            s.count.to_string(),
+            format_ns(s.mean_ns),
+            format_ns(s.p50_ns),
+            format_ns(s.p99_ns),
+            format_ns(s.max_ns),
+            format_ns(s.total_ns),
+            share,
+        ]);
+    }
+    t.render()
+}

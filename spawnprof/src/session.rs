@@ -1,0 +1,399 @@
+//! Loading the probes: fill the configuration globals from tracefs and BTF,
+//! load the object, resolve the attach plan candidate by candidate, and hand
+//! out the ring buffer and counters. Dropping a [`Session`] detaches
+//! everything (aya closes the links and programs with their file descriptors,
+//! and the kernel does the same if the process dies).
+use std::collections::{BTreeMap, HashSet};
+
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{FEntry, FExit, KProbe, Program, RawTracePoint, TracePoint},
+};
+use spawnprof_common::{
+    GLOBAL_CONFIG, KernelOffsets, MAP_LOST, MAP_MARKS, MAP_TRACED, ProbeConfig, TracedProc,
+    TracepointOffsets, kind, traced,
+};
+
+use crate::{
+    capabilities::{Host, Tracefs},
+    correlate::mark_kind_name,
+    plan::{Attach, Candidate, Mechanism, PLAN, PlanRow, Rejection},
+};
+
+/// Knobs of a recording that shape the probes.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// Descendants of traced processes have their own spawns recorded.
+    pub follow: bool,
+    /// Skip the fentry/fexit tier (e.g. to exercise kprobes).
+    pub no_fentry: bool,
+    /// Skip the kprobe/kretprobe tier.
+    pub no_kprobe: bool,
+    /// Ring buffer size in bytes (a power of two, at least a page).
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            follow: false,
+            no_fentry: false,
+            no_kprobe: false,
+            ring_buffer_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Loaded and attached probes.
+pub struct Session {
+    ebpf: Ebpf,
+    pub plan: Vec<PlanRow>,
+}
+
+impl Session {
+    pub fn start(host: &Host, opts: &SessionOptions) -> Result<Self> {
+        let size = opts.ring_buffer_bytes;
+        if !size.is_power_of_two() || size < 4096 {
+            bail!("--ring-buffer must be a power of two of at least 4096 bytes (got {size})");
+        }
+        let config = probe_config(host, opts)?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(GLOBAL_CONFIG, &config, true)
+            .map_max_entries(MAP_MARKS, size)
+            .load(crate::PROBES)
+            .context("loading the eBPF object into the kernel")?;
+        let aya_btf = aya::Btf::from_sys_fs().ok();
+        let mut attached = HashSet::new();
+        let mut plan = Vec::new();
+        for stage in PLAN {
+            let mut rejected = Vec::new();
+            let mut chosen = None;
+            for candidate in stage.candidates {
+                if candidate.mechanism == Mechanism::Unavailable {
+                    chosen = Some(candidate);
+                    break;
+                }
+                let outcome = precheck(host, opts, candidate).and_then(|()| {
+                    attach_candidate(&mut ebpf, aya_btf.as_ref(), &host.tracefs, candidate, &mut attached)
+                });
+                match outcome {
+                    Ok(()) => {
+                        chosen = Some(candidate);
+                        break;
+                    }
+                    Err(e) => rejected.push(Rejection {
+                        mechanism: candidate.mechanism,
+                        reason: format!("{e:#}"),
+                    }),
+                }
+            }
+            let Some(chosen) = chosen else {
+                let reasons: Vec<String> = rejected.iter().map(|r| r.reason.clone()).collect();
+                bail!(
+                    "cannot trace the `{}` stage, which recording needs: {}",
+                    stage.name,
+                    reasons.join("; ")
+                );
+            };
+            plan.push(PlanRow {
+                stage: stage.name.into(),
+                mechanism: chosen.mechanism,
+                how: chosen.how.into(),
+                targets: chosen.attaches.iter().map(Attach::target).collect(),
+                rejected,
+            });
+        }
+        Ok(Self { ebpf, plan })
+    }
+
+    /// Adds a process to the kernel-side set of traced processes.
+    pub fn trace(&mut self, tgid: u32, record_spawns: bool) -> Result<()> {
+        let mut map: HashMap<&mut MapData, u32, TracedProc> = HashMap::try_from(
+            self.ebpf.map_mut(MAP_TRACED).context("TRACED map missing")?,
+        )?;
+        let entry = TracedProc {
+            flags: if record_spawns {
+                traced::SPAWNS
+            } else {
+                traced::LIFE_ONLY
+            },
+            ..TracedProc::default()
+        };
+        map.insert(tgid, entry, 0)
+            .with_context(|| format!("adding pid {tgid} to the traced set"))?;
+        Ok(())
+    }
+
+    /// The ring buffer of marks (taken once).
+    pub fn take_marks(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self.ebpf.take_map(MAP_MARKS).context("MARKS map missing")?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Marks dropped because the ring buffer was full, by kind (summed over CPUs).
+    pub fn lost(&self) -> Result<BTreeMap<String, u64>> {
+        let map: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_LOST).context("LOST map missing")?)?;
+        let mut out = BTreeMap::new();
+        for k in 1..kind::COUNT {
+            let total: u64 = map.get(&(k as u32), 0)?.iter().sum();
+            if total > 0 {
+                out.insert(mark_kind_name(k).to_string(), total);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per-program run time and run count (non-zero only while BPF stats are enabled).
+    pub fn program_stats(&self) -> Vec<(String, u64, u64)> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some((name.to_string(), info.run_time().as_nanos() as u64, info.run_count()))
+            })
+            .filter(|(_, _, count)| *count > 0)
+            .collect()
+    }
+}
+
+fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result<()> {
+    match candidate.mechanism {
+        Mechanism::Fentry => {
+            if opts.no_fentry {
+                bail!("disabled by --no-fentry");
+            }
+            let Some(btf) = &host.btf else {
+                bail!(
+                    "no kernel BTF ({})",
+                    host.btf_error.as_deref().unwrap_or("unknown reason")
+                );
+            };
+            for a in candidate.attaches {
+                if let Attach::Fentry { function, .. } | Attach::Fexit { function, .. } = a
+                    && !btf.has_function(function)
+                {
+                    bail!("`{function}` is not in the kernel's BTF (inlined or renamed on this kernel)");
+                }
+            }
+        }
+        Mechanism::Kprobe => {
+            if opts.no_kprobe {
+                bail!("disabled by --no-kprobe");
+            }
+            if !host.kprobe_pmu {
+                bail!(
+                    "no kprobe PMU (/sys/bus/event_source/devices/kprobe/type is missing: \
+                     kernel built without CONFIG_KPROBES)"
+                );
+            }
+            for a in candidate.attaches {
+                if let Attach::Kprobe { function, .. } = a
+                    && !host.kprobe_target_exists(function)
+                {
+                    bail!("`{function}` is not in available_filter_functions (inlined or notrace)");
+                }
+            }
+        }
+        Mechanism::RawTracepoint => {
+            if host.btf.is_none() {
+                bail!("no kernel BTF to locate linux_binprm fields");
+            }
+        }
+        Mechanism::Tracepoint => {
+            for a in candidate.attaches {
+                if let Attach::Tracepoint {
+                    category,
+                    name,
+                    optional: false,
+                    ..
+                } = a
+                    && !host.tracefs.has_event(category, name)
+                {
+                    bail!("tracepoint {category}:{name} does not exist on this kernel");
+                }
+            }
+        }
+        Mechanism::Unavailable => {}
+    }
+    Ok(())
+}
+
+/// Loads and attaches every program of a candidate; on any failure, undoes
+/// what this candidate attached so two tiers never count the same call.
+fn attach_candidate(
+    ebpf: &mut Ebpf,
+    btf: Option<&aya::Btf>,
+    tracefs: &Tracefs,
+    candidate: &Candidate,
+    attached: &mut HashSet<&'static str>,
+) -> Result<()> {
+    let mut mine = Vec::new();
+    for a in candidate.attaches {
+        let program = a.program();
+        if attached.contains(program) {
+            continue;
+        }
+        if let Attach::Tracepoint {
+            category,
+            name,
+            optional: true,
+            ..
+        } = a
+            && !tracefs.has_event(category, name)
+        {
+            continue;
+        }
+        match attach_one(ebpf, btf, a) {
+            Ok(()) => {
+                attached.insert(program);
+                mine.push(program);
+            }
+            Err(e) => {
+                for p in mine {
+                    attached.remove(p);
+                    unload(ebpf, p);
+                }
+                unload(ebpf, program);
+                return Err(e.context(format!("attaching {} to {}", program, a.target())));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program> {
+    ebpf.program_mut(name)
+        .with_context(|| format!("program {name} is missing from the eBPF object"))
+}
+
+fn attach_one(ebpf: &mut Ebpf, btf: Option<&aya::Btf>, a: &Attach) -> Result<()> {
+    let btf_required = || btf.context("kernel BTF could not be loaded");
+    match *a {
+        Attach::Tracepoint {
+            program: p,
+            category,
+            name,
+            ..
+        } => {
+            let tp: &mut TracePoint = program(ebpf, p)?.try_into()?;
+            tp.load()?;
+            tp.attach(category, name)?;
+        }
+        Attach::Fentry { program: p, function } => {
+            let btf = btf_required()?;
+            let f: &mut FEntry = program(ebpf, p)?.try_into()?;
+            f.load(function, btf)?;
+            f.attach()?;
+        }
+        Attach::Fexit { program: p, function } => {
+            let btf = btf_required()?;
+            let f: &mut FExit = program(ebpf, p)?.try_into()?;
+            f.load(function, btf)?;
+            f.attach()?;
+        }
+        Attach::RawTracepoint { program: p, name } => {
+            let rt: &mut RawTracePoint = program(ebpf, p)?.try_into()?;
+            rt.load()?;
+            rt.attach(name)?;
+        }
+        Attach::Kprobe { program: p, function } | Attach::Kretprobe { program: p, function } => {
+            let k: &mut KProbe = program(ebpf, p)?.try_into()?;
+            k.load()?;
+            k.attach(function, 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// Detaches and unloads a program (best effort: it may never have loaded).
+fn unload(ebpf: &mut Ebpf, name: &str) {
+    let Some(p) = ebpf.program_mut(name) else {
+        return;
+    };
+    let _ = match p {
+        Program::TracePoint(p) => p.unload(),
+        Program::FEntry(p) => p.unload(),
+        Program::FExit(p) => p.unload(),
+        Program::KProbe(p) => p.unload(),
+        Program::RawTracePoint(p) => p.unload(),
+        _ => Ok(()),
+    };
+}
+
+/// The globals the probes read: tracepoint field offsets from tracefs,
+/// kernel struct offsets from BTF.
+fn probe_config(host: &Host, opts: &SessionOptions) -> Result<ProbeConfig> {
+    Ok(ProbeConfig {
+        follow: opts.follow as u32,
+        _reserved: 0,
+        tp: tracepoint_offsets(&host.tracefs)?,
+        kernel: kernel_offsets(host),
+    })
+}
+
+/// Reads every field offset the probes need. A tracepoint missing here is
+/// not an error: its field stays [`spawnprof_common::NO_FIELD`] and the plan
+/// reports the stage as unavailable.
+pub fn tracepoint_offsets(tracefs: &Tracefs) -> Result<TracepointOffsets> {
+    let mut o = TracepointOffsets::MISSING;
+    let get = |cat: &str, ev: &str, field: &str, size: u32| -> Option<u32> {
+        tracefs.format(cat, ev).ok()?.offset_of(field, size).ok()
+    };
+    let set = |slot: &mut u32, v: Option<u32>| {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    };
+    set(&mut o.fork_parent_pid, get("sched", "sched_process_fork", "parent_pid", 4));
+    set(&mut o.fork_child_pid, get("sched", "sched_process_fork", "child_pid", 4));
+    set(&mut o.exec_filename, get("sched", "sched_process_exec", "filename", 4));
+    set(&mut o.exec_pid, get("sched", "sched_process_exec", "pid", 4));
+    set(&mut o.exec_old_pid, get("sched", "sched_process_exec", "old_pid", 4));
+    set(&mut o.exit_pid, get("sched", "sched_process_exit", "pid", 4));
+    set(&mut o.exit_group_dead, get("sched", "sched_process_exit", "group_dead", 1));
+    set(&mut o.wakeup_new_pid, get("sched", "sched_wakeup_new", "pid", 4));
+    set(&mut o.wakeup_new_target_cpu, get("sched", "sched_wakeup_new", "target_cpu", 4));
+    set(&mut o.switch_next_pid, get("sched", "sched_switch", "next_pid", 4));
+    set(&mut o.newtask_pid, get("task", "task_newtask", "pid", 4));
+    set(&mut o.newtask_clone_flags, get("task", "task_newtask", "clone_flags", 8));
+    set(&mut o.mmap_lock_mm, get("mmap_lock", "mmap_lock_start_locking", "mm", 8));
+    set(&mut o.mmap_lock_write, get("mmap_lock", "mmap_lock_start_locking", "write", 1));
+    set(&mut o.mmap_lock_success, get("mmap_lock", "mmap_lock_acquire_returned", "success", 1));
+    set(&mut o.fault_error_code, get("exceptions", "page_fault_user", "error_code", 8));
+    set(&mut o.sys_enter_clone_flags, get("syscalls", "sys_enter_clone", "clone_flags", 8));
+    set(&mut o.sys_enter_clone3_uargs, get("syscalls", "sys_enter_clone3", "uargs", 8));
+    set(&mut o.sys_enter_execve_filename, get("syscalls", "sys_enter_execve", "filename", 8));
+    set(&mut o.sys_enter_execveat_filename, get("syscalls", "sys_enter_execveat", "filename", 8));
+    set(&mut o.sys_exit_ret, get("syscalls", "sys_exit_clone", "ret", 8));
+    // The mmap_lock release/acquire events share start_locking's layout for
+    // mm and write; check rather than assume.
+    for ev in ["mmap_lock_acquire_returned", "mmap_lock_released"] {
+        if let (Some(mm), Some(w)) = (
+            get("mmap_lock", ev, "mm", 8),
+            get("mmap_lock", ev, "write", 1),
+        ) && (mm != o.mmap_lock_mm || w != o.mmap_lock_write)
+        {
+            bail!("mmap_lock:{ev} lays out mm/write differently from start_locking; please report this kernel");
+        }
+    }
+    Ok(o)
+}
+
+fn kernel_offsets(host: &Host) -> KernelOffsets {
+    let Some(btf) = &host.btf else {
+        return KernelOffsets::default();
+    };
+    let get = |s: &str, m: &str| btf.member_offset(s, m).unwrap_or(0);
+    KernelOffsets {
+        task_mm: get("task_struct", "mm"),
+        task_exit_code: get("task_struct", "exit_code"),
+        mm_env_start: get("mm_struct", "env_start"),
+        mm_env_end: get("mm_struct", "env_end"),
+        binprm_argc: get("linux_binprm", "argc"),
+        binprm_envc: get("linux_binprm", "envc"),
+        binprm_filename: get("linux_binprm", "filename"),
+    }
+}
