@@ -42,6 +42,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Limit for each command inside the VM, so one hung command still leaves
 /// time for the others (and for the dmesg dump) before the host gives up.
 const COMMAND_TIMEOUT_SECS: u32 = 100;
+/// Outputs longer than this many lines come back shortened to their first
+/// and last KEEP_LINES lines (JSON outputs stay far below).
+const MAX_LINES: usize = 10_000;
+const KEEP_LINES: usize = 3_000;
 /// Fork spawns each run must report (the workload makes exactly this many).
 const SPAWN_COUNT: usize = 20;
 /// Stages whose attach mechanism the two runs pin down.
@@ -615,7 +619,16 @@ section() {{
     echo "{mark} begin $1"
     timeout {COMMAND_TIMEOUT_SECS} sh -c "$2" </dev/null >/tmp/.section-out 2>&1
     rc=$?
-    cat /tmp/.section-out
+    # Verifier logs can run to 100k lines, minutes over the serial port:
+    # keep head and tail of such floods.
+    n=$(wc -l </tmp/.section-out)
+    if [ "$n" -gt {MAX_LINES} ]; then
+        head -n {KEEP_LINES} /tmp/.section-out
+        echo "[vm-test: $((n - 2 * {KEEP_LINES})) lines omitted]"
+        tail -n {KEEP_LINES} /tmp/.section-out
+    else
+        cat /tmp/.section-out
+    fi
     echo
     echo "{mark} end $1 rc=$rc"
 }}
@@ -948,11 +961,28 @@ struct Section {
 }
 
 impl Section {
+    /// Name, exit status and output for messages. Long outputs (a verifier
+    /// log runs to 100k lines) keep their head, where errors are usually
+    /// stated, and their tail; the log file has all of it.
     fn describe(&self) -> String {
+        const KEEP: usize = 12;
         let rc = self.rc.map_or("did not finish".to_string(), |rc| {
             format!("exit status {rc}")
         });
-        format!("`{}` ({rc}):\n{}", self.name, indent(self.body.trim_end()))
+        let lines: Vec<&str> = self.body.trim_end().lines().collect();
+        let shown = if lines.len() > 2 * KEEP {
+            let omitted = format!("[... {} lines omitted ...]", lines.len() - 2 * KEEP);
+            [
+                &lines[..KEEP],
+                &[omitted.as_str()],
+                &lines[lines.len() - KEEP..],
+            ]
+            .concat()
+            .join("\n")
+        } else {
+            lines.join("\n")
+        };
+        format!("`{}` ({rc}):\n{}", self.name, indent(&shown))
     }
 }
 
