@@ -122,7 +122,11 @@ pub mod clone_flags {
 /// Packs a (faults, cow faults) pair into one mark value; each half saturates.
 #[inline(always)]
 pub const fn pack_faults(faults: u64, cow: u64) -> u64 {
-    let f = if faults > 0xffff_ffff { 0xffff_ffff } else { faults };
+    let f = if faults > 0xffff_ffff {
+        0xffff_ffff
+    } else {
+        faults
+    };
     let c = if cow > 0xffff_ffff { 0xffff_ffff } else { cow };
     (f << 32) | c
 }
@@ -272,6 +276,10 @@ pub struct KernelOffsets {
     pub task_mm: u32,
     /// `task_struct.exit_code`
     pub task_exit_code: u32,
+    /// `task_struct.pid` (the thread id)
+    pub task_pid: u32,
+    /// `task_struct.tgid`
+    pub task_tgid: u32,
     /// `mm_struct.env_start` (inside the anonymous struct of recent kernels)
     pub mm_env_start: u32,
     /// `mm_struct.env_end`
@@ -305,6 +313,8 @@ impl ProbeConfig {
         kernel: KernelOffsets {
             task_mm: 0,
             task_exit_code: 0,
+            task_pid: 0,
+            task_tgid: 0,
             mm_env_start: 0,
             mm_env_end: 0,
             binprm_argc: 0,

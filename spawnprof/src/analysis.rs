@@ -41,7 +41,9 @@ impl StageStats {
 }
 
 /// Stage name → statistics, in [`STAGES`] order plus the kernel-summed stages.
-pub fn stage_stats<'a>(records: impl IntoIterator<Item = &'a SpawnRecord>) -> BTreeMap<String, StageStats> {
+pub fn stage_stats<'a>(
+    records: impl IntoIterator<Item = &'a SpawnRecord>,
+) -> BTreeMap<String, StageStats> {
     let mut values: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     let names = STAGES
         .iter()
@@ -104,7 +106,10 @@ mod tests {
     fn percentiles_use_nearest_rank() {
         let mut v: Vec<u64> = (1..=100).collect();
         let s = StageStats::from_values(&mut v);
-        assert_eq!((s.count, s.p50_ns, s.p90_ns, s.p99_ns, s.max_ns), (100, 50, 90, 99, 100));
+        assert_eq!(
+            (s.count, s.p50_ns, s.p90_ns, s.p99_ns, s.max_ns),
+            (100, 50, 90, 99, 100)
+        );
         assert_eq!(s.mean_ns, 50);
         assert_eq!(s.total_ns, 5050);
         assert_eq!(StageStats::from_values(&mut []), StageStats::default());

@@ -61,8 +61,11 @@ impl Reorder {
     pub fn push(&mut self, event: Event) {
         self.newest = self.newest.max(event.mark.ts_ns);
         self.seq += 1;
-        self.heap
-            .push(std::cmp::Reverse((event.mark.ts_ns, self.seq, OrderedEvent(event))));
+        self.heap.push(std::cmp::Reverse((
+            event.mark.ts_ns,
+            self.seq,
+            OrderedEvent(event),
+        )));
     }
 
     /// Events old enough that nothing earlier can still arrive: older than
@@ -102,6 +105,9 @@ pub struct CorrelationStats {
     /// traced process exec'd without having been spawned in the recording).
     pub unmatched_marks: u64,
     pub failed_clones: u64,
+    /// First-run marks that arrived after the child had already run (the
+    /// real first switch-in was missed); dropped rather than trusted.
+    pub late_first_runs: u64,
 }
 
 /// A spawn being assembled (absolute timestamps until it is emitted).
@@ -310,7 +316,13 @@ impl Correlator {
                 let b = self.by_child.get_mut(&key).expect("present");
                 b.child_seen = true;
                 if m.kind == kind::FIRST_RUN {
-                    b.rec.ts.first_run = Some(ts);
+                    if b.rec.ts.child_return.is_some() || b.rec.ts.exec_first_enter.is_some() {
+                        // The child already ran: this is a later switch-in,
+                        // the first one was missed by the probe.
+                        self.stats.late_first_runs += 1;
+                    } else {
+                        b.rec.ts.first_run = Some(ts);
+                    }
                 } else {
                     b.rec.ts.child_return = Some(ts);
                     b.rec.comm_before = Some(e.comm());
@@ -348,7 +360,9 @@ impl Correlator {
             b.rec.comm_before = Some(e.comm());
         } else {
             b.rec.thread = m.tid != m.tgid;
-            b.rec.incomplete.push("parent's fork marks were lost".into());
+            b.rec
+                .incomplete
+                .push("parent's fork marks were lost".into());
         }
         self.by_child.insert(m.tid, b);
         m.tid
@@ -387,14 +401,18 @@ impl Correlator {
         self.parent_open.insert(m.tid, child);
     }
 
-    fn resolve_parent_cow(&mut self, parent_tgid: u32, cow_now: u64) {
-        if let Some((prev_child, cow_then)) = self.cow_baseline.remove(&parent_tgid)
-            && let Some(prev) = self.by_child.get_mut(&prev_child)
-        {
+    /// Closes the CoW window of `parent_tgid`'s previous fork; false when
+    /// it had none open.
+    fn resolve_parent_cow(&mut self, parent_tgid: u32, cow_now: u64) -> bool {
+        let Some((prev_child, cow_then)) = self.cow_baseline.remove(&parent_tgid) else {
+            return false;
+        };
+        if let Some(prev) = self.by_child.get_mut(&prev_child) {
             prev.rec.faults.parent_cow_after_fork = Some(cow_now.saturating_sub(cow_then));
             prev.cow_pending = false;
             self.check(prev_child);
         }
+        true
     }
 
     fn clone_exit(&mut self, e: &Event) {
@@ -474,7 +492,11 @@ impl Correlator {
             }
             _ => {
                 let ret = m.a as i64;
-                if let Some(a) = b.open_attempt.take().and_then(|i| r.exec_attempts.get_mut(i)) {
+                if let Some(a) = b
+                    .open_attempt
+                    .take()
+                    .and_then(|i| r.exec_attempts.get_mut(i))
+                {
                     a.exit = Some(ts);
                     a.ret = Some(ret);
                 }
@@ -489,9 +511,11 @@ impl Correlator {
         let m = &e.mark;
         let (faults, cow) = unpack_faults(m.b);
         // This process may itself be a parent whose last fork awaits its CoW count.
-        self.resolve_parent_cow(m.tgid, cow);
+        let was_parent = self.resolve_parent_cow(m.tgid, cow);
         let Some(key) = self.child_key(m.tgid, m.tgid) else {
-            self.stats.unmatched_marks += 1;
+            if !was_parent {
+                self.stats.unmatched_marks += 1;
+            }
             return;
         };
         let b = self.by_child.get_mut(&key).expect("present");
@@ -617,7 +641,14 @@ mod tests {
                 t: 1_000,
             }
         }
-        fn at(&mut self, dt: u64, kind: u16, tid: u32, tgid: u32, abc: (u64, u64, u64)) -> &mut Self {
+        fn at(
+            &mut self,
+            dt: u64,
+            kind: u16,
+            tid: u32,
+            tgid: u32,
+            abc: (u64, u64, u64),
+        ) -> &mut Self {
             self.text_at(dt, kind, tid, tgid, abc, None)
         }
         fn text_at(
@@ -648,35 +679,85 @@ mod tests {
         }
         /// fork() by PARENT of CHILD with an mm copy, up to the parent's return.
         fn fork(&mut self, child: u32) -> &mut Self {
-            self.at(10, kind::CLONE_ENTER, PARENT, PARENT, (SIGCHLD, syscall::CLONE, 0))
-                .at(5, kind::MM_LOCK_WAIT, PARENT, PARENT, (0xabc, 0, 0))
-                .at(5, kind::MM_LOCK_ACQUIRED, PARENT, PARENT, (0xabc, 1, 0))
-                .at(500, kind::MM_LOCK_RELEASED, PARENT, PARENT, (0xabc, 0, 0))
-                .at(20, kind::NEWTASK, PARENT, PARENT, (child as u64, SIGCHLD, 0))
-                .at(5, kind::FORK_DONE, PARENT, PARENT, (child as u64, pack_faults(10, 2), 0))
-                .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (child as u64, 1, 0))
-                .at(5, kind::CLONE_EXIT, PARENT, PARENT, (child as u64, 0, 0))
+            self.at(
+                10,
+                kind::CLONE_ENTER,
+                PARENT,
+                PARENT,
+                (SIGCHLD, syscall::CLONE, 0),
+            )
+            .at(5, kind::MM_LOCK_WAIT, PARENT, PARENT, (0xabc, 0, 0))
+            .at(5, kind::MM_LOCK_ACQUIRED, PARENT, PARENT, (0xabc, 1, 0))
+            .at(500, kind::MM_LOCK_RELEASED, PARENT, PARENT, (0xabc, 0, 0))
+            .at(
+                20,
+                kind::NEWTASK,
+                PARENT,
+                PARENT,
+                (child as u64, SIGCHLD, 0),
+            )
+            .at(
+                5,
+                kind::FORK_DONE,
+                PARENT,
+                PARENT,
+                (child as u64, pack_faults(10, 2), 0),
+            )
+            .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (child as u64, 1, 0))
+            .at(5, kind::CLONE_EXIT, PARENT, PARENT, (child as u64, 0, 0))
         }
         /// The child runs, execs `path` after `misses` PATH misses, exits.
         fn child_life(&mut self, child: u32, misses: usize, path: &str) -> &mut Self {
-            self.at(30, kind::FIRST_RUN, child, child, (1, 0, 0))
-                .at(5, kind::CHILD_RETURN, child, child, (0, 0, 0));
+            self.at(30, kind::FIRST_RUN, child, child, (1, 0, 0)).at(
+                5,
+                kind::CHILD_RETURN,
+                child,
+                child,
+                (0, 0, 0),
+            );
             for i in 0..misses {
                 let p = format!("/nonexistent/{i}/true");
-                self.text_at(20, kind::EXEC_ENTER, child, child, (3, 1, syscall::EXECVE), Some(&p))
-                    .at(10, kind::EXEC_EXIT, child, child, (-2i64 as u64, 0, 0));
+                self.text_at(
+                    20,
+                    kind::EXEC_ENTER,
+                    child,
+                    child,
+                    (3, 1, syscall::EXECVE),
+                    Some(&p),
+                )
+                .at(10, kind::EXEC_EXIT, child, child, (-2i64 as u64, 0, 0));
             }
-            self.text_at(20, kind::EXEC_ENTER, child, child, (3, 1, syscall::EXECVE), Some(path))
-                .at(50, kind::EXEC_PREPARE, child, child, (0, 0, 0))
-                .text_at(100, kind::EXEC_DONE, child, child, (child as u64 | (1 << 32), 42 | (3 << 32), pack_faults(4, 1)), Some(path))
-                .at(10, kind::EXEC_EXIT, child, child, (0, 0, 0))
-                .at(300, kind::EXIT, child, child, (0, pack_faults(30, 5), 0))
+            self.text_at(
+                20,
+                kind::EXEC_ENTER,
+                child,
+                child,
+                (3, 1, syscall::EXECVE),
+                Some(path),
+            )
+            .at(50, kind::EXEC_PREPARE, child, child, (0, 0, 0))
+            .text_at(
+                100,
+                kind::EXEC_DONE,
+                child,
+                child,
+                (child as u64 | (1 << 32), 42 | (3 << 32), pack_faults(4, 1)),
+                Some(path),
+            )
+            .at(10, kind::EXEC_EXIT, child, child, (0, 0, 0))
+            .at(300, kind::EXIT, child, child, (0, pack_faults(30, 5), 0))
         }
         fn reap(&mut self, child: u32) -> &mut Self {
             self.at(10, kind::REAP, PARENT, PARENT, (child as u64, 0, 0))
         }
         fn parent_exit(&mut self, cow: u64) -> &mut Self {
-            self.at(10, kind::EXIT, PARENT, PARENT, (0, pack_faults(100, cow), 0))
+            self.at(
+                10,
+                kind::EXIT,
+                PARENT,
+                PARENT,
+                (0, pack_faults(100, cow), 0),
+            )
         }
         fn run(&self) -> (Vec<SpawnRecord>, CorrelationStats) {
             let mut c = Correlator::new(1_000, None);
@@ -702,14 +783,22 @@ mod tests {
         assert_eq!((r.parent_pid, r.child_pid), (Some(PARENT), Some(CHILD)));
         assert_eq!(r.method.as_deref(), Some("fork"));
         assert_eq!(r.flags.as_deref(), Some("SIGCHLD"));
-        assert_eq!(r.duration("dup_mmap"), Some(510));
+        assert_eq!(
+            r.duration("dup_mmap"),
+            Some(505),
+            "lock wait start to release"
+        );
         assert_eq!(r.duration("mm_lock_wait"), Some(5));
         assert_eq!(r.exec_path.as_deref(), Some("/bin/true"));
         assert_eq!(r.env_bytes, Some(42));
         assert_eq!(r.env_count, Some(3));
         assert_eq!(r.faults.pre_exec, Some(4));
         assert_eq!(r.faults.total, Some(30));
-        assert_eq!(r.faults.parent_cow_after_fork, Some(7), "9 at exit - 2 at fork");
+        assert_eq!(
+            r.faults.parent_cow_after_fork,
+            Some(7),
+            "9 at exit - 2 at fork"
+        );
         assert_eq!(r.exit_status, Some(0));
         assert_eq!(r.ts.clone_enter, Some(10), "relative to t0");
         assert_eq!(stats.unmatched_marks, 0);
@@ -740,18 +829,38 @@ mod tests {
     fn vfork_parent_returns_after_the_childs_exec() {
         let vfork = cf::CLONE_VM | cf::CLONE_VFORK | SIGCHLD;
         let mut s = Script::new();
-        s.at(10, kind::CLONE_ENTER, PARENT, PARENT, (vfork, syscall::CLONE3, 0))
-            .at(20, kind::NEWTASK, PARENT, PARENT, (CHILD as u64, vfork, 0))
-            .at(5, kind::FORK_DONE, PARENT, PARENT, (CHILD as u64, 0, 0))
-            .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (CHILD as u64, 0, 0))
-            .at(5, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
-            .at(5, kind::CHILD_RETURN, CHILD, CHILD, (0, 0, 0))
-            .text_at(5, kind::EXEC_ENTER, CHILD, CHILD, (1, 1, syscall::EXECVE), Some("/bin/true"))
-            .text_at(50, kind::EXEC_DONE, CHILD, CHILD, (CHILD as u64, 8, 0), Some("/bin/true"))
-            .at(2, kind::CLONE_EXIT, PARENT, PARENT, (CHILD as u64, 0, 0))
-            .at(8, kind::EXEC_EXIT, CHILD, CHILD, (0, 0, 0))
-            .at(100, kind::EXIT, CHILD, CHILD, (0, 0, 0))
-            .reap(CHILD);
+        s.at(
+            10,
+            kind::CLONE_ENTER,
+            PARENT,
+            PARENT,
+            (vfork, syscall::CLONE3, 0),
+        )
+        .at(20, kind::NEWTASK, PARENT, PARENT, (CHILD as u64, vfork, 0))
+        .at(5, kind::FORK_DONE, PARENT, PARENT, (CHILD as u64, 0, 0))
+        .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (CHILD as u64, 0, 0))
+        .at(5, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
+        .at(5, kind::CHILD_RETURN, CHILD, CHILD, (0, 0, 0))
+        .text_at(
+            5,
+            kind::EXEC_ENTER,
+            CHILD,
+            CHILD,
+            (1, 1, syscall::EXECVE),
+            Some("/bin/true"),
+        )
+        .text_at(
+            50,
+            kind::EXEC_DONE,
+            CHILD,
+            CHILD,
+            (CHILD as u64, 8, 0),
+            Some("/bin/true"),
+        )
+        .at(2, kind::CLONE_EXIT, PARENT, PARENT, (CHILD as u64, 0, 0))
+        .at(8, kind::EXEC_EXIT, CHILD, CHILD, (0, 0, 0))
+        .at(100, kind::EXIT, CHILD, CHILD, (0, 0, 0))
+        .reap(CHILD);
         let (recs, _) = s.run();
         let r = &recs[0];
         assert_eq!(r.method.as_deref(), Some("vfork"));
@@ -767,7 +876,14 @@ mod tests {
         let mut s = Script::new();
         s.fork(CHILD)
             .at(30, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
-            .text_at(10, kind::EXEC_ENTER, CHILD, CHILD, (1, 1, syscall::EXECVE), Some("/no/such"))
+            .text_at(
+                10,
+                kind::EXEC_ENTER,
+                CHILD,
+                CHILD,
+                (1, 1, syscall::EXECVE),
+                Some("/no/such"),
+            )
             .at(10, kind::EXEC_EXIT, CHILD, CHILD, (-2i64 as u64, 0, 0))
             .at(10, kind::EXIT, CHILD, CHILD, (127 << 8, 0, 0))
             .reap(CHILD);
@@ -784,11 +900,17 @@ mod tests {
     fn thread_spawns_complete_without_exit_or_reap() {
         let flags = cf::CLONE_VM | cf::CLONE_THREAD | cf::CLONE_SIGHAND;
         let mut s = Script::new();
-        s.at(10, kind::CLONE_ENTER, PARENT, PARENT, (flags, syscall::CLONE3, 0))
-            .at(10, kind::FORK_DONE, PARENT, PARENT, (201, 0, 0))
-            .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (201, 0, 0))
-            .at(5, kind::CLONE_EXIT, PARENT, PARENT, (201, 0, 0))
-            .at(5, kind::FIRST_RUN, 201, PARENT, (0, 0, 0));
+        s.at(
+            10,
+            kind::CLONE_ENTER,
+            PARENT,
+            PARENT,
+            (flags, syscall::CLONE3, 0),
+        )
+        .at(10, kind::FORK_DONE, PARENT, PARENT, (201, 0, 0))
+        .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (201, 0, 0))
+        .at(5, kind::CLONE_EXIT, PARENT, PARENT, (201, 0, 0))
+        .at(5, kind::FIRST_RUN, 201, PARENT, (0, 0, 0));
         let mut c = Correlator::new(0, None);
         for e in &s.events {
             c.feed(e);
@@ -835,15 +957,36 @@ mod tests {
             .run();
         assert_eq!(recs.len(), 2);
         // Both forks saw the parent's counter at 2 (the script's constant).
-        assert!(recs.iter().all(|r| r.faults.parent_cow_after_fork == Some(0)));
+        assert!(
+            recs.iter()
+                .all(|r| r.faults.parent_cow_after_fork == Some(0))
+        );
         assert!(recs.iter().all(|r| r.incomplete.is_empty()));
+    }
+
+    #[test]
+    fn a_first_run_after_the_child_already_ran_is_not_trusted() {
+        let mut s = Script::new();
+        s.fork(CHILD)
+            .at(5, kind::CHILD_RETURN, CHILD, CHILD, (0, 0, 0))
+            .at(50, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
+            .reap(CHILD);
+        let (recs, stats) = s.run();
+        assert_eq!(recs[0].ts.first_run, None);
+        assert_eq!(stats.late_first_runs, 1);
     }
 
     #[test]
     fn a_failed_clone_is_reported_with_its_errno() {
         let mut s = Script::new();
-        s.at(10, kind::CLONE_ENTER, PARENT, PARENT, (SIGCHLD, syscall::CLONE, 0))
-            .at(10, kind::CLONE_EXIT, PARENT, PARENT, (-11i64 as u64, 0, 0));
+        s.at(
+            10,
+            kind::CLONE_ENTER,
+            PARENT,
+            PARENT,
+            (SIGCHLD, syscall::CLONE, 0),
+        )
+        .at(10, kind::CLONE_EXIT, PARENT, PARENT, (-11i64 as u64, 0, 0));
         let (recs, stats) = s.run();
         assert_eq!(stats.failed_clones, 1);
         assert!(recs[0].incomplete[0].contains("errno 11"));
@@ -868,7 +1011,10 @@ mod tests {
         assert_eq!(ready, vec![990, 1000, 1050]);
         r.push(ev(1150));
         assert_eq!(r.ready(1249).count(), 0, "1150 is still inside the window");
-        assert_eq!(r.ready(1250).map(|e| e.mark.ts_ns).collect::<Vec<_>>(), vec![1150]);
+        assert_eq!(
+            r.ready(1250).map(|e| e.mark.ts_ns).collect::<Vec<_>>(),
+            vec![1150]
+        );
         let rest: Vec<u64> = r.drain().map(|e| e.mark.ts_ns).collect();
         assert_eq!(rest, vec![1200]);
     }

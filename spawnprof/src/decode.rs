@@ -29,7 +29,10 @@ const MARK_SIZE: usize = size_of::<Mark>();
 /// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<Event> {
     if bytes.len() < MARK_SIZE {
-        bail!("record of {} bytes is shorter than a mark ({MARK_SIZE})", bytes.len());
+        bail!(
+            "record of {} bytes is shorter than a mark ({MARK_SIZE})",
+            bytes.len()
+        );
     }
     // SAFETY: Mark is repr(C) plain data valid for any bit pattern, and the
     // length was checked; read_unaligned copes with the ring buffer's 8-byte
@@ -52,7 +55,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event> {
     }
     let body = &bytes[MARK_SIZE..];
     if body.len() > TEXT_LEN || text_len > body.len() {
-        bail!("text of {text_len} bytes does not fit a {} byte body", body.len());
+        bail!(
+            "text of {text_len} bytes does not fit a {} byte body",
+            body.len()
+        );
     }
     // The kernel's length counts the terminating NUL.
     let raw = &body[..text_len];

@@ -93,12 +93,17 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         force: args.force,
         reorder_window: Duration::from_millis(20),
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let recording = rt.block_on(record::record(opts))?;
     let s = &recording.summary;
     eprint!("{}", table::processes(&recording.records, args.rows));
     eprintln!();
-    eprint!("{}", table::breakdown(&s.stages, &record::unavailable_stages(s)));
+    eprint!(
+        "{}",
+        table::breakdown(&s.stages, &record::unavailable_stages(s))
+    );
     eprintln!(
         "\n{} spawns ({} threads), {} execs, {} failed exec attempts, {} lost marks{}",
         s.counts.spawns,
@@ -120,6 +125,9 @@ fn run_report(dir: &std::path::Path) -> Result<()> {
     let (summary, records) = load_recording(dir)?;
     print!("{}", table::processes(&records, 40));
     println!();
-    print!("{}", table::breakdown(&summary.stages, &record::unavailable_stages(&summary)));
+    print!(
+        "{}",
+        table::breakdown(&summary.stages, &record::unavailable_stages(&summary))
+    );
     Ok(())
 }

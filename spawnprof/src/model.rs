@@ -309,10 +309,8 @@ impl SpawnRecord {
                 .insert(stage.name.to_string(), stage.duration(&self.ts));
         }
         let k = self.kernel_fn.as_ref();
-        self.durations.insert(
-            "copy_page_range".into(),
-            k.map(|k| k.copy_page_range_ns),
-        );
+        self.durations
+            .insert("copy_page_range".into(), k.map(|k| k.copy_page_range_ns));
         self.durations
             .insert("anon_vma_fork".into(), k.map(|k| k.anon_vma_fork_ns));
     }
@@ -382,7 +380,10 @@ mod tests {
     fn stage_parents_exist_and_precede_their_children() {
         for (i, s) in STAGES.iter().enumerate() {
             if let Some(p) = s.parent {
-                let pi = STAGES.iter().position(|x| x.name == p).expect("parent exists");
+                let pi = STAGES
+                    .iter()
+                    .position(|x| x.name == p)
+                    .expect("parent exists");
                 assert!(pi < i, "{} listed before its parent {p}", s.name);
             }
         }

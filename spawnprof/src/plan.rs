@@ -130,8 +130,16 @@ const UNAVAILABLE: Candidate = Candidate {
 };
 
 const MMAP_LOCK: &[Attach] = &[
-    tp("mmap_lock_start_locking", "mmap_lock", "mmap_lock_start_locking"),
-    tp("mmap_lock_acquire_returned", "mmap_lock", "mmap_lock_acquire_returned"),
+    tp(
+        "mmap_lock_start_locking",
+        "mmap_lock",
+        "mmap_lock_start_locking",
+    ),
+    tp(
+        "mmap_lock_acquire_returned",
+        "mmap_lock",
+        "mmap_lock_acquire_returned",
+    ),
     tp("mmap_lock_released", "mmap_lock", "mmap_lock_released"),
 ];
 
@@ -296,9 +304,17 @@ pub const PLAN: &[ProbeStage] = &[
         required: false,
         candidates: &[
             Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: &[Attach::RawTracepoint {
+                    program: "raw_sched_switch",
+                    name: "sched_switch",
+                }],
+                how: "raw sched_switch to the new task (one map lookup per context switch)",
+            },
+            Candidate {
                 mechanism: Mechanism::Tracepoint,
                 attaches: &[tp("sched_switch", "sched", "sched_switch")],
-                how: "sched:sched_switch to the new task (one map lookup per context switch)",
+                how: "sched:sched_switch to the new task (may be skipped while another BPF user holds the CPU)",
             },
             UNAVAILABLE,
         ],
@@ -314,7 +330,7 @@ pub const PLAN: &[ProbeStage] = &[
                 tp_optional("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
                 tp_optional("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
             ],
-            how: "execve/execveat entry and return: every attempt, its path, env and arg counts, result",
+            how: "execve/execveat entry and return: every attempt, its path and result",
         }],
     },
     ProbeStage {
@@ -411,11 +427,25 @@ pub fn render(plan: &[PlanRow]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let w = plan.iter().map(|r| r.stage.len()).max().unwrap_or(5).max(5);
-    let _ = writeln!(out, "{:<w$}  {:<11}  how / why not better", "stage", "mechanism");
+    let _ = writeln!(
+        out,
+        "{:<w$}  {:<14}  how / why not better",
+        "stage", "mechanism"
+    );
     for row in plan {
-        let _ = writeln!(out, "{:<w$}  {:<11}  {}", row.stage, row.mechanism.to_string(), row.how);
+        let _ = writeln!(
+            out,
+            "{:<w$}  {:<14}  {}",
+            row.stage,
+            row.mechanism.to_string(),
+            row.how
+        );
         for r in &row.rejected {
-            let _ = writeln!(out, "{:<w$}  {:<11}    {} rejected: {}", "", "", r.mechanism, r.reason);
+            let _ = writeln!(
+                out,
+                "{:<w$}  {:<14}    {} rejected: {}",
+                "", "", r.mechanism, r.reason
+            );
         }
     }
     out
@@ -431,7 +461,10 @@ mod tests {
             let last = stage.candidates.last().expect("has candidates");
             if stage.required {
                 assert!(
-                    stage.candidates.iter().all(|c| c.mechanism != Mechanism::Unavailable),
+                    stage
+                        .candidates
+                        .iter()
+                        .all(|c| c.mechanism != Mechanism::Unavailable),
                     "{}",
                     stage.name
                 );
@@ -446,7 +479,11 @@ mod tests {
         let rank = |m: Mechanism| m as u8;
         for stage in PLAN {
             let ranks: Vec<u8> = stage.candidates.iter().map(|c| rank(c.mechanism)).collect();
-            assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{}: {ranks:?}", stage.name);
+            assert!(
+                ranks.windows(2).all(|w| w[0] < w[1]),
+                "{}: {ranks:?}",
+                stage.name
+            );
         }
     }
 }

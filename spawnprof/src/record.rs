@@ -14,7 +14,9 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::{Interest, unix::AsyncFd},
-    signal::unix::SignalKind, sync::oneshot};
+    signal::unix::SignalKind,
+    sync::oneshot,
+};
 
 use crate::{
     analysis,
@@ -161,7 +163,9 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         _ => None,
     };
     if interrupted {
-        eprintln!("spawnprof: interrupted; writing what was recorded (Ctrl-C again to quit at once)");
+        eprintln!(
+            "spawnprof: interrupted; writing what was recorded (Ctrl-C again to quit at once)"
+        );
         // A second Ctrl-C ends the process immediately; the kernel then
         // closes every probe with our file descriptors.
         tokio::spawn(async move {
@@ -221,9 +225,28 @@ fn flush(c: &mut Correlator, w: &mut SpawnWriter, keep: &mut Vec<SpawnRecord>) -
 }
 
 fn drain_ring(ring: &mut RingBuf<MapData>, reorder: &mut Reorder) {
+    // SPAWNPROF_DEBUG_MARKS=1 prints every mark as it arrives (for debugging probes).
+    let debug = std::env::var_os("SPAWNPROF_DEBUG_MARKS").is_some();
     while let Some(item) = ring.next() {
         match decode(&item) {
-            Ok(e) => reorder.push(e),
+            Ok(e) => {
+                if debug {
+                    let m = &e.mark;
+                    eprintln!(
+                        "mark {} {:<18} cpu{} tid={} tgid={} a={:#x} b={:#x} c={:#x} {}",
+                        m.ts_ns,
+                        crate::correlate::mark_kind_name(m.kind),
+                        m.cpu,
+                        m.tid,
+                        m.tgid,
+                        m.a,
+                        m.b,
+                        m.c,
+                        e.text.as_deref().unwrap_or("")
+                    );
+                }
+                reorder.push(e)
+            }
             Err(err) => eprintln!("spawnprof: skipping a malformed mark: {err:#}"),
         }
     }
@@ -246,7 +269,13 @@ fn pid_alive(pid: u32) -> bool {
         || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
     alive
         && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
             .unwrap_or(false)
 }
 

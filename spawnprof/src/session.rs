@@ -76,7 +76,13 @@ impl Session {
                     break;
                 }
                 let outcome = precheck(host, opts, candidate).and_then(|()| {
-                    attach_candidate(&mut ebpf, aya_btf.as_ref(), &host.tracefs, candidate, &mut attached)
+                    attach_candidate(
+                        &mut ebpf,
+                        aya_btf.as_ref(),
+                        &host.tracefs,
+                        candidate,
+                        &mut attached,
+                    )
                 });
                 match outcome {
                     Ok(()) => {
@@ -111,7 +117,9 @@ impl Session {
     /// Adds a process to the kernel-side set of traced processes.
     pub fn trace(&mut self, tgid: u32, record_spawns: bool) -> Result<()> {
         let mut map: HashMap<&mut MapData, u32, TracedProc> = HashMap::try_from(
-            self.ebpf.map_mut(MAP_TRACED).context("TRACED map missing")?,
+            self.ebpf
+                .map_mut(MAP_TRACED)
+                .context("TRACED map missing")?,
         )?;
         let entry = TracedProc {
             flags: if record_spawns {
@@ -152,7 +160,11 @@ impl Session {
             .programs()
             .filter_map(|(name, p)| {
                 let info = p.info().ok()?;
-                Some((name.to_string(), info.run_time().as_nanos() as u64, info.run_count()))
+                Some((
+                    name.to_string(),
+                    info.run_time().as_nanos() as u64,
+                    info.run_count(),
+                ))
             })
             .filter(|(_, _, count)| *count > 0)
             .collect()
@@ -175,7 +187,9 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
                 if let Attach::Fentry { function, .. } | Attach::Fexit { function, .. } = a
                     && !btf.has_function(function)
                 {
-                    bail!("`{function}` is not in the kernel's BTF (inlined or renamed on this kernel)");
+                    bail!(
+                        "`{function}` is not in the kernel's BTF (inlined or renamed on this kernel)"
+                    );
                 }
             }
         }
@@ -198,8 +212,19 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
             }
         }
         Mechanism::RawTracepoint => {
-            if host.btf.is_none() {
-                bail!("no kernel BTF to locate linux_binprm fields");
+            // Raw tracepoints hand over kernel pointers; the probes need BTF
+            // offsets to read through them.
+            let Some(btf) = &host.btf else {
+                bail!("no kernel BTF to locate the task_struct and linux_binprm fields");
+            };
+            for (s, m) in [
+                ("task_struct", "pid"),
+                ("linux_binprm", "envc"),
+                ("linux_binprm", "argc"),
+            ] {
+                if btf.member_offset(s, m).is_none() {
+                    bail!("the kernel's BTF has no {s}.{m}");
+                }
             }
         }
         Mechanism::Tracepoint => {
@@ -282,13 +307,19 @@ fn attach_one(ebpf: &mut Ebpf, btf: Option<&aya::Btf>, a: &Attach) -> Result<()>
             tp.load()?;
             tp.attach(category, name)?;
         }
-        Attach::Fentry { program: p, function } => {
+        Attach::Fentry {
+            program: p,
+            function,
+        } => {
             let btf = btf_required()?;
             let f: &mut FEntry = program(ebpf, p)?.try_into()?;
             f.load(function, btf)?;
             f.attach()?;
         }
-        Attach::Fexit { program: p, function } => {
+        Attach::Fexit {
+            program: p,
+            function,
+        } => {
             let btf = btf_required()?;
             let f: &mut FExit = program(ebpf, p)?.try_into()?;
             f.load(function, btf)?;
@@ -299,7 +330,14 @@ fn attach_one(ebpf: &mut Ebpf, btf: Option<&aya::Btf>, a: &Attach) -> Result<()>
             rt.load()?;
             rt.attach(name)?;
         }
-        Attach::Kprobe { program: p, function } | Attach::Kretprobe { program: p, function } => {
+        Attach::Kprobe {
+            program: p,
+            function,
+        }
+        | Attach::Kretprobe {
+            program: p,
+            function,
+        } => {
             let k: &mut KProbe = program(ebpf, p)?.try_into()?;
             k.load()?;
             k.attach(function, 0)?;
@@ -347,27 +385,87 @@ pub fn tracepoint_offsets(tracefs: &Tracefs) -> Result<TracepointOffsets> {
             *slot = v;
         }
     };
-    set(&mut o.fork_parent_pid, get("sched", "sched_process_fork", "parent_pid", 4));
-    set(&mut o.fork_child_pid, get("sched", "sched_process_fork", "child_pid", 4));
-    set(&mut o.exec_filename, get("sched", "sched_process_exec", "filename", 4));
-    set(&mut o.exec_pid, get("sched", "sched_process_exec", "pid", 4));
-    set(&mut o.exec_old_pid, get("sched", "sched_process_exec", "old_pid", 4));
-    set(&mut o.exit_pid, get("sched", "sched_process_exit", "pid", 4));
-    set(&mut o.exit_group_dead, get("sched", "sched_process_exit", "group_dead", 1));
-    set(&mut o.wakeup_new_pid, get("sched", "sched_wakeup_new", "pid", 4));
-    set(&mut o.wakeup_new_target_cpu, get("sched", "sched_wakeup_new", "target_cpu", 4));
-    set(&mut o.switch_next_pid, get("sched", "sched_switch", "next_pid", 4));
+    set(
+        &mut o.fork_parent_pid,
+        get("sched", "sched_process_fork", "parent_pid", 4),
+    );
+    set(
+        &mut o.fork_child_pid,
+        get("sched", "sched_process_fork", "child_pid", 4),
+    );
+    set(
+        &mut o.exec_filename,
+        get("sched", "sched_process_exec", "filename", 4),
+    );
+    set(
+        &mut o.exec_pid,
+        get("sched", "sched_process_exec", "pid", 4),
+    );
+    set(
+        &mut o.exec_old_pid,
+        get("sched", "sched_process_exec", "old_pid", 4),
+    );
+    set(
+        &mut o.exit_pid,
+        get("sched", "sched_process_exit", "pid", 4),
+    );
+    set(
+        &mut o.exit_group_dead,
+        get("sched", "sched_process_exit", "group_dead", 1),
+    );
+    set(
+        &mut o.wakeup_new_pid,
+        get("sched", "sched_wakeup_new", "pid", 4),
+    );
+    set(
+        &mut o.wakeup_new_target_cpu,
+        get("sched", "sched_wakeup_new", "target_cpu", 4),
+    );
+    set(
+        &mut o.switch_next_pid,
+        get("sched", "sched_switch", "next_pid", 4),
+    );
     set(&mut o.newtask_pid, get("task", "task_newtask", "pid", 4));
-    set(&mut o.newtask_clone_flags, get("task", "task_newtask", "clone_flags", 8));
-    set(&mut o.mmap_lock_mm, get("mmap_lock", "mmap_lock_start_locking", "mm", 8));
-    set(&mut o.mmap_lock_write, get("mmap_lock", "mmap_lock_start_locking", "write", 1));
-    set(&mut o.mmap_lock_success, get("mmap_lock", "mmap_lock_acquire_returned", "success", 1));
-    set(&mut o.fault_error_code, get("exceptions", "page_fault_user", "error_code", 8));
-    set(&mut o.sys_enter_clone_flags, get("syscalls", "sys_enter_clone", "clone_flags", 8));
-    set(&mut o.sys_enter_clone3_uargs, get("syscalls", "sys_enter_clone3", "uargs", 8));
-    set(&mut o.sys_enter_execve_filename, get("syscalls", "sys_enter_execve", "filename", 8));
-    set(&mut o.sys_enter_execveat_filename, get("syscalls", "sys_enter_execveat", "filename", 8));
-    set(&mut o.sys_exit_ret, get("syscalls", "sys_exit_clone", "ret", 8));
+    set(
+        &mut o.newtask_clone_flags,
+        get("task", "task_newtask", "clone_flags", 8),
+    );
+    set(
+        &mut o.mmap_lock_mm,
+        get("mmap_lock", "mmap_lock_start_locking", "mm", 8),
+    );
+    set(
+        &mut o.mmap_lock_write,
+        get("mmap_lock", "mmap_lock_start_locking", "write", 1),
+    );
+    set(
+        &mut o.mmap_lock_success,
+        get("mmap_lock", "mmap_lock_acquire_returned", "success", 1),
+    );
+    set(
+        &mut o.fault_error_code,
+        get("exceptions", "page_fault_user", "error_code", 8),
+    );
+    set(
+        &mut o.sys_enter_clone_flags,
+        get("syscalls", "sys_enter_clone", "clone_flags", 8),
+    );
+    set(
+        &mut o.sys_enter_clone3_uargs,
+        get("syscalls", "sys_enter_clone3", "uargs", 8),
+    );
+    set(
+        &mut o.sys_enter_execve_filename,
+        get("syscalls", "sys_enter_execve", "filename", 8),
+    );
+    set(
+        &mut o.sys_enter_execveat_filename,
+        get("syscalls", "sys_enter_execveat", "filename", 8),
+    );
+    set(
+        &mut o.sys_exit_ret,
+        get("syscalls", "sys_exit_clone", "ret", 8),
+    );
     // The mmap_lock release/acquire events share start_locking's layout for
     // mm and write; check rather than assume.
     for ev in ["mmap_lock_acquire_returned", "mmap_lock_released"] {
@@ -376,7 +474,9 @@ pub fn tracepoint_offsets(tracefs: &Tracefs) -> Result<TracepointOffsets> {
             get("mmap_lock", ev, "write", 1),
         ) && (mm != o.mmap_lock_mm || w != o.mmap_lock_write)
         {
-            bail!("mmap_lock:{ev} lays out mm/write differently from start_locking; please report this kernel");
+            bail!(
+                "mmap_lock:{ev} lays out mm/write differently from start_locking; please report this kernel"
+            );
         }
     }
     Ok(o)
@@ -390,6 +490,8 @@ fn kernel_offsets(host: &Host) -> KernelOffsets {
     KernelOffsets {
         task_mm: get("task_struct", "mm"),
         task_exit_code: get("task_struct", "exit_code"),
+        task_pid: get("task_struct", "pid"),
+        task_tgid: get("task_struct", "tgid"),
         mm_env_start: get("mm_struct", "env_start"),
         mm_env_end: get("mm_struct", "env_end"),
         binprm_argc: get("linux_binprm", "argc"),

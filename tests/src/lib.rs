@@ -1,1 +1,124 @@
+//! Helpers for the real-kernel integration tests in `tests/tests/`.
+//!
+//! The tests drive the built `spawnprof` binary (and the reference spawner)
+//! the way a user would, then read the recording back with the library.
+//! `cargo xtask test` builds both binaries and points `SPAWNPROF_BIN` and
+//! `SPAWNPROF_SPAWNER` at them.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
 
+use spawnprof::{model::SpawnRecord, report::Summary, report::files::load_recording};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn binary(env: &str, name: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env) {
+        return p.into();
+    }
+    let root = workspace_root();
+    for profile in ["debug", "release"] {
+        let p = root.join("target").join(profile).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} is not built: run the tests through `cargo xtask test` (or set {env})");
+}
+
+/// The spawnprof binary under test.
+pub fn spawnprof_bin() -> PathBuf {
+    binary("SPAWNPROF_BIN", "spawnprof")
+}
+
+/// The reference spawner binary.
+pub fn spawner_bin() -> PathBuf {
+    binary("SPAWNPROF_SPAWNER", "spawnprof-spawner")
+}
+
+/// Fails loudly unless the test can load eBPF programs.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "these tests load eBPF programs into the kernel: run them as root (`cargo xtask test` does)"
+    );
+}
+
+/// A fresh output directory under the target dir.
+pub fn out_dir(test: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = workspace_root()
+        .join("target")
+        .join("itest-out")
+        .join(format!(
+            "{test}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A finished `spawnprof record` run.
+pub struct Run {
+    pub output: Output,
+    pub dir: PathBuf,
+    pub summary: Summary,
+    pub records: Vec<SpawnRecord>,
+}
+
+impl Run {
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// Process spawns (not threads, not the root command).
+    pub fn children(&self) -> Vec<&SpawnRecord> {
+        self.records
+            .iter()
+            .filter(|r| !r.thread && !r.root)
+            .collect()
+    }
+
+    pub fn root(&self) -> &SpawnRecord {
+        self.records
+            .iter()
+            .find(|r| r.root)
+            .expect("the root command has a record")
+    }
+}
+
+/// Runs `spawnprof record -o DIR <args>` and loads the recording.
+pub fn record(test: &str, args: &[&str]) -> Run {
+    require_root();
+    let dir = out_dir(test);
+    let output = Command::new(spawnprof_bin())
+        .arg("record")
+        .arg("-o")
+        .arg(&dir)
+        .args(args)
+        .output()
+        .expect("run spawnprof");
+    let (summary, records) = load_recording(&dir).unwrap_or_else(|e| {
+        panic!(
+            "no recording in {}: {e:#}\nstderr:\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    Run {
+        output,
+        dir,
+        summary,
+        records,
+    }
+}

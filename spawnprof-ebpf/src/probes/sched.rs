@@ -67,7 +67,15 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
             ((s.cpr_calls as u64) << 32) | s.avf_calls as u64,
         );
     }
-    mark(ts, kind::FORK_DONE, tid, tgid, child as u64, faults_of(tgid), 0);
+    mark(
+        ts,
+        kind::FORK_DONE,
+        tid,
+        tgid,
+        child as u64,
+        faults_of(tgid),
+        0,
+    );
     0
 }
 
@@ -103,11 +111,33 @@ pub fn sched_wakeup_new(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sched_switch(ctx: TracePointContext) -> u32 {
-    // Runs on every context switch of the machine: one hash lookup, nothing else.
-    let Some(next) = field::<i32>(&ctx, config(&CONFIG.tp.switch_next_pid)) else {
+    match field::<i32>(&ctx, config(&CONFIG.tp.switch_next_pid)) {
+        Some(next) => first_run(next as u32),
+        None => 0,
+    }
+}
+
+/// The raw tracepoint is preferred: it has per-program recursion protection,
+/// so it is not skipped when another BPF user holds the CPU-wide guard that
+/// classic tracepoint programs share (a context switch in the middle of a BPF
+/// map syscall, for instance).
+/// TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn raw_sched_switch(ctx: RawTracePointContext) -> u32 {
+    let next = ctx.arg::<u64>(2) as *const u8;
+    let off = config(&CONFIG.kernel.task_pid);
+    if off == 0 {
         return 0;
-    };
-    let next = next as u32;
+    }
+    match unsafe { bpf_probe_read_kernel(next.add(off as usize) as *const i32) } {
+        Ok(pid) => first_run(pid as u32),
+        Err(_) => 0,
+    }
+}
+
+/// Runs on every context switch of the machine: one hash lookup, nothing else.
+#[inline(always)]
+fn first_run(next: u32) -> u32 {
     let Some(tgid) = (unsafe { AWAIT_FIRST_RUN.get(next) }).copied() else {
         return 0;
     };
@@ -177,7 +207,12 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     // __data_loc: low 16 bits are the string's offset in the record.
     let loc = field::<u32>(&ctx, config(&CONFIG.tp.exec_filename)).unwrap_or(0);
     let name = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
-    exec_done(old_pid as u32 as u64, UNKNOWN_U32, UNKNOWN_U32, Text::Kernel(name))
+    exec_done(
+        old_pid as u32 as u64,
+        UNKNOWN_U32,
+        UNKNOWN_U32,
+        Text::Kernel(name),
+    )
 }
 
 /// Exec done from the raw tracepoint, whose arguments include the
@@ -200,8 +235,8 @@ pub fn raw_sched_process_exec(ctx: RawTracePointContext) -> u32 {
     let name = if filename_off == 0 {
         core::ptr::null()
     } else {
-        unsafe { bpf_probe_read_kernel(bprm.add(filename_off as usize) as *const u64) }
-            .unwrap_or(0) as *const u8
+        unsafe { bpf_probe_read_kernel(bprm.add(filename_off as usize) as *const u64) }.unwrap_or(0)
+            as *const u8
     };
     exec_done(old_pid as u32 as u64, argc, envc, Text::Kernel(name))
 }

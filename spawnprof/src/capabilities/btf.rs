@@ -54,17 +54,22 @@ pub struct KernelBtf {
 impl KernelBtf {
     pub fn from_sys_fs() -> Result<Self> {
         let path = "/sys/kernel/btf/vmlinux";
-        let data = std::fs::read(path)
-            .with_context(|| format!("reading {path} (kernel built without CONFIG_DEBUG_INFO_BTF?)"))?;
+        let data = std::fs::read(path).with_context(|| {
+            format!("reading {path} (kernel built without CONFIG_DEBUG_INFO_BTF?)")
+        })?;
         Self::parse(&data)
     }
 
     pub fn parse(data: &[u8]) -> Result<Self> {
         let u16_at = |o: usize| -> Result<u16> {
-            Ok(u16::from_le_bytes(data.get(o..o + 2).context("truncated BTF")?.try_into()?))
+            Ok(u16::from_le_bytes(
+                data.get(o..o + 2).context("truncated BTF")?.try_into()?,
+            ))
         };
         let u32_at = |o: usize| -> Result<u32> {
-            Ok(u32::from_le_bytes(data.get(o..o + 4).context("truncated BTF")?.try_into()?))
+            Ok(u32::from_le_bytes(
+                data.get(o..o + 4).context("truncated BTF")?.try_into()?,
+            ))
         };
         ensure!(u16_at(0)? == MAGIC, "not little-endian BTF (bad magic)");
         let hdr_len = u32_at(4)? as usize;
@@ -228,7 +233,13 @@ mod tests {
         let mut blob = Vec::new();
         blob.extend_from_slice(&MAGIC.to_le_bytes());
         blob.extend_from_slice(&[1, 0]);
-        for w in [24u32, 0, types.len() as u32, types.len() as u32, strings.len() as u32] {
+        for w in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
             blob.extend_from_slice(&w.to_le_bytes());
         }
         blob.extend_from_slice(&types);
@@ -262,8 +273,10 @@ mod tests {
         };
         assert!(btf.member_offset("task_struct", "mm").is_some());
         assert!(btf.member_offset("mm_struct", "env_start").is_some());
-        assert!(btf.member_offset("mm_struct", "env_end").unwrap()
-            > btf.member_offset("mm_struct", "env_start").unwrap());
+        assert!(
+            btf.member_offset("mm_struct", "env_end").unwrap()
+                > btf.member_offset("mm_struct", "env_start").unwrap()
+        );
         assert!(btf.has_function("copy_process"));
     }
 }

@@ -4,11 +4,7 @@
 pub mod btf;
 pub mod tracefs;
 
-use std::{
-    collections::HashSet,
-    path::Path,
-    sync::OnceLock,
-};
+use std::{collections::HashSet, path::Path, sync::OnceLock};
 
 use anyhow::{Result, bail};
 pub use btf::KernelBtf;

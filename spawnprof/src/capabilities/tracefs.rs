@@ -36,7 +36,9 @@ impl Tracefs {
                  mount it by hand (`mount -t tracefs nodev {target}`) or run as root"
             )
         })?;
-        Ok(Self { root: target.into() })
+        Ok(Self {
+            root: target.into(),
+        })
     }
 
     /// A tracefs rooted somewhere else (tests).
@@ -60,8 +62,12 @@ impl Tracefs {
     /// The parsed format of `category:name`.
     pub fn format(&self, category: &str, name: &str) -> Result<EventFormat> {
         let path = self.event_dir(category, name).join("format");
-        let text = fs::read_to_string(&path)
-            .with_context(|| format!("tracepoint {category}:{name} is not available ({})", path.display()))?;
+        let text = fs::read_to_string(&path).with_context(|| {
+            format!(
+                "tracepoint {category}:{name} is not available ({})",
+                path.display()
+            )
+        })?;
         EventFormat::parse(&text).with_context(|| format!("parsing {}", path.display()))
     }
 }
@@ -252,9 +258,15 @@ print fmt: \"comm=%s pid=%d child_comm=%s child_pid=%d\", REC->parent_comm, REC-
     #[test]
     fn pointer_and_array_declarations_yield_their_names() {
         assert_eq!(field_name("struct mm_struct * mm").as_deref(), Some("mm"));
-        assert_eq!(field_name("const char *const * envp").as_deref(), Some("envp"));
+        assert_eq!(
+            field_name("const char *const * envp").as_deref(),
+            Some("envp")
+        );
         assert_eq!(field_name("char comm[16]").as_deref(), Some("comm"));
-        assert_eq!(field_name("__data_loc char[] filename").as_deref(), Some("filename"));
+        assert_eq!(
+            field_name("__data_loc char[] filename").as_deref(),
+            Some("filename")
+        );
     }
 
     #[test]

@@ -24,11 +24,18 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<()> {
         );
     }
     fs::create_dir_all(dir).with_context(|| {
-        format!("cannot create output directory {} (choose a writable -o DIR)", dir.display())
+        format!(
+            "cannot create output directory {} (choose a writable -o DIR)",
+            dir.display()
+        )
     })?;
     let probe = dir.join(".spawnprof-write-test");
-    File::create(&probe)
-        .with_context(|| format!("output directory {} is not writable (choose a writable -o DIR)", dir.display()))?;
+    File::create(&probe).with_context(|| {
+        format!(
+            "output directory {} is not writable (choose a writable -o DIR)",
+            dir.display()
+        )
+    })?;
     let _ = fs::remove_file(probe);
     Ok(())
 }
@@ -77,12 +84,20 @@ pub fn write_summary(dir: &Path, summary: &Summary) -> Result<()> {
 pub fn load_recording(dir: &Path) -> Result<(Summary, Vec<SpawnRecord>)> {
     let summary_path = dir.join(SUMMARY_FILE);
     let text = fs::read_to_string(&summary_path).with_context(|| {
-        format!("{} is not a spawnprof recording (no {SUMMARY_FILE})", dir.display())
+        format!(
+            "{} is not a spawnprof recording (no {SUMMARY_FILE})",
+            dir.display()
+        )
     })?;
-    let summary: Summary = serde_json::from_str(&text)
-        .with_context(|| format!("{} is corrupt or from another version", summary_path.display()))?;
+    let summary: Summary = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is corrupt or from another version",
+            summary_path.display()
+        )
+    })?;
     let spawns_path = dir.join(SPAWNS_FILE);
-    let file = File::open(&spawns_path).with_context(|| format!("opening {}", spawns_path.display()))?;
+    let file =
+        File::open(&spawns_path).with_context(|| format!("opening {}", spawns_path.display()))?;
     let mut records = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", spawns_path.display()))?;
@@ -90,7 +105,11 @@ pub fn load_recording(dir: &Path) -> Result<(Summary, Vec<SpawnRecord>)> {
             continue;
         }
         let r = serde_json::from_str(&line).with_context(|| {
-            format!("{}:{} is not a valid spawn record (truncated or corrupt recording)", spawns_path.display(), i + 1)
+            format!(
+                "{}:{} is not a valid spawn record (truncated or corrupt recording)",
+                spawns_path.display(),
+                i + 1
+            )
         })?;
         records.push(r);
     }

@@ -89,15 +89,18 @@ pub fn processes(records: &[SpawnRecord], limit: usize) -> String {
             (None, Some(a)) => format!("{} (failed {})", a.path, a.ret.unwrap_or(0)),
             (None, None) => "-".into(),
         };
-        let fork_exec = r
-            .ts
-            .exec_return
-            .zip(r.ts.clone_enter.or(r.ts.fork_done))
-            .and_then(|(e, s)| e.checked_sub(s));
+        let fork_exec =
+            r.ts.exec_return
+                .zip(r.ts.clone_enter.or(r.ts.fork_done))
+                .and_then(|(e, s)| e.checked_sub(s));
         t.rows.push(vec![
             r.child_pid.map_or("-".into(), |p| p.to_string()),
             r.parent_pid.map_or("-".into(), |p| p.to_string()),
-            if r.root { "root".into() } else { r.method.clone().unwrap_or_else(|| "-".into()) },
+            if r.root {
+                "root".into()
+            } else {
+                r.method.clone().unwrap_or_else(|| "-".into())
+            },
             comm,
             path,
             opt_ns(fork_exec),
@@ -107,7 +110,11 @@ pub fn processes(records: &[SpawnRecord], limit: usize) -> String {
     }
     let mut out = t.render();
     if procs.len() > limit {
-        let _ = writeln!(out, "… and {} more (all of them in spawns.jsonl)", procs.len() - limit);
+        let _ = writeln!(
+            out,
+            "… and {} more (all of them in spawns.jsonl)",
+            procs.len() - limit
+        );
     }
     out
 }
@@ -125,13 +132,16 @@ pub fn breakdown(stats: &BTreeMap<String, StageStats>, unavailable: &[String]) -
         ("max", true),
         ("total", true),
         ("share", true),
+        ("note", false),
     ]);
     let names = STAGES
         .iter()
         .map(|s| (s.name, s.parent))
         .chain(KERNEL_FN_STAGES.iter().map(|(n, p)| (*n, Some(*p))));
     for (name, parent) in names {
-        let depth = std::iter::successors(parent, |p| crate::model::stage(p).and_then(|s| s.parent)).count();
+        let depth =
+            std::iter::successors(parent, |p| crate::model::stage(p).and_then(|s| s.parent))
+                .count();
         let label = format!("{}{name}", "  ".repeat(depth));
         let Some(s) = stats.get(name).filter(|s| s.count > 0) else {
             let why = if unavailable.iter().any(|u| u == name) {
@@ -139,7 +149,10 @@ pub fn breakdown(stats: &BTreeMap<String, StageStats>, unavailable: &[String]) -
             } else {
                 "not seen"
             };
-            t.rows.push(vec![label, "0".into(), why.into(), String::new(), String::new(), String::new(), String::new(), String::new()]);
+            let mut row = vec![label, "0".into()];
+            row.extend(std::iter::repeat_n("-".to_string(), 6));
+            row.push(why.into());
+            t.rows.push(row);
             continue;
         };
         let share = if spawn_total > 0 && name != "run" && name != "reap_delay" {
@@ -156,6 +169,7 @@ pub fn breakdown(stats: &BTreeMap<String, StageStats>, unavailable: &[String]) -
             format_ns(s.max_ns),
             format_ns(s.total_ns),
             share,
+            String::new(),
         ]);
     }
     t.render()

@@ -1,0 +1,117 @@
+//! `spawnprof record -- CMD`: the foundation's end-to-end checks.
+use spawnprof::{model::Timestamps, plan::Mechanism};
+use spawnprof_tests::record;
+
+/// Every recorded boundary of one process, in the order a spawn crosses them.
+fn ordered_boundaries(t: &Timestamps) -> Vec<(&'static str, Option<u64>)> {
+    vec![
+        ("clone_enter", t.clone_enter),
+        ("newtask", t.newtask),
+        ("fork_done", t.fork_done),
+        ("wakeup_new", t.wakeup_new),
+        ("first_run", t.first_run),
+        ("child_return", t.child_return),
+        ("exec_first_enter", t.exec_first_enter),
+        ("exec_enter", t.exec_enter),
+        ("exec_prepare", t.exec_prepare),
+        ("exec_done", t.exec_done),
+        ("exec_return", t.exec_return),
+        ("exit", t.exit),
+        ("reap", t.reap),
+    ]
+}
+
+#[test]
+fn a_loop_of_200_true_gives_exactly_200_linked_children() {
+    let run = record(
+        "loop200",
+        &[
+            "--",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done",
+        ],
+    );
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let shell = run.root().child_pid.expect("root pid");
+    let trues: Vec<_> = run
+        .children()
+        .into_iter()
+        .filter(|r| r.exec_path.as_deref() == Some("/bin/true"))
+        .collect();
+    assert_eq!(trues.len(), 200, "exec'd /bin/true children");
+    assert_eq!(run.children().len(), 200, "no other spawns in this loop");
+    for r in &trues {
+        assert_eq!(r.parent_pid, Some(shell), "ppid links to the shell");
+        assert!(r.child_pid.is_some_and(|p| p != shell));
+        assert_eq!(r.comm_after.as_deref(), Some("true"));
+        assert!(r.incomplete.is_empty(), "{:?}", r.incomplete);
+        let seen: Vec<(&str, u64)> = ordered_boundaries(&r.ts)
+            .into_iter()
+            .filter_map(|(n, v)| v.map(|v| (n, v)))
+            .collect();
+        assert!(seen.len() >= 10, "most boundaries seen: {seen:?}");
+        for w in seen.windows(2) {
+            assert!(w[0].1 <= w[1].1, "{} after {} in {seen:?}", w[0].0, w[1].0);
+        }
+    }
+    assert_eq!(run.summary.lost_marks_total, 0, "no lost marks");
+    assert_eq!(run.summary.counts.spawns, 200);
+    assert!(!run.summary.interrupted);
+}
+
+#[test]
+fn a_command_that_fails_to_exec_is_recorded_as_a_failed_exec() {
+    let run = record(
+        "failexec",
+        &[
+            "--",
+            "sh",
+            "-c",
+            "/nonexistent/spawnprof-no-such-binary; exit 0",
+        ],
+    );
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let kids = run.children();
+    assert_eq!(kids.len(), 1, "the failed command is still a spawn");
+    let r = kids[0];
+    assert_eq!(r.exec_attempts.len(), 1);
+    let a = &r.exec_attempts[0];
+    assert_eq!(a.path, "/nonexistent/spawnprof-no-such-binary");
+    assert_eq!(a.ret, Some(-2), "ENOENT");
+    assert_eq!(r.failed_exec_attempts, 1);
+    assert_eq!(r.exec_path, None);
+    assert_eq!(r.exit_status, Some(127));
+}
+
+#[test]
+fn the_commands_exit_status_becomes_spawnprofs() {
+    let run = record("exitcode", &["--", "sh", "-c", "exit 7"]);
+    assert_eq!(run.output.status.code(), Some(7), "{}", run.stderr());
+    assert_eq!(run.summary.exit_code, Some(7));
+    assert_eq!(run.root().exit_status, Some(7));
+}
+
+#[test]
+fn the_terminal_report_has_a_row_per_process_and_the_breakdown() {
+    let run = record("table", &["--", "sh", "-c", "/bin/true; /bin/true; exit 0"]);
+    let err = run.stderr();
+    let rows = err.lines().filter(|l| l.contains("/bin/true")).count();
+    assert_eq!(rows, 2, "{err}");
+    for needle in ["fork→exec", "spawn_to_exec", "copy_process"] {
+        assert!(err.contains(needle), "missing {needle:?} in\n{err}");
+    }
+    // A stage this kernel cannot observe is named as such, never shown as 0 ns.
+    for row in run
+        .summary
+        .plan
+        .iter()
+        .filter(|r| r.mechanism == Mechanism::Unavailable)
+    {
+        let line = err
+            .lines()
+            .find(|l| l.trim_start().starts_with(&row.stage))
+            .unwrap_or_else(|| panic!("no breakdown row for {}", row.stage));
+        assert!(line.contains("unavailable on this kernel"), "{line}");
+    }
+}
