@@ -40,7 +40,8 @@ impl StageStats {
     }
 }
 
-/// Stage name → statistics, in [`STAGES`] order plus the kernel-summed stages.
+/// Stage name → statistics, over the spawns recorded (the root command,
+/// which spawnprof itself started, is left out).
 pub fn stage_stats<'a>(
     records: impl IntoIterator<Item = &'a SpawnRecord>,
 ) -> BTreeMap<String, StageStats> {
@@ -52,7 +53,7 @@ pub fn stage_stats<'a>(
     for name in names.clone() {
         values.insert(name, Vec::new());
     }
-    for r in records {
+    for r in records.into_iter().filter(|r| !r.root) {
         for name in names.clone() {
             if let Some(v) = r.duration(name) {
                 values.get_mut(name).expect("inserted").push(v);

@@ -128,6 +128,12 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         }
     };
 
+    // Tools and tests wait for this line before starting the workload.
+    eprintln!(
+        "spawnprof: tracing {} (pid {}); Ctrl-C to stop",
+        target_desc,
+        root_pid.unwrap_or(0)
+    );
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let stop = loop {

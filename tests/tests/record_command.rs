@@ -96,7 +96,12 @@ fn the_commands_exit_status_becomes_spawnprofs() {
 fn the_terminal_report_has_a_row_per_process_and_the_breakdown() {
     let run = record("table", &["--", "sh", "-c", "/bin/true; /bin/true; exit 0"]);
     let err = run.stderr();
-    let rows = err.lines().filter(|l| l.contains("/bin/true")).count();
+    let is_row = |l: &&str| l.trim_start().starts_with(|c: char| c.is_ascii_digit());
+    let rows = err
+        .lines()
+        .filter(is_row)
+        .filter(|l| l.contains("/bin/true"))
+        .count();
     assert_eq!(rows, 2, "{err}");
     for needle in ["fork→exec", "spawn_to_exec", "copy_process"] {
         assert!(err.contains(needle), "missing {needle:?} in\n{err}");

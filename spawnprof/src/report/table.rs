@@ -172,5 +172,10 @@ pub fn breakdown(stats: &BTreeMap<String, StageStats>, unavailable: &[String]) -
             String::new(),
         ]);
     }
-    t.render()
+    let mut out = t.render();
+    out.push_str(
+        "share: of all spawn_to_exec time; a vfork parent's clone overlaps its child's exec, \
+         so shares can add up past 100%\n",
+    );
+    out
 }

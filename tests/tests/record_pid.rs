@@ -1,0 +1,182 @@
+//! `spawnprof record -p PID`: attaching to a running process, --follow,
+//! --duration, the target exiting, and Ctrl-C.
+use std::{
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use spawnprof::report::files::load_recording;
+use spawnprof_tests::{out_dir, require_root, spawnprof_bin};
+
+/// A shell that waits for `flag` to exist, then runs `script`.
+fn gated_target(flag: &Path, script: &str) -> Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while [ ! -e {} ]; do sleep 0.02; done; {script}",
+            flag.display()
+        ))
+        .spawn()
+        .expect("start target")
+}
+
+/// Starts `spawnprof record` and waits until it says it is tracing.
+fn start_recording(dir: &Path, args: &[&str]) -> Child {
+    require_root();
+    let mut child = Command::new(spawnprof_bin())
+        .arg("record")
+        .arg("-o")
+        .arg(dir)
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start spawnprof");
+    let stderr = child.stderr.take().expect("piped");
+    let mut lines = BufReader::new(stderr).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("spawnprof: tracing") => break,
+            Some(Ok(_)) => {}
+            other => panic!("spawnprof ended before tracing: {other:?}"),
+        }
+    }
+    // Keep draining stderr so spawnprof never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(start.elapsed() < limit, "did not finish within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn attaching_to_a_pid_records_its_spawns_and_ends_when_it_exits() {
+    let dir = out_dir("pid");
+    let flag = dir.with_extension("flag");
+    let _ = std::fs::remove_file(&flag);
+    let mut target = gated_target(
+        &flag,
+        "for i in 1 2 3 4 5 6 7 8 9 10; do /bin/true; done; exit 0",
+    );
+    let pid = target.id().to_string();
+    let mut rec = start_recording(&dir, &["-p", &pid]);
+    std::fs::write(&flag, b"go").unwrap();
+    target.wait().unwrap();
+    let status = wait_with_timeout(&mut rec, Duration::from_secs(20));
+    assert!(status.success());
+    let (summary, records) = load_recording(&dir).unwrap();
+    let target_pid: u32 = pid.parse().unwrap();
+    let trues: Vec<_> = records
+        .iter()
+        .filter(|r| r.exec_path.as_deref() == Some("/bin/true"))
+        .collect();
+    assert_eq!(trues.len(), 10);
+    assert!(trues.iter().all(|r| r.parent_pid == Some(target_pid)));
+    assert!(!summary.interrupted);
+    let _ = std::fs::remove_file(&flag);
+}
+
+#[test]
+fn follow_decides_whether_grandchildren_spawns_are_recorded() {
+    for follow in [false, true] {
+        let dir = out_dir("follow");
+        let flag = dir.with_extension("flag");
+        let _ = std::fs::remove_file(&flag);
+        let mut target = gated_target(&flag, "sh -c '/bin/true; /bin/true; exit 0'; exit 0");
+        let pid = target.id().to_string();
+        let mut args = vec!["-p", pid.as_str()];
+        if follow {
+            args.push("--follow");
+        }
+        let mut rec = start_recording(&dir, &args);
+        std::fs::write(&flag, b"go").unwrap();
+        target.wait().unwrap();
+        assert!(wait_with_timeout(&mut rec, Duration::from_secs(20)).success());
+        let (_, records) = load_recording(&dir).unwrap();
+        let grandchildren = records
+            .iter()
+            .filter(|r| r.exec_path.as_deref() == Some("/bin/true"))
+            .count();
+        let children = records
+            .iter()
+            .filter(|r| r.parent_pid == Some(pid.parse().unwrap()))
+            .count();
+        assert_eq!(
+            children, 1,
+            "the inner sh is always recorded (follow={follow})"
+        );
+        assert_eq!(grandchildren, if follow { 2 } else { 0 }, "follow={follow}");
+        let _ = std::fs::remove_file(&flag);
+    }
+}
+
+#[test]
+fn duration_ends_the_recording_and_keeps_it() {
+    let mut target = Command::new("sleep").arg("30").spawn().unwrap();
+    let dir = out_dir("duration");
+    let start = Instant::now();
+    let mut rec = start_recording(&dir, &["-p", &target.id().to_string(), "--duration", "1s"]);
+    let status = wait_with_timeout(&mut rec, Duration::from_secs(20));
+    let took = start.elapsed();
+    let _ = target.kill();
+    let _ = target.wait();
+    assert!(status.success());
+    assert!(took >= Duration::from_secs(1), "{took:?}");
+    let (summary, _) = load_recording(&dir).unwrap();
+    assert!(!summary.interrupted);
+    assert!(summary.duration_ns >= 1_000_000_000);
+}
+
+/// Names of spawnprof's programs, as the kernel keeps them (16 bytes at most).
+fn loaded_spawnprof_programs() -> Vec<String> {
+    let ours = [
+        "sys_enter_clone",
+        "sched_process_f",
+        "raw_sched_switc",
+        "sys_enter_execv",
+        "page_fault_user",
+    ];
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|p| p.name_as_str().map(str::to_string))
+        .filter(|n| ours.iter().any(|o| n.starts_with(o)))
+        .collect()
+}
+
+#[test]
+fn ctrl_c_keeps_what_was_recorded_and_detaches_every_probe() {
+    let dir = out_dir("sigint");
+    let mut rec = start_recording(&dir, &["--", "sh", "-c", "/bin/true; sleep 30"]);
+    assert!(
+        !loaded_spawnprof_programs().is_empty(),
+        "probes are loaded while recording"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: sending SIGINT to our own child.
+    unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
+    let status = wait_with_timeout(&mut rec, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(130), "interrupted recordings exit 130");
+    let (summary, records) = load_recording(&dir).unwrap();
+    assert!(summary.interrupted);
+    assert!(
+        records
+            .iter()
+            .any(|r| r.exec_path.as_deref() == Some("/bin/true"))
+    );
+    assert!(
+        loaded_spawnprof_programs().is_empty(),
+        "probes left behind: {:?}",
+        loaded_spawnprof_programs()
+    );
+    // The traced command does not outlive the recording.
+    let _ = Command::new("pkill").args(["-f", "sleep 30"]).status();
+}
