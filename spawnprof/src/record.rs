@@ -24,6 +24,7 @@ use crate::{
     correlate::{Correlator, Reorder},
     decode::decode,
     model::SpawnRecord,
+    node::NodeFacts,
     plan::Mechanism,
     report::{
         Summary,
@@ -199,6 +200,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         spawnprof_version: env!("CARGO_PKG_VERSION").into(),
         target: target_desc,
         kernel: host.kernel_release.clone(),
+        node: Some(NodeFacts::collect()),
         start_monotonic_ns: t0,
         start_unix_s,
         duration_ns,

@@ -12,6 +12,7 @@ use crate::{
     analysis::{Counts, StageStats},
     correlate::CorrelationStats,
     model::SCHEMA_VERSION,
+    node::NodeFacts,
     plan::PlanRow,
 };
 
@@ -23,6 +24,9 @@ pub struct Summary {
     /// What was traced: the command line, or `pid N`.
     pub target: String,
     pub kernel: String,
+    /// Facts about the machine that explain spawn costs (glibc, THP, env size…).
+    #[serde(default)]
+    pub node: Option<NodeFacts>,
     /// CLOCK_MONOTONIC ns at the start; every timestamp is relative to it.
     pub start_monotonic_ns: u64,
     /// Wall-clock start, seconds since the Unix epoch.
