@@ -1,1 +1,120 @@
-fn main() {}
+//! Developer tasks for spawnprof: `cargo xtask <command>` (aliased in
+//! .cargo/config.toml). The eBPF side needs a nightly toolchain, LLVM and
+//! bpf-linker; every command that builds checks for them first, so a fresh
+//! machine needs nothing but `cargo xtask test` (or `build`, `run`...).
+mod cmd;
+mod elf;
+mod setup;
+mod test;
+mod vm;
+
+use std::os::unix::process::CommandExt;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Developer tasks for spawnprof")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the eBPF build needs (nightly + rust-src, llvm-<M>-dev,
+    /// bpf-linker); only what is missing.
+    Setup,
+    /// Check the toolchain, then `cargo build` the default members.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build (release unless --debug) and run spawnprof as root:
+    /// `cargo xtask run -- ARGS...`.
+    Run {
+        #[arg(long)]
+        debug: bool,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// `run -- bench ARGS...` (release).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// `run -- bench-report ARGS...` (release).
+    BenchReport {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Everything CI checks: fmt, clippy, build, unit, integration and VM
+    /// tests. Ends with `N passed, M failed, K skipped`.
+    Test,
+    /// Boot an old kernel in QEMU and test the fentry/kprobe tiers there
+    /// (`cargo xtask vm-test --help` style options are parsed by vm.rs).
+    #[command(alias = "vm")]
+    VmTest {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    // Print errors ourselves: anyhow's Debug output would add a backtrace
+    // whenever RUST_BACKTRACE is set, burying the one line that matters.
+    match dispatch(Cli::parse().command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(task: Task) -> Result<ExitCode> {
+    match task {
+        Task::Setup => setup::ensure(false)?,
+        Task::Build { release } => build(release, &[])?,
+        Task::Run { debug, args } => run_spawnprof(!debug, &args)?,
+        Task::Bench { args } => run_spawnprof(true, &prepend("bench", args))?,
+        Task::BenchReport { args } => run_spawnprof(true, &prepend("bench-report", args))?,
+        Task::Test => return test::run(),
+        Task::VmTest { args } => vm::run(&args)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo build` of `packages`, or of the default members when empty.
+fn build(release: bool, packages: &[&str]) -> Result<()> {
+    setup::ensure(true)?;
+    // Never `--workspace`: that would build spawnprof-ebpf for the host and
+    // fail (duplicate lang item); spawnprof's build.rs builds it for BPF.
+    let mut cargo = cmd::cargo(["build"]);
+    for package in packages {
+        cargo.args(["-p", package]);
+    }
+    if release {
+        cargo.arg("--release");
+    }
+    cmd::run(&mut cargo)
+}
+
+/// Builds, then replaces this process with spawnprof (via sudo if needed):
+/// its exit code becomes ours, and Ctrl-C reaches it without killing a
+/// parent that would otherwise have to relay the status.
+fn run_spawnprof(release: bool, args: &[String]) -> Result<()> {
+    // Only what runs, so a broken test crate does not block a profiling run.
+    build(release, &["spawnprof"])?;
+    let profile = if release { "release" } else { "debug" };
+    let bin = cmd::target_dir().join(profile).join("spawnprof");
+    let mut command = cmd::as_root(&bin)?;
+    command.args(args);
+    let err = command.exec();
+    bail!("cannot run `{}`: {err}", cmd::describe(&command))
+}
+
+fn prepend(first: &str, rest: Vec<String>) -> Vec<String> {
+    std::iter::once(first.to_string()).chain(rest).collect()
+}
