@@ -34,11 +34,16 @@ pub fn sys_enter_clone(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_enter_clone3(ctx: TracePointContext) -> u32 {
-    // clone3 passes a struct clone_args whose first member is the flags.
-    let flags = field::<u64>(&ctx, config(&CONFIG.tp.sys_enter_clone3_uargs))
-        .and_then(|uargs| unsafe { bpf_probe_read_user(uargs as *const u64) }.ok())
-        .unwrap_or(0);
-    enter(flags, syscall::CLONE3)
+    // clone3 passes a struct clone_args { u64 flags, pidfd, child_tid,
+    // parent_tid, exit_signal, ... }. The exit signal is folded into the low
+    // byte, where clone() carries it, so both syscalls read alike.
+    let Some(uargs) = field::<u64>(&ctx, config(&CONFIG.tp.sys_enter_clone3_uargs)) else {
+        return enter(0, syscall::CLONE3);
+    };
+    let args = uargs as *const u64;
+    let flags = unsafe { bpf_probe_read_user(args) }.unwrap_or(0);
+    let signal = unsafe { bpf_probe_read_user(args.wrapping_add(4)) }.unwrap_or(0);
+    enter(flags | (signal & cf::CSIGNAL), syscall::CLONE3)
 }
 
 #[tracepoint]

@@ -1,0 +1,247 @@
+//! The probe engine against the reference spawner: every spawn method is seen
+//! with the right syscall and flags, the mm copy grows with RSS, PATH misses
+//! and environment sizes are measured.
+use spawnprof::model::SpawnRecord;
+use spawnprof_tests::{Run, record, spawner_bin};
+
+/// Records the spawner with `args` and returns the run.
+fn spawner(test: &str, args: &[&str]) -> Run {
+    let bin = spawner_bin();
+    let mut all = vec!["--", bin.to_str().expect("utf-8 path")];
+    all.extend_from_slice(args);
+    let run = record(test, &all);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    run
+}
+
+/// The spawner's direct children (a zygote's children are grandchildren).
+fn spawned_by_spawner(run: &Run) -> Vec<&SpawnRecord> {
+    let spawner = run.root().child_pid;
+    run.children()
+        .into_iter()
+        .filter(|r| r.parent_pid == spawner)
+        .collect()
+}
+
+fn mean(values: impl Iterator<Item = u64>) -> f64 {
+    let v: Vec<u64> = values.collect();
+    assert!(!v.is_empty());
+    v.iter().sum::<u64>() as f64 / v.len() as f64
+}
+
+#[test]
+fn each_method_gives_exactly_n_records_with_its_syscall_and_flags() {
+    const N: usize = 20;
+    // (method, syscall, spawn method derived from the flags)
+    let cases = [
+        ("fork-exec", "clone", "fork"),
+        ("vfork-exec", "vfork", "vfork"),
+        ("posix-spawn", "clone3", "vfork"),
+        ("clone3-vfork", "clone3", "vfork"),
+        ("std", "clone3", "vfork"),
+        ("std-fork", "clone", "fork"),
+    ];
+    for (method, syscall, kind) in cases {
+        let run = spawner(
+            method,
+            &[
+                "--method",
+                method,
+                "--count",
+                &N.to_string(),
+                "--warmup",
+                "0",
+            ],
+        );
+        let kids = spawned_by_spawner(&run);
+        assert_eq!(kids.len(), N, "{method}: spawn records");
+        let spawner_pid = run.root().child_pid;
+        for r in &kids {
+            assert_eq!(r.syscall.as_deref(), Some(syscall), "{method}");
+            assert_eq!(
+                r.method.as_deref(),
+                Some(kind),
+                "{method}: flags {:?}",
+                r.flags
+            );
+            assert_eq!(r.parent_pid, spawner_pid, "{method}: linked to the spawner");
+            assert_eq!(r.exec_path.as_deref(), Some("/bin/true"), "{method}");
+            assert!(
+                r.flags.as_deref().is_some_and(|f| f.ends_with("SIGCHLD")),
+                "{method}: {:?}",
+                r.flags
+            );
+            assert!(r.incomplete.is_empty(), "{method}: {:?}", r.incomplete);
+        }
+        let pids: std::collections::HashSet<_> = kids.iter().map(|r| r.child_pid).collect();
+        assert_eq!(pids.len(), N, "{method}: distinct children");
+    }
+}
+
+#[test]
+fn the_zygote_forks_in_its_own_small_process() {
+    let run = spawner(
+        "zygote",
+        &["--method", "zygote", "--count", "10", "--warmup", "0"],
+    );
+    let spawner_pid = run.root().child_pid;
+    let zygote = run
+        .children()
+        .into_iter()
+        .find(|r| r.parent_pid == spawner_pid)
+        .expect("the zygote is the spawner's child");
+    let trues: Vec<_> = run
+        .children()
+        .into_iter()
+        .filter(|r| r.exec_path.as_deref() == Some("/bin/true"))
+        .collect();
+    assert_eq!(trues.len(), 10);
+    assert!(trues.iter().all(|r| r.parent_pid == zygote.child_pid));
+}
+
+#[test]
+fn a_1gib_parent_copies_its_mm_at_least_20x_longer_than_an_empty_one_and_vfork_copies_nothing() {
+    let dup_mmap = |rss: &str, method: &str| -> Vec<Option<u64>> {
+        let run = spawner(
+            &format!("rss-{method}-{rss}"),
+            &[
+                "--method", method, "--rss", rss, "--count", "5", "--warmup", "1", "--mode",
+                "serial",
+            ],
+        );
+        spawned_by_spawner(&run)
+            .iter()
+            .map(|r| r.duration("dup_mmap"))
+            .collect()
+    };
+    let small = dup_mmap("0", "fork-exec");
+    let big = dup_mmap("1G", "fork-exec");
+    assert!(
+        small.iter().chain(&big).all(Option::is_some),
+        "fork always copies the mm"
+    );
+    let small = mean(small.into_iter().flatten());
+    let big = mean(big.into_iter().flatten());
+    assert!(
+        big >= 20.0 * small,
+        "dup_mmap at 1 GiB {big} ns vs at 0 {small} ns"
+    );
+    let vfork = dup_mmap("1G", "posix-spawn");
+    assert!(
+        vfork.iter().all(Option::is_none),
+        "vfork-style spawns copy no mm: {vfork:?}"
+    );
+}
+
+#[test]
+fn parent_side_stages_add_up_to_the_syscall_the_spawner_timed() {
+    let run = spawner(
+        "stages-sum",
+        &[
+            "--method",
+            "fork-exec",
+            "--rss",
+            "256M",
+            "--count",
+            "10",
+            "--warmup",
+            "1",
+            "--mode",
+            "serial",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&run.output.stdout);
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("result line"))
+            .unwrap_or_else(|e| panic!("spawner result: {e}: {stdout}"));
+    let measured = result["latency_ns"]["mean"].as_f64().expect("mean latency");
+    let (t0, t1) = (
+        result["t_start_mono_ns"].as_u64().unwrap() - run.summary.start_monotonic_ns,
+        result["t_end_mono_ns"].as_u64().unwrap() - run.summary.start_monotonic_ns,
+    );
+    let timed: Vec<_> = spawned_by_spawner(&run)
+        .into_iter()
+        .filter(|r| r.ts.clone_enter.is_some_and(|t| t >= t0 && t <= t1))
+        .collect();
+    assert_eq!(timed.len(), 10, "spawns inside the spawner's timed window");
+    let parts = mean(timed.iter().map(|r| {
+        ["copy_process", "fork_wakeup", "parent_return"]
+            .iter()
+            .map(|s| r.duration(s).expect("parent stage measured"))
+            .sum::<u64>()
+    }));
+    let syscall = mean(timed.iter().map(|r| r.duration("clone").unwrap()));
+    assert!(
+        (parts - syscall).abs() <= 0.05 * syscall,
+        "stages {parts} vs clone {syscall}"
+    );
+    assert!(
+        (syscall - measured).abs() <= 0.05 * measured,
+        "kernel-side clone {syscall} ns vs the spawner's own timing {measured} ns"
+    );
+}
+
+#[test]
+fn path_lookup_shows_one_failed_exec_per_missing_directory() {
+    let run = spawner(
+        "path",
+        &[
+            "--method",
+            "fork-exec",
+            "--program",
+            "true",
+            "--path-misses",
+            "10",
+            "--count",
+            "5",
+            "--warmup",
+            "0",
+        ],
+    );
+    let kids = spawned_by_spawner(&run);
+    assert_eq!(kids.len(), 5);
+    for r in kids {
+        assert!(
+            r.failed_exec_attempts >= 10,
+            "{} failed attempts",
+            r.failed_exec_attempts
+        );
+        let misses = r
+            .exec_attempts
+            .iter()
+            .filter(|a| a.path.starts_with("/nonexistent/") && a.ret == Some(-2))
+            .count();
+        assert_eq!(misses, 10, "{:?}", r.exec_attempts);
+        assert!(r.duration("path_search").is_some());
+    }
+}
+
+#[test]
+fn the_environment_size_recorded_matches_what_was_passed() {
+    let run = spawner(
+        "env",
+        &[
+            "--method",
+            "posix-spawn",
+            "--env-count",
+            "250",
+            "--count",
+            "3",
+            "--warmup",
+            "0",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&run.output.stdout);
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let passed = result["environ_count"].as_u64().expect("environ_count");
+    let inherited = std::env::vars_os().count() as u64;
+    assert!(passed >= inherited + 250, "{passed} vs {inherited} + 250");
+    for r in spawned_by_spawner(&run) {
+        assert_eq!(r.env_count, Some(passed), "env count of the child");
+        assert!(
+            r.env_bytes.is_some_and(|b| b >= 250 * 25),
+            "{:?}",
+            r.env_bytes
+        );
+    }
+}
