@@ -185,7 +185,11 @@ pub fn run() -> Result<ExitCode> {
     // arguments) so its output is streamed and tallied like the others and
     // its error lands in the table. Not current_exe(): the build step may
     // have just replaced this very binary.
-    results.push(streamed("vm tests", &mut cmd::cargo(["xtask", "vm-test"])));
+    // --debug: test the binaries this run just built, never a stale release build.
+    results.push(streamed(
+        "vm tests",
+        &mut cmd::cargo(["xtask", "vm-test", "--debug"]),
+    ));
 
     Ok(summarise(&results))
 }
