@@ -17,6 +17,8 @@ pub enum Command {
     Record(RecordArgs),
     /// Show, for this kernel, how each stage would be observed and why.
     Probes(ProbeArgs),
+    /// Profile this node: run the reference spawner through sweeps with the probes attached.
+    Bench(BenchArgs),
     /// Re-render the reports of a saved recording.
     Report {
         /// A directory written by `spawnprof record`.
@@ -62,4 +64,38 @@ pub struct RecordArgs {
     /// The command to run and trace, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A short sweep (a minute or two) instead of the full one (about 5 minutes on 2 cores).
+    #[arg(long)]
+    pub quick: bool,
+    /// Spawn methods for the method × RSS experiment, comma-separated
+    /// (fork-exec, vfork-exec, posix-spawn, clone3-vfork, std, std-env, std-fork, zygote, tokio-…).
+    #[arg(long, value_name = "LIST")]
+    pub methods: Option<String>,
+    /// Resident sizes for the method × RSS experiment, e.g. 0,256M,1G,4G.
+    #[arg(long, value_name = "LIST")]
+    pub rss: Option<String>,
+    /// Extra environment variable counts, e.g. 0,50,250,1000.
+    #[arg(long, value_name = "LIST")]
+    pub env: Option<String>,
+    /// Nonexistent PATH entries before the real ones, e.g. 0,14.
+    #[arg(long, value_name = "LIST")]
+    pub path_misses: Option<String>,
+    /// Spawns per configuration (overrides the per-experiment defaults).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Skip the with/without-probes overhead measurement.
+    #[arg(long)]
+    pub no_overhead: bool,
+    /// Output directory (default: spawnprof-bench-<timestamp>).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Overwrite a bench already in the output directory.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub probes: ProbeArgs,
 }

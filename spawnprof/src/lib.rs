@@ -8,6 +8,7 @@
 //! reference spawner driven by `spawnprof bench`.
 
 pub mod analysis;
+pub mod bench;
 pub mod capabilities;
 pub mod cli;
 pub mod correlate;

@@ -1,10 +1,11 @@
-use std::{process::ExitCode, time::Duration};
+use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser as _;
 use spawnprof::{
+    bench::{self, BenchOptions},
     capabilities::Host,
-    cli::{Cli, Command, ProbeArgs, RecordArgs},
+    cli::{BenchArgs, Cli, Command, ProbeArgs, RecordArgs},
     plan,
     record::{self, RecordOptions, Target},
     report::{files::load_recording, table},
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Record(args) => run_record(args),
         Command::Probes(args) => run_probes(&args).map(|()| 0),
+        Command::Bench(args) => run_bench(args).map(|()| 0),
         Command::Report { dir } => run_report(&dir).map(|()| 0),
     };
     match result {
@@ -49,9 +51,9 @@ fn run_probes(args: &ProbeArgs) -> Result<()> {
     Ok(())
 }
 
-fn default_out_dir() -> std::path::PathBuf {
+fn default_out_dir(kind: &str) -> std::path::PathBuf {
     let now = chrono_like_stamp();
-    format!("spawnprof-{now}").into()
+    format!("spawnprof-{kind}{now}").into()
 }
 
 /// `YYYYmmdd-HHMMSS` in local time, without pulling in a date crate.
@@ -84,14 +86,12 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         .context("--duration")?;
     let mut session = session_options(&args.probes)?;
     session.follow = args.follow;
-    let out_dir = args.output.clone().unwrap_or_else(default_out_dir);
+    let out_dir = args.output.clone().unwrap_or_else(|| default_out_dir(""));
     let opts = RecordOptions {
-        target,
-        out_dir: out_dir.clone(),
         duration,
         session,
         force: args.force,
-        reorder_window: Duration::from_millis(20),
+        ..RecordOptions::new(target, out_dir.clone())
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -129,5 +129,66 @@ fn run_report(dir: &std::path::Path) -> Result<()> {
         "{}",
         table::breakdown(&summary.stages, &record::unavailable_stages(&summary))
     );
+    Ok(())
+}
+
+fn run_bench(args: BenchArgs) -> Result<()> {
+    let methods = args
+        .methods
+        .as_deref()
+        .map(|s| bench::parse_list(s, |m| m.parse().map_err(anyhow::Error::msg)))
+        .transpose()
+        .context("--methods")?;
+    let rss = args
+        .rss
+        .as_deref()
+        .map(|s| bench::parse_list(s, units::parse_size))
+        .transpose()
+        .context("--rss")?;
+    let env = args
+        .env
+        .as_deref()
+        .map(|s| {
+            bench::parse_list(s, |v| {
+                v.parse::<u64>().map_err(|e| anyhow::anyhow!("{v:?}: {e}"))
+            })
+        })
+        .transpose()
+        .context("--env (counts like 0,50,250)")?;
+    let path_misses = args
+        .path_misses
+        .as_deref()
+        .map(|s| {
+            bench::parse_list(s, |v| {
+                v.parse::<u32>().map_err(|e| anyhow::anyhow!("{v:?}: {e}"))
+            })
+        })
+        .transpose()
+        .context("--path-misses (counts like 0,14)")?;
+    if args.count == Some(0) {
+        bail!("--count must be at least 1");
+    }
+    let out_dir = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_out_dir("bench-"));
+    let opts = BenchOptions {
+        out_dir: out_dir.clone(),
+        quick: args.quick,
+        methods,
+        rss,
+        env,
+        path_misses,
+        count: args.count,
+        overhead: !args.no_overhead,
+        force: args.force,
+        session: session_options(&args.probes)?,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(bench::run(opts))?;
+    print!("{}", bench::render(&report));
+    eprintln!("bench written to {}", out_dir.display());
     Ok(())
 }

@@ -51,6 +51,27 @@ pub struct RecordOptions {
     pub force: bool,
     /// How long marks wait to be put in time order.
     pub reorder_window: Duration,
+    /// Send the command's stdout to this file (the bench reads the
+    /// spawner's result line from it).
+    pub command_stdout: Option<PathBuf>,
+    /// Print the 'tracing' line when the probes are attached.
+    pub announce: bool,
+}
+
+impl RecordOptions {
+    /// A recording of `target` into `out_dir` with the default settings.
+    pub fn new(target: Target, out_dir: PathBuf) -> Self {
+        Self {
+            target,
+            out_dir,
+            duration: None,
+            session: SessionOptions::default(),
+            force: false,
+            reorder_window: Duration::from_millis(20),
+            command_stdout: None,
+            announce: true,
+        }
+    }
 }
 
 /// The outcome of a recording.
@@ -116,7 +137,13 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
 
     let (root_pid, mut child_exit) = match &opts.target {
         Target::Command(argv) => {
-            let child = GatedChild::spawn(argv)?;
+            let stdout = match &opts.command_stdout {
+                Some(path) => Some(std::fs::File::create(path).with_context(|| {
+                    format!("creating {} for the command's output", path.display())
+                })?),
+                None => None,
+            };
+            let child = GatedChild::spawn(argv, stdout.as_ref())?;
             session.trace(child.pid, true)?;
             correlator.set_root(child.pid);
             let pid = child.pid;
@@ -130,11 +157,13 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     };
 
     // Tools and tests wait for this line before starting the workload.
-    eprintln!(
-        "spawnprof: tracing {} (pid {}); Ctrl-C to stop",
-        target_desc,
-        root_pid.unwrap_or(0)
-    );
+    if opts.announce {
+        eprintln!(
+            "spawnprof: tracing {} (pid {}); Ctrl-C to stop",
+            target_desc,
+            root_pid.unwrap_or(0)
+        );
+    }
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let stop = loop {
@@ -311,7 +340,8 @@ struct GatedChild {
 }
 
 impl GatedChild {
-    fn spawn(argv: &[String]) -> Result<Self> {
+    fn spawn(argv: &[String], stdout: Option<&std::fs::File>) -> Result<Self> {
+        let stdout_fd = stdout.map(|f| f.as_raw_fd());
         let cargs: Vec<CString> = argv
             .iter()
             .map(|a| CString::new(a.as_str()))
@@ -335,6 +365,11 @@ impl GatedChild {
                 libc::close(status.0.as_raw_fd());
                 let mut byte = 0u8;
                 if libc::read(gate.0.as_raw_fd(), (&raw mut byte).cast(), 1) != 1 {
+                    libc::_exit(127);
+                }
+                if let Some(fd) = stdout_fd
+                    && libc::dup2(fd, 1) < 0
+                {
                     libc::_exit(127);
                 }
                 libc::execvp(ptrs[0], ptrs.as_ptr());

@@ -1,0 +1,609 @@
+//! `spawnprof bench`: profile a node by running the reference spawner
+//! through sweeps (method × RSS, THP, environment size, PATH misses, tokio
+//! modes, the fork chain) with the probes attached, and join the spawner's
+//! own figures with the recorded stage breakdown of the spawns inside its
+//! timed window. Writes `bench.json` and one recording per configuration.
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    analysis::{self, StageStats},
+    model::SpawnRecord,
+    node::NodeFacts,
+    plan::PlanRow,
+    record::{self, RecordOptions, Target},
+    report::files::prepare_out_dir,
+    session::SessionOptions,
+    units::{format_bytes, format_ns},
+    workload::{Config, HugePages, Method, Mode, SPAWNER_BIN, SpawnResult, spawner_args},
+};
+
+pub const BENCH_FILE: &str = "bench.json";
+
+/// One configuration of the sweep.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchConfig {
+    /// Unique, filesystem-safe name, e.g. `method-rss/fork-exec-1g`.
+    pub name: String,
+    /// The experiment it belongs to: `method-rss`, `thp`, `env`, `path`, `tokio`, `fork-chain`.
+    pub experiment: String,
+    pub spawner: Config,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub out_dir: PathBuf,
+    pub quick: bool,
+    pub methods: Option<Vec<Method>>,
+    pub rss: Option<Vec<u64>>,
+    pub env: Option<Vec<u64>>,
+    pub path_misses: Option<Vec<u32>>,
+    /// Overrides every configuration's spawn count.
+    pub count: Option<u64>,
+    pub overhead: bool,
+    pub force: bool,
+    pub session: SessionOptions,
+}
+
+/// A stage's share of the spawn call, for "why is this configuration slow".
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StageShare {
+    pub stage: String,
+    pub mean_ns: u64,
+    /// Of the parent's clone syscall (the call the spawner times).
+    pub share_of_call: f64,
+}
+
+/// The outcome of one configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConfigResult {
+    pub config: BenchConfig,
+    pub spawner: SpawnResult,
+    /// Spawns recorded inside the spawner's timed window.
+    pub spawns_in_window: u64,
+    /// Stage statistics over those spawns.
+    pub stages: BTreeMap<String, StageStats>,
+    /// The stages inside the spawn call, largest first.
+    pub breakdown: Vec<StageShare>,
+    pub lost_marks: u64,
+    /// The recording, relative to the bench directory.
+    pub recording: String,
+}
+
+/// Spawn rate with and without probes, measured in the same run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Overhead {
+    pub method: String,
+    pub count: u64,
+    pub mode: String,
+    pub without_probes_spawns_per_sec: f64,
+    pub with_probes_spawns_per_sec: f64,
+    /// 1 - with/without: the fraction of the spawn rate the probes cost.
+    pub cost: f64,
+}
+
+/// `bench.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub schema_version: u32,
+    pub node: NodeFacts,
+    pub plan: Vec<PlanRow>,
+    pub quick: bool,
+    pub duration_ns: u64,
+    pub configs: Vec<ConfigResult>,
+    pub overhead: Option<Overhead>,
+}
+
+fn method_rss_count(rss: u64) -> u64 {
+    match rss {
+        r if r >= 4 << 30 => 20,
+        r if r >= 1 << 30 => 50,
+        r if r >= 256 << 20 => 150,
+        _ => 300,
+    }
+}
+
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// `rss0`, `rss256mib`, `rss4gib`.
+fn rss_label(rss: u64) -> String {
+    if rss == 0 {
+        return "rss0".into();
+    }
+    format!("rss{}", slug(&format_bytes(rss).replace(' ', "")))
+}
+
+/// The sweep, from the options (defaults reproduce the seeds' experiments).
+pub fn sweep(opts: &BenchOptions) -> Vec<BenchConfig> {
+    let quick = opts.quick;
+    let methods = opts.methods.clone().unwrap_or_else(|| {
+        if quick {
+            vec![Method::ForkExec, Method::PosixSpawn, Method::StdFork]
+        } else {
+            vec![
+                Method::ForkExec,
+                Method::VforkExec,
+                Method::PosixSpawn,
+                Method::Clone3Vfork,
+                Method::Std,
+                Method::StdEnv,
+                Method::StdFork,
+                Method::Zygote,
+            ]
+        }
+    });
+    let rss = opts.rss.clone().unwrap_or_else(|| {
+        if quick {
+            vec![0, 256 << 20]
+        } else {
+            vec![0, 256 << 20, 1 << 30, 4 << 30]
+        }
+    });
+    let env = opts.env.clone().unwrap_or_else(|| {
+        if quick {
+            vec![0, 250]
+        } else {
+            vec![0, 50, 250, 1000]
+        }
+    });
+    let misses = opts
+        .path_misses
+        .clone()
+        .unwrap_or_else(|| if quick { vec![0, 14] } else { vec![0, 14] });
+    let scale = |n: u64| if quick { (n / 6).max(10) } else { n };
+    let count = |n: u64| opts.count.unwrap_or_else(|| scale(n));
+    let mut out = Vec::new();
+    let mut push = |experiment: &str, name: String, cfg: Config| {
+        out.push(BenchConfig {
+            name: format!("{experiment}/{name}"),
+            experiment: experiment.into(),
+            spawner: cfg,
+        })
+    };
+    for &m in &methods {
+        for &r in &rss {
+            let mut c = Config::new(m);
+            c.rss = r;
+            c.count = count(method_rss_count(r));
+            c.mode = Mode::Serial;
+            push("method-rss", format!("{m}-{}", rss_label(r)), c);
+        }
+    }
+    // Huge pages shrink the page-table copy: fork at 1 GiB with and without THP.
+    for hp in [HugePages::None, HugePages::Thp] {
+        let mut c = Config::new(Method::ForkExec);
+        c.rss = 1 << 30;
+        c.huge_pages = hp;
+        c.count = count(50);
+        c.mode = Mode::Serial;
+        push("thp", format!("fork-exec-1gib-{hp}"), c);
+    }
+    for m in [Method::PosixSpawn, Method::StdEnv] {
+        for &e in &env {
+            let mut c = Config::new(m);
+            c.env_count = e;
+            c.count = count(300);
+            push("env", format!("{m}-env{e}"), c);
+        }
+    }
+    for &k in &misses {
+        let mut c = Config::new(Method::PosixSpawn);
+        c.program = "true".into();
+        c.path_misses = k;
+        c.count = count(300);
+        push("path", format!("posix-spawn-misses{k}"), c);
+    }
+    let tokio_modes = if quick {
+        vec![Method::TokioSingle, Method::TokioMulti(2)]
+    } else {
+        vec![
+            Method::TokioSingle,
+            Method::TokioSingleBlocking,
+            Method::TokioMulti(2),
+            Method::TokioMulti(4),
+        ]
+    };
+    for m in tokio_modes {
+        let mut c = Config::new(m);
+        c.count = count(300);
+        push("tokio", m.to_string(), c);
+    }
+    out
+}
+
+/// Path of the spawner binary: next to this executable.
+pub fn spawner_path() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the spawnprof executable")?;
+    let path = exe.with_file_name(SPAWNER_BIN);
+    if !path.exists() {
+        bail!(
+            "the reference spawner {} is missing; build it with `cargo build --release` \
+             (or run `cargo xtask bench`)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn parse_result(path: &Path) -> Result<SpawnResult> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .with_context(|| {
+            format!(
+                "the spawner printed no result line (see {})",
+                path.display()
+            )
+        })?;
+    serde_json::from_str(line)
+        .with_context(|| format!("parsing the spawner's result in {}", path.display()))
+}
+
+/// Spawns of a configuration: created inside the spawner's timed window.
+fn in_window<'a>(
+    records: &'a [SpawnRecord],
+    result: &SpawnResult,
+    t0: u64,
+) -> Vec<&'a SpawnRecord> {
+    let start = result.t_start_mono_ns.saturating_sub(t0);
+    let end = result.t_end_mono_ns.saturating_sub(t0);
+    records
+        .iter()
+        .filter(|r| !r.root && !r.thread)
+        .filter(|r| {
+            r.ts.clone_enter
+                .or(r.ts.fork_done)
+                .is_some_and(|t| t >= start && t <= end)
+        })
+        .collect()
+}
+
+/// The stages that make up the spawn call, as shares of the parent's clone.
+/// For vfork-style spawns the child's pre-exec work and exec happen while
+/// the parent waits, so they count; for fork they happen after it returns.
+pub fn call_breakdown(stages: &BTreeMap<String, StageStats>, vfork_style: bool) -> Vec<StageShare> {
+    let mean = |s: &str| stages.get(s).filter(|s| s.count > 0).map(|s| s.mean_ns);
+    let Some(call) = mean("clone").filter(|&c| c > 0) else {
+        return Vec::new();
+    };
+    let mut parts: Vec<(String, u64)> = Vec::new();
+    let dup = mean("dup_mmap");
+    if let Some(d) = dup {
+        parts.push(("dup_mmap".into(), d));
+    }
+    if let Some(cp) = mean("copy_process") {
+        parts.push((
+            "copy_process (rest)".into(),
+            cp.saturating_sub(dup.unwrap_or(0)),
+        ));
+    }
+    for s in ["fork_wakeup"] {
+        if let Some(v) = mean(s) {
+            parts.push((s.into(), v));
+        }
+    }
+    let child_side = if vfork_style {
+        &["sched_delay", "pre_exec", "path_search", "exec"][..]
+    } else {
+        &["parent_return"][..]
+    };
+    for s in child_side {
+        if let Some(v) = mean(s) {
+            parts.push(((*s).into(), v));
+        }
+    }
+    let mut out: Vec<StageShare> = parts
+        .into_iter()
+        .map(|(stage, mean_ns)| StageShare {
+            stage,
+            mean_ns,
+            share_of_call: mean_ns as f64 / call as f64,
+        })
+        .collect();
+    out.sort_by(|a, b| b.mean_ns.cmp(&a.mean_ns));
+    out
+}
+
+async fn run_config(
+    cfg: &BenchConfig,
+    spawner: &Path,
+    dir: &Path,
+    session: &SessionOptions,
+) -> Result<(ConfigResult, Vec<PlanRow>)> {
+    let rec_dir = dir.join(&cfg.name);
+    std::fs::create_dir_all(&rec_dir)?;
+    let stdout = rec_dir.join("spawner.json");
+    let mut argv = vec![spawner.display().to_string()];
+    argv.extend(spawner_args(&cfg.spawner));
+    let mut opts = RecordOptions::new(Target::Command(argv), rec_dir.clone());
+    opts.session = session.clone();
+    opts.force = true;
+    opts.announce = false;
+    opts.command_stdout = Some(stdout.clone());
+    let rec = record::record(opts).await?;
+    if rec.summary.exit_code != Some(0) {
+        bail!(
+            "the spawner failed for {} (exit {:?}); its output is in {}",
+            cfg.name,
+            rec.summary.exit_code,
+            rec_dir.display()
+        );
+    }
+    let result = parse_result(&stdout)?;
+    let window = in_window(&rec.records, &result, rec.summary.start_monotonic_ns);
+    let stages = analysis::stage_stats(window.iter().copied());
+    let vfork_style = window
+        .iter()
+        .filter(|r| r.method.as_deref() == Some("vfork"))
+        .count()
+        * 2
+        > window.len();
+    Ok((
+        ConfigResult {
+            config: cfg.clone(),
+            spawns_in_window: window.len() as u64,
+            breakdown: call_breakdown(&stages, vfork_style),
+            stages,
+            spawner: result,
+            lost_marks: rec.summary.lost_marks_total,
+            recording: cfg.name.clone(),
+        },
+        rec.summary.plan,
+    ))
+}
+
+/// The spawner alone, without probes (for the overhead ratio).
+fn run_unprobed(spawner: &Path, cfg: &Config) -> Result<SpawnResult> {
+    let out = std::process::Command::new(spawner)
+        .args(spawner_args(cfg))
+        .stderr(std::process::Stdio::null())
+        .output()
+        .context("running the spawner")?;
+    if !out.status.success() {
+        bail!("the spawner failed without probes: {}", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().context("no result line")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+async fn measure_overhead(spawner: &Path, dir: &Path, opts: &BenchOptions) -> Result<Overhead> {
+    let mut cfg = Config::new(Method::PosixSpawn);
+    cfg.count = opts.count.unwrap_or(if opts.quick { 500 } else { 2000 });
+    cfg.mode = Mode::Serial;
+    // Alternate to spread drift (frequency, other load) over both sides.
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for round in 0..2 {
+        without.push(run_unprobed(spawner, &cfg)?.spawns_per_sec);
+        let bc = BenchConfig {
+            name: format!("overhead/with-probes-{round}"),
+            experiment: "overhead".into(),
+            spawner: cfg.clone(),
+        };
+        let (r, _) = run_config(&bc, spawner, dir, &opts.session).await?;
+        with.push(r.spawner.spawns_per_sec);
+    }
+    let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (wo, wi) = (avg(&without), avg(&with));
+    Ok(Overhead {
+        method: cfg.method.to_string(),
+        count: cfg.count,
+        mode: cfg.mode.to_string(),
+        without_probes_spawns_per_sec: wo,
+        with_probes_spawns_per_sec: wi,
+        cost: if wo > 0.0 { 1.0 - wi / wo } else { 0.0 },
+    })
+}
+
+/// Runs the whole bench and writes `bench.json`.
+pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
+    prepare_out_dir(&opts.out_dir, opts.force)?;
+    if opts.out_dir.join(BENCH_FILE).exists() && !opts.force {
+        bail!(
+            "{} already holds a bench; choose another -o directory or pass --force",
+            opts.out_dir.display()
+        );
+    }
+    let spawner = spawner_path()?;
+    let configs = sweep(&opts);
+    if configs.is_empty() {
+        bail!("the options select no configuration to run");
+    }
+    for c in &configs {
+        c.spawner
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", c.name))?;
+    }
+    let started = Instant::now();
+    let bar = indicatif::ProgressBar::new(configs.len() as u64 + opts.overhead as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}",
+        )
+        .expect("valid template"),
+    );
+    let mut results = Vec::new();
+    let mut plan = Vec::new();
+    for cfg in &configs {
+        bar.set_message(cfg.name.clone());
+        let (r, p) = run_config(cfg, &spawner, &opts.out_dir, &opts.session)
+            .await
+            .with_context(|| format!("configuration {}", cfg.name))?;
+        plan = p;
+        results.push(r);
+        bar.inc(1);
+    }
+    let overhead = if opts.overhead {
+        bar.set_message("overhead: spawner with and without probes");
+        let o = measure_overhead(&spawner, &opts.out_dir, &opts).await?;
+        bar.inc(1);
+        Some(o)
+    } else {
+        None
+    };
+    bar.finish_and_clear();
+    let report = BenchReport {
+        schema_version: crate::model::SCHEMA_VERSION,
+        node: NodeFacts::collect(),
+        plan,
+        quick: opts.quick,
+        duration_ns: started.elapsed().as_nanos() as u64,
+        configs: results,
+        overhead,
+    };
+    let path = opts.out_dir.join(BENCH_FILE);
+    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(report)
+}
+
+/// The terminal summary: node facts, then one row per configuration.
+pub fn render(report: &BenchReport) -> String {
+    use std::fmt::Write as _;
+    let n = &report.node;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "node {}: kernel {}, glibc {} (Rust std {}), THP {}, {} CPUs, {} RAM, env {} vars / {}, PATH {} entries",
+        n.hostname,
+        n.kernel_release,
+        n.glibc_version,
+        if n.std_posix_spawn_fast_path {
+            "uses posix_spawn"
+        } else {
+            "forks: glibc < 2.24"
+        },
+        n.thp_enabled.as_deref().unwrap_or("?"),
+        n.cpus_online,
+        n.mem_total.map_or("?".into(), format_bytes),
+        n.env_count,
+        format_bytes(n.env_bytes),
+        n.path_entries
+    );
+    let _ = writeln!(
+        out,
+        "{:<34} {:>10} {:>10} {:>10}  where the spawn call goes",
+        "configuration", "spawns/s", "p50", "p99"
+    );
+    for r in &report.configs {
+        let top: Vec<String> = r
+            .breakdown
+            .iter()
+            .take(2)
+            .map(|s| format!("{} {:.0}%", s.stage, 100.0 * s.share_of_call))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<34} {:>10.0} {:>10} {:>10}  {}",
+            r.config.name,
+            r.spawner.spawns_per_sec,
+            format_ns(r.spawner.latency_ns.p50),
+            format_ns(r.spawner.latency_ns.p99),
+            top.join(", ")
+        );
+    }
+    if let Some(o) = &report.overhead {
+        let _ = writeln!(
+            out,
+            "probe overhead ({} serial, {} spawns): {:.0}/s without, {:.0}/s with probes: {:.1}% of the spawn rate",
+            o.method,
+            o.count,
+            o.without_probes_spawns_per_sec,
+            o.with_probes_spawns_per_sec,
+            100.0 * o.cost
+        );
+    }
+    out
+}
+
+/// Parses `0,256M,1G` lists.
+pub fn parse_list<T>(s: &str, item: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| item(p.trim()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(quick: bool) -> BenchOptions {
+        BenchOptions {
+            out_dir: "/tmp/x".into(),
+            quick,
+            methods: None,
+            rss: None,
+            env: None,
+            path_misses: None,
+            count: None,
+            overhead: true,
+            force: false,
+            session: SessionOptions::default(),
+        }
+    }
+
+    #[test]
+    fn the_default_sweep_covers_the_seeds_experiments() {
+        let s = sweep(&opts(false));
+        let names: Vec<&str> = s.iter().map(|c| c.name.as_str()).collect();
+        assert!(names.contains(&"method-rss/fork-exec-rss4gib"), "{names:?}");
+        assert!(names.contains(&"thp/fork-exec-1gib-thp"));
+        assert!(names.contains(&"env/std-env-env1000"));
+        assert!(names.contains(&"path/posix-spawn-misses14"));
+        assert!(names.contains(&"tokio/tokio-multi-4"));
+        let unique: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "names are unique");
+        assert!(s.iter().all(|c| c.spawner.validate().is_ok()));
+    }
+
+    #[test]
+    fn quick_is_smaller_and_count_overrides() {
+        assert!(sweep(&opts(true)).len() < sweep(&opts(false)).len() / 2);
+        let mut o = opts(true);
+        o.count = Some(7);
+        assert!(sweep(&o).iter().all(|c| c.spawner.count == 7));
+    }
+
+    #[test]
+    fn the_call_breakdown_puts_dup_mmap_first_for_a_big_fork() {
+        let st = |mean| StageStats {
+            count: 1,
+            mean_ns: mean,
+            ..Default::default()
+        };
+        let stages: BTreeMap<String, StageStats> = [
+            ("clone", st(10_000)),
+            ("copy_process", st(9_900)),
+            ("dup_mmap", st(9_800)),
+            ("fork_wakeup", st(50)),
+            ("parent_return", st(50)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let b = call_breakdown(&stages, false);
+        assert_eq!(b[0].stage, "dup_mmap");
+        assert!((b[0].share_of_call - 0.98).abs() < 1e-9);
+    }
+}
