@@ -1,0 +1,249 @@
+//! Facts about the machine that change how process spawning performs: the
+//! glibc version (which decides whether Rust's `Command` can use
+//! `posix_spawn`), transparent huge pages, overcommit, hugetlb reservations,
+//! the size of the environment and `PATH`, cores and memory.
+//!
+//! Everything here is read once, from `/proc`, `/sys` and libc; a missing
+//! file yields `None` rather than an error so `collect()` works in
+//! containers and on unusual kernels.
+
+use std::ffi::CStr;
+use std::os::unix::ffi::OsStrExt;
+
+use serde::{Deserialize, Serialize};
+
+/// Oldest glibc whose `posix_spawn` uses `clone(CLONE_VM|CLONE_VFORK)` and
+/// therefore the oldest on which Rust's std takes its `posix_spawn` fast path.
+pub const GLIBC_FAST_SPAWN: (u32, u32) = (2, 24);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeFacts {
+    pub hostname: String,
+    pub kernel_release: String,
+    /// `gnu_get_libc_version()`, e.g. "2.36".
+    pub glibc_version: String,
+    /// glibc >= 2.24: Rust std spawns with `posix_spawn` (a vfork-style
+    /// `clone`) unless the `Command` needs the fork path (`pre_exec`, uid/gid,
+    /// ...). False means every `Command::spawn` forks and copies page tables.
+    pub std_posix_spawn_fast_path: bool,
+    /// Bracketed value of /sys/kernel/mm/transparent_hugepage/enabled.
+    pub thp_enabled: Option<String>,
+    /// Bracketed value of /sys/kernel/mm/transparent_hugepage/defrag.
+    pub thp_defrag: Option<String>,
+    /// /proc/sys/vm/overcommit_memory: 0 heuristic, 1 always, 2 never.
+    pub overcommit_memory: Option<u32>,
+    pub hugetlb_pages_total: Option<u64>,
+    pub hugetlb_pages_free: Option<u64>,
+    pub hugetlb_page_size: Option<u64>,
+    /// Variables in this process's environment and their bytes, counting
+    /// each `NAME=value` string without its NUL.
+    pub env_count: u64,
+    pub env_bytes: u64,
+    pub path_entries: u64,
+    pub path_bytes: u64,
+    pub cpus_online: u64,
+    pub mem_total: Option<u64>,
+    pub cpu_model: Option<String>,
+}
+
+impl NodeFacts {
+    pub fn collect() -> NodeFacts {
+        let glibc_version = glibc_version();
+        let meminfo = read("/proc/meminfo").unwrap_or_default();
+        let (env_count, env_bytes) = environment_size();
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let path_bytes = path.as_bytes().len() as u64;
+        let path_entries = if path.is_empty() {
+            0
+        } else {
+            path.as_bytes().split(|&b| b == b':').count() as u64
+        };
+        NodeFacts {
+            hostname: read_trim("/proc/sys/kernel/hostname").unwrap_or_else(hostname_libc),
+            kernel_release: read_trim("/proc/sys/kernel/osrelease").unwrap_or_default(),
+            std_posix_spawn_fast_path: glibc_at_least(&glibc_version, GLIBC_FAST_SPAWN),
+            glibc_version,
+            thp_enabled: read("/sys/kernel/mm/transparent_hugepage/enabled")
+                .and_then(|s| bracketed(&s)),
+            thp_defrag: read("/sys/kernel/mm/transparent_hugepage/defrag")
+                .and_then(|s| bracketed(&s)),
+            overcommit_memory: read_trim("/proc/sys/vm/overcommit_memory")
+                .and_then(|s| s.parse().ok()),
+            hugetlb_pages_total: meminfo_field(&meminfo, "HugePages_Total"),
+            hugetlb_pages_free: meminfo_field(&meminfo, "HugePages_Free"),
+            hugetlb_page_size: meminfo_field(&meminfo, "Hugepagesize"),
+            env_count,
+            env_bytes,
+            path_entries,
+            path_bytes,
+            // SAFETY: sysconf has no preconditions.
+            cpus_online: unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u64,
+            mem_total: meminfo_field(&meminfo, "MemTotal"),
+            cpu_model: read("/proc/cpuinfo").and_then(|s| cpu_model(&s)),
+        }
+    }
+}
+
+/// The running glibc's version string, e.g. "2.36".
+pub fn glibc_version() -> String {
+    // SAFETY: gnu_get_libc_version returns a pointer to a static NUL-terminated string.
+    unsafe { CStr::from_ptr(libc::gnu_get_libc_version()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Count and total bytes (`NAME=value`, no NUL) of the current environment.
+pub fn environment_size() -> (u64, u64) {
+    std::env::vars_os().fold((0, 0), |(n, b), (k, v)| {
+        (
+            n + 1,
+            b + k.as_bytes().len() as u64 + 1 + v.as_bytes().len() as u64,
+        )
+    })
+}
+
+/// `major.minor` of a version like "2.36", "2.17" or "2.35.9000".
+pub fn parse_glibc_version(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor_str: String = parts
+        .next()?
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    Some((major, minor_str.parse().ok()?))
+}
+
+/// Whether `version` is at least `min`; unparseable versions are not.
+pub fn glibc_at_least(version: &str, min: (u32, u32)) -> bool {
+    parse_glibc_version(version).is_some_and(|v| v >= min)
+}
+
+/// The selected value in a sysfs choice list: "always [madvise] never" → "madvise".
+pub fn bracketed(s: &str) -> Option<String> {
+    let start = s.find('[')?;
+    let end = start + s[start..].find(']')?;
+    let value = s[start + 1..end].trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// A field of /proc/meminfo-style text in bytes when it has a `kB` unit,
+/// otherwise the bare number (HugePages_Total is a page count).
+pub fn meminfo_field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (key, rest) = line.split_once(':')?;
+        if key.trim() != name {
+            return None;
+        }
+        let mut it = rest.split_whitespace();
+        let value: u64 = it.next()?.parse().ok()?;
+        match it.next() {
+            Some(unit) if unit.eq_ignore_ascii_case("kb") => value.checked_mul(1024),
+            _ => Some(value),
+        }
+    })
+}
+
+fn cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        let key = key.trim();
+        (key == "model name" || key == "Model" || key == "cpu model")
+            .then(|| value.trim().to_string())
+    })
+}
+
+fn read(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+fn read_trim(path: &str) -> Option<String> {
+    read(path).map(|s| s.trim().to_string())
+}
+
+fn hostname_libc() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // unless truncated, and the last byte stays 0.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    if rc != 0 {
+        return String::new();
+    }
+    CStr::from_bytes_until_nul(&buf)
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thp_bracket_parsing() {
+        assert_eq!(
+            bracketed("always [madvise] never\n").as_deref(),
+            Some("madvise")
+        );
+        assert_eq!(
+            bracketed("[always] madvise never").as_deref(),
+            Some("always")
+        );
+        assert_eq!(
+            bracketed("always defer defer+madvise [madvise] never").as_deref(),
+            Some("madvise")
+        );
+        assert_eq!(bracketed("always madvise never"), None);
+        assert_eq!(bracketed("[] x"), None);
+        assert_eq!(bracketed("[never"), None);
+    }
+
+    #[test]
+    fn glibc_versions() {
+        assert_eq!(parse_glibc_version("2.36"), Some((2, 36)));
+        assert_eq!(parse_glibc_version("2.17"), Some((2, 17)));
+        assert_eq!(parse_glibc_version("2.35.9000"), Some((2, 35)));
+        assert_eq!(parse_glibc_version("2.39-rc1"), Some((2, 39)));
+        assert_eq!(parse_glibc_version("garbage"), None);
+        assert_eq!(parse_glibc_version(""), None);
+        assert!(glibc_at_least("2.36", GLIBC_FAST_SPAWN));
+        assert!(glibc_at_least("2.24", GLIBC_FAST_SPAWN));
+        assert!(!glibc_at_least("2.23", GLIBC_FAST_SPAWN));
+        assert!(!glibc_at_least("2.17", GLIBC_FAST_SPAWN));
+        // numeric, not lexicographic: 2.4 < 2.24 < 2.100
+        assert!(!glibc_at_least("2.4", GLIBC_FAST_SPAWN));
+        assert!(glibc_at_least("2.100", GLIBC_FAST_SPAWN));
+        assert!(glibc_at_least("3.0", GLIBC_FAST_SPAWN));
+        assert!(!glibc_at_least("nope", GLIBC_FAST_SPAWN));
+    }
+
+    #[test]
+    fn meminfo_parsing() {
+        let text = "MemTotal:       24590000 kB\nHugePages_Total:      16\nHugePages_Free:        4\nHugepagesize:       2048 kB\n";
+        assert_eq!(meminfo_field(text, "MemTotal"), Some(24_590_000 * 1024));
+        assert_eq!(meminfo_field(text, "HugePages_Total"), Some(16));
+        assert_eq!(meminfo_field(text, "HugePages_Free"), Some(4));
+        assert_eq!(meminfo_field(text, "Hugepagesize"), Some(2 << 20));
+        assert_eq!(meminfo_field(text, "Missing"), None);
+        // a prefix of another key must not match
+        assert_eq!(meminfo_field(text, "HugePages"), None);
+    }
+
+    #[test]
+    fn cpu_model_line() {
+        let text = "processor\t: 0\nmodel name\t: AMD EPYC 7H12 64-Core Processor\n";
+        assert_eq!(
+            cpu_model(text).as_deref(),
+            Some("AMD EPYC 7H12 64-Core Processor")
+        );
+    }
+
+    #[test]
+    fn collect_on_this_machine() {
+        let facts = NodeFacts::collect();
+        assert!(facts.cpus_online >= 1);
+        assert!(parse_glibc_version(&facts.glibc_version).is_some());
+        let json = serde_json::to_string(&facts).unwrap();
+        let back: NodeFacts = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, facts);
+    }
+}
