@@ -37,6 +37,10 @@ pub struct ProbeArgs {
     /// Ring-buffer size for marks (power of two), e.g. 16M.
     #[arg(long, default_value = "16M", value_name = "SIZE")]
     pub ring_buffer: String,
+    /// Do not attach this optional stage (repeatable), e.g. page_faults or
+    /// first_run: it is then reported unavailable.
+    #[arg(long = "skip-stage", value_name = "STAGE")]
+    pub skip_stages: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,7 @@ fn session_options(args: &ProbeArgs) -> Result<SessionOptions> {
         no_fentry: args.no_fentry,
         no_kprobe: args.no_kprobe,
         ring_buffer_bytes: ring as u32,
+        skip_stages: args.skip_stages.clone(),
         ..SessionOptions::default()
     })
 }

@@ -33,6 +33,9 @@ pub struct SessionOptions {
     pub no_kprobe: bool,
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub ring_buffer_bytes: u32,
+    /// Stages not to attach (reported unavailable): to attribute overhead,
+    /// or to drop a costly stage on a busy production node.
+    pub skip_stages: Vec<String>,
 }
 
 impl Default for SessionOptions {
@@ -42,6 +45,7 @@ impl Default for SessionOptions {
             no_fentry: false,
             no_kprobe: false,
             ring_buffer_bytes: 16 << 20,
+            skip_stages: Vec::new(),
         }
     }
 }
@@ -54,6 +58,15 @@ pub struct Session {
 
 impl Session {
     pub fn start(host: &Host, opts: &SessionOptions) -> Result<Self> {
+        for s in &opts.skip_stages {
+            let Some(stage) = PLAN.iter().find(|p| p.name == s) else {
+                let names: Vec<&str> = PLAN.iter().map(|p| p.name).collect();
+                bail!("--skip-stage {s}: no such stage (stages: {})", names.join(", "));
+            };
+            if stage.required {
+                bail!("--skip-stage {s}: recording cannot work without this stage");
+            }
+        }
         let size = opts.ring_buffer_bytes;
         if !size.is_power_of_two() || size < 4096 {
             bail!("--ring-buffer must be a power of two of at least 4096 bytes (got {size})");
@@ -70,7 +83,15 @@ impl Session {
         for stage in PLAN {
             let mut rejected = Vec::new();
             let mut chosen = None;
+            let skipped = opts.skip_stages.iter().any(|s| s == stage.name);
             for candidate in stage.candidates {
+                if skipped && candidate.mechanism != Mechanism::Unavailable {
+                    rejected.push(Rejection {
+                        mechanism: candidate.mechanism,
+                        reason: "skipped on request (--skip-stage)".into(),
+                    });
+                    continue;
+                }
                 if candidate.mechanism == Mechanism::Unavailable {
                     chosen = Some(candidate);
                     break;
