@@ -163,10 +163,7 @@ pub fn sweep(opts: &BenchOptions) -> Vec<BenchConfig> {
             vec![0, 50, 250, 1000]
         }
     });
-    let misses = opts
-        .path_misses
-        .clone()
-        .unwrap_or_else(|| if quick { vec![0, 14] } else { vec![0, 14] });
+    let misses = opts.path_misses.clone().unwrap_or_else(|| vec![0, 14]);
     let scale = |n: u64| if quick { (n / 6).max(10) } else { n };
     let count = |n: u64| opts.count.unwrap_or_else(|| scale(n));
     let mut out = Vec::new();
@@ -225,6 +222,10 @@ pub fn sweep(opts: &BenchOptions) -> Vec<BenchConfig> {
         c.count = count(300);
         push("tokio", m.to_string(), c);
     }
+    // Fork, parent exits, child repeats: time per fork in windows along the chain.
+    let mut c = Config::new(Method::ForkChain);
+    c.count = count(3000);
+    push("fork-chain", "fork-chain".into(), c);
     out
 }
 
@@ -320,7 +321,7 @@ pub fn call_breakdown(stages: &BTreeMap<String, StageStats>, vfork_style: bool) 
             share_of_call: mean_ns as f64 / call as f64,
         })
         .collect();
-    out.sort_by(|a, b| b.mean_ns.cmp(&a.mean_ns));
+    out.sort_by_key(|s| std::cmp::Reverse(s.mean_ns));
     out
 }
 
@@ -522,6 +523,17 @@ pub fn render(report: &BenchReport) -> String {
             top.join(", ")
         );
     }
+    for r in &report.configs {
+        if let Some(w) = &r.spawner.window_means_ns {
+            let w: Vec<String> = w.iter().map(|&v| format_ns(v)).collect();
+            let _ = writeln!(
+                out,
+                "{}: mean fork time per tenth of the chain: {}",
+                r.config.name,
+                w.join(", ")
+            );
+        }
+    }
     if let Some(o) = &report.overhead {
         let _ = writeln!(
             out,
@@ -572,6 +584,7 @@ mod tests {
         assert!(names.contains(&"env/std-env-env1000"));
         assert!(names.contains(&"path/posix-spawn-misses14"));
         assert!(names.contains(&"tokio/tokio-multi-4"));
+        assert!(names.contains(&"fork-chain/fork-chain"));
         let unique: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len(), "names are unique");
         assert!(s.iter().all(|c| c.spawner.validate().is_ok()));

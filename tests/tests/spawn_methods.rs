@@ -245,3 +245,37 @@ fn the_environment_size_recorded_matches_what_was_passed() {
         );
     }
 }
+
+#[test]
+fn a_fork_chain_links_every_generation_to_the_one_before() {
+    const N: usize = 50;
+    let run = spawner(
+        "chain",
+        &[
+            "--method",
+            "fork-chain",
+            "--count",
+            &N.to_string(),
+            "--warmup",
+            "0",
+        ],
+    );
+    let spawner_pid = run.root().child_pid;
+    let forks = run.children();
+    assert_eq!(forks.len(), N + 1, "the chain's first process plus N forks");
+    // Walk the chain from the spawner: each generation forked exactly one child.
+    let mut parent = spawner_pid;
+    for generation in 0..=N {
+        let next: Vec<_> = forks.iter().filter(|r| r.parent_pid == parent).collect();
+        assert_eq!(next.len(), 1, "generation {generation} forked once");
+        assert_eq!(next[0].method.as_deref(), Some("fork"));
+        assert!(
+            next[0].duration("dup_mmap").is_some(),
+            "each fork copies an mm"
+        );
+        parent = next[0].child_pid;
+    }
+    let stdout = String::from_utf8_lossy(&run.output.stdout);
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(result["window_means_ns"].as_array().map(Vec::len), Some(10));
+}

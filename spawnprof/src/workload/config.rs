@@ -41,6 +41,9 @@ pub enum Method {
     /// A small helper forked before the RSS is allocated; it forks+execs on
     /// request over a socketpair and replies with the pid.
     Zygote,
+    /// No exec: each process forks once and exits, its child forks next
+    /// (the anon_vma chain case: parents exit before their children).
+    ForkChain,
 }
 
 impl Method {
@@ -57,6 +60,7 @@ impl Method {
         "tokio-single-blocking",
         "tokio-multi-N",
         "zygote",
+        "fork-chain",
     ];
 
     pub fn is_tokio(self) -> bool {
@@ -70,7 +74,9 @@ impl Method {
     /// documentation and tests that check it with strace).
     pub fn expected_syscall(self) -> &'static str {
         match self {
-            Method::ForkExec | Method::StdFork | Method::Zygote => "clone (no CLONE_VM)",
+            Method::ForkExec | Method::StdFork | Method::Zygote | Method::ForkChain => {
+                "clone (no CLONE_VM)"
+            }
             Method::VforkExec => "vfork",
             _ => "clone3 (CLONE_VM|CLONE_VFORK)",
         }
@@ -91,6 +97,7 @@ impl fmt::Display for Method {
             Method::TokioSingleBlocking => f.write_str("tokio-single-blocking"),
             Method::TokioMulti(n) => write!(f, "tokio-multi-{n}"),
             Method::Zygote => f.write_str("zygote"),
+            Method::ForkChain => f.write_str("fork-chain"),
         }
     }
 }
@@ -110,6 +117,7 @@ impl FromStr for Method {
             "tokio-single" => Method::TokioSingle,
             "tokio-single-blocking" => Method::TokioSingleBlocking,
             "zygote" => Method::Zygote,
+            "fork-chain" => Method::ForkChain,
             other => match other.strip_prefix("tokio-multi-") {
                 Some(n) => match n.parse::<usize>() {
                     Ok(n) if (1..=1024).contains(&n) => Method::TokioMulti(n),
@@ -275,6 +283,9 @@ impl Config {
                 "--threads {} is more than --count {}: every thread needs at least one spawn; lower --threads or raise --count",
                 self.threads, self.count
             ));
+        }
+        if self.method == Method::ForkChain && self.threads != 1 {
+            return Err("--method fork-chain is one chain of processes; drop --threads".into());
         }
         if self.method.is_tokio() && self.threads != 1 {
             return Err(format!(

@@ -107,6 +107,10 @@ pub struct SpawnResult {
     pub t_start_mono_ns: u64,
     pub t_end_mono_ns: u64,
     pub spawner_pid: u32,
+    /// fork-chain: mean fork latency per tenth of the chain, in order (a
+    /// growing anon_vma hierarchy shows as rising windows).
+    #[serde(default)]
+    pub window_means_ns: Option<Vec<u64>>,
 }
 
 #[cfg(test)]
