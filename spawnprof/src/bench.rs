@@ -18,7 +18,7 @@ use crate::{
     node::NodeFacts,
     plan::PlanRow,
     record::{self, RecordOptions, Target},
-    report::files::prepare_out_dir,
+    report::files::{hand_to_invoking_user, prepare_out_dir},
     session::SessionOptions,
     units::{format_bytes, format_ns},
     workload::{Config, HugePages, Method, Mode, SPAWNER_BIN, SpawnResult, spawner_args},
@@ -475,6 +475,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
     let path = opts.out_dir.join(BENCH_FILE);
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
+    hand_to_invoking_user(&opts.out_dir)?;
     Ok(report)
 }
 

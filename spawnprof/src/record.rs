@@ -28,7 +28,7 @@ use crate::{
     plan::Mechanism,
     report::{
         Summary,
-        files::{SpawnWriter, prepare_out_dir, write_summary},
+        files::{SpawnWriter, hand_to_invoking_user, prepare_out_dir, write_summary},
     },
     session::{Session, SessionOptions},
 };
@@ -109,6 +109,8 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         Target::Command(argv) => (argv.join(" "), None),
         Target::Pid(pid) => (format!("pid {pid}"), Some(tgid_of(*pid)?)),
     };
+    // Privileges first: without them nothing else is worth checking.
+    crate::capabilities::check_privileges()?;
     prepare_out_dir(&opts.out_dir, opts.force)?;
     let host = Host::probe()?;
     let mut session_opts = opts.session.clone();
@@ -180,7 +182,15 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                 break Stop::Duration;
             }
             _ = sigint.recv() => break Stop::Interrupted,
-            _ = sigterm.recv() => break Stop::Interrupted,
+            _ = sigterm.recv() => {
+                // Unlike Ctrl-C, SIGTERM reaches only us: pass it on so the
+                // command does not outlive its recording.
+                if let (Target::Command(_), Some(pid)) = (&opts.target, root_pid) {
+                    // SAFETY: signalling the child we started.
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                }
+                break Stop::Interrupted;
+            }
             _ = tick.tick() => {
                 if opts.target_is_pid() && !pid_alive(root_pid.expect("set")) {
                     break Stop::TargetExited(None);
@@ -244,6 +254,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         captured: vec!["argv[0] and exec paths; argument and environment counts only".into()],
     };
     write_summary(&opts.out_dir, &summary)?;
+    hand_to_invoking_user(&opts.out_dir)?;
     Ok(Recording { records, summary })
 }
 

@@ -40,6 +40,27 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// When run through sudo, gives the output back to the user who asked for
+/// it (SUDO_UID/SUDO_GID), so a recording is not left owned by root.
+pub fn hand_to_invoking_user(dir: &Path) -> Result<()> {
+    let id = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u32>().ok());
+    let (Some(uid), Some(gid)) = (id("SUDO_UID"), id("SUDO_GID")) else {
+        return Ok(());
+    };
+    chown_tree(dir, uid, gid)
+        .with_context(|| format!("handing {} back to uid {uid} (SUDO_UID)", dir.display()))
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if path.is_dir() && !path.is_symlink() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
 /// Appends spawn records to `spawns.jsonl` as they complete.
 pub struct SpawnWriter {
     path: PathBuf,
@@ -89,17 +110,39 @@ pub fn load_recording(dir: &Path) -> Result<(Summary, Vec<SpawnRecord>)> {
             dir.display()
         )
     })?;
-    let summary: Summary = serde_json::from_str(&text).with_context(|| {
+    let summary = parse_summary(&text, &summary_path)?;
+    let spawns_path = dir.join(SPAWNS_FILE);
+    let file =
+        File::open(&spawns_path).with_context(|| format!("opening {}", spawns_path.display()))?;
+    let records = parse_spawns(BufReader::new(file).lines(), &spawns_path)?;
+    Ok((summary, records))
+}
+
+/// [`load_recording`] on the contents of the two files (fuzzing, tests):
+/// the same parsing and checks, with errors naming the bare file names.
+pub fn parse_recording(summary: &str, spawns: &str) -> Result<(Summary, Vec<SpawnRecord>)> {
+    let summary = parse_summary(summary, Path::new(SUMMARY_FILE))?;
+    let lines = spawns.lines().map(|l| Ok(l.to_string()));
+    let records = parse_spawns(lines, Path::new(SPAWNS_FILE))?;
+    Ok((summary, records))
+}
+
+fn parse_summary(text: &str, summary_path: &Path) -> Result<Summary> {
+    serde_json::from_str(text).with_context(|| {
         format!(
             "{} is corrupt or from another version",
             summary_path.display()
         )
-    })?;
-    let spawns_path = dir.join(SPAWNS_FILE);
-    let file =
-        File::open(&spawns_path).with_context(|| format!("opening {}", spawns_path.display()))?;
+    })
+}
+
+/// One [`SpawnRecord`] per non-blank line of `spawns_path`.
+fn parse_spawns(
+    lines: impl Iterator<Item = std::io::Result<String>>,
+    spawns_path: &Path,
+) -> Result<Vec<SpawnRecord>> {
     let mut records = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
+    for (i, line) in lines.enumerate() {
         let line = line.with_context(|| format!("reading {}", spawns_path.display()))?;
         if line.trim().is_empty() {
             continue;
@@ -113,5 +156,5 @@ pub fn load_recording(dir: &Path) -> Result<(Summary, Vec<SpawnRecord>)> {
         })?;
         records.push(r);
     }
-    Ok((summary, records))
+    Ok(records)
 }

@@ -1,0 +1,150 @@
+//! Bad input gets a clear error naming the remedy, before any tracing starts.
+use std::process::{Command, Output};
+
+use spawnprof_tests::{out_dir, record, require_root, spawnprof_bin};
+
+fn spawnprof(args: &[&str]) -> Output {
+    require_root();
+    Command::new(spawnprof_bin())
+        .args(args)
+        .output()
+        .expect("run spawnprof")
+}
+
+fn assert_error(out: &Output, code: i32, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    for n in needles {
+        assert!(err.contains(n), "missing {n:?} in: {err}");
+    }
+}
+
+#[test]
+fn a_pid_that_does_not_exist_is_named() {
+    // pid_max is at most 4194304, so this pid cannot exist.
+    let out = spawnprof(&[
+        "record",
+        "-o",
+        out_dir("nopid").to_str().unwrap(),
+        "-p",
+        "99999999",
+    ]);
+    assert_error(&out, 1, &["no process with pid 99999999"]);
+    let out = spawnprof(&["record", "-o", out_dir("pid0").to_str().unwrap(), "-p", "0"]);
+    assert_error(&out, 1, &["pid 0 is not a process"]);
+}
+
+#[test]
+fn nothing_to_record_and_nonsense_values_are_usage_errors() {
+    let dir = out_dir("usage");
+    let d = dir.to_str().unwrap();
+    assert_error(&spawnprof(&["record", "-o", d]), 1, &["-p PID", "-- CMD"]);
+    assert_error(
+        &spawnprof(&["record", "-o", d, "--duration", "0s", "--", "true"]),
+        1,
+        &["--duration"],
+    );
+    assert_error(
+        &spawnprof(&["record", "-o", d, "--duration=-3s", "--", "true"]),
+        1,
+        &["--duration"],
+    );
+    assert_error(
+        &spawnprof(&["record", "-o", d, "--ring-buffer", "10T", "--", "true"]),
+        1,
+        &["--ring-buffer"],
+    );
+    assert_error(
+        &spawnprof(&["record", "-o", d, "--ring-buffer", "3000", "--", "true"]),
+        1,
+        &["power of two"],
+    );
+    assert_error(
+        &spawnprof(&["record", "-o", d, "--skip-stage", "exec", "--", "true"]),
+        1,
+        &["cannot work without"],
+    );
+    assert_error(
+        &spawnprof(&["record", "-o", d, "--skip-stage", "nope", "--", "true"]),
+        1,
+        &["no such stage"],
+    );
+    assert_error(&spawnprof(&["record", "--bogus"]), 2, &["--bogus"]);
+    assert_error(
+        &spawnprof(&["bench", "--rss", "10T", "-o", d]),
+        1,
+        &["--rss"],
+    );
+}
+
+#[test]
+fn an_unwritable_or_occupied_output_directory_is_refused_before_tracing() {
+    let out = spawnprof(&[
+        "record",
+        "-o",
+        "/proc/spawnprof-cannot-write-here",
+        "--",
+        "true",
+    ]);
+    assert_error(&out, 1, &["writable -o DIR"]);
+    let run = record("occupied", &["--", "true"]);
+    let d = run.dir.to_str().unwrap();
+    let out = spawnprof(&["record", "-o", d, "--", "true"]);
+    assert_error(&out, 1, &["already holds a recording", "--force"]);
+    let out = spawnprof(&["record", "-o", d, "--force", "--", "true"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_command_that_is_not_found_is_reported_and_still_recorded() {
+    let run = record("notfound", &["--", "spawnprof-no-such-command-xyz"]);
+    assert_eq!(run.output.status.code(), Some(127));
+    assert!(
+        run.stderr().contains("cannot run the command"),
+        "{}",
+        run.stderr()
+    );
+    let root = run.root();
+    assert!(
+        !root.exec_attempts.is_empty(),
+        "the failed PATH search is recorded"
+    );
+    assert!(
+        root.exec_attempts
+            .iter()
+            .all(|a| a.ret.is_some_and(|r| r < 0))
+    );
+}
+
+#[test]
+fn a_corrupt_or_truncated_recording_is_named_with_its_line() {
+    let run = record("corrupt", &["--", "sh", "-c", "/bin/true; exit 0"]);
+    let spawns = run.dir.join("spawns.jsonl");
+    let text = std::fs::read_to_string(&spawns).unwrap();
+    std::fs::write(&spawns, &text[..text.len() / 2]).unwrap();
+    let out = spawnprof(&["report", run.dir.to_str().unwrap()]);
+    assert_error(&out, 1, &["spawns.jsonl:", "truncated or corrupt"]);
+    let out = spawnprof(&["report", "/tmp"]);
+    assert_error(&out, 1, &["is not a spawnprof recording"]);
+}
+
+#[test]
+fn without_privileges_the_error_names_the_capabilities_and_sudo() {
+    require_root();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(spawnprof_bin())
+        .args(["record", "-o", "/tmp/spawnprof-unprivileged", "--", "true"])
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_error(&out, 1, &["CAP_BPF", "CAP_PERFMON", "sudo"]);
+}
