@@ -1,0 +1,135 @@
+//! `spawnprof bench` and the reference spawner's controls.
+use std::process::Command;
+
+use spawnprof_tests::{out_dir, require_root, spawner_bin, spawnprof_bin};
+
+fn spawner_result(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(spawner_bin())
+        .args(args)
+        .output()
+        .expect("run the spawner");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON result line")
+}
+
+#[test]
+fn the_rss_control_is_real() {
+    for (req, bytes) in [("256M", 256u64 << 20), ("1G", 1 << 30)] {
+        let r = spawner_result(&[
+            "--method",
+            "posix-spawn",
+            "--rss",
+            req,
+            "--count",
+            "3",
+            "--warmup",
+            "0",
+        ]);
+        let measured = r["rss_measured"].as_u64().unwrap() as f64;
+        let baseline = r["rss_baseline"].as_u64().unwrap() as f64;
+        let got = measured - baseline;
+        assert!(
+            (got - bytes as f64).abs() <= 0.05 * bytes as f64,
+            "--rss {req}: VmRSS grew by {got} bytes"
+        );
+    }
+}
+
+#[test]
+fn the_child_sees_the_requested_environment() {
+    let inherited = std::env::vars_os().count() as u64;
+    let out = Command::new(spawner_bin())
+        .args([
+            "--method",
+            "std",
+            "--env-count",
+            "250",
+            "--count",
+            "1",
+            "--warmup",
+            "0",
+        ])
+        .args([
+            "--program",
+            "/bin/sh",
+            "--arg=-c",
+            "--arg=env | grep -c ^SPAWNPROF_ENV_ >&2",
+        ])
+        .output()
+        .expect("run the spawner");
+    assert!(out.status.success());
+    // The child's stdout goes to the spawner's stderr; our sh printed there too.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.lines().any(|l| l.trim() == "250"), "{err}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["environ_count"].as_u64(), Some(inherited + 250));
+}
+
+#[test]
+fn a_quick_bench_covers_every_configuration_with_stage_data() {
+    require_root();
+    let dir = out_dir("bench");
+    let out = Command::new(spawnprof_bin())
+        .args(["bench", "--quick", "-o"])
+        .arg(&dir)
+        .output()
+        .expect("run spawnprof bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bench: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap();
+    let configs = bench["configs"].as_array().expect("configs");
+    let experiments: std::collections::BTreeSet<&str> = configs
+        .iter()
+        .filter_map(|c| c["config"]["experiment"].as_str())
+        .collect();
+    for e in ["method-rss", "thp", "env", "path", "tokio", "fork-chain"] {
+        assert!(
+            experiments.contains(e),
+            "missing experiment {e}: {experiments:?}"
+        );
+    }
+    for c in configs {
+        let name = c["config"]["name"].as_str().unwrap();
+        assert!(
+            c["spawns_in_window"].as_u64().unwrap() > 0,
+            "{name}: no spawns in the window"
+        );
+        assert!(
+            c["stages"]["clone"]["count"].as_u64().unwrap() > 0,
+            "{name}: no stage data"
+        );
+        assert!(
+            c["spawner"]["spawns_per_sec"].as_f64().unwrap() > 0.0,
+            "{name}"
+        );
+        assert!(
+            !c["breakdown"].as_array().unwrap().is_empty(),
+            "{name}: no breakdown"
+        );
+    }
+    let fork_1g = configs
+        .iter()
+        .find(|c| c["config"]["name"] == "thp/fork-exec-1gib-none")
+        .expect("fork at 1 GiB");
+    assert_eq!(
+        fork_1g["breakdown"][0]["stage"], "dup_mmap",
+        "dup_mmap dominates a 1 GiB fork"
+    );
+    assert!(
+        bench["overhead"]["with_probes_spawns_per_sec"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(bench["node"]["glibc_version"].is_string());
+    assert!(stdout.contains("probe overhead"), "{stdout}");
+}
