@@ -33,6 +33,10 @@ use crate::{
     session::{Session, SessionOptions},
 };
 
+/// How often marks are collected from the ring buffer when the probes have
+/// not asked for an early wake-up.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+
 /// What to trace.
 #[derive(Clone, Debug)]
 pub enum Target {
@@ -167,7 +171,11 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         );
     }
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    // The probes wake us only when the ring buffer is half full; otherwise
+    // marks are collected on this timer (see spawnprof-ebpf emit.rs).
+    let mut tick = tokio::time::interval(DRAIN_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u32;
     let stop = loop {
         tokio::select! {
             guard = ring.readable_mut() => {
@@ -192,7 +200,9 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                 break Stop::Interrupted;
             }
             _ = tick.tick() => {
-                if opts.target_is_pid() && !pid_alive(root_pid.expect("set")) {
+                drain_ring(ring.get_mut(), &mut reorder);
+                ticks += 1;
+                if ticks % 10 == 0 && opts.target_is_pid() && !pid_alive(root_pid.expect("set")) {
                     break Stop::TargetExited(None);
                 }
             }

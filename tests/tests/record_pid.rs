@@ -136,19 +136,29 @@ fn duration_ends_the_recording_and_keeps_it() {
     assert!(summary.duration_ns >= 1_000_000_000);
 }
 
-/// Names of spawnprof's programs, as the kernel keeps them (16 bytes at most).
-fn loaded_spawnprof_programs() -> Vec<String> {
-    let ours = [
-        "sys_enter_clone",
-        "sched_process_f",
-        "raw_sched_switc",
-        "sys_enter_execv",
-        "page_fault_user",
-    ];
+/// IDs of the BPF programs a process holds open (from its fdinfo), so the
+/// check is not fooled by another spawnprof running on the machine.
+fn program_ids_of(pid: u32) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("fdinfo") {
+        let Ok(text) = std::fs::read_to_string(fd.unwrap().path()) else {
+            continue;
+        };
+        ids.extend(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("prog_id:"))
+                .filter_map(|v| v.trim().parse::<u32>().ok()),
+        );
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+fn loaded_program_ids() -> Vec<u32> {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
-        .filter_map(|p| p.name_as_str().map(str::to_string))
-        .filter(|n| ours.iter().any(|o| n.starts_with(o)))
+        .map(|p| p.id())
         .collect()
 }
 
@@ -156,10 +166,8 @@ fn loaded_spawnprof_programs() -> Vec<String> {
 fn ctrl_c_keeps_what_was_recorded_and_detaches_every_probe() {
     let dir = out_dir("sigint");
     let mut rec = start_recording(&dir, &["--", "sh", "-c", "/bin/true; sleep 30"]);
-    assert!(
-        !loaded_spawnprof_programs().is_empty(),
-        "probes are loaded while recording"
-    );
+    let ours = program_ids_of(rec.id());
+    assert!(ours.len() >= 10, "probes are loaded while recording: {ours:?}");
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: sending SIGINT to our own child.
     unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
@@ -172,11 +180,11 @@ fn ctrl_c_keeps_what_was_recorded_and_detaches_every_probe() {
             .iter()
             .any(|r| r.exec_path.as_deref() == Some("/bin/true"))
     );
-    assert!(
-        loaded_spawnprof_programs().is_empty(),
-        "probes left behind: {:?}",
-        loaded_spawnprof_programs()
-    );
+    let left: Vec<u32> = loaded_program_ids()
+        .into_iter()
+        .filter(|id| ours.contains(id))
+        .collect();
+    assert!(left.is_empty(), "probes left behind: {left:?}");
     // The traced command does not outlive the recording.
     let _ = Command::new("pkill").args(["-f", "sleep 30"]).status();
 }
