@@ -18,7 +18,7 @@ use crate::{
     node::NodeFacts,
     plan::PlanRow,
     record::{self, RecordOptions, Target},
-    report::files::{hand_to_invoking_user, prepare_out_dir},
+    report::files::{hand_to_invoking_user, load_recording, prepare_out_dir},
     session::SessionOptions,
     units::{format_bytes, format_ns},
     workload::{Config, HugePages, Method, Mode, SPAWNER_BIN, SpawnResult, spawner_args},
@@ -351,7 +351,9 @@ async fn run_config(
         );
     }
     let result = parse_result(&stdout)?;
-    let window = in_window(&rec.records, &result, rec.summary.start_monotonic_ns);
+    // All of the configuration's spawns, not just the ones kept in memory.
+    let (_, records) = load_recording(&rec_dir)?;
+    let window = in_window(&records, &result, rec.summary.start_monotonic_ns);
     let stages = analysis::stage_stats(window.iter().copied());
     let vfork_style = window
         .iter()

@@ -33,6 +33,10 @@ use crate::{
     session::{Session, SessionOptions},
 };
 
+/// Spawn records kept in memory for the terminal table. The rest go only to
+/// `spawns.jsonl` and the statistics, so a long recording stays small.
+pub const RECORDS_KEPT: usize = 1000;
+
 /// How often marks are collected from the ring buffer when the probes have
 /// not asked for an early wake-up.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
@@ -80,6 +84,8 @@ impl RecordOptions {
 
 /// The outcome of a recording.
 pub struct Recording {
+    /// The first [`RECORDS_KEPT`] spawns, for the terminal table; all of them
+    /// are in `spawns.jsonl`.
     pub records: Vec<SpawnRecord>,
     pub summary: Summary,
 }
@@ -140,6 +146,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     let mut correlator = Correlator::new(t0, None);
     let mut reorder = Reorder::new(opts.reorder_window.as_nanos() as u64);
     let mut records = Vec::new();
+    let mut stats = analysis::Accumulator::default();
 
     let (root_pid, mut child_exit) = match &opts.target {
         Target::Command(argv) => {
@@ -210,7 +217,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         for e in reorder.ready(monotonic_ns()) {
             correlator.feed(&e);
         }
-        flush(&mut correlator, &mut writer, &mut records)?;
+        flush(&mut correlator, &mut writer, &mut records, &mut stats)?;
     };
 
     let interrupted = matches!(stop, Stop::Interrupted);
@@ -236,7 +243,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         correlator.feed(&e);
     }
     correlator.finish_all();
-    flush(&mut correlator, &mut writer, &mut records)?;
+    flush(&mut correlator, &mut writer, &mut records, &mut stats)?;
     let lost = session.lost().unwrap_or_default();
     let plan = session.plan.clone();
     drop(ring);
@@ -255,11 +262,11 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         duration_ns,
         interrupted,
         exit_code,
-        counts: analysis::counts(&records),
+        counts: stats.counts(),
         lost_marks_total: lost.values().sum(),
         lost_marks: lost,
         correlation: correlator.stats.clone(),
-        stages: analysis::stage_stats(&records),
+        stages: stats.stage_stats(),
         plan,
         captured: vec!["argv[0] and exec paths; argument and environment counts only".into()],
     };
@@ -274,10 +281,18 @@ impl RecordOptions {
     }
 }
 
-fn flush(c: &mut Correlator, w: &mut SpawnWriter, keep: &mut Vec<SpawnRecord>) -> Result<()> {
+fn flush(
+    c: &mut Correlator,
+    w: &mut SpawnWriter,
+    keep: &mut Vec<SpawnRecord>,
+    stats: &mut analysis::Accumulator,
+) -> Result<()> {
     for r in c.take_finished() {
         w.write(&r)?;
-        keep.push(r);
+        stats.add(&r);
+        if keep.len() < RECORDS_KEPT {
+            keep.push(r);
+        }
     }
     Ok(())
 }
