@@ -324,6 +324,24 @@ impl ProbeConfig {
     };
 }
 
+/// Key of the in-kernel stack sample counts: one per (process, kernel
+/// stack, user stack). Stack ids index the `STACKS` map; negative when the
+/// stack could not be taken (e.g. no user stack in a kernel thread).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StackKey {
+    pub tgid: u32,
+    pub kernel_stack: i32,
+    pub user_stack: i32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Stack trace map (kernel and user stacks by id).
+pub const MAP_STACKS: &str = "STACKS";
+/// Hash StackKey -> sample count.
+pub const MAP_STACK_COUNTS: &str = "STACK_COUNTS";
+
 /// Name of the ring buffer map carrying marks.
 pub const MAP_MARKS: &str = "MARKS";
 /// Per-CPU array, indexed by kind: marks dropped because the ring buffer was full.
@@ -344,6 +362,7 @@ mod pod {
     unsafe impl aya::Pod for super::TracepointOffsets {}
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::ProbeConfig {}
+    unsafe impl aya::Pod for super::StackKey {}
 }
 
 #[cfg(test)]

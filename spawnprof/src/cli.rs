@@ -60,6 +60,9 @@ pub struct RecordArgs {
     /// Overwrite a recording already in the output directory.
     #[arg(long)]
     pub force: bool,
+    /// On-CPU stack sampling frequency per CPU for stacks.svg (0: off).
+    #[arg(long, default_value_t = 999, value_name = "HZ")]
+    pub sample_hz: u64,
     /// Rows of the per-process table to print.
     #[arg(long, default_value_t = 40, value_name = "N")]
     pub rows: usize,

@@ -19,6 +19,7 @@ pub mod plan;
 pub mod record;
 pub mod report;
 pub mod session;
+pub mod stacks;
 pub mod units;
 pub mod workload;
 

@@ -88,10 +88,17 @@ fn run_record(args: RecordArgs) -> Result<i32> {
     let mut session = session_options(&args.probes)?;
     session.follow = args.follow;
     let out_dir = args.output.clone().unwrap_or_else(|| default_out_dir(""));
+    if args.sample_hz > 100_000 {
+        bail!(
+            "--sample-hz {} is too high; use at most 100000 (999 is the default)",
+            args.sample_hz
+        );
+    }
     let opts = RecordOptions {
         duration,
         session,
         force: args.force,
+        sample_hz: args.sample_hz,
         ..RecordOptions::new(target, out_dir.clone())
     };
     let rt = tokio::runtime::Builder::new_current_thread()

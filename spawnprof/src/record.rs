@@ -31,6 +31,7 @@ use crate::{
         files::{SpawnWriter, hand_to_invoking_user, prepare_out_dir, write_summary},
     },
     session::{Session, SessionOptions},
+    stacks::{self, KernelSymbols, MapsCache},
 };
 
 /// Spawn records kept in memory for the terminal table. The rest go only to
@@ -64,6 +65,8 @@ pub struct RecordOptions {
     pub command_stdout: Option<PathBuf>,
     /// Print the 'tracing' line when the probes are attached.
     pub announce: bool,
+    /// On-CPU stack sampling frequency (0: off).
+    pub sample_hz: u64,
 }
 
 impl RecordOptions {
@@ -78,6 +81,7 @@ impl RecordOptions {
             reorder_window: Duration::from_millis(20),
             command_stdout: None,
             announce: true,
+            sample_hz: 999,
         }
     }
 }
@@ -129,6 +133,19 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         session_opts.follow = true;
     }
     let mut session = Session::start(&host, &session_opts)?;
+    let stack_sampling = if opts.sample_hz == 0 {
+        "off (--sample-hz 0)".to_string()
+    } else {
+        match session.start_sampling(opts.sample_hz) {
+            Ok(()) => format!("cpu-clock, {} Hz per CPU", opts.sample_hz),
+            Err(e) => {
+                eprintln!("spawnprof: warning: no stack samples (stacks.svg): {e:#}");
+                format!("unavailable: {e:#}")
+            }
+        }
+    };
+    let sampling = opts.sample_hz > 0 && stack_sampling.starts_with("cpu-clock");
+    let mut maps = MapsCache::default();
     let ring = session.take_marks()?;
     // SAFETY: the ring buffer owns its map fd and keeps it open (and the
     // same) until it is dropped, which happens after the AsyncFd is gone.
@@ -187,7 +204,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain_ring(guard.get_inner_mut(), &mut reorder);
+                drain_ring(guard.get_inner_mut(), &mut reorder, sampling.then_some(&mut maps));
                 guard.clear_ready();
             }
             status = async { child_exit.as_mut().expect("guarded").await }, if child_exit.is_some() => {
@@ -207,7 +224,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                 break Stop::Interrupted;
             }
             _ = tick.tick() => {
-                drain_ring(ring.get_mut(), &mut reorder);
+                drain_ring(ring.get_mut(), &mut reorder, sampling.then_some(&mut maps));
                 ticks += 1;
                 if ticks % 10 == 0 && opts.target_is_pid() && !pid_alive(root_pid.expect("set")) {
                     break Stop::TargetExited(None);
@@ -238,13 +255,20 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         });
     }
     // Last marks: whatever is still in the ring buffer, then the window.
-    drain_ring(ring.get_mut(), &mut reorder);
+    drain_ring(ring.get_mut(), &mut reorder, None);
     for e in reorder.drain() {
         correlator.feed(&e);
     }
     correlator.finish_all();
     flush(&mut correlator, &mut writer, &mut records, &mut stats)?;
     let lost = session.lost().unwrap_or_default();
+    let mut stack_samples = 0;
+    if sampling {
+        let samples = session.stack_samples().unwrap_or_default();
+        stack_samples = samples.iter().map(|s| s.count).sum();
+        let lines = stacks::fold(&samples, &maps, &KernelSymbols::load());
+        stacks::write(&opts.out_dir, &lines, opts.sample_hz)?;
+    }
     let plan = session.plan.clone();
     drop(ring);
     drop(session); // detaches every probe
@@ -269,6 +293,8 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         stages: stats.stage_stats(),
         plan,
         captured: vec!["argv[0] and exec paths; argument and environment counts only".into()],
+        stack_sampling,
+        stack_samples,
     };
     write_summary(&opts.out_dir, &summary)?;
     hand_to_invoking_user(&opts.out_dir)?;
@@ -297,7 +323,14 @@ fn flush(
     Ok(())
 }
 
-fn drain_ring(ring: &mut RingBuf<MapData>, reorder: &mut Reorder) {
+/// Moves every mark from the ring buffer into the reorder window. With
+/// `maps`, the memory maps of each process that just exec'd are
+/// snapshotted while it (probably) still runs, to symbolize its stacks later.
+fn drain_ring(
+    ring: &mut RingBuf<MapData>,
+    reorder: &mut Reorder,
+    mut maps: Option<&mut MapsCache>,
+) {
     // SPAWNPROF_DEBUG_MARKS=1 prints every mark as it arrives (for debugging probes).
     let debug = std::env::var_os("SPAWNPROF_DEBUG_MARKS").is_some();
     while let Some(item) = ring.next() {
@@ -317,6 +350,11 @@ fn drain_ring(ring: &mut RingBuf<MapData>, reorder: &mut Reorder) {
                         m.c,
                         e.text.as_deref().unwrap_or("")
                     );
+                }
+                if let Some(maps) = maps.as_deref_mut()
+                    && e.mark.kind == spawnprof_common::kind::EXEC_DONE
+                {
+                    maps.observe(e.mark.tgid);
                 }
                 reorder.push(e)
             }

@@ -8,18 +8,22 @@ use std::collections::{BTreeMap, HashSet};
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{FEntry, FExit, KProbe, Program, RawTracePoint, TracePoint},
+    maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    programs::{
+        FEntry, FExit, KProbe, PerfEvent, Program, RawTracePoint, TracePoint,
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+    },
 };
 use spawnprof_common::{
-    GLOBAL_CONFIG, KernelOffsets, MAP_LOST, MAP_MARKS, MAP_TRACED, ProbeConfig, TracedProc,
-    TracepointOffsets, kind, traced,
+    GLOBAL_CONFIG, KernelOffsets, MAP_LOST, MAP_MARKS, MAP_STACK_COUNTS, MAP_STACKS, MAP_TRACED,
+    ProbeConfig, StackKey, TracedProc, TracepointOffsets, kind, traced,
 };
 
 use crate::{
     capabilities::{Host, Tracefs},
     correlate::mark_kind_name,
     plan::{Attach, Candidate, Mechanism, PLAN, PlanRow, Rejection},
+    stacks::RawSample,
 };
 
 /// Knobs of a recording that shape the probes.
@@ -61,7 +65,10 @@ impl Session {
         for s in &opts.skip_stages {
             let Some(stage) = PLAN.iter().find(|p| p.name == s) else {
                 let names: Vec<&str> = PLAN.iter().map(|p| p.name).collect();
-                bail!("--skip-stage {s}: no such stage (stages: {})", names.join(", "));
+                bail!(
+                    "--skip-stage {s}: no such stage (stages: {})",
+                    names.join(", ")
+                );
             };
             if stage.required {
                 bail!("--skip-stage {s}: recording cannot work without this stage");
@@ -171,6 +178,75 @@ impl Session {
             if total > 0 {
                 out.insert(mark_kind_name(k).to_string(), total);
             }
+        }
+        Ok(out)
+    }
+
+    /// Starts cpu-clock sampling of the traced processes' stacks on every CPU.
+    pub fn start_sampling(&mut self, hz: u64) -> Result<()> {
+        let program: &mut PerfEvent = program(&mut self.ebpf, "sample_stack")?.try_into()?;
+        program.load().context("loading the stack sampler")?;
+        let cpus = aya::util::online_cpus().map_err(|(path, e)| anyhow::anyhow!("{path}: {e}"))?;
+        for cpu in cpus {
+            program
+                .attach(
+                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Frequency(hz),
+                    false,
+                )
+                .with_context(|| format!("opening the cpu-clock sampler on CPU {cpu}"))?;
+        }
+        Ok(())
+    }
+
+    /// Processes that have stack samples so far.
+    pub fn sampled_tgids(&self) -> Vec<u32> {
+        let Some(map) = self.ebpf.map(MAP_STACK_COUNTS) else {
+            return Vec::new();
+        };
+        let Ok(counts) = HashMap::<&MapData, StackKey, u64>::try_from(map) else {
+            return Vec::new();
+        };
+        let mut tgids: Vec<u32> = counts
+            .keys()
+            .filter_map(Result::ok)
+            .map(|k| k.tgid)
+            .collect();
+        tgids.sort_unstable();
+        tgids.dedup();
+        tgids
+    }
+
+    /// Every stack sample count, with its stacks resolved to addresses.
+    /// Returns the samples and how many stacks could not be taken.
+    pub fn stack_samples(&self) -> Result<Vec<RawSample>> {
+        let counts: HashMap<&MapData, StackKey, u64> = HashMap::try_from(
+            self.ebpf
+                .map(MAP_STACK_COUNTS)
+                .context("STACK_COUNTS map missing")?,
+        )?;
+        let stacks: StackTraceMap<&MapData> =
+            StackTraceMap::try_from(self.ebpf.map(MAP_STACKS).context("STACKS map missing")?)?;
+        let frames = |id: i32| -> Vec<u64> {
+            if id < 0 {
+                return Vec::new();
+            }
+            stacks
+                .get(&(id as u32), 0)
+                .map(|t| t.frames().iter().map(|f| f.ip).collect())
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        for entry in counts.iter() {
+            let (key, count) = entry?;
+            out.push(RawSample {
+                tgid: key.tgid,
+                comm: key.comm,
+                kernel: frames(key.kernel_stack),
+                user: frames(key.user_stack),
+                count,
+            });
         }
         Ok(out)
     }

@@ -4,6 +4,7 @@ pub mod faults;
 pub mod kfuncs;
 pub mod mm;
 pub mod sched;
+pub mod stacks;
 
 use aya_ebpf::programs::TracePointContext;
 use spawnprof_common::NO_FIELD;

@@ -47,6 +47,11 @@ pub struct Summary {
     pub stages: BTreeMap<String, StageStats>,
     /// Argument values and environment values are never recorded; only counts.
     pub captured: Vec<String>,
+    /// How stacks were sampled for stacks.svg ("off", "unavailable: …").
+    #[serde(default)]
+    pub stack_sampling: String,
+    #[serde(default)]
+    pub stack_samples: u64,
 }
 
 impl Summary {
