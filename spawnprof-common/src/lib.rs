@@ -85,8 +85,13 @@ pub mod kind {
     pub const EXIT: u16 = 20;
     /// The parent's wait4 returned this child. a = reaped pid.
     pub const REAP: u16 = 21;
+    /// With `--capture-args`: the new image's argument strings, NUL-separated
+    /// (text; at most [`super::TEXT_LEN`] bytes). Follows [`EXEC_DONE`].
+    pub const EXEC_ARGS: u16 = 22;
+    /// With `--capture-env`: the new image's environment, NUL-separated.
+    pub const EXEC_ENV: u16 = 23;
     /// One past the largest kind; sizes per-kind arrays.
-    pub const COUNT: u16 = 22;
+    pub const COUNT: u16 = 24;
 }
 
 /// Which syscall started a spawn or an exec (values of [`Mark::b`] /[`Mark::c`]).
@@ -169,6 +174,13 @@ pub const TEXT_TRUNCATED: u32 = 1 << 31;
 pub struct TextMark {
     pub mark: Mark,
     pub text: [u8; TEXT_LEN],
+}
+
+/// Bits of [`ProbeConfig::capture`]. Nothing beyond argv[0], paths and
+/// counts is recorded unless asked for: arguments and environments hold secrets.
+pub mod capture {
+    pub const ARGS: u32 = 1;
+    pub const ENV: u32 = 2;
 }
 
 /// Flags of a traced process ([`TracedProc::flags`]).
@@ -284,6 +296,10 @@ pub struct KernelOffsets {
     pub mm_env_start: u32,
     /// `mm_struct.env_end`
     pub mm_env_end: u32,
+    /// `mm_struct.arg_start`
+    pub mm_arg_start: u32,
+    /// `mm_struct.arg_end`
+    pub mm_arg_end: u32,
     /// `linux_binprm.argc`
     pub binprm_argc: u32,
     /// `linux_binprm.envc`
@@ -300,7 +316,8 @@ pub struct ProbeConfig {
     /// [`traced::SPAWNS`] too (`--follow`, `record -- CMD`); otherwise
     /// [`traced::LIFE_ONLY`].
     pub follow: u32,
-    pub _reserved: u32,
+    /// What to capture beyond counts: [`capture::ARGS`], [`capture::ENV`].
+    pub capture: u32,
     pub tp: TracepointOffsets,
     pub kernel: KernelOffsets,
 }
@@ -308,7 +325,7 @@ pub struct ProbeConfig {
 impl ProbeConfig {
     pub const DEFAULT: Self = Self {
         follow: 0,
-        _reserved: 0,
+        capture: 0,
         tp: TracepointOffsets::MISSING,
         kernel: KernelOffsets {
             task_mm: 0,
@@ -317,6 +334,8 @@ impl ProbeConfig {
             task_tgid: 0,
             mm_env_start: 0,
             mm_env_end: 0,
+            mm_arg_start: 0,
+            mm_arg_end: 0,
             binprm_argc: 0,
             binprm_envc: 0,
             binprm_filename: 0,

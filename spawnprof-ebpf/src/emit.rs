@@ -1,7 +1,7 @@
 //! Emitting marks, and the traced-process filter every probe starts with.
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-    bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
+    bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
 };
 use spawnprof_common::{Mark, TEXT_LEN, TEXT_TRUNCATED, TextMark, TracedProc, traced};
 
@@ -94,6 +94,8 @@ pub fn mark(ts: u64, kind: u16, tid: u32, tgid: u32, a: u64, b: u64, c: u64) {
 pub enum Text {
     User(*const u8),
     Kernel(*const u8),
+    /// Raw user bytes (NULs included), up to [`TEXT_LEN`].
+    UserBytes(*const u8, u64),
 }
 
 /// Emits a mark followed by a NUL-terminated string read from user or kernel memory.
@@ -108,20 +110,30 @@ pub fn text_mark(ts: u64, kind: u16, tid: u32, tgid: u32, a: u64, b: u64, c: u64
     unsafe {
         (*slot).mark = header(ts, kind, tid, tgid, a, b, c);
         let buf = &mut (*slot).text;
-        let read = match text {
-            Text::User(p) => bpf_probe_read_user_str_bytes(p, buf),
-            Text::Kernel(p) => bpf_probe_read_kernel_str_bytes(p, buf),
+        let (len, truncated) = match text {
+            Text::User(p) | Text::Kernel(p) => {
+                let read = match text {
+                    Text::User(_) => bpf_probe_read_user_str_bytes(p, buf),
+                    _ => bpf_probe_read_kernel_str_bytes(p, buf),
+                };
+                let len = read.map_or(0, |s| s.len());
+                // A string that filled the buffer was cut short.
+                (len, len >= TEXT_LEN - 1)
+            }
+            Text::UserBytes(p, n) => {
+                let want = n.min(TEXT_LEN as u64) as usize;
+                let ok = want > 0
+                    && buf
+                        .get_mut(..want)
+                        .is_some_and(|dst| bpf_probe_read_user_buf(p, dst).is_ok());
+                if ok {
+                    (want, n > TEXT_LEN as u64)
+                } else {
+                    (0, false)
+                }
+            }
         };
-        let len = match read {
-            Ok(s) => s.len() as u32,
-            Err(_) => 0,
-        };
-        // A string that filled the buffer was cut short.
-        (*slot).mark.text_len = if len as usize >= TEXT_LEN - 1 {
-            len | TEXT_TRUNCATED
-        } else {
-            len
-        };
+        (*slot).mark.text_len = len as u32 | if truncated { TEXT_TRUNCATED } else { 0 };
     }
     entry.submit(wakeup_flags());
 }

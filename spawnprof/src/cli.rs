@@ -60,6 +60,14 @@ pub struct RecordArgs {
     /// Overwrite a recording already in the output directory.
     #[arg(long)]
     pub force: bool,
+    /// Record each exec's argument strings (first 256 bytes). Off by
+    /// default: arguments can hold secrets.
+    #[arg(long)]
+    pub capture_args: bool,
+    /// Record each exec's environment strings (first 256 bytes). Off by
+    /// default: environments hold secrets.
+    #[arg(long)]
+    pub capture_env: bool,
     /// On-CPU stack sampling frequency per CPU for stacks.svg (0: off).
     #[arg(long, default_value_t = 999, value_name = "HZ")]
     pub sample_hz: u64,

@@ -178,6 +178,8 @@ fn kind_name(k: u16) -> &'static str {
         kind::EXEC_EXIT => "exec_exit",
         kind::EXIT => "exit",
         kind::REAP => "reap",
+        kind::EXEC_ARGS => "exec_args",
+        kind::EXEC_ENV => "exec_env",
         _ => "unknown",
     }
 }
@@ -331,6 +333,31 @@ impl Correlator {
             }
             kind::EXEC_ENTER | kind::EXEC_PREPARE | kind::EXEC_DONE | kind::EXEC_EXIT => {
                 self.exec_mark(e)
+            }
+            kind::EXEC_ARGS | kind::EXEC_ENV => {
+                let Some(key) = self.child_key(m.tid, m.tgid) else {
+                    self.stats.unmatched_marks += 1;
+                    return;
+                };
+                let r = &mut self.by_child.get_mut(&key).expect("present").rec;
+                // Only the first successful exec's, like exec_path.
+                let strings: Vec<String> = e
+                    .text
+                    .as_deref()
+                    .unwrap_or("")
+                    .split('\0')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                let slot = if m.kind == kind::EXEC_ARGS {
+                    &mut r.args
+                } else {
+                    &mut r.env
+                };
+                if slot.is_none() {
+                    *slot = Some(strings);
+                    r.capture_truncated |= e.text_truncated;
+                }
             }
             kind::EXIT => self.exit(e),
             kind::REAP => {

@@ -60,9 +60,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event> {
             body.len()
         );
     }
-    // The kernel's length counts the terminating NUL.
     let raw = &body[..text_len];
-    let raw = raw.split(|&b| b == 0).next().unwrap_or_default();
+    // Strings end at their NUL (the kernel's length counts it); captured
+    // argument and environment blocks keep theirs as separators.
+    let raw = if matches!(mark.kind, kind::EXEC_ARGS | kind::EXEC_ENV) {
+        raw
+    } else {
+        raw.split(|&b| b == 0).next().unwrap_or_default()
+    };
     Ok(Event {
         mark,
         text: Some(String::from_utf8_lossy(raw).into_owned()),

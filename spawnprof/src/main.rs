@@ -87,6 +87,8 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         .context("--duration")?;
     let mut session = session_options(&args.probes)?;
     session.follow = args.follow;
+    session.capture_args = args.capture_args;
+    session.capture_env = args.capture_env;
     let out_dir = args.output.clone().unwrap_or_else(|| default_out_dir(""));
     if args.sample_hz > 100_000 {
         bail!(

@@ -107,6 +107,15 @@ pub struct SpawnRecord {
     pub env_count: Option<u64>,
     pub env_bytes: Option<u64>,
     pub argc: Option<u64>,
+    /// Argument strings of the exec'd image: only with `--capture-args`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// Environment of the exec'd image: only with `--capture-env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+    /// The captured args/env were cut at 256 bytes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capture_truncated: bool,
     pub ts: Timestamps,
     /// Stage name → ns, for every stage of [`STAGES`] (null where unavailable).
     pub durations: BTreeMap<String, Option<u64>>,

@@ -292,7 +292,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         correlation: correlator.stats.clone(),
         stages: stats.stage_stats(),
         plan,
-        captured: vec!["argv[0] and exec paths; argument and environment counts only".into()],
+        captured: captured(&session_opts),
         stack_sampling,
         stack_samples,
     };
@@ -361,6 +361,23 @@ fn drain_ring(
             Err(err) => eprintln!("spawnprof: skipping a malformed mark: {err:#}"),
         }
     }
+}
+
+/// What the recording holds about arguments and environments, for the summary.
+fn captured(opts: &SessionOptions) -> Vec<String> {
+    let mut out =
+        vec!["exec paths, task names, argument and environment counts and sizes".to_string()];
+    if opts.capture_args {
+        out.push("argument strings (--capture-args, first 256 bytes per exec)".into());
+    } else {
+        out.push("no argument strings (pass --capture-args to record them)".into());
+    }
+    if opts.capture_env {
+        out.push("environment strings (--capture-env, first 256 bytes per exec)".into());
+    } else {
+        out.push("no environment strings (pass --capture-env to record them)".into());
+    }
+    out
 }
 
 /// Names of stages the plan could not observe on this kernel.

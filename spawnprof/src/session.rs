@@ -16,7 +16,7 @@ use aya::{
 };
 use spawnprof_common::{
     GLOBAL_CONFIG, KernelOffsets, MAP_LOST, MAP_MARKS, MAP_STACK_COUNTS, MAP_STACKS, MAP_TRACED,
-    ProbeConfig, StackKey, TracedProc, TracepointOffsets, kind, traced,
+    ProbeConfig, StackKey, TracedProc, TracepointOffsets, capture, kind, traced,
 };
 
 use crate::{
@@ -37,6 +37,10 @@ pub struct SessionOptions {
     pub no_kprobe: bool,
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub ring_buffer_bytes: u32,
+    /// Record argument strings of each exec (`--capture-args`).
+    pub capture_args: bool,
+    /// Record environment strings of each exec (`--capture-env`).
+    pub capture_env: bool,
     /// Stages not to attach (reported unavailable): to attribute overhead,
     /// or to drop a costly stage on a busy production node.
     pub skip_stages: Vec<String>,
@@ -50,6 +54,8 @@ impl Default for SessionOptions {
             no_kprobe: false,
             ring_buffer_bytes: 16 << 20,
             skip_stages: Vec::new(),
+            capture_args: false,
+            capture_env: false,
         }
     }
 }
@@ -463,7 +469,8 @@ fn unload(ebpf: &mut Ebpf, name: &str) {
 fn probe_config(host: &Host, opts: &SessionOptions) -> Result<ProbeConfig> {
     Ok(ProbeConfig {
         follow: opts.follow as u32,
-        _reserved: 0,
+        capture: (opts.capture_args as u32 * capture::ARGS)
+            | (opts.capture_env as u32 * capture::ENV),
         tp: tracepoint_offsets(&host.tracefs)?,
         kernel: kernel_offsets(host),
     })
@@ -591,6 +598,8 @@ fn kernel_offsets(host: &Host) -> KernelOffsets {
         task_tgid: get("task_struct", "tgid"),
         mm_env_start: get("mm_struct", "env_start"),
         mm_env_end: get("mm_struct", "env_end"),
+        mm_arg_start: get("mm_struct", "arg_start"),
+        mm_arg_end: get("mm_struct", "arg_end"),
         binprm_argc: get("linux_binprm", "argc"),
         binprm_envc: get("linux_binprm", "envc"),
         binprm_filename: get("linux_binprm", "filename"),

@@ -120,3 +120,48 @@ fn the_terminal_report_has_a_row_per_process_and_the_breakdown() {
         assert!(line.contains("unavailable on this kernel"), "{line}");
     }
 }
+
+#[test]
+fn arguments_and_environment_are_recorded_only_when_asked_for() {
+    let script = "/bin/echo spawnprof-secret-arg >/dev/null; exit 0";
+    let plain = record("privacy-off", &["--", "sh", "-c", script]);
+    let text = std::fs::read_to_string(plain.dir.join("spawns.jsonl")).unwrap();
+    assert!(
+        !text.contains("spawnprof-secret-arg"),
+        "argument leaked by default"
+    );
+    assert!(
+        plain
+            .records
+            .iter()
+            .all(|r| r.args.is_none() && r.env.is_none())
+    );
+    assert!(
+        plain
+            .summary
+            .captured
+            .iter()
+            .any(|c| c.contains("no argument strings"))
+    );
+
+    let on = record(
+        "privacy-on",
+        &["--capture-args", "--capture-env", "--", "sh", "-c", script],
+    );
+    let echo = on
+        .children()
+        .into_iter()
+        .find(|r| r.exec_path.as_deref() == Some("/bin/echo"))
+        .expect("the echo spawn");
+    assert_eq!(
+        echo.args.as_deref(),
+        Some(&["/bin/echo".to_string(), "spawnprof-secret-arg".to_string()][..])
+    );
+    assert!(echo.env.as_ref().is_some_and(|e| !e.is_empty()));
+    assert!(
+        on.summary
+            .captured
+            .iter()
+            .any(|c| c.contains("--capture-args"))
+    );
+}

@@ -7,8 +7,8 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use spawnprof_common::{
-    CloneState, TracedProc, UNKNOWN, UNKNOWN_U32, clone_flags as cf, kind, pack_faults, pack_u32s,
-    traced as tflags,
+    CloneState, TracedProc, UNKNOWN, UNKNOWN_U32, capture as capture_bits, clone_flags as cf, kind,
+    pack_faults, pack_u32s, traced as tflags,
 };
 
 use super::field;
@@ -197,7 +197,63 @@ fn exec_done(old_pid: u64, argc: u64, envc: u64, name: Text) -> u32 {
         faults_of(tgid),
         name,
     );
+    let capture = config(&CONFIG.capture);
+    if capture & capture_bits::ARGS != 0 {
+        capture_range(
+            ts,
+            kind::EXEC_ARGS,
+            tid,
+            tgid,
+            config(&CONFIG.kernel.mm_arg_start),
+            config(&CONFIG.kernel.mm_arg_end),
+        );
+    }
+    if capture & capture_bits::ENV != 0 {
+        capture_range(
+            ts,
+            kind::EXEC_ENV,
+            tid,
+            tgid,
+            config(&CONFIG.kernel.mm_env_start),
+            config(&CONFIG.kernel.mm_env_end),
+        );
+    }
     0
+}
+
+/// Sends the new image's argument or environment strings, read from the
+/// `[start, end)` range the kernel just laid out on its stack.
+#[inline(always)]
+fn capture_range(ts: u64, kind: u16, tid: u32, tgid: u32, start_off: u32, end_off: u32) {
+    let task_mm = config(&CONFIG.kernel.task_mm);
+    if task_mm == 0 || start_off == 0 || end_off == 0 {
+        return;
+    }
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        let Ok(mm) = bpf_probe_read_kernel(task.add(task_mm as usize) as *const u64) else {
+            return;
+        };
+        let mm = mm as *const u8;
+        let (Ok(start), Ok(end)) = (
+            bpf_probe_read_kernel(mm.add(start_off as usize) as *const u64),
+            bpf_probe_read_kernel(mm.add(end_off as usize) as *const u64),
+        ) else {
+            return;
+        };
+        if end > start {
+            text_mark(
+                ts,
+                kind,
+                tid,
+                tgid,
+                end - start,
+                0,
+                0,
+                Text::UserBytes(start as *const u8, end - start),
+            );
+        }
+    }
 }
 
 /// Exec done from the classic tracepoint: no argument or environment counts.
