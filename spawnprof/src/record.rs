@@ -226,7 +226,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
             _ = tick.tick() => {
                 drain_ring(ring.get_mut(), &mut reorder, sampling.then_some(&mut maps));
                 ticks += 1;
-                if ticks % 10 == 0 && opts.target_is_pid() && !pid_alive(root_pid.expect("set")) {
+                if ticks.is_multiple_of(10) && opts.target_is_pid() && !pid_alive(root_pid.expect("set")) {
                     break Stop::TargetExited(None);
                 }
             }

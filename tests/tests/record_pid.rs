@@ -167,7 +167,10 @@ fn ctrl_c_keeps_what_was_recorded_and_detaches_every_probe() {
     let dir = out_dir("sigint");
     let mut rec = start_recording(&dir, &["--", "sh", "-c", "/bin/true; sleep 30"]);
     let ours = program_ids_of(rec.id());
-    assert!(ours.len() >= 10, "probes are loaded while recording: {ours:?}");
+    assert!(
+        ours.len() >= 10,
+        "probes are loaded while recording: {ours:?}"
+    );
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: sending SIGINT to our own child.
     unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
