@@ -192,7 +192,8 @@ impl KernelBtf {
                 && matches!(t.kind, KIND_STRUCT | KIND_UNION)
                 && let Some(off) = self.find_member(inner, member, depth + 1)
             {
-                return Some(m.bit_offset + off);
+                // Corrupt BTF can place members past u32 bits: no offset.
+                return m.bit_offset.checked_add(off);
             }
         }
         None
@@ -263,6 +264,49 @@ mod tests {
         let blob = sample();
         assert!(KernelBtf::parse(&blob[..30]).is_err());
         assert!(KernelBtf::parse(b"\x00\x00garbage garbage garbage").is_err());
+    }
+
+    /// A BTF blob of `types` (u32 words) and `strings`, header as in [`sample`].
+    fn blob(types: &[u32], strings: &[u8]) -> Vec<u8> {
+        let types: Vec<u8> = types.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&MAGIC.to_le_bytes());
+        blob.extend_from_slice(&[1, 0]);
+        let (tl, sl) = (types.len() as u32, strings.len() as u32);
+        for w in [24u32, 0, tl, tl, sl] {
+            blob.extend_from_slice(&w.to_le_bytes());
+        }
+        blob.extend_from_slice(&types);
+        blob.extend_from_slice(strings);
+        blob
+    }
+
+    /// Found by `cargo xtask fuzz btf`: struct "\x01" holds an anonymous
+    /// struct at bit 2432696384 whose member "\x01" sits at bit 3953065984;
+    /// adding the two overflowed u32 (a panic in debug builds, a wrapped
+    /// offset in release).
+    #[test]
+    fn member_offsets_that_overflow_are_not_found() {
+        const CRASH: &[u8] = &[
+            0x9f, 0xeb, 0x01, 0x00, 0x18, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x64, 0x00,
+            0x00, 0x00, 0x64, 0x00, 0x00, 0x00, 0x13, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x5f,
+            0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x40, 0x00, 0x24, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x02, 0x00, 0x00, 0x04, 0x10, 0x00, 0x00, 0x00, 0x0d, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x9f, 0xeb, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00,
+            0x01, 0x00, 0x40, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x04,
+            0x18, 0x00, 0x00, 0x00, 0x0b, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0xf9, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x91,
+            0xf0, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0xf8, 0xff, 0xff, 0xff, 0x00, 0x13,
+            0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x01, 0x00, 0x63,
+            0x00, 0x66, 0x00,
+        ];
+        let btf = KernelBtf::parse(CRASH).unwrap();
+        assert_eq!(btf.member_offset("\u{1}", "\u{1}"), None);
+        // The same shape, spelled out: outer { <anon { x at 0xf000_0000 }> at 0x9000_0000 }.
+        let anon = [0, (KIND_STRUCT << 24) | 1, 8, 7, 0, 0xf000_0000]; // 1: { x }
+        let outer = [1, (KIND_STRUCT << 24) | 1, 8, 0, 1, 0x9000_0000]; // 2: { <1> }
+        let btf = KernelBtf::parse(&blob(&[anon, outer].concat(), b"\0outer\0x\0")).unwrap();
+        assert_eq!(btf.member_offset("outer", "x"), None);
     }
 
     #[test]
