@@ -5,7 +5,7 @@
 //! fields they read (task->mm, mm->env_start/env_end, task->exit_code) get
 //! their offsets from here at load time. aya parses BTF too but keeps type
 //! lookups private.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context as _, Result, bail, ensure};
 
@@ -173,11 +173,21 @@ impl KernelBtf {
     /// struct/union members (mm_struct keeps most fields in one).
     pub fn member_offset(&self, struct_name: &str, member: &str) -> Option<u32> {
         let id = *self.structs_by_name.get(struct_name)?;
-        self.find_member(id, member, 0).map(|bits| bits / 8)
+        self.find_member(id, member, 0, &mut HashSet::new())
+            .map(|bits| bits / 8)
     }
 
-    fn find_member(&self, id: u32, member: &str, depth: u32) -> Option<u32> {
-        if depth > 8 {
+    /// `searched`: types already looked into. Each is searched once, so a
+    /// corrupt BTF whose anonymous members point back at their own struct
+    /// (or many at one type) cannot make the search exponential.
+    fn find_member(
+        &self,
+        id: u32,
+        member: &str,
+        depth: u32,
+        searched: &mut HashSet<u32>,
+    ) -> Option<u32> {
+        if depth > 8 || !searched.insert(id) {
             return None;
         }
         let ty = self.types.get(id as usize)?;
@@ -190,7 +200,7 @@ impl KernelBtf {
             let inner = self.resolve(m.type_id);
             if let Some(t) = self.types.get(inner as usize)
                 && matches!(t.kind, KIND_STRUCT | KIND_UNION)
-                && let Some(off) = self.find_member(inner, member, depth + 1)
+                && let Some(off) = self.find_member(inner, member, depth + 1, searched)
             {
                 // Corrupt BTF can place members past u32 bits: no offset.
                 return m.bit_offset.checked_add(off);
@@ -307,6 +317,21 @@ mod tests {
         let outer = [1, (KIND_STRUCT << 24) | 1, 8, 0, 1, 0x9000_0000]; // 2: { <1> }
         let btf = KernelBtf::parse(&blob(&[anon, outer].concat(), b"\0outer\0x\0")).unwrap();
         assert_eq!(btf.member_offset("outer", "x"), None);
+    }
+
+    /// Anonymous members referring back to their own struct (not valid BTF,
+    /// but a corrupt file can say so) made a failed lookup take
+    /// members^depth steps: 64 of them never finished.
+    #[test]
+    fn self_referencing_anonymous_members_do_not_hang_lookups() {
+        let mut types = vec![1, (KIND_STRUCT << 24) | 64, 8];
+        for i in 0..64 {
+            types.extend_from_slice(&[0, 1, i]); // <anon> of type 1 (itself)
+        }
+        let btf = KernelBtf::parse(&blob(&types, b"\0outer\0")).unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(btf.member_offset("outer", "missing"), None);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]
