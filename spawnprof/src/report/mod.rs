@@ -1,10 +1,22 @@
 //! Outputs of a recording. Every one of them is built from the
 //! [`SpawnRecord`]s (and the [`Summary`]), never from the kernel, so
 //! `spawnprof report DIR` can rebuild them from a saved recording.
+pub mod bench;
+pub mod charts;
+pub mod diff;
+pub mod export;
 pub mod files;
+pub mod flamegraph;
+pub mod folded;
+pub mod html;
+pub mod stream;
 pub mod table;
+pub mod trace;
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -58,4 +70,15 @@ impl Summary {
     pub fn schema_ok(&self) -> bool {
         self.schema_version == SCHEMA_VERSION
     }
+}
+
+/// Writes every shareable output (stage flamegraph and folded stacks,
+/// trace.json, charts, report.html) into the recording directory `dir`;
+/// returns the paths written. See [`export`].
+pub fn write_all(
+    dir: &Path,
+    summary: &Summary,
+    records: &[crate::model::SpawnRecord],
+) -> anyhow::Result<Vec<PathBuf>> {
+    export::write_all(dir, summary, records)
 }

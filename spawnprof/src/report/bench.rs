@@ -1,0 +1,433 @@
+//! Synthetic recordings, and the benchmark behind `cargo xtask bench-report`:
+//! how long, and how much memory, rendering every report of a large
+//! recording takes.
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+
+use super::{Summary, export, files};
+use crate::{
+    analysis::{Counts, StageStats},
+    correlate::CorrelationStats,
+    model::{
+        ExecAttempt, Faults, KERNEL_FN_STAGES, KernelFnTimes, SCHEMA_VERSION, STAGES, SpawnRecord,
+        Timestamps, describe_flags,
+    },
+    plan::{Mechanism, PlanRow, Rejection},
+};
+
+/// xorshift64*: small, seedable, and good enough for synthetic timings.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Log-normal around `median` ns: spawn timings have long right tails.
+    fn ns(&mut self, median: f64, sigma: f64) -> u64 {
+        let (u1, u2) = (self.unit().max(1e-12), self.unit());
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        (median * (sigma * z).exp()).max(1.0) as u64
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+const PARENTS: &[(u32, &str)] = &[
+    (1000, "bash"),
+    (1001, "make"),
+    (1002, "cargo"),
+    (1003, "python3"),
+    (1004, "node"),
+];
+const PROGRAMS: &[&str] = &[
+    "/usr/bin/cc",
+    "/usr/bin/git",
+    "/usr/bin/sed",
+    "/bin/true",
+    "/usr/bin/rustc",
+    "/usr/lib/gcc/x86_64-linux-gnu/12/cc1",
+];
+const PATH_DIRS: &[&str] = &["/root/.cargo/bin", "/usr/local/sbin", "/usr/local/bin"];
+
+/// `n` realistic spawn records, generated one at a time (so even millions
+/// need no memory): mostly posix_spawn-style vforks via clone3, forks with
+/// address-space copies (the kernel-summed stages included), some PATH
+/// searches with failed exec attempts, and threads.
+pub fn synthesize(n: usize, seed: u64) -> impl Iterator<Item = SpawnRecord> {
+    let mut rng = Rng(seed.max(1));
+    (0..n).map(move |i| synth_one(&mut rng, i))
+}
+
+fn synth_one(rng: &mut Rng, i: usize) -> SpawnRecord {
+    let (ppid, pcomm) = PARENTS[(rng.next() % PARENTS.len() as u64) as usize];
+    let roll = rng.unit();
+    let (method, syscall, flags) = if roll < 0.55 {
+        ("vfork", "clone3", 0x4111)
+    } else if roll < 0.80 {
+        ("fork", "clone", 0x0120_0011)
+    } else if roll < 0.88 {
+        ("vfork", "vfork", 0x4111)
+    } else {
+        ("thread", "clone3", 0x003d_0f00)
+    };
+    let thread = method == "thread";
+    let child = 10_000 + (i as u32 % 4_000_000);
+    let mut t = i as u64 * 50_000 + rng.next() % 20_000;
+    let mut ts = Timestamps {
+        clone_enter: Some(t),
+        ..Default::default()
+    };
+    t += rng.ns(1_500.0, 0.3);
+    ts.copy_process_enter = Some(t);
+    let mut kernel_fn = None;
+    if method == "fork" {
+        t += rng.ns(3_000.0, 0.3);
+        ts.dup_mmap_enter = Some(t);
+        ts.mm_lock_wait = Some(t);
+        t += rng.ns(400.0, 1.0);
+        ts.mm_copy_start = Some(t);
+        let copy = rng.ns(120_000.0, 0.8);
+        t += copy;
+        ts.mm_copy_end = Some(t);
+        ts.dup_mmap_exit = Some(t + 200);
+        t += 200;
+        kernel_fn = Some(KernelFnTimes {
+            copy_page_range_ns: copy * 7 / 10,
+            copy_page_range_calls: 40 + rng.next() % 200,
+            anon_vma_fork_ns: copy / 10,
+            anon_vma_fork_calls: 10 + rng.next() % 50,
+        });
+    }
+    t += rng.ns(15_000.0, 0.4);
+    ts.copy_process_exit = Some(t);
+    ts.newtask = Some(t);
+    t += rng.ns(1_000.0, 0.3);
+    ts.fork_done = Some(t);
+    t += rng.ns(2_500.0, 0.5);
+    ts.wakeup_new = Some(t);
+    let woken = t;
+    let mut c = woken + rng.ns(8_000.0, 1.2);
+    ts.first_run = Some(c);
+    c += rng.ns(1_500.0, 0.4);
+    ts.child_return = Some(c);
+    let mut exec_attempts = Vec::new();
+    let mut failed = 0;
+    let mut exec_path = None;
+    if !thread {
+        c += rng.ns(if method == "fork" { 40_000.0 } else { 6_000.0 }, 0.8);
+        ts.exec_first_enter = Some(c);
+        let program = rng.pick(PROGRAMS);
+        let searches = if rng.unit() < 0.3 { rng.next() % 4 } else { 0 };
+        let base = program.rsplit('/').next().unwrap_or(program);
+        for k in 0..searches {
+            let dir = PATH_DIRS[k as usize % PATH_DIRS.len()];
+            let enter = c;
+            c += rng.ns(2_000.0, 0.4);
+            exec_attempts.push(ExecAttempt {
+                enter,
+                exit: Some(c),
+                ret: Some(-2),
+                path: format!("{dir}/{base}"),
+                syscall: "execve".into(),
+                ..Default::default()
+            });
+            failed += 1;
+            c += 300;
+        }
+        ts.exec_enter = Some(c);
+        let enter = c;
+        c += rng.ns(45_000.0, 0.4);
+        ts.exec_prepare = Some(c);
+        c += rng.ns(90_000.0, 0.6);
+        ts.exec_done = Some(c);
+        c += rng.ns(8_000.0, 0.6);
+        ts.exec_return = Some(c);
+        exec_attempts.push(ExecAttempt {
+            enter,
+            exit: Some(c),
+            ret: Some(0),
+            path: program.into(),
+            env_count: Some(35),
+            argc: Some(1 + rng.next() % 12),
+            syscall: "execve".into(),
+            ..Default::default()
+        });
+        exec_path = Some(program.to_string());
+    }
+    // vfork's parent resumes once the child has exec'd; fork's right away.
+    let parent_back = if method == "vfork" {
+        c + rng.ns(20_000.0, 0.8)
+    } else {
+        woken + rng.ns(1_200.0, 0.4)
+    };
+    ts.clone_exit = Some(parent_back);
+    let exit = c.max(parent_back) + rng.ns(800_000.0, 1.5);
+    ts.exit = Some(exit);
+    if !thread {
+        ts.reap = Some(exit + rng.ns(60_000.0, 1.0));
+    }
+    let comm_after = exec_path
+        .as_deref()
+        .map(|p| p.rsplit('/').next().unwrap_or(p).chars().take(15).collect());
+    let mut r = SpawnRecord {
+        parent_pid: Some(ppid),
+        parent_tid: Some(ppid),
+        parent_comm: Some(pcomm.into()),
+        child_pid: Some(child),
+        thread,
+        root: false,
+        syscall: Some(syscall.into()),
+        clone_flags: Some(flags),
+        flags: Some(describe_flags(flags)),
+        method: Some(method.into()),
+        comm_before: Some(pcomm.into()),
+        comm_after,
+        exec_path,
+        env_count: (!thread).then_some(35),
+        env_bytes: (!thread).then_some(2_100),
+        argc: (!thread).then_some(3),
+        ts,
+        kernel_fn,
+        exec_attempts,
+        failed_exec_attempts: failed,
+        faults: Faults {
+            pre_exec: Some(rng.next() % 60),
+            pre_exec_cow: Some(rng.next() % 20),
+            total: Some(100 + rng.next() % 400),
+            cow_total: Some(20 + rng.next() % 20),
+            parent_cow_after_fork: (method == "fork").then(|| rng.next() % 40),
+        },
+        exit_status: (!thread).then_some(0),
+        ..Default::default()
+    };
+    r.derive_durations();
+    r
+}
+
+/// A plausible attach plan (the tracepoint tier), for synthetic summaries.
+pub fn synthetic_plan() -> Vec<PlanRow> {
+    STAGES
+        .iter()
+        .filter(|s| s.name != "spawn_to_exec")
+        .map(|s| s.name)
+        .chain(KERNEL_FN_STAGES.iter().map(|(n, _)| *n))
+        .map(|stage| {
+            let summed = KERNEL_FN_STAGES.iter().any(|(n, _)| *n == stage);
+            PlanRow {
+                stage: stage.into(),
+                mechanism: if summed {
+                    Mechanism::Unavailable
+                } else {
+                    Mechanism::Tracepoint
+                },
+                how: format!("synthetic: {stage} from tracepoints"),
+                targets: vec!["sched:sched_process_fork".into()],
+                rejected: vec![Rejection {
+                    mechanism: Mechanism::Fentry,
+                    reason: "synthetic recording: <no BTF> & no kprobes".into(),
+                }],
+            }
+        })
+        .collect()
+}
+
+/// A summary with the given statistics, for synthetic recordings and tests.
+pub fn synthetic_summary(
+    target: &str,
+    stages: BTreeMap<String, StageStats>,
+    counts: Counts,
+) -> Summary {
+    Summary {
+        schema_version: SCHEMA_VERSION,
+        spawnprof_version: env!("CARGO_PKG_VERSION").into(),
+        target: target.into(),
+        kernel: "6.18.0-synthetic".into(),
+        node: None,
+        start_monotonic_ns: 1_000_000_000,
+        start_unix_s: 1_767_225_600,
+        duration_ns: 60_000_000_000,
+        interrupted: false,
+        exit_code: Some(0),
+        plan: synthetic_plan(),
+        counts,
+        lost_marks: BTreeMap::new(),
+        lost_marks_total: 0,
+        correlation: CorrelationStats::default(),
+        stages,
+        captured: vec!["synthetic".into()],
+        stack_sampling: "off".into(),
+        stack_samples: 0,
+    }
+}
+
+/// Per-stage values and counts gathered one record at a time, for the
+/// summary of a synthetic recording too large to hold.
+#[derive(Default)]
+struct SummaryAcc {
+    values: BTreeMap<&'static str, Vec<u64>>,
+    counts: Counts,
+}
+
+impl SummaryAcc {
+    fn add(&mut self, r: &SpawnRecord) {
+        let names = STAGES
+            .iter()
+            .map(|s| s.name)
+            .chain(KERNEL_FN_STAGES.iter().map(|(n, _)| *n));
+        for name in names {
+            if let Some(v) = r.duration(name) {
+                self.values.entry(name).or_default().push(v);
+            }
+        }
+        let c = &mut self.counts;
+        if r.thread {
+            c.threads += 1;
+        } else if !r.root {
+            c.spawns += 1;
+            *c.by_method
+                .entry(r.method.clone().unwrap_or_else(|| "unknown".into()))
+                .or_default() += 1;
+        }
+        c.execs += r.ts.exec_done.is_some() as u64;
+        c.failed_exec_attempts += r.failed_exec_attempts;
+        c.exits += r.ts.exit.is_some() as u64;
+    }
+
+    fn summary(self, target: &str) -> Summary {
+        let stages = self
+            .values
+            .into_iter()
+            .map(|(k, mut v)| (k.to_string(), StageStats::from_values(&mut v)))
+            .collect();
+        synthetic_summary(target, stages, self.counts)
+    }
+}
+
+/// Writes a synthetic recording of `n` spawns (spawns.jsonl streamed, then
+/// summary.json) into `dir`.
+pub fn write_synthetic_recording(dir: &Path, n: usize, seed: u64) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut writer = files::SpawnWriter::create(dir)?;
+    let mut acc = SummaryAcc::default();
+    for r in synthesize(n, seed) {
+        acc.add(&r);
+        writer.write(&r)?;
+    }
+    writer.finish()?;
+    files::write_summary(dir, &acc.summary(&format!("synthetic: {n} spawns")))
+}
+
+/// Peak resident set size of this process so far (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> Result<u64> {
+    let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .context("no VmHWM in /proc/self/status")
+}
+
+/// Resets VmHWM to the current RSS (Linux ≥ 4.0), so a measurement is not
+/// charged for what ran before it. False if the kernel refused.
+pub fn reset_peak_rss() -> bool {
+    fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Renders every report of a synthetic `n`-spawn recording the way
+/// `spawnprof report DIR` does (streaming spawns.jsonl from disk), and
+/// returns the wall time of the rendering and the peak RSS during it.
+///
+/// The recording is written to a temporary directory first; that part is
+/// not timed, and the peak RSS is reset after it (see [`reset_peak_rss`]),
+/// so the figure is what rendering needs — including the process's own
+/// baseline (binary, allocator), which a user pays too.
+pub fn bench_report(n: usize) -> Result<(Duration, u64)> {
+    let dir =
+        std::env::temp_dir().join(format!("spawnprof-bench-report-{}-{n}", std::process::id()));
+    let result = bench_in(&dir, n);
+    let _ = fs::remove_dir_all(&dir);
+    result
+}
+
+fn bench_in(dir: &Path, n: usize) -> Result<(Duration, u64)> {
+    write_synthetic_recording(dir, n, 0x5eed)?;
+    if !reset_peak_rss() {
+        eprintln!("bench-report: cannot reset VmHWM; the peak includes writing the input");
+    }
+    let t0 = Instant::now();
+    export::write_all_from_recording(dir)?;
+    let elapsed = t0.elapsed();
+    Ok((elapsed, peak_rss_bytes()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_records_are_ordered_and_complete() {
+        let recs: Vec<SpawnRecord> = synthesize(2_000, 7).collect();
+        let methods: std::collections::BTreeSet<&str> =
+            recs.iter().filter_map(|r| r.method.as_deref()).collect();
+        assert_eq!(
+            methods.into_iter().collect::<Vec<_>>(),
+            vec!["fork", "thread", "vfork"]
+        );
+        for r in &recs {
+            assert!(r.duration("clone").is_some());
+            assert!(r.duration("copy_process").is_some());
+            if r.thread {
+                assert!(r.exec_path.is_none());
+            } else {
+                assert!(r.duration("spawn_to_exec").is_some());
+                assert_eq!(r.exec_attempts.len() as u64, r.failed_exec_attempts + 1);
+            }
+            if r.method.as_deref() == Some("fork") {
+                let d = r.duration("dup_mmap").unwrap();
+                let k = r.kernel_fn.as_ref().unwrap();
+                assert!(k.copy_page_range_ns + k.anon_vma_fork_ns <= d);
+            }
+        }
+        assert!(recs.iter().any(|r| r.failed_exec_attempts > 0));
+        // Same seed, same records.
+        assert_eq!(synthesize(5, 7).collect::<Vec<_>>(), recs[..5].to_vec());
+    }
+
+    #[test]
+    fn peak_rss_is_readable() {
+        assert!(peak_rss_bytes().unwrap() > 1 << 20);
+    }
+
+    /// `cargo test --release -p spawnprof --lib bench_report_one_million -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a benchmark: run in release mode on purpose"]
+    fn bench_report_one_million() {
+        let n = std::env::var("SPAWNPROF_BENCH_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        let (t, rss) = bench_report(n).unwrap();
+        println!(
+            "bench_report: {n} spawns rendered in {:.2} s, peak RSS {:.0} MiB",
+            t.as_secs_f64(),
+            rss as f64 / (1 << 20) as f64
+        );
+    }
+}

@@ -1,0 +1,773 @@
+//! Small, dependency-free SVG charts: stacked bars, line charts and a
+//! histogram. Written by hand rather than with a plotting crate because the
+//! charts need little (axes, nice ticks, a legend), should carry hover
+//! tooltips (`<title>`), must embed inline in the HTML report without id
+//! clashes, and come out byte-for-byte deterministic for tests.
+//!
+//! Every function returns a complete `<svg>` element (no XML declaration),
+//! usable both as a file and inline in HTML.
+use std::fmt::Write as _;
+
+use crate::units::{format_bytes, format_ns};
+
+const WIDTH: f64 = 760.0;
+const HEIGHT: f64 = 380.0;
+const LEFT: f64 = 78.0;
+const TOP: f64 = 44.0;
+const BOTTOM: f64 = 58.0;
+const FONT: &str = "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif\"";
+
+/// Twenty distinguishable colours; series and stages take them in order.
+pub const PALETTE: &[&str] = &[
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+    "#9c755f", "#bab0ac", "#1f77b4", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c49c94",
+    "#f7b6d2", "#dbdb8d", "#9edae5", "#393b79",
+];
+
+/// How an axis's numbers are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Plain,
+    /// Nanoseconds, printed as `850 ns`, `12.3 µs`, `4.56 ms`.
+    Nanos,
+    /// Bytes, printed as `4 KiB`, `1.5 MiB`.
+    Bytes,
+}
+
+impl Unit {
+    pub fn format(self, v: f64) -> String {
+        match self {
+            Unit::Nanos if v >= 0.0 => format_ns(v.round() as u64),
+            Unit::Bytes if v >= 0.0 => format_bytes(v.round() as u64),
+            _ => plain(v),
+        }
+    }
+}
+
+fn plain(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.abs() >= 1e6 || v.abs() < 1e-3 {
+        format!("{v:.2e}")
+    } else if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// An axis: its label, how its numbers read, and whether it is logarithmic.
+#[derive(Clone, Debug)]
+pub struct Axis {
+    pub label: String,
+    pub unit: Unit,
+    pub log: bool,
+}
+
+impl Axis {
+    pub fn new(label: &str, unit: Unit) -> Self {
+        Self {
+            label: label.into(),
+            unit,
+            log: false,
+        }
+    }
+
+    pub fn log(mut self) -> Self {
+        self.log = true;
+        self
+    }
+}
+
+/// Escapes text for XML/HTML content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Control characters other than tab/newline are not allowed in XML.
+            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// "Nice" tick values (1, 2, 5 × 10^k steps) covering `lo..=hi`.
+pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
+    if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
+        return vec![lo];
+    }
+    let raw = (hi - lo) / target.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    let start = (lo / step).floor() * step;
+    let mut ticks = Vec::new();
+    let mut v = start;
+    while v <= hi + step * 1e-9 {
+        // Snap away float noise such as 0.30000000000000004.
+        ticks.push((v / step).round() * step);
+        v += step;
+    }
+    if ticks.last().is_some_and(|t| *t < hi) {
+        ticks.push(ticks.last().copied().unwrap_or(hi) + step);
+    }
+    ticks
+}
+
+/// Powers of ten covering `lo..=hi` (both > 0), for log axes.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let (a, b) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    (a..=b.max(a + 1)).map(|e| 10f64.powi(e)).collect()
+}
+
+/// Ticks inside `lo..=hi` on a log axis: powers of ten, plus 2× and 5×
+/// when the range spans too few decades to show more than one or two.
+fn log_ticks_inside(lo: f64, hi: f64) -> Vec<f64> {
+    let inside = |t: &f64| *t >= lo * (1.0 - 1e-9) && *t <= hi * (1.0 + 1e-9);
+    let decades: Vec<f64> = log_ticks(lo, hi).into_iter().filter(inside).collect();
+    if decades.len() >= 3 {
+        return decades;
+    }
+    log_ticks(lo, hi)
+        .into_iter()
+        .flat_map(|d| [d, 2.0 * d, 5.0 * d])
+        .filter(inside)
+        .collect()
+}
+
+/// Maps data values to pixels along one axis.
+struct Scale {
+    lo: f64,
+    hi: f64,
+    log: bool,
+    px0: f64,
+    px1: f64,
+}
+
+impl Scale {
+    fn at(&self, v: f64) -> f64 {
+        let f = |x: f64| if self.log { x.max(1e-300).log10() } else { x };
+        let (lo, hi) = (f(self.lo), f(self.hi));
+        let t = if hi > lo {
+            (f(v) - lo) / (hi - lo)
+        } else {
+            0.5
+        };
+        self.px0 + t * (self.px1 - self.px0)
+    }
+}
+
+fn ticks_for(axis: &Axis, lo: f64, hi: f64, target: usize) -> Vec<f64> {
+    if axis.log {
+        log_ticks(lo, hi)
+    } else {
+        nice_ticks(lo, hi, target)
+    }
+}
+
+fn open(out: &mut String, title: &str, width: f64, height: f64) {
+    let _ = write!(
+        out,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" {FONT} font-size="12"><title>{t}</title><rect width="{width}" height="{height}" fill="#ffffff"/><text x="{x}" y="24" text-anchor="middle" font-size="15" font-weight="600">{t}</text>"##,
+        t = escape(title),
+        x = width / 2.0,
+    );
+}
+
+fn no_data(title: &str) -> String {
+    let mut out = String::new();
+    open(&mut out, title, WIDTH, 120.0);
+    let _ = write!(
+        out,
+        r##"<text x="{}" y="72" text-anchor="middle" fill="#666">no data</text></svg>"##,
+        WIDTH / 2.0
+    );
+    out
+}
+
+/// Axis lines, gridlines, tick labels and axis labels.
+#[allow(clippy::too_many_arguments)]
+fn axes(
+    out: &mut String,
+    x: &Scale,
+    xticks: Option<(&[f64], &Axis)>,
+    y: &Scale,
+    yticks: &[f64],
+    yaxis: &Axis,
+    xlabel: &str,
+    plot_right: f64,
+) {
+    let (top, bottom) = (y.px1, y.px0);
+    for &t in yticks {
+        let py = y.at(t);
+        let _ = write!(
+            out,
+            r##"<line x1="{LEFT}" x2="{plot_right}" y1="{py:.1}" y2="{py:.1}" stroke="#e3e3e3"/><text x="{lx}" y="{ty:.1}" text-anchor="end" fill="#444">{label}</text>"##,
+            lx = LEFT - 6.0,
+            ty = py + 4.0,
+            label = escape(&yaxis.unit.format(t)),
+        );
+    }
+    if let Some((ticks, axis)) = xticks {
+        for &t in ticks {
+            let px = x.at(t);
+            let _ = write!(
+                out,
+                r##"<line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bottom}" stroke="#efefef"/><text x="{px:.1}" y="{ty}" text-anchor="middle" fill="#444">{label}</text>"##,
+                ty = bottom + 16.0,
+                label = escape(&axis.unit.format(t)),
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        r##"<line x1="{LEFT}" x2="{LEFT}" y1="{top}" y2="{bottom}" stroke="#888"/><line x1="{LEFT}" x2="{plot_right}" y1="{bottom}" y2="{bottom}" stroke="#888"/><text x="{cx}" y="{by}" text-anchor="middle" fill="#222">{xl}</text><text transform="translate(16 {cy}) rotate(-90)" text-anchor="middle" fill="#222">{yl}</text>"##,
+        cx = (LEFT + plot_right) / 2.0,
+        by = bottom + 40.0,
+        cy = (top + bottom) / 2.0,
+        xl = escape(xlabel),
+        yl = escape(&yaxis.label),
+    );
+}
+
+/// A legend: one coloured swatch and name per entry, top to bottom.
+fn legend(out: &mut String, x: f64, y: f64, entries: &[(&str, &str)]) {
+    for (i, (name, color)) in entries.iter().enumerate() {
+        let ly = y + i as f64 * 17.0;
+        let _ = write!(
+            out,
+            r##"<rect x="{x}" y="{sy}" width="11" height="11" fill="{color}"/><text x="{tx}" y="{ty}" fill="#222">{name}</text>"##,
+            sy = ly - 9.0,
+            tx = x + 16.0,
+            ty = ly,
+            name = escape(name),
+        );
+    }
+}
+
+/// One stacked bar per category, segments in `stage_names` order from the
+/// bottom; `values[category][stage]` are nanoseconds.
+pub fn stacked_bars<C: AsRef<str>, S: AsRef<str>>(
+    title: &str,
+    categories: &[C],
+    stage_names: &[S],
+    values: &[Vec<f64>],
+) -> String {
+    stacked_bars_with(
+        title,
+        &Axis::new("mean time per spawn", Unit::Nanos),
+        categories,
+        stage_names,
+        values,
+    )
+}
+
+/// [`stacked_bars`] with any y axis.
+pub fn stacked_bars_with<C: AsRef<str>, S: AsRef<str>>(
+    title: &str,
+    y_axis: &Axis,
+    categories: &[C],
+    stage_names: &[S],
+    values: &[Vec<f64>],
+) -> String {
+    let totals: Vec<f64> = values
+        .iter()
+        .map(|v| v.iter().filter(|x| x.is_finite() && **x > 0.0).sum())
+        .collect();
+    let max = totals.iter().copied().fold(0.0, f64::max);
+    if categories.is_empty() || max <= 0.0 {
+        return no_data(title);
+    }
+    let legend_w = 20.0
+        + stage_names
+            .iter()
+            .map(|s| s.as_ref().chars().count())
+            .max()
+            .unwrap_or(0) as f64
+            * 7.0;
+    let height = HEIGHT.max(TOP + BOTTOM + 17.0 * stage_names.len() as f64 + 20.0);
+    let plot_right = WIDTH - legend_w.clamp(110.0, 260.0) - 10.0;
+    let yticks = nice_ticks(0.0, max, 6);
+    let y = Scale {
+        lo: 0.0,
+        hi: yticks.last().copied().unwrap_or(max),
+        log: false,
+        px0: height - BOTTOM,
+        px1: TOP,
+    };
+    let x = Scale {
+        lo: 0.0,
+        hi: 1.0,
+        log: false,
+        px0: LEFT,
+        px1: plot_right,
+    };
+    let mut out = String::new();
+    open(&mut out, title, WIDTH, height);
+    axes(&mut out, &x, None, &y, &yticks, y_axis, "", plot_right);
+    let slot = (plot_right - LEFT) / categories.len() as f64;
+    let bar_w = (slot * 0.6).min(120.0);
+    for (ci, cat) in categories.iter().enumerate() {
+        let bx = LEFT + slot * (ci as f64 + 0.5) - bar_w / 2.0;
+        let mut acc = 0.0;
+        let row = values.get(ci).map(Vec::as_slice).unwrap_or(&[]);
+        for (si, stage) in stage_names.iter().enumerate() {
+            let v = row.get(si).copied().unwrap_or(0.0);
+            if !(v.is_finite() && v > 0.0) {
+                continue;
+            }
+            let (y0, y1) = (y.at(acc), y.at(acc + v));
+            acc += v;
+            let share = 100.0 * v / totals[ci];
+            let _ = write!(
+                out,
+                r##"<rect x="{bx:.1}" y="{y1:.1}" width="{bar_w:.1}" height="{h:.2}" fill="{color}" stroke="#fff" stroke-width="0.5"><title>{cat}: {stage} {val} ({share:.1}%)</title></rect>"##,
+                h = (y0 - y1).max(0.0),
+                color = PALETTE[si % PALETTE.len()],
+                cat = escape(cat.as_ref()),
+                stage = escape(stage.as_ref()),
+                val = escape(&y_axis.unit.format(v)),
+            );
+        }
+        let _ = write!(
+            out,
+            r##"<text x="{cx:.1}" y="{ty:.1}" text-anchor="middle" fill="#222" font-weight="600">{total}</text><text x="{cx:.1}" y="{ly:.1}" text-anchor="middle" fill="#222">{cat}</text>"##,
+            cx = bx + bar_w / 2.0,
+            ty = y.at(totals[ci]) - 5.0,
+            total = escape(&y_axis.unit.format(totals[ci])),
+            ly = height - BOTTOM + 18.0,
+            cat = escape(cat.as_ref()),
+        );
+    }
+    // Legend top to bottom in the order the segments stack, top first.
+    let entries: Vec<(&str, &str)> = stage_names
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, s)| (s.as_ref(), PALETTE[i % PALETTE.len()]))
+        .collect();
+    legend(&mut out, plot_right + 18.0, TOP + 8.0, &entries);
+    out.push_str("</svg>");
+    out
+}
+
+/// Lines through `(x, y)` points, one per named series, plain numbers on
+/// both axes. See [`line_chart_with`] for units and log axes.
+pub fn line_chart<S: AsRef<str>>(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(S, Vec<(f64, f64)>)],
+) -> String {
+    line_chart_with(
+        title,
+        &Axis::new(x_label, Unit::Plain),
+        &Axis::new(y_label, Unit::Plain),
+        series,
+    )
+}
+
+/// A line chart whose axes carry units (`Unit::Bytes` for RSS,
+/// `Unit::Nanos` for spawn time) and may be logarithmic.
+pub fn line_chart_with<S: AsRef<str>>(
+    title: &str,
+    x_axis: &Axis,
+    y_axis: &Axis,
+    series: &[(S, Vec<(f64, f64)>)],
+) -> String {
+    let ok = |v: f64, log: bool| v.is_finite() && (!log || v > 0.0);
+    let points = || {
+        series
+            .iter()
+            .flat_map(|(_, p)| p.iter())
+            .filter(|(x, y)| ok(*x, x_axis.log) && ok(*y, y_axis.log))
+    };
+    let Some(first) = points().next() else {
+        return no_data(title);
+    };
+    let (mut xlo, mut xhi, mut ylo, mut yhi) = (first.0, first.0, first.1, first.1);
+    for (x, y) in points() {
+        (xlo, xhi, ylo, yhi) = (xlo.min(*x), xhi.max(*x), ylo.min(*y), yhi.max(*y));
+    }
+    if !y_axis.log {
+        // Time and size axes read best from zero.
+        ylo = ylo.min(0.0);
+    }
+    if xhi <= xlo {
+        (xlo, xhi) = if x_axis.log {
+            (xlo / 2.0, xhi * 2.0)
+        } else {
+            (xlo - 1.0, xhi + 1.0)
+        };
+    }
+    if yhi <= ylo {
+        yhi = if y_axis.log { ylo * 10.0 } else { ylo + 1.0 };
+    }
+    let names: Vec<&str> = series.iter().map(|(n, _)| n.as_ref()).collect();
+    let legend_w = 20.0 + names.iter().map(|n| n.chars().count()).max().unwrap_or(0) as f64 * 7.0;
+    let plot_right = WIDTH - legend_w.clamp(90.0, 240.0) - 10.0;
+    let xticks = ticks_for(x_axis, xlo, xhi, 7);
+    let yticks = ticks_for(y_axis, ylo, yhi, 6);
+    let x = Scale {
+        lo: xticks.first().copied().unwrap_or(xlo).min(xlo),
+        hi: xticks.last().copied().unwrap_or(xhi).max(xhi),
+        log: x_axis.log,
+        px0: LEFT,
+        px1: plot_right,
+    };
+    let y = Scale {
+        lo: yticks.first().copied().unwrap_or(ylo).min(ylo),
+        hi: yticks.last().copied().unwrap_or(yhi).max(yhi),
+        log: y_axis.log,
+        px0: HEIGHT - BOTTOM,
+        px1: TOP,
+    };
+    let mut out = String::new();
+    open(&mut out, title, WIDTH, HEIGHT);
+    axes(
+        &mut out,
+        &x,
+        Some((&xticks, x_axis)),
+        &y,
+        &yticks,
+        y_axis,
+        &x_axis.label,
+        plot_right,
+    );
+    for (si, (name, pts)) in series.iter().enumerate() {
+        let color = PALETTE[si % PALETTE.len()];
+        let mut pts: Vec<(f64, f64)> = pts
+            .iter()
+            .copied()
+            .filter(|(px, py)| ok(*px, x_axis.log) && ok(*py, y_axis.log))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let path: Vec<String> = pts
+            .iter()
+            .map(|(px, py)| format!("{:.1},{:.1}", x.at(*px), y.at(*py)))
+            .collect();
+        let _ = write!(
+            out,
+            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+            path.join(" ")
+        );
+        for (px, py) in &pts {
+            let _ = write!(
+                out,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{}: {} → {}</title></circle>"#,
+                x.at(*px),
+                y.at(*py),
+                escape(name.as_ref()),
+                escape(&x_axis.unit.format(*px)),
+                escape(&y_axis.unit.format(*py)),
+            );
+        }
+    }
+    let entries: Vec<(&str, &str)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, PALETTE[i % PALETTE.len()]))
+        .collect();
+    legend(&mut out, plot_right + 18.0, TOP + 8.0, &entries);
+    out.push_str("</svg>");
+    out
+}
+
+/// One histogram bin: `[lo, hi)` and how many values fell in it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bin {
+    pub lo: f64,
+    pub hi: f64,
+    pub count: u64,
+}
+
+/// Bars of counts over bins (log x axis when `x_axis.log`), with labelled
+/// vertical markers (e.g. p50, p99).
+pub fn histogram(title: &str, x_axis: &Axis, bins: &[Bin], markers: &[(&str, f64)]) -> String {
+    let bins: Vec<Bin> = bins
+        .iter()
+        .copied()
+        .filter(|b| b.hi > b.lo && (!x_axis.log || b.lo > 0.0))
+        .collect();
+    let max = bins.iter().map(|b| b.count).max().unwrap_or(0);
+    if max == 0 {
+        return no_data(title);
+    }
+    let (xlo, xhi) = (bins[0].lo, bins[bins.len() - 1].hi);
+    let plot_right = WIDTH - 24.0;
+    let xticks: Vec<f64> = if x_axis.log {
+        log_ticks_inside(xlo, xhi)
+    } else {
+        nice_ticks(xlo, xhi, 7)
+            .into_iter()
+            .filter(|t| *t >= xlo && *t <= xhi)
+            .collect()
+    };
+    let yticks = nice_ticks(0.0, max as f64, 5);
+    let x = Scale {
+        lo: xlo,
+        hi: xhi,
+        log: x_axis.log,
+        px0: LEFT,
+        px1: plot_right,
+    };
+    let y = Scale {
+        lo: 0.0,
+        hi: yticks.last().copied().unwrap_or(max as f64),
+        log: false,
+        px0: HEIGHT - BOTTOM,
+        px1: TOP,
+    };
+    let mut out = String::new();
+    open(&mut out, title, WIDTH, HEIGHT);
+    axes(
+        &mut out,
+        &x,
+        Some((&xticks, x_axis)),
+        &y,
+        &yticks,
+        &Axis::new("spawns", Unit::Plain),
+        &x_axis.label,
+        plot_right,
+    );
+    for b in &bins {
+        if b.count == 0 {
+            continue;
+        }
+        let (x0, x1, y1) = (x.at(b.lo), x.at(b.hi), y.at(b.count as f64));
+        let _ = write!(
+            out,
+            r##"<rect x="{x0:.1}" y="{y1:.1}" width="{w:.2}" height="{h:.1}" fill="#4e79a7" stroke="#fff" stroke-width="0.5"><title>{lo} – {hi}: {n}</title></rect>"##,
+            w = (x1 - x0).max(0.5),
+            h = y.px0 - y1,
+            lo = escape(&x_axis.unit.format(b.lo)),
+            hi = escape(&x_axis.unit.format(b.hi)),
+            n = b.count,
+        );
+    }
+    for (i, (label, v)) in markers.iter().enumerate() {
+        if !(*v >= xlo && *v <= xhi) {
+            continue;
+        }
+        let px = x.at(*v);
+        // Labels near the right edge go on the line's left, inside the chart.
+        let (tx, anchor) = if px > plot_right - 110.0 {
+            (px - 4.0, "end")
+        } else {
+            (px + 4.0, "start")
+        };
+        let _ = write!(
+            out,
+            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bot}" stroke="#e15759" stroke-dasharray="4 3"/><text x="{tx:.1}" y="{ty}" text-anchor="{anchor}" fill="#e15759">{label} {val}</text>"##,
+            top = TOP,
+            bot = y.px0,
+            ty = TOP + 12.0 + 14.0 * i as f64,
+            label = escape(label),
+            val = escape(&x_axis.unit.format(*v)),
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// Logarithmic bins for nanosecond values: `PER_DECADE` per power of ten
+/// from 10 ns to 1000 s; values outside land in the end bins. Fixed bins
+/// let a histogram be filled one value at a time in constant memory.
+#[derive(Clone, Debug)]
+pub struct LogHistogram {
+    counts: Vec<u64>,
+}
+
+impl Default for LogHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LogHistogram {
+    const PER_DECADE: usize = 10;
+    const MIN_EXP: i32 = 1;
+    const MAX_EXP: i32 = 12;
+
+    pub fn new() -> Self {
+        let n = (Self::MAX_EXP - Self::MIN_EXP) as usize * Self::PER_DECADE;
+        Self { counts: vec![0; n] }
+    }
+
+    fn edge(i: usize) -> f64 {
+        10f64.powf(Self::MIN_EXP as f64 + i as f64 / Self::PER_DECADE as f64)
+    }
+
+    pub fn add(&mut self, ns: u64) {
+        let pos = ((ns.max(1) as f64).log10() - Self::MIN_EXP as f64) * Self::PER_DECADE as f64;
+        let i = (pos.floor().max(0.0) as usize).min(self.counts.len() - 1);
+        self.counts[i] += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Adds another histogram's counts (same fixed bins).
+    pub fn merge(&mut self, other: &LogHistogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+    }
+
+    /// The bins from the first to the last non-empty one.
+    pub fn bins(&self) -> Vec<Bin> {
+        let first = self.counts.iter().position(|c| *c > 0);
+        let last = self.counts.iter().rposition(|c| *c > 0);
+        let (Some(first), Some(last)) = (first, last) else {
+            return Vec::new();
+        };
+        (first..=last)
+            .map(|i| Bin {
+                lo: Self::edge(i),
+                hi: Self::edge(i + 1),
+                count: self.counts[i],
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(svg: &str) -> roxmltree::Document<'_> {
+        roxmltree::Document::parse(svg).expect("chart is well-formed XML")
+    }
+
+    fn texts(doc: &roxmltree::Document<'_>) -> Vec<String> {
+        doc.descendants()
+            .filter(|n| n.tag_name().name() == "text")
+            .filter_map(|n| n.text().map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        assert_eq!(
+            nice_ticks(0.0, 10.0, 5),
+            vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+        );
+        let t = nice_ticks(0.0, 730.0, 6);
+        assert_eq!(t.first(), Some(&0.0));
+        assert!(*t.last().unwrap() >= 730.0);
+        assert!(
+            t.windows(2).all(|w| (w[1] - w[0] - 200.0).abs() < 1e-9),
+            "{t:?}"
+        );
+        assert_eq!(
+            log_ticks(3.0, 4000.0),
+            vec![1.0, 10.0, 100.0, 1000.0, 10000.0]
+        );
+        assert_eq!(log_ticks_inside(3.0, 4000.0), vec![10.0, 100.0, 1000.0]);
+        assert_eq!(log_ticks_inside(60.0, 700.0), vec![100.0, 200.0, 500.0]);
+    }
+
+    #[test]
+    fn stacked_bars_stack_each_stage_with_tooltips_and_legend() {
+        let svg = stacked_bars(
+            "Where <spawn> time goes",
+            &["fork", "vfork"],
+            &["copy_process", "exec"],
+            &[vec![3000.0, 1000.0], vec![500.0, 1500.0]],
+        );
+        let doc = parse(&svg);
+        let rects: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.tag_name().name() == "rect" && n.attribute("fill") != Some("#ffffff"))
+            .collect();
+        // 4 segments + 2 legend swatches.
+        assert_eq!(rects.len(), 6);
+        let t = texts(&doc);
+        assert!(t.contains(&"Where <spawn> time goes".to_string()));
+        assert!(t.contains(&"4 µs".to_string()), "fork total label: {t:?}");
+        assert!(t.contains(&"copy_process".to_string()) && t.contains(&"vfork".to_string()));
+        let tips: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.tag_name().name() == "title")
+            .filter_map(|n| n.text())
+            .collect();
+        assert!(
+            tips.contains(&"fork: copy_process 3 µs (75.0%)"),
+            "{tips:?}"
+        );
+        // The fork bar's segments: 3000 at the bottom, taller than 1000 above.
+        let heights: Vec<f64> = rects
+            .iter()
+            .filter(|r| r.attribute("width") != Some("11"))
+            .map(|r| r.attribute("height").unwrap().parse().unwrap())
+            .collect();
+        assert!((heights[0] / heights[1] - 3.0).abs() < 0.01, "{heights:?}");
+    }
+
+    #[test]
+    fn line_chart_draws_one_polyline_per_series() {
+        let svg = line_chart_with(
+            "spawn time vs RSS",
+            &Axis::new("RSS", Unit::Bytes).log(),
+            &Axis::new("spawn time", Unit::Nanos),
+            &[
+                ("fork", vec![(1e6, 50_000.0), (1e9, 9e6), (1e8, 800_000.0)]),
+                ("vfork", vec![(1e6, 40_000.0), (1e9, 41_000.0)]),
+                ("empty", vec![]),
+            ],
+        );
+        let doc = parse(&svg);
+        let lines: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.tag_name().name() == "polyline")
+            .collect();
+        assert_eq!(lines.len(), 3);
+        // Points sorted by x, so the fork line rises left to right.
+        let ys: Vec<f64> = lines[0]
+            .attribute("points")
+            .unwrap()
+            .split(' ')
+            .map(|p| p.split(',').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert!(ys.windows(2).all(|w| w[0] > w[1]), "{ys:?}");
+        assert!(texts(&doc).iter().any(|t| t.contains("MiB")));
+        let plain = line_chart("t", "x", "y", &[("a", vec![(1.0, 2.0), (2.0, 3.5)])]);
+        parse(&plain);
+        assert!(line_chart::<&str>("t", "x", "y", &[]).contains("no data"));
+    }
+
+    #[test]
+    fn log_histogram_bins_values_by_decade_tenths() {
+        let mut h = LogHistogram::new();
+        for v in [150_000, 155_000, 1_000_000, 0, u64::MAX] {
+            h.add(v);
+        }
+        assert_eq!(h.total(), 5);
+        let bins = h.bins();
+        assert_eq!(bins.first().unwrap().lo, 10.0, "0 lands in the first bin");
+        let b = bins
+            .iter()
+            .find(|b| b.lo <= 150_000.0 && 150_000.0 < b.hi)
+            .unwrap();
+        assert_eq!(b.count, 2);
+        let svg = histogram(
+            "spawn_to_exec",
+            &Axis::new("latency", Unit::Nanos).log(),
+            &bins,
+            &[("p50", 160_000.0)],
+        );
+        let doc = parse(&svg);
+        assert!(texts(&doc).iter().any(|t| t.starts_with("p50 160 µs")));
+    }
+}

@@ -1,0 +1,665 @@
+//! Writes every shareable output of a recording into its directory:
+//! `stages.folded`, `stages.svg`, `trace.json`, the chart SVGs and
+//! `report.html`.
+//!
+//! Everything is built from the saved data (the [`Summary`] and the spawn
+//! records) in one pass over the records that keeps only aggregates: stage
+//! stacks, a latency histogram, the first rows of the process table and
+//! the trace writer's track names. That is what lets `spawnprof report DIR`
+//! stream a million-spawn `spawns.jsonl` instead of loading it.
+use std::{
+    fs::{self, File},
+    io::{BufRead as _, BufReader, BufWriter},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result};
+
+use super::{
+    Summary, charts,
+    files::{SPAWNS_FILE, SUMMARY_FILE},
+    flamegraph,
+    folded::{self, StageFolder},
+    html::{self, Figure, Flame, ProcessRow},
+    stream::{self, Aggregates},
+    trace::{self, TraceWriter},
+};
+use crate::{model::SpawnRecord, record::unavailable_stages};
+
+pub const FOLDED_FILE: &str = "stages.folded";
+pub const STAGES_SVG: &str = "stages.svg";
+/// The on-CPU stack flamegraph, written by another part of spawnprof;
+/// embedded in the page when present.
+pub const STACKS_SVG: &str = "stacks.svg";
+pub const TRACE_FILE: &str = "trace.json";
+pub const HTML_FILE: &str = "report.html";
+pub const STAGE_CHART: &str = "stage_means.svg";
+pub const LATENCY_CHART: &str = "spawn_to_exec_hist.svg";
+
+/// Rows of the per-process table in the page.
+pub const PROCESS_ROWS: usize = 200;
+
+/// The stages stacked in the "where spawn time goes" chart: the path from
+/// the parent's clone to the child's exec return, as self times (so the
+/// segments add up). parent_return is left out: it runs alongside the
+/// child (fork) or waits for the child's exec (vfork), so stacking it
+/// would count that time twice.
+const CHART_STAGES: &[&str] = &[
+    "clone",
+    "copy_process",
+    "dup_mmap",
+    "mm_lock_wait",
+    "copy_page_range",
+    "anon_vma_fork",
+    "fork_wakeup",
+    "sched_delay",
+    "pre_exec",
+    "path_search",
+    "exec",
+    "exec_load",
+    "exec_replace",
+    "exec_finish",
+];
+
+/// At most this many categories (spawn methods) in the stage chart.
+const CHART_CATEGORIES: usize = 8;
+
+/// The outputs fed by the first records only: trace.json (up to its cap)
+/// and the rows of the process table.
+pub struct Head {
+    trace: TraceWriter<BufWriter<File>>,
+    trace_tmp: PathBuf,
+    rows: Vec<ProcessRow>,
+}
+
+impl Head {
+    /// Starts `trace.json` in `dir` (which must exist), under a temporary
+    /// name until `finish`, so an interrupted run leaves no half file.
+    pub fn create(dir: &Path, trace_cap: u64) -> Result<Self> {
+        let trace_tmp = dir.join(format!(".{TRACE_FILE}.partial"));
+        let file = File::create(&trace_tmp)
+            .with_context(|| format!("creating {}", trace_tmp.display()))?;
+        let trace = TraceWriter::new(BufWriter::with_capacity(1 << 20, file), trace_cap)
+            .with_context(|| format!("writing {}", trace_tmp.display()))?;
+        Ok(Self {
+            trace,
+            trace_tmp,
+            rows: Vec::new(),
+        })
+    }
+
+    pub fn add(&mut self, r: &SpawnRecord) -> Result<()> {
+        if !r.thread && self.rows.len() < PROCESS_ROWS {
+            self.rows.push(ProcessRow::of(r));
+        }
+        self.trace
+            .add(r)
+            .with_context(|| format!("writing {}", self.trace_tmp.display()))
+    }
+
+    /// Later records would change nothing here.
+    pub fn is_full(&self) -> bool {
+        self.trace.is_full()
+    }
+}
+
+/// Builds the reports from records fed one at a time (records already in
+/// memory; [`write_all_from_recording`] reads a saved one faster).
+pub struct ReportBuilder {
+    dir: PathBuf,
+    agg: Aggregates,
+    head: Head,
+}
+
+impl ReportBuilder {
+    pub fn create(dir: &Path) -> Result<Self> {
+        Self::with_trace_cap(dir, trace::DEFAULT_CAP)
+    }
+
+    pub fn with_trace_cap(dir: &Path, cap: u64) -> Result<Self> {
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            agg: Aggregates::default(),
+            head: Head::create(dir, cap)?,
+        })
+    }
+
+    pub fn add(&mut self, r: &SpawnRecord) -> Result<()> {
+        self.agg.add(r);
+        self.head.add(r)
+    }
+
+    /// Writes the remaining files; returns every path written.
+    pub fn finish(self, summary: &Summary) -> Result<Vec<PathBuf>> {
+        finish(&self.dir, summary, self.agg, self.head)
+    }
+}
+
+/// Writes every file from the aggregates and the head.
+fn finish(dir: &Path, summary: &Summary, agg: Aggregates, head: Head) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let write = |name: &str, text: &str, written: &mut Vec<PathBuf>| -> Result<()> {
+        let path = dir.join(name);
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+        Ok(())
+    };
+
+    write(FOLDED_FILE, &agg.folder.to_folded(), &mut written)?;
+    let mut flames = Vec::new();
+    match flamegraph::stages_svg(&agg.folder) {
+        Ok(svg) => {
+            write(STAGES_SVG, &svg, &mut written)?;
+            flames.push(Flame::Svg {
+                file: STAGES_SVG.into(),
+                svg,
+            });
+        }
+        Err(e) => {
+            // An empty recording still gets its page; say why the picture
+            // is missing instead of failing the whole report.
+            let _ = fs::remove_file(dir.join(STAGES_SVG));
+            flames.push(Flame::Missing {
+                file: STAGES_SVG.into(),
+                why: format!("{e:#}"),
+            });
+        }
+    }
+    let stacks = dir.join(STACKS_SVG);
+    if stacks.exists() {
+        match fs::read_to_string(&stacks) {
+            Ok(svg) => flames.push(Flame::Svg {
+                file: STACKS_SVG.into(),
+                svg,
+            }),
+            Err(e) => flames.push(Flame::Missing {
+                file: STACKS_SVG.into(),
+                why: format!("cannot read it: {e}"),
+            }),
+        }
+    }
+
+    let figures = vec![
+        Figure {
+            file: STAGE_CHART.into(),
+            caption: "Mean time per spawn in each stage on the way from the parent's clone to the child's exec, by spawn method. Stages with sub-stages count only their own time, so the bars add up to about spawn_to_exec; parent_return (alongside the child) is left out.".into(),
+            svg: stage_chart(&agg.folder),
+        },
+        Figure {
+            file: LATENCY_CHART.into(),
+            caption: "How long spawns took from clone entry to the child's successful exec (spawn_to_exec), on a log scale, with the recording's p50 and p99.".into(),
+            svg: latency_chart(&agg.spawn_to_exec, summary),
+        },
+    ];
+    for f in &figures {
+        write(&f.file, &f.svg, &mut written)?;
+    }
+
+    let (_, trace_stats) = head
+        .trace
+        .finish(summary, Some(agg.records))
+        .with_context(|| format!("writing {}", head.trace_tmp.display()))?;
+    let trace_path = dir.join(TRACE_FILE);
+    fs::rename(&head.trace_tmp, &trace_path)
+        .with_context(|| format!("writing {}", trace_path.display()))?;
+    written.push(trace_path);
+
+    let mut files: Vec<String> = [SUMMARY_FILE, SPAWNS_FILE]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(
+            written
+                .iter()
+                .filter_map(|p| p.file_name()?.to_str().map(str::to_string)),
+        )
+        .collect();
+    if stacks.exists() {
+        files.push(STACKS_SVG.into());
+    }
+    let page = html::Page {
+        summary,
+        summary_json: serde_json::to_value(summary).unwrap_or_default(),
+        unavailable: unavailable_stages(summary),
+        flames,
+        figures,
+        processes: &head.rows,
+        processes_total: agg.processes,
+        trace: trace_stats,
+        files,
+    };
+    write(HTML_FILE, &html::render(&page), &mut written)?;
+    Ok(written)
+}
+
+/// Mean self time per spawn of each chart stage, per spawn method (the
+/// busiest methods first). The root command is left out: spawnprof forks
+/// it and holds it before its exec, which is not the target's spawn cost.
+fn stage_chart(folder: &StageFolder) -> String {
+    let idx: Vec<usize> = CHART_STAGES
+        .iter()
+        .filter_map(|s| folded::flame_index(s))
+        .collect();
+    let mut by_method: Vec<(String, u64, Vec<f64>)> = Vec::new();
+    for (_, method, g) in folder.groups() {
+        if method == "root command" {
+            continue;
+        }
+        let pos = match by_method.iter().position(|m| m.0 == method) {
+            Some(p) => p,
+            None => {
+                by_method.push((method, 0, vec![0.0; idx.len()]));
+                by_method.len() - 1
+            }
+        };
+        let m = &mut by_method[pos];
+        m.1 += g.spawns;
+        for (sum, &i) in m.2.iter_mut().zip(&idx) {
+            *sum += g.self_ns[i] as f64;
+        }
+    }
+    by_method.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    by_method.truncate(CHART_CATEGORIES);
+    // Stages never seen in this recording stay out of the legend.
+    let keep: Vec<usize> = (0..idx.len())
+        .filter(|&k| by_method.iter().any(|m| m.2[k] > 0.0))
+        .collect();
+    let frames = folded::flame_stages();
+    let names: Vec<String> = keep
+        .iter()
+        .map(|&k| {
+            let f = &frames[idx[k]];
+            if f.children.is_empty() {
+                f.name.to_string()
+            } else {
+                format!("{} (own)", f.name)
+            }
+        })
+        .collect();
+    let cats: Vec<String> = by_method
+        .iter()
+        .map(|m| format!("{} ×{}", m.0, m.1))
+        .collect();
+    let values: Vec<Vec<f64>> = by_method
+        .iter()
+        .map(|m| keep.iter().map(|&k| m.2[k] / m.1.max(1) as f64).collect())
+        .collect();
+    charts::stacked_bars("Where spawn time goes", &cats, &names, &values)
+}
+
+fn latency_chart(h: &charts::LogHistogram, summary: &Summary) -> String {
+    let mut markers = Vec::new();
+    if let Some(s) = summary.stages.get("spawn_to_exec").filter(|s| s.count > 0) {
+        markers.push(("p50", s.p50_ns as f64));
+        markers.push(("p99", s.p99_ns as f64));
+    }
+    charts::histogram(
+        &format!("spawn_to_exec latency ({} spawns)", h.total()),
+        &charts::Axis::new("clone entry → exec return", charts::Unit::Nanos).log(),
+        &h.bins(),
+        &markers,
+    )
+}
+
+/// Writes every output for records already in memory (the end of
+/// `spawnprof record`).
+pub fn write_all(dir: &Path, summary: &Summary, records: &[SpawnRecord]) -> Result<Vec<PathBuf>> {
+    let mut b = ReportBuilder::create(dir)?;
+    for r in records {
+        b.add(r)?;
+    }
+    b.finish(summary)
+}
+
+/// Reads `summary.json` of a recording.
+pub fn read_summary(dir: &Path) -> Result<Summary> {
+    let path = dir.join(SUMMARY_FILE);
+    let text = fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} is not a spawnprof recording (no {SUMMARY_FILE})",
+            dir.display()
+        )
+    })?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is corrupt or from another version", path.display()))
+}
+
+/// Calls `f` with each record of `spawns.jsonl` in order, one at a time,
+/// until `f` returns `false`. Returns how many records were read.
+pub fn for_each_record(dir: &Path, mut f: impl FnMut(&SpawnRecord) -> Result<bool>) -> Result<u64> {
+    let path = dir.join(SPAWNS_FILE);
+    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut line = String::new();
+    let (mut n, mut lineno) = (0, 0);
+    loop {
+        line.clear();
+        let len = reader
+            .read_line(&mut line)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if len == 0 {
+            break;
+        }
+        lineno += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: SpawnRecord = serde_json::from_str(&line).with_context(|| {
+            format!(
+                "{}:{lineno} is not a valid spawn record (truncated or corrupt recording)",
+                path.display()
+            )
+        })?;
+        n += 1;
+        if !f(&r)? {
+            break;
+        }
+    }
+    Ok(n)
+}
+
+/// Threads for parsing: every core.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Rebuilds every output of a saved recording (`spawnprof report DIR`)
+/// without loading it: one thread parses the head of `spawns.jsonl` in
+/// full for trace.json and the process table while the others aggregate
+/// the whole file (see [`stream`]).
+pub fn write_all_from_recording(dir: &Path) -> Result<Vec<PathBuf>> {
+    let summary = read_summary(dir)?;
+    let mut head = Head::create(dir, trace::DEFAULT_CAP)?;
+    let (head_result, agg) = std::thread::scope(|s| {
+        let head_thread = s.spawn(|| {
+            for_each_record(dir, |r| {
+                head.add(r)?;
+                Ok(!head.is_full())
+            })
+        });
+        let agg = stream::aggregate_file(&dir.join(SPAWNS_FILE), workers());
+        let head_result = head_thread
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the trace.json writer panicked")));
+        (head_result, agg)
+    });
+    let agg = agg?;
+    head_result?;
+    finish(dir, &summary, agg, head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        analysis,
+        model::{KernelFnTimes, Timestamps},
+        node::NodeFacts,
+        report::bench::{synthesize, synthetic_summary},
+    };
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("spawnprof-export-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn summary_of(records: &[SpawnRecord]) -> Summary {
+        synthetic_summary(
+            "test <target> & \"quotes\"",
+            analysis::stage_stats(records),
+            analysis::counts(records),
+        )
+    }
+
+    /// Forks of a process with 1 GiB of touched memory: copying its page
+    /// tables (dup_mmap) is nearly all of the clone.
+    fn fork_at_1gib(n: u64) -> Vec<SpawnRecord> {
+        (0..n)
+            .map(|i| {
+                let t = i * 100_000_000;
+                let mut r = SpawnRecord {
+                    parent_pid: Some(10),
+                    parent_tid: Some(10),
+                    parent_comm: Some("bigheap".into()),
+                    child_pid: Some(100 + i as u32),
+                    method: Some("fork".into()),
+                    syscall: Some("clone".into()),
+                    ts: Timestamps {
+                        clone_enter: Some(t),
+                        copy_process_enter: Some(t + 2_000),
+                        dup_mmap_enter: Some(t + 30_000),
+                        mm_lock_wait: Some(t + 30_000),
+                        mm_copy_start: Some(t + 31_000),
+                        mm_copy_end: Some(t + 24_000_000),
+                        dup_mmap_exit: Some(t + 24_001_000),
+                        copy_process_exit: Some(t + 24_050_000),
+                        newtask: Some(t + 24_050_000),
+                        wakeup_new: Some(t + 24_060_000),
+                        clone_exit: Some(t + 24_080_000),
+                        first_run: Some(t + 24_070_000),
+                        exec_first_enter: Some(t + 24_200_000),
+                        exec_enter: Some(t + 24_200_000),
+                        exec_prepare: Some(t + 24_300_000),
+                        exec_done: Some(t + 24_900_000),
+                        exec_return: Some(t + 24_950_000),
+                        exit: Some(t + 30_000_000),
+                        ..Default::default()
+                    },
+                    kernel_fn: Some(KernelFnTimes {
+                        copy_page_range_ns: 21_000_000,
+                        copy_page_range_calls: 300,
+                        anon_vma_fork_ns: 1_500_000,
+                        anon_vma_fork_calls: 120,
+                    }),
+                    ..Default::default()
+                };
+                r.derive_durations();
+                r
+            })
+            .collect()
+    }
+
+    fn folded_lines(dir: &Path) -> Vec<(Vec<String>, u64)> {
+        fs::read_to_string(dir.join(FOLDED_FILE))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (stack, w) = l.rsplit_once(' ').expect("`frames count`");
+                let frames = stack.split(';').map(str::to_string).collect();
+                (frames, w.parse().expect("an integer count"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dup_mmap_dominates_a_fork_of_a_big_process() {
+        let recs = fork_at_1gib(20);
+        let dir = temp_dir("fork1g");
+        write_all(&dir, &summary_of(&recs), &recs).unwrap();
+        let lines = folded_lines(&dir);
+        assert!(!lines.is_empty());
+        let under = |frame: &str| -> u64 {
+            lines
+                .iter()
+                .filter(|(f, _)| f.iter().any(|x| x == frame))
+                .map(|(_, w)| w)
+                .sum()
+        };
+        let (clone, dup_mmap) = (under("clone"), under("dup_mmap"));
+        assert!(
+            dup_mmap as f64 > 0.9 * clone as f64,
+            "dup_mmap {dup_mmap} of clone {clone}"
+        );
+        // Weights are nanoseconds: dup_mmap's frame is exactly its total.
+        assert_eq!(dup_mmap, 20 * 23_971_000);
+        for (frames, _) in &lines {
+            assert_eq!(frames[..3], ["all spawns", "bigheap", "fork (clone)"]);
+        }
+        assert!(lines.iter().any(|(f, _)| f.ends_with(&[
+            "clone".to_string(),
+            "copy_process".into(),
+            "dup_mmap".into(),
+            "copy_page_range".into()
+        ])));
+        let svg = fs::read_to_string(dir.join(STAGES_SVG)).unwrap();
+        let opt = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        };
+        let doc = roxmltree::Document::parse_with_options(&svg, opt).expect("stages.svg is XML");
+        let titles: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.tag_name().name() == "title")
+            .filter_map(|n| n.text())
+            .collect();
+        assert!(
+            titles
+                .iter()
+                .any(|t| t.starts_with("dup_mmap (479,420,000 ns")),
+            "{titles:?}"
+        );
+        assert!(svg.contains("nanoseconds of spawn time"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_page_is_self_contained_escaped_and_complete() {
+        let mut recs: Vec<SpawnRecord> = synthesize(500, 5).collect();
+        let evil = "<script>alert('x')</script>&\"";
+        recs[3].parent_comm = Some(evil.into());
+        recs[3].thread = false;
+        recs[3].exec_path = Some(format!("/tmp/{evil}"));
+        let mut summary = summary_of(&recs);
+        summary.node = Some(NodeFacts::collect());
+        summary.plan[0].rejected[0].reason = evil.into();
+        let dir = temp_dir("html");
+        fs::write(
+            dir.join(STACKS_SVG),
+            flamegraph::stages_svg(&{
+                let mut f = StageFolder::new();
+                recs.iter().for_each(|r| f.add(r));
+                f
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        let written = write_all(&dir, &summary, &recs).unwrap();
+        for name in [
+            FOLDED_FILE,
+            STAGES_SVG,
+            TRACE_FILE,
+            HTML_FILE,
+            STAGE_CHART,
+            LATENCY_CHART,
+        ] {
+            assert!(written.contains(&dir.join(name)), "{name} written");
+        }
+        let html = fs::read_to_string(dir.join(HTML_FILE)).unwrap();
+        assert!(
+            !html.contains("<script"),
+            "no script in the page itself, and the evil comm is escaped"
+        );
+        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"));
+        for external in ["http://", "https://", "src=\"/", "<link", "@import", "url("] {
+            let outside_svg_ns = html.replace("http://www.w3.org/2000/svg", "");
+            assert!(
+                !outside_svg_ns.contains(external),
+                "no external resource: {external}"
+            );
+        }
+        let opt = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        };
+        let doc = roxmltree::Document::parse_with_options(&html, opt).expect("well-formed page");
+        let by_id = |id: &str| doc.descendants().find(|n| n.attribute("id") == Some(id));
+        for id in [
+            "plan-table",
+            "breakdown-table",
+            "process-table",
+            "node-table",
+        ] {
+            assert!(by_id(id).is_some(), "#{id}");
+        }
+        let rows = |id: &str| {
+            by_id(id)
+                .unwrap()
+                .descendants()
+                .filter(|n| n.tag_name().name() == "tr")
+                .count()
+        };
+        assert_eq!(rows("plan-table"), summary.plan.len() + 1);
+        assert_eq!(
+            rows("process-table"),
+            PROCESS_ROWS + 1,
+            "capped at PROCESS_ROWS"
+        );
+        assert!(html.contains(&format!("The first {PROCESS_ROWS} of")));
+        let frames: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.tag_name().name() == "iframe")
+            .collect();
+        assert_eq!(frames.len(), 2, "stages.svg and stacks.svg");
+        for f in frames {
+            let src = f.attribute("src").unwrap();
+            assert!(src.starts_with("data:image/svg+xml;base64,"));
+        }
+        let inline_svgs = doc
+            .descendants()
+            .filter(|n| n.tag_name().name() == "svg")
+            .count();
+        assert_eq!(inline_svgs, 2, "the two charts");
+        let node_text: String = by_id("node-table")
+            .unwrap()
+            .descendants()
+            .filter_map(|n| n.text())
+            .collect();
+        assert!(node_text.contains("glibc_version"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn rendering_from_disk_matches_rendering_from_memory() {
+        let recs: Vec<SpawnRecord> = synthesize(3_000, 9).collect();
+        let summary = summary_of(&recs);
+        let (a, b) = (temp_dir("mem"), temp_dir("disk"));
+        write_all(&a, &summary, &recs).unwrap();
+        let mut w = super::super::files::SpawnWriter::create(&b).unwrap();
+        recs.iter().for_each(|r| w.write(r).unwrap());
+        w.finish().unwrap();
+        super::super::files::write_summary(&b, &summary).unwrap();
+        write_all_from_recording(&b).unwrap();
+        for name in [
+            FOLDED_FILE,
+            STAGES_SVG,
+            TRACE_FILE,
+            STAGE_CHART,
+            LATENCY_CHART,
+        ] {
+            assert_eq!(
+                fs::read(a.join(name)).unwrap(),
+                fs::read(b.join(name)).unwrap(),
+                "{name}"
+            );
+        }
+        for d in [a, b] {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
+
+    #[test]
+    fn an_empty_recording_still_gets_a_page() {
+        let dir = temp_dir("empty");
+        let written = write_all(&dir, &summary_of(&[]), &[]).unwrap();
+        assert!(!dir.join(STAGES_SVG).exists());
+        assert!(written.contains(&dir.join(HTML_FILE)));
+        let html = fs::read_to_string(dir.join(HTML_FILE)).unwrap();
+        assert!(html.contains("nothing to draw"));
+        let trace: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.join(TRACE_FILE)).unwrap()).unwrap();
+        assert_eq!(trace["traceEvents"].as_array().map(Vec::len), Some(0));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

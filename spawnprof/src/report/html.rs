@@ -1,0 +1,624 @@
+//! `report.html`: one self-contained page to put in front of people. No
+//! network at all: CSS inline, charts as inline SVG, flamegraphs as
+//! `data:` URLs in frames (so their own scripts keep search and zoom), no
+//! external scripts or fonts. Everything taken from a recording (commands,
+//! paths, probe errors) is escaped.
+//!
+//! The markup is kept well-formed XML as well as HTML (closed tags, only
+//! XML entities, no `<` `>` `&` in the CSS), so tests can parse it.
+use std::fmt::Write as _;
+
+use super::{Summary, charts::escape, trace::TraceStats};
+use crate::{
+    model::{KERNEL_FN_STAGES, STAGES, SpawnRecord, stage},
+    units::{format_bytes, format_ns},
+};
+
+/// One row of the per-process table, already formatted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessRow {
+    pub cells: Vec<String>,
+}
+
+const PROCESS_COLUMNS: &[(&str, bool)] = &[
+    ("pid", true),
+    ("ppid", true),
+    ("method", false),
+    ("comm", false),
+    ("exec'd path", false),
+    ("failed execs", true),
+    ("fork→exec", true),
+    ("pre-exec faults (CoW)", true),
+    ("exec→exit", true),
+    ("status", false),
+];
+
+fn opt_ns(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".into(), format_ns)
+}
+
+impl ProcessRow {
+    /// The same reading of a record as the terminal table.
+    pub fn of(r: &SpawnRecord) -> Self {
+        let comm = match (&r.comm_before, &r.comm_after) {
+            (Some(a), Some(b)) if a != b => format!("{a}→{b}"),
+            (Some(a), _) | (None, Some(a)) => a.clone(),
+            _ => "-".into(),
+        };
+        let status = match (r.exit_signal, r.exit_status) {
+            (Some(s), _) => format!("signal {s}"),
+            (None, Some(s)) => format!("exit {s}"),
+            _ => "-".into(),
+        };
+        let path = match (&r.exec_path, r.exec_attempts.last()) {
+            (Some(p), _) => p.clone(),
+            (None, Some(a)) => format!("{} (failed {})", a.path, a.ret.unwrap_or(0)),
+            (None, None) => "-".into(),
+        };
+        let fork_exec =
+            r.ts.exec_return
+                .zip(r.ts.clone_enter.or(r.ts.fork_done))
+                .and_then(|(e, s)| e.checked_sub(s));
+        let faults = match (r.faults.pre_exec, r.faults.pre_exec_cow) {
+            (Some(a), Some(c)) => format!("{a} ({c})"),
+            (Some(a), None) => a.to_string(),
+            _ => "-".into(),
+        };
+        let method = if r.root {
+            "root".into()
+        } else {
+            r.method.clone().unwrap_or_else(|| "-".into())
+        };
+        Self {
+            cells: vec![
+                r.child_pid.map_or("-".into(), |p| p.to_string()),
+                r.parent_pid.map_or("-".into(), |p| p.to_string()),
+                method,
+                comm,
+                path,
+                r.failed_exec_attempts.to_string(),
+                opt_ns(fork_exec),
+                faults,
+                opt_ns(r.duration("run")),
+                status,
+            ],
+        }
+    }
+}
+
+/// A chart with the sentence that says how to read it.
+pub struct Figure {
+    pub file: String,
+    pub caption: String,
+    pub svg: String,
+}
+
+/// A flamegraph to embed, or why there is none.
+pub enum Flame {
+    Svg { file: String, svg: String },
+    Missing { file: String, why: String },
+}
+
+/// Everything the page shows.
+pub struct Page<'a> {
+    pub summary: &'a Summary,
+    /// The summary as JSON, to pick up fields this version does not know
+    /// by name (the node facts are printed generically if present).
+    pub summary_json: serde_json::Value,
+    pub unavailable: Vec<String>,
+    pub flames: Vec<Flame>,
+    pub figures: Vec<Figure>,
+    pub processes: &'a [ProcessRow],
+    pub processes_total: u64,
+    pub trace: TraceStats,
+    pub files: Vec<String>,
+}
+
+const CSS: &str = r#"
+:root { color-scheme: light; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: #1d232a; background: #f4f5f7; }
+header { background: #1f2d3d; color: #fff; padding: 18px 28px 16px; }
+header h1 { margin: 0 0 4px; font-size: 21px; font-weight: 650; }
+header .target { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 13px; opacity: 0.92; word-break: break-all; }
+nav { margin-top: 10px; font-size: 13px; }
+nav a { color: #bcd6f5; margin-right: 14px; text-decoration: none; }
+main { padding: 4px 28px 40px; max-width: 1480px; }
+section { background: #fff; border: 1px solid #e1e4e8; border-radius: 8px; padding: 14px 18px; margin: 16px 0; overflow-x: auto; }
+section.warn { background: #fff6e8; border-color: #f0c070; }
+h2 { font-size: 16px; margin: 0 0 10px; }
+p { margin: 6px 0; }
+.note { color: #59636e; font-size: 12.5px; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; }
+th, td { padding: 4px 8px; border-bottom: 1px solid #eceef1; text-align: left; vertical-align: top; }
+th { background: #f0f2f5; font-weight: 600; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tbody tr:nth-child(even) { background: #fafbfc; }
+td.path, td.mono { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px; word-break: break-all; }
+.facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(190px, 1fr)); gap: 10px 20px; }
+.fact .k { color: #59636e; font-size: 12px; }
+.fact .v { font-weight: 600; word-break: break-word; }
+.mech { display: inline-block; padding: 0 7px; border-radius: 9px; font-size: 12px; font-weight: 600; background: #e8eaed; }
+.mech-fentry { background: #d9f2dc; color: #1e6b2a; }
+.mech-kprobe { background: #dcebfb; color: #1b4f8a; }
+.mech-raw_tracepoint { background: #ede1f7; color: #5b2d83; }
+.mech-tracepoint { background: #fff0cc; color: #7a5300; }
+.mech-unavailable { background: #f9dcdc; color: #8a1f1f; }
+ul.rej { margin: 0; padding-left: 16px; color: #7a4a00; font-size: 12px; }
+.share { display: inline-block; height: 9px; background: #4e79a7; border-radius: 2px; vertical-align: middle; margin-right: 6px; }
+.figs { display: flex; flex-wrap: wrap; gap: 18px; }
+figure { margin: 0; max-width: 100%; }
+figure svg { max-width: 100%; height: auto; }
+figcaption { font-size: 12.5px; color: #59636e; max-width: 760px; margin-top: 4px; }
+iframe.flame { display: block; width: 100%; border: 1px solid #e1e4e8; border-radius: 4px; background: #fff; }
+code { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12.5px; }
+"#;
+
+fn num_cell(out: &mut String, v: &str) {
+    let _ = write!(out, r#"<td class="num">{}</td>"#, escape(v));
+}
+
+fn cell(out: &mut String, v: &str) {
+    let _ = write!(out, "<td>{}</td>", escape(v));
+}
+
+fn header_row(out: &mut String, cols: &[(&str, bool)]) {
+    out.push_str("<thead><tr>");
+    for (name, num) in cols {
+        if *num {
+            let _ = write!(out, r#"<th class="num">{}</th>"#, escape(name));
+        } else {
+            let _ = write!(out, "<th>{}</th>", escape(name));
+        }
+    }
+    out.push_str("</tr></thead>");
+}
+
+/// `2026-01-01 00:00:00 UTC` from Unix seconds (civil-from-days, so no
+/// date crate is needed).
+pub fn utc(unix_s: u64) -> String {
+    let days = (unix_s / 86_400) as i64;
+    let secs = unix_s % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+fn facts(out: &mut String, s: &Summary) {
+    let c = &s.counts;
+    let mut items: Vec<(&str, String)> = vec![
+        ("kernel", s.kernel.clone()),
+        ("started", utc(s.start_unix_s)),
+        ("duration", format_ns(s.duration_ns)),
+        (
+            "exit code",
+            s.exit_code.map_or("-".into(), |c| c.to_string()),
+        ),
+        ("spawns", c.spawns.to_string()),
+        ("threads", c.threads.to_string()),
+        ("execs", c.execs.to_string()),
+        ("failed exec attempts", c.failed_exec_attempts.to_string()),
+        ("incomplete records", c.incomplete.to_string()),
+        ("lost marks", s.lost_marks_total.to_string()),
+        ("spawnprof", s.spawnprof_version.clone()),
+    ];
+    if !c.by_method.is_empty() {
+        let methods: Vec<String> = c
+            .by_method
+            .iter()
+            .map(|(m, n)| format!("{m} {n}"))
+            .collect();
+        items.push(("spawns by method", methods.join(", ")));
+    }
+    out.push_str(r#"<div class="facts">"#);
+    for (k, v) in items {
+        let _ = write!(
+            out,
+            r#"<div class="fact"><div class="k">{}</div><div class="v">{}</div></div>"#,
+            escape(k),
+            escape(&v)
+        );
+    }
+    out.push_str("</div>");
+}
+
+fn warnings(out: &mut String, s: &Summary) {
+    let mut w = Vec::new();
+    if s.interrupted {
+        w.push("The recording was interrupted (Ctrl-C/SIGTERM); everything recorded until then is here.".to_string());
+    }
+    if s.lost_marks_total > 0 {
+        let kinds: Vec<String> = s
+            .lost_marks
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        w.push(format!(
+            "{} marks were lost because the ring buffer was full ({}); some spawns are incomplete. Record again with a larger --ring-buffer.",
+            s.lost_marks_total,
+            kinds.join(", ")
+        ));
+    }
+    if !s.schema_ok() {
+        w.push(format!(
+            "summary.json has schema version {}; this spawnprof reads version {}. Some fields may be missing.",
+            s.schema_version,
+            crate::model::SCHEMA_VERSION
+        ));
+    }
+    if w.is_empty() {
+        return;
+    }
+    out.push_str(r#"<section class="warn" id="warnings"><h2>Warnings</h2>"#);
+    for line in w {
+        let _ = write!(out, "<p>{}</p>", escape(&line));
+    }
+    out.push_str("</section>");
+}
+
+/// The node facts, if the summary carries them (`"node": {...}`): printed
+/// generically so new fields show up without a change here.
+fn node(out: &mut String, json: &serde_json::Value) {
+    let Some(node) = json.get("node").and_then(|n| n.as_object()) else {
+        return;
+    };
+    out.push_str(r#"<section id="node"><h2>Node</h2><table id="node-table"><tbody>"#);
+    for (k, v) in node {
+        let v = match v {
+            serde_json::Value::Null => "-".to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) if k == "mem_total" || k.ends_with("_bytes") => n
+                .as_u64()
+                .map_or_else(|| n.to_string(), |b| format!("{} ({b})", format_bytes(b))),
+            other => other.to_string(),
+        };
+        let _ = write!(
+            out,
+            r#"<tr><th>{}</th><td class="mono">{}</td></tr>"#,
+            escape(k),
+            escape(&v)
+        );
+    }
+    out.push_str("</tbody></table></section>");
+}
+
+fn plan(out: &mut String, s: &Summary) {
+    out.push_str(r#"<section id="plan"><h2>Attach plan</h2><p class="note">How each stage was observed on this kernel, and why a more precise mechanism was not used.</p><table id="plan-table">"#);
+    header_row(
+        out,
+        &[
+            ("stage", false),
+            ("mechanism", false),
+            ("how", false),
+            ("rejected", false),
+        ],
+    );
+    out.push_str("<tbody>");
+    for row in &s.plan {
+        let mech = row.mechanism.to_string();
+        let _ = write!(
+            out,
+            r#"<tr><td><code>{}</code></td><td><span class="mech mech-{}">{}</span></td><td>{}"#,
+            escape(&row.stage),
+            escape(&mech),
+            escape(&mech),
+            escape(&row.how)
+        );
+        if !row.targets.is_empty() {
+            let _ = write!(
+                out,
+                r#"<div class="note"><code>{}</code></div>"#,
+                escape(&row.targets.join(", "))
+            );
+        }
+        out.push_str("</td><td>");
+        if !row.rejected.is_empty() {
+            out.push_str(r#"<ul class="rej">"#);
+            for r in &row.rejected {
+                let _ = write!(
+                    out,
+                    "<li><b>{}</b>: {}</li>",
+                    escape(&r.mechanism.to_string()),
+                    escape(&r.reason)
+                );
+            }
+            out.push_str("</ul>");
+        }
+        out.push_str("</td></tr>");
+    }
+    if s.plan.is_empty() {
+        out.push_str(r#"<tr><td colspan="4">no plan recorded</td></tr>"#);
+    }
+    out.push_str("</tbody></table></section>");
+}
+
+fn breakdown(out: &mut String, s: &Summary, unavailable: &[String]) {
+    let spawn_total = s.stages.get("spawn_to_exec").map_or(0, |st| st.total_ns);
+    out.push_str(r#"<section id="breakdown"><h2>Stage breakdown</h2><p class="note">Per stage, over the spawns where it was measured. Share is of the total spawn_to_exec time (clone on vfork includes the wait for the child's exec, so shares can pass 100%; run and reap_delay are not spawn time).</p><table id="breakdown-table">"#);
+    header_row(
+        out,
+        &[
+            ("stage", false),
+            ("count", true),
+            ("mean", true),
+            ("p50", true),
+            ("p99", true),
+            ("total", true),
+            ("share", true),
+            ("note", false),
+        ],
+    );
+    out.push_str("<tbody>");
+    let names = STAGES.iter().map(|st| (st.name, st.parent, st.what)).chain(
+        KERNEL_FN_STAGES
+            .iter()
+            .map(|(n, p)| (*n, Some(*p), "summed inside the kernel over the clone")),
+    );
+    for (name, parent, what) in names {
+        let depth = std::iter::successors(parent, |p| stage(p).and_then(|st| st.parent)).count();
+        let _ = write!(
+            out,
+            r#"<tr><td style="padding-left: {}px" title="{}"><code>{}</code></td>"#,
+            8 + 18 * depth,
+            escape(what),
+            escape(name)
+        );
+        match s.stages.get(name).filter(|st| st.count > 0) {
+            Some(st) => {
+                num_cell(out, &st.count.to_string());
+                for v in [st.mean_ns, st.p50_ns, st.p99_ns, st.total_ns] {
+                    num_cell(out, &format_ns(v));
+                }
+                let not_spawn = matches!(name, "run" | "reap_delay");
+                if spawn_total > 0 && !not_spawn {
+                    let pct = 100.0 * st.total_ns as f64 / spawn_total as f64;
+                    let _ = write!(
+                        out,
+                        r#"<td class="num"><span class="share" style="width: {:.0}px"></span>{pct:.1}%</td>"#,
+                        (pct.min(100.0) * 0.6).max(1.0)
+                    );
+                } else {
+                    num_cell(out, "");
+                }
+                cell(out, "");
+            }
+            None => {
+                num_cell(out, "0");
+                for _ in 0..5 {
+                    num_cell(out, "-");
+                }
+                let why = if unavailable.iter().any(|u| u == name) {
+                    "unavailable on this kernel"
+                } else {
+                    "not seen"
+                };
+                cell(out, why);
+            }
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></section>");
+}
+
+/// Standard base64 (RFC 4648, padded), for `data:` URLs.
+pub fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn flames(out: &mut String, flames: &[Flame]) {
+    out.push_str(r#"<section id="flamegraphs"><h2>Flamegraphs</h2><p class="note">Click a frame to zoom, Ctrl-F or “Search” to highlight; hover for exact values.</p>"#);
+    for f in flames {
+        match f {
+            Flame::Svg { file, svg } => {
+                let height = super::flamegraph::svg_height(svg).unwrap_or(400) + 4;
+                let data = base64(super::flamegraph::embeddable(svg).as_bytes());
+                let _ = write!(
+                    out,
+                    r#"<p><a href="{f}"><code>{f}</code></a></p><iframe class="flame" title="{f}" style="height: {height}px" src="data:image/svg+xml;base64,{data}"></iframe>"#,
+                    f = escape(file),
+                );
+            }
+            Flame::Missing { file, why } => {
+                let _ = write!(
+                    out,
+                    r#"<p class="note"><code>{}</code>: {}</p>"#,
+                    escape(file),
+                    escape(why)
+                );
+            }
+        }
+    }
+    out.push_str("</section>");
+}
+
+fn figures(out: &mut String, figs: &[Figure]) {
+    out.push_str(r#"<section id="charts"><h2>Charts</h2><div class="figs">"#);
+    for f in figs {
+        let _ = write!(
+            out,
+            r#"<figure>{}<figcaption>{} (<a href="{file}"><code>{file}</code></a>)</figcaption></figure>"#,
+            f.svg,
+            escape(&f.caption),
+            file = escape(&f.file)
+        );
+    }
+    out.push_str("</div></section>");
+}
+
+fn processes(out: &mut String, rows: &[ProcessRow], total: u64) {
+    let _ = write!(
+        out,
+        r#"<section id="processes"><h2>Processes</h2><p class="note">{}</p><table id="process-table">"#,
+        if total as usize > rows.len() {
+            escape(&format!(
+                "The first {} of {total} processes created (threads left out); all of them are in spawns.jsonl.",
+                rows.len()
+            ))
+        } else {
+            escape(&format!(
+                "All {total} processes created (threads left out)."
+            ))
+        }
+    );
+    header_row(out, PROCESS_COLUMNS);
+    out.push_str("<tbody>");
+    for row in rows {
+        out.push_str("<tr>");
+        for (v, (name, num)) in row.cells.iter().zip(PROCESS_COLUMNS) {
+            if *num {
+                num_cell(out, v);
+            } else if *name == "exec'd path" {
+                let _ = write!(out, r#"<td class="path">{}</td>"#, escape(v));
+            } else {
+                cell(out, v);
+            }
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></section>");
+}
+
+fn files(out: &mut String, page: &Page<'_>) {
+    out.push_str(r#"<section id="files"><h2>Files</h2><ul>"#);
+    for f in &page.files {
+        let _ = write!(
+            out,
+            r#"<li><a href="{f}"><code>{f}</code></a></li>"#,
+            f = escape(f)
+        );
+    }
+    out.push_str("</ul>");
+    let t = page.trace;
+    let _ = write!(
+        out,
+        "<p class=\"note\">Open <code>trace.json</code> in ui.perfetto.dev or chrome://tracing: one track per thread, a slice per stage, flow arrows from each clone to its child. {}</p>",
+        escape(&if t.spawns_written < t.spawns_seen {
+            format!(
+                "It holds the first {} of {} spawns, to stay small enough for the viewers.",
+                t.spawns_written, t.spawns_seen
+            )
+        } else {
+            format!("It holds all {} spawns.", t.spawns_seen)
+        })
+    );
+    out.push_str("</section>");
+}
+
+/// The whole page.
+pub fn render(page: &Page<'_>) -> String {
+    let s = page.summary;
+    let mut out = String::with_capacity(256 * 1024);
+    let _ = write!(
+        out,
+        r##"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"/><meta name="viewport" content="width=device-width, initial-scale=1"/><title>spawnprof: {t}</title><style>{CSS}</style></head><body><header><h1>spawnprof report</h1><div class="target">{t}</div><nav><a href="#breakdown">stages</a><a href="#flamegraphs">flamegraphs</a><a href="#charts">charts</a><a href="#processes">processes</a><a href="#plan">attach plan</a><a href="#files">files</a></nav></header><main>"##,
+        t = escape(&s.target)
+    );
+    warnings(&mut out, s);
+    out.push_str(r#"<section id="overview"><h2>Recording</h2>"#);
+    facts(&mut out, s);
+    out.push_str("</section>");
+    node(&mut out, &page.summary_json);
+    breakdown(&mut out, s, &page.unavailable);
+    flames(&mut out, &page.flames);
+    figures(&mut out, &page.figures);
+    processes(&mut out, page.processes, page.processes_total);
+    plan(&mut out, s);
+    files(&mut out, page);
+    let _ = writeln!(
+        out,
+        r#"<p class="note">Generated by spawnprof {} from summary.json and spawns.jsonl; <code>spawnprof report DIR</code> regenerates it.</p></main></body></html>"#,
+        escape(&s.spawnprof_version)
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_767_225_599), "2025-12-31 23:59:59 UTC");
+    }
+
+    #[test]
+    fn process_rows_read_records_like_the_terminal_table() {
+        let mut r = SpawnRecord {
+            child_pid: Some(7),
+            parent_pid: Some(1),
+            method: Some("vfork".into()),
+            comm_before: Some("sh".into()),
+            comm_after: Some("true".into()),
+            exec_path: Some("/bin/true".into()),
+            exit_status: Some(0),
+            ..Default::default()
+        };
+        r.ts.clone_enter = Some(1_000);
+        r.ts.exec_return = Some(151_000);
+        r.faults.pre_exec = Some(3);
+        r.faults.pre_exec_cow = Some(1);
+        let row = ProcessRow::of(&r);
+        assert_eq!(
+            row.cells,
+            vec![
+                "7",
+                "1",
+                "vfork",
+                "sh→true",
+                "/bin/true",
+                "0",
+                "150 µs",
+                "3 (1)",
+                "-",
+                "exit 0"
+            ]
+        );
+    }
+}
