@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 
 use super::{Summary, export, files};
 use crate::{
-    analysis::{Counts, StageStats},
+    analysis::{Accumulator, Counts, StageStats},
     correlate::CorrelationStats,
     model::{
         ExecAttempt, Faults, KERNEL_FN_STAGES, KernelFnTimes, SCHEMA_VERSION, STAGES, SpawnRecord,
@@ -276,61 +276,24 @@ pub fn synthetic_summary(
     }
 }
 
-/// Per-stage values and counts gathered one record at a time, for the
-/// summary of a synthetic recording too large to hold.
-#[derive(Default)]
-struct SummaryAcc {
-    values: BTreeMap<&'static str, Vec<u64>>,
-    counts: Counts,
-}
-
-impl SummaryAcc {
-    fn add(&mut self, r: &SpawnRecord) {
-        let names = STAGES
-            .iter()
-            .map(|s| s.name)
-            .chain(KERNEL_FN_STAGES.iter().map(|(n, _)| *n));
-        for name in names {
-            if let Some(v) = r.duration(name) {
-                self.values.entry(name).or_default().push(v);
-            }
-        }
-        let c = &mut self.counts;
-        if r.thread {
-            c.threads += 1;
-        } else if !r.root {
-            c.spawns += 1;
-            *c.by_method
-                .entry(r.method.clone().unwrap_or_else(|| "unknown".into()))
-                .or_default() += 1;
-        }
-        c.execs += r.ts.exec_done.is_some() as u64;
-        c.failed_exec_attempts += r.failed_exec_attempts;
-        c.exits += r.ts.exit.is_some() as u64;
-    }
-
-    fn summary(self, target: &str) -> Summary {
-        let stages = self
-            .values
-            .into_iter()
-            .map(|(k, mut v)| (k.to_string(), StageStats::from_values(&mut v)))
-            .collect();
-        synthetic_summary(target, stages, self.counts)
-    }
-}
-
 /// Writes a synthetic recording of `n` spawns (spawns.jsonl streamed, then
 /// summary.json) into `dir`.
 pub fn write_synthetic_recording(dir: &Path, n: usize, seed: u64) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut writer = files::SpawnWriter::create(dir)?;
-    let mut acc = SummaryAcc::default();
+    // The recorder's own accumulator, so the summary reads like a real one.
+    let mut acc = Accumulator::default();
     for r in synthesize(n, seed) {
         acc.add(&r);
         writer.write(&r)?;
     }
     writer.finish()?;
-    files::write_summary(dir, &acc.summary(&format!("synthetic: {n} spawns")))
+    let summary = synthetic_summary(
+        &format!("synthetic: {n} spawns"),
+        acc.stage_stats(),
+        acc.counts(),
+    );
+    files::write_summary(dir, &summary)
 }
 
 /// Peak resident set size of this process so far (VmHWM), in bytes.
@@ -342,6 +305,15 @@ pub fn peak_rss_bytes() -> Result<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
         .context("no VmHWM in /proc/self/status")
+}
+
+/// User + system CPU time of this process so far, in seconds.
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 /// Resets VmHWM to the current RSS (Linux ≥ 4.0), so a measurement is not
@@ -423,11 +395,16 @@ mod tests {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(1_000_000);
+        let cpu0 = cpu_seconds();
         let (t, rss) = bench_report(n).unwrap();
+        let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!(
-            "bench_report: {n} spawns rendered in {:.2} s, peak RSS {:.0} MiB",
+            "bench_report: {n} spawns rendered in {:.2} s, peak RSS {:.0} MiB \
+             (CPU for writing the input and rendering: {:.2} s; loadavg {})",
             t.as_secs_f64(),
-            rss as f64 / (1 << 20) as f64
+            rss as f64 / (1 << 20) as f64,
+            cpu_seconds() - cpu0,
+            load.trim()
         );
     }
 }

@@ -560,7 +560,8 @@ pub fn histogram(title: &str, x_axis: &Axis, bins: &[Bin], markers: &[(&str, f64
             continue;
         }
         let px = x.at(*v);
-        // Labels near the right edge go on the line's left, inside the chart.
+        // Labels near the right edge go on the line's left, inside the
+        // chart; a white halo keeps them readable over the bars.
         let (tx, anchor) = if px > plot_right - 110.0 {
             (px - 4.0, "end")
         } else {
@@ -568,10 +569,10 @@ pub fn histogram(title: &str, x_axis: &Axis, bins: &[Bin], markers: &[(&str, f64
         };
         let _ = write!(
             out,
-            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bot}" stroke="#e15759" stroke-dasharray="4 3"/><text x="{tx:.1}" y="{ty}" text-anchor="{anchor}" fill="#e15759">{label} {val}</text>"##,
+            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bot}" stroke="#c0392b" stroke-width="1.5" stroke-dasharray="5 3"/><text x="{tx:.1}" y="{ty}" text-anchor="{anchor}" fill="#c0392b" font-weight="600" stroke="#ffffff" stroke-width="4" stroke-linejoin="round" paint-order="stroke">{label} {val}</text>"##,
             top = TOP,
             bot = y.px0,
-            ty = TOP + 12.0 + 14.0 * i as f64,
+            ty = TOP + 12.0 + 15.0 * i as f64,
             label = escape(label),
             val = escape(&x_axis.unit.format(*v)),
         );

@@ -1,9 +1,10 @@
 //! `spawnprof diff A B`: what changed in spawn time between two recordings.
 //!
-//! Writes `diff.folded` (inferno's differential format: `stack A B`) and
+//! Writes `diff.folded` (inferno's differential format: `stack A B`),
 //! `diff.svg` (the differential flamegraph: B's widths, red where B spends
-//! more per spawn than A, blue where less) and returns a side-by-side table
-//! of the stage means.
+//! more per spawn than A, blue where less) and `diff-a.svg` (the same
+//! colours on A's widths, where time that disappeared shows), and returns
+//! a side-by-side table of the stage means.
 //!
 //! Widths are per spawn (each recording's total divided by its number of
 //! spawns), so recordings of different lengths compare; stored in
@@ -21,7 +22,7 @@ use super::{
     Summary,
     export::read_summary,
     files::SPAWNS_FILE,
-    flamegraph::{self, Labels},
+    flamegraph::{self, Labels, Render},
     folded::StageFolder,
     stream::aggregate_file,
 };
@@ -32,6 +33,7 @@ use crate::{
 
 pub const DIFF_FOLDED: &str = "diff.folded";
 pub const DIFF_SVG: &str = "diff.svg";
+pub const DIFF_A_SVG: &str = "diff-a.svg";
 
 /// Weights are stored ×1000 (ps per spawn); the graph divides back.
 const SCALE: u64 = 1000;
@@ -186,51 +188,93 @@ pub fn run(a: &Path, b: &Path, out: &Path) -> Result<String> {
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
 
     let (fa, fb) = (per_spawn_folded(&a.folder), per_spawn_folded(&b.folder));
-    let mut diff = Vec::new();
-    differential::from_readers(
-        differential::Options::default(),
-        fa.as_bytes(),
-        fb.as_bytes(),
-        &mut diff,
-    )
-    .context("combining the two recordings' stage stacks")?;
-    let diff = String::from_utf8(diff).context("differential stacks are not UTF-8")?;
-    // inferno writes the stacks in hash order; sort for a stable file.
-    let mut lines: Vec<&str> = diff.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines.sort_unstable();
+    let lines = combine(&fa, &fb)?;
     let folded_path = out.join(DIFF_FOLDED);
     fs::write(&folded_path, lines.join("\n") + "\n")
         .with_context(|| format!("writing {}", folded_path.display()))?;
 
-    let svg_path = out.join(DIFF_SVG);
-    let labels = Labels {
-        title: "spawnprof diff: stage time per spawn, A → B",
-        subtitle: format!(
-            "widths: B's ns per spawn ({} spawns); red: more time per spawn than A ({} spawns), blue: less",
-            b.folder.spawns(),
-            a.folder.spawns()
-        ),
-        count_name: "ns per spawn",
-        name_type: "Stage:",
-    };
-    let has_b = lines
-        .iter()
-        .any(|l| l.rsplit(' ').next().is_some_and(|w| w != "0"));
-    if has_b {
-        let svg = flamegraph::render_lines(&lines, &labels, 1.0 / SCALE as f64)?;
-        fs::write(&svg_path, svg).with_context(|| format!("writing {}", svg_path.display()))?;
-    } else {
-        // Nothing to draw at B's widths; a stale picture would mislead.
-        let _ = fs::remove_file(&svg_path);
-    }
+    let (na, nb) = (a.folder.spawns(), b.folder.spawns());
+    let drawn_b = draw(
+        &lines,
+        &out.join(DIFF_SVG),
+        &Labels {
+            title: "spawnprof diff: stage time per spawn, A → B (B's stacks)",
+            subtitle: format!(
+                "widths: B's ns per spawn ({nb} spawns); red: more time per spawn than in A ({na} spawns), blue: less"
+            ),
+            count_name: "ns per spawn",
+            name_type: "Stage:",
+        },
+        false,
+    )?;
+    // A differential flamegraph only shows the second profile's stacks:
+    // time that went away (a stage or method B no longer has) is
+    // invisible in diff.svg. diff-a.svg draws A's stacks with the same
+    // colours (B − A), so both sides can be seen.
+    let drawn_a = draw(
+        &combine(&fb, &fa)?,
+        &out.join(DIFF_A_SVG),
+        &Labels {
+            title: "spawnprof diff: stage time per spawn, A → B (A's stacks)",
+            subtitle: format!(
+                "widths: A's ns per spawn ({na} spawns); red: more time per spawn in B ({nb} spawns), blue: less"
+            ),
+            count_name: "ns per spawn",
+            name_type: "Stage:",
+        },
+        true,
+    )?;
     let mut table = render_table(&a.summary, &b.summary, &a.dir, &b.dir);
-    if !has_b {
-        let _ = writeln!(
-            table,
-            "(no diff.svg: recording B has no measured spawn stages)"
-        );
+    for (drawn, file, side) in [(drawn_b, DIFF_SVG, "B"), (drawn_a, DIFF_A_SVG, "A")] {
+        if !drawn {
+            let _ = writeln!(
+                table,
+                "(no {file}: recording {side} has no measured spawn stages)"
+            );
+        }
     }
     Ok(table)
+}
+
+/// inferno's differential stacks (`stack first second`), sorted.
+fn combine(first: &str, second: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    differential::from_readers(
+        differential::Options::default(),
+        first.as_bytes(),
+        second.as_bytes(),
+        &mut out,
+    )
+    .context("combining the two recordings' stage stacks")?;
+    let text = String::from_utf8(out).context("differential stacks are not UTF-8")?;
+    // inferno writes the stacks in hash order; sort for a stable file.
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    lines.sort_unstable();
+    Ok(lines)
+}
+
+/// Draws a differential graph at the second counts' widths; false (and no
+/// file, rather than a stale one) when the second side is empty.
+fn draw(lines: &[String], path: &Path, labels: &Labels<'_>, negate: bool) -> Result<bool> {
+    let has_second = lines
+        .iter()
+        .any(|l| l.rsplit(' ').next().is_some_and(|w| w != "0"));
+    if !has_second {
+        let _ = fs::remove_file(path);
+        return Ok(false);
+    }
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let render = Render {
+        factor: 1.0 / SCALE as f64,
+        negate_differentials: negate,
+    };
+    let svg = flamegraph::render_lines(&refs, labels, render)?;
+    fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -306,8 +350,10 @@ mod tests {
             .unwrap();
         assert!(exec[exec.len() - 3].starts_with('+'), "{exec:?}");
         assert_eq!(exec.last().unwrap(), "2.00×");
-        let svg = fs::read_to_string(out.join(DIFF_SVG)).unwrap();
-        assert!(svg.contains("ns per spawn"));
+        for f in [DIFF_SVG, DIFF_A_SVG] {
+            let svg = fs::read_to_string(out.join(f)).unwrap();
+            assert!(svg.contains("ns per spawn"), "{f}");
+        }
         for d in [a, b, out] {
             let _ = fs::remove_dir_all(d);
         }

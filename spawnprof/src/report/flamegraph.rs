@@ -28,16 +28,36 @@ fn options<'a>(labels: &Labels<'_>) -> Options<'a> {
     opt
 }
 
+/// How counts are drawn.
+#[derive(Clone, Copy, Debug)]
+pub struct Render {
+    /// Scales the displayed counts (weights may be stored scaled up to keep
+    /// sub-unit precision in integers).
+    pub factor: f64,
+    /// Differential input: colour by first − second instead of second −
+    /// first (to draw the first profile's shape with the usual colours).
+    pub negate_differentials: bool,
+}
+
+impl Default for Render {
+    fn default() -> Self {
+        Self {
+            factor: 1.0,
+            negate_differentials: false,
+        }
+    }
+}
+
 /// Renders folded lines (`stack weight`, or `stack before after` for a
-/// differential graph) as an interactive SVG (search, zoom, hover).
-/// `factor` scales the displayed counts (weights may be stored scaled up to
-/// keep sub-unit precision in integers).
-pub fn render_lines(lines: &[&str], labels: &Labels<'_>, factor: f64) -> Result<String> {
+/// differential graph, drawn at the second count) as an interactive SVG
+/// (search, zoom, hover).
+pub fn render_lines(lines: &[&str], labels: &Labels<'_>, render: Render) -> Result<String> {
     if lines.is_empty() {
         bail!("nothing to draw: no stage was measured");
     }
     let mut opt = options(labels);
-    opt.factor = factor;
+    opt.factor = render.factor;
+    opt.negate_differentials = render.negate_differentials;
     let mut svg = Vec::new();
     flamegraph::from_lines(&mut opt, lines.iter().copied(), &mut svg)
         .with_context(|| format!("drawing the flamegraph {:?}", labels.title))?;
@@ -58,7 +78,7 @@ pub fn stages_svg(folder: &StageFolder) -> Result<String> {
         count_name: "ns",
         name_type: "Stage:",
     };
-    render_lines(&refs, &labels, 1.0)
+    render_lines(&refs, &labels, Render::default())
 }
 
 /// Makes an inferno SVG safe to show from a `data:` URL inside the report.
@@ -114,7 +134,7 @@ mod tests {
             count_name: "ns",
             name_type: "Stage:",
         };
-        let svg = render_lines(&lines, &labels, 1.0).unwrap();
+        let svg = render_lines(&lines, &labels, Render::default()).unwrap();
         let opt = || roxmltree::ParsingOptions {
             allow_dtd: true,
             ..Default::default()
@@ -148,6 +168,6 @@ mod tests {
             count_name: "ns",
             name_type: "Stage:",
         };
-        assert!(render_lines(&[], &labels, 1.0).is_err());
+        assert!(render_lines(&[], &labels, Render::default()).is_err());
     }
 }

@@ -52,7 +52,10 @@ impl ProcessRow {
         };
         let path = match (&r.exec_path, r.exec_attempts.last()) {
             (Some(p), _) => p.clone(),
-            (None, Some(a)) => format!("{} (failed {})", a.path, a.ret.unwrap_or(0)),
+            (None, Some(a)) => match a.ret {
+                Some(ret) => format!("{} (failed: {})", a.path, super::trace::errno_name(ret)),
+                None => format!("{} (exec not seen to return)", a.path),
+            },
             (None, None) => "-".into(),
         };
         let fork_exec =
@@ -131,6 +134,9 @@ p { margin: 6px 0; }
 .note { color: #59636e; font-size: 12.5px; }
 table { border-collapse: collapse; width: 100%; font-size: 13px; }
 th, td { padding: 4px 8px; border-bottom: 1px solid #eceef1; text-align: left; vertical-align: top; }
+#process-table td { white-space: nowrap; }
+#process-table td.path { white-space: normal; }
+#node-table th { width: 240px; }
 th { background: #f0f2f5; font-weight: 600; white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tbody tr:nth-child(even) { background: #fafbfc; }

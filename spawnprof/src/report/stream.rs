@@ -147,8 +147,10 @@ impl LightRecord<'_> {
 /// from different threads merge.
 #[derive(Debug, Default)]
 pub struct Aggregates {
+    /// Stage stacks of every spawn but the root command.
     pub folder: StageFolder,
     pub spawn_to_exec: LogHistogram,
+    /// Every record, the root command included.
     pub records: u64,
     /// Records that are processes (not threads).
     pub processes: u64,
@@ -156,14 +158,21 @@ pub struct Aggregates {
 
 impl Aggregates {
     fn add_parts(&mut self, key: StackKey<'_>, d: &Durations, thread: bool) {
+        self.records += 1;
+        self.processes += u64::from(!thread);
+        // The root command was started (and held before its exec) by
+        // spawnprof, not spawned by the traced program; the summary's stage
+        // statistics leave it out (analysis::Accumulator), so the pictures
+        // drawn next to them do too.
+        if key.root {
+            return;
+        }
         self.folder.add_parts(key, d);
         static SPAWN_TO_EXEC: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
         let at = *SPAWN_TO_EXEC.get_or_init(|| super::folded::stage_position("spawn_to_exec"));
         if let Some(v) = at.and_then(|i| d[i]) {
             self.spawn_to_exec.add(v);
         }
-        self.records += 1;
-        self.processes += u64::from(!thread);
     }
 
     pub fn add(&mut self, r: &SpawnRecord) {
