@@ -24,6 +24,21 @@ pub enum Command {
         /// A directory written by `spawnprof record`.
         dir: PathBuf,
     },
+    /// Compare two recordings: stage means side by side and differential flamegraphs.
+    Diff {
+        /// The baseline recording.
+        a: PathBuf,
+        /// The recording compared with it.
+        b: PathBuf,
+        /// Where diff.svg, diff-a.svg and diff.folded go.
+        #[arg(short, long, value_name = "DIR", default_value = "spawnprof-diff")]
+        output: PathBuf,
+    },
+    /// Time rendering every report of a synthetic recording (docs/BENCHMARKS.md).
+    BenchReport {
+        #[arg(long, default_value_t = 1_000_000)]
+        spawns: usize,
+    },
 }
 
 #[derive(Debug, Args, Clone)]

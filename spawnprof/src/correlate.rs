@@ -96,8 +96,10 @@ impl Reorder {
     }
 }
 
-/// Counters about the correlation itself, for the summary.
+/// Counters about the correlation itself, for the summary. Fields added
+/// later default to 0 when reading older recordings.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct CorrelationStats {
     pub marks: u64,
     pub marks_by_kind: BTreeMap<String, u64>,

@@ -8,7 +8,7 @@ use spawnprof::{
     cli::{BenchArgs, Cli, Command, ProbeArgs, RecordArgs},
     plan,
     record::{self, RecordOptions, Target},
-    report::{files::load_recording, table},
+    report::{export, table},
     session::{Session, SessionOptions},
     units,
 };
@@ -20,6 +20,12 @@ fn main() -> ExitCode {
         Command::Probes(args) => run_probes(&args).map(|()| 0),
         Command::Bench(args) => run_bench(args).map(|()| 0),
         Command::Report { dir } => run_report(&dir).map(|()| 0),
+        Command::Diff { a, b, output } => spawnprof::report::diff::run(&a, &b, &output).map(|t| {
+            print!("{t}");
+            eprintln!("differential flamegraphs written to {}", output.display());
+            0
+        }),
+        Command::BenchReport { spawns } => run_bench_report(spawns).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
@@ -132,7 +138,17 @@ fn run_record(args: RecordArgs) -> Result<i32> {
 }
 
 fn run_report(dir: &std::path::Path) -> Result<()> {
-    let (summary, records) = load_recording(dir)?;
+    // Stream the records: a recording can hold millions of spawns, and the
+    // table shows only the first ones.
+    let summary = export::read_summary(dir)?;
+    let mut records = Vec::new();
+    export::for_each_record(dir, |r| {
+        records.push(r.clone());
+        Ok(records.len() < 40)
+    })?;
+    for path in export::write_all_from_recording(dir)? {
+        eprintln!("wrote {}", path.display());
+    }
     print!("{}", table::processes(&records, 40));
     println!();
     print!(
@@ -200,5 +216,25 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     let report = rt.block_on(bench::run(opts))?;
     print!("{}", bench::render(&report));
     eprintln!("bench written to {}", out_dir.display());
+    Ok(())
+}
+
+fn run_bench_report(spawns: usize) -> Result<()> {
+    if spawns == 0 {
+        bail!("--spawns must be at least 1");
+    }
+    let b = spawnprof::report::bench::bench_report_detailed(spawns)?;
+    println!(
+        "rendered every report of {} synthetic spawns: {:.2} s wall, {:.2} s CPU, peak RSS {}{}",
+        b.spawns,
+        b.wall.as_secs_f64(),
+        b.cpu_s,
+        units::format_bytes(b.peak_rss),
+        if b.peak_reset {
+            ""
+        } else {
+            " (includes writing the input)"
+        }
+    );
     Ok(())
 }

@@ -297,6 +297,10 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         stack_samples,
     };
     write_summary(&opts.out_dir, &summary)?;
+    // The recording itself is safe on disk by now; a failed picture must not lose it.
+    if let Err(e) = crate::report::export::write_all_from_recording(&opts.out_dir) {
+        eprintln!("spawnprof: the recording is saved, but writing its reports failed: {e:#}");
+    }
     hand_to_invoking_user(&opts.out_dir)?;
     Ok(Recording { records, summary })
 }
