@@ -158,6 +158,20 @@ fn run_report(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// `0,50,250` → counts; `None` when the option was not given.
+fn count_list<T>(s: Option<&str>) -> Result<Option<Vec<T>>>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    s.map(|s| {
+        bench::parse_list(s, |v| {
+            v.parse::<T>().map_err(|e| anyhow::anyhow!("{v:?}: {e}"))
+        })
+    })
+    .transpose()
+}
+
 fn run_bench(args: BenchArgs) -> Result<()> {
     let methods = args
         .methods

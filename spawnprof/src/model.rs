@@ -155,9 +155,14 @@ pub enum Side {
 }
 
 impl StageDef {
-    pub fn duration(&self, ts: &Timestamps) -> Option<u64> {
+    /// `(start, end)` in ns when both ends were seen, in order.
+    pub fn bounds(&self, ts: &Timestamps) -> Option<(u64, u64)> {
         let (s, e) = ((self.start)(ts)?, (self.end)(ts)?);
-        e.checked_sub(s)
+        (e >= s).then_some((s, e))
+    }
+
+    pub fn duration(&self, ts: &Timestamps) -> Option<u64> {
+        self.bounds(ts).map(|(s, e)| e - s)
     }
 }
 

@@ -32,6 +32,7 @@ use crate::{
     },
     session::{Session, SessionOptions},
     stacks::{self, KernelSymbols, MapsCache},
+    workload::mono_ns,
 };
 
 /// Spawn records kept in memory for the terminal table. The rest go only to
@@ -101,16 +102,6 @@ enum Stop {
     Interrupted,
 }
 
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Records until the target exits, the duration elapses or a signal arrives.
 pub async fn record(opts: RecordOptions) -> Result<Recording> {
     if let Some(d) = opts.duration
@@ -156,7 +147,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
 
-    let t0 = monotonic_ns();
+    let t0 = mono_ns();
     let start_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -231,7 +222,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                 }
             }
         }
-        for e in reorder.ready(monotonic_ns()) {
+        for e in reorder.ready(mono_ns()) {
             correlator.feed(&e);
         }
         flush(&mut correlator, &mut writer, &mut records, &mut stats)?;
@@ -274,7 +265,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     drop(session); // detaches every probe
     writer.finish()?;
 
-    let duration_ns = monotonic_ns() - t0;
+    let duration_ns = mono_ns() - t0;
     let summary = Summary {
         schema_version: crate::model::SCHEMA_VERSION,
         spawnprof_version: env!("CARGO_PKG_VERSION").into(),

@@ -41,51 +41,13 @@ use crate::model::{STAGES, Side, SpawnRecord, Timestamps};
 /// took 115 MB, and writing it a quarter of a million-spawn report's time).
 pub const DEFAULT_CAP: u64 = 20_000;
 
-type Boundary = fn(&Timestamps) -> Option<u64>;
-
-/// The start and end of each stage drawn as a slice. model.rs keeps its
-/// boundary functions private, so they are restated here;
-/// `bounds_agree_with_the_stage_table` checks that both give the same
-/// durations for every stage.
-const BOUNDS: &[(&str, Boundary, Boundary)] = &[
-    ("clone", |t| t.clone_enter, |t| t.clone_exit),
-    (
-        "copy_process",
-        |t| t.copy_process_enter.or(t.clone_enter),
-        |t| t.copy_process_exit.or(t.newtask),
-    ),
-    (
-        "dup_mmap",
-        |t| t.dup_mmap_enter.or(t.mm_lock_wait),
-        |t| t.dup_mmap_exit.or(t.mm_copy_end),
-    ),
-    ("mm_lock_wait", |t| t.mm_lock_wait, |t| t.mm_copy_start),
-    (
-        "fork_wakeup",
-        |t| t.copy_process_exit.or(t.newtask),
-        |t| t.wakeup_new,
-    ),
-    ("parent_return", |t| t.wakeup_new, |t| t.clone_exit),
-    ("sched_delay", |t| t.wakeup_new, |t| t.first_run),
-    (
-        "pre_exec",
-        |t| t.child_return.or(t.first_run),
-        |t| t.exec_first_enter,
-    ),
-    ("path_search", |t| t.exec_first_enter, |t| t.exec_enter),
-    ("exec", |t| t.exec_enter, |t| t.exec_return),
-    ("exec_load", |t| t.exec_enter, |t| t.exec_prepare),
-    ("exec_replace", |t| t.exec_prepare, |t| t.exec_done),
-    ("exec_finish", |t| t.exec_done, |t| t.exec_return),
-    ("run", |t| t.exec_return.or(t.first_run), |t| t.exit),
-    ("reap_delay", |t| t.exit, |t| t.reap),
-];
-
 /// `(start, end)` of a stage in ns, when both ends were seen in order.
+/// `spawn_to_exec` is not drawn as a slice: the flow arrow shows it.
 pub fn stage_bounds(name: &str, ts: &Timestamps) -> Option<(u64, u64)> {
-    let (_, s, e) = BOUNDS.iter().find(|(n, _, _)| *n == name)?;
-    let (s, e) = (s(ts)?, e(ts)?);
-    (e >= s).then_some((s, e))
+    if name == "spawn_to_exec" {
+        return None;
+    }
+    crate::model::stage(name)?.bounds(ts)
 }
 
 fn on_parent_track(name: &str) -> bool {
@@ -268,7 +230,7 @@ impl<W: Write> TraceWriter<W> {
 
         let mut clone_slice = None;
         let mut first_child_slice: Option<(u64, u64)> = None;
-        for (name, _, _) in BOUNDS {
+        for name in crate::model::STAGES.iter().map(|s| s.name) {
             let Some((start, end)) = stage_bounds(name, &r.ts) else {
                 continue;
             };
@@ -279,7 +241,7 @@ impl<W: Write> TraceWriter<W> {
             let Some((pid, tid)) = track else { continue };
             let mut e = Event::new(name, "X", start, pid, tid);
             e.dur = Some(us(end - start));
-            e.args = Some(if *name == "clone" {
+            e.args = Some(if name == "clone" {
                 clone_slice = Some((start, end));
                 Args::Clone {
                     record,
@@ -535,52 +497,6 @@ mod tests {
         }
         let (bytes, st) = w.finish(&summary(), None).unwrap();
         (serde_json::from_slice(&bytes).expect("valid JSON"), st)
-    }
-
-    #[test]
-    fn bounds_agree_with_the_stage_table() {
-        // Every boundary present, in an order where each stage is positive.
-        let ts = Timestamps {
-            clone_enter: Some(1),
-            copy_process_enter: Some(2),
-            mm_lock_wait: Some(3),
-            mm_copy_start: Some(4),
-            mm_copy_end: Some(6),
-            dup_mmap_enter: Some(3),
-            dup_mmap_exit: Some(7),
-            copy_process_exit: Some(8),
-            newtask: Some(9),
-            fork_done: Some(10),
-            wakeup_new: Some(11),
-            first_run: Some(13),
-            child_return: Some(14),
-            exec_first_enter: Some(16),
-            exec_enter: Some(19),
-            exec_prepare: Some(23),
-            exec_done: Some(28),
-            exec_return: Some(34),
-            clone_exit: Some(35),
-            exit: Some(41),
-            reap: Some(50),
-        };
-        let mut partial = ts.clone();
-        partial.copy_process_enter = None;
-        partial.copy_process_exit = None;
-        partial.dup_mmap_enter = None;
-        partial.dup_mmap_exit = None;
-        partial.child_return = None;
-        partial.exec_return = None;
-        for ts in [ts, partial] {
-            for s in STAGES.iter().filter(|s| s.name != "spawn_to_exec") {
-                let ours = stage_bounds(s.name, &ts).map(|(a, b)| b - a);
-                assert_eq!(ours, s.duration(&ts), "{}", s.name);
-            }
-        }
-        assert_eq!(
-            BOUNDS.len(),
-            STAGES.len() - 1,
-            "every stage but spawn_to_exec"
-        );
     }
 
     #[test]
