@@ -185,25 +185,8 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         .map(|s| bench::parse_list(s, units::parse_size))
         .transpose()
         .context("--rss")?;
-    let env = args
-        .env
-        .as_deref()
-        .map(|s| {
-            bench::parse_list(s, |v| {
-                v.parse::<u64>().map_err(|e| anyhow::anyhow!("{v:?}: {e}"))
-            })
-        })
-        .transpose()
-        .context("--env (counts like 0,50,250)")?;
-    let path_misses = args
-        .path_misses
-        .as_deref()
-        .map(|s| {
-            bench::parse_list(s, |v| {
-                v.parse::<u32>().map_err(|e| anyhow::anyhow!("{v:?}: {e}"))
-            })
-        })
-        .transpose()
+    let env = count_list::<u64>(args.env.as_deref()).context("--env (counts like 0,50,250)")?;
+    let path_misses = count_list::<u32>(args.path_misses.as_deref())
         .context("--path-misses (counts like 0,14)")?;
     if args.count == Some(0) {
         bail!("--count must be at least 1");
