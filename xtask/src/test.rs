@@ -334,6 +334,30 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// The report test renders report.html in Debian's headless Chromium. Try to
+/// install it; without it that test prints SKIPPED with the reason.
+fn ensure_chromium() {
+    if cmd::find_in_path("chromium").is_some() {
+        return;
+    }
+    println!("==> installing chromium for the report.html browser test");
+    let mut apt = std::process::Command::new("apt-get");
+    apt.args(["install", "-y", "-q", "--no-install-recommends", "chromium"])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    let ok = apt.status().is_ok_and(|s| s.success()) || {
+        let _ = std::process::Command::new("apt-get")
+            .args(["update", "-q"])
+            .status();
+        apt.status().is_ok_and(|s| s.success())
+    };
+    if !ok {
+        println!(
+            "chromium could not be installed (run `apt-get install -y --no-install-recommends chromium` as root); \
+             the browser test will be skipped"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,29 +450,5 @@ mod tests {
             skipped: 2,
         };
         assert_eq!(step(false, t).counts(), (3, 2, 3));
-    }
-}
-
-/// The report test renders report.html in Debian's headless Chromium. Try to
-/// install it; without it that test prints SKIPPED with the reason.
-fn ensure_chromium() {
-    if cmd::find_in_path("chromium").is_some() {
-        return;
-    }
-    println!("==> installing chromium for the report.html browser test");
-    let mut apt = std::process::Command::new("apt-get");
-    apt.args(["install", "-y", "-q", "--no-install-recommends", "chromium"])
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    let ok = apt.status().is_ok_and(|s| s.success()) || {
-        let _ = std::process::Command::new("apt-get")
-            .args(["update", "-q"])
-            .status();
-        apt.status().is_ok_and(|s| s.success())
-    };
-    if !ok {
-        println!(
-            "chromium could not be installed (run `apt-get install -y --no-install-recommends chromium` as root); \
-             the browser test will be skipped"
-        );
     }
 }
