@@ -27,15 +27,17 @@ impl StageStats {
         values.sort_unstable();
         let n = values.len();
         let pct = |p: f64| values[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
-        let total: u64 = values.iter().sum();
+        // Durations from garbage timestamps can add up past u64.
+        let total: u128 = values.iter().map(|&v| u128::from(v)).sum();
         Self {
             count: n as u64,
-            mean_ns: total / n as u64,
+            // At most the largest value, so it fits.
+            mean_ns: (total / n as u128) as u64,
             p50_ns: pct(0.50),
             p90_ns: pct(0.90),
             p99_ns: pct(0.99),
             max_ns: values[n - 1],
-            total_ns: total,
+            total_ns: u64::try_from(total).unwrap_or(u64::MAX),
         }
     }
 }
@@ -149,5 +151,26 @@ mod tests {
         assert_eq!(StageStats::from_values(&mut []), StageStats::default());
         let s = StageStats::from_values(&mut [7]);
         assert_eq!((s.p50_ns, s.p99_ns), (7, 7));
+    }
+
+    /// Found by `cargo xtask fuzz correlate`: marks with far-apart
+    /// timestamps gave two spawns stage durations near u64::MAX, and adding
+    /// them up for the total overflowed (a panic in debug builds, a wrapped
+    /// total and mean in release).
+    #[test]
+    fn totals_saturate_and_means_stay_exact_past_u64() {
+        let s = StageStats::from_values(&mut [u64::MAX - 1, u64::MAX - 3]);
+        assert_eq!(s.total_ns, u64::MAX);
+        assert_eq!(s.mean_ns, u64::MAX - 2);
+        assert_eq!(s.max_ns, u64::MAX - 1);
+        let mut acc = Accumulator::default();
+        for _ in 0..2 {
+            let mut r = SpawnRecord::default();
+            r.ts.clone_enter = Some(0);
+            r.ts.exec_return = Some(u64::MAX);
+            r.derive_durations();
+            acc.add(&r);
+        }
+        assert_eq!(acc.stage_stats()["spawn_to_exec"].total_ns, u64::MAX);
     }
 }
