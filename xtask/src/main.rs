@@ -4,6 +4,7 @@
 //! machine needs nothing but `cargo xtask test` (or `build`, `run`...).
 mod cmd;
 mod elf;
+mod fuzz;
 mod setup;
 mod test;
 mod vm;
@@ -52,6 +53,15 @@ enum Task {
     /// Everything CI checks: fmt, clippy, build, unit, integration and VM
     /// tests. Ends with `N passed, M failed, K skipped`.
     Test,
+    /// Run the cargo-fuzz targets in fuzz/ for a bounded time each
+    /// (nightly; installs cargo-fuzz if missing). Not part of `test`.
+    Fuzz {
+        /// How long to fuzz each target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Targets to run (default: all of them).
+        targets: Vec<String>,
+    },
     /// Boot an old kernel in QEMU and test the fentry/kprobe tiers there
     /// (`cargo xtask vm-test --help` style options are parsed by vm.rs).
     #[command(alias = "vm")]
@@ -81,6 +91,7 @@ fn dispatch(task: Task) -> Result<ExitCode> {
         Task::Bench { args } => run_spawnprof(true, &prepend("bench", args))?,
         Task::BenchReport { args } => run_spawnprof(true, &prepend("bench-report", args))?,
         Task::Test => return test::run(),
+        Task::Fuzz { seconds, targets } => return fuzz::run(seconds, &targets),
         Task::VmTest { args } => vm::run(&args)?,
     }
     Ok(ExitCode::SUCCESS)
