@@ -2,6 +2,7 @@
 //! .cargo/config.toml). The eBPF side needs a nightly toolchain, LLVM and
 //! bpf-linker; every command that builds checks for them first, so a fresh
 //! machine needs nothing but `cargo xtask test` (or `build`, `run`...).
+mod benches;
 mod cmd;
 mod elf;
 mod fuzz;
@@ -50,6 +51,20 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The reference spawner's rate without probes, under spawnprof, under
+    /// a bpftrace script of the same tracepoints and under strace -f
+    /// (docs/BENCHMARKS.md).
+    BenchOverhead {
+        /// Runs per setup (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Both cores spawning /bin/true under spawnprof for a while: lost marks
+    /// and spawnprof's memory over time (docs/BENCHMARKS.md).
+    BenchStorm {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Everything CI checks: fmt, clippy, build, unit, integration and VM
     /// tests. Ends with `N passed, M failed, K skipped`.
     Test,
@@ -90,6 +105,14 @@ fn dispatch(task: Task) -> Result<ExitCode> {
         Task::Run { debug, args } => run_spawnprof(!debug, &args)?,
         Task::Bench { args } => run_spawnprof(true, &prepend("bench", args))?,
         Task::BenchReport { args } => run_spawnprof(true, &prepend("bench-report", args))?,
+        Task::BenchOverhead { rounds } => {
+            build(true, &["spawnprof"])?;
+            benches::overhead(rounds.max(1))?
+        }
+        Task::BenchStorm { seconds } => {
+            build(true, &["spawnprof"])?;
+            benches::storm(seconds.max(1))?
+        }
         Task::Test => return test::run(),
         Task::Fuzz { seconds, targets } => return fuzz::run(seconds, &targets),
         Task::VmTest { args } => vm::run(&args)?,
