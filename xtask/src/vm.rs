@@ -1410,7 +1410,7 @@ mod tests {
 
     /// Boots the VM for real; `cargo test -p xtask -- --ignored vm_smoke`.
     #[test]
-    #[ignore]
+    #[ignore = "boots a QEMU VM; `cargo xtask test` runs it as its vm-test step"]
     fn vm_smoke() {
         if let Err(e) = run(&["--smoke".to_string()]) {
             panic!("{e:#}");
