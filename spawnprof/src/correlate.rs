@@ -457,7 +457,8 @@ impl Correlator {
             // No fork completed: the clone failed.
             b.rec.ts.clone_exit = Some(m.ts_ns);
             self.stats.failed_clones += 1;
-            let why = format!("clone failed: errno {}", -ret);
+            // wrapping: marks are untrusted and -i64::MIN overflows.
+            let why = format!("clone failed: errno {}", ret.wrapping_neg());
             self.finish(b, &[why.as_str()]);
         } else {
             self.stats.unmatched_marks += 1;
@@ -1019,6 +1020,31 @@ mod tests {
         let (recs, stats) = s.run();
         assert_eq!(stats.failed_clones, 1);
         assert!(recs[0].incomplete[0].contains("errno 11"));
+    }
+
+    /// A clone return value of i64::MIN (not one the kernel gives, but marks
+    /// are not trusted) overflowed negating it into an errno: a panic in
+    /// debug builds.
+    #[test]
+    fn a_failed_clone_with_any_return_value_is_reported() {
+        let mut s = Script::new();
+        s.at(
+            10,
+            kind::CLONE_ENTER,
+            PARENT,
+            PARENT,
+            (SIGCHLD, syscall::CLONE, 0),
+        )
+        .at(
+            10,
+            kind::CLONE_EXIT,
+            PARENT,
+            PARENT,
+            (i64::MIN as u64, 0, 0),
+        );
+        let (recs, stats) = s.run();
+        assert_eq!(stats.failed_clones, 1);
+        assert!(recs[0].incomplete[0].starts_with("clone failed: errno "));
     }
 
     #[test]
