@@ -235,9 +235,13 @@ fn run_target(fuzz_dir: &Path, target: &str, seconds: u64) -> Result<Outcome> {
     Ok(outcome)
 }
 
-/// libFuzzer's periodic `#1024\tNEW cov: ...` lines: the bulk of its
-/// output, kept in the log but not echoed.
+/// libFuzzer's periodic `#1024\tNEW cov: ...` lines and its closing
+/// "recommended dictionary": the bulk of its output, kept in the log but
+/// not echoed.
 fn is_progress_line(line: &str) -> bool {
+    if line.starts_with("######") || (line.starts_with('"') && line.contains("\" # Uses: ")) {
+        return true;
+    }
     let Some(rest) = line.strip_prefix('#') else {
         return false;
     };
@@ -415,6 +419,8 @@ mod tests {
         assert!(!is_progress_line("#2\tINITED cov: 10"));
         assert!(!is_progress_line("#123 DONE cov: 10"));
         assert!(!is_progress_line("INFO: Seed: 42"));
+        assert!(is_progress_line("###### Recommended dictionary. ######"));
+        assert!(is_progress_line(r#""\004\000\000\000" # Uses: 26698"#));
     }
 
     #[test]
