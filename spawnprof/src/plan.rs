@@ -129,6 +129,21 @@ const UNAVAILABLE: Candidate = Candidate {
     how: "not measured on this kernel: reported as null, never as zero",
 };
 
+const RAW_MMAP_LOCK: &[Attach] = &[
+    Attach::RawTracepoint {
+        program: "raw_mmap_lock_start_locking",
+        name: "mmap_lock_start_locking",
+    },
+    Attach::RawTracepoint {
+        program: "raw_mmap_lock_acquire_returned",
+        name: "mmap_lock_acquire_returned",
+    },
+    Attach::RawTracepoint {
+        program: "raw_mmap_lock_released",
+        name: "mmap_lock_released",
+    },
+];
+
 const MMAP_LOCK: &[Attach] = &[
     tp(
         "mmap_lock_start_locking",
@@ -247,6 +262,11 @@ pub const PLAN: &[ProbeStage] = &[
         required: false,
         candidates: &[
             Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: RAW_MMAP_LOCK,
+                how: "raw mmap_lock start_locking to acquire_returned of the parent's mm inside the clone",
+            },
+            Candidate {
                 mechanism: Mechanism::Tracepoint,
                 attaches: MMAP_LOCK,
                 how: "mmap_lock start_locking to acquire_returned of the parent's mm inside the clone",
@@ -260,6 +280,11 @@ pub const PLAN: &[ProbeStage] = &[
         candidates: &[
             DUP_MMAP.0,
             DUP_MMAP.1,
+            Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: RAW_MMAP_LOCK,
+                how: "first write-lock of the parent's mm inside the clone to its release (raw mmap_lock tracepoints)",
+            },
             Candidate {
                 mechanism: Mechanism::Tracepoint,
                 attaches: MMAP_LOCK,
@@ -389,6 +414,14 @@ pub const PLAN: &[ProbeStage] = &[
         name: "page_faults",
         required: false,
         candidates: &[
+            Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: &[Attach::RawTracepoint {
+                    program: "raw_page_fault_user",
+                    name: "page_fault_user",
+                }],
+                how: "raw page_fault_user, counted per process in the kernel; CoW = write to a present page",
+            },
             Candidate {
                 mechanism: Mechanism::Tracepoint,
                 attaches: &[tp("page_fault_user", "exceptions", "page_fault_user")],

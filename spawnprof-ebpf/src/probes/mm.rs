@@ -1,7 +1,15 @@
 //! dup_mmap from tracepoints alone: inside a fork of a process with its own
 //! mm, the first write lock taken on the parent's mm is dup_mmap's, and its
 //! release ends the copy. Only threads inside a traced clone are looked at.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+//!
+//! These events fire on every mmap lock operation of the machine, so the
+//! raw-tracepoint variants are preferred: they skip building the classic
+//! record (which looks up the mm's memory cgroup) and reach the one map
+//! lookup that filters out everything but traced clones.
+use aya_ebpf::{
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
 use spawnprof_common::kind;
 
 use super::field;
@@ -16,21 +24,15 @@ const HELD: u64 = 2;
 const DONE: u64 = 3;
 
 #[inline(always)]
-fn is_write(ctx: &TracePointContext) -> bool {
-    field::<u8>(ctx, config(&CONFIG.tp.mmap_lock_write)).unwrap_or(0) != 0
-}
-
-#[tracepoint]
-pub fn mmap_lock_start_locking(ctx: TracePointContext) -> u32 {
+fn start_locking(mm: u64, write: bool) -> u32 {
     let ts = now();
     let (tid, tgid) = current();
     let Some(state) = CLONES.get_ptr_mut(tid) else {
         return 0;
     };
-    if !is_write(&ctx) || unsafe { (*state).lock_phase } != IDLE {
+    if !write || unsafe { (*state).lock_phase } != IDLE {
         return 0;
     }
-    let mm = field::<u64>(&ctx, config(&CONFIG.tp.mmap_lock_mm)).unwrap_or(0);
     unsafe {
         (*state).lock_mm = mm;
         (*state).lock_phase = WAITING;
@@ -39,35 +41,81 @@ pub fn mmap_lock_start_locking(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint]
-pub fn mmap_lock_acquire_returned(ctx: TracePointContext) -> u32 {
+#[inline(always)]
+fn acquire_returned(mm: u64, write: bool, success: bool) -> u32 {
     let ts = now();
     let (tid, tgid) = current();
     let Some(state) = CLONES.get_ptr_mut(tid) else {
         return 0;
     };
-    let mm = field::<u64>(&ctx, config(&CONFIG.tp.mmap_lock_mm)).unwrap_or(0);
-    if unsafe { (*state).lock_phase != WAITING || (*state).lock_mm != mm } || !is_write(&ctx) {
+    if unsafe { (*state).lock_phase != WAITING || (*state).lock_mm != mm } || !write {
         return 0;
     }
-    let success = field::<u8>(&ctx, config(&CONFIG.tp.mmap_lock_success)).unwrap_or(1);
-    unsafe { (*state).lock_phase = if success != 0 { HELD } else { DONE } };
+    unsafe { (*state).lock_phase = if success { HELD } else { DONE } };
     mark(ts, kind::MM_LOCK_ACQUIRED, tid, tgid, mm, success as u64, 0);
     0
 }
 
-#[tracepoint]
-pub fn mmap_lock_released(ctx: TracePointContext) -> u32 {
+#[inline(always)]
+fn released(mm: u64, write: bool) -> u32 {
     let ts = now();
     let (tid, tgid) = current();
     let Some(state) = CLONES.get_ptr_mut(tid) else {
         return 0;
     };
-    let mm = field::<u64>(&ctx, config(&CONFIG.tp.mmap_lock_mm)).unwrap_or(0);
-    if unsafe { (*state).lock_phase != HELD || (*state).lock_mm != mm } || !is_write(&ctx) {
+    if unsafe { (*state).lock_phase != HELD || (*state).lock_mm != mm } || !write {
         return 0;
     }
     unsafe { (*state).lock_phase = DONE };
     mark(ts, kind::MM_LOCK_RELEASED, tid, tgid, mm, 0, 0);
     0
+}
+
+// Raw tracepoints: TP_PROTO(struct mm_struct *mm, bool write[, bool success]).
+
+#[raw_tracepoint(tracepoint = "mmap_lock_start_locking")]
+pub fn raw_mmap_lock_start_locking(ctx: RawTracePointContext) -> u32 {
+    start_locking(ctx.arg(0), ctx.arg::<u64>(1) & 1 != 0)
+}
+
+#[raw_tracepoint(tracepoint = "mmap_lock_acquire_returned")]
+pub fn raw_mmap_lock_acquire_returned(ctx: RawTracePointContext) -> u32 {
+    acquire_returned(
+        ctx.arg(0),
+        ctx.arg::<u64>(1) & 1 != 0,
+        ctx.arg::<u64>(2) & 1 != 0,
+    )
+}
+
+#[raw_tracepoint(tracepoint = "mmap_lock_released")]
+pub fn raw_mmap_lock_released(ctx: RawTracePointContext) -> u32 {
+    released(ctx.arg(0), ctx.arg::<u64>(1) & 1 != 0)
+}
+
+// Classic tracepoints, where raw ones are unavailable.
+
+#[inline(always)]
+fn classic(ctx: &TracePointContext) -> (u64, bool) {
+    let mm = field::<u64>(ctx, config(&CONFIG.tp.mmap_lock_mm)).unwrap_or(0);
+    let write = field::<u8>(ctx, config(&CONFIG.tp.mmap_lock_write)).unwrap_or(0) != 0;
+    (mm, write)
+}
+
+#[tracepoint]
+pub fn mmap_lock_start_locking(ctx: TracePointContext) -> u32 {
+    let (mm, write) = classic(&ctx);
+    start_locking(mm, write)
+}
+
+#[tracepoint]
+pub fn mmap_lock_acquire_returned(ctx: TracePointContext) -> u32 {
+    let (mm, write) = classic(&ctx);
+    let success = field::<u8>(&ctx, config(&CONFIG.tp.mmap_lock_success)).unwrap_or(1) != 0;
+    acquire_returned(mm, write, success)
+}
+
+#[tracepoint]
+pub fn mmap_lock_released(ctx: TracePointContext) -> u32 {
+    let (mm, write) = classic(&ctx);
+    released(mm, write)
 }
