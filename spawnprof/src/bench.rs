@@ -477,6 +477,9 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
     let path = opts.out_dir.join(BENCH_FILE);
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
+    if let Err(e) = crate::report::bench_charts::write(&opts.out_dir, &report) {
+        eprintln!("spawnprof: bench.json is saved, but drawing its charts failed: {e:#}");
+    }
     hand_to_invoking_user(&opts.out_dir)?;
     Ok(report)
 }

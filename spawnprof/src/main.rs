@@ -138,6 +138,21 @@ fn run_record(args: RecordArgs) -> Result<i32> {
 }
 
 fn run_report(dir: &std::path::Path) -> Result<()> {
+    let bench_file = dir.join(bench::BENCH_FILE);
+    if bench_file.exists() {
+        // A bench directory: redraw its charts from bench.json.
+        let text = std::fs::read_to_string(&bench_file)?;
+        let report: bench::BenchReport = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is corrupt or from another version",
+                bench_file.display()
+            )
+        })?;
+        spawnprof::report::bench_charts::write(dir, &report)?;
+        print!("{}", bench::render(&report));
+        eprintln!("charts and bench.html written to {}", dir.display());
+        return Ok(());
+    }
     // Stream the records: a recording can hold millions of spawns, and the
     // table shows only the first ones.
     let summary = export::read_summary(dir)?;

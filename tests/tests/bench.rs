@@ -132,4 +132,21 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
     );
     assert!(bench["node"]["glibc_version"].is_string());
     assert!(stdout.contains("probe overhead"), "{stdout}");
+    for chart in [
+        "bench-rss.svg",
+        "bench-env.svg",
+        "bench-path.svg",
+        "bench-tokio.svg",
+        "bench-fork-chain.svg",
+        "bench-stages.svg",
+    ] {
+        let svg =
+            std::fs::read_to_string(dir.join(chart)).unwrap_or_else(|e| panic!("{chart}: {e}"));
+        assert!(svg.contains("<svg") && svg.contains("</svg>"), "{chart}");
+    }
+    let html = std::fs::read_to_string(dir.join("bench.html")).unwrap();
+    assert!(
+        html.contains("Spawn time vs resident memory") && !html.contains("src=\"http") && !html.contains("<link"),
+        "self-contained"
+    );
 }

@@ -2,6 +2,7 @@
 //! [`SpawnRecord`]s (and the [`Summary`]), never from the kernel, so
 //! `spawnprof report DIR` can rebuild them from a saved recording.
 pub mod bench;
+pub mod bench_charts;
 pub mod charts;
 pub mod diff;
 pub mod export;

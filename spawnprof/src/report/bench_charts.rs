@@ -1,0 +1,245 @@
+//! Charts of a `spawnprof bench` run, like the seeds' figures: spawn time
+//! against RSS per method, against environment size, against PATH misses,
+//! the tokio modes, the fork chain along its length, and one stacked bar per
+//! configuration showing which stages make up the spawn call. Written as SVG
+//! files and gathered in a self-contained `bench.html`.
+use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
+
+use anyhow::{Context as _, Result};
+
+use super::charts::{self, Axis, Unit};
+use crate::bench::{BenchReport, ConfigResult};
+
+/// Mean latency of the spawn call, the figure the charts plot.
+fn mean_ns(c: &ConfigResult) -> f64 {
+    c.spawner.latency_ns.mean
+}
+
+fn in_experiment<'a>(
+    r: &'a BenchReport,
+    experiment: &'a str,
+) -> impl Iterator<Item = &'a ConfigResult> {
+    r.configs
+        .iter()
+        .filter(move |c| c.config.experiment == experiment)
+}
+
+/// `(file name, title, svg)` of every chart the report supports.
+pub fn charts(r: &BenchReport) -> Vec<(&'static str, &'static str, String)> {
+    let mut out = Vec::new();
+    let spawn_time = Axis::new("mean spawn call", Unit::Nanos).log();
+
+    // Spawn time vs RSS, one line per method.
+    let mut by_method: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for c in in_experiment(r, "method-rss") {
+        by_method
+            .entry(c.config.spawner.method.to_string())
+            .or_default()
+            .push((c.spawner.rss_requested as f64, mean_ns(c)));
+    }
+    if !by_method.is_empty() {
+        let series: Vec<(String, Vec<(f64, f64)>)> = by_method.into_iter().collect();
+        out.push((
+            "bench-rss.svg",
+            "Spawn time vs resident memory",
+            charts::line_chart_with(
+                "Spawn time vs resident memory, per method",
+                &Axis::new("RSS of the spawning process", Unit::Bytes),
+                &spawn_time,
+                &series,
+            ),
+        ));
+    }
+
+    // Spawn time vs extra environment variables.
+    let mut by_env: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for c in in_experiment(r, "env") {
+        by_env
+            .entry(c.config.spawner.method.to_string())
+            .or_default()
+            .push((c.config.spawner.env_count as f64, mean_ns(c)));
+    }
+    if !by_env.is_empty() {
+        let series: Vec<(String, Vec<(f64, f64)>)> = by_env.into_iter().collect();
+        out.push((
+            "bench-env.svg",
+            "Spawn time vs environment size",
+            charts::line_chart_with(
+                "Spawn time vs extra environment variables",
+                &Axis::new("extra variables", Unit::Plain),
+                &spawn_time,
+                &series,
+            ),
+        ));
+    }
+
+    // Spawn time vs PATH misses.
+    let path: Vec<(f64, f64)> = in_experiment(r, "path")
+        .map(|c| (c.config.spawner.path_misses as f64, mean_ns(c)))
+        .collect();
+    if !path.is_empty() {
+        out.push((
+            "bench-path.svg",
+            "Spawn time vs PATH misses",
+            charts::line_chart_with(
+                "Spawn time vs nonexistent PATH entries before the real one",
+                &Axis::new("PATH misses", Unit::Plain),
+                &spawn_time,
+                &[("posix-spawn by name", path)],
+            ),
+        ));
+    }
+
+    // Tokio modes and the fork chain, as bars.
+    let tokio: Vec<&ConfigResult> = in_experiment(r, "tokio").collect();
+    if !tokio.is_empty() {
+        let names: Vec<String> = tokio
+            .iter()
+            .map(|c| c.config.spawner.method.to_string())
+            .collect();
+        let values: Vec<Vec<f64>> = tokio.iter().map(|c| vec![mean_ns(c)]).collect();
+        out.push((
+            "bench-tokio.svg",
+            "tokio modes",
+            charts::stacked_bars(
+                "Mean spawn time per tokio mode",
+                &names,
+                &["spawn call"],
+                &values,
+            ),
+        ));
+    }
+    if let Some(chain) = in_experiment(r, "fork-chain").next()
+        && let Some(w) = &chain.spawner.window_means_ns
+    {
+        let points: Vec<(f64, f64)> = w
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| ((i + 1) as f64, v as f64))
+            .collect();
+        out.push((
+            "bench-fork-chain.svg",
+            "Fork chain",
+            charts::line_chart_with(
+                "Fork time along a chain of forks whose parents exit (anon_vma case)",
+                &Axis::new("tenth of the chain", Unit::Plain),
+                &Axis::new("mean fork call", Unit::Nanos),
+                &[("fork-chain", points)],
+            ),
+        ));
+    }
+
+    // Which stages make up the spawn call: every method at the largest RSS
+    // of the sweep, and fork with and without huge pages (all 49
+    // configurations in one chart would be unreadable; bench.json has them).
+    let max_rss = in_experiment(r, "method-rss")
+        .map(|c| c.spawner.rss_requested)
+        .max();
+    let picked: Vec<&ConfigResult> = r
+        .configs
+        .iter()
+        .filter(|c| {
+            (c.config.experiment == "method-rss" && Some(c.spawner.rss_requested) == max_rss)
+                || c.config.experiment == "thp"
+        })
+        .collect();
+    let mut stage_names: Vec<String> = Vec::new();
+    for c in &picked {
+        for s in &c.breakdown {
+            if !stage_names.contains(&s.stage) {
+                stage_names.push(s.stage.clone());
+            }
+        }
+    }
+    if !stage_names.is_empty() {
+        // Short labels: ten bars share a 500-pixel axis.
+        let categories: Vec<String> = picked
+            .iter()
+            .map(|c| {
+                let m = match c.config.spawner.method.to_string().as_str() {
+                    "fork-exec" => "fork".to_string(),
+                    "vfork-exec" => "vfork".into(),
+                    "posix-spawn" => "spawn".into(),
+                    "clone3-vfork" => "clone3".into(),
+                    other => other.into(),
+                };
+                if c.config.experiment == "thp" {
+                    format!("{m} {}", c.config.spawner.huge_pages)
+                } else {
+                    m
+                }
+            })
+            .collect();
+        let values: Vec<Vec<f64>> = picked
+            .iter()
+            .map(|c| {
+                stage_names
+                    .iter()
+                    .map(|n| {
+                        c.breakdown
+                            .iter()
+                            .find(|s| &s.stage == n)
+                            .map_or(0.0, |s| s.mean_ns as f64)
+                    })
+                    .collect()
+            })
+            .collect();
+        out.push((
+            "bench-stages.svg",
+            "Where the spawn call goes",
+            charts::stacked_bars(
+                "Stages of the spawn call at the largest RSS, and fork with THP (mean)",
+                &categories,
+                &stage_names,
+                &values,
+            ),
+        ));
+    }
+    out
+}
+
+/// Writes every chart as an SVG and `bench.html` gathering them with the node facts.
+pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
+    let charts = charts(r);
+    let mut html = String::new();
+    let n = &r.node;
+    let _ = write!(
+        html,
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>spawnprof bench: {host}</title>\
+         <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}\
+         td,th{{padding:2px 8px;text-align:left}}svg{{max-width:100%;height:auto}}</style></head><body>\
+         <h1>spawnprof bench: {host}</h1><table>\
+         <tr><th>kernel</th><td>{kernel}</td></tr>\
+         <tr><th>glibc</th><td>{glibc} (Rust std {std})</td></tr>\
+         <tr><th>THP</th><td>{thp}</td></tr><tr><th>CPUs</th><td>{cpus}</td></tr></table>",
+        host = charts::escape(&n.hostname),
+        kernel = charts::escape(&n.kernel_release),
+        glibc = charts::escape(&n.glibc_version),
+        std = if n.std_posix_spawn_fast_path {
+            "uses posix_spawn"
+        } else {
+            "forks"
+        },
+        thp = charts::escape(n.thp_enabled.as_deref().unwrap_or("?")),
+        cpus = n.cpus_online,
+    );
+    for (file, title, svg) in &charts {
+        let path = dir.join(file);
+        fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
+        let _ = write!(html, "<h2>{}</h2>{svg}", charts::escape(title));
+    }
+    if let Some(o) = &r.overhead {
+        let _ = write!(
+            html,
+            "<p>Probe overhead ({} serial, {} spawns): {:.0}/s without, {:.0}/s with probes ({:.1}% of the rate).</p>",
+            charts::escape(&o.method),
+            o.count,
+            o.without_probes_spawns_per_sec,
+            o.with_probes_spawns_per_sec,
+            100.0 * o.cost
+        );
+    }
+    html.push_str("</body></html>\n");
+    let path = dir.join("bench.html");
+    fs::write(&path, html).with_context(|| format!("writing {}", path.display()))
+}
