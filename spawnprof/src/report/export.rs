@@ -9,7 +9,7 @@
 //! stream a million-spawn `spawns.jsonl` instead of loading it.
 use std::{
     fs::{self, File},
-    io::{BufRead as _, BufReader, BufWriter},
+    io::BufWriter,
     path::{Path, PathBuf},
 };
 
@@ -310,52 +310,7 @@ pub fn write_all(dir: &Path, summary: &Summary, records: &[SpawnRecord]) -> Resu
     b.finish(summary)
 }
 
-/// Reads `summary.json` of a recording.
-pub fn read_summary(dir: &Path) -> Result<Summary> {
-    let path = dir.join(SUMMARY_FILE);
-    let text = fs::read_to_string(&path).with_context(|| {
-        format!(
-            "{} is not a spawnprof recording (no {SUMMARY_FILE})",
-            dir.display()
-        )
-    })?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is corrupt or from another version", path.display()))
-}
-
-/// Calls `f` with each record of `spawns.jsonl` in order, one at a time,
-/// until `f` returns `false`. Returns how many records were read.
-pub fn for_each_record(dir: &Path, mut f: impl FnMut(&SpawnRecord) -> Result<bool>) -> Result<u64> {
-    let path = dir.join(SPAWNS_FILE);
-    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut line = String::new();
-    let (mut n, mut lineno) = (0, 0);
-    loop {
-        line.clear();
-        let len = reader
-            .read_line(&mut line)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if len == 0 {
-            break;
-        }
-        lineno += 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let r: SpawnRecord = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "{}:{lineno} is not a valid spawn record (truncated or corrupt recording)",
-                path.display()
-            )
-        })?;
-        n += 1;
-        if !f(&r)? {
-            break;
-        }
-    }
-    Ok(n)
-}
+pub use super::files::{for_each_record, read_summary};
 
 /// Threads for parsing: every core.
 fn workers() -> usize {

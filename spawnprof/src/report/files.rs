@@ -100,9 +100,8 @@ pub fn write_summary(dir: &Path, summary: &Summary) -> Result<()> {
     fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))
 }
 
-/// Reads a recording back (`spawnprof report`, tests). A corrupt line is an
-/// error naming the file and line.
-pub fn load_recording(dir: &Path) -> Result<(Summary, Vec<SpawnRecord>)> {
+/// Reads `summary.json` of a recording.
+pub fn read_summary(dir: &Path) -> Result<Summary> {
     let summary_path = dir.join(SUMMARY_FILE);
     let text = fs::read_to_string(&summary_path).with_context(|| {
         format!(
@@ -110,11 +109,32 @@ pub fn load_recording(dir: &Path) -> Result<(Summary, Vec<SpawnRecord>)> {
             dir.display()
         )
     })?;
-    let summary = parse_summary(&text, &summary_path)?;
+    parse_summary(&text, &summary_path)
+}
+
+/// Calls `f` with each record of `spawns.jsonl` in order, one at a time
+/// (a recording may hold millions), until `f` returns `false`. Returns how
+/// many records were read.
+pub fn for_each_record(dir: &Path, f: impl FnMut(&SpawnRecord) -> Result<bool>) -> Result<u64> {
     let spawns_path = dir.join(SPAWNS_FILE);
     let file =
         File::open(&spawns_path).with_context(|| format!("opening {}", spawns_path.display()))?;
-    let records = parse_spawns(BufReader::new(file).lines(), &spawns_path)?;
+    each_spawn(
+        BufReader::with_capacity(1 << 20, file).lines(),
+        &spawns_path,
+        f,
+    )
+}
+
+/// Reads a whole recording back (tests, small recordings). A corrupt line
+/// is an error naming the file and line.
+pub fn load_recording(dir: &Path) -> Result<(Summary, Vec<SpawnRecord>)> {
+    let summary = read_summary(dir)?;
+    let mut records = Vec::new();
+    for_each_record(dir, |r| {
+        records.push(r.clone());
+        Ok(true)
+    })?;
     Ok((summary, records))
 }
 
@@ -142,19 +162,36 @@ fn parse_spawns(
     spawns_path: &Path,
 ) -> Result<Vec<SpawnRecord>> {
     let mut records = Vec::new();
+    each_spawn(lines, spawns_path, |r| {
+        records.push(r.clone());
+        Ok(true)
+    })?;
+    Ok(records)
+}
+
+/// Parses lines into records and hands each to `f` until it returns false.
+fn each_spawn(
+    lines: impl Iterator<Item = std::io::Result<String>>,
+    spawns_path: &Path,
+    mut f: impl FnMut(&SpawnRecord) -> Result<bool>,
+) -> Result<u64> {
+    let mut n = 0;
     for (i, line) in lines.enumerate() {
         let line = line.with_context(|| format!("reading {}", spawns_path.display()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let r = serde_json::from_str(&line).with_context(|| {
+        let r: SpawnRecord = serde_json::from_str(&line).with_context(|| {
             format!(
                 "{}:{} is not a valid spawn record (truncated or corrupt recording)",
                 spawns_path.display(),
                 i + 1
             )
         })?;
-        records.push(r);
+        n += 1;
+        if !f(&r)? {
+            break;
+        }
     }
-    Ok(records)
+    Ok(n)
 }
