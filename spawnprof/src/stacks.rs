@@ -42,14 +42,36 @@ struct Mapping {
 #[derive(Default)]
 pub struct MapsCache {
     by_tgid: HashMap<u32, Vec<Mapping>>,
+    /// Start of the current one-second budget window, and snapshots taken in it.
+    window: Option<std::time::Instant>,
+    taken: u32,
 }
 
+/// Snapshots per second at most. Reading /proc/PID/maps costs tens of µs
+/// and takes the process's mmap lock; under a spawn storm a snapshot per
+/// exec cost the workload a sixth of its rate. Processes past the budget
+/// keep their kernel frames; their user frames read `[unknown]`.
+const SNAPSHOTS_PER_SECOND: u32 = 50;
+
 impl MapsCache {
-    /// Snapshots the executable file mappings of `tgid` once.
+    /// Snapshots the executable file mappings of `tgid` once, within the budget.
     pub fn observe(&mut self, tgid: u32) {
         if self.by_tgid.contains_key(&tgid) {
             return;
         }
+        let now = std::time::Instant::now();
+        match self.window {
+            Some(start) if now.duration_since(start).as_secs() < 1 => {
+                if self.taken >= SNAPSHOTS_PER_SECOND {
+                    return;
+                }
+            }
+            _ => {
+                self.window = Some(now);
+                self.taken = 0;
+            }
+        }
+        self.taken += 1;
         let Ok(text) = fs::read_to_string(format!("/proc/{tgid}/maps")) else {
             return;
         };
