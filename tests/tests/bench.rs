@@ -146,7 +146,9 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
     }
     let html = std::fs::read_to_string(dir.join("bench.html")).unwrap();
     assert!(
-        html.contains("Spawn time vs resident memory") && !html.contains("src=\"http") && !html.contains("<link"),
+        html.contains("Spawn time vs resident memory")
+            && !html.contains("src=\"http")
+            && !html.contains("<link"),
         "self-contained"
     );
 }
