@@ -86,14 +86,6 @@ impl Reorder {
     pub fn drain(&mut self) -> impl Iterator<Item = Event> + '_ {
         std::iter::from_fn(move || self.heap.pop().map(|std::cmp::Reverse((_, _, e))| e.0))
     }
-
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
-    }
 }
 
 /// Counters about the correlation itself, for the summary. Fields added
@@ -157,7 +149,8 @@ pub struct Correlator {
     pub stats: CorrelationStats,
 }
 
-fn kind_name(k: u16) -> &'static str {
+/// The name of a mark kind, as summaries and debug output print it.
+pub fn mark_kind_name(k: u16) -> &'static str {
     match k {
         kind::CLONE_ENTER => "clone_enter",
         kind::COPY_PROCESS_ENTER => "copy_process_enter",
@@ -184,10 +177,6 @@ fn kind_name(k: u16) -> &'static str {
         kind::EXEC_ENV => "exec_env",
         _ => "unknown",
     }
-}
-
-pub fn mark_kind_name(k: u16) -> &'static str {
-    kind_name(k)
 }
 
 fn syscall_name(id: u64) -> &'static str {
@@ -249,7 +238,7 @@ impl Correlator {
         *self
             .stats
             .marks_by_kind
-            .entry(kind_name(m.kind).to_string())
+            .entry(mark_kind_name(m.kind).to_string())
             .or_default() += 1;
         let ts = m.ts_ns;
         match m.kind {

@@ -450,11 +450,6 @@ pub struct PlanRow {
     pub rejected: Vec<Rejection>,
 }
 
-/// The mechanism a resolved plan chose for `stage`.
-pub fn mechanism_of(plan: &[PlanRow], stage: &str) -> Option<Mechanism> {
-    plan.iter().find(|r| r.stage == stage).map(|r| r.mechanism)
-}
-
 /// Renders a plan as a table for the terminal.
 pub fn render(plan: &[PlanRow]) -> String {
     use std::fmt::Write as _;

@@ -41,11 +41,6 @@ impl Tracefs {
         })
     }
 
-    /// A tracefs rooted somewhere else (tests).
-    pub fn at(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }
