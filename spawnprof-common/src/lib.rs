@@ -190,6 +190,10 @@ pub mod traced {
     /// Only its life is recorded (first run, exec, exit), not its own spawns:
     /// children of a `record -p` target without `--follow`.
     pub const LIFE_ONLY: u32 = 2;
+    /// Its memory is shared copy-on-write with a fork: it is a forked child
+    /// that has not exec'd yet, or it has forked since its own exec. Only
+    /// then are its copy-on-write faults counted.
+    pub const COW_WINDOW: u32 = 4;
 }
 
 /// Value of the kernel-side set of traced processes, keyed by tgid. The fault
@@ -199,11 +203,33 @@ pub mod traced {
 pub struct TracedProc {
     pub flags: u32,
     pub _pad: u32,
-    /// User page faults of the process.
+    /// User page faults of the process, counted by the fault probe only when
+    /// the kernel's task counters cannot be read (no BTF).
     pub faults: u64,
-    /// Of which write faults on present pages: copy-on-write breaks.
+    /// Write faults on present pages (copy-on-write breaks) while the process
+    /// is in a [`traced::COW_WINDOW`].
     pub cow_faults: u64,
 }
+
+/// Counters that gate the probes firing on every event of the machine. The
+/// kernel side keeps them in its .bss (global `GATES`); userspace reads them
+/// back for `--probe-cost`. Each counts the traced situations a probe can
+/// matter to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gates {
+    /// Traced clones without CLONE_VM between syscall entry and return:
+    /// only they run dup_mmap, whose write lock the mmap_lock probes follow.
+    pub forks_in_flight: u64,
+    /// Traced processes in a copy-on-write window ([`traced::COW_WINDOW`]):
+    /// the page-fault probe counts only theirs.
+    pub cow_windows: u64,
+    /// Children forked and not yet run: the context-switch probe looks for them.
+    pub awaiting_first_run: u64,
+}
+
+/// Name of the kernel side's .bss map, which holds [`Gates`].
+pub const MAP_GATES: &str = ".bss";
 
 /// Per-thread state kept while a traced thread is inside a clone syscall.
 #[repr(C)]
@@ -214,7 +240,10 @@ pub struct CloneState {
     /// The mm whose write lock brackets dup_mmap (0 until seen).
     pub lock_mm: u64,
     /// 0: no lock seen, 1: waiting, 2: held, 3: released (dup_mmap done).
-    pub lock_phase: u64,
+    pub lock_phase: u32,
+    /// 1 when this clone was counted in the kernel's forks-in-flight
+    /// counter (a traced clone without CLONE_VM), which arms the mmap lock probes.
+    pub armed: u32,
     pub cpr_enter_ns: u64,
     pub cpr_total_ns: u64,
     pub avf_enter_ns: u64,
@@ -306,6 +335,26 @@ pub struct KernelOffsets {
     pub binprm_envc: u32,
     /// `linux_binprm.filename`
     pub binprm_filename: u32,
+    /// `task_struct.min_flt` and `maj_flt`: the kernel's own per-thread
+    /// fault counters, read at exec and exit instead of probing every fault.
+    pub task_min_flt: u32,
+    pub task_maj_flt: u32,
+    /// `task_struct.signal`, and `signal_struct.min_flt`/`maj_flt`: the
+    /// faults of the process's threads that already exited.
+    pub task_signal: u32,
+    pub signal_min_flt: u32,
+    pub signal_maj_flt: u32,
+}
+
+impl KernelOffsets {
+    /// Whether fault totals can come from the kernel's task counters.
+    pub const fn has_fault_counters(&self) -> bool {
+        self.task_min_flt != 0
+            && self.task_maj_flt != 0
+            && self.task_signal != 0
+            && self.signal_min_flt != 0
+            && self.signal_maj_flt != 0
+    }
 }
 
 /// The loader's settings for the probes, set as the global `CONFIG`.
@@ -318,6 +367,12 @@ pub struct ProbeConfig {
     pub follow: u32,
     /// What to capture beyond counts: [`capture::ARGS`], [`capture::ENV`].
     pub capture: u32,
+    /// 1: the fault probe counts every fault of traced processes, because
+    /// the kernel's task counters cannot be read (see
+    /// [`KernelOffsets::has_fault_counters`]); 0: it counts only
+    /// copy-on-write faults, inside copy-on-write windows.
+    pub count_every_fault: u32,
+    pub _pad: u32,
     pub tp: TracepointOffsets,
     pub kernel: KernelOffsets,
 }
@@ -326,6 +381,8 @@ impl ProbeConfig {
     pub const DEFAULT: Self = Self {
         follow: 0,
         capture: 0,
+        count_every_fault: 1,
+        _pad: 0,
         tp: TracepointOffsets::MISSING,
         kernel: KernelOffsets {
             task_mm: 0,
@@ -339,6 +396,11 @@ impl ProbeConfig {
             binprm_argc: 0,
             binprm_envc: 0,
             binprm_filename: 0,
+            task_min_flt: 0,
+            task_maj_flt: 0,
+            task_signal: 0,
+            signal_min_flt: 0,
+            signal_maj_flt: 0,
         },
     };
 }
@@ -378,6 +440,7 @@ mod pod {
     unsafe impl aya::Pod for super::Mark {}
     unsafe impl aya::Pod for super::TracedProc {}
     unsafe impl aya::Pod for super::CloneState {}
+    unsafe impl aya::Pod for super::Gates {}
     unsafe impl aya::Pod for super::TracepointOffsets {}
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::ProbeConfig {}

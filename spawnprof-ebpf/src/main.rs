@@ -11,6 +11,9 @@
 //!   functions; the loader attaches whichever the kernel allows.
 #![no_std]
 #![no_main]
+// atomic_xadd: the BPF target lacks core's atomic types.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod emit;
 mod maps;

@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use spawnprof_common::{CloneState, ProbeConfig, TracedProc, kind};
+use spawnprof_common::{CloneState, Gates, ProbeConfig, TracedProc, kind};
 
 /// Marks to userspace. The loader resizes it (`--ring-buffer`).
 #[map]
@@ -36,4 +36,67 @@ pub static CONFIG: ProbeConfig = ProbeConfig::DEFAULT;
 #[inline(always)]
 pub fn config<T: Copy>(field: &T) -> T {
     unsafe { core::ptr::read_volatile(field) }
+}
+
+/// Gates for the probes that fire on every event of the machine (each mmap
+/// lock operation, page fault and context switch): see
+/// [`spawnprof_common::Gates`]. While a gate is zero its probes return after
+/// one load, without a map lookup or a clock read. Updated with atomic adds.
+/// See [`Gates`]; the only zero-initialised global, so .bss is exactly it
+/// and userspace can read it back.
+#[unsafe(no_mangle)]
+pub static mut GATES: Gates = Gates {
+    forks_in_flight: 0,
+    cow_windows: 0,
+    awaiting_first_run: 0,
+};
+
+/// One of the [`GATES`] counters.
+#[derive(Clone, Copy)]
+pub enum Gate {
+    ForksInFlight,
+    CowWindows,
+    AwaitingFirstRun,
+}
+
+#[inline(always)]
+fn counter(gate: Gate) -> *mut u64 {
+    // SAFETY: only raw pointers are made; every access goes through a
+    // volatile load or an atomic add.
+    unsafe {
+        match gate {
+            Gate::ForksInFlight => &raw mut GATES.forks_in_flight,
+            Gate::CowWindows => &raw mut GATES.cow_windows,
+            Gate::AwaitingFirstRun => &raw mut GATES.awaiting_first_run,
+        }
+    }
+}
+
+/// Whether a gate is open (its counter non-zero). Any non-zero value opens
+/// it: a counter that drifted (say, a decrement for a clone seen only
+/// half) costs time, never data.
+#[inline(always)]
+pub fn armed(gate: Gate) -> bool {
+    unsafe { core::ptr::read_volatile(counter(gate)) != 0 }
+}
+
+#[inline(always)]
+pub fn arm(gate: Gate) {
+    add(counter(gate), 1);
+}
+
+#[inline(always)]
+pub fn disarm(gate: Gate) {
+    add(counter(gate), u64::MAX); // wrapping -1
+}
+
+/// Atomic add whose result is unused: the original BPF_XADD instruction,
+/// which every kernel with BPF supports.
+#[inline(always)]
+fn add(gate: *mut u64, v: u64) {
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            gate, v,
+        );
+    }
 }

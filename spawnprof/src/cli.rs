@@ -86,6 +86,11 @@ pub struct RecordArgs {
     /// On-CPU stack sampling frequency per CPU for stacks.svg (0: off).
     #[arg(long, default_value_t = 999, value_name = "HZ")]
     pub sample_hz: u64,
+    /// Measure spawnprof's own cost: each probe's in-kernel run time (the
+    /// kernel's BPF statistics) and the reader's CPU time, per spawn. Adds a
+    /// little cost itself (two clock reads per probe run).
+    #[arg(long)]
+    pub probe_cost: bool,
     /// Rows of the per-process table to print.
     #[arg(long, default_value_t = 40, value_name = "N")]
     pub rows: usize,

@@ -500,7 +500,7 @@ impl Correlator {
                     r.env_count = known(envc);
                     r.argc = known(argc);
                     let (faults, cow) = unpack_faults(m.c);
-                    r.faults.pre_exec = Some(faults);
+                    r.faults.pre_exec = known(faults);
                     r.faults.pre_exec_cow = Some(cow);
                     if let Some(a) = b.open_attempt.and_then(|i| r.exec_attempts.get_mut(i)) {
                         r.ts.exec_enter = Some(a.enter);
@@ -541,7 +541,7 @@ impl Correlator {
         b.exited = true;
         let r = &mut b.rec;
         r.ts.exit = Some(m.ts_ns);
-        r.faults.total = Some(faults);
+        r.faults.total = (faults != UNKNOWN_U32).then_some(faults);
         r.faults.cow_total = Some(cow);
         if m.a != UNKNOWN {
             let code = m.a as i32;

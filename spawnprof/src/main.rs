@@ -107,6 +107,7 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         session,
         force: args.force,
         sample_hz: args.sample_hz,
+        probe_cost: args.probe_cost,
         ..RecordOptions::new(target, out_dir.clone())
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -133,6 +134,10 @@ fn run_record(args: RecordArgs) -> Result<i32> {
             ""
         }
     );
+    if let Some(cost) = &s.probe_cost {
+        eprintln!();
+        eprint!("{}", table::probe_cost(cost));
+    }
     eprintln!("recording written to {}", out_dir.display());
     Ok(s.exit_code.unwrap_or(if s.interrupted { 130 } else { 0 }))
 }

@@ -27,12 +27,12 @@ use crate::{
     node::NodeFacts,
     plan::Mechanism,
     report::{
-        Summary,
+        GatesAtEnd, ProbeCost, ProgramCost, Summary,
         files::{SpawnWriter, hand_to_invoking_user, prepare_out_dir, write_summary},
     },
     session::{Session, SessionOptions},
     stacks::{self, KernelSymbols, MapsCache},
-    workload::mono_ns,
+    workload::{mono_ns, rusage_self},
 };
 
 /// Spawn records kept in memory for the terminal table. The rest go only to
@@ -68,6 +68,10 @@ pub struct RecordOptions {
     pub announce: bool,
     /// On-CPU stack sampling frequency (0: off).
     pub sample_hz: u64,
+    /// Measure spawnprof's own cost (BPF run-time statistics and the
+    /// reader's CPU time). Off by default: the kernel's statistics add two
+    /// clock reads to every probe run.
+    pub probe_cost: bool,
 }
 
 impl RecordOptions {
@@ -83,6 +87,7 @@ impl RecordOptions {
             command_stdout: None,
             announce: true,
             sample_hz: 999,
+            probe_cost: false,
         }
     }
 }
@@ -124,6 +129,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         session_opts.follow = true;
     }
     let mut session = Session::start(&host, &session_opts)?;
+    let cost_meter = opts.probe_cost.then(CostMeter::start).transpose()?;
     let stack_sampling = if opts.sample_hz == 0 {
         "off (--sample-hz 0)".to_string()
     } else {
@@ -261,6 +267,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         stacks::write(&opts.out_dir, &lines, opts.sample_hz)?;
     }
     let plan = session.plan.clone();
+    let probe_cost = cost_meter.map(|m| m.finish(&session, stats.counts().spawns));
     drop(ring);
     drop(session); // detaches every probe
     writer.finish()?;
@@ -286,6 +293,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         captured: captured(&session_opts),
         stack_sampling,
         stack_samples,
+        probe_cost,
     };
     write_summary(&opts.out_dir, &summary)?;
     // The recording itself is safe on disk by now; a failed picture must not lose it.
@@ -294,6 +302,53 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     }
     hand_to_invoking_user(&opts.out_dir)?;
     Ok(Recording { records, summary })
+}
+
+/// Measures what the recording costs: keeps the kernel's BPF run-time
+/// statistics on (they stop when the returned descriptor closes, unless the
+/// host enabled them itself) and notes our CPU time at the start.
+struct CostMeter {
+    _stats: OwnedFd,
+    cpu_ns_at_start: u64,
+}
+
+impl CostMeter {
+    fn start() -> Result<Self> {
+        let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| {
+            anyhow!("--probe-cost: the kernel refused BPF run-time statistics (BPF_ENABLE_STATS, Linux 5.8+): {e}")
+        })?;
+        Ok(Self {
+            _stats: stats,
+            cpu_ns_at_start: own_cpu_ns(),
+        })
+    }
+
+    fn finish(self, session: &Session, spawns: u64) -> ProbeCost {
+        let mut programs: Vec<ProgramCost> = session
+            .program_stats()
+            .into_iter()
+            .map(|(name, run_ns, runs)| ProgramCost { name, runs, run_ns })
+            .collect();
+        programs.sort_by_key(|p| std::cmp::Reverse(p.run_ns));
+        ProbeCost {
+            bpf_ns: programs.iter().map(|p| p.run_ns).sum(),
+            bpf_runs: programs.iter().map(|p| p.runs).sum(),
+            programs,
+            reader_cpu_ns: own_cpu_ns().saturating_sub(self.cpu_ns_at_start),
+            spawns,
+            gates_at_end: session.gates().ok().map(|g| GatesAtEnd {
+                forks_in_flight: g.forks_in_flight,
+                cow_windows: g.cow_windows,
+                awaiting_first_run: g.awaiting_first_run,
+            }),
+        }
+    }
+}
+
+/// User + system CPU time of this process so far, ns.
+fn own_cpu_ns() -> u64 {
+    let (user, system) = rusage_self();
+    user + system
 }
 
 impl RecordOptions {

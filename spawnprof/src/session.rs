@@ -15,8 +15,9 @@ use aya::{
     },
 };
 use spawnprof_common::{
-    GLOBAL_CONFIG, KernelOffsets, MAP_LOST, MAP_MARKS, MAP_STACK_COUNTS, MAP_STACKS, MAP_TRACED,
-    ProbeConfig, StackKey, TracedProc, TracepointOffsets, capture, kind, traced,
+    GLOBAL_CONFIG, Gates, KernelOffsets, MAP_GATES, MAP_LOST, MAP_MARKS, MAP_STACK_COUNTS,
+    MAP_STACKS, MAP_TRACED, ProbeConfig, StackKey, TracedProc, TracepointOffsets, capture, kind,
+    traced,
 };
 
 use crate::{
@@ -257,6 +258,16 @@ impl Session {
         Ok(out)
     }
 
+    /// The probes' gate counters now (see [`spawnprof_common::Gates`]).
+    pub fn gates(&self) -> Result<Gates> {
+        let map = self
+            .ebpf
+            .map(MAP_GATES)
+            .context("the probes' gate counters (.bss) are missing")?;
+        let gates: aya::maps::Array<_, Gates> = aya::maps::Array::try_from(map)?;
+        Ok(gates.get(&0, 0)?)
+    }
+
     /// Per-program run time and run count (non-zero only while BPF stats are enabled).
     pub fn program_stats(&self) -> Vec<(String, u64, u64)> {
         self.ebpf
@@ -467,12 +478,15 @@ fn unload(ebpf: &mut Ebpf, name: &str) {
 /// The globals the probes read: tracepoint field offsets from tracefs,
 /// kernel struct offsets from BTF.
 fn probe_config(host: &Host, opts: &SessionOptions) -> Result<ProbeConfig> {
+    let kernel = kernel_offsets(host);
     Ok(ProbeConfig {
         follow: opts.follow as u32,
         capture: (opts.capture_args as u32 * capture::ARGS)
             | (opts.capture_env as u32 * capture::ENV),
+        count_every_fault: !kernel.has_fault_counters() as u32,
+        _pad: 0,
         tp: tracepoint_offsets(&host.tracefs)?,
-        kernel: kernel_offsets(host),
+        kernel,
     })
 }
 
@@ -603,5 +617,10 @@ fn kernel_offsets(host: &Host) -> KernelOffsets {
         binprm_argc: get("linux_binprm", "argc"),
         binprm_envc: get("linux_binprm", "envc"),
         binprm_filename: get("linux_binprm", "filename"),
+        task_min_flt: get("task_struct", "min_flt"),
+        task_maj_flt: get("task_struct", "maj_flt"),
+        task_signal: get("task_struct", "signal"),
+        signal_min_flt: get("signal_struct", "min_flt"),
+        signal_maj_flt: get("signal_struct", "maj_flt"),
     }
 }

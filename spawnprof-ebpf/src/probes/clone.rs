@@ -6,7 +6,7 @@ use spawnprof_common::{CloneState, clone_flags as cf, kind, syscall};
 use super::field;
 use crate::{
     emit::{current, mark, now, traced, traces_spawns},
-    maps::{CLONES, CONFIG, config},
+    maps::{CLONES, CONFIG, Gate, arm, config, disarm},
 };
 
 #[inline(always)]
@@ -16,11 +16,18 @@ fn enter(flags: u64, which: u64) -> u32 {
     if !traces_spawns(tgid) {
         return 0;
     }
+    // Only a clone that copies the mm runs dup_mmap: it alone arms the
+    // mmap lock probes.
+    let copies_mm = flags & cf::CLONE_VM == 0;
     let state = CloneState {
         clone_flags: flags,
+        armed: copies_mm as u32,
         ..CloneState::default()
     };
     if CLONES.insert(tid, state, 0).is_ok() {
+        if copies_mm {
+            arm(Gate::ForksInFlight);
+        }
         mark(ts, kind::CLONE_ENTER, tid, tgid, flags, which, 0);
     }
     0
@@ -72,8 +79,10 @@ fn exit(ctx: &TracePointContext) -> u32 {
         }
         return 0;
     }
-    if unsafe { CLONES.get(tid) }.is_some() {
-        let _ = CLONES.remove(tid);
+    if let Some(armed) = unsafe { CLONES.get(tid) }.map(|s| s.armed) {
+        if CLONES.remove(tid).is_ok() && armed != 0 {
+            disarm(Gate::ForksInFlight);
+        }
         mark(ts, kind::CLONE_EXIT, tid, tgid, ret as u64, 0, 0);
     }
     0

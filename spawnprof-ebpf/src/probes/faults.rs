@@ -1,15 +1,24 @@
-//! User page faults, counted per traced process in the kernel (they are far
-//! too frequent to stream). The counters ride along on the fork, exec and
-//! exit marks.
+//! Copy-on-write faults, counted per traced process in the kernel (faults are
+//! far too frequent to stream). The counters ride along on the fork, exec
+//! and exit marks.
+//!
+//! The probe fires on every user fault of the machine, so it does as little
+//! as it can: the fault totals come from the kernel's own task counters (read
+//! at exec and exit), and copy-on-write faults are only counted while a
+//! traced process shares memory with a fork (`COW_WINDOWS`); otherwise the
+//! probe returns after one load. Without the task counters' offsets (no
+//! BTF) it falls back to counting every fault of traced processes.
 use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
 
+use spawnprof_common::traced as tflags;
+
 use super::field;
 use crate::{
     emit::{current, traced},
-    maps::{CONFIG, config},
+    maps::{CONFIG, Gate, armed, config},
 };
 
 /// x86 page-fault error code bits: the page was present / the access was a write.
@@ -30,16 +39,24 @@ pub fn raw_page_fault_user(ctx: RawTracePointContext) -> u32 {
 
 #[inline(always)]
 fn count(error_code: impl FnOnce() -> u64) -> u32 {
+    let every_fault = config(&CONFIG.count_every_fault) != 0;
+    if !every_fault && !armed(Gate::CowWindows) {
+        return 0;
+    }
     let (_, tgid) = current();
     let Some(proc_) = traced(tgid) else {
         return 0;
     };
     let code = error_code();
-    // Plain increments: the BPF target has no 64-bit fetch_add in Rust core,
-    // and a lost count between two threads of one process is tolerable.
+    // Plain increments: a count lost between two threads of one process
+    // is tolerable, and cheaper than an atomic on every fault.
     unsafe {
-        (*proc_).faults += 1;
-        if code & (PF_PROT | PF_WRITE) == PF_PROT | PF_WRITE {
+        if every_fault {
+            (*proc_).faults += 1;
+        }
+        if code & (PF_PROT | PF_WRITE) == PF_PROT | PF_WRITE
+            && (*proc_).flags & tflags::COW_WINDOW != 0
+        {
             (*proc_).cow_faults += 1;
         }
     }

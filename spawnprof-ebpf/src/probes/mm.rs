@@ -2,10 +2,11 @@
 //! mm, the first write lock taken on the parent's mm is dup_mmap's, and its
 //! release ends the copy. Only threads inside a traced clone are looked at.
 //!
-//! These events fire on every mmap lock operation of the machine, so the
-//! raw-tracepoint variants are preferred: they skip building the classic
-//! record (which looks up the mm's memory cgroup) and reach the one map
-//! lookup that filters out everything but traced clones.
+//! These events fire on every mmap lock operation of the machine. While no
+//! traced clone that copies an mm is in flight (`FORKS_IN_FLIGHT`), each
+//! returns after one load; the raw-tracepoint variants are preferred because
+//! they skip building the classic record (which looks up the mm's memory
+//! cgroup) that the kernel makes before any classic program can return.
 use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
@@ -15,16 +16,19 @@ use spawnprof_common::kind;
 use super::field;
 use crate::{
     emit::{current, mark, now},
-    maps::{CLONES, CONFIG, config},
+    maps::{CLONES, CONFIG, Gate, armed, config},
 };
 
-const IDLE: u64 = 0;
-const WAITING: u64 = 1;
-const HELD: u64 = 2;
-const DONE: u64 = 3;
+const IDLE: u32 = 0;
+const WAITING: u32 = 1;
+const HELD: u32 = 2;
+const DONE: u32 = 3;
 
 #[inline(always)]
 fn start_locking(mm: u64, write: bool) -> u32 {
+    if !armed(Gate::ForksInFlight) {
+        return 0;
+    }
     let ts = now();
     let (tid, tgid) = current();
     let Some(state) = CLONES.get_ptr_mut(tid) else {
@@ -43,6 +47,9 @@ fn start_locking(mm: u64, write: bool) -> u32 {
 
 #[inline(always)]
 fn acquire_returned(mm: u64, write: bool, success: bool) -> u32 {
+    if !armed(Gate::ForksInFlight) {
+        return 0;
+    }
     let ts = now();
     let (tid, tgid) = current();
     let Some(state) = CLONES.get_ptr_mut(tid) else {
@@ -58,6 +65,9 @@ fn acquire_returned(mm: u64, write: bool, success: bool) -> u32 {
 
 #[inline(always)]
 fn released(mm: u64, write: bool) -> u32 {
+    if !armed(Gate::ForksInFlight) {
+        return 0;
+    }
     let ts = now();
     let (tid, tgid) = current();
     let Some(state) = CLONES.get_ptr_mut(tid) else {

@@ -14,14 +14,71 @@ use spawnprof_common::{
 use super::field;
 use crate::{
     emit::{Text, current, mark, now, text_mark, traced, traces_spawns},
-    maps::{AWAIT_FIRST_RUN, CLONES, CONFIG, TRACED, config},
+    maps::{AWAIT_FIRST_RUN, CLONES, CONFIG, Gate, TRACED, arm, armed, config, disarm},
 };
 
+/// The current process's user page faults from the kernel's own counters:
+/// this thread's, plus those of its threads that already exited (exec and
+/// the last exit find the other threads gone and folded into `signal`).
 #[inline(always)]
-fn faults_of(tgid: u32) -> u64 {
-    match traced(tgid) {
-        Some(p) => unsafe { pack_faults((*p).faults, (*p).cow_faults) },
-        None => 0,
+fn process_faults() -> Option<u64> {
+    let k = &CONFIG.kernel;
+    let (t_min, t_maj, t_sig) = (
+        config(&k.task_min_flt),
+        config(&k.task_maj_flt),
+        config(&k.task_signal),
+    );
+    let (s_min, s_maj) = (config(&k.signal_min_flt), config(&k.signal_maj_flt));
+    if t_min == 0 || t_maj == 0 || t_sig == 0 || s_min == 0 || s_maj == 0 {
+        return None;
+    }
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        let read = |base: *const u8, off: u32| {
+            bpf_probe_read_kernel(base.add(off as usize) as *const u64).ok()
+        };
+        let sig = read(task, t_sig)? as *const u8;
+        Some(read(task, t_min)? + read(task, t_maj)? + read(sig, s_min)? + read(sig, s_maj)?)
+    }
+}
+
+/// (faults, CoW faults) of the current traced process, packed for a mark.
+/// `totals`: include the fault total (exec, exit); a fork only needs the
+/// parent's CoW count.
+#[inline(always)]
+fn faults_of(proc_: *mut TracedProc, totals: bool) -> u64 {
+    unsafe {
+        let faults = if !totals {
+            0
+        } else if config(&CONFIG.count_every_fault) != 0 {
+            (*proc_).faults
+        } else {
+            process_faults().unwrap_or(UNKNOWN_U32)
+        };
+        pack_faults(faults, (*proc_).cow_faults)
+    }
+}
+
+/// Opens the copy-on-write window of a traced process (it forked, or it is
+/// a forked child): from now on its CoW faults are counted.
+#[inline(always)]
+fn open_cow_window(proc_: *mut TracedProc) {
+    unsafe {
+        if (*proc_).flags & tflags::COW_WINDOW == 0 {
+            (*proc_).flags |= tflags::COW_WINDOW;
+            arm(Gate::CowWindows);
+        }
+    }
+}
+
+/// Closes it: the process exec'd (a fresh mm shares nothing) or exited.
+#[inline(always)]
+fn close_cow_window(proc_: *mut TracedProc) {
+    unsafe {
+        if (*proc_).flags & tflags::COW_WINDOW != 0 {
+            (*proc_).flags &= !tflags::COW_WINDOW;
+            disarm(Gate::CowWindows);
+        }
     }
 }
 
@@ -29,32 +86,49 @@ fn faults_of(tgid: u32) -> u64 {
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     let ts = now();
     let (tid, tgid) = current();
-    if !traces_spawns(tgid) {
+    let Some(parent) = traced(tgid) else {
+        return 0;
+    };
+    if unsafe { (*parent).flags } & tflags::SPAWNS == 0 {
         return 0;
     }
     let Some(child) = field::<i32>(&ctx, config(&CONFIG.tp.fork_child_pid)) else {
         return 0;
     };
     let child = child as u32;
-    let state: Option<CloneState> = unsafe { CLONES.get(tid) }.copied();
-    let is_thread = state.is_some_and(|s| s.clone_flags & cf::CLONE_THREAD != 0);
+    let state: Option<*const CloneState> = CLONES.get_ptr(tid);
+    // Unknown flags (the clone's entry was not seen) count as neither.
+    let flags = state.map(|s| unsafe { (*s).clone_flags });
+    let is_thread = flags.is_some_and(|f| f & cf::CLONE_THREAD != 0);
+    // Parent and child now share their memory copy-on-write.
+    let copies_mm = flags.is_some_and(|f| f & cf::CLONE_VM == 0);
     let child_tgid = if is_thread { tgid } else { child };
     if !is_thread {
-        let flags = if config(&CONFIG.follow) != 0 {
+        let mut flags = if config(&CONFIG.follow) != 0 {
             tflags::SPAWNS
         } else {
             tflags::LIFE_ONLY
         };
+        if copies_mm {
+            flags |= tflags::COW_WINDOW;
+        }
         let entry = TracedProc {
             flags,
             ..TracedProc::default()
         };
-        let _ = TRACED.insert(child, entry, 0);
+        if TRACED.insert(child, entry, 0).is_ok() && copies_mm {
+            arm(Gate::CowWindows);
+        }
     }
-    let _ = AWAIT_FIRST_RUN.insert(child, child_tgid, 0);
+    if copies_mm {
+        open_cow_window(parent);
+    }
+    if AWAIT_FIRST_RUN.insert(child, child_tgid, 0).is_ok() {
+        arm(Gate::AwaitingFirstRun);
+    }
     // Only the fentry/kprobe tiers fill these; the loader's plan tells
     // userspace whether an absent mark means "0 calls" or "not measured".
-    if let Some(s) = state
+    if let Some(s) = state.map(|s| unsafe { *s })
         && s.cpr_calls + s.avf_calls > 0
     {
         mark(
@@ -73,7 +147,7 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
         tid,
         tgid,
         child as u64,
-        faults_of(tgid),
+        faults_of(parent, false),
         0,
     );
     0
@@ -96,6 +170,9 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sched_wakeup_new(ctx: TracePointContext) -> u32 {
+    if !armed(Gate::AwaitingFirstRun) {
+        return 0;
+    }
     let ts = now();
     let Some(child) = field::<i32>(&ctx, config(&CONFIG.tp.wakeup_new_pid)) else {
         return 0;
@@ -111,6 +188,9 @@ pub fn sched_wakeup_new(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sched_switch(ctx: TracePointContext) -> u32 {
+    if !armed(Gate::AwaitingFirstRun) {
+        return 0;
+    }
     match field::<i32>(&ctx, config(&CONFIG.tp.switch_next_pid)) {
         Some(next) => first_run(next as u32),
         None => 0,
@@ -124,6 +204,9 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
 /// TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
 #[raw_tracepoint(tracepoint = "sched_switch")]
 pub fn raw_sched_switch(ctx: RawTracePointContext) -> u32 {
+    if !armed(Gate::AwaitingFirstRun) {
+        return 0;
+    }
     let next = ctx.arg::<u64>(2) as *const u8;
     let off = config(&CONFIG.kernel.task_pid);
     if off == 0 {
@@ -135,14 +218,17 @@ pub fn raw_sched_switch(ctx: RawTracePointContext) -> u32 {
     }
 }
 
-/// Runs on every context switch of the machine: one hash lookup, nothing else.
+/// Runs on every context switch of the machine while a traced child awaits
+/// its first run: one hash lookup, nothing else.
 #[inline(always)]
 fn first_run(next: u32) -> u32 {
     let Some(tgid) = (unsafe { AWAIT_FIRST_RUN.get(next) }).copied() else {
         return 0;
     };
     let ts = now();
-    let _ = AWAIT_FIRST_RUN.remove(next);
+    if AWAIT_FIRST_RUN.remove(next).is_ok() {
+        disarm(Gate::AwaitingFirstRun);
+    }
     let cpu = unsafe { bpf_get_smp_processor_id() } as u64;
     mark(ts, kind::FIRST_RUN, next, tgid, cpu, 0, 0);
     0
@@ -180,9 +266,12 @@ fn env_bytes() -> u64 {
 fn exec_done(old_pid: u64, argc: u64, envc: u64, name: Text) -> u32 {
     let ts = now();
     let (tid, tgid) = current();
-    if traced(tgid).is_none() {
+    let Some(proc_) = traced(tgid) else {
         return 0;
-    }
+    };
+    // Read before the window closes: the CoW count covers life before exec.
+    let faults = faults_of(proc_, true);
+    close_cow_window(proc_);
     let bytes = match env_bytes() {
         UNKNOWN => UNKNOWN_U32,
         b => b,
@@ -194,7 +283,7 @@ fn exec_done(old_pid: u64, argc: u64, envc: u64, name: Text) -> u32 {
         tgid,
         pack_u32s(old_pid, argc),
         pack_u32s(bytes, envc),
-        faults_of(tgid),
+        faults,
         name,
     );
     let capture = config(&CONFIG.capture);
@@ -335,10 +424,19 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if !group_dead {
         return 0;
     }
-    if traced(tgid).is_none() {
+    let Some(proc_) = traced(tgid) else {
         return 0;
-    }
-    mark(ts, kind::EXIT, tid, tgid, exit_code(), faults_of(tgid), 0);
+    };
+    mark(
+        ts,
+        kind::EXIT,
+        tid,
+        tgid,
+        exit_code(),
+        faults_of(proc_, true),
+        0,
+    );
+    close_cow_window(proc_);
     let _ = TRACED.remove(tgid);
     0
 }

@@ -273,6 +273,7 @@ pub fn synthetic_summary(
         captured: vec!["synthetic".into()],
         stack_sampling: "off".into(),
         stack_samples: 0,
+        probe_cost: None,
     }
 }
 
@@ -309,11 +310,8 @@ pub fn peak_rss_bytes() -> Result<u64> {
 
 /// User + system CPU time of this process so far, in seconds.
 pub fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(u.ru_utime) + tv(u.ru_stime)
+    let (user, system) = crate::workload::rusage_self();
+    (user + system) as f64 / 1e9
 }
 
 /// Resets VmHWM to the current RSS (Linux ≥ 4.0), so a measurement is not

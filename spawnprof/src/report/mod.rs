@@ -65,6 +65,54 @@ pub struct Summary {
     pub stack_sampling: String,
     #[serde(default)]
     pub stack_samples: u64,
+    /// What spawnprof itself cost while recording (`--probe-cost`).
+    #[serde(default)]
+    pub probe_cost: Option<ProbeCost>,
+}
+
+/// spawnprof's own cost during a recording: the kernel's run-time statistics
+/// of each probe program (BPF_ENABLE_STATS) and the CPU time of the reader.
+/// Divided by the spawns recorded, this is what tracing added to each spawn.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ProbeCost {
+    /// Per program: how often it ran and for how long in total (ns).
+    pub programs: Vec<ProgramCost>,
+    /// Sum of `programs[].run_ns`.
+    pub bpf_ns: u64,
+    /// Program runs in total.
+    pub bpf_runs: u64,
+    /// CPU time (user + system) of spawnprof's own process while recording.
+    pub reader_cpu_ns: u64,
+    /// Spawns recorded, the denominator of the per-spawn figures.
+    pub spawns: u64,
+    /// The probes' gate counters at the end (all zero once every traced
+    /// clone returned, every child ran and every fork's window closed; a
+    /// non-zero one means its probes did full work for the rest of the run).
+    #[serde(default)]
+    pub gates_at_end: Option<GatesAtEnd>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GatesAtEnd {
+    pub forks_in_flight: u64,
+    pub cow_windows: u64,
+    pub awaiting_first_run: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProgramCost {
+    pub name: String,
+    pub runs: u64,
+    pub run_ns: u64,
+}
+
+impl ProbeCost {
+    pub fn bpf_ns_per_spawn(&self) -> Option<f64> {
+        (self.spawns > 0).then(|| self.bpf_ns as f64 / self.spawns as f64)
+    }
+    pub fn reader_ns_per_spawn(&self) -> Option<f64> {
+        (self.spawns > 0).then(|| self.reader_cpu_ns as f64 / self.spawns as f64)
+    }
 }
 
 impl Summary {

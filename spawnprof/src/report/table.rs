@@ -4,6 +4,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use crate::{
     analysis::StageStats,
     model::{KERNEL_FN_STAGES, STAGES, SpawnRecord},
+    report::ProbeCost,
     units::format_ns,
 };
 
@@ -177,5 +178,51 @@ pub fn breakdown(stats: &BTreeMap<String, StageStats>, unavailable: &[String]) -
         "share: of all spawn_to_exec time; a vfork parent's clone overlaps its child's exec, \
          so shares can add up past 100%\n",
     );
+    out
+}
+
+/// What tracing cost: in-kernel probe time per program, per spawn, and the
+/// reader's CPU time (from `--probe-cost`).
+pub fn probe_cost(cost: &ProbeCost) -> String {
+    let per = |ns: u64| {
+        ns.checked_div(cost.spawns)
+            .map_or_else(|| "-".into(), format_ns)
+    };
+    let mut t = Table::new(&[
+        ("probe program", false),
+        ("runs", true),
+        ("runs/spawn", true),
+        ("mean", true),
+        ("per spawn", true),
+    ]);
+    for p in &cost.programs {
+        t.rows.push(vec![
+            p.name.clone(),
+            p.runs.to_string(),
+            if cost.spawns == 0 {
+                "-".into()
+            } else {
+                format!("{:.1}", p.runs as f64 / cost.spawns as f64)
+            },
+            format_ns(p.run_ns / p.runs.max(1)),
+            per(p.run_ns),
+        ]);
+    }
+    let mut out = t.render();
+    let _ = writeln!(
+        out,
+        "in the kernel: {} per spawn ({} probe runs); spawnprof's own CPU: {} per spawn ({} spawns)",
+        per(cost.bpf_ns),
+        cost.bpf_runs,
+        per(cost.reader_cpu_ns),
+        cost.spawns
+    );
+    if let Some(g) = &cost.gates_at_end {
+        let _ = writeln!(
+            out,
+            "probe gates at the end: forks in flight {}, copy-on-write windows {}, children awaiting their first run {}",
+            g.forks_in_flight as i64, g.cow_windows as i64, g.awaiting_first_run as i64
+        );
+    }
     out
 }

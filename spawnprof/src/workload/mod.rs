@@ -27,7 +27,7 @@ use std::os::fd::FromRawFd;
 
 pub use config::{Config, HugePages, Method, Mode, spawner_args};
 pub use result::{Latency, SpawnResult};
-pub use runner::{UsageError, mono_ns, run};
+pub use runner::{UsageError, mono_ns, run, rusage_self};
 
 /// Name of the spawner binary (next to `spawnprof` in the target dir).
 pub const SPAWNER_BIN: &str = "spawnprof-spawner";

@@ -49,7 +49,7 @@ pub fn mono_ns() -> u64 {
 }
 
 /// (user, system) CPU of this process, all threads, in ns.
-fn rusage_self() -> (u64, u64) {
+pub fn rusage_self() -> (u64, u64) {
     // SAFETY: zeroed rusage is a valid out-parameter.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer.

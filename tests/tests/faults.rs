@@ -1,0 +1,107 @@
+//! Page faults and copy-on-write faults per process, and the probe gates
+//! that keep the per-fault and per-lock probes cheap: a fork opens a
+//! copy-on-write window (so its child's stack write is counted), a vfork-style
+//! spawn never does, and every gate is closed again at the end.
+use spawnprof::model::SpawnRecord;
+use spawnprof_tests::{Run, record, spawner_bin};
+
+fn spawner(test: &str, method: &str, extra: &[&str]) -> Run {
+    let bin = spawner_bin();
+    let mut args = vec!["--probe-cost", "--sample-hz", "0", "--"];
+    args.push(bin.to_str().expect("utf-8 path"));
+    args.extend_from_slice(&["--method", method, "--count", "10", "--warmup", "0"]);
+    args.extend_from_slice(extra);
+    let run = record(test, &args);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    run
+}
+
+fn spawned_by_spawner(run: &Run) -> Vec<&SpawnRecord> {
+    let spawner = run.root().child_pid;
+    run.children()
+        .into_iter()
+        .filter(|r| r.parent_pid == spawner)
+        .collect()
+}
+
+fn assert_gates_closed(run: &Run) {
+    let cost = run
+        .summary
+        .probe_cost
+        .as_ref()
+        .expect("--probe-cost fills summary.probe_cost");
+    let gates = cost.gates_at_end.as_ref().expect("gates read back");
+    assert_eq!(gates.forks_in_flight, 0, "a traced fork never returned?");
+    assert_eq!(gates.cow_windows, 0, "a copy-on-write window stayed open");
+    assert!(
+        gates.awaiting_first_run <= 1,
+        "children awaiting their first run at the end: {}",
+        gates.awaiting_first_run
+    );
+    assert!(cost.bpf_runs > 0 && cost.bpf_ns > 0, "{cost:?}");
+    assert!(
+        cost.programs.iter().any(|p| p.name.contains("clone")),
+        "{cost:?}"
+    );
+}
+
+#[test]
+fn a_forked_child_counts_its_stack_copy_on_write_and_its_faults() {
+    let run = spawner("faults-fork", "fork-exec", &[]);
+    let kids = spawned_by_spawner(&run);
+    assert_eq!(kids.len(), 10);
+    for r in &kids {
+        let f = &r.faults;
+        let pre = f.pre_exec.expect("pre-exec faults from the task counters");
+        let pre_cow = f.pre_exec_cow.expect("pre-exec CoW faults");
+        let total = f.total.expect("fault total at exit");
+        // Returning from fork, the child writes to its stack, which it
+        // shares copy-on-write with the parent: at least one CoW fault.
+        assert!(pre_cow >= 1, "{f:?}");
+        assert!(pre >= pre_cow, "{f:?}");
+        // /bin/true after its exec maps and touches pages of its own.
+        assert!(total >= pre + 10, "{f:?}");
+        assert!(f.cow_total.is_some_and(|c| c >= pre_cow), "{f:?}");
+    }
+    // The spawner writes to its own stack after each fork returns.
+    let parent_cow: Vec<_> = kids
+        .iter()
+        .filter_map(|r| r.faults.parent_cow_after_fork)
+        .collect();
+    assert!(!parent_cow.is_empty(), "no parent CoW counts");
+    assert!(parent_cow.iter().any(|&c| c >= 1), "{parent_cow:?}");
+    assert_gates_closed(&run);
+}
+
+#[test]
+fn a_vfork_style_spawn_opens_no_copy_on_write_window() {
+    let run = spawner("faults-vfork", "posix-spawn", &[]);
+    let kids = spawned_by_spawner(&run);
+    assert_eq!(kids.len(), 10);
+    for r in &kids {
+        let f = &r.faults;
+        // The child borrows the parent's memory: nothing is shared
+        // copy-on-write, so nothing is counted as a CoW break...
+        assert_eq!(f.pre_exec_cow, Some(0), "{f:?}");
+        assert_eq!(f.cow_total, Some(0), "{f:?}");
+        assert_eq!(f.parent_cow_after_fork, None, "{f:?}");
+        // ...but its faults still are, from the kernel's counters.
+        assert!(f.total.is_some_and(|t| t >= 10), "{f:?}");
+    }
+    assert_gates_closed(&run);
+}
+
+#[test]
+fn every_process_of_a_fork_chain_breaks_copy_on_write() {
+    // Each generation writes a page it shares with its parent, then forks.
+    let run = spawner("faults-chain", "fork-chain", &[]);
+    let chain: Vec<_> = run.children();
+    assert!(chain.len() >= 10, "{} records", chain.len());
+    let counted = chain
+        .iter()
+        .filter(|r| r.faults.cow_total.is_some_and(|c| c >= 1))
+        .count();
+    // The last generation may be cut off by the end of the recording.
+    assert!(counted + 1 >= chain.len(), "{counted} of {}", chain.len());
+    assert_gates_closed(&run);
+}
