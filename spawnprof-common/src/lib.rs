@@ -92,6 +92,15 @@ pub mod kind {
     pub const EXEC_ENV: u16 = 23;
     /// One past the largest kind; sizes per-kind arrays.
     pub const COUNT: u16 = 24;
+
+    /// Whether marks of this kind carry the task's comm (the others leave
+    /// it zeroed: fetching it is a helper call on the spawn path). Only the
+    /// comms userspace reports are fetched: the parent's at clone entry and
+    /// fork, the child's before its exec and at exit. Text marks always
+    /// carry it (the comm after an exec).
+    pub const fn carries_comm(kind: u16) -> bool {
+        matches!(kind, CLONE_ENTER | CHILD_RETURN | FORK_DONE | EXIT)
+    }
 }
 
 /// Which syscall started a spawn or an exec (values of [`Mark::b`] /[`Mark::c`]).
@@ -372,7 +381,8 @@ pub struct ProbeConfig {
     /// [`KernelOffsets::has_fault_counters`]); 0: it counts only
     /// copy-on-write faults, inside copy-on-write windows.
     pub count_every_fault: u32,
-    pub _pad: u32,
+    /// Size of the `MARKS` ring buffer in bytes (wakes the reader at half full).
+    pub ring_buffer_bytes: u32,
     pub tp: TracepointOffsets,
     pub kernel: KernelOffsets,
 }
@@ -382,7 +392,7 @@ impl ProbeConfig {
         follow: 0,
         capture: 0,
         count_every_fault: 1,
-        _pad: 0,
+        ring_buffer_bytes: 0,
         tp: TracepointOffsets::MISSING,
         kernel: KernelOffsets {
             task_mm: 0,

@@ -5,7 +5,7 @@ use aya_ebpf::helpers::{
 };
 use spawnprof_common::{Mark, TEXT_LEN, TEXT_TRUNCATED, TextMark, TracedProc, traced};
 
-use crate::maps::{LOST, MARKS, TRACED};
+use crate::maps::{CONFIG, LOST, MARKS, TRACED, config};
 
 #[inline(always)]
 pub fn now() -> u64 {
@@ -47,7 +47,12 @@ const BPF_RB_RING_SIZE: u64 = 1;
 #[inline(always)]
 fn wakeup_flags() -> u64 {
     let pending = MARKS.query(BPF_RB_AVAIL_DATA);
-    let size = MARKS.query(BPF_RB_RING_SIZE);
+    // The size is a loader constant; querying it would be one more helper
+    // call per mark.
+    let size = match config(&CONFIG.ring_buffer_bytes) {
+        0 => MARKS.query(BPF_RB_RING_SIZE),
+        n => n as u64,
+    };
     if pending > size / 2 {
         BPF_RB_FORCE_WAKEUP
     } else {
@@ -63,7 +68,17 @@ fn count_lost(kind: u16) {
 }
 
 #[inline(always)]
-fn header(ts: u64, kind: u16, tid: u32, tgid: u32, a: u64, b: u64, c: u64) -> Mark {
+#[allow(clippy::too_many_arguments)]
+fn header(
+    ts: u64,
+    kind: u16,
+    tid: u32,
+    tgid: u32,
+    a: u64,
+    b: u64,
+    c: u64,
+    with_comm: bool,
+) -> Mark {
     Mark {
         ts_ns: ts,
         tid,
@@ -74,7 +89,11 @@ fn header(ts: u64, kind: u16, tid: u32, tgid: u32, a: u64, b: u64, c: u64) -> Ma
         a,
         b,
         c,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        comm: if with_comm {
+            bpf_get_current_comm().unwrap_or([0; 16])
+        } else {
+            [0; 16]
+        },
     }
 }
 
@@ -83,7 +102,9 @@ fn header(ts: u64, kind: u16, tid: u32, tgid: u32, a: u64, b: u64, c: u64) -> Ma
 pub fn mark(ts: u64, kind: u16, tid: u32, tgid: u32, a: u64, b: u64, c: u64) {
     match MARKS.reserve::<Mark>(0) {
         Some(mut entry) => {
-            entry.write(header(ts, kind, tid, tgid, a, b, c));
+            // `kind` is a constant at every call site, so this folds away.
+            let with_comm = spawnprof_common::kind::carries_comm(kind);
+            entry.write(header(ts, kind, tid, tgid, a, b, c, with_comm));
             entry.submit(wakeup_flags());
         }
         None => count_lost(kind),
@@ -108,7 +129,7 @@ pub fn text_mark(ts: u64, kind: u16, tid: u32, tgid: u32, a: u64, b: u64, c: u64
     };
     let slot = entry.as_mut_ptr();
     unsafe {
-        (*slot).mark = header(ts, kind, tid, tgid, a, b, c);
+        (*slot).mark = header(ts, kind, tid, tgid, a, b, c, true);
         let buf = &mut (*slot).text;
         let (len, truncated) = match text {
             Text::User(p) | Text::Kernel(p) => {

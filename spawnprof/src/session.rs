@@ -484,7 +484,7 @@ fn probe_config(host: &Host, opts: &SessionOptions) -> Result<ProbeConfig> {
         capture: (opts.capture_args as u32 * capture::ARGS)
             | (opts.capture_env as u32 * capture::ENV),
         count_every_fault: !kernel.has_fault_counters() as u32,
-        _pad: 0,
+        ring_buffer_bytes: opts.ring_buffer_bytes,
         tp: tracepoint_offsets(&host.tracefs)?,
         kernel,
     })
