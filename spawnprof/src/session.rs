@@ -285,6 +285,20 @@ impl Session {
     }
 }
 
+/// Kernel struct fields each raw-tracepoint program reads through the
+/// pointers its tracepoint passes; programs not listed need none.
+const RAW_PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
+    ("raw_sched_switch", &[("task_struct", "pid")]),
+    (
+        "raw_sched_process_exec",
+        &[
+            ("linux_binprm", "argc"),
+            ("linux_binprm", "envc"),
+            ("linux_binprm", "filename"),
+        ],
+    ),
+];
+
 fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result<()> {
     match candidate.mechanism {
         Mechanism::Fentry => {
@@ -326,18 +340,35 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
             }
         }
         Mechanism::RawTracepoint => {
-            // Raw tracepoints hand over kernel pointers; the probes need BTF
-            // offsets to read through them.
-            let Some(btf) = &host.btf else {
-                bail!("no kernel BTF to locate the task_struct and linux_binprm fields");
-            };
-            for (s, m) in [
-                ("task_struct", "pid"),
-                ("linux_binprm", "envc"),
-                ("linux_binprm", "argc"),
-            ] {
-                if btf.member_offset(s, m).is_none() {
-                    bail!("the kernel's BTF has no {s}.{m}");
+            // Raw tracepoints hand over kernel pointers; the programs that
+            // read through them need BTF offsets (the others only look at
+            // scalar arguments).
+            for a in candidate.attaches {
+                let Attach::RawTracepoint { program, .. } = a else {
+                    continue;
+                };
+                let needs = RAW_PROGRAM_BTF_FIELDS
+                    .iter()
+                    .find(|(p, _)| p == program)
+                    .map_or(&[][..], |(_, fields)| fields);
+                if needs.is_empty() {
+                    continue;
+                }
+                let Some(btf) = &host.btf else {
+                    bail!(
+                        "no kernel BTF to locate {} ({})",
+                        needs
+                            .iter()
+                            .map(|(s, m)| format!("{s}.{m}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        host.btf_error.as_deref().unwrap_or("unknown reason")
+                    );
+                };
+                for (s, m) in needs {
+                    if btf.member_offset(s, m).is_none() {
+                        bail!("the kernel's BTF has no {s}.{m}");
+                    }
                 }
             }
         }
@@ -622,5 +653,42 @@ fn kernel_offsets(host: &Host) -> KernelOffsets {
         task_signal: get("task_struct", "signal"),
         signal_min_flt: get("signal_struct", "min_flt"),
         signal_maj_flt: get("signal_struct", "maj_flt"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw_candidate(stage: &str) -> &'static Candidate {
+        PLAN.iter()
+            .find(|s| s.name == stage)
+            .and_then(|s| {
+                s.candidates
+                    .iter()
+                    .find(|c| c.mechanism == Mechanism::RawTracepoint)
+            })
+            .expect("the stage has a raw-tracepoint candidate")
+    }
+
+    #[test]
+    fn without_btf_only_raw_programs_that_read_kernel_structs_are_refused() {
+        let Ok(mut host) = Host::probe() else {
+            println!("SKIPPED: needs root to inspect the host (run through `cargo xtask test`)");
+            return;
+        };
+        host.btf = None;
+        host.btf_error = Some("no /sys/kernel/btf/vmlinux (test)".into());
+        let opts = SessionOptions::default();
+        // mmap_lock and page_fault_user pass scalars and an mm pointer
+        // that is only compared: no BTF needed.
+        for stage in ["mm_lock_wait", "dup_mmap", "page_faults"] {
+            precheck(&host, &opts, raw_candidate(stage))
+                .unwrap_or_else(|e| panic!("{stage}: {e:#}"));
+        }
+        let err = precheck(&host, &opts, raw_candidate("first_run")).unwrap_err();
+        assert!(format!("{err:#}").contains("task_struct.pid"), "{err:#}");
+        let err = precheck(&host, &opts, raw_candidate("exec_done")).unwrap_err();
+        assert!(format!("{err:#}").contains("linux_binprm.argc"), "{err:#}");
     }
 }
