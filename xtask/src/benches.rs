@@ -3,7 +3,10 @@
 //!
 //! - `bench-overhead`: the reference spawner's rate alone, under
 //!   `spawnprof record` (with and without stack sampling), under a bpftrace
-//!   script of the same spawn tracepoints, and under `strace -f`.
+//!   script of the same spawn tracepoints and under a single no-op syscall
+//!   tracepoint (the floor of any syscall-tracepoint tracer), and under
+//!   `strace -f`; then the probes' own run time per spawn
+//!   (`record --probe-cost`).
 //! - `bench-storm`: both cores spawning /bin/true for 60 s under
 //!   `spawnprof record`: marks lost, and spawnprof's memory over time.
 use std::{
@@ -49,6 +52,13 @@ tracepoint:sched:sched_process_exec, tracepoint:sched:sched_process_exit
 { @[probe] = count(); @t[tid] = nsecs; }
 "#;
 
+/// The floor of any syscall-tracepoint tracer: one syscall tracepoint whose
+/// program does nothing. Attaching any syscall tracepoint sends every
+/// syscall of every task through the kernel's slow syscall-entry path, and
+/// a posix_spawn child makes ~70 syscalls (mostly rt_sigaction) before its
+/// exec, inside the timed spawn call.
+const BPFTRACE_FLOOR: &str = "tracepoint:syscalls:sys_enter_wait4 /pid == 1/ {}";
+
 /// Builds the command that runs the spawner's argv under one setup.
 type Wrap = Box<dyn Fn(&[String]) -> Command>;
 
@@ -57,6 +67,14 @@ struct Setup {
     wrap: Wrap,
 }
 
+struct Workload {
+    name: &'static str,
+    argv: Vec<String>,
+}
+
+/// `rounds` runs of every setup on every workload, interleaved (setup A,
+/// B, C, then A, B, C again…) so a slow minute of this VM hits every setup
+/// alike; the median and the range of each are printed.
 pub fn overhead(rounds: usize) -> Result<()> {
     let spawner = release_bin("spawnprof-spawner");
     let spawnprof = release_bin("spawnprof");
@@ -73,6 +91,13 @@ pub fn overhead(rounds: usize) -> Result<()> {
                 .args(extra)
                 .arg("--")
                 .args(argv);
+            c
+        }) as Wrap
+    };
+    let bpftrace = |script: &'static str| {
+        Box::new(move |argv: &[String]| {
+            let mut c = Command::new("bpftrace");
+            c.args(["-q", "-e", script, "-c", &argv.join(" ")]);
             c
         }) as Wrap
     };
@@ -97,17 +122,69 @@ pub fn overhead(rounds: usize) -> Result<()> {
     if have_bpftrace {
         setups.push(Setup {
             name: "bpftrace, 7 spawn tracepoints",
-            wrap: Box::new(|argv: &[String]| {
-                let mut c = Command::new("bpftrace");
-                c.args(["-q", "-e", BPFTRACE_SCRIPT, "-c", &argv.join(" ")]);
-                c
-            }),
+            wrap: bpftrace(BPFTRACE_SCRIPT),
+        });
+        setups.push(Setup {
+            name: "bpftrace, 1 no-op syscall tracepoint",
+            wrap: bpftrace(BPFTRACE_FLOOR),
         });
     } else {
         println!("SKIPPED: bpftrace comparison (apt-get install bpftrace)");
     }
+    let taskset = cmd::find_in_path("taskset");
+    let spawner_argv = |mode: &str, pinned: bool| -> Vec<String> {
+        let mut v = Vec::new();
+        if pinned && let Some(t) = &taskset {
+            v.extend([t.display().to_string(), "-c".into(), "0".into()]);
+        }
+        v.extend(
+            [
+                spawner.to_str().unwrap_or_default(),
+                "--method",
+                "posix-spawn",
+                "--count",
+                "3000",
+                "--mode",
+                mode,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        v
+    };
+    let mut workloads = vec![Workload {
+        name: "posix-spawn /bin/true, 3000, serial",
+        argv: spawner_argv("serial", false),
+    }];
+    if taskset.is_some() {
+        workloads.push(Workload {
+            name: "the same, pinned to CPU 0",
+            argv: spawner_argv("serial", true),
+        });
+    } else {
+        println!("SKIPPED: the pinned workload (taskset, from util-linux, is missing)");
+    }
+    workloads.push(Workload {
+        name: "posix-spawn /bin/true, 3000, batched",
+        argv: spawner_argv("batched", false),
+    });
+
+    // rates[workload][setup] = one rate per round.
+    let mut rates = vec![vec![Vec::new(); setups.len()]; workloads.len()];
+    for round in 0..rounds {
+        eprintln!("bench-overhead: round {} of {rounds}", round + 1);
+        for (w, workload) in workloads.iter().enumerate() {
+            for (i, s) in setups.iter().enumerate() {
+                let output = (s.wrap)(&workload.argv).stderr(Stdio::null()).output()?;
+                if !output.status.success() {
+                    bail!("{} failed: {}", s.name, output.status);
+                }
+                rates[w][i].push(spawns_per_sec(&output.stdout)?);
+            }
+        }
+    }
     println!(
-        "| workload | {} |",
+        "| workload (median of {rounds}, range) | {} |",
         setups
             .iter()
             .map(|s| s.name)
@@ -115,46 +192,31 @@ pub fn overhead(rounds: usize) -> Result<()> {
             .join(" | ")
     );
     println!("|---|{}", "---:|".repeat(setups.len()));
-    for mode in ["serial", "batched"] {
-        let argv: Vec<String> = [
-            spawner.to_str().unwrap_or_default(),
-            "--method",
-            "posix-spawn",
-            "--count",
-            "3000",
-            "--mode",
-            mode,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut cells = Vec::new();
-        let mut base = 0.0;
-        for (i, s) in setups.iter().enumerate() {
-            let mut rates = Vec::new();
-            for _ in 0..rounds {
-                let output = (s.wrap)(&argv).stderr(Stdio::null()).output()?;
-                if !output.status.success() {
-                    bail!("{} failed: {}", s.name, output.status);
-                }
-                rates.push(spawns_per_sec(&output.stdout)?);
-            }
-            let rate = median(rates);
-            if i == 0 {
-                base = rate;
-                cells.push(format!("{rate:.0}/s"));
-            } else {
-                cells.push(format!(
-                    "{rate:.0}/s ({:+.1}%)",
-                    100.0 * (rate / base - 1.0)
-                ));
-            }
-        }
-        println!(
-            "| posix-spawn /bin/true, 3000, {mode} | {} |",
-            cells.join(" | ")
-        );
+    for (w, workload) in workloads.iter().enumerate() {
+        let base = median(rates[w][0].clone());
+        let cells: Vec<String> = rates[w]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let m = median(r.clone());
+                let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = r.iter().copied().fold(0.0, f64::max);
+                let change = if i == 0 {
+                    String::new()
+                } else {
+                    format!(" ({:+.1}%)", 100.0 * (m / base - 1.0))
+                };
+                format!("{m:.0}/s{change} [{lo:.0}–{hi:.0}]")
+            })
+            .collect();
+        println!("| {} | {} |", workload.name, cells.join(" | "));
     }
+    // Pinned when possible: the child then runs where the probes' cost lands.
+    let costed = workloads
+        .iter()
+        .find(|w| w.name.contains("pinned"))
+        .unwrap_or(&workloads[0]);
+    probe_cost(&spawnprof, &out, costed)?;
     if have_strace {
         let argv = [
             "--method",
@@ -184,6 +246,58 @@ pub fn overhead(rounds: usize) -> Result<()> {
         );
     } else {
         println!("SKIPPED: strace comparison (apt-get install strace)");
+    }
+    Ok(())
+}
+
+/// What the probes themselves cost per spawn (`record --probe-cost`): a
+/// figure that does not swing with the VM's scheduling the way rates do.
+fn probe_cost(spawnprof: &Path, out: &Path, workload: &Workload) -> Result<()> {
+    let status = Command::new(spawnprof)
+        .args([
+            "record",
+            "--force",
+            "--probe-cost",
+            "--sample-hz",
+            "0",
+            "-o",
+        ])
+        .arg(out)
+        .arg("--")
+        .args(&workload.argv)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("spawnprof record --probe-cost failed: {status}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json"))?)?;
+    let cost = &summary["probe_cost"];
+    let spawns = cost["spawns"].as_u64().unwrap_or(0).max(1) as f64;
+    let per = |v: &serde_json::Value| v.as_u64().unwrap_or(0) as f64 / spawns / 1000.0;
+    println!(
+        "\n`record --probe-cost`, {}: {:.1} µs of probe run time per spawn in the kernel \
+         ({:.0} program runs per spawn); spawnprof's own CPU {:.1} µs per spawn (on the other core)",
+        workload.name,
+        per(&cost["bpf_ns"]),
+        cost["bpf_runs"].as_u64().unwrap_or(0) as f64 / spawns,
+        per(&cost["reader_cpu_ns"]),
+    );
+    println!("\n| probe program | runs/spawn | mean | per spawn |\n|---|---:|---:|---:|");
+    for p in cost["programs"].as_array().into_iter().flatten() {
+        let runs = p["runs"].as_u64().unwrap_or(0);
+        let ns = p["run_ns"].as_u64().unwrap_or(0);
+        if runs == 0 {
+            continue;
+        }
+        println!(
+            "| {} | {:.1} | {} ns | {:.2} µs |",
+            p["name"].as_str().unwrap_or("?"),
+            runs as f64 / spawns,
+            ns / runs,
+            ns as f64 / spawns / 1000.0
+        );
     }
     Ok(())
 }
