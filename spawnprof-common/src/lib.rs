@@ -111,6 +111,9 @@ pub mod syscall {
     pub const VFORK: u64 = 4;
     pub const EXECVE: u64 = 5;
     pub const EXECVEAT: u64 = 6;
+    /// Seen in `kernel_clone` (fentry/kprobe tiers), which every clone,
+    /// clone3, fork and vfork goes through: the syscall itself is not known.
+    pub const KERNEL_CLONE: u64 = 7;
 }
 
 /// Clone flags the reports interpret.
@@ -318,9 +321,10 @@ impl TracepointOffsets {
 }
 
 /// Offsets inside kernel structures, read from the kernel's BTF at load time.
-/// 0 means unknown: the probes then report [`UNKNOWN`] for what needs them.
+/// 0 means unknown (except where a field says [`NO_FIELD`]): the probes
+/// then report [`UNKNOWN`] for what needs them.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelOffsets {
     /// `task_struct.mm`
     pub task_mm: u32,
@@ -353,6 +357,21 @@ pub struct KernelOffsets {
     pub task_signal: u32,
     pub signal_min_flt: u32,
     pub signal_maj_flt: u32,
+    /// `kernel_clone_args.flags` and `.exit_signal`, for the fentry/kprobe
+    /// tiers of the clone stage ([`NO_FIELD`] when unknown: `flags` is at 0).
+    pub clone_args_flags: u32,
+    pub clone_args_exit_signal: u32,
+    /// `pt_regs.di` and `.si` (x86-64): the first two syscall arguments, for
+    /// the fentry/kprobe tiers of the exec stage ([`NO_FIELD`] when unknown).
+    pub regs_di: u32,
+    pub regs_si: u32,
+}
+
+impl Default for KernelOffsets {
+    /// Everything unknown.
+    fn default() -> Self {
+        ProbeConfig::DEFAULT.kernel
+    }
 }
 
 impl KernelOffsets {
@@ -411,6 +430,10 @@ impl ProbeConfig {
             task_signal: 0,
             signal_min_flt: 0,
             signal_maj_flt: 0,
+            clone_args_flags: NO_FIELD,
+            clone_args_exit_signal: NO_FIELD,
+            regs_di: NO_FIELD,
+            regs_si: NO_FIELD,
         },
     };
 }

@@ -187,6 +187,7 @@ fn syscall_name(id: u64) -> &'static str {
         syscall::VFORK => "vfork",
         syscall::EXECVE => "execve",
         syscall::EXECVEAT => "execveat",
+        syscall::KERNEL_CLONE => "kernel_clone",
         _ => "unknown",
     }
 }

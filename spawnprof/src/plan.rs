@@ -223,25 +223,50 @@ const ANON_VMA_FORK: (Candidate, Candidate) = function_pair!(
     "anon_vma_fork"
 );
 
-/// Every stage, with its candidates best first.
+const KERNEL_CLONE: (Candidate, Candidate) = function_pair!(
+    "fentry_kernel_clone",
+    "fexit_kernel_clone",
+    "kprobe_kernel_clone",
+    "kretprobe_kernel_clone",
+    "kernel_clone"
+);
+
+/// The syscall-tracepoint tier of the clone stage.
+const CLONE_TRACEPOINTS: Candidate = Candidate {
+    mechanism: Mechanism::Tracepoint,
+    attaches: &[
+        tp("sys_enter_clone", "syscalls", "sys_enter_clone"),
+        tp("sys_exit_clone", "syscalls", "sys_exit_clone"),
+        tp_optional("sys_enter_clone3", "syscalls", "sys_enter_clone3"),
+        tp_optional("sys_exit_clone3", "syscalls", "sys_exit_clone3"),
+        tp_optional("sys_enter_fork", "syscalls", "sys_enter_fork"),
+        tp_optional("sys_exit_fork", "syscalls", "sys_exit_fork"),
+        tp_optional("sys_enter_vfork", "syscalls", "sys_enter_vfork"),
+        tp_optional("sys_exit_vfork", "syscalls", "sys_exit_vfork"),
+    ],
+    how: "syscall entry/exit tracepoints of clone, clone3, fork, vfork (flags, return)",
+};
+
+/// Every stage, with its candidates best first. The syscall stages (clone,
+/// exec, reap) prefer kernel functions: attaching any syscall tracepoint
+/// sends every syscall of every task through the kernel's slow entry path
+/// (syscall_trace_enter), and a classic tracepoint builds a record before
+/// its program runs; fentry programs do neither.
 pub const PLAN: &[ProbeStage] = &[
     ProbeStage {
         name: "clone",
         required: true,
-        candidates: &[Candidate {
-            mechanism: Mechanism::Tracepoint,
-            attaches: &[
-                tp("sys_enter_clone", "syscalls", "sys_enter_clone"),
-                tp("sys_exit_clone", "syscalls", "sys_exit_clone"),
-                tp_optional("sys_enter_clone3", "syscalls", "sys_enter_clone3"),
-                tp_optional("sys_exit_clone3", "syscalls", "sys_exit_clone3"),
-                tp_optional("sys_enter_fork", "syscalls", "sys_enter_fork"),
-                tp_optional("sys_exit_fork", "syscalls", "sys_exit_fork"),
-                tp_optional("sys_enter_vfork", "syscalls", "sys_enter_vfork"),
-                tp_optional("sys_exit_vfork", "syscalls", "sys_exit_vfork"),
-            ],
-            how: "syscall entry/exit tracepoints of clone, clone3, fork, vfork (flags, return)",
-        }],
+        candidates: &[
+            Candidate {
+                how: "fentry/fexit on kernel_clone (flags, return; the syscall's name is not known)",
+                ..KERNEL_CLONE.0
+            },
+            Candidate {
+                how: "kprobe/kretprobe on kernel_clone (flags, return; the syscall's name is not known)",
+                ..KERNEL_CLONE.1
+            },
+            CLONE_TRACEPOINTS,
+        ],
     },
     ProbeStage {
         name: "copy_process",
@@ -347,16 +372,62 @@ pub const PLAN: &[ProbeStage] = &[
     ProbeStage {
         name: "exec",
         required: true,
-        candidates: &[Candidate {
-            mechanism: Mechanism::Tracepoint,
-            attaches: &[
-                tp("sys_enter_execve", "syscalls", "sys_enter_execve"),
-                tp("sys_exit_execve", "syscalls", "sys_exit_execve"),
-                tp_optional("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
-                tp_optional("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
-            ],
-            how: "execve/execveat entry and return: every attempt, its path and result",
-        }],
+        candidates: &[
+            Candidate {
+                mechanism: Mechanism::Fentry,
+                attaches: &[
+                    Attach::Fentry {
+                        program: "fentry_execve",
+                        function: "__x64_sys_execve",
+                    },
+                    Attach::Fexit {
+                        program: "fexit_execve",
+                        function: "__x64_sys_execve",
+                    },
+                    Attach::Fentry {
+                        program: "fentry_execveat",
+                        function: "__x64_sys_execveat",
+                    },
+                    Attach::Fexit {
+                        program: "fexit_execveat",
+                        function: "__x64_sys_execveat",
+                    },
+                ],
+                how: "fentry/fexit on the execve/execveat syscall functions: every attempt, its path and result",
+            },
+            Candidate {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[
+                    Attach::Kprobe {
+                        program: "kprobe_execve",
+                        function: "__x64_sys_execve",
+                    },
+                    Attach::Kretprobe {
+                        program: "kretprobe_execve",
+                        function: "__x64_sys_execve",
+                    },
+                    Attach::Kprobe {
+                        program: "kprobe_execveat",
+                        function: "__x64_sys_execveat",
+                    },
+                    Attach::Kretprobe {
+                        program: "kretprobe_execveat",
+                        function: "__x64_sys_execveat",
+                    },
+                ],
+                how: "kprobe/kretprobe on the execve/execveat syscall functions: every attempt, its path and result",
+            },
+            Candidate {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[
+                    tp("sys_enter_execve", "syscalls", "sys_enter_execve"),
+                    tp("sys_exit_execve", "syscalls", "sys_exit_execve"),
+                    tp_optional("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
+                    tp_optional("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
+                ],
+                how: "execve/execveat entry and return: every attempt, its path and result",
+            },
+        ],
     },
     ProbeStage {
         name: "exec_prepare",
@@ -402,6 +473,22 @@ pub const PLAN: &[ProbeStage] = &[
         name: "reap",
         required: false,
         candidates: &[
+            Candidate {
+                mechanism: Mechanism::Fentry,
+                attaches: &[Attach::Fexit {
+                    program: "fexit_kernel_wait4",
+                    function: "kernel_wait4",
+                }],
+                how: "fexit on kernel_wait4 returning the child (wait4/waitpid; waitid reaps are not seen)",
+            },
+            Candidate {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[Attach::Kretprobe {
+                    program: "kretprobe_kernel_wait4",
+                    function: "kernel_wait4",
+                }],
+                how: "kretprobe on kernel_wait4 returning the child (wait4/waitpid; waitid reaps are not seen)",
+            },
             Candidate {
                 mechanism: Mechanism::Tracepoint,
                 attaches: &[tp("sys_exit_wait4", "syscalls", "sys_exit_wait4")],

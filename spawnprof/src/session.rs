@@ -16,8 +16,8 @@ use aya::{
 };
 use spawnprof_common::{
     GLOBAL_CONFIG, Gates, KernelOffsets, MAP_GATES, MAP_LOST, MAP_MARKS, MAP_STACK_COUNTS,
-    MAP_STACKS, MAP_TRACED, ProbeConfig, StackKey, TracedProc, TracepointOffsets, capture, kind,
-    traced,
+    MAP_STACKS, MAP_TRACED, NO_FIELD, ProbeConfig, StackKey, TracedProc, TracepointOffsets,
+    capture, kind, traced,
 };
 
 use crate::{
@@ -285,10 +285,29 @@ impl Session {
     }
 }
 
-/// Kernel struct fields each raw-tracepoint program reads through the
-/// pointers its tracepoint passes; programs not listed need none.
-const RAW_PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
+/// Kernel struct fields programs read through the pointers they are handed
+/// (raw tracepoint and kernel-function arguments); programs not listed need
+/// none. Without them the candidate is refused, with the reason.
+const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
     ("raw_sched_switch", &[("task_struct", "pid")]),
+    (
+        "fentry_kernel_clone",
+        &[
+            ("kernel_clone_args", "flags"),
+            ("kernel_clone_args", "exit_signal"),
+        ],
+    ),
+    (
+        "kprobe_kernel_clone",
+        &[
+            ("kernel_clone_args", "flags"),
+            ("kernel_clone_args", "exit_signal"),
+        ],
+    ),
+    ("fentry_execve", &[("pt_regs", "di")]),
+    ("fentry_execveat", &[("pt_regs", "si")]),
+    ("kprobe_execve", &[("pt_regs", "di")]),
+    ("kprobe_execveat", &[("pt_regs", "si")]),
     (
         "raw_sched_process_exec",
         &[
@@ -339,39 +358,7 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
                 }
             }
         }
-        Mechanism::RawTracepoint => {
-            // Raw tracepoints hand over kernel pointers; the programs that
-            // read through them need BTF offsets (the others only look at
-            // scalar arguments).
-            for a in candidate.attaches {
-                let Attach::RawTracepoint { program, .. } = a else {
-                    continue;
-                };
-                let needs = RAW_PROGRAM_BTF_FIELDS
-                    .iter()
-                    .find(|(p, _)| p == program)
-                    .map_or(&[][..], |(_, fields)| fields);
-                if needs.is_empty() {
-                    continue;
-                }
-                let Some(btf) = &host.btf else {
-                    bail!(
-                        "no kernel BTF to locate {} ({})",
-                        needs
-                            .iter()
-                            .map(|(s, m)| format!("{s}.{m}"))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        host.btf_error.as_deref().unwrap_or("unknown reason")
-                    );
-                };
-                for (s, m) in needs {
-                    if btf.member_offset(s, m).is_none() {
-                        bail!("the kernel's BTF has no {s}.{m}");
-                    }
-                }
-            }
-        }
+        Mechanism::RawTracepoint => {}
         Mechanism::Tracepoint => {
             for a in candidate.attaches {
                 if let Attach::Tracepoint {
@@ -387,6 +374,38 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
             }
         }
         Mechanism::Unavailable => {}
+    }
+    check_btf_fields(host, candidate)
+}
+
+/// Refuses a candidate whose programs read kernel structs this host's BTF
+/// cannot locate.
+fn check_btf_fields(host: &Host, candidate: &Candidate) -> Result<()> {
+    for a in candidate.attaches {
+        let program = a.program();
+        let needs = PROGRAM_BTF_FIELDS
+            .iter()
+            .find(|(p, _)| *p == program)
+            .map_or(&[][..], |(_, fields)| fields);
+        if needs.is_empty() {
+            continue;
+        }
+        let Some(btf) = &host.btf else {
+            bail!(
+                "no kernel BTF to locate {} ({})",
+                needs
+                    .iter()
+                    .map(|(s, m)| format!("{s}.{m}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                host.btf_error.as_deref().unwrap_or("unknown reason")
+            );
+        };
+        for (s, m) in needs {
+            if btf.member_offset(s, m).is_none() {
+                bail!("the kernel's BTF has no {s}.{m}");
+            }
+        }
     }
     Ok(())
 }
@@ -636,6 +655,8 @@ fn kernel_offsets(host: &Host) -> KernelOffsets {
         return KernelOffsets::default();
     };
     let get = |s: &str, m: &str| btf.member_offset(s, m).unwrap_or(0);
+    // For members that may sit at offset 0.
+    let field = |s: &str, m: &str| btf.member_offset(s, m).unwrap_or(NO_FIELD);
     KernelOffsets {
         task_mm: get("task_struct", "mm"),
         task_exit_code: get("task_struct", "exit_code"),
@@ -653,6 +674,10 @@ fn kernel_offsets(host: &Host) -> KernelOffsets {
         task_signal: get("task_struct", "signal"),
         signal_min_flt: get("signal_struct", "min_flt"),
         signal_maj_flt: get("signal_struct", "maj_flt"),
+        clone_args_flags: field("kernel_clone_args", "flags"),
+        clone_args_exit_signal: field("kernel_clone_args", "exit_signal"),
+        regs_di: field("pt_regs", "di"),
+        regs_si: field("pt_regs", "si"),
     }
 }
 

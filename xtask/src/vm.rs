@@ -48,8 +48,13 @@ const MAX_LINES: usize = 10_000;
 const KEEP_LINES: usize = 3_000;
 /// Fork spawns each run must report (the workload makes exactly this many).
 const SPAWN_COUNT: usize = 20;
-/// Stages whose attach mechanism the two runs pin down.
-const CHECKED_STAGES: [&str; 2] = ["copy_page_range", "anon_vma_fork"];
+/// Stages whose attach mechanism the two runs pin down: the kernel
+/// functions inside a fork, and the syscall stages that avoid syscall
+/// tracepoints there.
+const CHECKED_STAGES: [&str; 5] = ["copy_page_range", "anon_vma_fork", "clone", "exec", "reap"];
+/// PATH entries the spawner puts in front of the real ones: each spawn
+/// fails this many exec attempts first.
+const PATH_MISSES: usize = 2;
 
 pub fn run(args: &[String]) -> Result<()> {
     let started = Instant::now();
@@ -474,7 +479,8 @@ fn vm_command(name: &str, shell: impl Into<String>) -> VmCommand {
 fn workload(bins: &Binaries) -> String {
     if bins.spawner.is_some() {
         format!(
-            "/spawnprof-spawner --method fork-exec --count {SPAWN_COUNT} --rss 64M --program /bin/true"
+            "/spawnprof-spawner --method fork-exec --count {SPAWN_COUNT} --rss 64M \
+             --path-misses {PATH_MISSES} --program true"
         )
     } else {
         // busybox ash forks for every external command named by path.
@@ -1064,10 +1070,18 @@ fn check_full(sections: &[Section], bins: &Binaries) -> Result<()> {
     }
     let mut failures = Vec::new();
     for run in &RUNS {
-        match assert_tiers(sections, run) {
+        match assert_tiers(sections, run, bins.spawner.is_some()) {
             Ok(forks) => println!(
-                "vm-test: run {} ok: {} and {} via {}, {forks} fork spawns with kernel_fn timings",
-                run.label, CHECKED_STAGES[0], CHECKED_STAGES[1], run.mechanism
+                "vm-test: run {} ok: {} via {}, {forks} fork spawns with kernel_fn timings, \
+                 clone via kernel_clone, reaps via kernel_wait4{}",
+                run.label,
+                CHECKED_STAGES.join(", "),
+                run.mechanism,
+                if bins.spawner.is_some() {
+                    ", PATH misses as failed exec attempts"
+                } else {
+                    ""
+                }
             ),
             Err(e) => failures.push(format!(
                 "run {} (`spawnprof record{}`, expects {}): {e:#}",
@@ -1087,7 +1101,7 @@ fn check_full(sections: &[Section], bins: &Binaries) -> Result<()> {
 /// Checks one record run: its plan attaches CHECKED_STAGES with the run's
 /// mechanism, and at least SPAWN_COUNT fork spawns carry kernel-function data.
 /// Returns the number of fork spawns.
-fn assert_tiers(sections: &[Section], run: &Run) -> Result<usize> {
+fn assert_tiers(sections: &[Section], run: &Run, with_path_misses: bool) -> Result<usize> {
     let d = run.dir;
     ok_section(sections, &format!("record-{d}"))?;
 
@@ -1131,12 +1145,26 @@ fn assert_tiers(sections: &[Section], run: &Run) -> Result<usize> {
     {
         let spawn: Value = serde_json::from_str(line)
             .with_context(|| format!("spawns.jsonl line {} is not JSON: {line}", i + 1))?;
-        let syscall = spawn.get("syscall").and_then(Value::as_str);
+        let method = spawn.get("method").and_then(Value::as_str);
         let thread = spawn.get("thread").and_then(Value::as_bool);
-        if !matches!(syscall, Some("clone" | "fork")) || thread != Some(false) {
+        if method != Some("fork") || thread != Some(false) {
             continue;
         }
         forks += 1;
+        // kernel_clone, not a syscall tracepoint, saw the clone.
+        let syscall = spawn.get("syscall").and_then(Value::as_str);
+        if syscall != Some("kernel_clone") {
+            bad.push(format!(
+                "line {}: syscall {syscall:?}, expected \"kernel_clone\"",
+                i + 1
+            ));
+        }
+        if spawn.pointer("/ts/reap").and_then(Value::as_u64).is_none() {
+            bad.push(format!("line {}: no reap time (kernel_wait4)", i + 1));
+        }
+        if with_path_misses && let Err(e) = check_exec_attempts(&spawn) {
+            bad.push(format!("line {}: {e}", i + 1));
+        }
         let positive = |field: &str| {
             spawn
                 .pointer(&format!("/kernel_fn/{field}"))
@@ -1173,6 +1201,38 @@ fn assert_tiers(sections: &[Section], run: &Run) -> Result<usize> {
         spawns_text.lines().count()
     );
     Ok(forks)
+}
+
+/// The spawner's PATH search, seen through the exec stage's kernel-function
+/// tier: the PATH_MISSES made-up directories fail with ENOENT first, in
+/// order, and the last attempt succeeds.
+fn check_exec_attempts(spawn: &Value) -> Result<()> {
+    let attempts = spawn
+        .get("exec_attempts")
+        .and_then(Value::as_array)
+        .context("no exec_attempts")?;
+    ensure!(
+        attempts.len() > PATH_MISSES,
+        "{} exec attempts, expected more than {PATH_MISSES}: {}",
+        attempts.len(),
+        json(&Value::Array(attempts.clone()))
+    );
+    for (n, a) in attempts.iter().take(PATH_MISSES).enumerate() {
+        let path = a.get("path").and_then(Value::as_str).unwrap_or("");
+        ensure!(
+            path.ends_with(&format!("spawnprof-miss-{n}/true"))
+                && a.get("ret").and_then(Value::as_i64) == Some(-2),
+            "attempt {n} should be a failed (ENOENT) spawnprof-miss-{n}/true: {}",
+            json(a)
+        );
+    }
+    let last = attempts.last().expect("non-empty");
+    ensure!(
+        last.get("ret").and_then(Value::as_i64) == Some(0),
+        "the last exec attempt did not succeed: {}",
+        json(last)
+    );
+    Ok(())
 }
 
 /// The smoke run's checks, with a short report of what the VM offers.
@@ -1372,15 +1432,19 @@ mod tests {
             rc: Some(0),
             body,
         };
-        let plan = format!(
-            r#"{{"plan":[{{"stage":"copy_page_range","mechanism":"{mechanism}"}},
-                {{"stage":"anon_vma_fork","mechanism":"{mechanism}"}},
-                {{"stage":"exec","mechanism":"tracepoint"}}]}}"#
-        );
+        let rows: Vec<String> = CHECKED_STAGES
+            .iter()
+            .map(|stage| format!(r#"{{"stage":"{stage}","mechanism":"{mechanism}"}}"#))
+            .chain([r#"{"stage":"exit","mechanism":"tracepoint"}"#.to_string()])
+            .collect();
+        let plan = format!(r#"{{"plan":[{}]}}"#, rows.join(","));
+        let attempts = r#"[{"path":"/nonexistent/spawnprof-miss-0/true","ret":-2},
+            {"path":"/nonexistent/spawnprof-miss-1/true","ret":-2},{"path":"/bin/true","ret":0}]"#
+            .replace('\n', "");
         let fork = format!(
-            r#"{{"syscall":"clone","thread":false,"kernel_fn":{{"copy_page_range_ns":{copy_ns},"copy_page_range_calls":9,"anon_vma_fork_calls":3}}}}"#
+            r#"{{"syscall":"kernel_clone","method":"fork","thread":false,"ts":{{"reap":7}},"exec_attempts":{attempts},"kernel_fn":{{"copy_page_range_ns":{copy_ns},"copy_page_range_calls":9,"anon_vma_fork_calls":3}}}}"#
         );
-        let thread = r#"{"syscall":"clone3","thread":true,"kernel_fn":{}}"#;
+        let thread = r#"{"syscall":"kernel_clone","method":"thread","thread":true,"kernel_fn":{}}"#;
         let spawns = [vec![thread.to_string()], vec![fork; SPAWN_COUNT]]
             .concat()
             .join("\n");
@@ -1395,17 +1459,44 @@ mod tests {
     fn tiers_pass_and_fail() {
         let (a, b) = (&RUNS[0], &RUNS[1]);
         assert_eq!(
-            assert_tiers(&sections_for("a", "fentry", 5000), a).ok(),
+            assert_tiers(&sections_for("a", "fentry", 5000), a, true).ok(),
             Some(SPAWN_COUNT)
         );
         assert_eq!(
-            assert_tiers(&sections_for("b", "kprobe", 5000), b).ok(),
+            assert_tiers(&sections_for("b", "kprobe", 5000), b, true).ok(),
             Some(SPAWN_COUNT)
         );
-        let wrong_tier = assert_tiers(&sections_for("b", "fentry", 5000), b).unwrap_err();
+        let wrong_tier = assert_tiers(&sections_for("b", "fentry", 5000), b, true).unwrap_err();
         assert!(format!("{wrong_tier:#}").contains(r#""mechanism":"fentry""#));
-        let no_time = assert_tiers(&sections_for("a", "fentry", 0), a).unwrap_err();
+        let no_time = assert_tiers(&sections_for("a", "fentry", 0), a, true).unwrap_err();
         assert!(format!("{no_time:#}").contains("copy_page_range_ns"));
+    }
+
+    #[test]
+    fn a_spawn_seen_by_syscall_tracepoints_or_without_its_path_misses_fails() {
+        let a = &RUNS[0];
+        let tracepoint_clone: Vec<Section> = sections_for("a", "fentry", 5000)
+            .into_iter()
+            .map(|mut s| {
+                s.body = s
+                    .body
+                    .replace(r#""syscall":"kernel_clone""#, r#""syscall":"clone""#);
+                s
+            })
+            .collect();
+        let err = assert_tiers(&tracepoint_clone, a, true).unwrap_err();
+        assert!(format!("{err:#}").contains("kernel_clone"), "{err:#}");
+        let no_misses: Vec<Section> = sections_for("a", "fentry", 5000)
+            .into_iter()
+            .map(|mut s| {
+                s.body = s.body.replace("spawnprof-miss-1", "elsewhere");
+                s
+            })
+            .collect();
+        let err = assert_tiers(&no_misses, a, true).unwrap_err();
+        assert!(format!("{err:#}").contains("spawnprof-miss-1"), "{err:#}");
+        // Without the spawner (busybox loop) there is no PATH search to check.
+        assert!(assert_tiers(&no_misses, a, false).is_ok());
     }
 
     /// Boots the VM for real; `cargo test -p xtask -- --ignored vm_smoke`.

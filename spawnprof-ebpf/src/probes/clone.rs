@@ -1,7 +1,18 @@
 //! Spawn syscalls: entry starts a spawn in the parent; the return closes the
 //! parent's side (or, with ret 0, is the child's first step in user space).
-use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
-use spawnprof_common::{CloneState, clone_flags as cf, kind, syscall};
+//!
+//! Two tiers: fentry/fexit or kprobe/kretprobe on `kernel_clone`, which all
+//! of clone, clone3, fork and vfork go through, and the syscall tracepoints.
+//! The kernel-function tier is preferred because attaching any syscall
+//! tracepoint sends every syscall of every task through the slow entry path
+//! (a posix_spawn child alone makes ~70 before its exec). It does not see the
+//! child's own return to user space; its first run stands in for it.
+use aya_ebpf::{
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_user},
+    macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+};
+use spawnprof_common::{CloneState, NO_FIELD, clone_flags as cf, kind, syscall};
 
 use super::field;
 use crate::{
@@ -67,11 +78,18 @@ pub fn sys_enter_vfork(_ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn exit(ctx: &TracePointContext) -> u32 {
+    match field::<i64>(ctx, config(&CONFIG.tp.sys_exit_ret)) {
+        Some(ret) => returned(ret),
+        None => 0,
+    }
+}
+
+/// A clone returned `ret` in the calling thread: the child's pid to the
+/// parent, 0 to the child (syscall tracepoints only).
+#[inline(always)]
+fn returned(ret: i64) -> u32 {
     let ts = now();
     let (tid, tgid) = current();
-    let Some(ret) = field::<i64>(ctx, config(&CONFIG.tp.sys_exit_ret)) else {
-        return 0;
-    };
     if ret == 0 {
         // The new task's own return to user space.
         if traced(tgid).is_some() {
@@ -106,4 +124,46 @@ pub fn sys_exit_fork(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_exit_vfork(ctx: TracePointContext) -> u32 {
     exit(&ctx)
+}
+
+/// `pid_t kernel_clone(struct kernel_clone_args *args)`: the flags and the
+/// exit signal, read through the offsets from the kernel's BTF.
+#[inline(always)]
+fn kernel_clone_enter(args: *const u8) -> u32 {
+    let flags_off = config(&CONFIG.kernel.clone_args_flags);
+    let signal_off = config(&CONFIG.kernel.clone_args_exit_signal);
+    if flags_off == NO_FIELD || signal_off == NO_FIELD {
+        return 0;
+    }
+    let (flags, signal) = unsafe {
+        (
+            bpf_probe_read_kernel(args.add(flags_off as usize) as *const u64).unwrap_or(0),
+            bpf_probe_read_kernel(args.add(signal_off as usize) as *const i32).unwrap_or(0),
+        )
+    };
+    enter(flags | (signal as u64 & cf::CSIGNAL), syscall::KERNEL_CLONE)
+}
+
+#[fentry(function = "kernel_clone")]
+pub fn fentry_kernel_clone(ctx: FEntryContext) -> u32 {
+    kernel_clone_enter(ctx.arg::<u64>(0) as *const u8)
+}
+
+/// fexit's context holds the arguments, then the return value.
+#[fexit(function = "kernel_clone")]
+pub fn fexit_kernel_clone(ctx: FExitContext) -> u32 {
+    returned(ctx.arg::<i32>(1) as i64)
+}
+
+#[kprobe]
+pub fn kprobe_kernel_clone(ctx: ProbeContext) -> u32 {
+    match ctx.arg::<u64>(0) {
+        Some(args) => kernel_clone_enter(args as *const u8),
+        None => 0,
+    }
+}
+
+#[kretprobe]
+pub fn kretprobe_kernel_clone(ctx: RetProbeContext) -> u32 {
+    returned(ctx.ret::<i32>() as i64)
 }

@@ -1,7 +1,18 @@
 //! execve/execveat attempts. A PATH search shows up as a run of failed
 //! attempts (ENOENT) before the one that succeeds.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use spawnprof_common::{kind, syscall};
+//!
+//! Two tiers, as for clone: fentry/fexit or kprobe/kretprobe on the x86-64
+//! syscall functions `__x64_sys_execve(const struct pt_regs *)` and
+//! `__x64_sys_execveat` (no syscall-tracepoint tax; the path is the first,
+//! resp. second, syscall argument in the saved registers), and the syscall
+//! tracepoints. The inner functions (do_execveat_common, bprm_execve) are
+//! inlined or miss early failures on recent kernels.
+use aya_ebpf::{
+    helpers::bpf_probe_read_kernel,
+    macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+};
+use spawnprof_common::{NO_FIELD, kind, syscall};
 
 use super::field;
 use crate::{
@@ -11,6 +22,12 @@ use crate::{
 
 #[inline(always)]
 fn enter(ctx: &TracePointContext, filename: u32, which: u64) -> u32 {
+    enter_path(field::<u64>(ctx, filename).unwrap_or(0), which)
+}
+
+/// An exec attempt of the user-space path at `path`.
+#[inline(always)]
+fn enter_path(path: u64, which: u64) -> u32 {
     let ts = now();
     let (tid, tgid) = current();
     if traced(tgid).is_none() {
@@ -19,7 +36,6 @@ fn enter(ctx: &TracePointContext, filename: u32, which: u64) -> u32 {
     // Argument and environment counts come from the kernel's own count at
     // exec done (linux_binprm), not from walking user arrays here: a walk
     // of thousands of pointers is both slow and too branchy for the verifier.
-    let path = field::<u64>(ctx, filename).unwrap_or(0);
     text_mark(
         ts,
         kind::EXEC_ENTER,
@@ -53,12 +69,16 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn exit(ctx: &TracePointContext) -> u32 {
+    returned(field::<i64>(ctx, config(&CONFIG.tp.sys_exit_ret)).unwrap_or(0))
+}
+
+#[inline(always)]
+fn returned(ret: i64) -> u32 {
     let ts = now();
     let (tid, tgid) = current();
     if traced(tgid).is_none() {
         return 0;
     }
-    let ret = field::<i64>(ctx, config(&CONFIG.tp.sys_exit_ret)).unwrap_or(0);
     mark(ts, kind::EXEC_EXIT, tid, tgid, ret as u64, 0, 0);
     0
 }
@@ -71,4 +91,67 @@ pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
     exit(&ctx)
+}
+
+/// The syscall argument at `reg_off` in the saved user registers.
+#[inline(always)]
+fn syscall_arg(regs: u64, reg_off: u32) -> Option<u64> {
+    if reg_off == NO_FIELD || regs == 0 {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel((regs as *const u8).add(reg_off as usize) as *const u64) }.ok()
+}
+
+#[inline(always)]
+fn regs_enter(regs: u64, which: u64) -> u32 {
+    // execve(path, argv, envp); execveat(dirfd, path, argv, envp, flags).
+    let reg = if which == syscall::EXECVEAT {
+        config(&CONFIG.kernel.regs_si)
+    } else {
+        config(&CONFIG.kernel.regs_di)
+    };
+    match syscall_arg(regs, reg) {
+        Some(path) => enter_path(path, which),
+        None => 0,
+    }
+}
+
+#[fentry(function = "__x64_sys_execve")]
+pub fn fentry_execve(ctx: FEntryContext) -> u32 {
+    regs_enter(ctx.arg(0), syscall::EXECVE)
+}
+
+#[fexit(function = "__x64_sys_execve")]
+pub fn fexit_execve(ctx: FExitContext) -> u32 {
+    returned(ctx.arg::<i64>(1))
+}
+
+#[fentry(function = "__x64_sys_execveat")]
+pub fn fentry_execveat(ctx: FEntryContext) -> u32 {
+    regs_enter(ctx.arg(0), syscall::EXECVEAT)
+}
+
+#[fexit(function = "__x64_sys_execveat")]
+pub fn fexit_execveat(ctx: FExitContext) -> u32 {
+    returned(ctx.arg::<i64>(1))
+}
+
+#[kprobe]
+pub fn kprobe_execve(ctx: ProbeContext) -> u32 {
+    regs_enter(ctx.arg(0).unwrap_or(0), syscall::EXECVE)
+}
+
+#[kretprobe]
+pub fn kretprobe_execve(ctx: RetProbeContext) -> u32 {
+    returned(ctx.ret::<i64>())
+}
+
+#[kprobe]
+pub fn kprobe_execveat(ctx: ProbeContext) -> u32 {
+    regs_enter(ctx.arg(0).unwrap_or(0), syscall::EXECVEAT)
+}
+
+#[kretprobe]
+pub fn kretprobe_execveat(ctx: RetProbeContext) -> u32 {
+    returned(ctx.ret::<i64>())
 }

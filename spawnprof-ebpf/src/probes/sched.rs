@@ -3,8 +3,8 @@
 use aya_ebpf::{
     EbpfContext as _,
     helpers::{bpf_get_current_task, bpf_get_smp_processor_id, bpf_probe_read_kernel},
-    macros::{raw_tracepoint, tracepoint},
-    programs::{RawTracePointContext, TracePointContext},
+    macros::{fexit, kretprobe, raw_tracepoint, tracepoint},
+    programs::{FExitContext, RawTracePointContext, RetProbeContext, TracePointContext},
 };
 use spawnprof_common::{
     CloneState, TracedProc, UNKNOWN, UNKNOWN_U32, capture as capture_bits, clone_flags as cf, kind,
@@ -443,13 +443,32 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_exit_wait4(ctx: TracePointContext) -> u32 {
+    match field::<i64>(&ctx, config(&CONFIG.tp.sys_exit_ret)) {
+        Some(ret) => reaped(ret),
+        None => 0,
+    }
+}
+
+/// wait4 returned `ret`: the pid of the child it reaped, when positive.
+#[inline(always)]
+fn reaped(ret: i64) -> u32 {
     let ts = now();
     let (tid, tgid) = current();
-    let Some(ret) = field::<i64>(&ctx, config(&CONFIG.tp.sys_exit_ret)) else {
-        return 0;
-    };
     if ret > 0 && traced(tgid).is_some() {
         mark(ts, kind::REAP, tid, tgid, ret as u64, 0, 0);
     }
     0
+}
+
+/// `long kernel_wait4(pid_t, int __user *, int, struct rusage *)`, behind
+/// wait4 and waitpid: no syscall tracepoint needed. fexit's context holds
+/// the four arguments, then the return value.
+#[fexit(function = "kernel_wait4")]
+pub fn fexit_kernel_wait4(ctx: FExitContext) -> u32 {
+    reaped(ctx.arg::<i64>(4))
+}
+
+#[kretprobe]
+pub fn kretprobe_kernel_wait4(ctx: RetProbeContext) -> u32 {
+    reaped(ctx.ret::<i64>())
 }
