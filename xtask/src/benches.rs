@@ -55,8 +55,8 @@ tracepoint:sched:sched_process_exec, tracepoint:sched:sched_process_exit
 /// The floor of any syscall-tracepoint tracer: one syscall tracepoint whose
 /// program does nothing. Attaching any syscall tracepoint sends every
 /// syscall of every task through the kernel's slow syscall-entry path, and
-/// a posix_spawn child makes ~70 syscalls (mostly rt_sigaction) before its
-/// exec, inside the timed spawn call.
+/// a glibc posix_spawn child makes about 120 syscalls (mostly rt_sigaction)
+/// before its exec, inside the timed spawn call.
 const BPFTRACE_FLOOR: &str = "tracepoint:syscalls:sys_enter_wait4 /pid == 1/ {}";
 
 /// Builds the command that runs the spawner's argv under one setup.

@@ -5,8 +5,9 @@
 //! of clone, clone3, fork and vfork go through, and the syscall tracepoints.
 //! The kernel-function tier is preferred because attaching any syscall
 //! tracepoint sends every syscall of every task through the slow entry path
-//! (a posix_spawn child alone makes ~70 before its exec). It does not see the
-//! child's own return to user space; its first run stands in for it.
+//! (a glibc posix_spawn child alone makes about 120 before its exec, mostly
+//! rt_sigaction). It does not see the child's own return to user space; its
+//! first run stands in for it.
 use aya_ebpf::{
     helpers::{bpf_probe_read_kernel, bpf_probe_read_user},
     macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
