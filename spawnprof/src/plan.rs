@@ -502,6 +502,22 @@ pub const PLAN: &[ProbeStage] = &[
         required: false,
         candidates: &[
             Candidate {
+                mechanism: Mechanism::Fentry,
+                attaches: &[Attach::Fentry {
+                    program: "fentry_do_wp_page",
+                    function: "do_wp_page",
+                }],
+                how: "fentry on do_wp_page: CoW faults (write faults on present pages, THP ones aside) counted per process while it shares memory with a fork; totals from the kernel's task counters",
+            },
+            Candidate {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[Attach::Kprobe {
+                    program: "kprobe_do_wp_page",
+                    function: "do_wp_page",
+                }],
+                how: "kprobe on do_wp_page: CoW faults (write faults on present pages, THP ones aside) counted per process while it shares memory with a fork; totals from the kernel's task counters",
+            },
+            Candidate {
                 mechanism: Mechanism::RawTracepoint,
                 attaches: &[Attach::RawTracepoint {
                     program: "raw_page_fault_user",

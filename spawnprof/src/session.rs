@@ -285,6 +285,15 @@ impl Session {
     }
 }
 
+/// The kernel's per-task fault counters (see `KernelOffsets::has_fault_counters`).
+const FAULT_COUNTERS: &[(&str, &str)] = &[
+    ("task_struct", "min_flt"),
+    ("task_struct", "maj_flt"),
+    ("task_struct", "signal"),
+    ("signal_struct", "min_flt"),
+    ("signal_struct", "maj_flt"),
+];
+
 /// Kernel struct fields programs read through the pointers they are handed
 /// (raw tracepoint and kernel-function arguments); programs not listed need
 /// none. Without them the candidate is refused, with the reason.
@@ -304,6 +313,10 @@ const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
             ("kernel_clone_args", "exit_signal"),
         ],
     ),
+    // The do_wp_page tiers count only CoW faults: the totals must come
+    // from the task counters.
+    ("fentry_do_wp_page", FAULT_COUNTERS),
+    ("kprobe_do_wp_page", FAULT_COUNTERS),
     ("fentry_execve", &[("pt_regs", "di")]),
     ("fentry_execveat", &[("pt_regs", "si")]),
     ("kprobe_execve", &[("pt_regs", "di")]),

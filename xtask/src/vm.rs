@@ -51,7 +51,14 @@ const SPAWN_COUNT: usize = 20;
 /// Stages whose attach mechanism the two runs pin down: the kernel
 /// functions inside a fork, and the syscall stages that avoid syscall
 /// tracepoints there.
-const CHECKED_STAGES: [&str; 5] = ["copy_page_range", "anon_vma_fork", "clone", "exec", "reap"];
+const CHECKED_STAGES: [&str; 6] = [
+    "copy_page_range",
+    "anon_vma_fork",
+    "clone",
+    "exec",
+    "reap",
+    "page_faults",
+];
 /// PATH entries the spawner puts in front of the real ones: each spawn
 /// fails this many exec attempts first.
 const PATH_MISSES: usize = 2;
@@ -1162,6 +1169,20 @@ fn assert_tiers(sections: &[Section], run: &Run, with_path_misses: bool) -> Resu
         if spawn.pointer("/ts/reap").and_then(Value::as_u64).is_none() {
             bad.push(format!("line {}: no reap time (kernel_wait4)", i + 1));
         }
+        // The child writes to its stack, shared copy-on-write, before its
+        // exec: do_wp_page sees it.
+        let count = |f: &str| {
+            spawn
+                .pointer(&format!("/faults/{f}"))
+                .and_then(Value::as_u64)
+        };
+        if count("pre_exec_cow").is_none_or(|c| c == 0) || count("total").is_none_or(|c| c == 0) {
+            bad.push(format!(
+                "line {}: no pre-exec CoW fault (do_wp_page) or no fault total (task counters): faults = {}",
+                i + 1,
+                spawn.get("faults").map_or("absent".to_string(), json)
+            ));
+        }
         if with_path_misses && let Err(e) = check_exec_attempts(&spawn) {
             bad.push(format!("line {}: {e}", i + 1));
         }
@@ -1442,7 +1463,7 @@ mod tests {
             {"path":"/nonexistent/spawnprof-miss-1/true","ret":-2},{"path":"/bin/true","ret":0}]"#
             .replace('\n', "");
         let fork = format!(
-            r#"{{"syscall":"kernel_clone","method":"fork","thread":false,"ts":{{"reap":7}},"exec_attempts":{attempts},"kernel_fn":{{"copy_page_range_ns":{copy_ns},"copy_page_range_calls":9,"anon_vma_fork_calls":3}}}}"#
+            r#"{{"syscall":"kernel_clone","method":"fork","thread":false,"ts":{{"reap":7}},"faults":{{"pre_exec_cow":2,"total":90}},"exec_attempts":{attempts},"kernel_fn":{{"copy_page_range_ns":{copy_ns},"copy_page_range_calls":9,"anon_vma_fork_calls":3}}}}"#
         );
         let thread = r#"{"syscall":"kernel_clone","method":"thread","thread":true,"kernel_fn":{}}"#;
         let spawns = [vec![thread.to_string()], vec![fork; SPAWN_COUNT]]
