@@ -158,6 +158,26 @@ fn program_ids_of(pid: u32) -> Vec<u32> {
     ids
 }
 
+/// The kernel frees a program once its last link and fd are gone, after an
+/// RCU grace period: poll briefly, then fail if any is still loaded.
+fn assert_programs_freed(ours: &[u32]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let left: Vec<u32> = loaded_program_ids()
+            .into_iter()
+            .filter(|id| ours.contains(id))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "probes left behind 3 s after spawnprof exited: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn loaded_program_ids() -> Vec<u32> {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
@@ -167,7 +187,16 @@ fn loaded_program_ids() -> Vec<u32> {
 
 #[test]
 fn ctrl_c_keeps_what_was_recorded_and_detaches_every_probe() {
-    let dir = out_dir("sigint");
+    interrupt_keeps_recording_and_detaches("sigint", libc::SIGINT);
+}
+
+#[test]
+fn sigterm_keeps_what_was_recorded_and_detaches_every_probe() {
+    interrupt_keeps_recording_and_detaches("sigterm", libc::SIGTERM);
+}
+
+fn interrupt_keeps_recording_and_detaches(test: &str, signal: i32) {
+    let dir = out_dir(test);
     let mut rec = start_recording(&dir, &["--", "sh", "-c", "/bin/true; sleep 30"]);
     let ours = program_ids_of(rec.id());
     assert!(
@@ -175,8 +204,8 @@ fn ctrl_c_keeps_what_was_recorded_and_detaches_every_probe() {
         "probes are loaded while recording: {ours:?}"
     );
     std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: sending SIGINT to our own child.
-    unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(rec.id() as i32, signal) };
     let status = wait_with_timeout(&mut rec, Duration::from_secs(20));
     assert_eq!(status.code(), Some(130), "interrupted recordings exit 130");
     let (summary, records) = load_recording(&dir).unwrap();
@@ -186,11 +215,7 @@ fn ctrl_c_keeps_what_was_recorded_and_detaches_every_probe() {
             .iter()
             .any(|r| r.exec_path.as_deref() == Some("/bin/true"))
     );
-    let left: Vec<u32> = loaded_program_ids()
-        .into_iter()
-        .filter(|id| ours.contains(id))
-        .collect();
-    assert!(left.is_empty(), "probes left behind: {left:?}");
+    assert_programs_freed(&ours);
     // The traced command does not outlive the recording.
     let _ = Command::new("pkill").args(["-f", "sleep 30"]).status();
 }
