@@ -119,10 +119,11 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         Target::Command(argv) => (argv.join(" "), None),
         Target::Pid(pid) => (format!("pid {pid}"), Some(tgid_of(*pid)?)),
     };
-    // Privileges first: without them nothing else is worth checking.
-    crate::capabilities::check_privileges()?;
-    prepare_out_dir(&opts.out_dir, opts.force)?;
+    // Privileges first (Host::probe starts with them): without them nothing
+    // else is worth checking. The output directory is checked before any
+    // probe is loaded.
     let host = Host::probe()?;
+    prepare_out_dir(&opts.out_dir, opts.force)?;
     let mut session_opts = opts.session.clone();
     if matches!(opts.target, Target::Command(_)) {
         // Everything CMD starts is part of what the user asked to see.
