@@ -18,7 +18,10 @@ use crate::{
     node::NodeFacts,
     plan::PlanRow,
     record::{self, RecordOptions, Target},
-    report::files::{hand_to_invoking_user, load_recording, prepare_out_dir},
+    report::{
+        ProbeCost,
+        files::{hand_to_invoking_user, load_recording, prepare_out_dir},
+    },
     session::SessionOptions,
     units::{format_bytes, format_ns},
     workload::{Config, HugePages, Method, Mode, SPAWNER_BIN, SpawnResult, spawner_args},
@@ -87,6 +90,14 @@ pub struct Overhead {
     pub with_probes_spawns_per_sec: f64,
     /// 1 - with/without: the fraction of the spawn rate the probes cost.
     pub cost: f64,
+    /// From one more recording with `--probe-cost`: the probes' own run
+    /// time per spawn in the kernel (BPF statistics), a figure that does not
+    /// swing with the node's scheduling the way the rates do.
+    #[serde(default)]
+    pub probe_ns_per_spawn: Option<f64>,
+    /// spawnprof's own CPU time per spawn in that recording.
+    #[serde(default)]
+    pub reader_ns_per_spawn: Option<f64>,
 }
 
 /// `bench.json`.
@@ -325,12 +336,14 @@ pub fn call_breakdown(stages: &BTreeMap<String, StageStats>, vfork_style: bool) 
     out
 }
 
+/// Records one configuration; with `probe_cost`, also what the probes cost.
 async fn run_config(
     cfg: &BenchConfig,
     spawner: &Path,
     dir: &Path,
     session: &SessionOptions,
-) -> Result<(ConfigResult, Vec<PlanRow>)> {
+    probe_cost: bool,
+) -> Result<(ConfigResult, Vec<PlanRow>, Option<ProbeCost>)> {
     let rec_dir = dir.join(&cfg.name);
     std::fs::create_dir_all(&rec_dir)?;
     let stdout = rec_dir.join("spawner.json");
@@ -341,6 +354,7 @@ async fn run_config(
     opts.force = true;
     opts.announce = false;
     opts.command_stdout = Some(stdout.clone());
+    opts.probe_cost = probe_cost;
     let rec = record::record(opts).await?;
     if rec.summary.exit_code != Some(0) {
         bail!(
@@ -372,6 +386,7 @@ async fn run_config(
             recording: cfg.name.clone(),
         },
         rec.summary.plan,
+        rec.summary.probe_cost,
     ))
 }
 
@@ -403,9 +418,23 @@ async fn measure_overhead(spawner: &Path, dir: &Path, opts: &BenchOptions) -> Re
             experiment: "overhead".into(),
             spawner: cfg.clone(),
         };
-        let (r, _) = run_config(&bc, spawner, dir, &opts.session).await?;
+        let (r, _, _) = run_config(&bc, spawner, dir, &opts.session, false).await?;
         with.push(r.spawner.spawns_per_sec);
     }
+    let costed = BenchConfig {
+        name: "overhead/probe-cost".into(),
+        experiment: "overhead".into(),
+        spawner: cfg.clone(),
+    };
+    let probe_cost = match run_config(&costed, spawner, dir, &opts.session, true).await {
+        Ok((_, _, cost)) => cost,
+        Err(e) => {
+            // Statistics can be refused (BPF_ENABLE_STATS needs 5.8); the
+            // rates above still stand.
+            eprintln!("spawnprof: bench: no probe-cost figure: {e:#}");
+            None
+        }
+    };
     let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (wo, wi) = (avg(&without), avg(&with));
     Ok(Overhead {
@@ -415,6 +444,8 @@ async fn measure_overhead(spawner: &Path, dir: &Path, opts: &BenchOptions) -> Re
         without_probes_spawns_per_sec: wo,
         with_probes_spawns_per_sec: wi,
         cost: if wo > 0.0 { 1.0 - wi / wo } else { 0.0 },
+        probe_ns_per_spawn: probe_cost.as_ref().and_then(ProbeCost::bpf_ns_per_spawn),
+        reader_ns_per_spawn: probe_cost.as_ref().and_then(ProbeCost::reader_ns_per_spawn),
     })
 }
 
@@ -449,7 +480,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
     let mut plan = Vec::new();
     for cfg in &configs {
         bar.set_message(cfg.name.clone());
-        let (r, p) = run_config(cfg, &spawner, &opts.out_dir, &opts.session)
+        let (r, p, _) = run_config(cfg, &spawner, &opts.out_dir, &opts.session, false)
             .await
             .with_context(|| format!("configuration {}", cfg.name))?;
         plan = p;
@@ -550,6 +581,15 @@ pub fn render(report: &BenchReport) -> String {
             o.with_probes_spawns_per_sec,
             100.0 * o.cost
         );
+        if let Some(ns) = o.probe_ns_per_spawn {
+            let _ = writeln!(
+                out,
+                "probe run time in the kernel: {} per spawn (BPF statistics); spawnprof's own CPU: {} per spawn",
+                format_ns(ns as u64),
+                o.reader_ns_per_spawn
+                    .map_or("-".into(), |r| format_ns(r as u64))
+            );
+        }
     }
     out
 }

@@ -130,8 +130,12 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
             .unwrap()
             > 0.0
     );
+    // The robust figure: the probes' own run time per spawn (BPF stats).
+    let probe_ns = bench["overhead"]["probe_ns_per_spawn"].as_f64();
+    assert!(probe_ns.is_some_and(|ns| ns > 0.0), "{}", bench["overhead"]);
     assert!(bench["node"]["glibc_version"].is_string());
     assert!(stdout.contains("probe overhead"), "{stdout}");
+    assert!(stdout.contains("probe run time in the kernel"), "{stdout}");
     for chart in [
         "bench-rss.svg",
         "bench-env.svg",
