@@ -283,23 +283,6 @@ pub const PLAN: &[ProbeStage] = &[
         ],
     },
     ProbeStage {
-        name: "mm_lock_wait",
-        required: false,
-        candidates: &[
-            Candidate {
-                mechanism: Mechanism::RawTracepoint,
-                attaches: RAW_MMAP_LOCK,
-                how: "raw mmap_lock start_locking to acquire_returned of the parent's mm inside the clone",
-            },
-            Candidate {
-                mechanism: Mechanism::Tracepoint,
-                attaches: MMAP_LOCK,
-                how: "mmap_lock start_locking to acquire_returned of the parent's mm inside the clone",
-            },
-            UNAVAILABLE,
-        ],
-    },
-    ProbeStage {
         name: "dup_mmap",
         required: false,
         candidates: &[
@@ -314,6 +297,51 @@ pub const PLAN: &[ProbeStage] = &[
                 mechanism: Mechanism::Tracepoint,
                 attaches: MMAP_LOCK,
                 how: "first write-lock of the parent's mm inside the clone to its release (brackets dup_mmap)",
+            },
+            UNAVAILABLE,
+        ],
+    },
+    ProbeStage {
+        name: "mm_lock_wait",
+        required: false,
+        candidates: &[
+            Candidate {
+                mechanism: Mechanism::Fentry,
+                attaches: &[
+                    Attach::Fentry {
+                        program: "fentry_uprobe_start_dup_mmap",
+                        function: "uprobe_start_dup_mmap",
+                    },
+                    Attach::Fentry {
+                        program: "fentry_uprobe_dup_mmap",
+                        function: "uprobe_dup_mmap",
+                    },
+                ],
+                how: "fentry on uprobe_start_dup_mmap and uprobe_dup_mmap, which dup_mmap calls just before and just after taking the parent's mmap write lock",
+            },
+            Candidate {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[
+                    Attach::Kprobe {
+                        program: "kprobe_uprobe_start_dup_mmap",
+                        function: "uprobe_start_dup_mmap",
+                    },
+                    Attach::Kprobe {
+                        program: "kprobe_uprobe_dup_mmap",
+                        function: "uprobe_dup_mmap",
+                    },
+                ],
+                how: "kprobes on uprobe_start_dup_mmap and uprobe_dup_mmap, which dup_mmap calls just before and just after taking the parent's mmap write lock",
+            },
+            Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: RAW_MMAP_LOCK,
+                how: "raw mmap_lock start_locking to acquire_returned of the parent's mm inside the clone",
+            },
+            Candidate {
+                mechanism: Mechanism::Tracepoint,
+                attaches: MMAP_LOCK,
+                how: "mmap_lock start_locking to acquire_returned of the parent's mm inside the clone",
             },
             UNAVAILABLE,
         ],

@@ -110,15 +110,18 @@ impl Session {
                     chosen = Some(candidate);
                     break;
                 }
-                let outcome = precheck(host, opts, candidate).and_then(|()| {
-                    attach_candidate(
-                        &mut ebpf,
-                        aya_btf.as_ref(),
-                        &host.tracefs,
-                        candidate,
-                        &mut attached,
-                    )
-                });
+                let outcome = conflict(stage.name, candidate, &attached)
+                    .map_or(Ok(()), |why| Err(anyhow::anyhow!(why)))
+                    .and_then(|()| precheck(host, opts, candidate))
+                    .and_then(|()| {
+                        attach_candidate(
+                            &mut ebpf,
+                            aya_btf.as_ref(),
+                            &host.tracefs,
+                            candidate,
+                            &mut attached,
+                        )
+                    });
                 match outcome {
                     Ok(()) => {
                         chosen = Some(candidate);
@@ -283,6 +286,22 @@ impl Session {
             .filter(|(_, _, count)| *count > 0)
             .collect()
     }
+}
+
+/// Why a candidate must not be combined with what earlier stages attached.
+/// The mmap_lock tracepoint programs derive the lock wait and the copy from
+/// the same events: once dup_mmap needed them, the lock wait is timed by
+/// them too, and a kernel-function tier for it would report it twice.
+fn conflict(
+    stage: &str,
+    candidate: &Candidate,
+    attached: &HashSet<&'static str>,
+) -> Option<String> {
+    let kernel_function = matches!(candidate.mechanism, Mechanism::Fentry | Mechanism::Kprobe);
+    (stage == "mm_lock_wait" && kernel_function && attached.iter().any(|p| p.contains("mmap_lock")))
+        .then(|| {
+            "dup_mmap is timed from the mmap_lock tracepoints, which time this wait too".to_string()
+        })
 }
 
 /// The kernel's per-task fault counters (see `KernelOffsets::has_fault_counters`).

@@ -51,9 +51,11 @@ const SPAWN_COUNT: usize = 20;
 /// Stages whose attach mechanism the two runs pin down: the kernel
 /// functions inside a fork, and the syscall stages that avoid syscall
 /// tracepoints there.
-const CHECKED_STAGES: [&str; 6] = [
+const CHECKED_STAGES: [&str; 8] = [
     "copy_page_range",
     "anon_vma_fork",
+    "dup_mmap",
+    "mm_lock_wait",
     "clone",
     "exec",
     "reap",
@@ -1169,6 +1171,16 @@ fn assert_tiers(sections: &[Section], run: &Run, with_path_misses: bool) -> Resu
         if spawn.pointer("/ts/reap").and_then(Value::as_u64).is_none() {
             bad.push(format!("line {}: no reap time (kernel_wait4)", i + 1));
         }
+        // The lock wait inside dup_mmap, from uprobe_start_dup_mmap to
+        // uprobe_dup_mmap, with no mmap_lock tracepoint attached.
+        let ts = |f: &str| spawn.pointer(&format!("/ts/{f}")).and_then(Value::as_u64);
+        match (ts("mm_lock_wait"), ts("mm_copy_start")) {
+            (Some(wait), Some(held)) if wait <= held => {}
+            other => bad.push(format!(
+                "line {}: no lock wait inside dup_mmap (mm_lock_wait, mm_copy_start) = {other:?}",
+                i + 1
+            )),
+        }
         // The child writes to its stack, shared copy-on-write, before its
         // exec: do_wp_page sees it.
         let count = |f: &str| {
@@ -1463,7 +1475,7 @@ mod tests {
             {"path":"/nonexistent/spawnprof-miss-1/true","ret":-2},{"path":"/bin/true","ret":0}]"#
             .replace('\n', "");
         let fork = format!(
-            r#"{{"syscall":"kernel_clone","method":"fork","thread":false,"ts":{{"reap":7}},"faults":{{"pre_exec_cow":2,"total":90}},"exec_attempts":{attempts},"kernel_fn":{{"copy_page_range_ns":{copy_ns},"copy_page_range_calls":9,"anon_vma_fork_calls":3}}}}"#
+            r#"{{"syscall":"kernel_clone","method":"fork","thread":false,"ts":{{"reap":7,"mm_lock_wait":3,"mm_copy_start":4}},"faults":{{"pre_exec_cow":2,"total":90}},"exec_attempts":{attempts},"kernel_fn":{{"copy_page_range_ns":{copy_ns},"copy_page_range_calls":9,"anon_vma_fork_calls":3}}}}"#
         );
         let thread = r#"{"syscall":"kernel_clone","method":"thread","thread":true,"kernel_fn":{}}"#;
         let spawns = [vec![thread.to_string()], vec![fork; SPAWN_COUNT]]

@@ -7,6 +7,11 @@
 //! - `int dup_mmap(struct mm_struct *mm, struct mm_struct *oldmm)` (static; inlined before 5.3)
 //! - `int copy_page_range(struct vm_area_struct *dst, struct vm_area_struct *src)` (5.11+ shape)
 //! - `int anon_vma_fork(struct vm_area_struct *vma, struct vm_area_struct *pvma)`
+//! - `void uprobe_start_dup_mmap(void)` and `void uprobe_dup_mmap(struct
+//!   mm_struct *oldmm, struct mm_struct *newmm)`: called only by dup_mmap,
+//!   the first before it takes the parent's mmap write lock, the second
+//!   right after; together they time the lock wait without a probe on
+//!   every mmap lock operation of the machine (CONFIG_UPROBES kernels).
 use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
@@ -15,7 +20,7 @@ use spawnprof_common::kind;
 
 use crate::{
     emit::{current, mark, now},
-    maps::CLONES,
+    maps::{CLONES, Gate, armed},
 };
 
 #[inline(always)]
@@ -24,6 +29,21 @@ fn clone_mark(kind: u16) -> u32 {
     let (tid, tgid) = current();
     if unsafe { CLONES.get(tid) }.is_some() {
         mark(ts, kind, tid, tgid, 0, 0, 0);
+    }
+    0
+}
+
+/// The lock-wait boundaries inside dup_mmap, as the mmap_lock tracepoint
+/// derivation reports them (a = 0: the mm is not read).
+#[inline(always)]
+fn lock_wait_mark(kind: u16) -> u32 {
+    if !armed(Gate::ForksInFlight) {
+        return 0;
+    }
+    let ts = now();
+    let (tid, tgid) = current();
+    if unsafe { CLONES.get(tid) }.is_some() {
+        mark(ts, kind, tid, tgid, 0, 1, 0);
     }
     0
 }
@@ -156,4 +176,26 @@ pub fn kprobe_anon_vma_fork(_ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn kretprobe_anon_vma_fork(_ctx: RetProbeContext) -> u32 {
     timed_exit(Timed::AnonVmaFork)
+}
+
+// The lock wait inside dup_mmap, both tiers.
+
+#[fentry(function = "uprobe_start_dup_mmap")]
+pub fn fentry_uprobe_start_dup_mmap(_ctx: FEntryContext) -> u32 {
+    lock_wait_mark(kind::MM_LOCK_WAIT)
+}
+
+#[fentry(function = "uprobe_dup_mmap")]
+pub fn fentry_uprobe_dup_mmap(_ctx: FEntryContext) -> u32 {
+    lock_wait_mark(kind::MM_LOCK_ACQUIRED)
+}
+
+#[kprobe]
+pub fn kprobe_uprobe_start_dup_mmap(_ctx: ProbeContext) -> u32 {
+    lock_wait_mark(kind::MM_LOCK_WAIT)
+}
+
+#[kprobe]
+pub fn kprobe_uprobe_dup_mmap(_ctx: ProbeContext) -> u32 {
+    lock_wait_mark(kind::MM_LOCK_ACQUIRED)
 }
