@@ -382,6 +382,22 @@ pub const PLAN: &[ProbeStage] = &[
         required: false,
         candidates: &[
             Candidate {
+                mechanism: Mechanism::Fentry,
+                attaches: &[Attach::Fentry {
+                    program: "fentry_schedule_tail",
+                    function: "schedule_tail",
+                }],
+                how: "fentry on schedule_tail, the new task's first function after its first context switch (once per task created)",
+            },
+            Candidate {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[Attach::Kprobe {
+                    program: "kprobe_schedule_tail",
+                    function: "schedule_tail",
+                }],
+                how: "kprobe on schedule_tail, the new task's first function after its first context switch (once per task created)",
+            },
+            Candidate {
                 mechanism: Mechanism::RawTracepoint,
                 attaches: &[Attach::RawTracepoint {
                     program: "raw_sched_switch",

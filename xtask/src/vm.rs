@@ -51,7 +51,8 @@ const SPAWN_COUNT: usize = 20;
 /// Stages whose attach mechanism the two runs pin down: the kernel
 /// functions inside a fork, and the syscall stages that avoid syscall
 /// tracepoints there.
-const CHECKED_STAGES: [&str; 8] = [
+const CHECKED_STAGES: [&str; 9] = [
+    "first_run",
     "copy_page_range",
     "anon_vma_fork",
     "dup_mmap",
@@ -1174,6 +1175,9 @@ fn assert_tiers(sections: &[Section], run: &Run, with_path_misses: bool) -> Resu
         // The lock wait inside dup_mmap, from uprobe_start_dup_mmap to
         // uprobe_dup_mmap, with no mmap_lock tracepoint attached.
         let ts = |f: &str| spawn.pointer(&format!("/ts/{f}")).and_then(Value::as_u64);
+        if ts("first_run").is_none() {
+            bad.push(format!("line {}: no first run (schedule_tail)", i + 1));
+        }
         match (ts("mm_lock_wait"), ts("mm_copy_start")) {
             (Some(wait), Some(held)) if wait <= held => {}
             other => bad.push(format!(
@@ -1475,7 +1479,7 @@ mod tests {
             {"path":"/nonexistent/spawnprof-miss-1/true","ret":-2},{"path":"/bin/true","ret":0}]"#
             .replace('\n', "");
         let fork = format!(
-            r#"{{"syscall":"kernel_clone","method":"fork","thread":false,"ts":{{"reap":7,"mm_lock_wait":3,"mm_copy_start":4}},"faults":{{"pre_exec_cow":2,"total":90}},"exec_attempts":{attempts},"kernel_fn":{{"copy_page_range_ns":{copy_ns},"copy_page_range_calls":9,"anon_vma_fork_calls":3}}}}"#
+            r#"{{"syscall":"kernel_clone","method":"fork","thread":false,"ts":{{"reap":7,"mm_lock_wait":3,"mm_copy_start":4,"first_run":5}},"faults":{{"pre_exec_cow":2,"total":90}},"exec_attempts":{attempts},"kernel_fn":{{"copy_page_range_ns":{copy_ns},"copy_page_range_calls":9,"anon_vma_fork_calls":3}}}}"#
         );
         let thread = r#"{"syscall":"kernel_clone","method":"thread","thread":true,"kernel_fn":{}}"#;
         let spawns = [vec![thread.to_string()], vec![fork; SPAWN_COUNT]]

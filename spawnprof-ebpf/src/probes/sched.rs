@@ -3,8 +3,11 @@
 use aya_ebpf::{
     EbpfContext as _,
     helpers::{bpf_get_current_task, bpf_get_smp_processor_id, bpf_probe_read_kernel},
-    macros::{fexit, kretprobe, raw_tracepoint, tracepoint},
-    programs::{FExitContext, RawTracePointContext, RetProbeContext, TracePointContext},
+    macros::{fentry, fexit, kprobe, kretprobe, raw_tracepoint, tracepoint},
+    programs::{
+        FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
+        TracePointContext,
+    },
 };
 use spawnprof_common::{
     CloneState, TracedProc, UNKNOWN, UNKNOWN_U32, capture as capture_bits, clone_flags as cf, kind,
@@ -216,6 +219,29 @@ pub fn raw_sched_switch(ctx: RawTracePointContext) -> u32 {
         Ok(pid) => first_run(pid as u32),
         Err(_) => 0,
     }
+}
+
+/// `void schedule_tail(struct task_struct *prev)`: the first function a new
+/// task runs after its first context switch (from ret_from_fork), in the new
+/// task itself. It fires once per task created, where the context-switch
+/// probes fire on every switch of the machine.
+#[fentry(function = "schedule_tail")]
+pub fn fentry_schedule_tail(_ctx: FEntryContext) -> u32 {
+    first_run_of_current()
+}
+
+#[kprobe]
+pub fn kprobe_schedule_tail(_ctx: ProbeContext) -> u32 {
+    first_run_of_current()
+}
+
+#[inline(always)]
+fn first_run_of_current() -> u32 {
+    if !armed(Gate::AwaitingFirstRun) {
+        return 0;
+    }
+    let (tid, _) = current();
+    first_run(tid)
 }
 
 /// Runs on every context switch of the machine while a traced child awaits
