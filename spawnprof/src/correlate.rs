@@ -9,7 +9,7 @@
 //! A record is handed out once it can no longer change: reaped (processes),
 //! returned on both sides (threads), exited (the root command); or when the
 //! recording ends, with the reasons it is incomplete.
-use std::collections::{BTreeMap, BinaryHeap, HashMap, hash_map::Entry};
+use std::collections::{BTreeMap, HashMap, VecDeque, hash_map::Entry};
 
 use spawnprof_common::{UNKNOWN, UNKNOWN_U32, clone_flags as cf, kind, syscall, unpack_faults};
 
@@ -20,32 +20,15 @@ use crate::{
 
 /// Releases events in timestamp order once they are older than the newest
 /// event seen minus the window.
+///
+/// Kept as a sorted deque rather than a heap: marks come out of the shared
+/// ring buffer almost in time order, so nearly every push lands at the back
+/// (O(1)) and every release is a pop from the front, without moving events
+/// around a heap.
 pub struct Reorder {
     window_ns: u64,
     newest: u64,
-    seq: u64,
-    heap: BinaryHeap<std::cmp::Reverse<(u64, u64, OrderedEvent)>>,
-}
-
-/// Wrapper giving events a total order for the heap (by arrival once the
-/// timestamps tie).
-#[derive(Debug)]
-struct OrderedEvent(Event);
-impl PartialEq for OrderedEvent {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-impl Eq for OrderedEvent {}
-impl PartialOrd for OrderedEvent {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for OrderedEvent {
-    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
-    }
+    events: VecDeque<Event>,
 }
 
 impl Reorder {
@@ -53,19 +36,22 @@ impl Reorder {
         Self {
             window_ns,
             newest: 0,
-            seq: 0,
-            heap: BinaryHeap::new(),
+            events: VecDeque::new(),
         }
     }
 
     pub fn push(&mut self, event: Event) {
-        self.newest = self.newest.max(event.mark.ts_ns);
-        self.seq += 1;
-        self.heap.push(std::cmp::Reverse((
-            event.mark.ts_ns,
-            self.seq,
-            OrderedEvent(event),
-        )));
+        let ts = event.mark.ts_ns;
+        self.newest = self.newest.max(ts);
+        match self.events.back() {
+            Some(last) if last.mark.ts_ns > ts => {
+                // After every event with the same timestamp: ties keep
+                // their arrival order.
+                let at = self.events.partition_point(|e| e.mark.ts_ns <= ts);
+                self.events.insert(at, event);
+            }
+            _ => self.events.push_back(event),
+        }
     }
 
     /// Events old enough that nothing earlier can still arrive: older than
@@ -74,17 +60,16 @@ impl Reorder {
     pub fn ready(&mut self, now: u64) -> impl Iterator<Item = Event> + '_ {
         let horizon = now.max(self.newest).saturating_sub(self.window_ns);
         std::iter::from_fn(move || {
-            let std::cmp::Reverse((ts, _, _)) = self.heap.peek()?;
-            if *ts > horizon {
+            if self.events.front()?.mark.ts_ns > horizon {
                 return None;
             }
-            self.heap.pop().map(|std::cmp::Reverse((_, _, e))| e.0)
+            self.events.pop_front()
         })
     }
 
     /// Everything left, in order (end of recording).
     pub fn drain(&mut self) -> impl Iterator<Item = Event> + '_ {
-        std::iter::from_fn(move || self.heap.pop().map(|std::cmp::Reverse((_, _, e))| e.0))
+        self.events.drain(..)
     }
 }
 
@@ -1062,5 +1047,25 @@ mod tests {
         );
         let rest: Vec<u64> = r.drain().map(|e| e.mark.ts_ns).collect();
         assert_eq!(rest, vec![1200]);
+    }
+
+    #[test]
+    fn reorder_keeps_the_arrival_order_of_equal_timestamps() {
+        let mut r = Reorder::new(0);
+        let ev = |ts, a| Event {
+            mark: Mark {
+                ts_ns: ts,
+                a,
+                ..Default::default()
+            },
+            text: None,
+            text_truncated: false,
+        };
+        // (ts, arrival): a late 10 lands after the 10 already held, before 20.
+        for (ts, a) in [(10, 1), (20, 2), (10, 3), (5, 4), (20, 5)] {
+            r.push(ev(ts, a));
+        }
+        let order: Vec<(u64, u64)> = r.drain().map(|e| (e.mark.ts_ns, e.mark.a)).collect();
+        assert_eq!(order, vec![(5, 4), (10, 1), (10, 3), (20, 2), (20, 5)]);
     }
 }

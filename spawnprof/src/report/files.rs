@@ -74,7 +74,9 @@ impl SpawnWriter {
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(Self {
             path,
-            out: BufWriter::new(file),
+            // Large writes: one syscall per ~100 records, not per four.
+            // Everything is flushed on every way out but SIGKILL.
+            out: BufWriter::with_capacity(256 << 10, file),
             written: 0,
         })
     }
