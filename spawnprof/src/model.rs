@@ -4,7 +4,7 @@
 //!
 //! The stage vocabulary lives in [`STAGES`]: names, the boundaries each stage
 //! runs between, and how stages nest (for the stage flamegraph).
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use serde::{Deserialize, Serialize};
 use spawnprof_common::clone_flags as cf;
@@ -118,7 +118,9 @@ pub struct SpawnRecord {
     pub capture_truncated: bool,
     pub ts: Timestamps,
     /// Stage name → ns, for every stage of [`STAGES`] (null where unavailable).
-    pub durations: BTreeMap<String, Option<u64>>,
+    /// Names are borrowed from [`STAGES`] when derived, so a record costs no
+    /// allocation per stage; owned when read back from a file.
+    pub durations: BTreeMap<Cow<'static, str>, Option<u64>>,
     pub kernel_fn: Option<KernelFnTimes>,
     pub exec_attempts: Vec<ExecAttempt>,
     pub failed_exec_attempts: u64,
@@ -320,13 +322,17 @@ impl SpawnRecord {
         self.durations.clear();
         for stage in STAGES {
             self.durations
-                .insert(stage.name.to_string(), stage.duration(&self.ts));
+                .insert(Cow::Borrowed(stage.name), stage.duration(&self.ts));
         }
         let k = self.kernel_fn.as_ref();
-        self.durations
-            .insert("copy_page_range".into(), k.map(|k| k.copy_page_range_ns));
-        self.durations
-            .insert("anon_vma_fork".into(), k.map(|k| k.anon_vma_fork_ns));
+        self.durations.insert(
+            Cow::Borrowed("copy_page_range"),
+            k.map(|k| k.copy_page_range_ns),
+        );
+        self.durations.insert(
+            Cow::Borrowed("anon_vma_fork"),
+            k.map(|k| k.anon_vma_fork_ns),
+        );
     }
 
     pub fn duration(&self, stage: &str) -> Option<u64> {
