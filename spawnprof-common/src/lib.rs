@@ -253,9 +253,7 @@ pub struct CloneState {
     pub lock_mm: u64,
     /// 0: no lock seen, 1: waiting, 2: held, 3: released (dup_mmap done).
     pub lock_phase: u32,
-    /// 1 when this clone was counted in the kernel's forks-in-flight
-    /// counter (a traced clone without CLONE_VM), which arms the mmap lock probes.
-    pub armed: u32,
+    pub _pad: u32,
     pub cpr_enter_ns: u64,
     pub cpr_total_ns: u64,
     pub avf_enter_ns: u64,

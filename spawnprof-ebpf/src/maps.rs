@@ -42,8 +42,8 @@ pub fn config<T: Copy>(field: &T) -> T {
 /// lock operation, page fault and context switch): see
 /// [`spawnprof_common::Gates`]. While a gate is zero its probes return after
 /// one load, without a map lookup or a clock read. Updated with atomic adds.
-/// See [`Gates`]; the only zero-initialised global, so .bss is exactly it
-/// and userspace can read it back.
+/// The only zero-initialised global, so .bss is exactly it and userspace can
+/// read it back.
 #[unsafe(no_mangle)]
 pub static mut GATES: Gates = Gates {
     forks_in_flight: 0,

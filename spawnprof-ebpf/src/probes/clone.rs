@@ -21,6 +21,13 @@ use crate::{
     maps::{CLONES, CONFIG, Gate, arm, config, disarm},
 };
 
+/// Only a clone that copies the mm runs dup_mmap: a traced one in flight
+/// opens the mmap lock probes' gate.
+#[inline(always)]
+fn copies_mm(flags: u64) -> bool {
+    flags & cf::CLONE_VM == 0
+}
+
 #[inline(always)]
 fn enter(flags: u64, which: u64) -> u32 {
     let ts = now();
@@ -28,16 +35,12 @@ fn enter(flags: u64, which: u64) -> u32 {
     if !traces_spawns(tgid) {
         return 0;
     }
-    // Only a clone that copies the mm runs dup_mmap: it alone arms the
-    // mmap lock probes.
-    let copies_mm = flags & cf::CLONE_VM == 0;
     let state = CloneState {
         clone_flags: flags,
-        armed: copies_mm as u32,
         ..CloneState::default()
     };
     if CLONES.insert(tid, state, 0).is_ok() {
-        if copies_mm {
+        if copies_mm(flags) {
             arm(Gate::ForksInFlight);
         }
         mark(ts, kind::CLONE_ENTER, tid, tgid, flags, which, 0);
@@ -98,8 +101,10 @@ fn returned(ret: i64) -> u32 {
         }
         return 0;
     }
-    if let Some(armed) = unsafe { CLONES.get(tid) }.map(|s| s.armed) {
-        if CLONES.remove(tid).is_ok() && armed != 0 {
+    // Every entry was inserted by `enter`, which armed the gate for it
+    // exactly when the clone copies the mm.
+    if let Some(flags) = unsafe { CLONES.get(tid) }.map(|s| s.clone_flags) {
+        if CLONES.remove(tid).is_ok() && copies_mm(flags) {
             disarm(Gate::ForksInFlight);
         }
         mark(ts, kind::CLONE_EXIT, tid, tgid, ret as u64, 0, 0);

@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 
-use spawnprof_common::traced as tflags;
+use spawnprof_common::{TracedProc, traced as tflags};
 
 use super::field;
 use crate::{
@@ -55,17 +55,24 @@ fn count(error_code: impl FnOnce() -> u64) -> u32 {
     let code = error_code();
     // Plain increments: a count lost between two threads of one process
     // is tolerable, and cheaper than an atomic on every fault.
+    if every_fault {
+        unsafe { (*proc_).faults += 1 };
+    }
+    if code & (PF_PROT | PF_WRITE) == PF_PROT | PF_WRITE {
+        count_cow(proc_);
+    }
+    0
+}
+
+/// One copy-on-write fault of a traced process, counted if it is in a
+/// copy-on-write window.
+#[inline(always)]
+fn count_cow(proc_: *mut TracedProc) {
     unsafe {
-        if every_fault {
-            (*proc_).faults += 1;
-        }
-        if code & (PF_PROT | PF_WRITE) == PF_PROT | PF_WRITE
-            && (*proc_).flags & tflags::COW_WINDOW != 0
-        {
+        if (*proc_).flags & tflags::COW_WINDOW != 0 {
             (*proc_).cow_faults += 1;
         }
     }
-    0
 }
 
 /// `vm_fault_t do_wp_page(struct vm_fault *vmf)`: a write to a present,
@@ -78,11 +85,7 @@ fn write_protect_fault() -> u32 {
     }
     let (_, tgid) = current();
     if let Some(proc_) = traced(tgid) {
-        unsafe {
-            if (*proc_).flags & tflags::COW_WINDOW != 0 {
-                (*proc_).cow_faults += 1;
-            }
-        }
+        count_cow(proc_);
     }
     0
 }

@@ -25,27 +25,28 @@ use crate::{
 
 #[inline(always)]
 fn clone_mark(kind: u16) -> u32 {
+    mark_in_clone(kind, 0)
+}
+
+/// A mark with `b`, when the calling thread is inside a traced clone.
+#[inline(always)]
+fn mark_in_clone(kind: u16, b: u64) -> u32 {
     let ts = now();
     let (tid, tgid) = current();
     if unsafe { CLONES.get(tid) }.is_some() {
-        mark(ts, kind, tid, tgid, 0, 0, 0);
+        mark(ts, kind, tid, tgid, 0, b, 0);
     }
     0
 }
 
 /// The lock-wait boundaries inside dup_mmap, as the mmap_lock tracepoint
-/// derivation reports them (a = 0: the mm is not read).
+/// derivation reports them (a = 0: the mm is not read; b = 1: acquired).
 #[inline(always)]
 fn lock_wait_mark(kind: u16) -> u32 {
     if !armed(Gate::ForksInFlight) {
         return 0;
     }
-    let ts = now();
-    let (tid, tgid) = current();
-    if unsafe { CLONES.get(tid) }.is_some() {
-        mark(ts, kind, tid, tgid, 0, 1, 0);
-    }
-    0
+    mark_in_clone(kind, 1)
 }
 
 /// Which per-clone accumulator a timed function feeds.
