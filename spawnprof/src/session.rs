@@ -313,25 +313,19 @@ const FAULT_COUNTERS: &[(&str, &str)] = &[
     ("signal_struct", "maj_flt"),
 ];
 
+/// What the kernel_clone tiers read from their argument.
+const CLONE_ARGS: &[(&str, &str)] = &[
+    ("kernel_clone_args", "flags"),
+    ("kernel_clone_args", "exit_signal"),
+];
+
 /// Kernel struct fields programs read through the pointers they are handed
 /// (raw tracepoint and kernel-function arguments); programs not listed need
 /// none. Without them the candidate is refused, with the reason.
 const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
     ("raw_sched_switch", &[("task_struct", "pid")]),
-    (
-        "fentry_kernel_clone",
-        &[
-            ("kernel_clone_args", "flags"),
-            ("kernel_clone_args", "exit_signal"),
-        ],
-    ),
-    (
-        "kprobe_kernel_clone",
-        &[
-            ("kernel_clone_args", "flags"),
-            ("kernel_clone_args", "exit_signal"),
-        ],
-    ),
+    ("fentry_kernel_clone", CLONE_ARGS),
+    ("kprobe_kernel_clone", CLONE_ARGS),
     // The do_wp_page tiers count only CoW faults: the totals must come
     // from the task counters.
     ("fentry_do_wp_page", FAULT_COUNTERS),

@@ -89,6 +89,16 @@ impl Run {
             .collect()
     }
 
+    /// The root command's direct children (a zygote's children are
+    /// grandchildren).
+    pub fn children_of_root(&self) -> Vec<&SpawnRecord> {
+        let root = self.root().child_pid;
+        self.children()
+            .into_iter()
+            .filter(|r| r.parent_pid == root)
+            .collect()
+    }
+
     pub fn root(&self) -> &SpawnRecord {
         self.records
             .iter()
@@ -121,4 +131,16 @@ pub fn record(test: &str, args: &[&str]) -> Run {
         summary,
         records,
     }
+}
+
+/// Runs `spawnprof record -o DIR <record_args> -- spawnprof-spawner
+/// <spawner_args>`, checks it succeeded and loads the recording.
+pub fn record_spawner(test: &str, record_args: &[&str], spawner_args: &[&str]) -> Run {
+    let bin = spawner_bin();
+    let mut all = record_args.to_vec();
+    all.extend(["--", bin.to_str().expect("utf-8 path")]);
+    all.extend_from_slice(spawner_args);
+    let run = record(test, &all);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    run
 }

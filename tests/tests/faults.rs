@@ -2,26 +2,14 @@
 //! that keep the per-fault and per-lock probes cheap: a fork opens a
 //! copy-on-write window (so its child's stack write is counted), a vfork-style
 //! spawn never does, and every gate is closed again at the end.
-use spawnprof::model::SpawnRecord;
-use spawnprof_tests::{Run, record, spawner_bin};
+use spawnprof_tests::{Run, record_spawner};
 
-fn spawner(test: &str, method: &str, extra: &[&str]) -> Run {
-    let bin = spawner_bin();
-    let mut args = vec!["--probe-cost", "--sample-hz", "0", "--"];
-    args.push(bin.to_str().expect("utf-8 path"));
-    args.extend_from_slice(&["--method", method, "--count", "10", "--warmup", "0"]);
-    args.extend_from_slice(extra);
-    let run = record(test, &args);
-    assert!(run.output.status.success(), "{}", run.stderr());
-    run
-}
-
-fn spawned_by_spawner(run: &Run) -> Vec<&SpawnRecord> {
-    let spawner = run.root().child_pid;
-    run.children()
-        .into_iter()
-        .filter(|r| r.parent_pid == spawner)
-        .collect()
+fn spawner(test: &str, method: &str) -> Run {
+    record_spawner(
+        test,
+        &["--probe-cost", "--sample-hz", "0"],
+        &["--method", method, "--count", "10", "--warmup", "0"],
+    )
 }
 
 fn assert_gates_closed(run: &Run) {
@@ -47,8 +35,8 @@ fn assert_gates_closed(run: &Run) {
 
 #[test]
 fn a_forked_child_counts_its_stack_copy_on_write_and_its_faults() {
-    let run = spawner("faults-fork", "fork-exec", &[]);
-    let kids = spawned_by_spawner(&run);
+    let run = spawner("faults-fork", "fork-exec");
+    let kids = run.children_of_root();
     assert_eq!(kids.len(), 10);
     for r in &kids {
         let f = &r.faults;
@@ -75,8 +63,8 @@ fn a_forked_child_counts_its_stack_copy_on_write_and_its_faults() {
 
 #[test]
 fn a_vfork_style_spawn_opens_no_copy_on_write_window() {
-    let run = spawner("faults-vfork", "posix-spawn", &[]);
-    let kids = spawned_by_spawner(&run);
+    let run = spawner("faults-vfork", "posix-spawn");
+    let kids = run.children_of_root();
     assert_eq!(kids.len(), 10);
     for r in &kids {
         let f = &r.faults;
@@ -94,7 +82,7 @@ fn a_vfork_style_spawn_opens_no_copy_on_write_window() {
 #[test]
 fn every_process_of_a_fork_chain_breaks_copy_on_write() {
     // Each generation writes a page it shares with its parent, then forks.
-    let run = spawner("faults-chain", "fork-chain", &[]);
+    let run = spawner("faults-chain", "fork-chain");
     let chain: Vec<_> = run.children();
     assert!(chain.len() >= 10, "{} records", chain.len());
     let counted = chain

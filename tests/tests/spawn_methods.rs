@@ -1,26 +1,11 @@
 //! The probe engine against the reference spawner: every spawn method is seen
 //! with the right syscall and flags, the mm copy grows with RSS, PATH misses
 //! and environment sizes are measured.
-use spawnprof::model::SpawnRecord;
-use spawnprof_tests::{Run, record, spawner_bin};
+use spawnprof_tests::{Run, record_spawner};
 
 /// Records the spawner with `args` and returns the run.
 fn spawner(test: &str, args: &[&str]) -> Run {
-    let bin = spawner_bin();
-    let mut all = vec!["--", bin.to_str().expect("utf-8 path")];
-    all.extend_from_slice(args);
-    let run = record(test, &all);
-    assert!(run.output.status.success(), "{}", run.stderr());
-    run
-}
-
-/// The spawner's direct children (a zygote's children are grandchildren).
-fn spawned_by_spawner(run: &Run) -> Vec<&SpawnRecord> {
-    let spawner = run.root().child_pid;
-    run.children()
-        .into_iter()
-        .filter(|r| r.parent_pid == spawner)
-        .collect()
+    record_spawner(test, &[], args)
 }
 
 fn mean(values: impl Iterator<Item = u64>) -> f64 {
@@ -53,7 +38,7 @@ fn each_method_gives_exactly_n_records_with_its_syscall_and_flags() {
                 "0",
             ],
         );
-        let kids = spawned_by_spawner(&run);
+        let kids = run.children_of_root();
         assert_eq!(kids.len(), N, "{method}: spawn records");
         let spawner_pid = run.root().child_pid;
         for r in &kids {
@@ -109,7 +94,7 @@ fn a_1gib_parent_copies_its_mm_at_least_20x_longer_than_an_empty_one_and_vfork_c
                 "serial",
             ],
         );
-        spawned_by_spawner(&run)
+        run.children_of_root()
             .iter()
             .map(|r| r.duration("dup_mmap"))
             .collect()
@@ -159,7 +144,8 @@ fn parent_side_stages_add_up_to_the_syscall_the_spawner_timed() {
         result["t_start_mono_ns"].as_u64().unwrap() - run.summary.start_monotonic_ns,
         result["t_end_mono_ns"].as_u64().unwrap() - run.summary.start_monotonic_ns,
     );
-    let timed: Vec<_> = spawned_by_spawner(&run)
+    let timed: Vec<_> = run
+        .children_of_root()
         .into_iter()
         .filter(|r| r.ts.clone_enter.is_some_and(|t| t >= t0 && t <= t1))
         .collect();
@@ -208,7 +194,7 @@ fn path_lookup_shows_one_failed_exec_per_missing_directory() {
             "0",
         ],
     );
-    let kids = spawned_by_spawner(&run);
+    let kids = run.children_of_root();
     assert_eq!(kids.len(), 5);
     for r in kids {
         assert!(
@@ -246,7 +232,7 @@ fn the_environment_size_recorded_matches_what_was_passed() {
     let passed = result["environ_count"].as_u64().expect("environ_count");
     let inherited = std::env::vars_os().count() as u64;
     assert!(passed >= inherited + 250, "{passed} vs {inherited} + 250");
-    for r in spawned_by_spawner(&run) {
+    for r in run.children_of_root() {
         assert_eq!(r.env_count, Some(passed), "env count of the child");
         assert!(
             r.env_bytes.is_some_and(|b| b >= 250 * 25),
