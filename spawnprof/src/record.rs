@@ -316,7 +316,10 @@ struct CostMeter {
 impl CostMeter {
     fn start() -> Result<Self> {
         let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| {
-            anyhow!("--probe-cost: the kernel refused BPF run-time statistics (BPF_ENABLE_STATS, Linux 5.8+): {e}")
+            anyhow!(
+                "--probe-cost: the kernel refused BPF run-time statistics (BPF_ENABLE_STATS, Linux 5.8+): {e}; \
+                 record without --probe-cost"
+            )
         })?;
         Ok(Self {
             _stats: stats,
