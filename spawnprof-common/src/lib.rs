@@ -83,7 +83,7 @@ pub mod kind {
     /// `sched:sched_process_exit` of the last thread (group dead).
     /// a = exit code ([`super::UNKNOWN`] if not readable), b = [`super::pack_faults`].
     pub const EXIT: u16 = 20;
-    /// The parent's wait4 returned this child. a = reaped pid.
+    /// The parent's wait4 or waitid reaped this child. a = reaped pid.
     pub const REAP: u16 = 21;
     /// With `--capture-args`: the new image's argument strings, NUL-separated
     /// (text; at most [`super::TEXT_LEN`] bytes). Follows [`EXEC_DONE`].
@@ -288,6 +288,8 @@ pub struct TracepointOffsets {
     pub sys_enter_clone3_uargs: u32,
     pub sys_enter_execve_filename: u32,
     pub sys_enter_execveat_filename: u32,
+    pub sys_enter_waitid_infop: u32,
+    pub sys_enter_waitid_options: u32,
     pub sys_exit_ret: u32,
 }
 
@@ -314,6 +316,8 @@ impl TracepointOffsets {
         sys_enter_clone3_uargs: NO_FIELD,
         sys_enter_execve_filename: NO_FIELD,
         sys_enter_execveat_filename: NO_FIELD,
+        sys_enter_waitid_infop: NO_FIELD,
+        sys_enter_waitid_options: NO_FIELD,
         sys_exit_ret: NO_FIELD,
     };
 }
@@ -363,6 +367,10 @@ pub struct KernelOffsets {
     /// the fentry/kprobe tiers of the exec stage ([`NO_FIELD`] when unknown).
     pub regs_di: u32,
     pub regs_si: u32,
+    /// `pt_regs.dx` and `.r10` (x86-64): the third and fourth syscall
+    /// arguments, for the fentry/kprobe tiers of waitid reaps.
+    pub regs_dx: u32,
+    pub regs_r10: u32,
 }
 
 impl Default for KernelOffsets {
@@ -432,6 +440,8 @@ impl ProbeConfig {
             clone_args_exit_signal: NO_FIELD,
             regs_di: NO_FIELD,
             regs_si: NO_FIELD,
+            regs_dx: NO_FIELD,
+            regs_r10: NO_FIELD,
         },
     };
 }

@@ -87,6 +87,9 @@ pub struct CorrelationStats {
     /// First-run marks that arrived after the child had already run (the
     /// real first switch-in was missed); dropped rather than trusted.
     pub late_first_runs: u64,
+    /// wait4 returns for children that stopped or continued (WUNTRACED,
+    /// WCONTINUED) rather than exited: not reaps, so ignored.
+    pub wait_reports_before_exit: u64,
 }
 
 /// A spawn being assembled (absolute timestamps until it is emitted).
@@ -340,6 +343,9 @@ impl Correlator {
             kind::REAP => {
                 let child = m.a as u32;
                 match self.by_child.get_mut(&child) {
+                    // wait4 also returns children that stopped or continued
+                    // (WUNTRACED, WCONTINUED): before the exit, not a reap.
+                    Some(b) if b.rec.ts.exit.is_none() => self.stats.wait_reports_before_exit += 1,
                     Some(b) => {
                         b.rec.ts.reap = Some(ts);
                         b.reaped = true;
@@ -947,6 +953,21 @@ mod tests {
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].faults.parent_cow_after_fork, Some(1));
         assert!(recs[0].incomplete.iter().any(|w| w.contains("not reaped")));
+    }
+
+    #[test]
+    fn a_wait_report_before_the_exit_is_a_stop_not_a_reap() {
+        let (recs, stats) = Script::new()
+            .fork(CHILD)
+            .reap(CHILD) // wait4 with WUNTRACED: the child stopped
+            .child_life(CHILD, 0, "/bin/true")
+            .reap(CHILD)
+            .run();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(stats.wait_reports_before_exit, 1);
+        let r = &recs[0];
+        assert!(r.incomplete.is_empty(), "{:?}", r.incomplete);
+        assert!(r.ts.reap > r.ts.exit, "the reap is the wait after the exit");
     }
 
     #[test]

@@ -519,24 +519,44 @@ pub const PLAN: &[ProbeStage] = &[
         candidates: &[
             Candidate {
                 mechanism: Mechanism::Fentry,
-                attaches: &[Attach::Fexit {
-                    program: "fexit_kernel_wait4",
-                    function: "kernel_wait4",
-                }],
-                how: "fexit on kernel_wait4 returning the child (wait4/waitpid; waitid reaps are not seen)",
+                attaches: &[
+                    Attach::Fexit {
+                        program: "fexit_kernel_wait4",
+                        function: "kernel_wait4",
+                    },
+                    Attach::Fexit {
+                        program: "fexit_waitid",
+                        function: "__x64_sys_waitid",
+                    },
+                ],
+                how: "fexit on kernel_wait4 and the waitid syscall function returning the child",
             },
             Candidate {
                 mechanism: Mechanism::Kprobe,
-                attaches: &[Attach::Kretprobe {
-                    program: "kretprobe_kernel_wait4",
-                    function: "kernel_wait4",
-                }],
-                how: "kretprobe on kernel_wait4 returning the child (wait4/waitpid; waitid reaps are not seen)",
+                attaches: &[
+                    Attach::Kretprobe {
+                        program: "kretprobe_kernel_wait4",
+                        function: "kernel_wait4",
+                    },
+                    Attach::Kprobe {
+                        program: "kprobe_waitid",
+                        function: "__x64_sys_waitid",
+                    },
+                    Attach::Kretprobe {
+                        program: "kretprobe_waitid",
+                        function: "__x64_sys_waitid",
+                    },
+                ],
+                how: "kretprobe on kernel_wait4, kprobe/kretprobe on the waitid syscall function: the child reaped",
             },
             Candidate {
                 mechanism: Mechanism::Tracepoint,
-                attaches: &[tp("sys_exit_wait4", "syscalls", "sys_exit_wait4")],
-                how: "wait4 returning the child (waitid reaps are not seen)",
+                attaches: &[
+                    tp("sys_exit_wait4", "syscalls", "sys_exit_wait4"),
+                    tp("sys_enter_waitid", "syscalls", "sys_enter_waitid"),
+                    tp("sys_exit_waitid", "syscalls", "sys_exit_waitid"),
+                ],
+                how: "wait4 and waitid returning the child",
             },
             UNAVAILABLE,
         ],

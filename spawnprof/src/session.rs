@@ -334,6 +334,8 @@ const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
     ("fentry_execveat", &[("pt_regs", "si")]),
     ("kprobe_execve", &[("pt_regs", "di")]),
     ("kprobe_execveat", &[("pt_regs", "si")]),
+    ("fexit_waitid", &[("pt_regs", "dx"), ("pt_regs", "r10")]),
+    ("kprobe_waitid", &[("pt_regs", "dx"), ("pt_regs", "r10")]),
     (
         "raw_sched_process_exec",
         &[
@@ -657,6 +659,14 @@ pub fn tracepoint_offsets(tracefs: &Tracefs) -> Result<TracepointOffsets> {
         get("syscalls", "sys_enter_execveat", "filename", 8),
     );
     set(
+        &mut o.sys_enter_waitid_infop,
+        get("syscalls", "sys_enter_waitid", "infop", 8),
+    );
+    set(
+        &mut o.sys_enter_waitid_options,
+        get("syscalls", "sys_enter_waitid", "options", 8),
+    );
+    set(
         &mut o.sys_exit_ret,
         get("syscalls", "sys_exit_clone", "ret", 8),
     );
@@ -704,6 +714,8 @@ fn kernel_offsets(host: &Host) -> KernelOffsets {
         clone_args_exit_signal: field("kernel_clone_args", "exit_signal"),
         regs_di: field("pt_regs", "di"),
         regs_si: field("pt_regs", "si"),
+        regs_dx: field("pt_regs", "dx"),
+        regs_r10: field("pt_regs", "r10"),
     }
 }
 

@@ -289,3 +289,33 @@ fn a_fork_chain_links_every_generation_to_the_one_before() {
     let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(result["window_means_ns"].as_array().map(Vec::len), Some(10));
 }
+
+#[test]
+fn children_waited_for_with_waitid_are_reaped_like_waitpid_ones() {
+    const N: usize = 10;
+    for method in ["fork-exec", "posix-spawn"] {
+        for reap in ["waitpid", "waitid"] {
+            let run = spawner(
+                &format!("reap-{method}-{reap}"),
+                &[
+                    "--method", method, "--count", "10", "--warmup", "0", "--mode", "serial",
+                    "--reap", reap,
+                ],
+            );
+            let kids = run.children_of_root();
+            assert_eq!(kids.len(), N, "{method} {reap}: spawn records");
+            for r in &kids {
+                let (exit, reaped) = (r.ts.exit, r.ts.reap);
+                assert!(
+                    exit.is_some() && reaped > exit,
+                    "{method} {reap}: exit {exit:?}, reap {reaped:?}"
+                );
+                assert!(
+                    r.incomplete.is_empty(),
+                    "{method} {reap}: {:?}",
+                    r.incomplete
+                );
+            }
+        }
+    }
+}

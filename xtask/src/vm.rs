@@ -485,34 +485,53 @@ fn vm_command(name: &str, shell: impl Into<String>) -> VmCommand {
     }
 }
 
-/// The workload both record runs profile: SPAWN_COUNT fork+exec spawns.
-fn workload(bins: &Binaries) -> String {
+/// The workload the record runs profile: SPAWN_COUNT fork+exec spawns,
+/// each child waited for with `reap` (waitpid or waitid).
+fn workload(bins: &Binaries, reap: &str) -> String {
     if bins.spawner.is_some() {
         format!(
             "/spawnprof-spawner --method fork-exec --count {SPAWN_COUNT} --rss 64M \
-             --path-misses {PATH_MISSES} --program true"
+             --path-misses {PATH_MISSES} --program true --reap {reap}"
         )
     } else {
-        // busybox ash forks for every external command named by path.
+        // busybox ash forks for every external command named by path (and
+        // waits with wait4).
         let script = format!("i=0; while [ $i -lt {SPAWN_COUNT} ]; do /bin/true; i=$((i+1)); done");
         format!("sh -c {}", sh_quote(&script))
     }
 }
 
-/// Run A takes the default tiers (fentry where available); run B forces the
-/// kprobe tier with `--no-fentry`.
-const RUNS: [Run; 2] = [
+/// Runs A and C take the default tiers (fentry where available); B and D
+/// force the kprobe tier with `--no-fentry`. A and B wait with waitpid
+/// (kernel_wait4), C and D with waitid (the waitid syscall function).
+const RUNS: [Run; 4] = [
     Run {
         label: "A",
         dir: "a",
         flags: "",
         mechanism: "fentry",
+        reap: "waitpid",
     },
     Run {
         label: "B",
         dir: "b",
         flags: " --no-fentry",
         mechanism: "kprobe",
+        reap: "waitpid",
+    },
+    Run {
+        label: "C",
+        dir: "c",
+        flags: "",
+        mechanism: "fentry",
+        reap: "waitid",
+    },
+    Run {
+        label: "D",
+        dir: "d",
+        flags: " --no-fentry",
+        mechanism: "kprobe",
+        reap: "waitid",
     },
 ];
 
@@ -522,6 +541,8 @@ struct Run {
     flags: &'static str,
     /// What the CHECKED_STAGES must be attached with in this run.
     mechanism: &'static str,
+    /// How the spawner waits for its children (`--reap`).
+    reap: &'static str,
 }
 
 fn full_commands(bins: &Binaries) -> Vec<VmCommand> {
@@ -533,7 +554,7 @@ fn full_commands(bins: &Binaries) -> Vec<VmCommand> {
             format!(
                 "/spawnprof record{} -o /tmp/{d} -- {}",
                 run.flags,
-                workload(bins)
+                workload(bins, run.reap)
             ),
         ));
         cmds.push(vm_command(
@@ -1083,10 +1104,11 @@ fn check_full(sections: &[Section], bins: &Binaries) -> Result<()> {
         match assert_tiers(sections, run, bins.spawner.is_some()) {
             Ok(forks) => println!(
                 "vm-test: run {} ok: {} via {}, {forks} fork spawns with kernel_fn timings, \
-                 clone via kernel_clone, reaps via kernel_wait4{}",
+                 clone via kernel_clone, {} reaps seen{}",
                 run.label,
                 CHECKED_STAGES.join(", "),
                 run.mechanism,
+                run.reap,
                 if bins.spawner.is_some() {
                     ", PATH misses as failed exec attempts"
                 } else {
@@ -1170,7 +1192,7 @@ fn assert_tiers(sections: &[Section], run: &Run, with_path_misses: bool) -> Resu
             ));
         }
         if spawn.pointer("/ts/reap").and_then(Value::as_u64).is_none() {
-            bad.push(format!("line {}: no reap time (kernel_wait4)", i + 1));
+            bad.push(format!("line {}: no reap time ({})", i + 1, run.reap));
         }
         // The lock wait inside dup_mmap, from uprobe_start_dup_mmap to
         // uprobe_dup_mmap, with no mmap_lock tracepoint attached.

@@ -8,13 +8,12 @@
 //! tracepoints. The inner functions (do_execveat_common, bprm_execve) are
 //! inlined or miss early failures on recent kernels.
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel,
     macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
-use spawnprof_common::{NO_FIELD, kind, syscall};
+use spawnprof_common::{kind, syscall};
 
-use super::field;
+use super::{field, syscall_arg};
 use crate::{
     emit::{Text, current, mark, now, text_mark, traced},
     maps::{CONFIG, config},
@@ -91,15 +90,6 @@ pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
     exit(&ctx)
-}
-
-/// The syscall argument at `reg_off` in the saved user registers.
-#[inline(always)]
-fn syscall_arg(regs: u64, reg_off: u32) -> Option<u64> {
-    if reg_off == NO_FIELD || regs == 0 {
-        return None;
-    }
-    unsafe { bpf_probe_read_kernel((regs as *const u8).add(reg_off as usize) as *const u64) }.ok()
 }
 
 #[inline(always)]

@@ -1,13 +1,10 @@
 //! Scheduler and process-lifetime tracepoints: the fork completing, the child
-//! being woken and first run, the exec landing, the exit and the reap.
+//! being woken and first run, the exec landing and the exit (reaps: `reap`).
 use aya_ebpf::{
     EbpfContext as _,
     helpers::{bpf_get_current_task, bpf_get_smp_processor_id, bpf_probe_read_kernel},
-    macros::{fentry, fexit, kprobe, kretprobe, raw_tracepoint, tracepoint},
-    programs::{
-        FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
-        TracePointContext,
-    },
+    macros::{fentry, kprobe, raw_tracepoint, tracepoint},
+    programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use spawnprof_common::{
     CloneState, TracedProc, UNKNOWN, UNKNOWN_U32, capture as capture_bits, clone_flags as cf, kind,
@@ -465,36 +462,4 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     close_cow_window(proc_);
     let _ = TRACED.remove(tgid);
     0
-}
-
-#[tracepoint]
-pub fn sys_exit_wait4(ctx: TracePointContext) -> u32 {
-    match field::<i64>(&ctx, config(&CONFIG.tp.sys_exit_ret)) {
-        Some(ret) => reaped(ret),
-        None => 0,
-    }
-}
-
-/// wait4 returned `ret`: the pid of the child it reaped, when positive.
-#[inline(always)]
-fn reaped(ret: i64) -> u32 {
-    let ts = now();
-    let (tid, tgid) = current();
-    if ret > 0 && traced(tgid).is_some() {
-        mark(ts, kind::REAP, tid, tgid, ret as u64, 0, 0);
-    }
-    0
-}
-
-/// `long kernel_wait4(pid_t, int __user *, int, struct rusage *)`, behind
-/// wait4 and waitpid: no syscall tracepoint needed. fexit's context holds
-/// the four arguments, then the return value.
-#[fexit(function = "kernel_wait4")]
-pub fn fexit_kernel_wait4(ctx: FExitContext) -> u32 {
-    reaped(ctx.arg::<i64>(4))
-}
-
-#[kretprobe]
-pub fn kretprobe_kernel_wait4(ctx: RetProbeContext) -> u32 {
-    reaped(ctx.ret::<i64>())
 }

@@ -171,6 +171,26 @@ impl fmt::Display for Mode {
     }
 }
 
+/// How the spawner waits for its own children.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reap {
+    /// waitpid (the wait4 syscall), as glibc callers, std and Python do.
+    #[default]
+    Waitpid,
+    /// waitid(P_PID, pid, ..., WEXITED), as systemd and pidfd users do.
+    Waitid,
+}
+
+impl fmt::Display for Reap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reap::Waitpid => "waitpid",
+            Reap::Waitid => "waitid",
+        })
+    }
+}
+
 /// What backs the `--rss` ballast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -250,6 +270,13 @@ pub struct Config {
     #[arg(long, value_enum, default_value_t = Mode::Batched)]
     pub mode: Mode,
 
+    /// How children are waited for: waitpid or waitid. waitid applies to
+    /// fork-exec, vfork-exec, posix-spawn and clone3-vfork (std and tokio
+    /// wait through the standard library; the zygote and the fork chain
+    /// reap their own children).
+    #[arg(long, value_enum, default_value_t = Reap::Waitpid)]
+    pub reap: Reap,
+
     /// Sleep this many milliseconds after setup and before spawning, so a
     /// profiler can attach.
     #[arg(long, value_parser = parse_hold, allow_negative_numbers = true)]
@@ -272,6 +299,7 @@ impl Config {
             path_misses: 0,
             threads: 1,
             mode: Mode::Batched,
+            reap: Reap::Waitpid,
             hold_ms: None,
         }
     }
@@ -291,6 +319,17 @@ impl Config {
             return Err(format!(
                 "--threads {} does not apply to {}: tokio methods get their concurrency from the runtime; use --method tokio-multi-N instead",
                 self.threads, self.method
+            ));
+        }
+        if self.reap == Reap::Waitid
+            && !matches!(
+                self.method,
+                Method::ForkExec | Method::VforkExec | Method::PosixSpawn | Method::Clone3Vfork
+            )
+        {
+            return Err(format!(
+                "--reap waitid does not apply to {}: use fork-exec, vfork-exec, posix-spawn or clone3-vfork (the others wait through their runtime or reap their own children)",
+                self.method
             ));
         }
         if self.env_bytes.is_some() && self.env_count == 0 {
@@ -345,6 +384,8 @@ pub fn spawner_args(cfg: &Config) -> Vec<String> {
         cfg.threads.to_string(),
         "--mode".into(),
         cfg.mode.to_string(),
+        "--reap".into(),
+        cfg.reap.to_string(),
     ]);
     if let Some(h) = cfg.hold_ms {
         a.push("--hold-ms".into());
@@ -517,6 +558,7 @@ mod tests {
         cfg.path_misses = 2;
         cfg.threads = 2;
         cfg.mode = Mode::Serial;
+        cfg.reap = Reap::Waitid;
         cfg.hold_ms = Some(5);
         cfg.huge_pages = HugePages::Hugetlb;
         let args = spawner_args(&cfg);
@@ -553,5 +595,10 @@ mod tests {
         cfg.env_bytes = Some(100);
         assert!(cfg.validate().unwrap_err().contains("--env-count"));
         assert!(Config::new(Method::ForkExec).validate().is_ok());
+        let mut cfg = Config::new(Method::Std);
+        cfg.reap = Reap::Waitid;
+        assert!(cfg.validate().unwrap_err().contains("posix-spawn"));
+        cfg.method = Method::PosixSpawn;
+        assert!(cfg.validate().is_ok());
     }
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use libc::c_char;
 
-use super::config::Method;
+use super::config::{Method, Reap};
 use super::raw::{self, ChildStack, ExecArgs};
 use super::zygote::Zygote;
 
@@ -153,6 +153,7 @@ pub struct Lane<'p> {
     stack: Option<ChildStack>,
     attr: Option<SpawnAttr>,
     zygote: Option<Zygote>,
+    reap: Reap,
 }
 
 // SAFETY: ExecArgs' raw pointers point into the Sync `Program` borrowed for
@@ -184,7 +185,14 @@ impl<'p> Lane<'p> {
             stack,
             attr,
             zygote,
+            reap: Reap::Waitpid,
         })
+    }
+
+    /// Wait for this lane's own children ([`Child::Pid`]) with `reap`.
+    pub fn reaping_with(mut self, reap: Reap) -> Self {
+        self.reap = reap;
+        self
     }
 
     pub fn zygote_mut(&mut self) -> Option<&mut Zygote> {
@@ -302,13 +310,39 @@ impl<'p> Lane<'p> {
     pub fn reap(&mut self, child: Child) -> io::Result<bool> {
         let status = match child {
             Child::Std(mut c) => c.wait()?.into_raw(),
-            Child::Pid(pid) => waitpid(pid)?,
+            Child::Pid(pid) => match self.reap {
+                Reap::Waitpid => waitpid(pid)?,
+                Reap::Waitid => waitid(pid)?,
+            },
             Child::Zygote(pid) => match self.zygote.as_mut() {
                 Some(z) => z.wait(pid)?,
                 None => return Err(io::Error::other("zygote child without a zygote")),
             },
         };
         Ok(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 127)
+    }
+}
+
+/// waitid(P_PID, pid, WEXITED), retrying on EINTR; returns the status
+/// waitpid would have given, so callers read both alike.
+pub fn waitid(pid: libc::pid_t) -> io::Result<i32> {
+    loop {
+        // SAFETY: an all-zero siginfo_t is valid; waiting for our own child.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED) };
+        if r == 0 {
+            // SAFETY: a SIGCHLD siginfo filled in by a successful waitid.
+            let status = unsafe { info.si_status() };
+            return Ok(if info.si_code == libc::CLD_EXITED {
+                (status & 0xff) << 8
+            } else {
+                status & 0x7f
+            });
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::FromRawFd;
 
-pub use config::{Config, HugePages, Method, Mode, spawner_args};
+pub use config::{Config, HugePages, Method, Mode, Reap, spawner_args};
 pub use result::{Latency, SpawnResult};
 pub use runner::{UsageError, mono_ns, run, rusage_self};
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{HugePages, Method, Mode};
+use super::config::{HugePages, Method, Mode, Reap};
 
 /// Per-spawn latency of the timed spawn calls, in ns. Failed attempts are
 /// included (they cost time too). Percentiles use the nearest-rank method.
@@ -46,6 +46,9 @@ pub struct SpawnResult {
     pub warmup: u64,
     pub threads: u32,
     pub mode: Mode,
+    /// How the children were waited for (absent in older results: waitpid).
+    #[serde(default)]
+    pub reap: Reap,
     /// `--rss` in bytes.
     pub rss_requested: u64,
     /// Bytes actually mapped for the ballast (rounded up to whole pages).

@@ -166,6 +166,7 @@ pub unsafe fn run(cfg: &Config) -> Result<SpawnResult> {
         warmup: cfg.warmup,
         threads: cfg.threads,
         mode: cfg.mode,
+        reap: cfg.reap,
         rss_requested: cfg.rss,
         rss_mapped: if cfg.rss == 0 { 0 } else { rss_mapped(cfg) },
         rss_baseline,
@@ -421,7 +422,7 @@ fn run_lane(lane: &mut Lane<'_>, n: u64, mode: Mode) -> LaneOut {
 fn run_sync(cfg: &Config, prog: &Program, zygotes: Vec<Zygote>) -> Result<Measured> {
     let mut zygotes = zygotes.into_iter();
     let mut lanes = (0..cfg.threads)
-        .map(|_| Lane::new(cfg.method, prog, zygotes.next()))
+        .map(|_| Lane::new(cfg.method, prog, zygotes.next()).map(|l| l.reaping_with(cfg.reap)))
         .collect::<std::io::Result<Vec<_>>>()
         .context("setting up the spawning threads")?;
 

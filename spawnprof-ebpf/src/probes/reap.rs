@@ -1,0 +1,170 @@
+//! Reaps: a parent's wait returning a child that exited, which ends the
+//! child's record (its zombie is gone).
+//!
+//! wait4/waitpid return the reaped pid. waitid (systemd, pidfd users)
+//! returns 0 and writes the pid into the caller's siginfo, and reports
+//! without reaping under WNOWAIT, so its probes need the syscall's
+//! arguments at return: the fentry tier reads them from the saved registers
+//! `__x64_sys_waitid` gets; the kprobe and tracepoint tiers keep them from
+//! the entry in `WAITIDS`. Both waits also report stopped and continued
+//! children; waitid's are filtered here by si_code, wait4's in userspace
+//! (a "reap" before the child's exit).
+use aya_ebpf::{
+    helpers::bpf_probe_read_user,
+    macros::{fexit, kprobe, kretprobe, map, tracepoint},
+    maps::HashMap,
+    programs::{FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+};
+use spawnprof_common::kind;
+
+use super::{field, syscall_arg};
+use crate::{
+    emit::{current, mark, now, traced},
+    maps::{CONFIG, config},
+};
+
+/// `waitid` option: report, but leave the child waitable (not a reap).
+const WNOWAIT: u64 = 0x0100_0000;
+/// siginfo `si_code`s of a child that is gone: exited, killed, dumped core.
+const CLD_EXITED: i32 = 1;
+const CLD_DUMPED: i32 = 3;
+/// Offsets in the user's `siginfo_t` for SIGCHLD (the same on every 64-bit
+/// Linux ABI): si_code after si_signo and si_errno, si_pid after padding.
+const SI_CODE: usize = 8;
+const SI_PID: usize = 16;
+
+/// A traced thread's waitid in progress: (siginfo pointer, options).
+#[map]
+static WAITIDS: HashMap<u32, [u64; 2]> = HashMap::with_max_entries(4096, 0);
+
+/// wait4 returned `ret`: the pid of the child it reaped, when positive.
+#[inline(always)]
+fn wait4_returned(ret: i64) -> u32 {
+    let ts = now();
+    let (tid, tgid) = current();
+    if ret > 0 && traced(tgid).is_some() {
+        mark(ts, kind::REAP, tid, tgid, ret as u64, 0, 0);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_wait4(ctx: TracePointContext) -> u32 {
+    match field::<i64>(&ctx, config(&CONFIG.tp.sys_exit_ret)) {
+        Some(ret) => wait4_returned(ret),
+        None => 0,
+    }
+}
+
+/// `long kernel_wait4(pid_t, int __user *, int, struct rusage *)`, behind
+/// wait4 and waitpid: no syscall tracepoint needed. fexit's context holds
+/// the four arguments, then the return value.
+#[fexit(function = "kernel_wait4")]
+pub fn fexit_kernel_wait4(ctx: FExitContext) -> u32 {
+    wait4_returned(ctx.arg::<i64>(4))
+}
+
+#[kretprobe]
+pub fn kretprobe_kernel_wait4(ctx: RetProbeContext) -> u32 {
+    wait4_returned(ctx.ret::<i64>())
+}
+
+/// waitid returned `ret` having been given `infop` and `options`.
+#[inline(always)]
+fn waitid_returned(ts: u64, tid: u32, tgid: u32, ret: i64, infop: u64, options: u64) {
+    if ret != 0 || infop == 0 || options & WNOWAIT != 0 {
+        return;
+    }
+    let info = infop as *const u8;
+    let (code, pid) = unsafe {
+        (
+            bpf_probe_read_user(info.add(SI_CODE) as *const i32).unwrap_or(0),
+            bpf_probe_read_user(info.add(SI_PID) as *const i32).unwrap_or(0),
+        )
+    };
+    // si_pid 0: WNOHANG and nothing to report.
+    if pid > 0 && (CLD_EXITED..=CLD_DUMPED).contains(&code) {
+        mark(ts, kind::REAP, tid, tgid, pid as u64, 0, 0);
+    }
+}
+
+/// Entry of the kprobe and tracepoint tiers: keep the arguments for the return.
+#[inline(always)]
+fn waitid_enter(infop: u64, options: u64) -> u32 {
+    let (tid, tgid) = current();
+    if traced(tgid).is_some() {
+        let _ = WAITIDS.insert(tid, [infop, options], 0);
+    }
+    0
+}
+
+#[inline(always)]
+fn waitid_exit(ret: i64) -> u32 {
+    let ts = now();
+    let (tid, tgid) = current();
+    let Some(&[infop, options]) = (unsafe { WAITIDS.get(tid) }) else {
+        return 0;
+    };
+    let _ = WAITIDS.remove(tid);
+    waitid_returned(ts, tid, tgid, ret, infop, options);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_waitid(ctx: TracePointContext) -> u32 {
+    let tp = &CONFIG.tp;
+    match (
+        field::<u64>(&ctx, config(&tp.sys_enter_waitid_infop)),
+        field::<u64>(&ctx, config(&tp.sys_enter_waitid_options)),
+    ) {
+        (Some(infop), Some(options)) => waitid_enter(infop, options),
+        _ => 0,
+    }
+}
+
+#[tracepoint]
+pub fn sys_exit_waitid(ctx: TracePointContext) -> u32 {
+    match field::<i64>(&ctx, config(&CONFIG.tp.sys_exit_ret)) {
+        Some(ret) => waitid_exit(ret),
+        None => 0,
+    }
+}
+
+/// `long __x64_sys_waitid(const struct pt_regs *)`: waitid(which, pid,
+/// infop, options, ru), so infop is in dx and options in r10; the saved
+/// registers are still there at return.
+#[fexit(function = "__x64_sys_waitid")]
+pub fn fexit_waitid(ctx: FExitContext) -> u32 {
+    let ts = now();
+    let (tid, tgid) = current();
+    if traced(tgid).is_none() {
+        return 0;
+    }
+    let regs: u64 = ctx.arg(0);
+    let k = &CONFIG.kernel;
+    if let (Some(infop), Some(options)) = (
+        syscall_arg(regs, config(&k.regs_dx)),
+        syscall_arg(regs, config(&k.regs_r10)),
+    ) {
+        waitid_returned(ts, tid, tgid, ctx.arg::<i64>(1), infop, options);
+    }
+    0
+}
+
+#[kprobe]
+pub fn kprobe_waitid(ctx: ProbeContext) -> u32 {
+    let regs = ctx.arg::<u64>(0).unwrap_or(0);
+    let k = &CONFIG.kernel;
+    match (
+        syscall_arg(regs, config(&k.regs_dx)),
+        syscall_arg(regs, config(&k.regs_r10)),
+    ) {
+        (Some(infop), Some(options)) => waitid_enter(infop, options),
+        _ => 0,
+    }
+}
+
+#[kretprobe]
+pub fn kretprobe_waitid(ctx: RetProbeContext) -> u32 {
+    waitid_exit(ctx.ret::<i64>())
+}
