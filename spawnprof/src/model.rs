@@ -4,9 +4,13 @@
 //!
 //! The stage vocabulary lives in [`STAGES`]: names, the boundaries each stage
 //! runs between, and how stages nest (for the stage flamegraph).
-use std::{borrow::Cow, collections::BTreeMap};
+use std::{fmt, sync::OnceLock};
 
-use serde::{Deserialize, Serialize};
+use serde::{
+    Deserialize, Deserializer, Serialize, Serializer,
+    de::{self, IgnoredAny, MapAccess, Visitor},
+    ser::SerializeMap,
+};
 use spawnprof_common::clone_flags as cf;
 
 /// Bumped whenever a field changes meaning or disappears (docs/OUTPUT.md).
@@ -117,10 +121,9 @@ pub struct SpawnRecord {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub capture_truncated: bool,
     pub ts: Timestamps,
-    /// Stage name → ns, for every stage of [`STAGES`] (null where unavailable).
-    /// Names are borrowed from [`STAGES`] when derived, so a record costs no
-    /// allocation per stage; owned when read back from a file.
-    pub durations: BTreeMap<Cow<'static, str>, Option<u64>>,
+    /// ns for every stage of [`stage_names`] (null where unavailable); a
+    /// JSON object of stage name → ns.
+    pub durations: StageDurations,
     pub kernel_fn: Option<KernelFnTimes>,
     pub exec_attempts: Vec<ExecAttempt>,
     pub failed_exec_attempts: u64,
@@ -319,24 +322,135 @@ pub fn stage(name: &str) -> Option<&'static StageDef> {
 impl SpawnRecord {
     /// Fills [`Self::durations`] (and the kernel-summed stages) from the timestamps.
     pub fn derive_durations(&mut self) {
-        self.durations.clear();
-        for stage in STAGES {
-            self.durations
-                .insert(Cow::Borrowed(stage.name), stage.duration(&self.ts));
+        let d = &mut self.durations.0;
+        for (slot, stage) in d.iter_mut().zip(STAGES) {
+            *slot = stage.duration(&self.ts);
         }
+        // In KERNEL_FN_STAGES order.
         let k = self.kernel_fn.as_ref();
-        self.durations.insert(
-            Cow::Borrowed("copy_page_range"),
-            k.map(|k| k.copy_page_range_ns),
-        );
-        self.durations.insert(
-            Cow::Borrowed("anon_vma_fork"),
-            k.map(|k| k.anon_vma_fork_ns),
-        );
+        d[STAGES.len()] = k.map(|k| k.copy_page_range_ns);
+        d[STAGES.len() + 1] = k.map(|k| k.anon_vma_fork_ns);
     }
 
     pub fn duration(&self, stage: &str) -> Option<u64> {
-        self.durations.get(stage).copied().flatten()
+        self.durations.0[stage_position(stage)?]
+    }
+}
+
+/// Every stage of [`STAGES`] then [`KERNEL_FN_STAGES`]: the durations a
+/// record carries, by position instead of by name.
+pub const ALL_STAGES: usize = STAGES.len() + KERNEL_FN_STAGES.len();
+
+/// One record's stage durations, indexed like [`stage_names`].
+pub type Durations = [Option<u64>; ALL_STAGES];
+
+/// The names behind the positions of [`Durations`].
+pub fn stage_names() -> impl Iterator<Item = &'static str> + Clone {
+    STAGES
+        .iter()
+        .map(|s| s.name)
+        .chain(KERNEL_FN_STAGES.iter().map(|(n, _)| *n))
+}
+
+/// Position of a stage name in [`Durations`]. Names are grouped by length,
+/// so a lookup costs one or two string compares (this runs for every stage
+/// of every record read back).
+pub fn stage_position(name: &str) -> Option<usize> {
+    /// Stage names grouped by length: `[len] → (name, position)`.
+    type ByLength = Vec<Vec<(&'static str, usize)>>;
+    static BY_LEN: OnceLock<ByLength> = OnceLock::new();
+    let by_len = BY_LEN.get_or_init(|| {
+        let mut v: ByLength = Vec::new();
+        for (i, n) in stage_names().enumerate() {
+            if v.len() <= n.len() {
+                v.resize(n.len() + 1, Vec::new());
+            }
+            v[n.len()].push((n, i));
+        }
+        v
+    });
+    by_len
+        .get(name.len())?
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, i)| *i)
+}
+
+/// [`SpawnRecord::durations`]: positions in memory (no allocation per
+/// record), an object of stage name → integer or null in JSON, names in
+/// alphabetical order. Stages this version does not know are skipped when
+/// reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StageDurations(pub Durations);
+
+impl Default for StageDurations {
+    fn default() -> Self {
+        Self([None; ALL_STAGES])
+    }
+}
+
+impl StageDurations {
+    /// (name, ns) in [`stage_names`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, Option<u64>)> + '_ {
+        stage_names().zip(self.0.iter().copied())
+    }
+}
+
+impl Serialize for StageDurations {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        static ALPHABETICAL: OnceLock<Vec<(&'static str, usize)>> = OnceLock::new();
+        let order = ALPHABETICAL.get_or_init(|| {
+            let mut v: Vec<_> = stage_names().enumerate().map(|(i, n)| (n, i)).collect();
+            v.sort();
+            v
+        });
+        let mut map = s.serialize_map(Some(order.len()))?;
+        for &(name, i) in order {
+            map.serialize_entry(name, &self.0[i])?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for StageDurations {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A key, resolved to its position without being copied.
+        struct Position(Option<usize>);
+        impl<'de> Deserialize<'de> for Position {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl Visitor<'_> for V {
+                    type Value = Position;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a stage name")
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<Position, E> {
+                        Ok(Position(stage_position(v)))
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StageDurations;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of stage names to durations")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = StageDurations::default();
+                while let Some(Position(at)) = map.next_key()? {
+                    match at {
+                        Some(i) => out.0[i] = map.next_value()?,
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -395,6 +509,34 @@ pub fn describe_flags(flags: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_a_name_map_in_json_in_alphabetical_order() {
+        let mut r = SpawnRecord::default();
+        r.ts.clone_enter = Some(10);
+        r.ts.clone_exit = Some(35);
+        r.derive_durations();
+        assert_eq!(r.duration("clone"), Some(25));
+        let json = serde_json::to_value(r.durations).unwrap();
+        let obj = json.as_object().unwrap();
+        assert_eq!(obj.len(), ALL_STAGES);
+        assert_eq!(obj["clone"], 25);
+        assert!(obj["exec"].is_null());
+        let text = serde_json::to_string(&r.durations).unwrap();
+        let keys: Vec<&str> = text.split('"').skip(1).step_by(2).collect();
+        assert!(keys.is_sorted(), "{keys:?}");
+        assert_eq!(
+            serde_json::from_str::<StageDurations>(&text).unwrap(),
+            r.durations
+        );
+        // A stage this version does not know is skipped; missing ones are null.
+        let read: StageDurations = serde_json::from_str(r#"{"zzz_new":5,"cl\u006fne":7}"#).unwrap();
+        assert_eq!(
+            read.iter().find(|(n, _)| *n == "clone"),
+            Some(("clone", Some(7)))
+        );
+        assert_eq!(read.0.iter().flatten().count(), 1);
+    }
 
     #[test]
     fn stage_parents_exist_and_precede_their_children() {

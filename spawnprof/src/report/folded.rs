@@ -16,7 +16,7 @@ use std::{
     sync::OnceLock,
 };
 
-use crate::model::{KERNEL_FN_STAGES, STAGES, SpawnRecord};
+use crate::model::{Durations, KERNEL_FN_STAGES, STAGES, SpawnRecord, stage_position};
 
 /// The root frame of every stack.
 pub const ROOT_FRAME: &str = "all spawns";
@@ -76,35 +76,6 @@ pub fn flame_stages() -> &'static [FlameStage] {
 /// Index of a stage in [`flame_stages`].
 pub fn flame_index(name: &str) -> Option<usize> {
     flame_stages().iter().position(|f| f.name == name)
-}
-
-/// Every stage of [`STAGES`] then [`KERNEL_FN_STAGES`]: the durations a
-/// record carries, by position instead of by name.
-pub const ALL_STAGES: usize = STAGES.len() + KERNEL_FN_STAGES.len();
-
-/// One record's stage durations, indexed like [`stage_names`].
-pub type Durations = [Option<u64>; ALL_STAGES];
-
-/// The names behind the positions of [`Durations`].
-pub fn stage_names() -> impl Iterator<Item = &'static str> + Clone {
-    STAGES
-        .iter()
-        .map(|s| s.name)
-        .chain(KERNEL_FN_STAGES.iter().map(|(n, _)| *n))
-}
-
-/// Position of a stage name in [`Durations`].
-pub fn stage_position(name: &str) -> Option<usize> {
-    stage_names().position(|n| n == name)
-}
-
-/// A record's durations as an array.
-pub fn durations_of(r: &SpawnRecord) -> Durations {
-    let mut d = [None; ALL_STAGES];
-    for (slot, name) in d.iter_mut().zip(stage_names()) {
-        *slot = r.duration(name);
-    }
-    d
 }
 
 /// For each flame stage: its position in [`Durations`].
@@ -297,7 +268,7 @@ impl StageFolder {
     }
 
     pub fn add(&mut self, r: &SpawnRecord) {
-        self.add_parts(StackKey::of(r), &durations_of(r));
+        self.add_parts(StackKey::of(r), &r.durations.0);
     }
 
     /// Adds one spawn given the fields that pick its stack and its stage
@@ -480,7 +451,7 @@ mod tests {
     fn self_time_subtracts_children_and_clamps_at_zero() {
         let r = fork_record("sh");
         let mut v = Vec::new();
-        self_times(&durations_of(&r), &mut v);
+        self_times(&r.durations.0, &mut v);
         let at = |n: &str| v[flame_index(n).unwrap()];
         // dup_mmap = 2000..9000 = 7000; children: lock 500, cpr 5000, avf 600.
         assert_eq!(at("dup_mmap"), 900);
@@ -491,7 +462,7 @@ mod tests {
         let mut r2 = r.clone();
         r2.kernel_fn.as_mut().unwrap().copy_page_range_ns = 50_000;
         r2.derive_durations();
-        self_times(&durations_of(&r2), &mut v);
+        self_times(&r2.durations.0, &mut v);
         assert_eq!(v[flame_index("dup_mmap").unwrap()], 0);
         assert_eq!(v[flame_index("copy_page_range").unwrap()], 50_000);
     }

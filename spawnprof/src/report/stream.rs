@@ -19,14 +19,14 @@ use std::{
 use anyhow::{Context as _, Result, anyhow};
 use serde::{
     Deserialize, Deserializer,
-    de::{self, IgnoredAny, MapAccess, Visitor},
+    de::{self, Visitor},
 };
 
 use super::{
     charts::LogHistogram,
-    folded::{ALL_STAGES, Durations, StackKey, StageFolder, durations_of, stage_names},
+    folded::{StackKey, StageFolder},
 };
-use crate::model::SpawnRecord;
+use crate::model::{Durations, SpawnRecord, StageDurations, stage_names, stage_position};
 
 /// A string borrowed from the line when it has no escapes, copied otherwise.
 #[derive(Debug)]
@@ -54,66 +54,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     }
 }
 
-/// The `durations` object read straight into positions: names are found
-/// by length first, so a key costs one or two string compares.
-#[derive(Debug)]
-pub struct DurationsField(pub Durations);
-
-impl Default for DurationsField {
-    fn default() -> Self {
-        Self([None; ALL_STAGES])
-    }
-}
-
-/// Stage names grouped by length: `[len] → (name, position)`.
-type ByLength = Vec<Vec<(&'static [u8], usize)>>;
-
-fn position_by_length(name: &[u8]) -> Option<usize> {
-    use std::sync::OnceLock;
-    static BY_LEN: OnceLock<ByLength> = OnceLock::new();
-    let by_len = BY_LEN.get_or_init(|| {
-        let mut v: ByLength = Vec::new();
-        for (i, n) in stage_names().enumerate() {
-            if v.len() <= n.len() {
-                v.resize(n.len() + 1, Vec::new());
-            }
-            v[n.len()].push((n.as_bytes(), i));
-        }
-        v
-    });
-    by_len
-        .get(name.len())?
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, i)| *i)
-}
-
-impl<'de> Deserialize<'de> for DurationsField {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = DurationsField;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of stage names to durations")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = DurationsField::default();
-                while let Some(key) = map.next_key::<Str<'de>>()? {
-                    match position_by_length(key.0.as_bytes()) {
-                        Some(i) => out.0[i] = map.next_value::<Option<u64>>()?,
-                        // A stage this version does not know: not drawn.
-                        None => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
 /// The fields of a spawn record the aggregate reports use; the rest of the
 /// line is skipped without allocating.
 #[derive(Debug, Deserialize)]
@@ -129,7 +69,7 @@ pub struct LightRecord<'a> {
     #[serde(borrow, default)]
     pub method: Option<Str<'a>>,
     #[serde(default)]
-    pub durations: DurationsField,
+    pub durations: StageDurations,
 }
 
 impl LightRecord<'_> {
@@ -169,14 +109,14 @@ impl Aggregates {
         }
         self.folder.add_parts(key, d);
         static SPAWN_TO_EXEC: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
-        let at = *SPAWN_TO_EXEC.get_or_init(|| super::folded::stage_position("spawn_to_exec"));
+        let at = *SPAWN_TO_EXEC.get_or_init(|| stage_position("spawn_to_exec"));
         if let Some(v) = at.and_then(|i| d[i]) {
             self.spawn_to_exec.add(v);
         }
     }
 
     pub fn add(&mut self, r: &SpawnRecord) {
-        self.add_parts(StackKey::of(r), &durations_of(r), r.thread);
+        self.add_parts(StackKey::of(r), &r.durations.0, r.thread);
     }
 
     pub fn add_light(&mut self, r: &LightRecord<'_>) {
@@ -547,7 +487,7 @@ fn key_patterns() -> &'static [(Vec<u8>, usize)] {
 }
 
 /// The `durations` object: stage name → integer or null.
-fn durations(b: &[u8], mut i: usize, out: &mut DurationsField) -> Option<usize> {
+fn durations(b: &[u8], mut i: usize, out: &mut StageDurations) -> Option<usize> {
     if b.get(i) != Some(&b'{') {
         return None;
     }
@@ -572,7 +512,7 @@ fn durations(b: &[u8], mut i: usize, out: &mut DurationsField) -> Option<usize> 
             _ => {
                 let (key, at) = key_at(b, i)?;
                 i = at;
-                position_by_length(key)
+                std::str::from_utf8(key).ok().and_then(stage_position)
             }
         };
         let value = if b[i..].starts_with(b"null") {
@@ -616,7 +556,7 @@ pub fn scan_line(b: &[u8]) -> Option<LightRecord<'_>> {
         root: false,
         syscall: None,
         method: None,
-        durations: DurationsField::default(),
+        durations: StageDurations::default(),
     };
     let mut seen = 0u8;
     loop {
@@ -687,7 +627,7 @@ mod tests {
         for r in synthesize(300, 3) {
             let line = serde_json::to_string(&r).unwrap();
             let light: LightRecord<'_> = serde_json::from_str(&line).unwrap();
-            assert_eq!(light.durations.0, durations_of(&r));
+            assert_eq!(light.durations.0, r.durations.0);
             assert_eq!(light.key(), StackKey::of(&r));
             assert_eq!(light.thread, r.thread);
             same(
