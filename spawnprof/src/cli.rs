@@ -49,6 +49,10 @@ pub struct ProbeArgs {
     /// Do not use kprobes/kretprobes.
     #[arg(long)]
     pub no_kprobe: bool,
+    /// Do not use raw tracepoints where a classic tracepoint does the same
+    /// job (slower: the kernel builds a record first).
+    #[arg(long)]
+    pub no_raw_tracepoint: bool,
     /// Ring-buffer size for marks (power of two), e.g. 16M.
     #[arg(long, default_value = "16M", value_name = "SIZE")]
     pub ring_buffer: String,

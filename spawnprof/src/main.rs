@@ -44,6 +44,7 @@ fn session_options(args: &ProbeArgs) -> Result<SessionOptions> {
     Ok(SessionOptions {
         no_fentry: args.no_fentry,
         no_kprobe: args.no_kprobe,
+        no_raw_tracepoint: args.no_raw_tracepoint,
         ring_buffer_bytes: ring as u32,
         skip_stages: args.skip_stages.clone(),
         ..SessionOptions::default()

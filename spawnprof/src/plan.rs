@@ -275,6 +275,14 @@ pub const PLAN: &[ProbeStage] = &[
             COPY_PROCESS.0,
             COPY_PROCESS.1,
             Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: &[Attach::RawTracepoint {
+                    program: "raw_task_newtask",
+                    name: "task_newtask",
+                }],
+                how: "syscall entry to raw task_newtask (fired at the end of copy_process)",
+            },
+            Candidate {
                 mechanism: Mechanism::Tracepoint,
                 attaches: &[tp("task_newtask", "task", "task_newtask")],
                 how: "syscall entry to task:task_newtask (fired at the end of copy_process)",
@@ -359,16 +367,34 @@ pub const PLAN: &[ProbeStage] = &[
     ProbeStage {
         name: "fork_done",
         required: true,
-        candidates: &[Candidate {
-            mechanism: Mechanism::Tracepoint,
-            attaches: &[tp("sched_process_fork", "sched", "sched_process_fork")],
-            how: "sched:sched_process_fork (also grows the set of traced processes)",
-        }],
+        candidates: &[
+            Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: &[Attach::RawTracepoint {
+                    program: "raw_sched_process_fork",
+                    name: "sched_process_fork",
+                }],
+                how: "raw sched_process_fork (also grows the set of traced processes)",
+            },
+            Candidate {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[tp("sched_process_fork", "sched", "sched_process_fork")],
+                how: "sched:sched_process_fork (also grows the set of traced processes)",
+            },
+        ],
     },
     ProbeStage {
         name: "wakeup_new",
         required: false,
         candidates: &[
+            Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: &[Attach::RawTracepoint {
+                    program: "raw_sched_wakeup_new",
+                    name: "sched_wakeup_new",
+                }],
+                how: "raw sched_wakeup_new",
+            },
             Candidate {
                 mechanism: Mechanism::Tracepoint,
                 attaches: &[tp("sched_wakeup_new", "sched", "sched_wakeup_new")],
@@ -478,6 +504,14 @@ pub const PLAN: &[ProbeStage] = &[
         required: false,
         candidates: &[
             Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: &[Attach::RawTracepoint {
+                    program: "raw_sched_prepare_exec",
+                    name: "sched_prepare_exec",
+                }],
+                how: "raw sched_prepare_exec (6.10+): binary found, before the point of no return",
+            },
+            Candidate {
                 mechanism: Mechanism::Tracepoint,
                 attaches: &[tp("sched_prepare_exec", "sched", "sched_prepare_exec")],
                 how: "sched:sched_prepare_exec (6.10+): binary found, before the point of no return",
@@ -507,11 +541,21 @@ pub const PLAN: &[ProbeStage] = &[
     ProbeStage {
         name: "exit",
         required: true,
-        candidates: &[Candidate {
-            mechanism: Mechanism::Tracepoint,
-            attaches: &[tp("sched_process_exit", "sched", "sched_process_exit")],
-            how: "sched:sched_process_exit of the last thread",
-        }],
+        candidates: &[
+            Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: &[Attach::RawTracepoint {
+                    program: "raw_sched_process_exit",
+                    name: "sched_process_exit",
+                }],
+                how: "raw sched_process_exit of the last thread (kernels whose tracepoint passes group_dead)",
+            },
+            Candidate {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[tp("sched_process_exit", "sched", "sched_process_exit")],
+                how: "sched:sched_process_exit of the last thread",
+            },
+        ],
     },
     ProbeStage {
         name: "reap",

@@ -10,7 +10,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{
-        FEntry, FExit, KProbe, PerfEvent, Program, RawTracePoint, TracePoint,
+        FEntry, FExit, KProbe, PerfEvent, Program, ProgramError, RawTracePoint, TracePoint,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
@@ -36,6 +36,8 @@ pub struct SessionOptions {
     pub no_fentry: bool,
     /// Skip the kprobe/kretprobe tier.
     pub no_kprobe: bool,
+    /// Skip raw tracepoints for classic ones (where a stage has both).
+    pub no_raw_tracepoint: bool,
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub ring_buffer_bytes: u32,
     /// Record argument strings of each exec (`--capture-args`).
@@ -53,6 +55,7 @@ impl Default for SessionOptions {
             follow: false,
             no_fentry: false,
             no_kprobe: false,
+            no_raw_tracepoint: false,
             ring_buffer_bytes: 16 << 20,
             skip_stages: Vec::new(),
             capture_args: false,
@@ -324,6 +327,9 @@ const CLONE_ARGS: &[(&str, &str)] = &[
 /// none. Without them the candidate is refused, with the reason.
 const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
     ("raw_sched_switch", &[("task_struct", "pid")]),
+    ("raw_sched_process_fork", &[("task_struct", "pid")]),
+    ("raw_task_newtask", &[("task_struct", "pid")]),
+    ("raw_sched_wakeup_new", &[("task_struct", "pid")]),
     ("fentry_kernel_clone", CLONE_ARGS),
     ("kprobe_kernel_clone", CLONE_ARGS),
     // The do_wp_page tiers count only CoW faults: the totals must come
@@ -386,7 +392,11 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
                 }
             }
         }
-        Mechanism::RawTracepoint => {}
+        Mechanism::RawTracepoint => {
+            if opts.no_raw_tracepoint {
+                bail!("disabled by --no-raw-tracepoint");
+            }
+        }
         Mechanism::Tracepoint => {
             for a in candidate.attaches {
                 if let Attach::Tracepoint {
@@ -408,6 +418,24 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
 
 /// Refuses a candidate whose programs read kernel structs this host's BTF
 /// cannot locate.
+/// Why the kernel refused a raw tracepoint, in its terms: the two refusals
+/// an older kernel gives are a tracepoint it does not have and one whose
+/// prototype has fewer arguments than the program reads.
+fn raw_attach_error(name: &str, e: ProgramError) -> anyhow::Error {
+    let errno = match &e {
+        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+        _ => None,
+    };
+    match errno {
+        Some(libc::ENOENT) => anyhow::anyhow!("this kernel has no {name} tracepoint"),
+        Some(libc::EINVAL) => anyhow::anyhow!(
+            "this kernel's {name} tracepoint passes fewer arguments than the program reads \
+             (an older prototype)"
+        ),
+        _ => e.into(),
+    }
+}
+
 fn check_btf_fields(host: &Host, candidate: &Candidate) -> Result<()> {
     for a in candidate.attaches {
         let program = a.program();
@@ -520,7 +548,7 @@ fn attach_one(ebpf: &mut Ebpf, btf: Option<&aya::Btf>, a: &Attach) -> Result<()>
         Attach::RawTracepoint { program: p, name } => {
             let rt: &mut RawTracePoint = program(ebpf, p)?.try_into()?;
             rt.load()?;
-            rt.attach(name)?;
+            rt.attach(name).map_err(|e| raw_attach_error(name, e))?;
         }
         Attach::Kprobe {
             program: p,

@@ -165,3 +165,56 @@ fn arguments_and_environment_are_recorded_only_when_asked_for() {
             .any(|c| c.contains("--capture-args"))
     );
 }
+
+#[test]
+fn raw_and_classic_sched_tracepoints_see_the_same_boundaries() {
+    const STAGES: [&str; 5] = [
+        "copy_process",
+        "fork_done",
+        "wakeup_new",
+        "exec_prepare",
+        "exit",
+    ];
+    let script = "i=0; while [ $i -lt 20 ]; do /bin/true; i=$((i+1)); done";
+    for (name, flags) in [
+        ("sched-raw", &[][..]),
+        ("sched-classic", &["--no-raw-tracepoint"][..]),
+    ] {
+        let args: Vec<&str> = flags
+            .iter()
+            .copied()
+            .chain(["--", "sh", "-c", script])
+            .collect();
+        let run = record(name, &args);
+        assert!(run.output.status.success(), "{}", run.stderr());
+        for stage in STAGES {
+            let row = run.summary.plan.iter().find(|r| r.stage == stage).unwrap();
+            let raw = row.mechanism == Mechanism::RawTracepoint;
+            if flags.is_empty() {
+                // This kernel has the tracepoints and BTF for task fields.
+                assert!(raw, "{name}: {stage} on {:?}", row.mechanism);
+            } else {
+                assert_eq!(row.mechanism, Mechanism::Tracepoint, "{name}: {stage}");
+            }
+        }
+        let trues: Vec<_> = run
+            .children()
+            .into_iter()
+            .filter(|r| r.exec_path.as_deref() == Some("/bin/true"))
+            .collect();
+        assert_eq!(trues.len(), 20, "{name}");
+        for r in &trues {
+            let t = &r.ts;
+            for (what, v) in [
+                ("newtask", t.newtask),
+                ("fork_done", t.fork_done),
+                ("wakeup_new", t.wakeup_new),
+                ("exec_prepare", t.exec_prepare),
+                ("exit", t.exit),
+            ] {
+                assert!(v.is_some(), "{name}: no {what} in {t:?}");
+            }
+            assert!(r.incomplete.is_empty(), "{name}: {:?}", r.incomplete);
+        }
+    }
+}

@@ -82,8 +82,44 @@ fn close_cow_window(proc_: *mut TracedProc) {
     }
 }
 
+/// The pid (thread id) of the task at `task`, through the BTF offset.
+#[inline(always)]
+fn pid_of(task: u64) -> Option<u32> {
+    let off = config(&CONFIG.kernel.task_pid);
+    if off == 0 || task == 0 {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel((task as *const u8).add(off as usize) as *const i32) }
+        .ok()
+        .map(|pid| pid as u32)
+}
+
+// The sched and task events of every spawn come in two forms. The raw
+// tracepoint is preferred: the kernel builds no record before the program
+// runs, and each program has its own recursion guard, where a classic
+// tracepoint program is skipped while any other BPF program runs on that
+// CPU (a lost fork or exit). Task fields come from BTF offsets there.
+
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    match field::<i32>(&ctx, config(&CONFIG.tp.fork_child_pid)) {
+        Some(child) => fork_done(child as u32),
+        None => 0,
+    }
+}
+
+/// TP_PROTO(struct task_struct *parent, struct task_struct *child)
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn raw_sched_process_fork(ctx: RawTracePointContext) -> u32 {
+    match pid_of(ctx.arg(1)) {
+        Some(child) => fork_done(child),
+        None => 0,
+    }
+}
+
+/// The current (parent) thread's fork of `child` completed.
+#[inline(always)]
+fn fork_done(child: u32) -> u32 {
     let ts = now();
     let (tid, tgid) = current();
     let Some(parent) = traced(tgid) else {
@@ -92,10 +128,6 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     if unsafe { (*parent).flags } & tflags::SPAWNS == 0 {
         return 0;
     }
-    let Some(child) = field::<i32>(&ctx, config(&CONFIG.tp.fork_child_pid)) else {
-        return 0;
-    };
-    let child = child as u32;
     let state: Option<*const CloneState> = CLONES.get_ptr(tid);
     // Unknown flags (the clone's entry was not seen) count as neither.
     let flags = state.map(|s| unsafe { (*s).clone_flags });
@@ -157,14 +189,24 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 /// end of the copy_process stage.
 #[tracepoint]
 pub fn task_newtask(ctx: TracePointContext) -> u32 {
-    let ts = now();
-    let (tid, tgid) = current();
-    if !traces_spawns(tgid) {
-        return 0;
-    }
     let pid = field::<i32>(&ctx, config(&CONFIG.tp.newtask_pid)).unwrap_or(0);
     let flags = field::<u64>(&ctx, config(&CONFIG.tp.newtask_clone_flags)).unwrap_or(0);
-    mark(ts, kind::NEWTASK, tid, tgid, pid as u64, flags, 0);
+    newtask(pid as u32, flags)
+}
+
+/// TP_PROTO(struct task_struct *task, u64 clone_flags)
+#[raw_tracepoint(tracepoint = "task_newtask")]
+pub fn raw_task_newtask(ctx: RawTracePointContext) -> u32 {
+    newtask(pid_of(ctx.arg(0)).unwrap_or(0), ctx.arg(1))
+}
+
+#[inline(always)]
+fn newtask(pid: u32, flags: u64) -> u32 {
+    let ts = now();
+    let (tid, tgid) = current();
+    if traces_spawns(tgid) {
+        mark(ts, kind::NEWTASK, tid, tgid, pid as u64, flags, 0);
+    }
     0
 }
 
@@ -173,16 +215,36 @@ pub fn sched_wakeup_new(ctx: TracePointContext) -> u32 {
     if !armed(Gate::AwaitingFirstRun) {
         return 0;
     }
-    let ts = now();
-    let Some(child) = field::<i32>(&ctx, config(&CONFIG.tp.wakeup_new_pid)) else {
-        return 0;
-    };
-    if unsafe { AWAIT_FIRST_RUN.get(child as u32) }.is_none() {
+    match field::<i32>(&ctx, config(&CONFIG.tp.wakeup_new_pid)) {
+        Some(child) => {
+            let cpu = field::<i32>(&ctx, config(&CONFIG.tp.wakeup_new_target_cpu)).unwrap_or(-1);
+            wakeup_new(child as u32, cpu as u64)
+        }
+        None => 0,
+    }
+}
+
+/// TP_PROTO(struct task_struct *p). The target CPU (unused by the
+/// reports) is not read here.
+#[raw_tracepoint(tracepoint = "sched_wakeup_new")]
+pub fn raw_sched_wakeup_new(ctx: RawTracePointContext) -> u32 {
+    if !armed(Gate::AwaitingFirstRun) {
         return 0;
     }
-    let cpu = field::<i32>(&ctx, config(&CONFIG.tp.wakeup_new_target_cpu)).unwrap_or(-1);
+    match pid_of(ctx.arg(0)) {
+        Some(child) => wakeup_new(child, UNKNOWN),
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn wakeup_new(child: u32, cpu: u64) -> u32 {
+    let ts = now();
+    if unsafe { AWAIT_FIRST_RUN.get(child) }.is_none() {
+        return 0;
+    }
     let (tid, tgid) = current();
-    mark(ts, kind::WAKEUP_NEW, tid, tgid, child as u64, cpu as u64, 0);
+    mark(ts, kind::WAKEUP_NEW, tid, tgid, child as u64, cpu, 0);
     0
 }
 
@@ -411,6 +473,18 @@ pub fn raw_sched_process_exec(ctx: RawTracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sched_prepare_exec(_ctx: TracePointContext) -> u32 {
+    prepare_exec()
+}
+
+/// TP_PROTO(struct task_struct *task, struct linux_binprm *bprm): in the
+/// exec'ing task, so nothing is read from the arguments.
+#[raw_tracepoint(tracepoint = "sched_prepare_exec")]
+pub fn raw_sched_prepare_exec(_ctx: RawTracePointContext) -> u32 {
+    prepare_exec()
+}
+
+#[inline(always)]
+fn prepare_exec() -> u32 {
     let ts = now();
     let (tid, tgid) = current();
     if traced(tgid).is_some() {
@@ -444,6 +518,21 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         Some(v) => v != 0,
         None => tid == tgid,
     };
+    exited(ts, tid, tgid, group_dead)
+}
+
+/// TP_PROTO(struct task_struct *p, bool group_dead): only on kernels whose
+/// tracepoint passes group_dead. Where it does not, attaching fails (the
+/// program reads a second argument) and the classic tracepoint is used.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn raw_sched_process_exit(ctx: RawTracePointContext) -> u32 {
+    let ts = now();
+    let (tid, tgid) = current();
+    exited(ts, tid, tgid, ctx.arg::<u64>(1) & 1 != 0)
+}
+
+#[inline(always)]
+fn exited(ts: u64, tid: u32, tgid: u32, group_dead: bool) -> u32 {
     if !group_dead {
         return 0;
     }
