@@ -23,18 +23,36 @@ fn release_bin(name: &str) -> PathBuf {
     cmd::target_dir().join("release").join(name)
 }
 
-/// spawns/s reported by the spawner's JSON line in `stdout`.
-fn spawns_per_sec(stdout: &[u8]) -> Result<f64> {
+/// The spawner's JSON line in `stdout`.
+fn spawner_result(stdout: &[u8]) -> Result<serde_json::Value> {
     let text = String::from_utf8_lossy(stdout);
     let line = text
         .lines()
         .rev()
         .find(|l| l.contains("\"spawns_per_sec\""))
         .context("no spawner result line")?;
-    let v: serde_json::Value = serde_json::from_str(line)?;
-    v["spawns_per_sec"]
+    Ok(serde_json::from_str(line)?)
+}
+
+/// spawns/s reported by the spawner's JSON line in `stdout`.
+fn spawns_per_sec(stdout: &[u8]) -> Result<f64> {
+    spawner_result(stdout)?["spawns_per_sec"]
         .as_f64()
         .context("spawns_per_sec missing")
+}
+
+/// (spawns/s, median latency of the spawn call in µs) from `stdout`. The
+/// median is the steadier figure on a VM: a few host stalls dominate the
+/// mean, and so the rate.
+fn rate_and_p50(stdout: &[u8]) -> Result<(f64, f64)> {
+    let v = spawner_result(stdout)?;
+    let rate = v["spawns_per_sec"]
+        .as_f64()
+        .context("spawns_per_sec missing")?;
+    let p50 = v["latency_ns"]["p50"]
+        .as_f64()
+        .context("latency_ns.p50 missing")?;
+    Ok((rate, p50 / 1000.0))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -118,6 +136,22 @@ pub fn overhead(rounds: usize) -> Result<()> {
             name: "spawnprof record --sample-hz 0",
             wrap: rec(&["--sample-hz", "0"]),
         },
+        // Attribution: the same without the probes on per-event tracepoints.
+        Setup {
+            name: "the same, per-event stages skipped",
+            wrap: rec(&[
+                "--sample-hz",
+                "0",
+                "--skip-stage",
+                "dup_mmap",
+                "--skip-stage",
+                "mm_lock_wait",
+                "--skip-stage",
+                "first_run",
+                "--skip-stage",
+                "page_faults",
+            ]),
+        },
     ];
     if have_bpftrace {
         setups.push(Setup {
@@ -169,8 +203,9 @@ pub fn overhead(rounds: usize) -> Result<()> {
         argv: spawner_argv("batched", false),
     });
 
-    // rates[workload][setup] = one rate per round.
+    // rates[workload][setup] = one rate per round; p50s likewise.
     let mut rates = vec![vec![Vec::new(); setups.len()]; workloads.len()];
+    let mut p50s = rates.clone();
     for round in 0..rounds {
         eprintln!("bench-overhead: round {} of {rounds}", round + 1);
         for (w, workload) in workloads.iter().enumerate() {
@@ -179,38 +214,28 @@ pub fn overhead(rounds: usize) -> Result<()> {
                 if !output.status.success() {
                     bail!("{} failed: {}", s.name, output.status);
                 }
-                rates[w][i].push(spawns_per_sec(&output.stdout)?);
+                let (rate, p50) = rate_and_p50(&output.stdout)?;
+                rates[w][i].push(rate);
+                p50s[w][i].push(p50);
             }
         }
     }
-    println!(
-        "| workload (median of {rounds}, range) | {} |",
-        setups
-            .iter()
-            .map(|s| s.name)
-            .collect::<Vec<_>>()
-            .join(" | ")
+    let names: Vec<&str> = setups.iter().map(|s| s.name).collect();
+    print_table(
+        &format!("spawn rate: workload (median of {rounds}, range)"),
+        &names,
+        &workloads,
+        &rates,
+        "/s",
     );
-    println!("|---|{}", "---:|".repeat(setups.len()));
-    for (w, workload) in workloads.iter().enumerate() {
-        let base = median(rates[w][0].clone());
-        let cells: Vec<String> = rates[w]
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let m = median(r.clone());
-                let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
-                let hi = r.iter().copied().fold(0.0, f64::max);
-                let change = if i == 0 {
-                    String::new()
-                } else {
-                    format!(" ({:+.1}%)", 100.0 * (m / base - 1.0))
-                };
-                format!("{m:.0}/s{change} [{lo:.0}–{hi:.0}]")
-            })
-            .collect();
-        println!("| {} | {} |", workload.name, cells.join(" | "));
-    }
+    println!();
+    print_table(
+        &format!("median spawn call (p50, µs): workload (median of {rounds}, range)"),
+        &names,
+        &workloads,
+        &p50s,
+        " µs",
+    );
     // Pinned when possible: the child then runs where the probes' cost lands.
     let costed = workloads
         .iter()
@@ -248,6 +273,39 @@ pub fn overhead(rounds: usize) -> Result<()> {
         println!("SKIPPED: strace comparison (apt-get install strace)");
     }
     Ok(())
+}
+
+/// A markdown table of `values[workload][setup]` (one value per round):
+/// the median, its change against the first setup, and the range.
+fn print_table(
+    title: &str,
+    setups: &[&str],
+    workloads: &[Workload],
+    values: &[Vec<Vec<f64>>],
+    unit: &str,
+) {
+    println!("| {title} | {} |", setups.join(" | "));
+    println!("|---|{}", "---:|".repeat(setups.len()));
+    for (workload, per_setup) in workloads.iter().zip(values) {
+        let base = median(per_setup[0].clone());
+        let cells: Vec<String> = per_setup
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let m = median(r.clone());
+                let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = r.iter().copied().fold(0.0, f64::max);
+                let change = if i == 0 {
+                    String::new()
+                } else {
+                    format!(" ({:+.1}%)", 100.0 * (m / base - 1.0))
+                };
+                let digits = if unit == "/s" { 0 } else { 1 };
+                format!("{m:.digits$}{unit}{change} [{lo:.digits$}–{hi:.digits$}]")
+            })
+            .collect();
+        println!("| {} | {} |", workload.name, cells.join(" | "));
+    }
 }
 
 /// What the probes themselves cost per spawn (`record --probe-cost`): a
