@@ -226,9 +226,11 @@ pub struct TracedProc {
 /// Counters that gate the probes firing on every event of the machine. The
 /// kernel side keeps them in its .bss (global `GATES`); userspace reads them
 /// back for `--probe-cost`. Each counts the traced situations a probe can
-/// matter to.
+/// matter to. `summary.json` carries their values at the end of a
+/// `--probe-cost` recording (all 0 when every traced window closed).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct Gates {
     /// Traced clones without CLONE_VM between syscall entry and return:
     /// only they run dup_mmap, whose write lock the mmap_lock probes follow.

@@ -27,7 +27,7 @@ use crate::{
     node::NodeFacts,
     plan::Mechanism,
     report::{
-        GatesAtEnd, ProbeCost, ProgramCost, Summary,
+        ProbeCost, ProgramCost, Summary,
         files::{SpawnWriter, hand_to_invoking_user, prepare_out_dir, write_summary},
     },
     session::{Session, SessionOptions},
@@ -340,11 +340,7 @@ impl CostMeter {
             programs,
             reader_cpu_ns: own_cpu_ns().saturating_sub(self.cpu_ns_at_start),
             spawns,
-            gates_at_end: session.gates().ok().map(|g| GatesAtEnd {
-                forks_in_flight: g.forks_in_flight,
-                cow_windows: g.cow_windows,
-                awaiting_first_run: g.awaiting_first_run,
-            }),
+            gates_at_end: session.gates().ok(),
         }
     }
 }

@@ -89,14 +89,7 @@ pub struct ProbeCost {
     /// clone returned, every child ran and every fork's window closed; a
     /// non-zero one means its probes did full work for the rest of the run).
     #[serde(default)]
-    pub gates_at_end: Option<GatesAtEnd>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct GatesAtEnd {
-    pub forks_in_flight: u64,
-    pub cow_windows: u64,
-    pub awaiting_first_run: u64,
+    pub gates_at_end: Option<spawnprof_common::Gates>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
