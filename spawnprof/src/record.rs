@@ -42,6 +42,13 @@ pub const RECORDS_KEPT: usize = 1000;
 /// How often marks are collected from the ring buffer when the probes have
 /// not asked for an early wake-up.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+/// While drains come back empty the interval doubles up to this, so an idle
+/// recording (`-p` on a quiet server) does not wake 100 times a second. The
+/// first marks after a lull wait at most this long; a burst that fills half
+/// the ring buffer wakes the reader at once.
+const IDLE_DRAIN_INTERVAL: Duration = Duration::from_millis(160);
+/// How often `-p` checks that its target is still alive.
+const ALIVE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What to trace.
 #[derive(Clone, Debug)]
@@ -195,15 +202,17 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     // The probes wake us only when the ring buffer is half full; otherwise
     // marks are collected on this timer (see spawnprof-ebpf emit.rs).
-    let mut tick = tokio::time::interval(DRAIN_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks = 0u32;
+    let mut drain_every = DRAIN_INTERVAL;
+    let tick = tokio::time::sleep(drain_every);
+    tokio::pin!(tick);
+    let mut alive_checked = tokio::time::Instant::now();
     let stop = loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 drain_ring(guard.get_inner_mut(), &mut reorder, sampling.then_some(&mut maps));
                 guard.clear_ready();
+                drain_every = DRAIN_INTERVAL;
             }
             status = async { child_exit.as_mut().expect("guarded").await }, if child_exit.is_some() => {
                 break Stop::TargetExited(status.ok().flatten());
@@ -221,11 +230,20 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                 }
                 break Stop::Interrupted;
             }
-            _ = tick.tick() => {
-                drain_ring(ring.get_mut(), &mut reorder, sampling.then_some(&mut maps));
-                ticks += 1;
-                if ticks.is_multiple_of(10) && opts.target_is_pid() && !pid_alive(root_pid.expect("set")) {
-                    break Stop::TargetExited(None);
+            _ = &mut tick => {
+                let marks = drain_ring(ring.get_mut(), &mut reorder, sampling.then_some(&mut maps));
+                drain_every = if marks == 0 {
+                    (drain_every * 2).min(IDLE_DRAIN_INTERVAL)
+                } else {
+                    DRAIN_INTERVAL
+                };
+                let now = tokio::time::Instant::now();
+                tick.as_mut().reset(now + drain_every);
+                if opts.target_is_pid() && now - alive_checked >= ALIVE_CHECK_INTERVAL {
+                    alive_checked = now;
+                    if !pid_alive(root_pid.expect("set")) {
+                        break Stop::TargetExited(None);
+                    }
                 }
             }
         }
@@ -373,17 +391,20 @@ fn flush(
     Ok(())
 }
 
-/// Moves every mark from the ring buffer into the reorder window. With
-/// `maps`, the memory maps of each process that just exec'd are
-/// snapshotted while it (probably) still runs, to symbolize its stacks later.
+/// Moves every mark from the ring buffer into the reorder window and
+/// returns how many there were. With `maps`, the memory maps of each
+/// process that just exec'd are snapshotted while it (probably) still runs,
+/// to symbolize its stacks later.
 fn drain_ring(
     ring: &mut RingBuf<MapData>,
     reorder: &mut Reorder,
     mut maps: Option<&mut MapsCache>,
-) {
+) -> usize {
+    let mut marks = 0;
     // SPAWNPROF_DEBUG_MARKS=1 prints every mark as it arrives (for debugging probes).
     let debug = std::env::var_os("SPAWNPROF_DEBUG_MARKS").is_some();
     while let Some(item) = ring.next() {
+        marks += 1;
         match decode(&item) {
             Ok(e) => {
                 if debug {
@@ -411,6 +432,7 @@ fn drain_ring(
             Err(err) => eprintln!("spawnprof: skipping a malformed mark: {err:#}"),
         }
     }
+    marks
 }
 
 /// What the recording holds about arguments and environments, for the summary.
