@@ -195,6 +195,14 @@ pub mod capture {
     pub const ENV: u32 = 2;
 }
 
+/// Which stages follow a new child until it runs ([`ProbeConfig::await_child`]).
+pub mod await_child {
+    /// first_run: its probes remove the child's entry when it first runs.
+    pub const FIRST_RUN: u32 = 1;
+    /// wakeup_new: its probes look the child up when it is woken.
+    pub const WAKEUP_NEW: u32 = 2;
+}
+
 /// Flags of a traced process ([`TracedProc::flags`]).
 pub mod traced {
     /// Its own spawns are recorded, and its children are traced too.
@@ -410,6 +418,10 @@ pub struct ProbeConfig {
     pub count_every_fault: u32,
     /// Size of the `MARKS` ring buffer in bytes (wakes the reader at half full).
     pub ring_buffer_bytes: u32,
+    /// [`await_child`] bits: the stages that need a forked child remembered
+    /// until it runs. 0: nothing is remembered. Without first_run, wakeup_new
+    /// forgets the child itself, so no entry outlives its spawn.
+    pub await_child: u32,
     pub tp: TracepointOffsets,
     pub kernel: KernelOffsets,
 }
@@ -420,6 +432,7 @@ impl ProbeConfig {
         capture: 0,
         count_every_fault: 1,
         ring_buffer_bytes: 0,
+        await_child: await_child::FIRST_RUN | await_child::WAKEUP_NEW,
         tp: TracepointOffsets::MISSING,
         kernel: KernelOffsets {
             task_mm: 0,

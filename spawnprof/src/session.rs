@@ -17,7 +17,7 @@ use aya::{
 use spawnprof_common::{
     GLOBAL_CONFIG, Gates, KernelOffsets, MAP_GATES, MAP_LOST, MAP_MARKS, MAP_STACK_COUNTS,
     MAP_STACKS, MAP_TRACED, NO_FIELD, ProbeConfig, StackKey, TracedProc, TracepointOffsets,
-    capture, kind, traced,
+    await_child, capture, kind, traced,
 };
 
 use crate::{
@@ -591,6 +591,13 @@ fn probe_config(host: &Host, opts: &SessionOptions) -> Result<ProbeConfig> {
             | (opts.capture_env as u32 * capture::ENV),
         count_every_fault: !kernel.has_fault_counters() as u32,
         ring_buffer_bytes: opts.ring_buffer_bytes,
+        await_child: [
+            ("first_run", await_child::FIRST_RUN),
+            ("wakeup_new", await_child::WAKEUP_NEW),
+        ]
+        .into_iter()
+        .filter(|(stage, _)| !opts.skip_stages.iter().any(|s| s == stage))
+        .fold(0, |bits, (_, bit)| bits | bit),
         tp: tracepoint_offsets(&host.tracefs)?,
         kernel,
     })

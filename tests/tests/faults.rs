@@ -93,3 +93,39 @@ fn every_process_of_a_fork_chain_breaks_copy_on_write() {
     assert!(counted + 1 >= chain.len(), "{counted} of {}", chain.len());
     assert_gates_closed(&run);
 }
+
+#[test]
+fn without_the_first_run_stage_no_child_stays_remembered() {
+    // Only the first-run probes used to forget a forked child: skipping
+    // them left every child in the kernel's map (and its gate open) for the
+    // rest of the recording, until the map filled and wakeups went unseen.
+    for skipped in [&["first_run"][..], &["first_run", "wakeup_new"][..]] {
+        let mut args = vec!["--probe-cost", "--sample-hz", "0"];
+        for s in skipped {
+            args.extend(["--skip-stage", s]);
+        }
+        let run = record_spawner(
+            &format!("await-{}", skipped.join("-")),
+            &args,
+            &["--method", "fork-exec", "--count", "10", "--warmup", "0"],
+        );
+        let gates = run
+            .summary
+            .probe_cost
+            .as_ref()
+            .unwrap()
+            .gates_at_end
+            .unwrap();
+        assert_eq!(gates.awaiting_first_run, 0, "skipping {skipped:?}");
+        let kids = run.children_of_root();
+        assert_eq!(kids.len(), 10);
+        let woken = kids.iter().filter(|r| r.ts.wakeup_new.is_some()).count();
+        let expected = if skipped.contains(&"wakeup_new") {
+            0
+        } else {
+            10
+        };
+        assert_eq!(woken, expected, "wakeups seen, skipping {skipped:?}");
+        assert!(kids.iter().all(|r| r.ts.first_run.is_none()));
+    }
+}

@@ -7,8 +7,8 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use spawnprof_common::{
-    CloneState, TracedProc, UNKNOWN, UNKNOWN_U32, capture as capture_bits, clone_flags as cf, kind,
-    pack_faults, pack_u32s, traced as tflags,
+    CloneState, TracedProc, UNKNOWN, UNKNOWN_U32, await_child, capture as capture_bits,
+    clone_flags as cf, kind, pack_faults, pack_u32s, traced as tflags,
 };
 
 use super::field;
@@ -155,7 +155,7 @@ fn fork_done(child: u32) -> u32 {
     if copies_mm {
         open_cow_window(parent);
     }
-    if AWAIT_FIRST_RUN.insert(child, child_tgid, 0).is_ok() {
+    if config(&CONFIG.await_child) != 0 && AWAIT_FIRST_RUN.insert(child, child_tgid, 0).is_ok() {
         arm(Gate::AwaitingFirstRun);
     }
     // Only the fentry/kprobe tiers fill these; the loader's plan tells
@@ -245,6 +245,12 @@ fn wakeup_new(child: u32, cpu: u64) -> u32 {
     }
     let (tid, tgid) = current();
     mark(ts, kind::WAKEUP_NEW, tid, tgid, child as u64, cpu, 0);
+    // Without the first-run probes nobody else forgets the child.
+    if config(&CONFIG.await_child) & await_child::FIRST_RUN == 0
+        && AWAIT_FIRST_RUN.remove(child).is_ok()
+    {
+        disarm(Gate::AwaitingFirstRun);
+    }
     0
 }
 
