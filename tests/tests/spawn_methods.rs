@@ -319,3 +319,32 @@ fn children_waited_for_with_waitid_are_reaped_like_waitpid_ones() {
         }
     }
 }
+
+#[test]
+fn a_minimal_child_is_spawned_exec_d_and_cleaned_up() {
+    let run = spawner(
+        "minimal-child",
+        &[
+            "--method",
+            "posix-spawn",
+            "--count",
+            "10",
+            "--warmup",
+            "0",
+            "--mode",
+            "serial",
+            "--minimal-child",
+        ],
+    );
+    let kids = run.children_of_root();
+    // The ten spawns, and the run that checks the program can execute.
+    assert_eq!(kids.len(), 11);
+    let path = kids[0].exec_path.clone().expect("exec'd");
+    assert!(path.contains("spawnprof-exit-only-"), "{path}");
+    for r in &kids {
+        assert_eq!(r.exec_path.as_deref(), Some(path.as_str()));
+        assert_eq!(r.exit_status, Some(0));
+        assert!(r.incomplete.is_empty(), "{:?}", r.incomplete);
+    }
+    assert!(!std::path::Path::new(&path).exists(), "{path} left behind");
+}

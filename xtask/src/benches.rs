@@ -166,7 +166,7 @@ pub fn overhead(rounds: usize) -> Result<()> {
         println!("SKIPPED: bpftrace comparison (apt-get install bpftrace)");
     }
     let taskset = cmd::find_in_path("taskset");
-    let spawner_argv = |mode: &str, pinned: bool| -> Vec<String> {
+    let spawner_argv = |mode: &str, pinned: bool, extra: &[&str]| -> Vec<String> {
         let mut v = Vec::new();
         if pinned && let Some(t) = &taskset {
             v.extend([t.display().to_string(), "-c".into(), "0".into()]);
@@ -182,25 +182,32 @@ pub fn overhead(rounds: usize) -> Result<()> {
                 mode,
             ]
             .iter()
+            .chain(extra)
             .map(|s| s.to_string()),
         );
         v
     };
     let mut workloads = vec![Workload {
         name: "posix-spawn /bin/true, 3000, serial",
-        argv: spawner_argv("serial", false),
+        argv: spawner_argv("serial", false, &[]),
     }];
     if taskset.is_some() {
         workloads.push(Workload {
             name: "the same, pinned to CPU 0",
-            argv: spawner_argv("serial", true),
+            argv: spawner_argv("serial", true, &[]),
+        });
+        // The steadiest figure: no glibc start-up in the child between
+        // spawns to swing the timings and evict the probes' cache lines.
+        workloads.push(Workload {
+            name: "the same with --minimal-child (exit-only program)",
+            argv: spawner_argv("serial", true, &["--minimal-child"]),
         });
     } else {
         println!("SKIPPED: the pinned workload (taskset, from util-linux, is missing)");
     }
     workloads.push(Workload {
         name: "posix-spawn /bin/true, 3000, batched",
-        argv: spawner_argv("batched", false),
+        argv: spawner_argv("batched", false, &[]),
     });
 
     // rates[workload][setup] = one rate per round; p50s likewise.

@@ -256,6 +256,12 @@ pub struct Config {
     #[arg(long = "arg", allow_hyphen_values = true)]
     pub args: Vec<String>,
 
+    /// Exec a minimal static program that only calls exit(0) (written to a
+    /// temporary file) instead of --program: the spawn without the child's
+    /// own start-up (dynamic loading, libc initialisation).
+    #[arg(long, conflicts_with_all = ["program", "args", "path_misses"])]
+    pub minimal_child: bool,
+
     /// Prepend this many nonexistent directories to PATH, so a bare-name
     /// spawn makes that many failed execve attempts first.
     #[arg(long, default_value_t = 0, value_parser = parse_path_misses, allow_negative_numbers = true)]
@@ -296,6 +302,7 @@ impl Config {
             env_bytes: None,
             program: "/bin/true".into(),
             args: Vec::new(),
+            minimal_child: false,
             path_misses: 0,
             threads: 1,
             mode: Mode::Batched,
@@ -376,6 +383,9 @@ pub fn spawner_args(cfg: &Config) -> Vec<String> {
     for arg in &cfg.args {
         // `--arg=VALUE` keeps values that start with '-' unambiguous.
         a.push(format!("--arg={arg}"));
+    }
+    if cfg.minimal_child {
+        a.push("--minimal-child".into());
     }
     a.extend([
         "--path-misses".into(),

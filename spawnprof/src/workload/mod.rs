@@ -16,6 +16,7 @@ pub mod config;
 pub mod env;
 pub mod memory;
 pub mod methods;
+pub mod minimal;
 pub mod raw;
 pub mod result;
 pub mod runner;

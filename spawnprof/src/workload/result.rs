@@ -73,6 +73,10 @@ pub struct SpawnResult {
     /// `--program` as given, and what it resolves to through PATH.
     pub program: String,
     pub program_resolved: String,
+    /// `--minimal-child`: the program was the exit-only one (absent in
+    /// older results: false).
+    #[serde(default)]
+    pub minimal_child: bool,
     pub args: Vec<String>,
     pub path_misses: u32,
     /// Entries in the PATH the children saw (misses included).

@@ -13,6 +13,7 @@ use super::config::{Config, HugePages, Method, Mode};
 use super::env;
 use super::memory::{self, Ballast};
 use super::methods::{Lane, Program};
+use super::minimal::{self, MinimalChild};
 use super::raw;
 use super::result::{Latency, SpawnResult};
 use super::zygote::Zygote;
@@ -102,8 +103,23 @@ pub unsafe fn run(cfg: &Config) -> Result<SpawnResult> {
     // SAFETY: the caller guarantees we are single-threaded.
     unsafe { env::apply(&vars, cfg.path_misses) };
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let resolved = env::resolve_program(&cfg.program, path.as_bytes()).map_err(usage)?;
-    let prog = Program::new(&cfg.program, &cfg.args).context("preparing argv")?;
+    let minimal = if cfg.minimal_child {
+        if !minimal::SUPPORTED {
+            return Err(usage(
+                "--minimal-child is implemented for x86_64 and aarch64; use --program",
+            ));
+        }
+        let dir = std::env::temp_dir();
+        Some(MinimalChild::create(&dir).context("writing the --minimal-child program")?)
+    } else {
+        None
+    };
+    let program = match &minimal {
+        Some(m) => m.path().display().to_string(),
+        None => cfg.program.clone(),
+    };
+    let resolved = env::resolve_program(&program, path.as_bytes()).map_err(usage)?;
+    let prog = Program::new(&program, &cfg.args).context("preparing argv")?;
     let (environ_count, environ_bytes) = node::environment_size();
 
     // Zygotes fork now, before the ballast exists, so they stay small.
@@ -178,8 +194,9 @@ pub unsafe fn run(cfg: &Config) -> Result<SpawnResult> {
         env_bytes: env::bytes_of(&vars),
         environ_count,
         environ_bytes,
-        program: cfg.program.clone(),
+        program,
         program_resolved: resolved.display().to_string(),
+        minimal_child: minimal.is_some(),
         args: cfg.args.clone(),
         path_misses: cfg.path_misses,
         path_entries,
