@@ -194,6 +194,15 @@ pub fn sweep(opts: &BenchOptions) -> Vec<BenchConfig> {
             push("method-rss", format!("{m}-{}", rss_label(r)), c);
         }
     }
+    // The spawn alone, per method: the child is an exit-only program, so no
+    // library loading or libc start-up runs between the spawns.
+    for &m in &methods {
+        let mut c = Config::new(m);
+        c.minimal_child = true;
+        c.count = count(method_rss_count(0));
+        c.mode = Mode::Serial;
+        push("minimal-child", m.to_string(), c);
+    }
     // Huge pages shrink the page-table copy: fork at 1 GiB with and without THP.
     for hp in [HugePages::None, HugePages::Thp] {
         let mut c = Config::new(Method::ForkExec);
@@ -631,6 +640,7 @@ mod tests {
         assert!(names.contains(&"path/posix-spawn-misses14"));
         assert!(names.contains(&"tokio/tokio-multi-4"));
         assert!(names.contains(&"fork-chain/fork-chain"));
+        assert!(names.contains(&"minimal-child/posix-spawn"));
         let unique: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len(), "names are unique");
         assert!(s.iter().all(|c| c.spawner.validate().is_ok()));
