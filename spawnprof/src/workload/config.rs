@@ -378,18 +378,20 @@ pub fn spawner_args(cfg: &Config) -> Vec<String> {
         a.push("--env-bytes".into());
         a.push(b.to_string());
     }
-    a.push("--program".into());
-    a.push(cfg.program.clone());
-    for arg in &cfg.args {
-        // `--arg=VALUE` keeps values that start with '-' unambiguous.
-        a.push(format!("--arg={arg}"));
-    }
     if cfg.minimal_child {
+        // Excludes --program, --arg and --path-misses (left at their defaults).
         a.push("--minimal-child".into());
+    } else {
+        a.push("--program".into());
+        a.push(cfg.program.clone());
+        for arg in &cfg.args {
+            // `--arg=VALUE` keeps values that start with '-' unambiguous.
+            a.push(format!("--arg={arg}"));
+        }
+        a.push("--path-misses".into());
+        a.push(cfg.path_misses.to_string());
     }
     a.extend([
-        "--path-misses".into(),
-        cfg.path_misses.to_string(),
         "--threads".into(),
         cfg.threads.to_string(),
         "--mode".into(),
@@ -578,6 +580,11 @@ mod tests {
         let args = spawner_args(&plain);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         assert_eq!(parse(&refs).unwrap(), plain);
+        let mut minimal = Config::new(Method::ForkExec);
+        minimal.minimal_child = true;
+        let args = spawner_args(&minimal);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(parse(&refs).unwrap(), minimal);
     }
 
     #[test]
