@@ -275,14 +275,9 @@ pub fn raw_sched_switch(ctx: RawTracePointContext) -> u32 {
     if !armed(Gate::AwaitingFirstRun) {
         return 0;
     }
-    let next = ctx.arg::<u64>(2) as *const u8;
-    let off = config(&CONFIG.kernel.task_pid);
-    if off == 0 {
-        return 0;
-    }
-    match unsafe { bpf_probe_read_kernel(next.add(off as usize) as *const i32) } {
-        Ok(pid) => first_run(pid as u32),
-        Err(_) => 0,
+    match pid_of(ctx.arg(2)) {
+        Some(next) => first_run(next),
+        None => 0,
     }
 }
 
