@@ -49,6 +49,13 @@ pub struct SessionOptions {
     pub skip_stages: Vec<String>,
 }
 
+impl SessionOptions {
+    /// Whether `stage` was left out with `--skip-stage`.
+    pub fn skips(&self, stage: &str) -> bool {
+        self.skip_stages.iter().any(|s| s == stage)
+    }
+}
+
 impl Default for SessionOptions {
     fn default() -> Self {
         Self {
@@ -100,7 +107,7 @@ impl Session {
         for stage in PLAN {
             let mut rejected = Vec::new();
             let mut chosen = None;
-            let skipped = opts.skip_stages.iter().any(|s| s == stage.name);
+            let skipped = opts.skips(stage.name);
             for candidate in stage.candidates {
                 if skipped && candidate.mechanism != Mechanism::Unavailable {
                     rejected.push(Rejection {
@@ -416,8 +423,6 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
     check_btf_fields(host, candidate)
 }
 
-/// Refuses a candidate whose programs read kernel structs this host's BTF
-/// cannot locate.
 /// Why the kernel refused a raw tracepoint, in its terms: the two refusals
 /// an older kernel gives are a tracepoint it does not have and one whose
 /// prototype has fewer arguments than the program reads.
@@ -436,6 +441,8 @@ fn raw_attach_error(name: &str, e: ProgramError) -> anyhow::Error {
     }
 }
 
+/// Refuses a candidate whose programs read kernel structs this host's BTF
+/// cannot locate.
 fn check_btf_fields(host: &Host, candidate: &Candidate) -> Result<()> {
     for a in candidate.attaches {
         let program = a.program();
@@ -596,7 +603,7 @@ fn probe_config(host: &Host, opts: &SessionOptions) -> Result<ProbeConfig> {
             ("wakeup_new", await_child::WAKEUP_NEW),
         ]
         .into_iter()
-        .filter(|(stage, _)| !opts.skip_stages.iter().any(|s| s == stage))
+        .filter(|(stage, _)| !opts.skips(stage))
         .fold(0, |bits, (_, bit)| bits | bit),
         tp: tracepoint_offsets(&host.tracefs)?,
         kernel,
