@@ -123,6 +123,17 @@ const fn tp_optional(program: &'static str, category: &'static str, name: &'stat
     }
 }
 
+/// The raw tracepoint `name`, attached with the program `raw_<name>` (the
+/// naming every raw-tracepoint program follows).
+macro_rules! raw_tp {
+    ($name:literal) => {
+        Attach::RawTracepoint {
+            program: concat!("raw_", $name),
+            name: $name,
+        }
+    };
+}
+
 const UNAVAILABLE: Candidate = Candidate {
     mechanism: Mechanism::Unavailable,
     attaches: &[],
@@ -130,18 +141,9 @@ const UNAVAILABLE: Candidate = Candidate {
 };
 
 const RAW_MMAP_LOCK: &[Attach] = &[
-    Attach::RawTracepoint {
-        program: "raw_mmap_lock_start_locking",
-        name: "mmap_lock_start_locking",
-    },
-    Attach::RawTracepoint {
-        program: "raw_mmap_lock_acquire_returned",
-        name: "mmap_lock_acquire_returned",
-    },
-    Attach::RawTracepoint {
-        program: "raw_mmap_lock_released",
-        name: "mmap_lock_released",
-    },
+    raw_tp!("mmap_lock_start_locking"),
+    raw_tp!("mmap_lock_acquire_returned"),
+    raw_tp!("mmap_lock_released"),
 ];
 
 const MMAP_LOCK: &[Attach] = &[
@@ -276,10 +278,7 @@ pub const PLAN: &[ProbeStage] = &[
             COPY_PROCESS.1,
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
-                attaches: &[Attach::RawTracepoint {
-                    program: "raw_task_newtask",
-                    name: "task_newtask",
-                }],
+                attaches: &[raw_tp!("task_newtask")],
                 how: "syscall entry to raw task_newtask (fired at the end of copy_process)",
             },
             Candidate {
@@ -370,10 +369,7 @@ pub const PLAN: &[ProbeStage] = &[
         candidates: &[
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
-                attaches: &[Attach::RawTracepoint {
-                    program: "raw_sched_process_fork",
-                    name: "sched_process_fork",
-                }],
+                attaches: &[raw_tp!("sched_process_fork")],
                 how: "raw sched_process_fork (also grows the set of traced processes)",
             },
             Candidate {
@@ -389,10 +385,7 @@ pub const PLAN: &[ProbeStage] = &[
         candidates: &[
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
-                attaches: &[Attach::RawTracepoint {
-                    program: "raw_sched_wakeup_new",
-                    name: "sched_wakeup_new",
-                }],
+                attaches: &[raw_tp!("sched_wakeup_new")],
                 how: "raw sched_wakeup_new",
             },
             Candidate {
@@ -425,10 +418,7 @@ pub const PLAN: &[ProbeStage] = &[
             },
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
-                attaches: &[Attach::RawTracepoint {
-                    program: "raw_sched_switch",
-                    name: "sched_switch",
-                }],
+                attaches: &[raw_tp!("sched_switch")],
                 how: "raw sched_switch to the new task (one map lookup per context switch)",
             },
             Candidate {
@@ -505,10 +495,7 @@ pub const PLAN: &[ProbeStage] = &[
         candidates: &[
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
-                attaches: &[Attach::RawTracepoint {
-                    program: "raw_sched_prepare_exec",
-                    name: "sched_prepare_exec",
-                }],
+                attaches: &[raw_tp!("sched_prepare_exec")],
                 how: "raw sched_prepare_exec (6.10+): binary found, before the point of no return",
             },
             Candidate {
@@ -525,10 +512,7 @@ pub const PLAN: &[ProbeStage] = &[
         candidates: &[
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
-                attaches: &[Attach::RawTracepoint {
-                    program: "raw_sched_process_exec",
-                    name: "sched_process_exec",
-                }],
+                attaches: &[raw_tp!("sched_process_exec")],
                 how: "raw sched_process_exec: the new image is in place, with the kernel's argc/envc",
             },
             Candidate {
@@ -544,10 +528,7 @@ pub const PLAN: &[ProbeStage] = &[
         candidates: &[
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
-                attaches: &[Attach::RawTracepoint {
-                    program: "raw_sched_process_exit",
-                    name: "sched_process_exit",
-                }],
+                attaches: &[raw_tp!("sched_process_exit")],
                 how: "raw sched_process_exit of the last thread (kernels whose tracepoint passes group_dead)",
             },
             Candidate {
@@ -627,10 +608,7 @@ pub const PLAN: &[ProbeStage] = &[
             },
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
-                attaches: &[Attach::RawTracepoint {
-                    program: "raw_page_fault_user",
-                    name: "page_fault_user",
-                }],
+                attaches: &[raw_tp!("page_fault_user")],
                 how: "raw page_fault_user: CoW faults (writes to present pages) counted per process while it shares memory with a fork; totals from the kernel's task counters",
             },
             Candidate {
