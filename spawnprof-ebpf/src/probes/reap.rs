@@ -130,9 +130,18 @@ pub fn sys_exit_waitid(ctx: TracePointContext) -> u32 {
     }
 }
 
-/// `long __x64_sys_waitid(const struct pt_regs *)`: waitid(which, pid,
-/// infop, options, ru), so infop is in dx and options in r10; the saved
-/// registers are still there at return.
+/// (infop, options) from the saved registers `__x64_sys_waitid(const
+/// struct pt_regs *)` is handed: waitid(which, pid, infop, options, ru), so
+/// infop is in dx and options in r10. They are still there at return.
+#[inline(always)]
+fn waitid_args(regs: u64) -> Option<(u64, u64)> {
+    let k = &CONFIG.kernel;
+    Some((
+        syscall_arg(regs, config(&k.regs_dx))?,
+        syscall_arg(regs, config(&k.regs_r10))?,
+    ))
+}
+
 #[fexit(function = "__x64_sys_waitid")]
 pub fn fexit_waitid(ctx: FExitContext) -> u32 {
     let ts = now();
@@ -140,12 +149,7 @@ pub fn fexit_waitid(ctx: FExitContext) -> u32 {
     if traced(tgid).is_none() {
         return 0;
     }
-    let regs: u64 = ctx.arg(0);
-    let k = &CONFIG.kernel;
-    if let (Some(infop), Some(options)) = (
-        syscall_arg(regs, config(&k.regs_dx)),
-        syscall_arg(regs, config(&k.regs_r10)),
-    ) {
+    if let Some((infop, options)) = waitid_args(ctx.arg(0)) {
         waitid_returned(ts, tid, tgid, ctx.arg::<i64>(1), infop, options);
     }
     0
@@ -153,14 +157,9 @@ pub fn fexit_waitid(ctx: FExitContext) -> u32 {
 
 #[kprobe]
 pub fn kprobe_waitid(ctx: ProbeContext) -> u32 {
-    let regs = ctx.arg::<u64>(0).unwrap_or(0);
-    let k = &CONFIG.kernel;
-    match (
-        syscall_arg(regs, config(&k.regs_dx)),
-        syscall_arg(regs, config(&k.regs_r10)),
-    ) {
-        (Some(infop), Some(options)) => waitid_enter(infop, options),
-        _ => 0,
+    match waitid_args(ctx.arg::<u64>(0).unwrap_or(0)) {
+        Some((infop, options)) => waitid_enter(infop, options),
+        None => 0,
     }
 }
 

@@ -326,34 +326,35 @@ impl<'p> Lane<'p> {
 /// waitid(P_PID, pid, WEXITED), retrying on EINTR; returns the status
 /// waitpid would have given, so callers read both alike.
 pub fn waitid(pid: libc::pid_t) -> io::Result<i32> {
-    loop {
-        // SAFETY: an all-zero siginfo_t is valid; waiting for our own child.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED) };
-        if r == 0 {
-            // SAFETY: a SIGCHLD siginfo filled in by a successful waitid.
-            let status = unsafe { info.si_status() };
-            return Ok(if info.si_code == libc::CLD_EXITED {
-                (status & 0xff) << 8
-            } else {
-                status & 0x7f
-            });
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    // SAFETY: an all-zero siginfo_t is valid; waiting for our own child.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    retry_on_eintr(|| unsafe {
+        libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED)
+    })?;
+    // SAFETY: a SIGCHLD siginfo filled in by a successful waitid.
+    let status = unsafe { info.si_status() };
+    Ok(if info.si_code == libc::CLD_EXITED {
+        (status & 0xff) << 8
+    } else {
+        status & 0x7f
+    })
 }
 
 /// waitpid, retrying on EINTR; returns the raw status.
 pub fn waitpid(pid: libc::pid_t) -> io::Result<i32> {
     let mut status = 0;
+    // SAFETY: waiting for our own child.
+    retry_on_eintr(|| unsafe { libc::waitpid(pid, &mut status, 0) })?;
+    Ok(status)
+}
+
+/// Calls `syscall` until it is not interrupted by a signal; its error as
+/// an io::Error when it returns a negative value.
+fn retry_on_eintr(mut syscall: impl FnMut() -> libc::c_int) -> io::Result<libc::c_int> {
     loop {
-        // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        let r = syscall();
         if r >= 0 {
-            return Ok(status);
+            return Ok(r);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
