@@ -34,11 +34,16 @@ fn spawner_result(stdout: &[u8]) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(line)?)
 }
 
+/// The number at JSON `pointer` in a spawner result.
+fn number(v: &serde_json::Value, pointer: &str) -> Result<f64> {
+    v.pointer(pointer)
+        .and_then(serde_json::Value::as_f64)
+        .with_context(|| format!("{pointer} missing from the spawner's result"))
+}
+
 /// spawns/s reported by the spawner's JSON line in `stdout`.
 fn spawns_per_sec(stdout: &[u8]) -> Result<f64> {
-    spawner_result(stdout)?["spawns_per_sec"]
-        .as_f64()
-        .context("spawns_per_sec missing")
+    number(&spawner_result(stdout)?, "/spawns_per_sec")
 }
 
 /// (spawns/s, median latency of the spawn call in µs) from `stdout`. The
@@ -46,13 +51,10 @@ fn spawns_per_sec(stdout: &[u8]) -> Result<f64> {
 /// mean, and so the rate.
 fn rate_and_p50(stdout: &[u8]) -> Result<(f64, f64)> {
     let v = spawner_result(stdout)?;
-    let rate = v["spawns_per_sec"]
-        .as_f64()
-        .context("spawns_per_sec missing")?;
-    let p50 = v["latency_ns"]["p50"]
-        .as_f64()
-        .context("latency_ns.p50 missing")?;
-    Ok((rate, p50 / 1000.0))
+    Ok((
+        number(&v, "/spawns_per_sec")?,
+        number(&v, "/latency_ns/p50")? / 1000.0,
+    ))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -233,7 +235,7 @@ pub fn overhead(rounds: usize) -> Result<()> {
         &names,
         &workloads,
         &rates,
-        "/s",
+        ("/s", 0),
     );
     println!();
     print_table(
@@ -241,7 +243,7 @@ pub fn overhead(rounds: usize) -> Result<()> {
         &names,
         &workloads,
         &p50s,
-        " µs",
+        (" µs", 1),
     );
     // Pinned when possible: the child then runs where the probes' cost lands.
     let costed = workloads
@@ -283,13 +285,14 @@ pub fn overhead(rounds: usize) -> Result<()> {
 }
 
 /// A markdown table of `values[workload][setup]` (one value per round):
-/// the median, its change against the first setup, and the range.
+/// the median, its change against the first setup, and the range, with
+/// `unit` and as many decimals as `digits`.
 fn print_table(
     title: &str,
     setups: &[&str],
     workloads: &[Workload],
     values: &[Vec<Vec<f64>>],
-    unit: &str,
+    (unit, digits): (&str, usize),
 ) {
     println!("| {title} | {} |", setups.join(" | "));
     println!("|---|{}", "---:|".repeat(setups.len()));
@@ -307,7 +310,6 @@ fn print_table(
                 } else {
                     format!(" ({:+.1}%)", 100.0 * (m / base - 1.0))
                 };
-                let digits = if unit == "/s" { 0 } else { 1 };
                 format!("{m:.digits$}{unit}{change} [{lo:.digits$}–{hi:.digits$}]")
             })
             .collect();
@@ -415,4 +417,19 @@ pub fn storm(seconds: u64) -> Result<()> {
         peak / 1024
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spawners_rate_and_median_are_read_from_its_last_result_line() {
+        let out = b"noise\n{\"spawns_per_sec\":9500.5,\"latency_ns\":{\"p50\":81500}}\n";
+        assert_eq!(spawns_per_sec(out).unwrap(), 9500.5);
+        assert_eq!(rate_and_p50(out).unwrap(), (9500.5, 81.5));
+        let err = rate_and_p50(b"{\"spawns_per_sec\":1}").unwrap_err();
+        assert!(format!("{err:#}").contains("/latency_ns/p50"), "{err:#}");
+        assert!(spawns_per_sec(b"no result").is_err());
+    }
 }
