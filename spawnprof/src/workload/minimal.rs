@@ -9,7 +9,7 @@
 //! written to a temporary file for the length of the run.
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// exit(0) in machine code, and the ELF machine number to go with it.
@@ -86,7 +86,6 @@ impl MinimalChild {
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o755)
             .open(&path)
             .map_err(|e| {
                 io::Error::new(
@@ -99,6 +98,7 @@ impl MinimalChild {
             })?;
         file.write_all(&image())?;
         drop(file);
+        // Set after creation: a creation mode would be cut by the umask.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
         let child = MinimalChild { path };
         let ran = std::process::Command::new(&child.path).status();
