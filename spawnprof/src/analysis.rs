@@ -49,6 +49,7 @@ impl StageStats {
 pub struct Accumulator {
     values: BTreeMap<&'static str, Vec<u64>>,
     counts: Counts,
+    placement: PlacementAccumulator,
 }
 
 impl Accumulator {
@@ -71,6 +72,7 @@ impl Accumulator {
         if r.root {
             return;
         }
+        self.placement.add(r);
         let names = STAGES
             .iter()
             .map(|s| s.name)
@@ -84,6 +86,11 @@ impl Accumulator {
 
     pub fn counts(&self) -> Counts {
         self.counts.clone()
+    }
+
+    /// Where the children first ran; `None` when no spawn told both CPUs.
+    pub fn placement(&mut self) -> Option<Placement> {
+        self.placement.finish()
     }
 
     /// Stage name → statistics, every stage present (count 0 when never measured).
@@ -112,6 +119,69 @@ pub fn stage_stats<'a>(
     let mut acc = Accumulator::default();
     records.into_iter().for_each(|r| acc.add(r));
     acc.stage_stats()
+}
+
+/// Where new processes first ran, relative to their parent's CPU, and what
+/// each kind of start cost. The scheduler often starts a child on an idle
+/// CPU; waking that CPU (a deep idle state, or a halted virtual CPU that the
+/// hypervisor must schedule again) can take longer than the whole spawn,
+/// and it shows only as the child's wait between wake-up and first run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Spawns whose parent's CPU at fork and child's first CPU are both known.
+    pub known: u64,
+    /// Of those, children that first ran on another CPU than their parent's.
+    pub other_cpu: u64,
+    /// The sched_delay stage (wake-up to first run) of children that first
+    /// ran on their parent's CPU...
+    pub sched_delay_same_cpu: StageStats,
+    /// ... and of those that first ran on another CPU.
+    pub sched_delay_other_cpu: StageStats,
+}
+
+impl Placement {
+    /// How much longer a child waits to first run on another CPU than on
+    /// its parent's, at the median; `None` unless both kinds of start were
+    /// seen.
+    pub fn other_cpu_extra_wait_ns(&self) -> Option<i64> {
+        let (same, other) = (&self.sched_delay_same_cpu, &self.sched_delay_other_cpu);
+        (same.count > 0 && other.count > 0).then(|| other.p50_ns as i64 - same.p50_ns as i64)
+    }
+}
+
+#[derive(Default)]
+struct PlacementAccumulator {
+    known: u64,
+    other_cpu: u64,
+    delay_same_cpu: Vec<u64>,
+    delay_other_cpu: Vec<u64>,
+}
+
+impl PlacementAccumulator {
+    fn add(&mut self, r: &SpawnRecord) {
+        let (Some(parent), Some(child)) = (r.parent_cpu, r.child_first_cpu) else {
+            return;
+        };
+        self.known += 1;
+        let moved = parent != child;
+        self.other_cpu += u64::from(moved);
+        if let Some(d) = r.duration("sched_delay") {
+            if moved {
+                self.delay_other_cpu.push(d);
+            } else {
+                self.delay_same_cpu.push(d);
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Option<Placement> {
+        (self.known > 0).then(|| Placement {
+            known: self.known,
+            other_cpu: self.other_cpu,
+            sched_delay_same_cpu: StageStats::from_values(&mut self.delay_same_cpu),
+            sched_delay_other_cpu: StageStats::from_values(&mut self.delay_other_cpu),
+        })
+    }
 }
 
 /// Headline counts of a recording.
@@ -151,6 +221,47 @@ mod tests {
         assert_eq!(StageStats::from_values(&mut []), StageStats::default());
         let s = StageStats::from_values(&mut [7]);
         assert_eq!((s.p50_ns, s.p99_ns), (7, 7));
+    }
+
+    #[test]
+    fn placement_splits_the_wait_to_first_run_by_cpu() {
+        let spawn = |parent: u32, child: u32, delay: u64| {
+            let mut r = SpawnRecord {
+                parent_cpu: Some(parent),
+                child_first_cpu: Some(child),
+                ..Default::default()
+            };
+            r.ts.wakeup_new = Some(1_000);
+            r.ts.first_run = Some(1_000 + delay);
+            r.derive_durations();
+            r
+        };
+        let mut acc = Accumulator::default();
+        assert_eq!(
+            acc.placement(),
+            None,
+            "nothing known: no placement, not zeros"
+        );
+        for r in [
+            spawn(0, 0, 1_000),
+            spawn(0, 1, 30_000),
+            spawn(1, 0, 50_000),
+            spawn(1, 1, 2_000),
+            spawn(0, 1, 40_000),
+        ] {
+            acc.add(&r);
+        }
+        // A record without the child's CPU (first_run unseen) is left out.
+        acc.add(&SpawnRecord {
+            parent_cpu: Some(0),
+            ..Default::default()
+        });
+        let p = acc.placement().expect("known");
+        assert_eq!((p.known, p.other_cpu), (5, 3));
+        assert_eq!(p.sched_delay_other_cpu.p50_ns, 40_000);
+        assert_eq!(p.sched_delay_same_cpu.count, 2);
+        assert_eq!(p.sched_delay_same_cpu.p50_ns, 1_000);
+        assert_eq!(p.other_cpu_extra_wait_ns(), Some(39_000));
     }
 
     /// Found by `cargo xtask fuzz correlate`: marks with far-apart

@@ -304,6 +304,7 @@ impl Correlator {
                         self.stats.late_first_runs += 1;
                     } else {
                         b.rec.ts.first_run = Some(ts);
+                        b.rec.child_first_cpu = Some(u32::from(m.cpu));
                     }
                 } else {
                     b.rec.ts.child_return = Some(ts);
@@ -393,6 +394,7 @@ impl Correlator {
             }
         };
         b.rec.child_pid = Some(child);
+        b.rec.parent_cpu = Some(u32::from(m.cpu));
         b.rec.ts.fork_done = Some(m.ts_ns);
         // The parent's CoW faults since its previous fork belong to that fork.
         let (_, cow_now) = unpack_faults(m.b);
@@ -688,6 +690,11 @@ mod tests {
             });
             self
         }
+        /// Puts the last mark on `cpu`.
+        fn on_cpu(&mut self, cpu: u16) -> &mut Self {
+            self.events.last_mut().expect("a mark").mark.cpu = cpu;
+            self
+        }
         /// fork() by PARENT of CHILD with an mm copy, up to the parent's return.
         fn fork(&mut self, child: u32) -> &mut Self {
             self.at(
@@ -880,6 +887,39 @@ mod tests {
         assert_eq!(r.duration("parent_return"), Some(5 + 5 + 5 + 50 + 2));
         assert_eq!(r.faults.parent_cow_after_fork, None, "shared mm: no CoW");
         assert!(r.incomplete.is_empty(), "{:?}", r.incomplete);
+    }
+
+    #[test]
+    fn the_parents_cpu_at_fork_and_the_childs_first_cpu_are_kept() {
+        let mut s = Script::new();
+        s.at(
+            10,
+            kind::CLONE_ENTER,
+            PARENT,
+            PARENT,
+            (SIGCHLD, syscall::CLONE, 0),
+        )
+        .on_cpu(1)
+        .at(5, kind::FORK_DONE, PARENT, PARENT, (CHILD as u64, 0, 0))
+        .on_cpu(0)
+        .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (CHILD as u64, 0, 0))
+        .on_cpu(0)
+        .at(5, kind::CLONE_EXIT, PARENT, PARENT, (CHILD as u64, 0, 0))
+        .at(30, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
+        .on_cpu(3)
+        .at(5, kind::CHILD_RETURN, CHILD, CHILD, (0, 0, 0))
+        // A later switch-in elsewhere is not the first run.
+        .at(5, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
+        .on_cpu(2)
+        .at(100, kind::EXIT, CHILD, CHILD, (0, 0, 0))
+        .reap(CHILD);
+        let (recs, _) = s.run();
+        let r = &recs[0];
+        // At fork, not at clone entry: the parent may have moved in between,
+        // and the fork is where the scheduler picks the child's CPU.
+        assert_eq!(r.parent_cpu, Some(0));
+        assert_eq!(r.child_first_cpu, Some(3));
+        assert_eq!(r.duration("sched_delay"), Some(35));
     }
 
     #[test]

@@ -135,6 +135,9 @@ fn run_record(args: RecordArgs) -> Result<i32> {
             ""
         }
     );
+    if let Some(p) = &s.placement {
+        eprint!("{}", table::placement(p));
+    }
     if let Some(cost) = &s.probe_cost {
         eprintln!();
         eprint!("{}", table::probe_cost(cost));
@@ -176,6 +179,9 @@ fn run_report(dir: &std::path::Path) -> Result<()> {
         "{}",
         table::breakdown(&summary.stages, &record::unavailable_stages(&summary))
     );
+    if let Some(p) = &summary.placement {
+        print!("{}", table::placement(p));
+    }
     Ok(())
 }
 

@@ -93,6 +93,15 @@ pub struct SpawnRecord {
     pub parent_tid: Option<u32>,
     pub parent_comm: Option<String>,
     pub child_pid: Option<u32>,
+    /// The CPU the parent was on when the child was created
+    /// (sched_process_fork), and the CPU the child first ran on (the
+    /// first_run stage). When they differ the child's start waited for
+    /// another CPU to be woken, which on idle or virtual CPUs can cost more
+    /// than the spawn itself. Absent in older recordings.
+    #[serde(default)]
+    pub parent_cpu: Option<u32>,
+    #[serde(default)]
+    pub child_first_cpu: Option<u32>,
     /// A thread (CLONE_THREAD), not a process.
     pub thread: bool,
     /// The command spawnprof itself started (`record -- CMD`).

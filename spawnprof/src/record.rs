@@ -308,6 +308,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         lost_marks: lost,
         correlation: correlator.stats.clone(),
         stages: stats.stage_stats(),
+        placement: stats.placement(),
         plan,
         captured: captured(&session_opts),
         stack_sampling,

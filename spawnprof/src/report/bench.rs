@@ -274,6 +274,7 @@ pub fn synthetic_summary(
         stack_sampling: "off".into(),
         stack_samples: 0,
         probe_cost: None,
+        placement: None,
     }
 }
 

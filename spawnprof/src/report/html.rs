@@ -228,6 +228,19 @@ fn facts(out: &mut String, s: &Summary) {
             .collect();
         items.push(("spawns by method", methods.join(", ")));
     }
+    if let Some(p) = &s.placement {
+        let mut v = format!("{} of {}", p.other_cpu, p.known);
+        let (same, other) = (&p.sched_delay_same_cpu, &p.sched_delay_other_cpu);
+        if same.count > 0 && other.count > 0 {
+            let _ = write!(
+                v,
+                " (wait to first run, p50: {} there, {} on the parent's CPU)",
+                format_ns(other.p50_ns),
+                format_ns(same.p50_ns)
+            );
+        }
+        items.push(("children started on another CPU", v));
+    }
     out.push_str(r#"<div class="facts">"#);
     for (k, v) in items {
         let _ = write!(

@@ -22,7 +22,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    analysis::{Counts, StageStats},
+    analysis::{Counts, Placement, StageStats},
     correlate::CorrelationStats,
     model::SCHEMA_VERSION,
     node::NodeFacts,
@@ -68,6 +68,10 @@ pub struct Summary {
     /// What spawnprof itself cost while recording (`--probe-cost`).
     #[serde(default)]
     pub probe_cost: Option<ProbeCost>,
+    /// Where the children first ran relative to their parent's CPU, and
+    /// their wait to first run on each (absent without the first_run stage).
+    #[serde(default)]
+    pub placement: Option<Placement>,
 }
 
 /// spawnprof's own cost during a recording: the kernel's run-time statistics

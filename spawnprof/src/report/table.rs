@@ -2,7 +2,7 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use crate::{
-    analysis::StageStats,
+    analysis::{Placement, StageStats},
     model::{KERNEL_FN_STAGES, STAGES, SpawnRecord},
     report::ProbeCost,
     units::format_ns,
@@ -181,6 +181,46 @@ pub fn breakdown(stats: &BTreeMap<String, StageStats>, unavailable: &[String]) -
     out
 }
 
+/// Waits below this are scheduling noise, not a woken CPU.
+const NOTABLE_EXTRA_WAIT_NS: i64 = 10_000;
+
+/// Where the children first ran, and what starting on another CPU cost:
+/// one line, plus a second when that cost is large enough to act on.
+pub fn placement(p: &Placement) -> String {
+    let mut out = format!(
+        "placement: {} of {} children first ran on another CPU than their parent's",
+        p.other_cpu, p.known
+    );
+    let (same, other) = (&p.sched_delay_same_cpu, &p.sched_delay_other_cpu);
+    let mut waits = Vec::new();
+    if other.count > 0 {
+        waits.push(format!("{} on another CPU", format_ns(other.p50_ns)));
+    }
+    if same.count > 0 {
+        waits.push(format!("{} on the parent's", format_ns(same.p50_ns)));
+    }
+    if !waits.is_empty() {
+        let _ = write!(
+            out,
+            "; wait from wake-up to first run (p50): {}",
+            waits.join(", ")
+        );
+    }
+    out.push('\n');
+    if let Some(extra) = p.other_cpu_extra_wait_ns()
+        && extra >= NOTABLE_EXTRA_WAIT_NS
+    {
+        let _ = writeln!(
+            out,
+            "  starting on another CPU added {} to the median child's start: that CPU had to be woken \
+             (deep idle states; on a VM, a halted vCPU the host must schedule). A serial spawn loop \
+             pinned to one CPU (taskset -c N) keeps its children on the parent's CPU.",
+            format_ns(extra as u64)
+        );
+    }
+    out
+}
+
 /// What tracing cost: in-kernel probe time per program, per spawn, and the
 /// reader's CPU time (from `--probe-cost`).
 pub fn probe_cost(cost: &ProbeCost) -> String {
@@ -225,4 +265,38 @@ pub fn probe_cost(cost: &ProbeCost) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placement(other_p50: u64, same_p50: u64) -> Placement {
+        let st = |count, p50_ns| StageStats {
+            count,
+            p50_ns,
+            ..Default::default()
+        };
+        Placement {
+            known: 100,
+            other_cpu: 60,
+            sched_delay_other_cpu: st(60, other_p50),
+            sched_delay_same_cpu: st(40, same_p50),
+        }
+    }
+
+    #[test]
+    fn placement_explains_an_expensive_start_on_another_cpu() {
+        let text = super::placement(&placement(34_000, 1_300));
+        assert!(text.starts_with("placement: 60 of 100 children"), "{text}");
+        assert!(
+            text.contains("34 µs on another CPU, 1.3 µs on the parent's"),
+            "{text}"
+        );
+        assert!(text.contains("added 32.7 µs"), "{text}");
+        assert!(text.contains("taskset"), "{text}");
+        // A cheap start on another CPU gets the facts, not advice.
+        let text = super::placement(&placement(3_000, 1_300));
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
 }
