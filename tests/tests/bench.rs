@@ -39,6 +39,58 @@ fn the_rss_control_is_real() {
     }
 }
 
+/// `--cpus` pins the spawner, every thread and helper it starts and every
+/// child: each child prints its own allowed CPUs.
+#[test]
+fn the_cpus_control_pins_the_spawner_and_its_children() {
+    let allowed = spawnprof::workload::CpuList::allowed().expect("affinity");
+    let cpu = allowed.cpus().last().expect("a CPU").to_string();
+    let mut methods = vec!["fork-exec", "posix-spawn", "std", "tokio-multi-2", "zygote"];
+    if cfg!(target_arch = "x86_64") {
+        methods.extend(["vfork-exec", "clone3-vfork"]);
+    }
+    for method in methods {
+        let out = Command::new(spawner_bin())
+            .args([
+                "--method", method, "--count", "2", "--warmup", "1", "--cpus", &cpu,
+            ])
+            .args([
+                "--program",
+                "/bin/grep",
+                "--arg",
+                "Cpus_allowed_list",
+                "--arg",
+            ])
+            .arg("/proc/self/status")
+            .output()
+            .expect("run the spawner");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{method}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 3, "{method}: one line per child: {stderr}");
+        for l in lines {
+            assert_eq!(l, format!("Cpus_allowed_list:\t{cpu}"), "{method}");
+        }
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("result");
+        assert_eq!(r["cpus_allowed"], cpu.as_str(), "{method}");
+    }
+    // Nonsense and CPUs the spawner may not use are refused, naming the fix.
+    for (bad, says) in [
+        ("3-1", "backwards"),
+        ("1023", "cannot run there"),
+        ("4095", "out of range"),
+        ("x", "e.g."),
+    ] {
+        let out = Command::new(spawner_bin())
+            .args(["--method", "std", "--count", "1", "--cpus", bad])
+            .output()
+            .expect("run the spawner");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--cpus {bad}: {stderr}");
+        assert!(stderr.contains(says), "--cpus {bad}: {stderr}");
+    }
+}
+
 #[test]
 fn the_child_sees_the_requested_environment() {
     let inherited = std::env::vars_os().count() as u64;
@@ -96,6 +148,23 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
             experiments.contains(e),
             "missing experiment {e}: {experiments:?}"
         );
+    }
+    let cpus = spawnprof::workload::CpuList::allowed().expect("affinity");
+    if cpus.cpus().len() > 1 {
+        // Pinned, every child starts on its parent's CPU.
+        let pinned = configs
+            .iter()
+            .find(|c| {
+                c["config"]["experiment"] == "placement"
+                    && c["config"]["spawner"]["cpus"].is_string()
+            })
+            .expect("a pinned placement configuration");
+        let p = &pinned["placement"];
+        assert!(p["known"].as_u64().unwrap() > 0, "{p}");
+        assert_eq!(p["other_cpu"], 0, "{p}");
+        assert!(stdout.contains("placement (posix-spawn"), "{stdout}");
+    } else {
+        println!("placement not checked: this test may run on one CPU only ({cpus})");
     }
     for c in configs {
         let name = c["config"]["name"].as_str().unwrap();

@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::cpus::CpuList;
 use crate::units;
 
 /// How each process is created.
@@ -283,6 +284,14 @@ pub struct Config {
     #[arg(long, value_enum, default_value_t = Reap::Waitpid)]
     pub reap: Reap,
 
+    /// Run the spawner, and so every child it creates, only on these CPUs
+    /// (e.g. 0 or 0-3,6). Default: wherever the scheduler puts them. One
+    /// CPU keeps each child on its parent's CPU; otherwise a child may
+    /// start on another CPU that has to be woken first.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    #[serde(default)]
+    pub cpus: Option<CpuList>,
+
     /// Sleep this many milliseconds after setup and before spawning, so a
     /// profiler can attach.
     #[arg(long, value_parser = parse_hold, allow_negative_numbers = true)]
@@ -307,6 +316,7 @@ impl Config {
             threads: 1,
             mode: Mode::Batched,
             reap: Reap::Waitpid,
+            cpus: None,
             hold_ms: None,
         }
     }
@@ -399,6 +409,10 @@ pub fn spawner_args(cfg: &Config) -> Vec<String> {
         "--reap".into(),
         cfg.reap.to_string(),
     ]);
+    if let Some(cpus) = &cfg.cpus {
+        a.push("--cpus".into());
+        a.push(cpus.to_string());
+    }
     if let Some(h) = cfg.hold_ms {
         a.push("--hold-ms".into());
         a.push(h.to_string());
@@ -470,6 +484,10 @@ fn parse_threads(s: &str) -> Result<u32, String> {
         ));
     }
     Ok(n as u32)
+}
+
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    s.parse().map_err(|e| format!("--cpus: {e}"))
 }
 
 fn parse_hold(s: &str) -> Result<u64, String> {
@@ -571,6 +589,7 @@ mod tests {
         cfg.threads = 2;
         cfg.mode = Mode::Serial;
         cfg.reap = Reap::Waitid;
+        cfg.cpus = Some("0-1,3".parse().unwrap());
         cfg.hold_ms = Some(5);
         cfg.huge_pages = HugePages::Hugetlb;
         let args = spawner_args(&cfg);
@@ -596,6 +615,7 @@ mod tests {
         assert!(msg(&["--method", "std", "--rss", "-1G"]).contains("negative"));
         assert!(msg(&["--method", "std", "--rss", "lots"]).contains("256K"));
         assert!(msg(&["--method", "std", "--threads", "0"]).contains("1..=4096"));
+        assert!(msg(&["--method", "std", "--cpus", "two"]).contains("0-3,6"));
         assert!(parse(&["--count", "5"]).is_err(), "--method is required");
     }
 

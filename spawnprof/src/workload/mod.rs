@@ -8,11 +8,13 @@
 //! * [`methods`]: one way of creating a process per method; [`raw`] holds
 //!   the inline-asm vfork/clone3 paths, [`zygote`] the fork helper.
 //! * [`memory`]: the `--rss` ballast (4 KiB pages, THP or hugetlb).
+//! * [`cpus`]: `--cpus`, the CPUs the spawner and its children may run on.
 //! * [`env`]: extra environment variables, PATH misses, program lookup.
 //! * [`runner`]: one run from setup to [`SpawnResult`].
 //! * [`result`]: the JSON line the spawner prints (serde both ways).
 
 pub mod config;
+pub mod cpus;
 pub mod env;
 pub mod memory;
 pub mod methods;
@@ -27,6 +29,7 @@ use std::io;
 use std::os::fd::FromRawFd;
 
 pub use config::{Config, HugePages, Method, Mode, Reap, spawner_args};
+pub use cpus::CpuList;
 pub use result::{Latency, SpawnResult};
 pub use runner::{UsageError, mono_ns, run, rusage_self};
 

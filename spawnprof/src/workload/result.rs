@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{HugePages, Method, Mode, Reap};
+use super::{
+    config::{HugePages, Method, Mode, Reap},
+    cpus::CpuList,
+};
 
 /// Per-spawn latency of the timed spawn calls, in ns. Failed attempts are
 /// included (they cost time too). Percentiles use the nearest-rank method.
@@ -114,6 +117,10 @@ pub struct SpawnResult {
     pub t_start_mono_ns: u64,
     pub t_end_mono_ns: u64,
     pub spawner_pid: u32,
+    /// The CPUs the spawner and its children could run on (`--cpus`, or
+    /// whatever affinity it was started with; absent in older results).
+    #[serde(default)]
+    pub cpus_allowed: Option<CpuList>,
     /// fork-chain: mean fork latency per tenth of the chain, in order (a
     /// growing anon_vma hierarchy shows as rising windows).
     #[serde(default)]

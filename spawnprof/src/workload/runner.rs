@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::config::{Config, HugePages, Method, Mode};
+use super::cpus::CpuList;
 use super::env;
 use super::memory::{self, Ballast};
 use super::methods::{Lane, Program};
@@ -87,6 +88,16 @@ pub fn shares(count: u64, threads: u32) -> Vec<u64> {
 /// the process is single-threaded (the spawner binary's `main`), once.
 pub unsafe fn run(cfg: &Config) -> Result<SpawnResult> {
     cfg.validate().map_err(usage)?;
+    // First, so that every thread, helper and child created below inherits it.
+    if let Some(cpus) = &cfg.cpus {
+        cpus.pin_current_thread().map_err(|e| {
+            let allowed = CpuList::allowed().map_or("?".into(), |l| l.to_string());
+            usage(format!(
+                "--cpus {cpus}: the spawner cannot run there ({e}); it may run on CPUs {allowed}"
+            ))
+        })?;
+    }
+    let cpus_allowed = CpuList::allowed().ok();
     if matches!(cfg.method, Method::VforkExec | Method::Clone3Vfork) && !raw::SUPPORTED {
         return Err(usage(format!(
             "--method {} is only implemented on x86_64; use posix-spawn (glibc's own clone3/vfork path)",
@@ -222,6 +233,7 @@ pub unsafe fn run(cfg: &Config) -> Result<SpawnResult> {
         t_start_mono_ns: m.t_start,
         t_end_mono_ns: m.t_end,
         spawner_pid: std::process::id(),
+        cpus_allowed,
         window_means_ns: window_means,
     })
 }
