@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    analysis::{self, StageStats},
+    analysis::{self, Placement, StageStats},
     model::SpawnRecord,
     node::NodeFacts,
     plan::PlanRow,
@@ -24,7 +24,7 @@ use crate::{
     },
     session::SessionOptions,
     units::{format_bytes, format_ns},
-    workload::{Config, HugePages, Method, Mode, SPAWNER_BIN, SpawnResult, spawner_args},
+    workload::{Config, CpuList, HugePages, Method, Mode, SPAWNER_BIN, SpawnResult, spawner_args},
 };
 
 pub const BENCH_FILE: &str = "bench.json";
@@ -34,7 +34,8 @@ pub const BENCH_FILE: &str = "bench.json";
 pub struct BenchConfig {
     /// Unique, filesystem-safe name, e.g. `method-rss/fork-exec-1g`.
     pub name: String,
-    /// The experiment it belongs to: `method-rss`, `thp`, `env`, `path`, `tokio`, `fork-chain`.
+    /// The experiment it belongs to: `method-rss`, `minimal-child`,
+    /// `placement`, `thp`, `env`, `path`, `tokio`, `fork-chain`.
     pub experiment: String,
     pub spawner: Config,
 }
@@ -48,6 +49,8 @@ pub struct BenchOptions {
     pub rss: Option<Vec<u64>>,
     pub env: Option<Vec<u64>>,
     pub path_misses: Option<Vec<u32>>,
+    /// Only these experiments (names from [`EXPERIMENTS`]); `None`: all.
+    pub experiments: Option<Vec<String>>,
     /// Overrides every configuration's spawn count.
     pub count: Option<u64>,
     pub overhead: bool,
@@ -75,6 +78,9 @@ pub struct ConfigResult {
     pub stages: BTreeMap<String, StageStats>,
     /// The stages inside the spawn call, largest first.
     pub breakdown: Vec<StageShare>,
+    /// Where those spawns' children first ran (absent in older benches).
+    #[serde(default)]
+    pub placement: Option<Placement>,
     pub lost_marks: u64,
     /// The recording, relative to the bench directory.
     pub recording: String,
@@ -110,6 +116,29 @@ pub struct BenchReport {
     pub duration_ns: u64,
     pub configs: Vec<ConfigResult>,
     pub overhead: Option<Overhead>,
+}
+
+/// The experiments of the sweep, in the order they run.
+pub const EXPERIMENTS: &[&str] = &[
+    "method-rss",
+    "minimal-child",
+    "placement",
+    "thp",
+    "env",
+    "path",
+    "tokio",
+    "fork-chain",
+];
+
+/// Checks an `--experiments` entry.
+pub fn experiment_name(s: &str) -> Result<String> {
+    match EXPERIMENTS.contains(&s) {
+        true => Ok(s.to_string()),
+        false => bail!(
+            "no experiment '{s}'; choose from {}",
+            EXPERIMENTS.join(", ")
+        ),
+    }
 }
 
 fn method_rss_count(rss: u64) -> u64 {
@@ -203,6 +232,27 @@ pub fn sweep(opts: &BenchOptions) -> Vec<BenchConfig> {
         c.mode = Mode::Serial;
         push("minimal-child", m.to_string(), c);
     }
+    // Where the child starts: anywhere (often another, idle CPU that must be
+    // woken first) or on its parent's CPU, with the spawner pinned to one.
+    if let Some(cpu) = placement_cpu() {
+        for m in [Method::PosixSpawn, Method::ForkExec] {
+            if !methods.contains(&m) {
+                continue;
+            }
+            for cpus in [None, Some(CpuList::single(cpu))] {
+                let mut c = Config::new(m);
+                c.minimal_child = true;
+                c.count = count(method_rss_count(0) * 3);
+                c.mode = Mode::Serial;
+                let place = match &cpus {
+                    None => "any-cpu".to_string(),
+                    Some(l) => format!("cpu{l}"),
+                };
+                c.cpus = cpus;
+                push("placement", format!("{m}-{place}"), c);
+            }
+        }
+    }
     // Huge pages shrink the page-table copy: fork at 1 GiB with and without THP.
     for hp in [HugePages::None, HugePages::Thp] {
         let mut c = Config::new(Method::ForkExec);
@@ -246,7 +296,17 @@ pub fn sweep(opts: &BenchOptions) -> Vec<BenchConfig> {
     let mut c = Config::new(Method::ForkChain);
     c.count = count(3000);
     push("fork-chain", "fork-chain".into(), c);
+    if let Some(only) = &opts.experiments {
+        out.retain(|c| only.contains(&c.experiment));
+    }
     out
+}
+
+/// The CPU the placement experiment pins to: the first this process may
+/// use, when it may use more than one (with one there is nothing to compare).
+fn placement_cpu() -> Option<u32> {
+    let allowed = CpuList::allowed().ok()?;
+    (allowed.cpus().len() > 1).then(|| allowed.cpus()[0])
 }
 
 /// Path of the spawner binary: next to this executable.
@@ -389,6 +449,7 @@ async fn run_config(
             config: cfg.clone(),
             spawns_in_window: window.len() as u64,
             breakdown: call_breakdown(&stages, vfork_style),
+            placement: analysis::placement(window.iter().copied()),
             stages,
             spawner: result,
             lost_marks: rec.summary.lost_marks_total,
@@ -547,6 +608,9 @@ pub fn render(report: &BenchReport) -> String {
         format_bytes(n.env_bytes),
         n.path_entries
     );
+    if let Some(cpus) = n.cpu_wakeup_summary() {
+        let _ = writeln!(out, "CPUs: {cpus}");
+    }
     let _ = writeln!(
         out,
         "{:<34} {:>10} {:>10} {:>10}  where the spawn call goes",
@@ -580,6 +644,9 @@ pub fn render(report: &BenchReport) -> String {
             );
         }
     }
+    for line in placement_findings(report) {
+        let _ = writeln!(out, "{line}");
+    }
     if let Some(o) = &report.overhead {
         let _ = writeln!(
             out,
@@ -599,6 +666,58 @@ pub fn render(report: &BenchReport) -> String {
                     .map_or("-".into(), |r| format_ns(r as u64))
             );
         }
+    }
+    out
+}
+
+/// One sentence per method of the placement experiment: the spawn call
+/// with the child free to start anywhere against pinned to one CPU, and how
+/// often and how long the free children waited on another CPU.
+pub fn placement_findings(report: &BenchReport) -> Vec<String> {
+    use std::fmt::Write as _;
+    let placement: Vec<&ConfigResult> = report
+        .configs
+        .iter()
+        .filter(|c| c.config.experiment == "placement")
+        .collect();
+    let mut out = Vec::new();
+    for free in placement.iter().filter(|c| c.config.spawner.cpus.is_none()) {
+        let method = free.config.spawner.method;
+        let Some(pinned) = placement
+            .iter()
+            .find(|c| c.config.spawner.method == method && c.config.spawner.cpus.is_some())
+        else {
+            continue;
+        };
+        let (f, p) = (&free.spawner.latency_ns, &pinned.spawner.latency_ns);
+        let mut line = format!(
+            "placement ({method}, exit-only child, serial): the spawn call took {} p50 / {} mean with the child free to start on any CPU, {} / {} pinned to CPU {}",
+            format_ns(f.p50),
+            format_ns(f.mean as u64),
+            format_ns(p.p50),
+            format_ns(p.mean as u64),
+            pinned
+                .config
+                .spawner
+                .cpus
+                .as_ref()
+                .map_or("?".into(), |c| c.to_string()),
+        );
+        if p.mean > 0.0 {
+            let _ = write!(line, " (mean {:.1}× when free)", f.mean / p.mean);
+        }
+        if let Some(pl) = &free.placement
+            && pl.sched_delay_other_cpu.count > 0
+        {
+            let _ = write!(
+                line,
+                "; free, {} of {} children started on another CPU and waited {} (p50) to run there",
+                pl.other_cpu,
+                pl.known,
+                format_ns(pl.sched_delay_other_cpu.p50_ns)
+            );
+        }
+        out.push(line);
     }
     out
 }
@@ -623,6 +742,7 @@ mod tests {
             rss: None,
             env: None,
             path_misses: None,
+            experiments: None,
             count: None,
             overhead: true,
             force: false,
@@ -641,9 +761,34 @@ mod tests {
         assert!(names.contains(&"tokio/tokio-multi-4"));
         assert!(names.contains(&"fork-chain/fork-chain"));
         assert!(names.contains(&"minimal-child/posix-spawn"));
+        if let Some(cpu) = placement_cpu() {
+            assert!(names.contains(&"placement/fork-exec-any-cpu"), "{names:?}");
+            let pinned = format!("placement/posix-spawn-cpu{cpu}");
+            let c = s.iter().find(|c| c.name == pinned).expect("pinned config");
+            assert_eq!(c.spawner.cpus, Some(CpuList::single(cpu)));
+            assert!(c.spawner.minimal_child);
+        }
         let unique: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len(), "names are unique");
         assert!(s.iter().all(|c| c.spawner.validate().is_ok()));
+    }
+
+    #[test]
+    fn experiments_select_part_of_the_sweep() {
+        let mut o = opts(true);
+        o.experiments = Some(vec!["thp".into(), "path".into()]);
+        let s = sweep(&o);
+        assert!(!s.is_empty());
+        assert!(
+            s.iter()
+                .all(|c| c.experiment == "thp" || c.experiment == "path")
+        );
+        // Every experiment the sweep makes is one that can be asked for.
+        for c in sweep(&opts(false)) {
+            assert!(EXPERIMENTS.contains(&c.experiment.as_str()), "{}", c.name);
+        }
+        let err = experiment_name("placment").unwrap_err().to_string();
+        assert!(err.contains("placement"), "{err}");
     }
 
     #[test]

@@ -123,6 +123,10 @@ pub struct BenchArgs {
     /// Nonexistent PATH entries before the real ones, e.g. 0,14.
     #[arg(long, value_name = "LIST")]
     pub path_misses: Option<String>,
+    /// Run only these experiments, comma-separated: method-rss,
+    /// minimal-child, placement, thp, env, path, tokio, fork-chain.
+    #[arg(long, value_name = "LIST")]
+    pub experiments: Option<String>,
     /// Spawns per configuration (overrides the per-experiment defaults).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,

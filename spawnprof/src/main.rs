@@ -215,6 +215,12 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     let env = count_list::<u64>(args.env.as_deref()).context("--env (counts like 0,50,250)")?;
     let path_misses = count_list::<u32>(args.path_misses.as_deref())
         .context("--path-misses (counts like 0,14)")?;
+    let experiments = args
+        .experiments
+        .as_deref()
+        .map(|s| bench::parse_list(s, bench::experiment_name))
+        .transpose()
+        .context("--experiments")?;
     if args.count == Some(0) {
         bail!("--count must be at least 1");
     }
@@ -229,6 +235,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         rss,
         env,
         path_misses,
+        experiments,
         count: args.count,
         overhead: !args.no_overhead,
         force: args.force,

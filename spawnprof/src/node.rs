@@ -1,7 +1,8 @@
 //! Facts about the machine that change how process spawning performs: the
 //! glibc version (which decides whether Rust's `Command` can use
 //! `posix_spawn`), transparent huge pages, overcommit, hugetlb reservations,
-//! the size of the environment and `PATH`, cores and memory.
+//! the size of the environment and `PATH`, cores and memory, and what
+//! waking an idle CPU involves (idle driver, virtual CPUs, steal time).
 //!
 //! Everything here is read once, from `/proc`, `/sys` and libc; a missing
 //! file yields `None` rather than an error so `collect()` works in
@@ -44,12 +45,43 @@ pub struct NodeFacts {
     pub cpus_online: u64,
     pub mem_total: Option<u64>,
     pub cpu_model: Option<String>,
+    /// The CPUs are virtual (x86's `hypervisor` flag): an idle vCPU is
+    /// halted and the host must schedule it again before a child placed on
+    /// it can run. `None` where /proc/cpuinfo does not say.
+    #[serde(default)]
+    pub virtual_cpus: Option<bool>,
+    /// cpuidle driver and governor, e.g. "haltpoll/haltpoll", "intel_idle/menu".
+    #[serde(default)]
+    pub cpuidle: Option<String>,
+    /// Share of CPU time since boot that the hypervisor gave to others
+    /// while this node's vCPUs wanted to run (/proc/stat steal).
+    #[serde(default)]
+    pub steal_share: Option<f64>,
 }
 
 impl NodeFacts {
+    /// What waking an idle CPU involves here, e.g. "virtual CPUs, cpuidle
+    /// haltpoll/haltpoll, 4.1% steal since boot"; `None` when nothing is known.
+    pub fn cpu_wakeup_summary(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        match self.virtual_cpus {
+            Some(true) => parts.push("virtual CPUs".to_string()),
+            Some(false) => parts.push("physical CPUs".to_string()),
+            None => {}
+        }
+        if let Some(idle) = &self.cpuidle {
+            parts.push(format!("cpuidle {idle}"));
+        }
+        if let Some(steal) = self.steal_share {
+            parts.push(format!("{:.1}% steal since boot", 100.0 * steal));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
     pub fn collect() -> NodeFacts {
         let glibc_version = glibc_version();
         let meminfo = read("/proc/meminfo").unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
         let (env_count, env_bytes) = environment_size();
         let path = std::env::var_os("PATH").unwrap_or_default();
         let path_bytes = path.as_bytes().len() as u64;
@@ -79,7 +111,10 @@ impl NodeFacts {
             // SAFETY: sysconf has no preconditions.
             cpus_online: unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u64,
             mem_total: meminfo_field(&meminfo, "MemTotal"),
-            cpu_model: read("/proc/cpuinfo").and_then(|s| cpu_model(&s)),
+            cpu_model: cpuinfo.as_deref().and_then(cpu_model),
+            virtual_cpus: cpuinfo.as_deref().and_then(virtual_cpus),
+            cpuidle: cpuidle(),
+            steal_share: read("/proc/stat").and_then(|s| steal_share(&s)),
         }
     }
 }
@@ -151,6 +186,41 @@ fn cpu_model(cpuinfo: &str) -> Option<String> {
         (key == "model name" || key == "Model" || key == "cpu model")
             .then(|| value.trim().to_string())
     })
+}
+
+/// From the x86 `flags` line: whether it has `hypervisor`. Other
+/// architectures' cpuinfo has no such flag, so they get `None`.
+fn virtual_cpus(cpuinfo: &str) -> Option<bool> {
+    let flags = cpuinfo.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == "flags").then_some(value)
+    })?;
+    Some(flags.split_whitespace().any(|f| f == "hypervisor"))
+}
+
+fn cpuidle() -> Option<String> {
+    let dir = "/sys/devices/system/cpu/cpuidle";
+    let driver = read_trim(&format!("{dir}/current_driver"))?;
+    let governor = read_trim(&format!("{dir}/current_governor_ro"))
+        .or_else(|| read_trim(&format!("{dir}/current_governor")));
+    Some(match governor {
+        Some(g) => format!("{driver}/{g}"),
+        None => driver,
+    })
+}
+
+/// steal / all time, from the aggregate `cpu` line of /proc/stat (user nice
+/// system idle iowait irq softirq steal …, in ticks).
+fn steal_share(stat: &str) -> Option<f64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    let total: u64 = ticks.iter().sum();
+    (ticks.len() == 8 && total > 0).then(|| ticks[7] as f64 / total as f64)
 }
 
 fn read(path: &str) -> Option<String> {
@@ -235,6 +305,20 @@ mod tests {
             cpu_model(text).as_deref(),
             Some("AMD EPYC 7H12 64-Core Processor")
         );
+    }
+
+    #[test]
+    fn virtual_cpus_idle_and_steal() {
+        assert_eq!(
+            virtual_cpus("model name\t: X\nflags\t\t: fpu vme hypervisor lahf_lm\n"),
+            Some(true)
+        );
+        assert_eq!(virtual_cpus("flags\t: fpu vme\n"), Some(false));
+        assert_eq!(virtual_cpus("Features\t: fp asimd\n"), None);
+        let stat = "cpu  100 0 50 800 10 0 0 40 0 0\ncpu0 50 0 25 400 5 0 0 20 0 0\n";
+        assert_eq!(steal_share(stat), Some(0.04));
+        assert_eq!(steal_share("cpu  1 2 3\n"), None, "too old a format");
+        assert_eq!(steal_share("cpu0 1 2 3 4 5 6 7 8\n"), None);
     }
 
     #[test]

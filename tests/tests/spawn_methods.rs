@@ -348,3 +348,40 @@ fn a_minimal_child_is_spawned_exec_d_and_cleaned_up() {
     }
     assert!(!std::path::Path::new(&path).exists(), "{path} left behind");
 }
+
+/// The CPUs of each spawn: pinned to one CPU, the parent forks there and
+/// every child first runs there, and the summary says none moved.
+#[test]
+fn pinned_children_start_on_their_parents_cpu() {
+    let allowed = spawnprof::workload::CpuList::allowed().expect("affinity");
+    let cpu = *allowed.cpus().last().expect("a CPU");
+    let run = spawner(
+        "pinned",
+        &[
+            "--method",
+            "posix-spawn",
+            "--count",
+            "20",
+            "--warmup",
+            "0",
+            "--mode",
+            "serial",
+            "--cpus",
+            &cpu.to_string(),
+        ],
+    );
+    let kids = run.children_of_root();
+    assert_eq!(kids.len(), 20);
+    for r in &kids {
+        assert_eq!(r.parent_cpu, Some(cpu));
+        assert_eq!(r.child_first_cpu, Some(cpu));
+    }
+    let p = run
+        .summary
+        .placement
+        .as_ref()
+        .expect("placement in the summary");
+    assert_eq!(p.other_cpu, 0, "{p:?}");
+    assert!(p.known >= 20, "{p:?}");
+    assert_eq!(p.sched_delay_same_cpu.count, p.known, "{p:?}");
+}

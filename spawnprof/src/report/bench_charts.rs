@@ -211,7 +211,7 @@ pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
          <h1>spawnprof bench: {host}</h1><table>\
          <tr><th>kernel</th><td>{kernel}</td></tr>\
          <tr><th>glibc</th><td>{glibc} (Rust std {std})</td></tr>\
-         <tr><th>THP</th><td>{thp}</td></tr><tr><th>CPUs</th><td>{cpus}</td></tr></table>",
+         <tr><th>THP</th><td>{thp}</td></tr><tr><th>CPUs</th><td>{cpus}{wakeup}</td></tr></table>",
         host = charts::escape(&n.hostname),
         kernel = charts::escape(&n.kernel_release),
         glibc = charts::escape(&n.glibc_version),
@@ -222,11 +222,17 @@ pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
         },
         thp = charts::escape(n.thp_enabled.as_deref().unwrap_or("?")),
         cpus = n.cpus_online,
+        wakeup = n
+            .cpu_wakeup_summary()
+            .map_or(String::new(), |w| format!(" ({})", charts::escape(&w))),
     );
     for (file, title, svg) in &charts {
         let path = dir.join(file);
         fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
         let _ = write!(html, "<h2>{}</h2>{svg}", charts::escape(title));
+    }
+    for line in crate::bench::placement_findings(r) {
+        let _ = write!(html, "<p>{}</p>", charts::escape(&line));
     }
     if let Some(o) = &r.overhead {
         let _ = write!(
