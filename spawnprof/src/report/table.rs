@@ -208,14 +208,21 @@ pub fn placement(p: &Placement) -> String {
     }
     out.push('\n');
     if let Some(extra) = p.other_cpu_extra_wait_ns()
-        && extra >= NOTABLE_EXTRA_WAIT_NS
+        && extra.median_ns.max(extra.mean_ns) >= NOTABLE_EXTRA_WAIT_NS
     {
+        let ns = |v: i64| format_ns(v.max(0) as u64);
         let _ = writeln!(
             out,
-            "  starting on another CPU added {} to the median child's start: that CPU had to be woken \
-             (deep idle states; on a VM, a halted vCPU the host must schedule). A serial spawn loop \
-             pinned to one CPU (taskset -c N) keeps its children on the parent's CPU.",
-            format_ns(extra as u64)
+            "  starting on another CPU added {} at the median and {} on average to a child's start \
+             ({} over {} children): that CPU had to be woken (deep idle states; on a VM, a halted \
+             vCPU the host must schedule). A serial spawn loop pinned to one CPU (taskset -c N) \
+             keeps its children on the parent's CPU.",
+            ns(extra.median_ns),
+            ns(extra.mean_ns),
+            ns(extra
+                .mean_ns
+                .saturating_mul(p.sched_delay_other_cpu.count as i64)),
+            p.sched_delay_other_cpu.count
         );
     }
     out
@@ -275,6 +282,7 @@ mod tests {
         let st = |count, p50_ns| StageStats {
             count,
             p50_ns,
+            mean_ns: p50_ns * 2,
             ..Default::default()
         };
         Placement {
@@ -293,7 +301,11 @@ mod tests {
             text.contains("34 µs on another CPU, 1.3 µs on the parent's"),
             "{text}"
         );
-        assert!(text.contains("added 32.7 µs"), "{text}");
+        assert!(
+            text.contains("added 32.7 µs at the median and 65.4 µs on average"),
+            "{text}"
+        );
+        assert!(text.contains("(3.92 ms over 60 children)"), "{text}");
         assert!(text.contains("taskset"), "{text}");
         // A cheap start on another CPU gets the facts, not advice.
         let text = super::placement(&placement(3_000, 1_300));
