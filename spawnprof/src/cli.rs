@@ -24,11 +24,11 @@ pub enum Command {
         /// A directory written by `spawnprof record`.
         dir: PathBuf,
     },
-    /// Compare two recordings: stage means side by side and differential flamegraphs.
+    /// Compare two recordings, or two benches (node against node): side by side, with differential flamegraphs.
     Diff {
-        /// The baseline recording.
+        /// The baseline recording, or bench directory (node A).
         a: PathBuf,
-        /// The recording compared with it.
+        /// The recording (or bench directory: node B) compared with it.
         b: PathBuf,
         /// Where diff.svg, diff-a.svg and diff.folded go.
         #[arg(short, long, value_name = "DIR", default_value = "spawnprof-diff")]

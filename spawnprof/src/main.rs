@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Command::Probes(args) => run_probes(&args).map(|()| 0),
         Command::Bench(args) => run_bench(args).map(|()| 0),
         Command::Report { dir } => run_report(&dir).map(|()| 0),
-        Command::Diff { a, b, output } => spawnprof::report::diff::run(&a, &b, &output).map(|t| {
+        Command::Diff { a, b, output } => run_diff(&a, &b, &output).map(|t| {
             print!("{t}");
             eprintln!("differential flamegraphs written to {}", output.display());
             0
@@ -32,6 +32,23 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("spawnprof: error: {e:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Two recordings, or two benches (node against node).
+fn run_diff(a: &std::path::Path, b: &std::path::Path, out: &std::path::Path) -> Result<String> {
+    use spawnprof::report::{bench_diff, diff};
+    match (bench_diff::is_bench(a), bench_diff::is_bench(b)) {
+        (true, true) => bench_diff::run(a, b, out),
+        (false, false) => diff::run(a, b, out),
+        (a_bench, _) => {
+            let (bench, recording) = if a_bench { (a, b) } else { (b, a) };
+            bail!(
+                "{} is a bench and {} a recording: compare two benches (node against node) or two recordings",
+                bench.display(),
+                recording.display()
+            )
         }
     }
 }

@@ -224,4 +224,37 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
             && !html.contains("<link"),
         "self-contained"
     );
+    // Node against node: the bench against itself changes nothing.
+    let diff_dir = out_dir("bench-diff");
+    let out = Command::new(spawnprof_bin())
+        .arg("diff")
+        .args([&dir, &dir])
+        .arg("-o")
+        .arg(&diff_dir)
+        .output()
+        .expect("run spawnprof diff");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| {
+            configs
+                .iter()
+                .any(|c| l.starts_with(c["config"]["name"].as_str().unwrap()))
+        })
+        .collect();
+    assert_eq!(rows.len(), configs.len(), "{table}");
+    for row in rows {
+        assert!(row.contains(" 1.00× "), "{row}");
+        assert!(row.ends_with(" 0 ns"), "{row}");
+    }
+    let svg = std::fs::read_to_string(diff_dir.join("diff.svg")).expect("diff.svg");
+    assert!(
+        svg.contains("method-rss/fork-exec-rss0"),
+        "a root frame per configuration"
+    );
 }

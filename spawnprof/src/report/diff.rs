@@ -1,4 +1,5 @@
-//! `spawnprof diff A B`: what changed in spawn time between two recordings.
+//! `spawnprof diff A B`: what changed in spawn time between two recordings
+//! (two benches: [`super::bench_diff`]).
 //!
 //! Writes `diff.folded` (inferno's differential format: `stack A B`),
 //! `diff.svg` (the differential flamegraph: B's widths, red where B spends
@@ -56,7 +57,7 @@ fn load(dir: &Path) -> Result<Side> {
 }
 
 /// Folded text with weights in ps per spawn.
-fn per_spawn_folded(f: &StageFolder) -> String {
+pub(super) fn per_spawn_folded(f: &StageFolder) -> String {
     let spawns = u128::from(f.spawns().max(1));
     let mut s = String::new();
     for (stack, w) in f.lines_scaled(|_, ns| {
@@ -237,7 +238,7 @@ pub fn run(a: &Path, b: &Path, out: &Path) -> Result<String> {
 }
 
 /// inferno's differential stacks (`stack first second`), sorted.
-fn combine(first: &str, second: &str) -> Result<Vec<String>> {
+pub(super) fn combine(first: &str, second: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     differential::from_readers(
         differential::Options::default(),
@@ -259,7 +260,12 @@ fn combine(first: &str, second: &str) -> Result<Vec<String>> {
 
 /// Draws a differential graph at the second counts' widths; false (and no
 /// file, rather than a stale one) when the second side is empty.
-fn draw(lines: &[String], path: &Path, labels: &Labels<'_>, negate: bool) -> Result<bool> {
+pub(super) fn draw(
+    lines: &[String],
+    path: &Path,
+    labels: &Labels<'_>,
+    negate: bool,
+) -> Result<bool> {
     let has_second = lines
         .iter()
         .any(|l| l.rsplit(' ').next().is_some_and(|w| w != "0"));

@@ -3,6 +3,7 @@
 //! `spawnprof report DIR` can rebuild them from a saved recording.
 pub mod bench;
 pub mod bench_charts;
+pub mod bench_diff;
 pub mod charts;
 pub mod diff;
 pub mod export;

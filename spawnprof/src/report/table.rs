@@ -13,14 +13,14 @@ fn opt_ns(v: Option<u64>) -> String {
 }
 
 /// Fixed-width columns, left-aligned text and right-aligned numbers.
-struct Table {
+pub(crate) struct Table {
     header: Vec<&'static str>,
     right: Vec<bool>,
-    rows: Vec<Vec<String>>,
+    pub(crate) rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn new(columns: &[(&'static str, bool)]) -> Self {
+    pub(crate) fn new(columns: &[(&'static str, bool)]) -> Self {
         Self {
             header: columns.iter().map(|c| c.0).collect(),
             right: columns.iter().map(|c| c.1).collect(),
@@ -28,7 +28,7 @@ impl Table {
         }
     }
 
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
         for row in &self.rows {
             for (w, cell) in widths.iter_mut().zip(row) {
