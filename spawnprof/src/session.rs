@@ -441,6 +441,23 @@ fn raw_attach_error(name: &str, e: ProgramError) -> anyhow::Error {
     }
 }
 
+/// A refused fentry/fexit load. As root, EPERM there is not a missing
+/// capability but a policy: say so instead of the bare errno.
+fn tracing_load_error(function: &str, e: ProgramError) -> anyhow::Error {
+    let errno = match &e {
+        ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
+        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+        _ => None,
+    };
+    match errno {
+        Some(libc::EPERM) => anyhow::anyhow!(
+            "the kernel refused to load a tracing program for {function} (EPERM): a security policy \
+             (kernel lockdown, an LSM, or the platform's) forbids fentry/fexit on this host"
+        ),
+        _ => e.into(),
+    }
+}
+
 /// Refuses a candidate whose programs read kernel structs this host's BTF
 /// cannot locate.
 fn check_btf_fields(host: &Host, candidate: &Candidate) -> Result<()> {
@@ -540,7 +557,8 @@ fn attach_one(ebpf: &mut Ebpf, btf: Option<&aya::Btf>, a: &Attach) -> Result<()>
         } => {
             let btf = btf_required()?;
             let f: &mut FEntry = program(ebpf, p)?.try_into()?;
-            f.load(function, btf)?;
+            f.load(function, btf)
+                .map_err(|e| tracing_load_error(function, e))?;
             f.attach()?;
         }
         Attach::Fexit {
@@ -549,7 +567,8 @@ fn attach_one(ebpf: &mut Ebpf, btf: Option<&aya::Btf>, a: &Attach) -> Result<()>
         } => {
             let btf = btf_required()?;
             let f: &mut FExit = program(ebpf, p)?.try_into()?;
-            f.load(function, btf)?;
+            f.load(function, btf)
+                .map_err(|e| tracing_load_error(function, e))?;
             f.attach()?;
         }
         Attach::RawTracepoint { program: p, name } => {
