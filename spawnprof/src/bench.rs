@@ -20,7 +20,7 @@ use crate::{
     record::{self, RecordOptions, Target},
     report::{
         ProbeCost,
-        files::{hand_to_invoking_user, load_recording, prepare_out_dir},
+        files::{load_recording, prepare_out_dir},
     },
     session::SessionOptions,
     units::{format_bytes, format_ns},
@@ -521,7 +521,7 @@ async fn measure_overhead(spawner: &Path, dir: &Path, opts: &BenchOptions) -> Re
 
 /// Runs the whole bench and writes `bench.json`.
 pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
-    prepare_out_dir(&opts.out_dir, opts.force)?;
+    let out_dir = prepare_out_dir(&opts.out_dir, opts.force)?;
     if opts.out_dir.join(BENCH_FILE).exists() && !opts.force {
         bail!(
             "{} already holds a bench; choose another -o directory or pass --force",
@@ -581,7 +581,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
     if let Err(e) = crate::report::bench_charts::write(&opts.out_dir, &report) {
         eprintln!("spawnprof: bench.json is saved, but drawing its charts failed: {e:#}");
     }
-    hand_to_invoking_user(&opts.out_dir)?;
+    out_dir.hand_to_invoking_user()?;
     Ok(report)
 }
 

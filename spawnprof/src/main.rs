@@ -8,7 +8,7 @@ use spawnprof::{
     cli::{BenchArgs, Cli, Command, ProbeArgs, RecordArgs},
     plan,
     record::{self, RecordOptions, Target},
-    report::{export, table},
+    report::{export, files::OutputDir, table},
     session::{Session, SessionOptions},
     units,
 };
@@ -39,9 +39,10 @@ fn main() -> ExitCode {
 /// Two recordings, or two benches (node against node).
 fn run_diff(a: &std::path::Path, b: &std::path::Path, out: &std::path::Path) -> Result<String> {
     use spawnprof::report::{bench_diff, diff};
-    match (bench_diff::is_bench(a), bench_diff::is_bench(b)) {
-        (true, true) => bench_diff::run(a, b, out),
-        (false, false) => diff::run(a, b, out),
+    let out_dir = OutputDir::before_writing(out);
+    let table = match (bench_diff::is_bench(a), bench_diff::is_bench(b)) {
+        (true, true) => bench_diff::run(a, b, out)?,
+        (false, false) => diff::run(a, b, out)?,
         (a_bench, _) => {
             let (bench, recording) = if a_bench { (a, b) } else { (b, a) };
             bail!(
@@ -50,7 +51,9 @@ fn run_diff(a: &std::path::Path, b: &std::path::Path, out: &std::path::Path) -> 
                 recording.display()
             )
         }
-    }
+    };
+    out_dir.hand_to_invoking_user()?;
+    Ok(table)
 }
 
 fn session_options(args: &ProbeArgs) -> Result<SessionOptions> {
@@ -174,7 +177,9 @@ fn run_report(dir: &std::path::Path) -> Result<()> {
                 bench_file.display()
             )
         })?;
+        let out_dir = OutputDir::before_writing(dir);
         spawnprof::report::bench_charts::write(dir, &report)?;
+        out_dir.hand_to_invoking_user()?;
         print!("{}", bench::render(&report));
         eprintln!("charts and bench.html written to {}", dir.display());
         return Ok(());
@@ -182,6 +187,7 @@ fn run_report(dir: &std::path::Path) -> Result<()> {
     // Stream the records: a recording can hold millions of spawns, and the
     // table shows only the first ones.
     let summary = export::read_summary(dir)?;
+    let out_dir = OutputDir::before_writing(dir);
     let mut records = Vec::new();
     export::for_each_record(dir, |r| {
         records.push(r.clone());
@@ -190,6 +196,7 @@ fn run_report(dir: &std::path::Path) -> Result<()> {
     for path in export::write_all_from_recording(dir)? {
         eprintln!("wrote {}", path.display());
     }
+    out_dir.hand_to_invoking_user()?;
     print!("{}", table::processes(&records, 40));
     println!();
     print!(

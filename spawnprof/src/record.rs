@@ -28,7 +28,7 @@ use crate::{
     plan::Mechanism,
     report::{
         ProbeCost, ProgramCost, Summary,
-        files::{SpawnWriter, hand_to_invoking_user, prepare_out_dir, write_summary},
+        files::{SpawnWriter, prepare_out_dir, write_summary},
     },
     session::{Session, SessionOptions},
     stacks::{self, KernelSymbols, MapsCache},
@@ -130,7 +130,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     // else is worth checking. The output directory is checked before any
     // probe is loaded.
     let host = Host::probe()?;
-    prepare_out_dir(&opts.out_dir, opts.force)?;
+    let out_dir = prepare_out_dir(&opts.out_dir, opts.force)?;
     let mut session_opts = opts.session.clone();
     if matches!(opts.target, Target::Command(_)) {
         // Everything CMD starts is part of what the user asked to see.
@@ -320,7 +320,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     if let Err(e) = crate::report::export::write_all_from_recording(&opts.out_dir) {
         eprintln!("spawnprof: the recording is saved, but writing its reports failed: {e:#}");
     }
-    hand_to_invoking_user(&opts.out_dir)?;
+    out_dir.hand_to_invoking_user()?;
     Ok(Recording { records, summary })
 }
 

@@ -218,3 +218,47 @@ fn raw_and_classic_sched_tracepoints_see_the_same_boundaries() {
         }
     }
 }
+
+/// Through sudo, the output belongs to the user who asked for it, but only
+/// what spawnprof wrote: `-o` into an existing directory (here, one holding
+/// a file of root's) must not give away the directory or its other files.
+#[test]
+fn through_sudo_only_what_spawnprof_wrote_goes_to_the_invoking_user() {
+    use std::os::unix::fs::MetadataExt as _;
+    spawnprof_tests::require_root();
+    let owner = |p: &std::path::Path| std::fs::symlink_metadata(p).expect("exists").uid();
+    let nobody = "65534";
+    let run = |dir: &std::path::Path| {
+        let out = std::process::Command::new(spawnprof_tests::spawnprof_bin())
+            .args(["record", "--sample-hz", "0", "-o"])
+            .arg(dir)
+            .args(["--", "/bin/true"])
+            .env("SUDO_UID", nobody)
+            .env("SUDO_GID", nobody)
+            .output()
+            .expect("run spawnprof");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let shared = spawnprof_tests::out_dir("sudo-shared");
+    std::fs::create_dir_all(shared.join("roots-dir")).unwrap();
+    std::fs::write(shared.join("roots-file"), "not spawnprof's").unwrap();
+    run(&shared);
+    assert_eq!(owner(&shared), 0, "an existing directory keeps its owner");
+    assert_eq!(owner(&shared.join("roots-file")), 0);
+    assert_eq!(owner(&shared.join("roots-dir")), 0);
+    for f in ["spawns.jsonl", "summary.json", "report.html"] {
+        assert_eq!(owner(&shared.join(f)), 65534, "{f}");
+    }
+    let fresh = spawnprof_tests::out_dir("sudo-fresh");
+    run(&fresh);
+    assert_eq!(
+        owner(&fresh),
+        65534,
+        "a directory spawnprof created is the user's"
+    );
+    assert_eq!(owner(&fresh.join("summary.json")), 65534);
+}

@@ -1,6 +1,8 @@
 //! The recording directory: `spawns.jsonl` (one [`SpawnRecord`] per line,
 //! written as spawns complete) and `summary.json`.
 use std::{
+    collections::HashSet,
+    ffi::OsString,
     fs::{self, File},
     io::{BufRead as _, BufReader, BufWriter, Write as _},
     path::{Path, PathBuf},
@@ -15,14 +17,16 @@ pub const SPAWNS_FILE: &str = "spawns.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
 
 /// Creates (or checks) the output directory before any tracing starts, so a
-/// bad `-o` fails fast instead of after a long recording.
-pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<()> {
+/// bad `-o` fails fast instead of after a long recording. Returns what the
+/// directory held before, for [`OutputDir::hand_to_invoking_user`].
+pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<OutputDir> {
     if dir.join(SPAWNS_FILE).exists() && !force {
         bail!(
             "{} already holds a recording; choose another -o directory or pass --force to overwrite it",
             dir.display()
         );
     }
+    let out = OutputDir::before_writing(dir);
     fs::create_dir_all(dir).with_context(|| {
         format!(
             "cannot create output directory {} (choose a writable -o DIR)",
@@ -37,18 +41,60 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<()> {
         )
     })?;
     let _ = fs::remove_file(probe);
-    Ok(())
+    Ok(out)
 }
 
-/// When run through sudo, gives the output back to the user who asked for
-/// it (SUDO_UID/SUDO_GID), so a recording is not left owned by root.
-pub fn hand_to_invoking_user(dir: &Path) -> Result<()> {
-    let id = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u32>().ok());
-    let (Some(uid), Some(gid)) = (id("SUDO_UID"), id("SUDO_GID")) else {
-        return Ok(());
-    };
-    chown_tree(dir, uid, gid)
-        .with_context(|| format!("handing {} back to uid {uid} (SUDO_UID)", dir.display()))
+/// An output directory as it was before spawnprof wrote into it. When run
+/// through sudo, only what spawnprof created is handed to the invoking
+/// user: `-o /tmp` or `-o .` must not give away everything else in there.
+#[derive(Debug)]
+pub struct OutputDir {
+    path: PathBuf,
+    /// spawnprof creates the directory itself, so all of it is its output.
+    created: bool,
+    /// Entries already there; files spawnprof overwrites keep their owner.
+    existing: HashSet<OsString>,
+}
+
+impl OutputDir {
+    /// Notes what `dir` holds now (nothing, if it does not exist yet).
+    pub fn before_writing(dir: &Path) -> OutputDir {
+        let existing = fs::read_dir(dir).ok().map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.file_name()))
+                .collect()
+        });
+        OutputDir {
+            path: dir.to_path_buf(),
+            created: existing.is_none(),
+            existing: existing.unwrap_or_default(),
+        }
+    }
+
+    /// When run through sudo, gives what spawnprof created back to the
+    /// user who asked for it (SUDO_UID/SUDO_GID), so it is not left owned
+    /// by root: the whole directory if spawnprof created it, else only the
+    /// entries that were not there before.
+    pub fn hand_to_invoking_user(&self) -> Result<()> {
+        let id = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u32>().ok());
+        let (Some(uid), Some(gid)) = (id("SUDO_UID"), id("SUDO_GID")) else {
+            return Ok(());
+        };
+        let hand = |path: &Path| {
+            chown_tree(path, uid, gid)
+                .with_context(|| format!("handing {} back to uid {uid} (SUDO_UID)", path.display()))
+        };
+        if self.created {
+            return hand(&self.path);
+        }
+        for entry in fs::read_dir(&self.path)? {
+            let entry = entry?;
+            if !self.existing.contains(&entry.file_name()) {
+                hand(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
