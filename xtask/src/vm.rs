@@ -1200,6 +1200,16 @@ fn assert_tiers(sections: &[Section], run: &Run, with_path_misses: bool) -> Resu
         if ts("first_run").is_none() {
             bad.push(format!("line {}: no first run (schedule_tail)", i + 1));
         }
+        // schedule_tail runs on the child's first CPU: the placement data.
+        let cpu = |f: &str| spawn.get(f).and_then(Value::as_u64);
+        if cpu("parent_cpu").is_none() || cpu("child_first_cpu").is_none() {
+            bad.push(format!(
+                "line {}: no CPUs (parent_cpu {:?}, child_first_cpu {:?})",
+                i + 1,
+                cpu("parent_cpu"),
+                cpu("child_first_cpu")
+            ));
+        }
         match (ts("mm_lock_wait"), ts("mm_copy_start")) {
             (Some(wait), Some(held)) if wait <= held => {}
             other => bad.push(format!(
@@ -1501,7 +1511,7 @@ mod tests {
             {"path":"/nonexistent/spawnprof-miss-1/true","ret":-2},{"path":"/bin/true","ret":0}]"#
             .replace('\n', "");
         let fork = format!(
-            r#"{{"syscall":"kernel_clone","method":"fork","thread":false,"ts":{{"reap":7,"mm_lock_wait":3,"mm_copy_start":4,"first_run":5}},"faults":{{"pre_exec_cow":2,"total":90}},"exec_attempts":{attempts},"kernel_fn":{{"copy_page_range_ns":{copy_ns},"copy_page_range_calls":9,"anon_vma_fork_calls":3}}}}"#
+            r#"{{"syscall":"kernel_clone","method":"fork","thread":false,"parent_cpu":0,"child_first_cpu":1,"ts":{{"reap":7,"mm_lock_wait":3,"mm_copy_start":4,"first_run":5}},"faults":{{"pre_exec_cow":2,"total":90}},"exec_attempts":{attempts},"kernel_fn":{{"copy_page_range_ns":{copy_ns},"copy_page_range_calls":9,"anon_vma_fork_calls":3}}}}"#
         );
         let thread = r#"{"syscall":"kernel_clone","method":"thread","thread":true,"kernel_fn":{}}"#;
         let spawns = [vec![thread.to_string()], vec![fork; SPAWN_COUNT]]
@@ -1529,6 +1539,18 @@ mod tests {
         assert!(format!("{wrong_tier:#}").contains(r#""mechanism":"fentry""#));
         let no_time = assert_tiers(&sections_for("a", "fentry", 0), a, true).unwrap_err();
         assert!(format!("{no_time:#}").contains("copy_page_range_ns"));
+        let no_cpu: Vec<Section> = sections_for("a", "fentry", 5000)
+            .into_iter()
+            .map(|mut s| {
+                s.body = s.body.replace(r#""child_first_cpu":1,"#, "");
+                s
+            })
+            .collect();
+        let no_cpu = assert_tiers(&no_cpu, a, true).unwrap_err();
+        assert!(
+            format!("{no_cpu:#}").contains("child_first_cpu"),
+            "{no_cpu:#}"
+        );
     }
 
     #[test]
