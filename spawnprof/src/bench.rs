@@ -383,12 +383,20 @@ pub fn call_breakdown(stages: &BTreeMap<String, StageStats>, vfork_style: bool) 
             parts.push((s.into(), v));
         }
     }
-    let child_side = if vfork_style {
-        &["sched_delay", "pre_exec", "path_search", "exec"][..]
+    // After the wake-up, a vfork parent waits through its child's start
+    // and exec, then for its own CPU; a fork parent only returns.
+    let after_wakeup = if vfork_style {
+        &[
+            "sched_delay",
+            "pre_exec",
+            "path_search",
+            "exec",
+            "vfork_resume",
+        ][..]
     } else {
         &["parent_return"][..]
     };
-    for s in child_side {
+    for s in after_wakeup {
         if let Some(v) = mean(s) {
             parts.push(((*s).into(), v));
         }

@@ -481,6 +481,11 @@ impl Correlator {
             kind::EXEC_PREPARE => {
                 if r.ts.exec_done.is_none() {
                     r.ts.exec_prepare = Some(ts);
+                    // The exec is about to release a vfork parent's memory,
+                    // which wakes the parent.
+                    if r.clone_flags.is_some_and(|f| f & cf::CLONE_VFORK != 0) {
+                        r.ts.vfork_release = Some(ts);
+                    }
                 }
             }
             kind::EXEC_DONE => {
@@ -580,6 +585,7 @@ impl Correlator {
             &mut t.exec_first_enter,
             &mut t.exec_enter,
             &mut t.exec_prepare,
+            &mut t.vfork_release,
             &mut t.exec_done,
             &mut t.exec_return,
             &mut t.exit,
@@ -867,8 +873,9 @@ mod tests {
             (1, 1, syscall::EXECVE),
             Some("/bin/true"),
         )
+        .at(20, kind::EXEC_PREPARE, CHILD, CHILD, (0, 0, 0))
         .text_at(
-            50,
+            30,
             kind::EXEC_DONE,
             CHILD,
             CHILD,
@@ -885,8 +892,25 @@ mod tests {
         assert_eq!(r.syscall.as_deref(), Some("clone3"));
         assert_eq!(r.duration("dup_mmap"), None, "no mm copy at all");
         assert_eq!(r.duration("parent_return"), Some(5 + 5 + 5 + 50 + 2));
+        // Released at the exec's point of no return, back 32 ns later.
+        assert_eq!(r.ts.vfork_release, r.ts.exec_prepare);
+        assert_eq!(r.duration("vfork_resume"), Some(30 + 2));
         assert_eq!(r.faults.parent_cow_after_fork, None, "shared mm: no CoW");
         assert!(r.incomplete.is_empty(), "{:?}", r.incomplete);
+    }
+
+    #[test]
+    fn a_fork_parent_is_never_released_by_its_childs_exec() {
+        let mut s = Script::new();
+        s.fork(CHILD)
+            .at(30, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
+            .at(10, kind::EXEC_PREPARE, CHILD, CHILD, (0, 0, 0))
+            .at(100, kind::EXIT, CHILD, CHILD, (0, 0, 0))
+            .reap(CHILD);
+        let (recs, _) = s.run();
+        assert!(recs[0].ts.exec_prepare.is_some());
+        assert_eq!(recs[0].ts.vfork_release, None);
+        assert_eq!(recs[0].duration("vfork_resume"), None);
     }
 
     #[test]

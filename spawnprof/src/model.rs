@@ -37,6 +37,9 @@ pub struct Timestamps {
     pub exec_first_enter: Option<u64>,
     pub exec_enter: Option<u64>,
     pub exec_prepare: Option<u64>,
+    /// vfork-style spawns only: `exec_prepare` again, the child's exec at its
+    /// point of no return, a few µs before it releases the suspended parent.
+    pub vfork_release: Option<u64>,
     pub exec_done: Option<u64>,
     pub exec_return: Option<u64>,
     pub exit: Option<u64>,
@@ -242,6 +245,14 @@ pub const STAGES: &[StageDef] = &[
         side: Side::Parent,
         what: "child woken to the parent's return (vfork: the parent is suspended until the child execs or exits)",
         start: |t| t.wakeup_new,
+        end: |t| t.clone_exit,
+    },
+    StageDef {
+        name: "vfork_resume",
+        parent: Some("parent_return"),
+        side: Side::Parent,
+        what: "vfork: the child's exec releasing the suspended parent to the parent's return, the parent's own wake-up (from sched_prepare_exec, 6.10+)",
+        start: |t| t.vfork_release,
         end: |t| t.clone_exit,
     },
     StageDef {
