@@ -134,7 +134,13 @@ pub struct Correlator {
     /// Parent tgid → (child tid, parent CoW count at that fork).
     cow_baseline: HashMap<u32, (u32, u64)>,
     out: Vec<SpawnRecord>,
-    pub stats: CorrelationStats,
+    /// Everything but `marks_by_kind`, which [`Self::stats`] fills in from
+    /// `marks_per_kind`.
+    stats: CorrelationStats,
+    /// Marks seen, indexed by kind (the last slot: kinds out of range).
+    /// Counting here rather than in the String-keyed map of the summary
+    /// costs no allocation or string compare per mark.
+    marks_per_kind: [u64; kind::COUNT as usize + 1],
 }
 
 /// The name of a mark kind, as summaries and debug output print it.
@@ -194,7 +200,20 @@ impl Correlator {
             cow_baseline: HashMap::new(),
             out: Vec::new(),
             stats: CorrelationStats::default(),
+            marks_per_kind: [0; kind::COUNT as usize + 1],
         }
+    }
+
+    /// Counters about the correlation so far.
+    pub fn stats(&self) -> CorrelationStats {
+        let mut stats = self.stats.clone();
+        for (k, &n) in self.marks_per_kind.iter().enumerate() {
+            if n > 0 {
+                let name = mark_kind_name(u16::try_from(k).unwrap_or(u16::MAX));
+                *stats.marks_by_kind.entry(name.to_string()).or_default() += n;
+            }
+        }
+        stats
     }
 
     pub fn set_root(&mut self, pid: u32) {
@@ -224,11 +243,8 @@ impl Correlator {
     pub fn feed(&mut self, e: &Event) {
         let m = &e.mark;
         self.stats.marks += 1;
-        *self
-            .stats
-            .marks_by_kind
-            .entry(mark_kind_name(m.kind).to_string())
-            .or_default() += 1;
+        let slot = usize::from(m.kind).min(self.marks_per_kind.len() - 1);
+        self.marks_per_kind[slot] += 1;
         let ts = m.ts_ns;
         match m.kind {
             kind::CLONE_ENTER => {
@@ -789,7 +805,7 @@ mod tests {
                 c.feed(e);
             }
             c.finish_all();
-            (c.take_finished(), c.stats.clone())
+            (c.take_finished(), c.stats())
         }
     }
 
@@ -826,6 +842,12 @@ mod tests {
         assert_eq!(r.exit_status, Some(0));
         assert_eq!(r.ts.clone_enter, Some(10), "relative to t0");
         assert_eq!(stats.unmatched_marks, 0);
+        assert_eq!(stats.marks_by_kind["clone_enter"], 1);
+        assert_eq!(
+            stats.marks_by_kind["exit"], 2,
+            "the child's and the parent's"
+        );
+        assert_eq!(stats.marks_by_kind.values().sum::<u64>(), stats.marks);
         // Parent-side stages tile the clone syscall.
         let parts: u64 = ["copy_process", "fork_wakeup", "parent_return"]
             .iter()

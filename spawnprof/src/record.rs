@@ -306,7 +306,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         counts: stats.counts(),
         lost_marks_total: lost.values().sum(),
         lost_marks: lost,
-        correlation: correlator.stats.clone(),
+        correlation: correlator.stats(),
         stages: stats.stage_stats(),
         placement: stats.placement(),
         plan,
