@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{KERNEL_FN_STAGES, STAGES, SpawnRecord};
+use crate::model::{ALL_STAGES, SpawnRecord, stage_names};
 
 /// Distribution of one stage's duration over the spawns that have it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -45,11 +45,22 @@ impl StageStats {
 /// Folds spawn records into stage statistics and counts as they complete,
 /// keeping only each stage's durations (8 bytes per measured stage per
 /// spawn, for exact percentiles), not the records themselves.
-#[derive(Default)]
 pub struct Accumulator {
-    values: BTreeMap<&'static str, Vec<u64>>,
+    /// Measured durations per stage, indexed like [`stage_names`] (and
+    /// [`SpawnRecord::durations`], so adding a record looks up no names).
+    values: [Vec<u64>; ALL_STAGES],
     counts: Counts,
     placement: PlacementAccumulator,
+}
+
+impl Default for Accumulator {
+    fn default() -> Self {
+        Self {
+            values: std::array::from_fn(|_| Vec::new()),
+            counts: Counts::default(),
+            placement: PlacementAccumulator::default(),
+        }
+    }
 }
 
 impl Accumulator {
@@ -59,9 +70,14 @@ impl Accumulator {
             c.threads += 1;
         } else if !r.root {
             c.spawns += 1;
-            *c.by_method
-                .entry(r.method.clone().unwrap_or_else(|| "unknown".into()))
-                .or_default() += 1;
+            // Looked up before inserting: a String only for a new method.
+            let method = r.method.as_deref().unwrap_or("unknown");
+            match c.by_method.get_mut(method) {
+                Some(n) => *n += 1,
+                None => {
+                    c.by_method.insert(method.to_string(), 1);
+                }
+            }
         }
         c.execs += r.ts.exec_done.is_some() as u64;
         c.failed_exec_attempts += r.failed_exec_attempts;
@@ -73,13 +89,9 @@ impl Accumulator {
             return;
         }
         self.placement.add(r);
-        let names = STAGES
-            .iter()
-            .map(|s| s.name)
-            .chain(KERNEL_FN_STAGES.iter().map(|(n, _)| *n));
-        for name in names {
-            if let Some(v) = r.duration(name) {
-                self.values.entry(name).or_default().push(v);
+        for (values, duration) in self.values.iter_mut().zip(r.durations.0) {
+            if let Some(v) = duration {
+                values.push(v);
             }
         }
     }
@@ -95,18 +107,9 @@ impl Accumulator {
 
     /// Stage name → statistics, every stage present (count 0 when never measured).
     pub fn stage_stats(&mut self) -> BTreeMap<String, StageStats> {
-        let names = STAGES
-            .iter()
-            .map(|s| s.name)
-            .chain(KERNEL_FN_STAGES.iter().map(|(n, _)| *n));
-        names
-            .map(|name| {
-                let stats = match self.values.get_mut(name) {
-                    Some(v) => StageStats::from_values(v),
-                    None => StageStats::default(),
-                };
-                (name.to_string(), stats)
-            })
+        stage_names()
+            .zip(&mut self.values)
+            .map(|(name, values)| (name.to_string(), StageStats::from_values(values)))
             .collect()
     }
 }
