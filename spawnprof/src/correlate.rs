@@ -225,6 +225,14 @@ impl Correlator {
         std::mem::take(&mut self.out)
     }
 
+    /// Records completed so far, drained in place: unlike
+    /// [`Self::take_finished`] the buffer keeps its capacity, so a
+    /// recording does not regrow it (moving records of about 1 KiB) after
+    /// every drain.
+    pub fn drain_finished(&mut self) -> std::vec::Drain<'_, SpawnRecord> {
+        self.out.drain(..)
+    }
+
     /// Spawns still being assembled.
     pub fn in_flight(&self) -> usize {
         self.by_parent.len() + self.by_child.len()

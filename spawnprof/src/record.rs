@@ -382,7 +382,7 @@ fn flush(
     keep: &mut Vec<SpawnRecord>,
     stats: &mut analysis::Accumulator,
 ) -> Result<()> {
-    for r in c.take_finished() {
+    for r in c.drain_finished() {
         w.write(&r)?;
         stats.add(&r);
         if keep.len() < RECORDS_KEPT {
