@@ -9,7 +9,12 @@
 //! A record is handed out once it can no longer change: reaped (processes),
 //! returned on both sides (threads), exited (the root command); or when the
 //! recording ends, with the reasons it is incomplete.
-use std::collections::{BTreeMap, HashMap, VecDeque, hash_map::Entry};
+use std::collections::{BTreeMap, VecDeque, hash_map::Entry};
+
+// Keyed by pids and tids the kernel hands out: foldhash instead of the
+// default SipHash, which resists hash flooding we cannot meet here and
+// showed up at several percent of the reader's time (a few lookups per mark).
+use foldhash::HashMap;
 
 use spawnprof_common::{UNKNOWN, UNKNOWN_U32, clone_flags as cf, kind, syscall, unpack_faults};
 
@@ -194,10 +199,10 @@ impl Correlator {
         Self {
             t0,
             root_pid,
-            by_parent: HashMap::new(),
-            parent_open: HashMap::new(),
-            by_child: HashMap::new(),
-            cow_baseline: HashMap::new(),
+            by_parent: HashMap::default(),
+            parent_open: HashMap::default(),
+            by_child: HashMap::default(),
+            cow_baseline: HashMap::default(),
             out: Vec::new(),
             stats: CorrelationStats::default(),
             marks_per_kind: [0; kind::COUNT as usize + 1],
