@@ -505,25 +505,30 @@ pub fn describe_flags(flags: u64) -> String {
         (cf::CLONE_CHILD_SETTID, "CLONE_CHILD_SETTID"),
         (cf::CLONE_NEWPID, "CLONE_NEWPID"),
     ];
-    let mut parts: Vec<String> = NAMES
-        .iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, name)| name.to_string())
-        .collect();
+    // Built in one String: this runs for every spawn recorded.
+    let mut out = String::with_capacity(64);
+    let mut part = |s: &str| {
+        if !out.is_empty() {
+            out.push('|');
+        }
+        out.push_str(s);
+    };
+    for (_, name) in NAMES.iter().filter(|(bit, _)| flags & bit != 0) {
+        part(name);
+    }
     let known: u64 = NAMES.iter().map(|(b, _)| b).fold(cf::CSIGNAL, |a, b| a | b);
     if flags & !known != 0 {
-        parts.push(format!("{:#x}", flags & !known));
+        part(&format!("{:#x}", flags & !known));
     }
     match flags & cf::CSIGNAL {
         0 => {}
-        17 => parts.push("SIGCHLD".into()),
-        sig => parts.push(format!("sig{sig}")),
+        17 => part("SIGCHLD"),
+        sig => part(&format!("sig{sig}")),
     }
-    if parts.is_empty() {
-        "0".into()
-    } else {
-        parts.join("|")
+    if out.is_empty() {
+        out.push('0');
     }
+    out
 }
 
 #[cfg(test)]
@@ -602,6 +607,12 @@ mod tests {
             describe_flags(cf::CLONE_VM | cf::CLONE_VFORK | 17),
             "CLONE_VM|CLONE_VFORK|SIGCHLD"
         );
+        assert_eq!(describe_flags(0), "0");
+        assert_eq!(
+            describe_flags(cf::CLONE_THREAD | (1 << 40) | 9),
+            "CLONE_THREAD|0x10000000000|sig9"
+        );
+        assert_eq!(describe_flags(1 << 40), "0x10000000000");
         assert_eq!(method_of(cf::CLONE_VM | cf::CLONE_VFORK | 17), "vfork");
         assert_eq!(method_of(17), "fork");
         assert_eq!(method_of(cf::CLONE_VM | cf::CLONE_THREAD), "thread");
