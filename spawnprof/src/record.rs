@@ -7,6 +7,7 @@ use std::{
     ffi::CString,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::PathBuf,
+    sync::LazyLock,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -401,9 +402,13 @@ fn drain_ring(
     reorder: &mut Reorder,
     mut maps: Option<&mut MapsCache>,
 ) -> usize {
+    // SPAWNPROF_DEBUG_MARKS=1 prints every mark as it arrives (for debugging
+    // probes). Looked up once: getenv locks and scans the environment, and
+    // this runs up to 100 times a second.
+    static DEBUG: LazyLock<bool> =
+        LazyLock::new(|| std::env::var_os("SPAWNPROF_DEBUG_MARKS").is_some());
+    let debug = *DEBUG;
     let mut marks = 0;
-    // SPAWNPROF_DEBUG_MARKS=1 prints every mark as it arrives (for debugging probes).
-    let debug = std::env::var_os("SPAWNPROF_DEBUG_MARKS").is_some();
     while let Some(item) = ring.next() {
         marks += 1;
         match decode(&item) {
