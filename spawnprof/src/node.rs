@@ -220,7 +220,9 @@ fn steal_share(stat: &str) -> Option<f64> {
         .map(|t| t.parse().ok())
         .collect::<Option<_>>()?;
     let total: u64 = ticks.iter().sum();
-    (ticks.len() == 8 && total > 0).then(|| ticks[7] as f64 / total as f64)
+    // Four decimals: enough for a share, and short decimals read back from
+    // JSON exactly (a full-precision float may come back one ulp off).
+    (ticks.len() == 8 && total > 0).then(|| (ticks[7] as f64 / total as f64 * 1e4).round() / 1e4)
 }
 
 fn read(path: &str) -> Option<String> {
@@ -317,6 +319,15 @@ mod tests {
         assert_eq!(virtual_cpus("Features\t: fp asimd\n"), None);
         let stat = "cpu  100 0 50 800 10 0 0 40 0 0\ncpu0 50 0 25 400 5 0 0 20 0 0\n";
         assert_eq!(steal_share(stat), Some(0.04));
+        let odd = "cpu  8771 0 2917 9000 10 0 0 463 0 0\n";
+        let share = steal_share(odd).unwrap();
+        assert_eq!(share, 0.0219);
+        // Every four-decimal share survives a JSON round trip.
+        for k in 0..=10_000u32 {
+            let v = f64::from(k) / 1e4;
+            let json = serde_json::to_string(&v).unwrap();
+            assert_eq!(serde_json::from_str::<f64>(&json).unwrap(), v, "{json}");
+        }
         assert_eq!(steal_share("cpu  1 2 3\n"), None, "too old a format");
         assert_eq!(steal_share("cpu0 1 2 3 4 5 6 7 8\n"), None);
     }
