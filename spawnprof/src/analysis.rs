@@ -140,6 +140,14 @@ pub struct Placement {
     pub sched_delay_same_cpu: StageStats,
     /// ... and of those that first ran on another CPU.
     pub sched_delay_other_cpu: StageStats,
+    /// The vfork_resume stage (a vfork parent's wake-up once the child's
+    /// exec released it) when the child ran on the parent's CPU, and when
+    /// it ran elsewhere, leaving the parent's CPU to go idle. Absent in
+    /// older recordings.
+    #[serde(default)]
+    pub vfork_resume_same_cpu: StageStats,
+    #[serde(default)]
+    pub vfork_resume_other_cpu: StageStats,
 }
 
 impl Placement {
@@ -170,6 +178,8 @@ struct PlacementAccumulator {
     other_cpu: u64,
     delay_same_cpu: Vec<u64>,
     delay_other_cpu: Vec<u64>,
+    resume_same_cpu: Vec<u64>,
+    resume_other_cpu: Vec<u64>,
 }
 
 impl PlacementAccumulator {
@@ -180,11 +190,21 @@ impl PlacementAccumulator {
         self.known += 1;
         let moved = parent != child;
         self.other_cpu += u64::from(moved);
-        if let Some(d) = r.duration("sched_delay") {
-            if moved {
-                self.delay_other_cpu.push(d);
-            } else {
-                self.delay_same_cpu.push(d);
+        let groups = [
+            (
+                "sched_delay",
+                &mut self.delay_same_cpu,
+                &mut self.delay_other_cpu,
+            ),
+            (
+                "vfork_resume",
+                &mut self.resume_same_cpu,
+                &mut self.resume_other_cpu,
+            ),
+        ];
+        for (stage, same, other) in groups {
+            if let Some(d) = r.duration(stage) {
+                if moved { other } else { same }.push(d);
             }
         }
     }
@@ -195,6 +215,8 @@ impl PlacementAccumulator {
             other_cpu: self.other_cpu,
             sched_delay_same_cpu: StageStats::from_values(&mut self.delay_same_cpu),
             sched_delay_other_cpu: StageStats::from_values(&mut self.delay_other_cpu),
+            vfork_resume_same_cpu: StageStats::from_values(&mut self.resume_same_cpu),
+            vfork_resume_other_cpu: StageStats::from_values(&mut self.resume_other_cpu),
         })
     }
 }
@@ -280,12 +302,24 @@ mod tests {
         });
         let p = acc.placement().expect("known");
         assert_eq!((p.known, p.other_cpu), (5, 3));
+        assert_eq!(p.vfork_resume_other_cpu.count, 0, "no vfork spawn");
         assert_eq!(p.sched_delay_other_cpu.p50_ns, 40_000);
         assert_eq!(p.sched_delay_same_cpu.count, 2);
         assert_eq!(p.sched_delay_same_cpu.p50_ns, 1_000);
         let extra = p.other_cpu_extra_wait_ns().expect("both seen");
         assert_eq!(extra.median_ns, 39_000);
         assert_eq!(extra.mean_ns, 40_000 - 1_500);
+
+        // A vfork parent resumed late after its child ran elsewhere.
+        let mut vfork = spawn(0, 1, 30_000);
+        vfork.ts.vfork_release = Some(100_000);
+        vfork.ts.clone_exit = Some(125_000);
+        vfork.derive_durations();
+        let mut acc = Accumulator::default();
+        acc.add(&vfork);
+        let p = acc.placement().expect("known");
+        assert_eq!(p.vfork_resume_other_cpu.p50_ns, 25_000);
+        assert_eq!(p.vfork_resume_same_cpu.count, 0);
     }
 
     /// Found by `cargo xtask fuzz correlate`: marks with far-apart

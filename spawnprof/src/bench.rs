@@ -724,6 +724,14 @@ pub fn placement_findings(report: &BenchReport) -> Vec<String> {
                 pl.known,
                 format_ns(pl.sched_delay_other_cpu.p50_ns)
             );
+            let resume = &pl.vfork_resume_other_cpu;
+            if resume.count > 0 {
+                let _ = write!(
+                    line,
+                    ", and their parents {} on average to resume after the exec",
+                    format_ns(resume.mean_ns)
+                );
+            }
         }
         out.push(line);
     }

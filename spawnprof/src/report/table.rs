@@ -207,6 +207,22 @@ pub fn placement(p: &Placement) -> String {
         );
     }
     out.push('\n');
+    let (same, other) = (&p.vfork_resume_same_cpu, &p.vfork_resume_other_cpu);
+    if same.count + other.count > 0 {
+        let both = |s: &StageStats| format!("{} / {}", format_ns(s.p50_ns), format_ns(s.mean_ns));
+        let mut parts = Vec::new();
+        if other.count > 0 {
+            parts.push(format!("{} after a child on another CPU", both(other)));
+        }
+        if same.count > 0 {
+            parts.push(format!("{} after one on theirs", both(same)));
+        }
+        let _ = writeln!(
+            out,
+            "  vfork parents' wake-up once the exec released them (p50 / mean): {}",
+            parts.join(", ")
+        );
+    }
     if let Some(extra) = p.other_cpu_extra_wait_ns()
         && extra.median_ns.max(extra.mean_ns) >= NOTABLE_EXTRA_WAIT_NS
     {
@@ -290,6 +306,8 @@ mod tests {
             other_cpu: 60,
             sched_delay_other_cpu: st(60, other_p50),
             sched_delay_same_cpu: st(40, same_p50),
+            vfork_resume_other_cpu: st(60, 2 * other_p50),
+            vfork_resume_same_cpu: st(40, 3_000),
         }
     }
 
@@ -307,8 +325,15 @@ mod tests {
         );
         assert!(text.contains("(3.92 ms over 60 children)"), "{text}");
         assert!(text.contains("taskset"), "{text}");
+        assert!(
+            text.contains("released them (p50 / mean): 68 µs / 136 µs after a child on another CPU, 3 µs / 6 µs after one on theirs"),
+            "{text}"
+        );
         // A cheap start on another CPU gets the facts, not advice.
-        let text = super::placement(&placement(3_000, 1_300));
+        let mut cheap = placement(3_000, 1_300);
+        cheap.vfork_resume_other_cpu = StageStats::default();
+        cheap.vfork_resume_same_cpu = StageStats::default();
+        let text = super::placement(&cheap);
         assert_eq!(text.lines().count(), 1, "{text}");
     }
 }
