@@ -290,6 +290,9 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     correlator.finish_all();
     flush(&mut correlator, &mut writer, &mut records, &mut stats)?;
     let lost = session.lost().unwrap_or_default();
+    // What recording cost, measured before the stacks are symbolized: that
+    // is after-the-fact work, like writing the reports.
+    let probe_cost = cost_meter.map(|m| m.finish(&session, stats.counts().spawns));
     let mut stack_samples = 0;
     if sampling {
         let samples = session.stack_samples().unwrap_or_default();
@@ -298,7 +301,6 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         stacks::write(&opts.out_dir, &lines, opts.sample_hz)?;
     }
     let plan = session.plan.clone();
-    let probe_cost = cost_meter.map(|m| m.finish(&session, stats.counts().spawns));
     drop(ring);
     drop(session); // detaches every probe
     writer.finish()?;
