@@ -221,13 +221,6 @@ impl PlacementAccumulator {
     }
 }
 
-/// Where the children of `records` first ran (see [`Placement`]).
-pub fn placement<'a>(records: impl IntoIterator<Item = &'a SpawnRecord>) -> Option<Placement> {
-    let mut acc = Accumulator::default();
-    records.into_iter().for_each(|r| acc.add(r));
-    acc.placement()
-}
-
 /// Headline counts of a recording.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {

@@ -445,7 +445,10 @@ async fn run_config(
     // All of the configuration's spawns, not just the ones kept in memory.
     let (_, records) = load_recording(&rec_dir)?;
     let window = in_window(&records, &result, rec.summary.start_monotonic_ns);
-    let stages = analysis::stage_stats(window.iter().copied());
+    // One pass for the stage statistics and the placement split.
+    let mut acc = analysis::Accumulator::default();
+    window.iter().for_each(|r| acc.add(r));
+    let stages = acc.stage_stats();
     let vfork_style = window
         .iter()
         .filter(|r| r.method.as_deref() == Some("vfork"))
@@ -457,7 +460,7 @@ async fn run_config(
             config: cfg.clone(),
             spawns_in_window: window.len() as u64,
             breakdown: call_breakdown(&stages, vfork_style),
-            placement: analysis::placement(window.iter().copied()),
+            placement: acc.placement(),
             stages,
             spawner: result,
             lost_marks: rec.summary.lost_marks_total,
