@@ -423,15 +423,20 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
     check_btf_fields(host, candidate)
 }
 
+/// The errno of a refused load or attach, for the explanations below.
+fn errno_of(e: &ProgramError) -> Option<i32> {
+    match e {
+        ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
+        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
 /// Why the kernel refused a raw tracepoint, in its terms: the two refusals
 /// an older kernel gives are a tracepoint it does not have and one whose
 /// prototype has fewer arguments than the program reads.
 fn raw_attach_error(name: &str, e: ProgramError) -> anyhow::Error {
-    let errno = match &e {
-        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
-        _ => None,
-    };
-    match errno {
+    match errno_of(&e) {
         Some(libc::ENOENT) => anyhow::anyhow!("this kernel has no {name} tracepoint"),
         Some(libc::EINVAL) => anyhow::anyhow!(
             "this kernel's {name} tracepoint passes fewer arguments than the program reads \
@@ -444,12 +449,7 @@ fn raw_attach_error(name: &str, e: ProgramError) -> anyhow::Error {
 /// A refused fentry/fexit load. As root, EPERM there is not a missing
 /// capability but a policy: say so instead of the bare errno.
 fn tracing_load_error(function: &str, e: ProgramError) -> anyhow::Error {
-    let errno = match &e {
-        ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
-        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
-        _ => None,
-    };
-    match errno {
+    match errno_of(&e) {
         Some(libc::EPERM) => anyhow::anyhow!(
             "the kernel refused to load a tracing program for {function} (EPERM): a security policy \
              (kernel lockdown, an LSM, or the platform's) forbids fentry/fexit on this host"
