@@ -309,6 +309,15 @@ fn placement_cpu() -> Option<u32> {
     (allowed.cpus().len() > 1).then(|| allowed.cpus()[0])
 }
 
+/// Reads `bench.json` from a bench directory.
+pub fn load_report(dir: &Path) -> Result<BenchReport> {
+    let path = dir.join(BENCH_FILE);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is corrupt or from another version", path.display()))
+}
+
 /// Path of the spawner binary: next to this executable.
 pub fn spawner_path() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the spawnprof executable")?;
@@ -607,11 +616,7 @@ pub fn render(report: &BenchReport) -> String {
         n.hostname,
         n.kernel_release,
         n.glibc_version,
-        if n.std_posix_spawn_fast_path {
-            "uses posix_spawn"
-        } else {
-            "forks: glibc < 2.24"
-        },
+        n.std_spawn_path(),
         n.thp_enabled.as_deref().unwrap_or("?"),
         n.cpus_online,
         n.mem_total.map_or("?".into(), format_bytes),

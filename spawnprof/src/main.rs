@@ -170,13 +170,7 @@ fn run_report(dir: &std::path::Path) -> Result<()> {
     let bench_file = dir.join(bench::BENCH_FILE);
     if bench_file.exists() {
         // A bench directory: redraw its charts from bench.json.
-        let text = std::fs::read_to_string(&bench_file)?;
-        let report: bench::BenchReport = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is corrupt or from another version",
-                bench_file.display()
-            )
-        })?;
+        let report = bench::load_report(dir)?;
         let out_dir = OutputDir::before_writing(dir);
         spawnprof::report::bench_charts::write(dir, &report)?;
         out_dir.hand_to_invoking_user()?;

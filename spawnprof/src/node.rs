@@ -60,6 +60,15 @@ pub struct NodeFacts {
 }
 
 impl NodeFacts {
+    /// How Rust's `Command` spawns here, for "glibc 2.36 (Rust std …)".
+    pub fn std_spawn_path(&self) -> &'static str {
+        if self.std_posix_spawn_fast_path {
+            "uses posix_spawn"
+        } else {
+            "forks: glibc < 2.24"
+        }
+    }
+
     /// What waking an idle CPU involves here, e.g. "virtual CPUs, cpuidle
     /// haltpoll/haltpoll, 4.1% steal since boot"; `None` when nothing is known.
     pub fn cpu_wakeup_summary(&self) -> Option<String> {

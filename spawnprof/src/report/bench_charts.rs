@@ -215,11 +215,7 @@ pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
         host = charts::escape(&n.hostname),
         kernel = charts::escape(&n.kernel_release),
         glibc = charts::escape(&n.glibc_version),
-        std = if n.std_posix_spawn_fast_path {
-            "uses posix_spawn"
-        } else {
-            "forks"
-        },
+        std = n.std_spawn_path(),
         thp = charts::escape(n.thp_enabled.as_deref().unwrap_or("?")),
         cpus = n.cpus_online,
         wakeup = n

@@ -18,7 +18,7 @@ use super::{
     table::Table,
 };
 use crate::{
-    bench::{BENCH_FILE, BenchReport, ConfigResult},
+    bench::{BENCH_FILE, BenchReport, ConfigResult, load_report},
     node::NodeFacts,
     units::{format_bytes, format_ns},
 };
@@ -28,36 +28,21 @@ pub fn is_bench(dir: &Path) -> bool {
     dir.join(BENCH_FILE).is_file()
 }
 
-pub fn load_bench(dir: &Path) -> Result<BenchReport> {
-    let path = dir.join(BENCH_FILE);
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is corrupt or from another version", path.display()))
-}
-
 /// The node facts that explain spawn costs, one row per fact.
 fn node_rows(a: &NodeFacts, b: &NodeFacts) -> Vec<[String; 3]> {
-    let glibc = |n: &NodeFacts| {
-        format!(
-            "{} (Rust std {})",
-            n.glibc_version,
-            if n.std_posix_spawn_fast_path {
-                "uses posix_spawn"
-            } else {
-                "forks"
-            }
-        )
-    };
-    let cpus = |n: &NodeFacts| match n.cpu_wakeup_summary() {
-        Some(w) => format!("{} ({w})", n.cpus_online),
-        None => n.cpus_online.to_string(),
-    };
     type Fact = (&'static str, fn(&NodeFacts) -> String);
-    let facts: [Fact; 7] = [
+    let facts: [Fact; 9] = [
         ("host", |n| n.hostname.clone()),
         ("kernel", |n| n.kernel_release.clone()),
+        ("glibc", |n| {
+            format!("{} (Rust std {})", n.glibc_version, n.std_spawn_path())
+        }),
         ("THP", |n| {
             n.thp_enabled.clone().unwrap_or_else(|| "?".into())
+        }),
+        ("CPUs", |n| match n.cpu_wakeup_summary() {
+            Some(w) => format!("{} ({w})", n.cpus_online),
+            None => n.cpus_online.to_string(),
         }),
         ("memory", |n| n.mem_total.map_or("?".into(), format_bytes)),
         ("CPU model", |n| {
@@ -68,13 +53,10 @@ fn node_rows(a: &NodeFacts, b: &NodeFacts) -> Vec<[String; 3]> {
         }),
         ("PATH", |n| format!("{} entries", n.path_entries)),
     ];
-    let mut rows: Vec<[String; 3]> = facts
+    facts
         .iter()
         .map(|(name, f)| [name.to_string(), f(a), f(b)])
-        .collect();
-    rows.insert(2, ["glibc".into(), glibc(a), glibc(b)]);
-    rows.insert(4, ["CPUs".into(), cpus(a), cpus(b)]);
-    rows
+        .collect()
 }
 
 /// The stage inside the spawn call whose mean moved most from A to B.
@@ -195,8 +177,8 @@ fn folded(bench: &BenchReport, dir: &Path, missing: &mut Vec<String>) -> Result<
 /// Loads benches `a` and `b`, writes the differential flamegraphs into
 /// `out` and returns the comparison.
 pub fn run(a_dir: &Path, b_dir: &Path, out: &Path) -> Result<String> {
-    let a = load_bench(a_dir).with_context(|| format!("loading bench A ({})", a_dir.display()))?;
-    let b = load_bench(b_dir).with_context(|| format!("loading bench B ({})", b_dir.display()))?;
+    let a = load_report(a_dir).with_context(|| format!("loading bench A ({})", a_dir.display()))?;
+    let b = load_report(b_dir).with_context(|| format!("loading bench B ({})", b_dir.display()))?;
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut text = render(&a, &b, a_dir, b_dir);
     let mut missing = Vec::new();
