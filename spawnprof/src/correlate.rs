@@ -569,6 +569,14 @@ impl Correlator {
         b.exited = true;
         let r = &mut b.rec;
         r.ts.exit = Some(m.ts_ns);
+        // A vfork child that never execs (every attempt failed) releases its
+        // parent as its mm goes, just before this tracepoint.
+        if r.ts.exec_done.is_none()
+            && r.ts.vfork_release.is_none()
+            && r.clone_flags.is_some_and(|f| f & cf::CLONE_VFORK != 0)
+        {
+            r.ts.vfork_release = Some(m.ts_ns);
+        }
         r.faults.total = (faults != UNKNOWN_U32).then_some(faults);
         r.faults.cow_total = Some(cow);
         if m.a != UNKNOWN {
@@ -932,6 +940,39 @@ mod tests {
         assert_eq!(r.duration("vfork_resume"), Some(30 + 2));
         assert_eq!(r.faults.parent_cow_after_fork, None, "shared mm: no CoW");
         assert!(r.incomplete.is_empty(), "{:?}", r.incomplete);
+    }
+
+    #[test]
+    fn a_vfork_child_that_never_execs_releases_its_parent_as_it_exits() {
+        let vfork = cf::CLONE_VM | cf::CLONE_VFORK | SIGCHLD;
+        let mut s = Script::new();
+        s.at(
+            10,
+            kind::CLONE_ENTER,
+            PARENT,
+            PARENT,
+            (vfork, syscall::CLONE3, 0),
+        )
+        .at(10, kind::FORK_DONE, PARENT, PARENT, (CHILD as u64, 0, 0))
+        .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (CHILD as u64, 0, 0))
+        .at(5, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
+        .text_at(
+            5,
+            kind::EXEC_ENTER,
+            CHILD,
+            CHILD,
+            (1, 1, syscall::EXECVE),
+            Some("/nonexistent/x"),
+        )
+        .at(8, kind::EXEC_EXIT, CHILD, CHILD, (-2i64 as u64, 0, 0))
+        .at(40, kind::EXIT, CHILD, CHILD, (127 << 8, 0, 0))
+        .at(6, kind::CLONE_EXIT, PARENT, PARENT, (CHILD as u64, 0, 0))
+        .reap(CHILD);
+        let (recs, _) = s.run();
+        let r = &recs[0];
+        assert_eq!(r.ts.exec_done, None);
+        assert_eq!(r.ts.vfork_release, r.ts.exit);
+        assert_eq!(r.duration("vfork_resume"), Some(6));
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub struct Timestamps {
     pub exec_enter: Option<u64>,
     pub exec_prepare: Option<u64>,
     /// vfork-style spawns only: `exec_prepare` again, the child's exec at its
-    /// point of no return, a few µs before it releases the suspended parent.
+    /// point of no return, a few µs before it releases the suspended parent;
+    /// or, for a child that never execs, its exit, just after the release.
     pub vfork_release: Option<u64>,
     pub exec_done: Option<u64>,
     pub exec_return: Option<u64>,
@@ -251,7 +252,7 @@ pub const STAGES: &[StageDef] = &[
         name: "vfork_resume",
         parent: Some("parent_return"),
         side: Side::Parent,
-        what: "vfork: the child's exec releasing the suspended parent to the parent's return, the parent's own wake-up (from sched_prepare_exec, 6.10+)",
+        what: "vfork: the child's exec (begin_new_exec or sched_prepare_exec) or exit releasing the suspended parent to the parent's return, the parent's own wake-up",
         start: |t| t.vfork_release,
         end: |t| t.clone_exit,
     },
@@ -291,7 +292,7 @@ pub const STAGES: &[StageDef] = &[
         name: "exec_load",
         parent: Some("exec"),
         side: Side::Child,
-        what: "execve entry to sched_prepare_exec: copying argv/env, opening and checking the binary",
+        what: "execve entry to the exec's point of no return (sched_prepare_exec / begin_new_exec): copying argv/env, opening and checking the binary",
         start: |t| t.exec_enter,
         end: |t| t.exec_prepare,
     },

@@ -493,6 +493,25 @@ pub const PLAN: &[ProbeStage] = &[
         name: "exec_prepare",
         required: false,
         candidates: &[
+            // begin_new_exec is the function that fires sched_prepare_exec on
+            // 6.10+ (a bprm_creds_from_file later), and the only way to see
+            // that point before 6.10.
+            Candidate {
+                mechanism: Mechanism::Fentry,
+                attaches: &[Attach::Fentry {
+                    program: "fentry_begin_new_exec",
+                    function: "begin_new_exec",
+                }],
+                how: "fentry on begin_new_exec (5.8+): binary found, at the point of no return",
+            },
+            Candidate {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[Attach::Kprobe {
+                    program: "kprobe_begin_new_exec",
+                    function: "begin_new_exec",
+                }],
+                how: "kprobe on begin_new_exec (5.8+): binary found, at the point of no return",
+            },
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
                 attaches: &[raw_tp!("sched_prepare_exec")],

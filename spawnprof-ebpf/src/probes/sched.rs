@@ -484,6 +484,20 @@ pub fn raw_sched_prepare_exec(_ctx: RawTracePointContext) -> u32 {
     prepare_exec()
 }
 
+/// `int begin_new_exec(struct linux_binprm *bprm)` (5.8+): the function
+/// whose first lines fire sched_prepare_exec on 6.10+. On older kernels it is
+/// the only place that sees the exec commit before the old mm (and with it a
+/// vfork parent) is released.
+#[fentry(function = "begin_new_exec")]
+pub fn fentry_begin_new_exec(_ctx: FEntryContext) -> u32 {
+    prepare_exec()
+}
+
+#[kprobe]
+pub fn kprobe_begin_new_exec(_ctx: ProbeContext) -> u32 {
+    prepare_exec()
+}
+
 #[inline(always)]
 fn prepare_exec() -> u32 {
     let ts = now();
