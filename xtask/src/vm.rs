@@ -9,7 +9,7 @@
 //! hangs on these hosts.
 //!
 //! ```text
-//! cargo xtask vm-test                 run A (fentry tier) and run B (--no-fentry, kprobe tier)
+//! cargo xtask vm-test                 runs A-D: fork and posix_spawn, fentry tier and --no-fentry (kprobe)
 //! cargo xtask vm-test --smoke         harness self-check; needs no `spawnprof record`
 //! cargo xtask vm-test --shell CMD ... run each CMD in the VM and print its output
 //!   --timeout SECS    limit for the whole VM run (default 300)
@@ -51,7 +51,7 @@ const SPAWN_COUNT: usize = 20;
 /// Stages whose attach mechanism the two runs pin down: the kernel
 /// functions inside a fork, and the syscall stages that avoid syscall
 /// tracepoints there.
-const CHECKED_STAGES: [&str; 9] = [
+const CHECKED_STAGES: [&str; 10] = [
     "first_run",
     "copy_page_range",
     "anon_vma_fork",
@@ -61,6 +61,7 @@ const CHECKED_STAGES: [&str; 9] = [
     "exec",
     "reap",
     "page_faults",
+    "exec_prepare",
 ];
 /// PATH entries the spawner puts in front of the real ones: each spawn
 /// fails this many exec attempts first.
@@ -148,7 +149,7 @@ enum Mode {
 
 #[derive(Debug, Clone, Copy)]
 enum Profile {
-    /// target/release if spawnprof is built there, else target/debug.
+    /// Whichever of target/release and target/debug was built last.
     Auto,
     Debug,
     Release,
@@ -414,10 +415,21 @@ fn locate_binaries(paths: &Paths, profile: Profile) -> Result<Binaries> {
         Profile::Debug => &["debug"],
         Profile::Release => &["release"],
     };
+    // Of the profiles built, the most recently built: a stale release build
+    // must not stand in for the debug build just made (or the reverse).
     let find = || {
         dirs.iter()
             .map(|d| paths.target.join(d))
-            .find(|dir| dir.join("spawnprof").is_file())
+            .filter_map(|dir| {
+                let built = std::fs::metadata(dir.join("spawnprof"))
+                    .ok()
+                    .filter(|m| m.is_file())?
+                    .modified()
+                    .ok()?;
+                Some((built, dir))
+            })
+            .max_by_key(|(built, _)| *built)
+            .map(|(_, dir)| dir)
     };
     let dir = match find() {
         Some(dir) => dir,
@@ -485,13 +497,14 @@ fn vm_command(name: &str, shell: impl Into<String>) -> VmCommand {
     }
 }
 
-/// The workload the record runs profile: SPAWN_COUNT fork+exec spawns,
-/// each child waited for with `reap` (waitpid or waitid).
-fn workload(bins: &Binaries, reap: &str) -> String {
+/// The workload a record run profiles: SPAWN_COUNT spawns with the run's
+/// method, each child waited for with the run's `reap` (waitpid or waitid).
+fn workload(bins: &Binaries, run: &Run) -> String {
     if bins.spawner.is_some() {
         format!(
-            "/spawnprof-spawner --method fork-exec --count {SPAWN_COUNT} --rss 64M \
-             --path-misses {PATH_MISSES} --program true --reap {reap}"
+            "/spawnprof-spawner --method {} --count {SPAWN_COUNT} --rss 64M \
+             --path-misses {PATH_MISSES} --program true --reap {}",
+            run.method, run.reap
         )
     } else {
         // busybox ash forks for every external command named by path (and
@@ -502,8 +515,10 @@ fn workload(bins: &Binaries, reap: &str) -> String {
 }
 
 /// Runs A and C take the default tiers (fentry where available); B and D
-/// force the kprobe tier with `--no-fentry`. A and B wait with waitpid
-/// (kernel_wait4), C and D with waitid (the waitid syscall function).
+/// force the kprobe tier with `--no-fentry`. A and B fork and wait with
+/// waitpid (kernel_wait4); C and D posix_spawn (vfork-style, for the
+/// parent's release at the child's exec) and wait with waitid (the waitid
+/// syscall function).
 const RUNS: [Run; 4] = [
     Run {
         label: "A",
@@ -511,6 +526,7 @@ const RUNS: [Run; 4] = [
         flags: "",
         mechanism: "fentry",
         reap: "waitpid",
+        method: "fork-exec",
     },
     Run {
         label: "B",
@@ -518,6 +534,7 @@ const RUNS: [Run; 4] = [
         flags: " --no-fentry",
         mechanism: "kprobe",
         reap: "waitpid",
+        method: "fork-exec",
     },
     Run {
         label: "C",
@@ -525,6 +542,7 @@ const RUNS: [Run; 4] = [
         flags: "",
         mechanism: "fentry",
         reap: "waitid",
+        method: "posix-spawn",
     },
     Run {
         label: "D",
@@ -532,6 +550,7 @@ const RUNS: [Run; 4] = [
         flags: " --no-fentry",
         mechanism: "kprobe",
         reap: "waitid",
+        method: "posix-spawn",
     },
 ];
 
@@ -543,6 +562,9 @@ struct Run {
     mechanism: &'static str,
     /// How the spawner waits for its children (`--reap`).
     reap: &'static str,
+    /// The spawner's `--method`: fork-exec runs check the mm copy,
+    /// posix-spawn runs the vfork parent's release.
+    method: &'static str,
 }
 
 fn full_commands(bins: &Binaries) -> Vec<VmCommand> {
@@ -554,7 +576,7 @@ fn full_commands(bins: &Binaries) -> Vec<VmCommand> {
             format!(
                 "/spawnprof record{} -o /tmp/{d} -- {}",
                 run.flags,
-                workload(bins, run.reap)
+                workload(bins, run)
             ),
         ));
         cmds.push(vm_command(
@@ -1102,12 +1124,18 @@ fn check_full(sections: &[Section], bins: &Binaries) -> Result<()> {
     let mut failures = Vec::new();
     for run in &RUNS {
         match assert_tiers(sections, run, bins.spawner.is_some()) {
-            Ok(forks) => println!(
-                "vm-test: run {} ok: {} via {}, {forks} fork spawns with kernel_fn timings, \
+            Ok(spawns) => println!(
+                "vm-test: run {} ok: {} via {}, {spawns} {} spawns with {}, \
                  clone via kernel_clone, {} reaps seen{}",
                 run.label,
                 CHECKED_STAGES.join(", "),
                 run.mechanism,
+                run.method,
+                if run.method == "posix-spawn" && bins.spawner.is_some() {
+                    "the parent's release at begin_new_exec"
+                } else {
+                    "kernel_fn timings"
+                },
                 run.reap,
                 if bins.spawner.is_some() {
                     ", PATH misses as failed exec attempts"
@@ -1131,9 +1159,12 @@ fn check_full(sections: &[Section], bins: &Binaries) -> Result<()> {
 }
 
 /// Checks one record run: its plan attaches CHECKED_STAGES with the run's
-/// mechanism, and at least SPAWN_COUNT fork spawns carry kernel-function data.
-/// Returns the number of fork spawns.
-fn assert_tiers(sections: &[Section], run: &Run, with_path_misses: bool) -> Result<usize> {
+/// mechanism, and at least SPAWN_COUNT spawns of the run's method carry what
+/// those tiers measure (kernel-function data for forks, the parent's release
+/// for vfork-style spawns). Returns the number of such spawns.
+/// `with_spawner`: false for the busybox fallback, whose loop always forks
+/// and has no PATH misses.
+fn assert_tiers(sections: &[Section], run: &Run, with_spawner: bool) -> Result<usize> {
     let d = run.dir;
     ok_section(sections, &format!("record-{d}"))?;
 
@@ -1167,8 +1198,10 @@ fn assert_tiers(sections: &[Section], run: &Run, with_path_misses: bool) -> Resu
         );
     }
 
+    let vfork = with_spawner && run.method == "posix-spawn";
+    let expected = if vfork { "vfork" } else { "fork" };
     let spawns_text = &ok_section(sections, &format!("spawns-{d}"))?.body;
-    let mut forks = 0;
+    let mut seen = 0;
     let mut bad = Vec::new();
     for (i, line) in spawns_text
         .lines()
@@ -1179,97 +1212,140 @@ fn assert_tiers(sections: &[Section], run: &Run, with_path_misses: bool) -> Resu
             .with_context(|| format!("spawns.jsonl line {} is not JSON: {line}", i + 1))?;
         let method = spawn.get("method").and_then(Value::as_str);
         let thread = spawn.get("thread").and_then(Value::as_bool);
-        if method != Some("fork") || thread != Some(false) {
+        if method != Some(expected) || thread != Some(false) {
             continue;
         }
-        forks += 1;
-        // kernel_clone, not a syscall tracepoint, saw the clone.
-        let syscall = spawn.get("syscall").and_then(Value::as_str);
-        if syscall != Some("kernel_clone") {
-            bad.push(format!(
-                "line {}: syscall {syscall:?}, expected \"kernel_clone\"",
-                i + 1
-            ));
-        }
-        if spawn.pointer("/ts/reap").and_then(Value::as_u64).is_none() {
-            bad.push(format!("line {}: no reap time ({})", i + 1, run.reap));
-        }
-        // The lock wait inside dup_mmap, from uprobe_start_dup_mmap to
-        // uprobe_dup_mmap, with no mmap_lock tracepoint attached.
-        let ts = |f: &str| spawn.pointer(&format!("/ts/{f}")).and_then(Value::as_u64);
-        if ts("first_run").is_none() {
-            bad.push(format!("line {}: no first run (schedule_tail)", i + 1));
-        }
-        // schedule_tail runs on the child's first CPU: the placement data.
-        let cpu = |f: &str| spawn.get(f).and_then(Value::as_u64);
-        if cpu("parent_cpu").is_none() || cpu("child_first_cpu").is_none() {
-            bad.push(format!(
-                "line {}: no CPUs (parent_cpu {:?}, child_first_cpu {:?})",
-                i + 1,
-                cpu("parent_cpu"),
-                cpu("child_first_cpu")
-            ));
-        }
-        match (ts("mm_lock_wait"), ts("mm_copy_start")) {
-            (Some(wait), Some(held)) if wait <= held => {}
-            other => bad.push(format!(
-                "line {}: no lock wait inside dup_mmap (mm_lock_wait, mm_copy_start) = {other:?}",
-                i + 1
-            )),
-        }
-        // The child writes to its stack, shared copy-on-write, before its
-        // exec: do_wp_page sees it.
-        let count = |f: &str| {
-            spawn
-                .pointer(&format!("/faults/{f}"))
-                .and_then(Value::as_u64)
-        };
-        if count("pre_exec_cow").is_none_or(|c| c == 0) || count("total").is_none_or(|c| c == 0) {
-            bad.push(format!(
-                "line {}: no pre-exec CoW fault (do_wp_page) or no fault total (task counters): faults = {}",
-                i + 1,
-                spawn.get("faults").map_or("absent".to_string(), json)
-            ));
-        }
-        if with_path_misses && let Err(e) = check_exec_attempts(&spawn) {
-            bad.push(format!("line {}: {e}", i + 1));
-        }
-        let positive = |field: &str| {
-            spawn
-                .pointer(&format!("/kernel_fn/{field}"))
-                .and_then(Value::as_f64)
-                .is_some_and(|v| v > 0.0)
-        };
-        let missing: Vec<&str> = [
-            "copy_page_range_ns",
-            "copy_page_range_calls",
-            "anon_vma_fork_calls",
-        ]
-        .into_iter()
-        .filter(|f| !positive(f))
-        .collect();
-        if !missing.is_empty() {
-            bad.push(format!(
-                "line {}: kernel_fn.{} not > 0: kernel_fn = {}",
-                i + 1,
-                missing.join(", kernel_fn."),
-                spawn.get("kernel_fn").map_or("absent".to_string(), json)
-            ));
+        seen += 1;
+        let problems = [
+            check_common(&spawn, run),
+            if vfork {
+                check_vfork_release(&spawn)
+            } else {
+                check_fork(&spawn)
+            },
+            if with_spawner {
+                check_exec_attempts(&spawn).map_err(|e| vec![e.to_string()])
+            } else {
+                Ok(())
+            },
+        ];
+        for p in problems.into_iter().filter_map(Result::err).flatten() {
+            bad.push(format!("line {}: {p}", i + 1));
         }
     }
     ensure!(
         bad.is_empty(),
-        "{} of {forks} fork spawns lack kernel_fn data, e.g.\n{}",
+        "{} problems in {seen} {expected} spawns, e.g.\n{}",
         bad.len(),
         indent(&bad[..bad.len().min(3)].join("\n"))
     );
     ensure!(
-        forks >= SPAWN_COUNT,
-        "expected at least {SPAWN_COUNT} fork spawns (syscall clone/fork, thread false), \
-         found {forks} in {} lines of spawns.jsonl",
+        seen >= SPAWN_COUNT,
+        "expected at least {SPAWN_COUNT} {expected} spawns (method {expected}, thread false), \
+         found {seen} in {} lines of spawns.jsonl",
         spawns_text.lines().count()
     );
-    Ok(forks)
+    Ok(seen)
+}
+
+fn ts(spawn: &Value, field: &str) -> Option<u64> {
+    spawn
+        .pointer(&format!("/ts/{field}"))
+        .and_then(Value::as_u64)
+}
+
+/// What every spawn of a kernel-function tier has: the clone seen on
+/// kernel_clone, the reap, the first run (schedule_tail) and its CPUs.
+fn check_common(spawn: &Value, run: &Run) -> Result<(), Vec<String>> {
+    let mut bad = Vec::new();
+    // kernel_clone, not a syscall tracepoint, saw the clone.
+    let syscall = spawn.get("syscall").and_then(Value::as_str);
+    if syscall != Some("kernel_clone") {
+        bad.push(format!("syscall {syscall:?}, expected \"kernel_clone\""));
+    }
+    if ts(spawn, "reap").is_none() {
+        bad.push(format!("no reap time ({})", run.reap));
+    }
+    if ts(spawn, "first_run").is_none() {
+        bad.push("no first run (schedule_tail)".to_string());
+    }
+    // schedule_tail runs on the child's first CPU: the placement data.
+    let cpu = |f: &str| spawn.get(f).and_then(Value::as_u64);
+    if cpu("parent_cpu").is_none() || cpu("child_first_cpu").is_none() {
+        bad.push(format!(
+            "no CPUs (parent_cpu {:?}, child_first_cpu {:?})",
+            cpu("parent_cpu"),
+            cpu("child_first_cpu")
+        ));
+    }
+    if bad.is_empty() { Ok(()) } else { Err(bad) }
+}
+
+/// A fork copies the mm: the lock wait inside dup_mmap, CoW faults on
+/// do_wp_page and the copy_page_range / anon_vma_fork times.
+fn check_fork(spawn: &Value) -> Result<(), Vec<String>> {
+    let mut bad = Vec::new();
+    // The lock wait inside dup_mmap, from uprobe_start_dup_mmap to
+    // uprobe_dup_mmap, with no mmap_lock tracepoint attached.
+    match (ts(spawn, "mm_lock_wait"), ts(spawn, "mm_copy_start")) {
+        (Some(wait), Some(held)) if wait <= held => {}
+        other => bad.push(format!(
+            "no lock wait inside dup_mmap (mm_lock_wait, mm_copy_start) = {other:?}"
+        )),
+    }
+    // The child writes to its stack, shared copy-on-write, before its
+    // exec: do_wp_page sees it.
+    let count = |f: &str| {
+        spawn
+            .pointer(&format!("/faults/{f}"))
+            .and_then(Value::as_u64)
+    };
+    if count("pre_exec_cow").is_none_or(|c| c == 0) || count("total").is_none_or(|c| c == 0) {
+        bad.push(format!(
+            "no pre-exec CoW fault (do_wp_page) or no fault total (task counters): faults = {}",
+            spawn.get("faults").map_or("absent".to_string(), json)
+        ));
+    }
+    let positive = |field: &str| {
+        spawn
+            .pointer(&format!("/kernel_fn/{field}"))
+            .and_then(Value::as_f64)
+            .is_some_and(|v| v > 0.0)
+    };
+    let missing: Vec<&str> = [
+        "copy_page_range_ns",
+        "copy_page_range_calls",
+        "anon_vma_fork_calls",
+    ]
+    .into_iter()
+    .filter(|f| !positive(f))
+    .collect();
+    if !missing.is_empty() {
+        bad.push(format!(
+            "kernel_fn.{} not > 0: kernel_fn = {}",
+            missing.join(", kernel_fn."),
+            spawn.get("kernel_fn").map_or("absent".to_string(), json)
+        ));
+    }
+    if bad.is_empty() { Ok(()) } else { Err(bad) }
+}
+
+/// A vfork-style spawn on a kernel before 6.10 (no sched_prepare_exec):
+/// begin_new_exec marks the exec's point of no return, which releases the
+/// suspended parent, and the parent returns after it.
+fn check_vfork_release(spawn: &Value) -> Result<(), Vec<String>> {
+    let (prepare, release, back) = (
+        ts(spawn, "exec_prepare"),
+        ts(spawn, "vfork_release"),
+        ts(spawn, "clone_exit"),
+    );
+    match (prepare, release, back) {
+        (Some(p), Some(r), Some(b)) if p == r && r <= b => Ok(()),
+        other => Err(vec![format!(
+            "no vfork release at begin_new_exec before the parent's return \
+             (exec_prepare, vfork_release, clone_exit) = {other:?}"
+        )]),
+    }
 }
 
 /// The spawner's PATH search, seen through the exec stage's kernel-function
@@ -1513,10 +1589,17 @@ mod tests {
         let fork = format!(
             r#"{{"syscall":"kernel_clone","method":"fork","thread":false,"parent_cpu":0,"child_first_cpu":1,"ts":{{"reap":7,"mm_lock_wait":3,"mm_copy_start":4,"first_run":5}},"faults":{{"pre_exec_cow":2,"total":90}},"exec_attempts":{attempts},"kernel_fn":{{"copy_page_range_ns":{copy_ns},"copy_page_range_calls":9,"anon_vma_fork_calls":3}}}}"#
         );
+        let vfork = format!(
+            r#"{{"syscall":"kernel_clone","method":"vfork","thread":false,"parent_cpu":0,"child_first_cpu":0,"ts":{{"reap":9,"first_run":2,"exec_prepare":5,"vfork_release":5,"clone_exit":6}},"exec_attempts":{attempts}}}"#
+        );
         let thread = r#"{"syscall":"kernel_clone","method":"thread","thread":true,"kernel_fn":{}}"#;
-        let spawns = [vec![thread.to_string()], vec![fork; SPAWN_COUNT]]
-            .concat()
-            .join("\n");
+        let spawns = [
+            vec![thread.to_string()],
+            vec![fork; SPAWN_COUNT],
+            vec![vfork; SPAWN_COUNT],
+        ]
+        .concat()
+        .join("\n");
         vec![
             sec(format!("record-{dir}"), String::new()),
             sec(format!("summary-{dir}"), plan),
@@ -1550,6 +1633,30 @@ mod tests {
         assert!(
             format!("{no_cpu:#}").contains("child_first_cpu"),
             "{no_cpu:#}"
+        );
+    }
+
+    #[test]
+    fn posix_spawn_runs_check_the_vfork_release_not_the_mm_copy() {
+        let c = &RUNS[2];
+        assert_eq!(c.method, "posix-spawn");
+        assert_eq!(
+            assert_tiers(&sections_for("c", "fentry", 0), c, true).ok(),
+            Some(SPAWN_COUNT)
+        );
+        let unreleased: Vec<Section> = sections_for("c", "fentry", 0)
+            .into_iter()
+            .map(|mut s| {
+                s.body = s.body.replace(r#""vfork_release":5,"#, "");
+                s
+            })
+            .collect();
+        let err = assert_tiers(&unreleased, c, true).unwrap_err();
+        assert!(format!("{err:#}").contains("vfork_release"), "{err:#}");
+        // The busybox fallback forks in every run.
+        assert_eq!(
+            assert_tiers(&sections_for("c", "fentry", 5000), c, false).ok(),
+            Some(SPAWN_COUNT)
         );
     }
 
