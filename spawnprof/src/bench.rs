@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     analysis::{self, Placement, StageStats},
+    interrupt::{InterruptedBeforeTracing, Interrupts},
     model::SpawnRecord,
     node::NodeFacts,
     plan::PlanRow,
@@ -116,6 +117,9 @@ pub struct BenchReport {
     pub duration_ns: u64,
     pub configs: Vec<ConfigResult>,
     pub overhead: Option<Overhead>,
+    /// Stopped by Ctrl-C or SIGTERM: `configs` holds the ones that finished.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 /// The experiments of the sweep, in the order they run.
@@ -441,7 +445,11 @@ async fn run_config(
     opts.announce = false;
     opts.command_stdout = Some(stdout.clone());
     opts.probe_cost = probe_cost;
+    opts.owns_command = true;
     let rec = record::record(opts).await?;
+    if rec.summary.interrupted {
+        return Err(SweepInterrupted.into());
+    }
     if rec.summary.exit_code != Some(0) {
         bail!(
             "the spawner failed for {} (exit {:?}); its output is in {}",
@@ -495,13 +503,22 @@ fn run_unprobed(spawner: &Path, cfg: &Config) -> Result<SpawnResult> {
     Ok(serde_json::from_str(line)?)
 }
 
-async fn measure_overhead(spawner: &Path, dir: &Path, opts: &BenchOptions) -> Result<Overhead> {
+async fn measure_overhead(
+    spawner: &Path,
+    dir: &Path,
+    opts: &BenchOptions,
+    interrupts: &mut Interrupts,
+) -> Result<Overhead> {
     let mut cfg = Config::new(Method::PosixSpawn);
     cfg.count = opts.count.unwrap_or(if opts.quick { 500 } else { 2000 });
     cfg.mode = Mode::Serial;
     // Alternate to spread drift (frequency, other load) over both sides.
     let (mut without, mut with) = (Vec::new(), Vec::new());
     for round in 0..2 {
+        // The unprobed runs are not recordings: check for a Ctrl-C here.
+        if interrupts.arrived().await.is_some() {
+            return Err(SweepInterrupted.into());
+        }
         without.push(run_unprobed(spawner, &cfg)?.spawns_per_sec);
         let bc = BenchConfig {
             name: format!("overhead/with-probes-{round}"),
@@ -509,6 +526,7 @@ async fn measure_overhead(spawner: &Path, dir: &Path, opts: &BenchOptions) -> Re
             spawner: cfg.clone(),
         };
         let (r, _, _) = run_config(&bc, spawner, dir, &opts.session, false).await?;
+        interrupts.rearm();
         with.push(r.spawner.spawns_per_sec);
     }
     let costed = BenchConfig {
@@ -516,8 +534,11 @@ async fn measure_overhead(spawner: &Path, dir: &Path, opts: &BenchOptions) -> Re
         experiment: "overhead".into(),
         spawner: cfg.clone(),
     };
-    let probe_cost = match run_config(&costed, spawner, dir, &opts.session, true).await {
+    let costed_run = run_config(&costed, spawner, dir, &opts.session, true).await;
+    interrupts.rearm();
+    let probe_cost = match costed_run {
         Ok((_, _, cost)) => cost,
+        Err(e) if is_interrupt(&e) => return Err(e),
         Err(e) => {
             // Statistics can be refused (BPF_ENABLE_STATS needs 5.8); the
             // rates above still stand.
@@ -540,7 +561,27 @@ async fn measure_overhead(spawner: &Path, dir: &Path, opts: &BenchOptions) -> Re
 }
 
 /// Runs the whole bench and writes `bench.json`.
+/// A configuration's recording was stopped by a signal.
+#[derive(Debug)]
+struct SweepInterrupted;
+
+impl std::fmt::Display for SweepInterrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for SweepInterrupted {}
+
+/// Whether `e` is a Ctrl-C or SIGTERM rather than a failure.
+fn is_interrupt(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.is::<SweepInterrupted>() || c.is::<InterruptedBeforeTracing>())
+}
+
 pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
+    // A Ctrl-C stops the sweep where it is; what finished is written.
+    let mut interrupts = Interrupts::catch()?;
     let out_dir = prepare_out_dir(&opts.out_dir, opts.force)?;
     if opts.out_dir.join(BENCH_FILE).exists() && !opts.force {
         bail!(
@@ -568,20 +609,45 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
     );
     let mut results = Vec::new();
     let mut plan = Vec::new();
+    let mut interrupted = false;
     for cfg in &configs {
+        if interrupts.arrived().await.is_some() {
+            interrupted = true;
+            break;
+        }
         bar.set_message(cfg.name.clone());
-        let (r, p, _) = run_config(cfg, &spawner, &opts.out_dir, &opts.session, false)
-            .await
-            .with_context(|| format!("configuration {}", cfg.name))?;
-        plan = p;
-        results.push(r);
+        let outcome = run_config(cfg, &spawner, &opts.out_dir, &opts.session, false).await;
+        // Each recording leaves signal handling in its writing phase;
+        // between configurations the sweep is tokio's to stop again.
+        interrupts.rearm();
+        match outcome {
+            Ok((r, p, _)) => {
+                plan = p;
+                results.push(r);
+            }
+            Err(e) if is_interrupt(&e) => {
+                interrupted = true;
+                break;
+            }
+            Err(e) => return Err(e.context(format!("configuration {}", cfg.name))),
+        }
         bar.inc(1);
     }
-    let overhead = if opts.overhead {
+    let overhead = if opts.overhead && !interrupted {
         bar.set_message("overhead: spawner with and without probes");
-        let o = measure_overhead(&spawner, &opts.out_dir, &opts).await?;
+        let outcome = measure_overhead(&spawner, &opts.out_dir, &opts, &mut interrupts).await;
         bar.inc(1);
-        Some(o)
+        match outcome {
+            Ok(o) => Some(o),
+            Err(e) => {
+                // A Ctrl-C at the terminal also kills the unprobed spawner.
+                if !is_interrupt(&e) && interrupts.arrived().await.is_none() {
+                    return Err(e);
+                }
+                interrupted = true;
+                None
+            }
+        }
     } else {
         None
     };
@@ -594,6 +660,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
         duration_ns: started.elapsed().as_nanos() as u64,
         configs: results,
         overhead,
+        interrupted,
     };
     let path = opts.out_dir.join(BENCH_FILE);
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
@@ -603,6 +670,22 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
     }
     out_dir.hand_to_invoking_user()?;
     Ok(report)
+}
+
+/// Says that a bench was cut short, and how much of it ran.
+pub fn interrupted_note(report: &BenchReport) -> Option<String> {
+    report.interrupted.then(|| {
+        format!(
+            "INTERRUPTED (Ctrl-C or SIGTERM): {} configuration{} finished{}; run the bench again for the whole sweep",
+            report.configs.len(),
+            if report.configs.len() == 1 { "" } else { "s" },
+            if report.overhead.is_none() {
+                ", no overhead figure"
+            } else {
+                ""
+            }
+        )
+    })
 }
 
 /// The terminal summary: node facts, then one row per configuration.
@@ -626,6 +709,9 @@ pub fn render(report: &BenchReport) -> String {
     );
     if let Some(cpus) = n.cpu_wakeup_summary() {
         let _ = writeln!(out, "CPUs: {cpus}");
+    }
+    if let Some(note) = interrupted_note(report) {
+        let _ = writeln!(out, "{note}");
     }
     let _ = writeln!(
         out,

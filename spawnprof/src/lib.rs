@@ -13,6 +13,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod correlate;
 pub mod decode;
+pub mod interrupt;
 pub mod model;
 pub mod node;
 pub mod plan;

@@ -6,6 +6,7 @@ use spawnprof::{
     bench::{self, BenchOptions},
     capabilities::Host,
     cli::{BenchArgs, Cli, Command, ProbeArgs, RecordArgs},
+    interrupt::{self, InterruptedBeforeTracing},
     plan,
     record::{self, RecordOptions, Target},
     report::{export, files::OutputDir, table},
@@ -18,7 +19,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Record(args) => run_record(args),
         Command::Probes(args) => run_probes(&args).map(|()| 0),
-        Command::Bench(args) => run_bench(args).map(|()| 0),
+        Command::Bench(args) => run_bench(args),
         Command::Report { dir } => run_report(&dir).map(|()| 0),
         Command::Diff { a, b, output } => run_diff(&a, &b, &output).map(|t| {
             print!("{t}");
@@ -29,6 +30,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) if e.chain().any(|c| c.is::<InterruptedBeforeTracing>()) => {
+            eprintln!("spawnprof: {e:#}");
+            ExitCode::from(interrupt::EXIT_INTERRUPTED as u8)
+        }
         Err(e) => {
             eprintln!("spawnprof: error: {e:#}");
             ExitCode::from(1)
@@ -163,7 +168,11 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         eprint!("{}", table::probe_cost(cost));
     }
     eprintln!("recording written to {}", out_dir.display());
-    Ok(s.exit_code.unwrap_or(if s.interrupted { 130 } else { 0 }))
+    Ok(s.exit_code.unwrap_or(if s.interrupted {
+        interrupt::EXIT_INTERRUPTED
+    } else {
+        0
+    }))
 }
 
 fn run_report(dir: &std::path::Path) -> Result<()> {
@@ -217,7 +226,7 @@ where
     .transpose()
 }
 
-fn run_bench(args: BenchArgs) -> Result<()> {
+fn run_bench(args: BenchArgs) -> Result<i32> {
     let methods = args
         .methods
         .as_deref()
@@ -265,7 +274,11 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     let report = rt.block_on(bench::run(opts))?;
     print!("{}", bench::render(&report));
     eprintln!("bench written to {}", out_dir.display());
-    Ok(())
+    Ok(if report.interrupted {
+        interrupt::EXIT_INTERRUPTED
+    } else {
+        0
+    })
 }
 
 fn run_bench_report(spawns: usize) -> Result<()> {

@@ -15,7 +15,6 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::{Interest, unix::AsyncFd},
-    signal::unix::SignalKind,
     sync::oneshot,
 };
 
@@ -24,6 +23,7 @@ use crate::{
     capabilities::Host,
     correlate::{Correlator, Reorder},
     decode::decode,
+    interrupt::{self, InterruptedBeforeTracing, Interrupts},
     model::SpawnRecord,
     node::NodeFacts,
     plan::Mechanism,
@@ -86,6 +86,9 @@ pub struct RecordOptions {
     /// reader's CPU time). Off by default: the kernel's statistics add two
     /// clock reads to every probe run.
     pub probe_cost: bool,
+    /// The command is spawnprof's own (the bench's spawner): an interrupt
+    /// ends it too, whichever signal it was and whoever it reached.
+    pub owns_command: bool,
 }
 
 impl RecordOptions {
@@ -102,6 +105,7 @@ impl RecordOptions {
             announce: true,
             sample_hz: 999,
             probe_cost: false,
+            owns_command: false,
         }
     }
 }
@@ -133,6 +137,9 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         Target::Command(argv) => (argv.join(" "), None),
         Target::Pid(pid) => (format!("pid {pid}"), Some(tgid_of(*pid)?)),
     };
+    // Caught from here on: a Ctrl-C while the probes load is seen once they
+    // are ready, instead of killing us with the output directory half made.
+    let mut interrupts = Interrupts::catch()?;
     // Privileges first (Host::probe starts with them): without them nothing
     // else is worth checking. The output directory is checked before any
     // probe is loaded.
@@ -163,10 +170,13 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     // same) until it is dropped, which happens after the AsyncFd is gone.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| anyhow!("polling the ring buffer: {e}"))?;
+    if interrupts.arrived().await.is_some() {
+        drop(ring);
+        drop(session); // detaches every probe
+        out_dir.discard_if_untouched();
+        return Err(InterruptedBeforeTracing.into());
+    }
     let mut writer = SpawnWriter::create(&opts.out_dir)?;
-
-    let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
-    let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
 
     let t0 = mono_ns();
     let start_unix_s = SystemTime::now()
@@ -232,11 +242,12 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
                 break Stop::Duration;
             }
-            _ = sigint.recv() => break Stop::Interrupted,
-            _ = sigterm.recv() => {
+            signal = interrupts.recv() => {
                 // Unlike Ctrl-C, SIGTERM reaches only us: pass it on so the
                 // command does not outlive its recording.
-                if let (Target::Command(_), Some(pid)) = (&opts.target, root_pid) {
+                let end_command = signal == interrupt::Stop::Terminate || opts.owns_command;
+                if let (true, Target::Command(_), Some(pid)) = (end_command, &opts.target, root_pid)
+                {
                     // SAFETY: signalling the child we started.
                     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
                 }
@@ -274,14 +285,10 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         eprintln!(
             "spawnprof: interrupted; writing what was recorded (Ctrl-C again to quit at once)"
         );
-        // A second Ctrl-C ends the process immediately; the kernel then
-        // closes every probe with our file descriptors.
-        tokio::spawn(async move {
-            if sigint.recv().await.is_some() {
-                std::process::exit(130);
-            }
-        });
     }
+    // What follows is synchronous: from here a signal is noted, and the next
+    // one (after an interrupt, the very next) ends the process at once.
+    interrupts.writing(interrupted);
     // Last marks: whatever is still in the ring buffer, then the window.
     drain_ring(ring.get_mut(), &mut reorder, None);
     for e in reorder.drain() {

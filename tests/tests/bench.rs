@@ -258,3 +258,57 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
         "a root frame per configuration"
     );
 }
+
+/// A Ctrl-C at the terminal (SIGINT to the whole process group, spawner
+/// included) in the middle of the sweep: the bench stops, writes what
+/// finished marked as interrupted, exits 130 and leaves no spawner behind.
+#[test]
+fn a_ctrl_c_mid_sweep_keeps_the_finished_configurations() {
+    use std::os::unix::process::CommandExt as _;
+    require_root();
+    let dir = out_dir("bench-interrupted");
+    let mut bench = Command::new(spawnprof_bin())
+        .args(["bench", "--quick", "--experiments", "method-rss,env", "-o"])
+        .arg(&dir)
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start spawnprof bench");
+    let group = bench.id() as i32;
+    // Once the second configuration is being recorded, the first finished.
+    let second = dir.join("method-rss/fork-exec-rss256mib/spawns.jsonl");
+    let start = std::time::Instant::now();
+    while !second.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "the bench never reached its second configuration"
+        );
+        assert!(bench.try_wait().unwrap().is_none(), "the bench ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: signalling the process group we made.
+    unsafe { libc::kill(-group, libc::SIGINT) };
+    let out = bench.wait_with_output().expect("wait");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(stdout.contains("INTERRUPTED"), "{stdout}");
+    let bench: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap();
+    assert_eq!(bench["interrupted"], true);
+    let configs = bench["configs"].as_array().expect("configs");
+    assert!(
+        !configs.is_empty() && configs.len() < 4,
+        "the first configuration and not the whole sweep: {}",
+        configs.len()
+    );
+    assert!(bench["overhead"].is_null());
+    assert!(dir.join("bench.html").exists());
+    // Nothing of the group is left running (the spawner included).
+    // SAFETY: a signal-0 probe of the group.
+    let alive = unsafe { libc::kill(-group, 0) } == 0;
+    assert!(!alive, "a process of the bench outlived it");
+}

@@ -219,3 +219,112 @@ fn interrupt_keeps_recording_and_detaches(test: &str, signal: i32) {
     // The traced command does not outlive the recording.
     let _ = Command::new("pkill").args(["-f", "sleep 30"]).status();
 }
+
+#[test]
+fn ctrl_c_while_the_probes_load_records_nothing_and_detaches() {
+    require_root();
+    let dir = out_dir("sigint-loading");
+    let mut rec = Command::new(spawnprof_bin())
+        .arg("record")
+        .arg("-o")
+        .arg(&dir)
+        .args(["--", "sleep", "30"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start spawnprof");
+    let pid = rec.id();
+    // Signalled as soon as it holds its first program: loading is under
+    // way, and the rest of the set-up takes far longer than a signal.
+    let start = Instant::now();
+    let mut ours = Vec::new();
+    while ours.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "spawnprof loaded no program"
+        );
+        ours = program_ids_of(pid);
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    // Whatever else it loads before it sees the signal is ours too.
+    while rec.try_wait().expect("wait").is_none() {
+        ours.extend(program_ids_of(pid));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    ours.sort_unstable();
+    ours.dedup();
+    let out = rec.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "stderr: {stderr}");
+    assert!(
+        stderr.contains("interrupted while the probes were loading: nothing was recorded"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("spawnprof: tracing"),
+        "the command must not have been started: {stderr}"
+    );
+    assert!(
+        !dir.exists(),
+        "the output directory it made for nothing is removed"
+    );
+    assert_programs_freed(&ours);
+}
+
+#[test]
+fn a_ctrl_c_while_the_recording_is_written_is_noted_and_the_next_quits_at_once() {
+    require_root();
+    let dir = out_dir("sigint-writing");
+    // /bin/true ends the recording at once; with stack sampling on, writing
+    // it (symbolizing stacks, drawing reports) then takes a second or more.
+    let mut rec = Command::new(spawnprof_bin())
+        .arg("record")
+        .arg("-o")
+        .arg(&dir)
+        .args(["--", "/bin/true"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start spawnprof");
+    let pid = rec.id();
+    let mut lines = BufReader::new(rec.stderr.take().expect("piped")).lines();
+    let mut seen = Vec::new();
+    let mut wait_for = |what: &[&str], seen: &mut Vec<String>| loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                let hit = what.iter().any(|w| l.contains(w));
+                seen.push(l);
+                if hit {
+                    return;
+                }
+            }
+            other => panic!("stderr ended ({other:?}) before any of {what:?}: {seen:?}"),
+        }
+    };
+    wait_for(&["spawnprof: tracing"], &mut seen);
+    let ours = program_ids_of(pid);
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    // Noted while writing (or, if it came before the end, an interrupt).
+    wait_for(
+        &[
+            "the recording is being written; Ctrl-C again to quit at once",
+            "interrupted; writing what was recorded",
+        ],
+        &mut seen,
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let status = wait_with_timeout(&mut rec, Duration::from_secs(5));
+    seen.extend(lines.map_while(Result::ok));
+    assert_eq!(status.code(), Some(130), "stderr: {seen:#?}");
+    assert!(
+        seen.iter().any(|l| l.contains("quitting at once")),
+        "stderr: {seen:#?}"
+    );
+    assert!(
+        !seen.iter().any(|l| l.contains("recording written to")),
+        "it quit before finishing: {seen:#?}"
+    );
+    assert_programs_freed(&ours);
+}

@@ -222,6 +222,9 @@ pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
             .cpu_wakeup_summary()
             .map_or(String::new(), |w| format!(" ({})", charts::escape(&w))),
     );
+    if let Some(note) = crate::bench::interrupted_note(r) {
+        let _ = write!(html, "<p><strong>{}</strong></p>", charts::escape(&note));
+    }
     for (file, title, svg) in &charts {
         let path = dir.join(file);
         fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;

@@ -277,6 +277,7 @@ mod tests {
             duration_ns: 1,
             configs,
             overhead: None,
+            interrupted: false,
         }
     }
 

@@ -57,6 +57,15 @@ pub struct OutputDir {
 }
 
 impl OutputDir {
+    /// Removes the directory again if spawnprof created it and left it
+    /// empty (a recording stopped before it wrote anything).
+    pub fn discard_if_untouched(&self) {
+        if self.created {
+            // Fails, as it should, on a directory that holds anything.
+            let _ = fs::remove_dir(&self.path);
+        }
+    }
+
     /// Notes what `dir` holds now (nothing, if it does not exist yet).
     pub fn before_writing(dir: &Path) -> OutputDir {
         let existing = fs::read_dir(dir).ok().map(|entries| {

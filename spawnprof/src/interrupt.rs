@@ -1,0 +1,148 @@
+//! Ctrl-C and SIGTERM at every moment of a recording.
+//!
+//! - While the probes load and attach: the signal is caught (not the default
+//!   death with a half-made output directory) and seen once they are ready;
+//!   the recording stops before anything is traced ([`InterruptedBeforeTracing`]).
+//! - While recording: tokio delivers it to the recording loop, which stops,
+//!   keeps what was recorded and marks it interrupted.
+//! - While the recording is drained and written: that work is synchronous, so
+//!   tokio cannot deliver anything. A handler of our own, run in signal
+//!   context next to tokio's, notes a first signal and exits at once on the
+//!   next one (after an interrupt, the very next one). The kernel detaches
+//!   every probe as our descriptors close.
+use std::sync::{
+    Once,
+    atomic::{AtomicU8, Ordering},
+};
+
+use anyhow::Result;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// Signals are the recording loop's (tokio's) to handle.
+const LOOP: u8 = 0;
+/// Writing a recording that was not interrupted: note the first signal.
+const WRITING: u8 = 1;
+/// One more signal ends the process at once.
+const QUIT_ON_NEXT: u8 = 2;
+
+static PHASE: AtomicU8 = AtomicU8::new(LOOP);
+
+/// The exit status of an interrupted recording, as a shell reports a
+/// process killed by SIGINT.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// The recording was stopped while its probes were being set up: nothing
+/// was traced and the probes are detached again.
+#[derive(Debug)]
+pub struct InterruptedBeforeTracing;
+
+impl std::fmt::Display for InterruptedBeforeTracing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "interrupted while the probes were loading: nothing was recorded, and every probe is detached",
+        )
+    }
+}
+
+impl std::error::Error for InterruptedBeforeTracing {}
+
+/// Ctrl-C (SIGINT) and SIGTERM, caught from the moment this is made.
+pub struct Interrupts {
+    sigint: Signal,
+    sigterm: Signal,
+}
+
+/// Which signal stopped the recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    CtrlC,
+    Terminate,
+}
+
+impl Interrupts {
+    /// Must be called inside the tokio runtime.
+    pub fn catch() -> Result<Self> {
+        install_writing_handler();
+        PHASE.store(LOOP, Ordering::SeqCst);
+        Ok(Self {
+            sigint: signal(SignalKind::interrupt())?,
+            sigterm: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// The next Ctrl-C or SIGTERM.
+    pub async fn recv(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.sigint.recv() => Stop::CtrlC,
+            _ = self.sigterm.recv() => Stop::Terminate,
+        }
+    }
+
+    /// Whether a signal arrived while we were busy (e.g. loading probes).
+    /// The short sleep lets tokio's driver read its signal pipe, which it
+    /// only does while the runtime waits.
+    pub async fn arrived(&mut self) -> Option<Stop> {
+        tokio::select! {
+            biased;
+            stop = self.recv() => Some(stop),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(1)) => None,
+        }
+    }
+
+    /// Signals are tokio's to deliver again (between the recordings of a
+    /// bench, after each one's writing phase).
+    pub fn rearm(&self) {
+        PHASE.store(LOOP, Ordering::SeqCst);
+    }
+
+    /// The recording loop is over: from now on signals are handled in
+    /// signal context. `interrupted`: the loop ended on a signal, so the next
+    /// one quits at once.
+    pub fn writing(self, interrupted: bool) {
+        PHASE.store(
+            if interrupted { QUIT_ON_NEXT } else { WRITING },
+            Ordering::SeqCst,
+        );
+        // Dropping the streams leaves tokio's handler installed (it is
+        // process-wide); it only stops waking anyone.
+        drop(self);
+    }
+}
+
+fn install_writing_handler() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: the action only touches an atomic and calls write(2)
+            // and _exit(2), all async-signal-safe.
+            let registered = unsafe { signal_hook_registry::register(sig, on_signal_while_writing) };
+            if let Err(e) = registered {
+                eprintln!(
+                    "spawnprof: warning: a second Ctrl-C will not quit at once while the report is written ({e})"
+                );
+            }
+        }
+    });
+}
+
+/// Runs in signal context, after (or before) tokio's own action.
+fn on_signal_while_writing() {
+    match PHASE.load(Ordering::SeqCst) {
+        WRITING => {
+            PHASE.store(QUIT_ON_NEXT, Ordering::SeqCst);
+            let note = b"\nspawnprof: the recording is being written; Ctrl-C again to quit at once (its reports may then be incomplete)\n";
+            // SAFETY: write(2) on stderr with a static buffer.
+            unsafe { libc::write(libc::STDERR_FILENO, note.as_ptr().cast(), note.len()) };
+        }
+        QUIT_ON_NEXT => {
+            let note = b"\nspawnprof: quitting at once\n";
+            // SAFETY: write(2) and _exit(2) are async-signal-safe; the
+            // kernel closes our descriptors, which detaches every probe.
+            unsafe {
+                libc::write(libc::STDERR_FILENO, note.as_ptr().cast(), note.len());
+                libc::_exit(EXIT_INTERRUPTED);
+            }
+        }
+        _ => {}
+    }
+}
