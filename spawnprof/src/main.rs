@@ -15,6 +15,16 @@ use spawnprof::{
 };
 
 fn main() -> ExitCode {
+    // A panic unwinds through the recording, whose drops detach every probe
+    // and flush spawns.jsonl; say so after the standard message.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!(
+            "spawnprof: this is a bug in spawnprof; please report it with the message above. \
+             Every probe is detached as spawnprof unwinds, and the spawns recorded so far stay in spawns.jsonl."
+        );
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Record(args) => run_record(args),

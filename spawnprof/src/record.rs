@@ -228,6 +228,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     let tick = tokio::time::sleep(drain_every);
     tokio::pin!(tick);
     let mut alive_checked = tokio::time::Instant::now();
+    let panic_at = test_panic_deadline();
     let stop = loop {
         tokio::select! {
             guard = ring.readable_mut() => {
@@ -261,6 +262,9 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                     busy_drain_interval
                 };
                 let now = tokio::time::Instant::now();
+                if panic_at.is_some_and(|at| now >= at) {
+                    panic!("SPAWNPROF_TEST_PANIC_AFTER_MS: a panic while recording, on request");
+                }
                 tick.as_mut().reset(now + drain_every);
                 if opts.target_is_pid() && now - alive_checked >= ALIVE_CHECK_INTERVAL {
                     alive_checked = now;
@@ -389,6 +393,21 @@ impl CostMeter {
 fn own_cpu_ns() -> u64 {
     let (user, system) = rusage_self();
     user + system
+}
+
+/// Debug builds only (the integration tests' binaries):
+/// `SPAWNPROF_TEST_PANIC_AFTER_MS=N` panics in the recording loop N ms in,
+/// to prove that a panic still detaches every probe and keeps the spawns
+/// written so far.
+fn test_panic_deadline() -> Option<tokio::time::Instant> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let ms: u64 = std::env::var("SPAWNPROF_TEST_PANIC_AFTER_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(tokio::time::Instant::now() + Duration::from_millis(ms))
 }
 
 impl RecordOptions {

@@ -328,3 +328,49 @@ fn a_ctrl_c_while_the_recording_is_written_is_noted_and_the_next_quits_at_once()
     );
     assert_programs_freed(&ours);
 }
+
+/// A panic while recording (requested through a debug-build-only variable)
+/// unwinds through the session, which detaches every probe, and the
+/// spawns recorded so far stay on disk.
+#[test]
+fn a_panic_while_recording_detaches_and_keeps_the_spawns_so_far() {
+    require_root();
+    let dir = out_dir("panic");
+    let mut rec = Command::new(spawnprof_bin())
+        .arg("record")
+        .arg("-o")
+        .arg(&dir)
+        .args(["--", "sh", "-c", "/bin/true; sleep 31"])
+        .env("SPAWNPROF_TEST_PANIC_AFTER_MS", "600")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start spawnprof");
+    let pid = rec.id();
+    let mut lines = BufReader::new(rec.stderr.take().expect("piped")).lines();
+    let mut seen = Vec::new();
+    for l in lines.by_ref().map_while(Result::ok) {
+        let tracing = l.contains("spawnprof: tracing");
+        seen.push(l);
+        if tracing {
+            break;
+        }
+    }
+    let ours = program_ids_of(pid);
+    assert!(ours.len() >= 10, "probes are loaded: {ours:?} {seen:?}");
+    let status = wait_with_timeout(&mut rec, Duration::from_secs(20));
+    // The command outlives a crashed spawnprof, holding its stderr open.
+    let _ = Command::new("pkill").args(["-f", "sleep 31"]).status();
+    seen.extend(lines.map_while(Result::ok));
+    assert_eq!(status.code(), Some(101), "a panic: {seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("Every probe is detached as spawnprof unwinds")),
+        "{seen:#?}"
+    );
+    assert_programs_freed(&ours);
+    let spawns = std::fs::read_to_string(dir.join("spawns.jsonl")).expect("spawns.jsonl kept");
+    assert!(
+        spawns.contains("\"/bin/true\""),
+        "the finished spawn is kept: {spawns}"
+    );
+}
