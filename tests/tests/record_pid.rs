@@ -197,7 +197,10 @@ fn sigterm_keeps_what_was_recorded_and_detaches_every_probe() {
 
 fn interrupt_keeps_recording_and_detaches(test: &str, signal: i32) {
     let dir = out_dir(test);
-    let mut rec = start_recording(&dir, &["--", "sh", "-c", "/bin/true; sleep 30"]);
+    // A sleep of its own, so that the pkill below ends no other test's.
+    let sleep = format!("sleep {}", 40 + signal);
+    let script = format!("/bin/true; {sleep}");
+    let mut rec = start_recording(&dir, &["--", "sh", "-c", &script]);
     let ours = program_ids_of(rec.id());
     assert!(
         ours.len() >= 10,
@@ -217,7 +220,7 @@ fn interrupt_keeps_recording_and_detaches(test: &str, signal: i32) {
     );
     assert_programs_freed(&ours);
     // The traced command does not outlive the recording.
-    let _ = Command::new("pkill").args(["-f", "sleep 30"]).status();
+    let _ = Command::new("pkill").args(["-f", &sleep]).status();
 }
 
 #[test]
