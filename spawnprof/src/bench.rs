@@ -535,7 +535,6 @@ async fn measure_overhead(
         spawner: cfg.clone(),
     };
     let costed_run = run_config(&costed, spawner, dir, &opts.session, true).await;
-    interrupts.rearm();
     let probe_cost = match costed_run {
         Ok((_, _, cost)) => cost,
         Err(e) if is_interrupt(&e) => return Err(e),
@@ -617,11 +616,13 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
         }
         bar.set_message(cfg.name.clone());
         let outcome = run_config(cfg, &spawner, &opts.out_dir, &opts.session, false).await;
-        // Each recording leaves signal handling in its writing phase;
-        // between configurations the sweep is tokio's to stop again.
-        interrupts.rearm();
         match outcome {
             Ok((r, p, _)) => {
+                // Each recording leaves signal handling in its writing
+                // phase; between configurations the sweep is tokio's to
+                // stop again. (After an interrupt it stays as the recording
+                // left it: the next Ctrl-C quits at once.)
+                interrupts.rearm();
                 plan = p;
                 results.push(r);
             }

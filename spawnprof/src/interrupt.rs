@@ -5,6 +5,8 @@
 //!   the recording stops before anything is traced ([`InterruptedBeforeTracing`]).
 //! - While recording: tokio delivers it to the recording loop, which stops,
 //!   keeps what was recorded and marks it interrupted.
+//! - Whenever a signal is still waiting for the loop (or a bench for its next
+//!   configuration), the next one quits at once.
 //! - While the recording is drained and written: that work is synchronous, so
 //!   tokio cannot deliver anything. A handler of our own, run in signal
 //!   context next to tokio's, notes a first signal and exits at once on the
@@ -26,6 +28,13 @@ const WRITING: u8 = 1;
 const QUIT_ON_NEXT: u8 = 2;
 
 static PHASE: AtomicU8 = AtomicU8::new(LOOP);
+/// Signals that arrived in the LOOP phase since it began.
+static UNHANDLED: AtomicU8 = AtomicU8::new(0);
+
+fn enter(phase: u8) {
+    UNHANDLED.store(0, Ordering::SeqCst);
+    PHASE.store(phase, Ordering::SeqCst);
+}
 
 /// The exit status of an interrupted recording, as a shell reports a
 /// process killed by SIGINT.
@@ -62,8 +71,8 @@ pub enum Stop {
 impl Interrupts {
     /// Must be called inside the tokio runtime.
     pub fn catch() -> Result<Self> {
-        install_writing_handler();
-        PHASE.store(LOOP, Ordering::SeqCst);
+        install_handler();
+        enter(LOOP);
         Ok(Self {
             sigint: signal(SignalKind::interrupt())?,
             sigterm: signal(SignalKind::terminate())?,
@@ -92,30 +101,27 @@ impl Interrupts {
     /// Signals are tokio's to deliver again (between the recordings of a
     /// bench, after each one's writing phase).
     pub fn rearm(&self) {
-        PHASE.store(LOOP, Ordering::SeqCst);
+        enter(LOOP);
     }
 
     /// The recording loop is over: from now on signals are handled in
     /// signal context. `interrupted`: the loop ended on a signal, so the next
     /// one quits at once.
     pub fn writing(self, interrupted: bool) {
-        PHASE.store(
-            if interrupted { QUIT_ON_NEXT } else { WRITING },
-            Ordering::SeqCst,
-        );
+        enter(if interrupted { QUIT_ON_NEXT } else { WRITING });
         // Dropping the streams leaves tokio's handler installed (it is
         // process-wide); it only stops waking anyone.
         drop(self);
     }
 }
 
-fn install_writing_handler() {
+fn install_handler() {
     static INSTALLED: Once = Once::new();
     INSTALLED.call_once(|| {
         for sig in [libc::SIGINT, libc::SIGTERM] {
             // SAFETY: the action only touches an atomic and calls write(2)
             // and _exit(2), all async-signal-safe.
-            let registered = unsafe { signal_hook_registry::register(sig, on_signal_while_writing) };
+            let registered = unsafe { signal_hook_registry::register(sig, on_signal) };
             if let Err(e) = registered {
                 eprintln!(
                     "spawnprof: warning: a second Ctrl-C will not quit at once while the report is written ({e})"
@@ -126,23 +132,28 @@ fn install_writing_handler() {
 }
 
 /// Runs in signal context, after (or before) tokio's own action.
-fn on_signal_while_writing() {
+fn on_signal() {
     match PHASE.load(Ordering::SeqCst) {
+        // The first is tokio's to deliver; a second before it was acted on
+        // means the user wants out now.
+        LOOP if UNHANDLED.fetch_add(1, Ordering::SeqCst) >= 1 => quit_at_once(),
         WRITING => {
             PHASE.store(QUIT_ON_NEXT, Ordering::SeqCst);
             let note = b"\nspawnprof: the recording is being written; Ctrl-C again to quit at once (its reports may then be incomplete)\n";
             // SAFETY: write(2) on stderr with a static buffer.
             unsafe { libc::write(libc::STDERR_FILENO, note.as_ptr().cast(), note.len()) };
         }
-        QUIT_ON_NEXT => {
-            let note = b"\nspawnprof: quitting at once\n";
-            // SAFETY: write(2) and _exit(2) are async-signal-safe; the
-            // kernel closes our descriptors, which detaches every probe.
-            unsafe {
-                libc::write(libc::STDERR_FILENO, note.as_ptr().cast(), note.len());
-                libc::_exit(EXIT_INTERRUPTED);
-            }
-        }
+        QUIT_ON_NEXT => quit_at_once(),
         _ => {}
+    }
+}
+
+fn quit_at_once() {
+    let note = b"\nspawnprof: quitting at once\n";
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; the kernel
+    // closes our descriptors, which detaches every probe.
+    unsafe {
+        libc::write(libc::STDERR_FILENO, note.as_ptr().cast(), note.len());
+        libc::_exit(EXIT_INTERRUPTED);
     }
 }

@@ -225,8 +225,18 @@ fn interrupt_keeps_recording_and_detaches(test: &str, signal: i32) {
 
 #[test]
 fn ctrl_c_while_the_probes_load_records_nothing_and_detaches() {
+    ctrl_c_while_the_probes_load(1);
+}
+
+#[test]
+fn a_second_ctrl_c_while_the_probes_load_quits_at_once() {
+    ctrl_c_while_the_probes_load(2);
+}
+
+/// `presses` SIGINTs as soon as spawnprof holds its first program.
+fn ctrl_c_while_the_probes_load(presses: usize) {
     require_root();
-    let dir = out_dir("sigint-loading");
+    let dir = out_dir(&format!("sigint-loading-{presses}"));
     let mut rec = Command::new(spawnprof_bin())
         .arg("record")
         .arg("-o")
@@ -247,8 +257,13 @@ fn ctrl_c_while_the_probes_load_records_nothing_and_detaches() {
         );
         ours = program_ids_of(pid);
     }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    for _ in 0..presses {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGINT) };
+        // Apart enough to be two deliveries (one pending signal absorbs
+        // another), well inside the loading.
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Whatever else it loads before it sees the signal is ours too.
     while rec.try_wait().expect("wait").is_none() {
         ours.extend(program_ids_of(pid));
@@ -259,16 +274,19 @@ fn ctrl_c_while_the_probes_load_records_nothing_and_detaches() {
     let out = rec.wait_with_output().expect("output");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "stderr: {stderr}");
-    assert!(
-        stderr.contains("interrupted while the probes were loading: nothing was recorded"),
-        "stderr: {stderr}"
-    );
+    let expected = if presses == 1 {
+        "interrupted while the probes were loading: nothing was recorded"
+    } else {
+        "quitting at once"
+    };
+    assert!(stderr.contains(expected), "stderr: {stderr}");
     assert!(
         !stderr.contains("spawnprof: tracing"),
         "the command must not have been started: {stderr}"
     );
+    // Quitting at once skips the clean-up of the (empty) directory.
     assert!(
-        !dir.exists(),
+        presses > 1 || !dir.exists(),
         "the output directory it made for nothing is removed"
     );
     assert_programs_freed(&ours);
