@@ -22,17 +22,23 @@ fn gated_target(flag: &Path, script: &str) -> Child {
         .expect("start target")
 }
 
-/// Starts `spawnprof record` and waits until it says it is tracing.
-fn start_recording(dir: &Path, args: &[&str]) -> Child {
+/// Starts `spawnprof record -o DIR ARGS...` with its stderr piped.
+fn spawn_recording(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
     require_root();
-    let mut child = Command::new(spawnprof_bin())
+    Command::new(spawnprof_bin())
         .arg("record")
         .arg("-o")
         .arg(dir)
         .args(args)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start spawnprof");
+        .expect("start spawnprof")
+}
+
+/// Starts `spawnprof record` and waits until it says it is tracing.
+fn start_recording(dir: &Path, args: &[&str]) -> Child {
+    let mut child = spawn_recording(dir, args, &[]);
     let stderr = child.stderr.take().expect("piped");
     let mut lines = BufReader::new(stderr).lines();
     loop {
@@ -235,16 +241,8 @@ fn a_second_ctrl_c_while_the_probes_load_quits_at_once() {
 
 /// `presses` SIGINTs as soon as spawnprof holds its first program.
 fn ctrl_c_while_the_probes_load(presses: usize) {
-    require_root();
     let dir = out_dir(&format!("sigint-loading-{presses}"));
-    let mut rec = Command::new(spawnprof_bin())
-        .arg("record")
-        .arg("-o")
-        .arg(&dir)
-        .args(["--", "sleep", "30"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start spawnprof");
+    let mut rec = spawn_recording(&dir, &["--", "sleep", "30"], &[]);
     let pid = rec.id();
     // Signalled as soon as it holds its first program: loading is under
     // way, and the rest of the set-up takes far longer than a signal.
@@ -294,18 +292,10 @@ fn ctrl_c_while_the_probes_load(presses: usize) {
 
 #[test]
 fn a_ctrl_c_while_the_recording_is_written_is_noted_and_the_next_quits_at_once() {
-    require_root();
     let dir = out_dir("sigint-writing");
     // /bin/true ends the recording at once; with stack sampling on, writing
     // it (symbolizing stacks, drawing reports) then takes a second or more.
-    let mut rec = Command::new(spawnprof_bin())
-        .arg("record")
-        .arg("-o")
-        .arg(&dir)
-        .args(["--", "/bin/true"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start spawnprof");
+    let mut rec = spawn_recording(&dir, &["--", "/bin/true"], &[]);
     let pid = rec.id();
     let mut lines = BufReader::new(rec.stderr.take().expect("piped")).lines();
     let mut seen = Vec::new();
@@ -355,17 +345,12 @@ fn a_ctrl_c_while_the_recording_is_written_is_noted_and_the_next_quits_at_once()
 /// spawns recorded so far stay on disk.
 #[test]
 fn a_panic_while_recording_detaches_and_keeps_the_spawns_so_far() {
-    require_root();
     let dir = out_dir("panic");
-    let mut rec = Command::new(spawnprof_bin())
-        .arg("record")
-        .arg("-o")
-        .arg(&dir)
-        .args(["--", "sh", "-c", "/bin/true; sleep 31"])
-        .env("SPAWNPROF_TEST_PANIC_AFTER_MS", "600")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start spawnprof");
+    let mut rec = spawn_recording(
+        &dir,
+        &["--", "sh", "-c", "/bin/true; sleep 31"],
+        &[("SPAWNPROF_TEST_PANIC_AFTER_MS", "600")],
+    );
     let pid = rec.id();
     let mut lines = BufReader::new(rec.stderr.take().expect("piped")).lines();
     let mut seen = Vec::new();
