@@ -739,6 +739,23 @@ mod tests {
             self
         }
         /// fork() by PARENT of CHILD with an mm copy, up to the parent's return.
+        /// A posix_spawn-style clone3 (CLONE_VM|CLONE_VFORK) up to the
+        /// child's first run.
+        fn vfork(&mut self, child: u32) -> &mut Self {
+            let vfork = cf::CLONE_VM | cf::CLONE_VFORK | SIGCHLD;
+            self.at(
+                10,
+                kind::CLONE_ENTER,
+                PARENT,
+                PARENT,
+                (vfork, syscall::CLONE3, 0),
+            )
+            .at(20, kind::NEWTASK, PARENT, PARENT, (child as u64, vfork, 0))
+            .at(5, kind::FORK_DONE, PARENT, PARENT, (child as u64, 0, 0))
+            .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (child as u64, 0, 0))
+            .at(5, kind::FIRST_RUN, child, child, (0, 0, 0))
+        }
+
         fn fork(&mut self, child: u32) -> &mut Self {
             self.at(
                 10,
@@ -894,41 +911,30 @@ mod tests {
 
     #[test]
     fn vfork_parent_returns_after_the_childs_exec() {
-        let vfork = cf::CLONE_VM | cf::CLONE_VFORK | SIGCHLD;
         let mut s = Script::new();
-        s.at(
-            10,
-            kind::CLONE_ENTER,
-            PARENT,
-            PARENT,
-            (vfork, syscall::CLONE3, 0),
-        )
-        .at(20, kind::NEWTASK, PARENT, PARENT, (CHILD as u64, vfork, 0))
-        .at(5, kind::FORK_DONE, PARENT, PARENT, (CHILD as u64, 0, 0))
-        .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (CHILD as u64, 0, 0))
-        .at(5, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
-        .at(5, kind::CHILD_RETURN, CHILD, CHILD, (0, 0, 0))
-        .text_at(
-            5,
-            kind::EXEC_ENTER,
-            CHILD,
-            CHILD,
-            (1, 1, syscall::EXECVE),
-            Some("/bin/true"),
-        )
-        .at(20, kind::EXEC_PREPARE, CHILD, CHILD, (0, 0, 0))
-        .text_at(
-            30,
-            kind::EXEC_DONE,
-            CHILD,
-            CHILD,
-            (CHILD as u64, 8, 0),
-            Some("/bin/true"),
-        )
-        .at(2, kind::CLONE_EXIT, PARENT, PARENT, (CHILD as u64, 0, 0))
-        .at(8, kind::EXEC_EXIT, CHILD, CHILD, (0, 0, 0))
-        .at(100, kind::EXIT, CHILD, CHILD, (0, 0, 0))
-        .reap(CHILD);
+        s.vfork(CHILD)
+            .at(5, kind::CHILD_RETURN, CHILD, CHILD, (0, 0, 0))
+            .text_at(
+                5,
+                kind::EXEC_ENTER,
+                CHILD,
+                CHILD,
+                (1, 1, syscall::EXECVE),
+                Some("/bin/true"),
+            )
+            .at(20, kind::EXEC_PREPARE, CHILD, CHILD, (0, 0, 0))
+            .text_at(
+                30,
+                kind::EXEC_DONE,
+                CHILD,
+                CHILD,
+                (CHILD as u64, 8, 0),
+                Some("/bin/true"),
+            )
+            .at(2, kind::CLONE_EXIT, PARENT, PARENT, (CHILD as u64, 0, 0))
+            .at(8, kind::EXEC_EXIT, CHILD, CHILD, (0, 0, 0))
+            .at(100, kind::EXIT, CHILD, CHILD, (0, 0, 0))
+            .reap(CHILD);
         let (recs, _) = s.run();
         let r = &recs[0];
         assert_eq!(r.method.as_deref(), Some("vfork"));
@@ -944,30 +950,20 @@ mod tests {
 
     #[test]
     fn a_vfork_child_that_never_execs_releases_its_parent_as_it_exits() {
-        let vfork = cf::CLONE_VM | cf::CLONE_VFORK | SIGCHLD;
         let mut s = Script::new();
-        s.at(
-            10,
-            kind::CLONE_ENTER,
-            PARENT,
-            PARENT,
-            (vfork, syscall::CLONE3, 0),
-        )
-        .at(10, kind::FORK_DONE, PARENT, PARENT, (CHILD as u64, 0, 0))
-        .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (CHILD as u64, 0, 0))
-        .at(5, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
-        .text_at(
-            5,
-            kind::EXEC_ENTER,
-            CHILD,
-            CHILD,
-            (1, 1, syscall::EXECVE),
-            Some("/nonexistent/x"),
-        )
-        .at(8, kind::EXEC_EXIT, CHILD, CHILD, (-2i64 as u64, 0, 0))
-        .at(40, kind::EXIT, CHILD, CHILD, (127 << 8, 0, 0))
-        .at(6, kind::CLONE_EXIT, PARENT, PARENT, (CHILD as u64, 0, 0))
-        .reap(CHILD);
+        s.vfork(CHILD)
+            .text_at(
+                5,
+                kind::EXEC_ENTER,
+                CHILD,
+                CHILD,
+                (1, 1, syscall::EXECVE),
+                Some("/nonexistent/x"),
+            )
+            .at(8, kind::EXEC_EXIT, CHILD, CHILD, (-2i64 as u64, 0, 0))
+            .at(40, kind::EXIT, CHILD, CHILD, (127 << 8, 0, 0))
+            .at(6, kind::CLONE_EXIT, PARENT, PARENT, (CHILD as u64, 0, 0))
+            .reap(CHILD);
         let (recs, _) = s.run();
         let r = &recs[0];
         assert_eq!(r.ts.exec_done, None);
