@@ -155,7 +155,7 @@ fn run_record(args: RecordArgs) -> Result<i32> {
     eprintln!();
     eprint!(
         "{}",
-        table::breakdown(&s.stages, &record::unavailable_stages(s))
+        table::breakdown(&s.stages, &spawnprof::report::unavailable_stages(s))
     );
     eprintln!(
         "\n{} spawns ({} threads), {} execs, {} failed exec attempts, {} lost marks{}",
@@ -214,7 +214,10 @@ fn run_report(dir: &std::path::Path) -> Result<()> {
     println!();
     print!(
         "{}",
-        table::breakdown(&summary.stages, &record::unavailable_stages(&summary))
+        table::breakdown(
+            &summary.stages,
+            &spawnprof::report::unavailable_stages(&summary)
+        )
     );
     if let Some(p) = &summary.placement {
         print!("{}", table::placement(p));

@@ -340,6 +340,65 @@ pub fn stage(name: &str) -> Option<&'static StageDef> {
     STAGES.iter().find(|s| s.name == name)
 }
 
+/// The stages (of [`STAGES`]) that cannot be measured when the given probe
+/// stages of the attach plan are unavailable: the boundaries those probes
+/// give are taken away and every stage whose start or end is then unknown
+/// (no fallback boundary either) is listed. A report marks these
+/// "unavailable" rather than "not seen".
+pub fn stages_lost_without(plan_stages: &[String]) -> Vec<&'static str> {
+    let mut t = Timestamps::every_boundary();
+    for probe in plan_stages {
+        match probe.as_str() {
+            "copy_process" => (t.copy_process_enter, t.copy_process_exit) = (None, None),
+            "dup_mmap" => (t.dup_mmap_enter, t.dup_mmap_exit) = (None, None),
+            "mm_lock_wait" => (t.mm_lock_wait, t.mm_copy_start, t.mm_copy_end) = (None, None, None),
+            "wakeup_new" => t.wakeup_new = None,
+            "first_run" => t.first_run = None,
+            // vfork_release is exec_prepare again (or an exit without exec).
+            "exec_prepare" => (t.exec_prepare, t.vfork_release) = (None, None),
+            "reap" => t.reap = None,
+            _ => {}
+        }
+    }
+    STAGES
+        .iter()
+        .filter(|s| (s.start)(&t).is_none() || (s.end)(&t).is_none())
+        .map(|s| s.name)
+        .collect()
+}
+
+impl Timestamps {
+    /// Every boundary known (all at 1 ns): the starting point of
+    /// [`stages_lost_without`].
+    fn every_boundary() -> Self {
+        let k = Some(1);
+        Self {
+            clone_enter: k,
+            copy_process_enter: k,
+            mm_lock_wait: k,
+            mm_copy_start: k,
+            mm_copy_end: k,
+            dup_mmap_enter: k,
+            dup_mmap_exit: k,
+            copy_process_exit: k,
+            newtask: k,
+            fork_done: k,
+            wakeup_new: k,
+            clone_exit: k,
+            first_run: k,
+            child_return: k,
+            exec_first_enter: k,
+            exec_enter: k,
+            exec_prepare: k,
+            vfork_release: k,
+            exec_done: k,
+            exec_return: k,
+            exit: k,
+            reap: k,
+        }
+    }
+}
+
 impl SpawnRecord {
     /// Fills [`Self::durations`] (and the kernel-summed stages) from the timestamps.
     pub fn derive_durations(&mut self) {
@@ -535,6 +594,45 @@ pub fn describe_flags(flags: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_probe_takes_away_the_stages_that_need_its_boundaries() {
+        let lost = |probes: &[&str]| {
+            stages_lost_without(&probes.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+        };
+        assert!(lost(&[]).is_empty(), "{:?}", lost(&[]));
+        assert_eq!(
+            lost(&["exec_prepare"]),
+            ["vfork_resume", "exec_load", "exec_replace"]
+        );
+        assert_eq!(
+            lost(&["wakeup_new"]),
+            ["fork_wakeup", "parent_return", "sched_delay"]
+        );
+        assert_eq!(lost(&["reap"]), ["reap_delay"]);
+        // Boundaries with a fallback: the tracepoint tier derives dup_mmap
+        // from the mmap lock, copy_process from clone entry and newtask.
+        assert!(lost(&["dup_mmap", "copy_process"]).is_empty());
+        assert_eq!(
+            lost(&["dup_mmap", "mm_lock_wait"]),
+            ["dup_mmap", "mm_lock_wait"]
+        );
+        // first_run: sched_delay; pre_exec and run fall back on other marks.
+        assert_eq!(lost(&["first_run"]), ["sched_delay"]);
+    }
+
+    #[test]
+    fn every_boundary_is_set_in_the_full_timestamps() {
+        let json = serde_json::to_value(Timestamps::every_boundary()).unwrap();
+        let nulls: Vec<&String> = json
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| v.is_null())
+            .map(|(k, _)| k)
+            .collect();
+        assert!(nulls.is_empty(), "{nulls:?}");
+    }
 
     #[test]
     fn durations_are_a_name_map_in_json_in_alphabetical_order() {

@@ -26,7 +26,6 @@ use crate::{
     interrupt::{self, InterruptedBeforeTracing, Interrupts},
     model::SpawnRecord,
     node::NodeFacts,
-    plan::Mechanism,
     report::{
         ProbeCost, ProgramCost, Summary,
         files::{SpawnWriter, prepare_out_dir, write_summary},
@@ -495,16 +494,6 @@ fn captured(opts: &SessionOptions) -> Vec<String> {
         out.push("no environment strings (pass --capture-env to record them)".into());
     }
     out
-}
-
-/// Names of stages the plan could not observe on this kernel.
-pub fn unavailable_stages(summary: &Summary) -> Vec<String> {
-    summary
-        .plan
-        .iter()
-        .filter(|r| r.mechanism == Mechanism::Unavailable)
-        .map(|r| r.stage.clone())
-        .collect()
 }
 
 fn pid_alive(pid: u32) -> bool {

@@ -15,6 +15,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
+use super::unavailable_stages;
 use super::{
     Summary, charts,
     files::{SPAWNS_FILE, SUMMARY_FILE},
@@ -24,7 +25,7 @@ use super::{
     stream::{self, Aggregates},
     trace::{self, TraceWriter},
 };
-use crate::{model::SpawnRecord, record::unavailable_stages};
+use crate::model::SpawnRecord;
 
 pub const FOLDED_FILE: &str = "stages.folded";
 pub const STAGES_SVG: &str = "stages.svg";

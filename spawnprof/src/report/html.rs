@@ -108,7 +108,7 @@ pub struct Page<'a> {
     /// The summary as JSON, to pick up fields this version does not know
     /// by name (the node facts are printed generically if present).
     pub summary_json: serde_json::Value,
-    pub unavailable: Vec<String>,
+    pub unavailable: Vec<super::Unmeasured>,
     pub flames: Vec<Flame>,
     pub figures: Vec<Figure>,
     pub processes: &'a [ProcessRow],
@@ -363,7 +363,7 @@ fn plan(out: &mut String, s: &Summary) {
     out.push_str("</tbody></table></section>");
 }
 
-fn breakdown(out: &mut String, s: &Summary, unavailable: &[String]) {
+fn breakdown(out: &mut String, s: &Summary, unavailable: &[super::Unmeasured]) {
     let spawn_total = s.stages.get("spawn_to_exec").map_or(0, |st| st.total_ns);
     out.push_str(r#"<section id="breakdown"><h2>Stage breakdown</h2><p class="note">Per stage, over the spawns where it was measured. Share is of the total spawn_to_exec time (clone on vfork includes the wait for the child's exec, so shares can pass 100%; run and reap_delay are not spawn time).</p><table id="breakdown-table">"#);
     header_row(
@@ -418,11 +418,10 @@ fn breakdown(out: &mut String, s: &Summary, unavailable: &[String]) {
                 for _ in 0..5 {
                     num_cell(out, "-");
                 }
-                let why = if unavailable.iter().any(|u| u == name) {
-                    "unavailable on this kernel"
-                } else {
-                    "not seen"
-                };
+                let why = unavailable
+                    .iter()
+                    .find(|u| u.stage == name)
+                    .map_or("not seen", |u| u.why.as_str());
                 cell(out, why);
             }
         }

@@ -27,7 +27,7 @@ use crate::{
     correlate::CorrelationStats,
     model::SCHEMA_VERSION,
     node::NodeFacts,
-    plan::PlanRow,
+    plan::{Mechanism, PlanRow},
 };
 
 /// `summary.json`: what was recorded, how, and the per-stage statistics.
@@ -128,4 +128,143 @@ pub fn write_all(
     records: &[crate::model::SpawnRecord],
 ) -> anyhow::Result<Vec<PathBuf>> {
     export::write_all(dir, summary, records)
+}
+
+/// The stages a report cannot show for this recording, with why: the
+/// probes the plan could not attach (or was told to skip), and the stages
+/// of the breakdown that needed their boundaries.
+pub fn unavailable_stages(summary: &Summary) -> Vec<Unmeasured> {
+    unmeasured(&summary.plan)
+}
+
+fn unmeasured(plan: &[PlanRow]) -> Vec<Unmeasured> {
+    let missing: Vec<&PlanRow> = plan
+        .iter()
+        .filter(|r| r.mechanism == Mechanism::Unavailable)
+        .collect();
+    let skipped = |row: &PlanRow| {
+        row.rejected
+            .iter()
+            .any(|r| r.reason.contains("--skip-stage"))
+    };
+    let why = |rows: &[&PlanRow]| {
+        let names: Vec<&str> = rows.iter().map(|r| r.stage.as_str()).collect();
+        if rows.iter().all(|r| skipped(r)) {
+            format!("skipped (--skip-stage {})", names.join(", "))
+        } else {
+            format!("unavailable on this kernel (no {} probe)", names.join("/"))
+        }
+    };
+    let names: Vec<String> = missing.iter().map(|r| r.stage.clone()).collect();
+    let mut out: Vec<Unmeasured> = missing
+        .iter()
+        .map(|r| Unmeasured {
+            stage: r.stage.clone(),
+            why: if skipped(r) {
+                "skipped (--skip-stage)".into()
+            } else {
+                "unavailable on this kernel".into()
+            },
+        })
+        .collect();
+    // The report's stages those probes' boundaries were needed for, each
+    // blamed on the missing probes without which it would be measured.
+    for stage in crate::model::stages_lost_without(&names) {
+        if out.iter().any(|u| u.stage == stage) {
+            continue;
+        }
+        let needed: Vec<&PlanRow> = missing
+            .iter()
+            .copied()
+            .filter(|row| {
+                let others: Vec<String> =
+                    names.iter().filter(|n| **n != row.stage).cloned().collect();
+                !crate::model::stages_lost_without(&others).contains(&stage)
+            })
+            .collect();
+        // Or, when any one of several would do (sched_delay needs both
+        // wakeup_new and first_run), those that take it away alone.
+        let enough: Vec<&PlanRow> = missing
+            .iter()
+            .copied()
+            .filter(|row| {
+                crate::model::stages_lost_without(std::slice::from_ref(&row.stage)).contains(&stage)
+            })
+            .collect();
+        let blamed = [needed, enough]
+            .into_iter()
+            .find(|rows| !rows.is_empty())
+            .unwrap_or_else(|| missing.clone());
+        out.push(Unmeasured {
+            stage: stage.into(),
+            why: why(&blamed),
+        });
+    }
+    out
+}
+
+/// A stage of the report with no data by construction, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unmeasured {
+    pub stage: String,
+    pub why: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Rejection;
+
+    fn row(stage: &str, mechanism: Mechanism, skipped: bool) -> PlanRow {
+        PlanRow {
+            stage: stage.into(),
+            mechanism,
+            how: String::new(),
+            targets: Vec::new(),
+            rejected: if skipped {
+                vec![Rejection {
+                    mechanism: Mechanism::Tracepoint,
+                    reason: "skipped on request (--skip-stage)".into(),
+                }]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    #[test]
+    fn a_stage_without_data_says_which_probe_is_missing_and_why() {
+        use Mechanism::{RawTracepoint, Unavailable};
+        let plan = [
+            row("wakeup_new", RawTracepoint, false),
+            row("first_run", Unavailable, true),
+            row("exec_prepare", Unavailable, false),
+            row("copy_page_range", Unavailable, false),
+        ];
+        let why = |stage: &str| {
+            unmeasured(&plan)
+                .into_iter()
+                .find(|u| u.stage == stage)
+                .map(|u| u.why)
+        };
+        assert_eq!(why("first_run").as_deref(), Some("skipped (--skip-stage)"));
+        assert_eq!(
+            why("sched_delay").as_deref(),
+            Some("skipped (--skip-stage first_run)")
+        );
+        assert_eq!(
+            why("vfork_resume").as_deref(),
+            Some("unavailable on this kernel (no exec_prepare probe)")
+        );
+        assert_eq!(
+            why("exec_load").as_deref(),
+            Some("unavailable on this kernel (no exec_prepare probe)")
+        );
+        assert_eq!(
+            why("copy_page_range").as_deref(),
+            Some("unavailable on this kernel")
+        );
+        assert_eq!(why("fork_wakeup"), None, "wakeup_new is attached");
+        assert_eq!(why("exec"), None);
+    }
 }

@@ -122,7 +122,10 @@ pub fn processes(records: &[SpawnRecord], limit: usize) -> String {
 
 /// Per stage: count, mean, p50, p99, total and share of the spawn time.
 /// Stages never measured say why instead of showing zeros.
-pub fn breakdown(stats: &BTreeMap<String, StageStats>, unavailable: &[String]) -> String {
+pub fn breakdown(
+    stats: &BTreeMap<String, StageStats>,
+    unavailable: &[super::Unmeasured],
+) -> String {
     let spawn_total = stats.get("spawn_to_exec").map_or(0, |s| s.total_ns);
     let mut t = Table::new(&[
         ("stage", false),
@@ -145,11 +148,10 @@ pub fn breakdown(stats: &BTreeMap<String, StageStats>, unavailable: &[String]) -
                 .count();
         let label = format!("{}{name}", "  ".repeat(depth));
         let Some(s) = stats.get(name).filter(|s| s.count > 0) else {
-            let why = if unavailable.iter().any(|u| u == name) {
-                "unavailable on this kernel"
-            } else {
-                "not seen"
-            };
+            let why = unavailable
+                .iter()
+                .find(|u| u.stage == name)
+                .map_or("not seen", |u| u.why.as_str());
             let mut row = vec![label, "0".into()];
             row.extend(std::iter::repeat_n("-".to_string(), 6));
             row.push(why.into());
