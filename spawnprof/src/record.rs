@@ -207,13 +207,21 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         }
     };
 
-    // Tools and tests wait for this line before starting the workload.
-    if opts.announce {
+    // A pid that ended while the probes loaded leaves nothing to wait for.
+    let gone_before_tracing = opts.target_is_pid() && !pid_alive(root_pid.expect("set"));
+    if gone_before_tracing {
         eprintln!(
-            "spawnprof: tracing {} (pid {}); Ctrl-C to stop",
-            target_desc,
-            root_pid.unwrap_or(0)
+            "spawnprof: {target_desc} exited while the probes were loading: nothing was recorded (the empty recording is kept)"
         );
+    } else if opts.announce {
+        // Tools and tests wait for this line before starting the workload.
+        match &opts.target {
+            Target::Command(_) => eprintln!(
+                "spawnprof: tracing {target_desc} (pid {}); Ctrl-C to stop",
+                root_pid.unwrap_or(0)
+            ),
+            Target::Pid(_) => eprintln!("spawnprof: tracing {target_desc}; Ctrl-C to stop"),
+        }
     }
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     // The probes wake us only when the ring buffer is half full; otherwise
@@ -229,6 +237,9 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     let mut alive_checked = tokio::time::Instant::now();
     let panic_at = test_panic_deadline();
     let stop = loop {
+        if gone_before_tracing {
+            break Stop::TargetExited(None);
+        }
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
@@ -268,6 +279,9 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                 if opts.target_is_pid() && now - alive_checked >= ALIVE_CHECK_INTERVAL {
                     alive_checked = now;
                     if !pid_alive(root_pid.expect("set")) {
+                        if opts.announce {
+                            eprintln!("spawnprof: {target_desc} exited; stopping");
+                        }
                         break Stop::TargetExited(None);
                     }
                 }

@@ -380,3 +380,41 @@ fn a_panic_while_recording_detaches_and_keeps_the_spawns_so_far() {
         "the finished spawn is kept: {spawns}"
     );
 }
+
+/// The target ends while the probes are still loading: the recording ends
+/// at once, says why, and the (empty) recording is kept.
+#[test]
+fn a_pid_that_exits_while_the_probes_load_ends_the_recording_cleanly() {
+    require_root();
+    let dir = out_dir("pid-gone-while-loading");
+    // Lives until its stdin closes.
+    let mut target = Command::new("sh")
+        .args(["-c", "read _"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start target");
+    let pid = target.id().to_string();
+    let mut rec = spawn_recording(&dir, &["-p", &pid], &[]);
+    let start = Instant::now();
+    while program_ids_of(rec.id()).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "spawnprof loaded no program"
+        );
+    }
+    drop(target.stdin.take());
+    target.wait().expect("target ends");
+    let status = wait_with_timeout(&mut rec, Duration::from_secs(20));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut rec.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "pid {pid} exited while the probes were loading: nothing was recorded"
+        )),
+        "{stderr}"
+    );
+    let (summary, records) = load_recording(&dir).expect("the recording is kept");
+    assert!(records.is_empty());
+    assert!(!summary.interrupted);
+}
