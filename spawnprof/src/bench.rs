@@ -375,6 +375,9 @@ fn in_window<'a>(
 /// The stages that make up the spawn call, as shares of the parent's clone.
 /// For vfork-style spawns the child's pre-exec work and exec happen while
 /// the parent waits, so they count; for fork they happen after it returns.
+/// Of a vfork child's exec only the part up to the release (exec_load)
+/// counts when the release is known: the rest runs after the parent is
+/// free again, alongside its vfork_resume, and would be counted twice.
 pub fn call_breakdown(stages: &BTreeMap<String, StageStats>, vfork_style: bool) -> Vec<StageShare> {
     let mean = |s: &str| stages.get(s).filter(|s| s.count > 0).map(|s| s.mean_ns);
     let Some(call) = mean("clone").filter(|&c| c > 0) else {
@@ -398,12 +401,13 @@ pub fn call_breakdown(stages: &BTreeMap<String, StageStats>, vfork_style: bool) 
     }
     // After the wake-up, a vfork parent waits through its child's start
     // and exec, then for its own CPU; a fork parent only returns.
+    let released = mean("exec_load").is_some() && mean("vfork_resume").is_some();
     let after_wakeup = if vfork_style {
         &[
             "sched_delay",
             "pre_exec",
             "path_search",
-            "exec",
+            if released { "exec_load" } else { "exec" },
             "vfork_resume",
         ][..]
     } else {
@@ -930,5 +934,39 @@ mod tests {
         let b = call_breakdown(&stages, false);
         assert_eq!(b[0].stage, "dup_mmap");
         assert!((b[0].share_of_call - 0.98).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_vfork_call_counts_the_childs_exec_only_up_to_the_release() {
+        let st = |mean| StageStats {
+            count: 1,
+            mean_ns: mean,
+            ..Default::default()
+        };
+        let mut stages: BTreeMap<String, StageStats> = [
+            ("clone", st(100_000)),
+            ("copy_process", st(10_000)),
+            ("fork_wakeup", st(2_000)),
+            ("sched_delay", st(3_000)),
+            ("pre_exec", st(20_000)),
+            ("path_search", st(0)),
+            ("exec", st(80_000)),
+            ("exec_load", st(40_000)),
+            ("vfork_resume", st(25_000)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let b = call_breakdown(&stages, true);
+        let total: f64 = b.iter().map(|s| s.share_of_call).sum();
+        assert!((total - 1.0).abs() < 1e-9, "{b:?}");
+        assert!(b.iter().any(|s| s.stage == "exec_load"));
+        assert!(!b.iter().any(|s| s.stage == "exec"));
+        // Without the release point (before 6.10 on tracepoints) the whole
+        // exec is all there is.
+        stages.remove("exec_load");
+        stages.remove("vfork_resume");
+        let b = call_breakdown(&stages, true);
+        assert!(b.iter().any(|s| s.stage == "exec"));
     }
 }
