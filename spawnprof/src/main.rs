@@ -9,7 +9,7 @@ use spawnprof::{
     interrupt::{self, InterruptedBeforeTracing},
     plan,
     record::{self, RecordOptions, Target},
-    report::{export, files::OutputDir, table},
+    report::{export, files::OutputDir, table, unavailable_stages},
     session::{Session, SessionOptions},
     units,
 };
@@ -153,10 +153,7 @@ fn run_record(args: RecordArgs) -> Result<i32> {
     let s = &recording.summary;
     eprint!("{}", table::processes(&recording.records, args.rows));
     eprintln!();
-    eprint!(
-        "{}",
-        table::breakdown(&s.stages, &spawnprof::report::unavailable_stages(s))
-    );
+    eprint!("{}", table::breakdown(&s.stages, &unavailable_stages(s)));
     eprintln!(
         "\n{} spawns ({} threads), {} execs, {} failed exec attempts, {} lost marks{}",
         s.counts.spawns,
@@ -214,10 +211,7 @@ fn run_report(dir: &std::path::Path) -> Result<()> {
     println!();
     print!(
         "{}",
-        table::breakdown(
-            &summary.stages,
-            &spawnprof::report::unavailable_stages(&summary)
-        )
+        table::breakdown(&summary.stages, &unavailable_stages(&summary))
     );
     if let Some(p) = &summary.placement {
         print!("{}", table::placement(p));

@@ -255,7 +255,8 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
             }
             signal = interrupts.recv() => {
                 // Unlike Ctrl-C, SIGTERM reaches only us: pass it on so the
-                // command does not outlive its recording.
+                // command does not outlive its recording. A command of our
+                // own (the bench's spawner) ends on either.
                 let end_command = signal == interrupt::Stop::Terminate || opts.owns_command;
                 if let (true, Target::Command(_), Some(pid)) = (end_command, &opts.target, root_pid)
                 {
