@@ -248,6 +248,13 @@ pub struct Gates {
     pub cow_windows: u64,
     /// Children forked and not yet run: the context-switch probe looks for them.
     pub awaiting_first_run: u64,
+    /// Not a counter: the [`await_child`] bits of the stages whose probes
+    /// did attach, written by the loader once the plan is resolved (zero
+    /// before, when nothing is traced yet). A child is remembered only for
+    /// stages that are both configured and attached: one whose first run
+    /// no probe can see must not stay in the map.
+    #[cfg_attr(feature = "user", serde(default))]
+    pub await_child_attached: u64,
 }
 
 /// Name of the kernel side's .bss map, which holds [`Gates`].

@@ -49,7 +49,17 @@ pub static mut GATES: Gates = Gates {
     forks_in_flight: 0,
     cow_windows: 0,
     awaiting_first_run: 0,
+    await_child_attached: 0,
 };
+
+/// The [`spawnprof_common::await_child`] stages a new child is remembered
+/// for: configured (not skipped) and attached (see
+/// [`Gates::await_child_attached`]).
+#[inline(always)]
+pub fn awaited_stages() -> u32 {
+    let attached = unsafe { core::ptr::read_volatile(&raw const GATES.await_child_attached) };
+    config(&CONFIG.await_child) & attached as u32
+}
 
 /// One of the [`GATES`] counters.
 #[derive(Clone, Copy)]

@@ -69,6 +69,13 @@ pub struct ProbeArgs {
     /// first_run: it is then reported unavailable.
     #[arg(long = "skip-stage", value_name = "STAGE")]
     pub skip_stages: Vec<String>,
+    /// Leave out every probe that would fire on each mmap lock, page fault
+    /// or context switch of the machine (the tracepoint tier of dup_mmap,
+    /// mm_lock_wait, page_faults and first_run), and stack sampling. On
+    /// kernels with fentry or kprobes those stages use per-spawn functions
+    /// and stay; on tracepoint-only kernels they are reported left out.
+    #[arg(long)]
+    pub low_overhead: bool,
 }
 
 #[derive(Debug, Args)]
@@ -97,8 +104,9 @@ pub struct RecordArgs {
     #[arg(long)]
     pub capture_env: bool,
     /// On-CPU stack sampling frequency per CPU for stacks.svg (0: off).
-    #[arg(long, default_value_t = 999, value_name = "HZ")]
-    pub sample_hz: u64,
+    /// Default 999, or 0 with --low-overhead.
+    #[arg(long, value_name = "HZ")]
+    pub sample_hz: Option<u64>,
     /// Measure spawnprof's own cost: each probe's in-kernel run time (the
     /// kernel's BPF statistics) and the reader's CPU time, per spawn. Adds a
     /// little cost itself (two clock reads per probe run).

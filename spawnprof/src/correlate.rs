@@ -23,6 +23,16 @@ use crate::{
     model::{ExecAttempt, KernelFnTimes, SpawnRecord, describe_flags, method_of},
 };
 
+/// Which fault figures the marks carry for real: a figure no probe or
+/// counter produced arrives as 0 and must be reported as null.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultCoverage {
+    /// Copy-on-write faults: counted by the page-fault probe only.
+    pub cow: bool,
+    /// Fault totals: the kernel's task counters, or else the page-fault probe.
+    pub totals: bool,
+}
+
 /// Releases events in timestamp order once they are older than the newest
 /// event seen minus the window.
 ///
@@ -146,6 +156,8 @@ pub struct Correlator {
     /// Counting here rather than in the String-keyed map of the summary
     /// costs no allocation or string compare per mark.
     marks_per_kind: [u64; kind::COUNT as usize + 1],
+    /// Which fault figures are real (see [`Self::with_fault_coverage`]).
+    faults: FaultCoverage,
 }
 
 /// The name of a mark kind, as summaries and debug output print it.
@@ -206,7 +218,18 @@ impl Correlator {
             out: Vec::new(),
             stats: CorrelationStats::default(),
             marks_per_kind: [0; kind::COUNT as usize + 1],
+            faults: FaultCoverage {
+                cow: true,
+                totals: true,
+            },
         }
+    }
+
+    /// The fault figures no probe or counter produced (the marks carry 0)
+    /// become null in the records instead of a silent zero.
+    pub fn with_fault_coverage(mut self, faults: FaultCoverage) -> Self {
+        self.faults = faults;
+        self
     }
 
     /// Counters about the correlation so far.
@@ -600,6 +623,13 @@ impl Correlator {
 
     fn finish(&mut self, b: Builder, reasons: &[&str]) {
         let mut r = b.rec;
+        let f = &mut r.faults;
+        if !self.faults.cow {
+            (f.pre_exec_cow, f.cow_total, f.parent_cow_after_fork) = (None, None, None);
+        }
+        if !self.faults.totals {
+            (f.pre_exec, f.total) = (None, None);
+        }
         r.incomplete.extend(reasons.iter().map(|s| s.to_string()));
         let t0 = self.t0;
         let rel = |v: &mut Option<u64>| *v = v.map(|x| x.saturating_sub(t0));
@@ -688,6 +718,7 @@ mod tests {
     struct Script {
         events: Vec<Event>,
         t: u64,
+        coverage: FaultCoverage,
     }
 
     impl Script {
@@ -695,6 +726,10 @@ mod tests {
             Self {
                 events: Vec::new(),
                 t: 1_000,
+                coverage: FaultCoverage {
+                    cow: true,
+                    totals: true,
+                },
             }
         }
         fn at(
@@ -838,7 +873,7 @@ mod tests {
             )
         }
         fn run(&self) -> (Vec<SpawnRecord>, CorrelationStats) {
-            let mut c = Correlator::new(1_000, None);
+            let mut c = Correlator::new(1_000, None).with_fault_coverage(self.coverage);
             for e in &self.events {
                 c.feed(e);
             }
@@ -969,6 +1004,34 @@ mod tests {
         assert_eq!(r.ts.exec_done, None);
         assert_eq!(r.ts.vfork_release, r.ts.exit);
         assert_eq!(r.duration("vfork_resume"), Some(6));
+    }
+
+    #[test]
+    fn fault_figures_no_probe_counted_are_null_not_zero() {
+        let script = || {
+            let mut s = Script::new();
+            s.fork(CHILD)
+                .at(30, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
+                .at(100, kind::EXIT, CHILD, CHILD, (0, pack_faults(30, 0), 0))
+                .reap(CHILD)
+                .parent_exit(0);
+            s
+        };
+        let (counted, _) = script().run();
+        assert_eq!(counted[0].faults.cow_total, Some(0));
+        assert_eq!(counted[0].faults.total, Some(30));
+        let mut s = script();
+        s.coverage = FaultCoverage {
+            cow: false,
+            totals: false,
+        };
+        let (uncounted, _) = s.run();
+        let f = &uncounted[0].faults;
+        assert_eq!(
+            (f.pre_exec_cow, f.cow_total, f.parent_cow_after_fork),
+            (None, None, None)
+        );
+        assert_eq!((f.pre_exec, f.total), (None, None));
     }
 
     #[test]

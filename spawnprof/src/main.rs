@@ -82,6 +82,7 @@ fn session_options(args: &ProbeArgs) -> Result<SessionOptions> {
         no_raw_tracepoint: args.no_raw_tracepoint,
         ring_buffer_bytes: ring as u32,
         skip_stages: args.skip_stages.clone(),
+        low_overhead: args.low_overhead,
         ..SessionOptions::default()
     })
 }
@@ -132,17 +133,17 @@ fn run_record(args: RecordArgs) -> Result<i32> {
     session.capture_args = args.capture_args;
     session.capture_env = args.capture_env;
     let out_dir = args.output.clone().unwrap_or_else(|| default_out_dir(""));
-    if args.sample_hz > 100_000 {
-        bail!(
-            "--sample-hz {} is too high; use at most 100000 (999 is the default)",
-            args.sample_hz
-        );
+    let sample_hz = args
+        .sample_hz
+        .unwrap_or(if args.probes.low_overhead { 0 } else { 999 });
+    if sample_hz > 100_000 {
+        bail!("--sample-hz {sample_hz} is too high; use at most 100000 (999 is the default)");
     }
     let opts = RecordOptions {
         duration,
         session,
         force: args.force,
-        sample_hz: args.sample_hz,
+        sample_hz,
         probe_cost: args.probe_cost,
         ..RecordOptions::new(target, out_dir.clone())
     };

@@ -97,6 +97,31 @@ pub struct Candidate {
     pub how: &'static str,
 }
 
+/// The options that leave probes out on request, as rejection reasons
+/// name them (reports tell "left out" from "unavailable" by them).
+pub const SKIP_STAGE: &str = "--skip-stage";
+pub const LOW_OVERHEAD: &str = "--low-overhead";
+
+impl Candidate {
+    /// The machine-wide event this candidate's tracepoints fire on, if they
+    /// fire on every one of them (whoever causes it) rather than once per
+    /// spawn: what `--low-overhead` leaves out.
+    pub fn per_machine_event(&self) -> Option<&'static str> {
+        self.attaches.iter().find_map(|a| {
+            let name = match *a {
+                Attach::Tracepoint { name, .. } | Attach::RawTracepoint { name, .. } => name,
+                _ => return None,
+            };
+            match name {
+                n if n.starts_with("mmap_lock_") => Some("mmap lock operation"),
+                "page_fault_user" => Some("user page fault"),
+                "sched_switch" => Some("context switch"),
+                _ => None,
+            }
+        })
+    }
+}
+
 /// A stage of the attach plan.
 pub struct ProbeStage {
     pub name: &'static str,

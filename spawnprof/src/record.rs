@@ -181,7 +181,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     let start_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut correlator = Correlator::new(t0, None);
+    let mut correlator = Correlator::new(t0, None).with_fault_coverage(session.fault_coverage());
     let mut reorder = Reorder::new(opts.reorder_window.as_nanos() as u64);
     let mut records = Vec::new();
     let mut stats = analysis::Accumulator::default();

@@ -22,7 +22,7 @@ use spawnprof_common::{
 
 use crate::{
     capabilities::{Host, Tracefs},
-    correlate::mark_kind_name,
+    correlate::{FaultCoverage, mark_kind_name},
     plan::{Attach, Candidate, Mechanism, PLAN, PlanRow, Rejection},
     stacks::RawSample,
 };
@@ -47,6 +47,8 @@ pub struct SessionOptions {
     /// Stages not to attach (reported unavailable): to attribute overhead,
     /// or to drop a costly stage on a busy production node.
     pub skip_stages: Vec<String>,
+    /// `--low-overhead`: no probe on a machine-wide per-event tracepoint.
+    pub low_overhead: bool,
 }
 
 impl SessionOptions {
@@ -65,6 +67,7 @@ impl Default for SessionOptions {
             no_raw_tracepoint: false,
             ring_buffer_bytes: 16 << 20,
             skip_stages: Vec::new(),
+            low_overhead: false,
             capture_args: false,
             capture_env: false,
         }
@@ -75,6 +78,8 @@ impl Default for SessionOptions {
 pub struct Session {
     ebpf: Ebpf,
     pub plan: Vec<PlanRow>,
+    /// The kernel's own fault counters can be read (BTF offsets known).
+    kernel_fault_counters: bool,
 }
 
 impl Session {
@@ -112,7 +117,19 @@ impl Session {
                 if skipped && candidate.mechanism != Mechanism::Unavailable {
                     rejected.push(Rejection {
                         mechanism: candidate.mechanism,
-                        reason: "skipped on request (--skip-stage)".into(),
+                        reason: format!("skipped on request ({})", crate::plan::SKIP_STAGE),
+                    });
+                    continue;
+                }
+                if opts.low_overhead
+                    && let Some(event) = candidate.per_machine_event()
+                {
+                    rejected.push(Rejection {
+                        mechanism: candidate.mechanism,
+                        reason: format!(
+                            "fires on every {event} of the machine: left out ({})",
+                            crate::plan::LOW_OVERHEAD
+                        ),
                     });
                     continue;
                 }
@@ -159,7 +176,59 @@ impl Session {
                 rejected,
             });
         }
-        Ok(Self { ebpf, plan })
+        let mut session = Self {
+            ebpf,
+            plan,
+            kernel_fault_counters: kernel_offsets(host).has_fault_counters(),
+        };
+        session.tell_probes_what_attached()?;
+        Ok(session)
+    }
+
+    /// What the fault figures of the marks are worth.
+    pub fn fault_coverage(&self) -> FaultCoverage {
+        let fault_probe = self
+            .plan
+            .iter()
+            .any(|r| r.stage == "page_faults" && r.mechanism != Mechanism::Unavailable);
+        FaultCoverage {
+            cow: fault_probe,
+            totals: self.kernel_fault_counters || fault_probe,
+        }
+    }
+
+    /// Tells the kernel side which of the stages that follow a new child
+    /// until it runs (first_run, wakeup_new) did attach. Whether one ends
+    /// unavailable is only known now, after the programs were loaded with
+    /// their configuration.
+    fn tell_probes_what_attached(&mut self) -> Result<()> {
+        let attached = [
+            ("first_run", await_child::FIRST_RUN),
+            ("wakeup_new", await_child::WAKEUP_NEW),
+        ]
+        .into_iter()
+        .filter(|(stage, _)| {
+            self.plan
+                .iter()
+                .any(|r| r.stage == *stage && r.mechanism != Mechanism::Unavailable)
+        })
+        .fold(0, |bits, (_, bit)| bits | bit);
+        let map = self
+            .ebpf
+            .map_mut(MAP_GATES)
+            .context("the probes' gate counters (.bss) are missing")?;
+        let mut gates: aya::maps::Array<_, Gates> = aya::maps::Array::try_from(map)?;
+        // Nothing is traced yet, so every counter is still zero.
+        let now = gates.get(&0, 0)?;
+        gates.set(
+            0,
+            Gates {
+                await_child_attached: attached as u64,
+                ..now
+            },
+            0,
+        )?;
+        Ok(())
     }
 
     /// Adds a process to the kernel-side set of traced processes.

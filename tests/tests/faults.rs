@@ -129,3 +129,55 @@ fn without_the_first_run_stage_no_child_stays_remembered() {
         assert!(kids.iter().all(|r| r.ts.first_run.is_none()));
     }
 }
+
+/// `--low-overhead` leaves out the context-switch probe on this kernel
+/// (no fentry or kprobe for schedule_tail), so first_run ends unavailable
+/// after the programs were loaded configured for it: the loader then tells
+/// the kernel side, and no child stays remembered either.
+#[test]
+fn low_overhead_leaves_out_the_per_event_probes_and_remembers_no_child() {
+    let run = record_spawner(
+        "low-overhead",
+        &["--probe-cost", "--low-overhead"],
+        &["--method", "fork-exec", "--count", "10", "--warmup", "0"],
+    );
+    let s = &run.summary;
+    assert_eq!(s.stack_sampling, "off (--sample-hz 0)");
+    let cost = s.probe_cost.as_ref().unwrap();
+    let per_event: Vec<&str> = cost
+        .programs
+        .iter()
+        .map(|p| p.name.as_str())
+        .filter(|n| {
+            n.contains("mmap_lock") || n.contains("page_fault") || n.contains("sched_switch")
+        })
+        .collect();
+    assert!(per_event.is_empty(), "per-event probes ran: {per_event:?}");
+    let first_run = s.plan.iter().find(|r| r.stage == "first_run").unwrap();
+    if first_run.mechanism == spawnprof::plan::Mechanism::Unavailable {
+        assert!(
+            first_run
+                .rejected
+                .iter()
+                .any(|r| r.reason.contains("--low-overhead")),
+            "{first_run:?}"
+        );
+    }
+    assert_eq!(cost.gates_at_end.unwrap().awaiting_first_run, 0);
+    let kids = run.children_of_root();
+    assert_eq!(kids.len(), 10);
+    // The wake-up is still seen: its probe fires once per new task.
+    assert!(kids.iter().all(|r| r.ts.wakeup_new.is_some()), "{kids:?}");
+    assert!(kids.iter().all(|r| r.faults.total.is_some()));
+    // No page-fault probe: the CoW counts are unknown, not zero.
+    let page_faults = s.plan.iter().find(|r| r.stage == "page_faults").unwrap();
+    if page_faults.mechanism == spawnprof::plan::Mechanism::Unavailable {
+        assert!(
+            kids.iter().all(|r| r.faults.pre_exec_cow.is_none()
+                && r.faults.cow_total.is_none()
+                && r.faults.parent_cow_after_fork.is_none()),
+            "{:?}",
+            kids[0].faults
+        );
+    }
+}

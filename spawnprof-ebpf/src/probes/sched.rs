@@ -14,7 +14,9 @@ use spawnprof_common::{
 use super::field;
 use crate::{
     emit::{Text, current, mark, now, text_mark, traced, traces_spawns},
-    maps::{AWAIT_FIRST_RUN, CLONES, CONFIG, Gate, TRACED, arm, armed, config, disarm},
+    maps::{
+        AWAIT_FIRST_RUN, CLONES, CONFIG, Gate, TRACED, arm, armed, awaited_stages, config, disarm,
+    },
 };
 
 /// The current process's user page faults from the kernel's own counters:
@@ -155,7 +157,7 @@ fn fork_done(child: u32) -> u32 {
     if copies_mm {
         open_cow_window(parent);
     }
-    if config(&CONFIG.await_child) != 0 && AWAIT_FIRST_RUN.insert(child, child_tgid, 0).is_ok() {
+    if awaited_stages() != 0 && AWAIT_FIRST_RUN.insert(child, child_tgid, 0).is_ok() {
         arm(Gate::AwaitingFirstRun);
     }
     // Only the fentry/kprobe tiers fill these; the loader's plan tells
@@ -246,9 +248,7 @@ fn wakeup_new(child: u32, cpu: u64) -> u32 {
     let (tid, tgid) = current();
     mark(ts, kind::WAKEUP_NEW, tid, tgid, child as u64, cpu, 0);
     // Without the first-run probes nobody else forgets the child.
-    if config(&CONFIG.await_child) & await_child::FIRST_RUN == 0
-        && AWAIT_FIRST_RUN.remove(child).is_ok()
-    {
+    if awaited_stages() & await_child::FIRST_RUN == 0 && AWAIT_FIRST_RUN.remove(child).is_ok() {
         disarm(Gate::AwaitingFirstRun);
     }
     0

@@ -142,17 +142,23 @@ fn unmeasured(plan: &[PlanRow]) -> Vec<Unmeasured> {
         .iter()
         .filter(|r| r.mechanism == Mechanism::Unavailable)
         .collect();
-    let skipped = |row: &PlanRow| {
-        row.rejected
-            .iter()
-            .any(|r| r.reason.contains("--skip-stage"))
+    // The option that left a probe out on request, if one did.
+    let left_out_by = |row: &PlanRow| {
+        row.rejected.iter().find_map(|r| {
+            [crate::plan::SKIP_STAGE, crate::plan::LOW_OVERHEAD]
+                .into_iter()
+                .find(|flag| r.reason.contains(flag))
+        })
     };
     let why = |rows: &[&PlanRow]| {
         let names: Vec<&str> = rows.iter().map(|r| r.stage.as_str()).collect();
-        if rows.iter().all(|r| skipped(r)) {
-            format!("skipped (--skip-stage {})", names.join(", "))
-        } else {
+        let flags: Vec<&str> = rows.iter().filter_map(|r| left_out_by(r)).collect();
+        if flags.len() < rows.len() {
             format!("unavailable on this kernel (no {} probe)", names.join("/"))
+        } else if flags.iter().all(|f| *f == crate::plan::LOW_OVERHEAD) {
+            format!("left out (--low-overhead: no {} probe)", names.join("/"))
+        } else {
+            format!("skipped (--skip-stage {})", names.join(", "))
         }
     };
     let names: Vec<String> = missing.iter().map(|r| r.stage.clone()).collect();
@@ -160,10 +166,9 @@ fn unmeasured(plan: &[PlanRow]) -> Vec<Unmeasured> {
         .iter()
         .map(|r| Unmeasured {
             stage: r.stage.clone(),
-            why: if skipped(r) {
-                "skipped (--skip-stage)".into()
-            } else {
-                "unavailable on this kernel".into()
+            why: match left_out_by(r) {
+                Some(flag) => format!("left out ({flag})"),
+                None => "unavailable on this kernel".into(),
             },
         })
         .collect();
@@ -215,20 +220,20 @@ mod tests {
     use super::*;
     use crate::plan::Rejection;
 
-    fn row(stage: &str, mechanism: Mechanism, skipped: bool) -> PlanRow {
+    /// A plan row; `left_out_by`: the option that rejected its candidates.
+    fn row(stage: &str, mechanism: Mechanism, left_out_by: Option<&str>) -> PlanRow {
         PlanRow {
             stage: stage.into(),
             mechanism,
             how: String::new(),
             targets: Vec::new(),
-            rejected: if skipped {
-                vec![Rejection {
+            rejected: left_out_by
+                .map(|flag| Rejection {
                     mechanism: Mechanism::Tracepoint,
-                    reason: "skipped on request (--skip-stage)".into(),
-                }]
-            } else {
-                Vec::new()
-            },
+                    reason: format!("left out on request ({flag})"),
+                })
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -236,10 +241,12 @@ mod tests {
     fn a_stage_without_data_says_which_probe_is_missing_and_why() {
         use Mechanism::{RawTracepoint, Unavailable};
         let plan = [
-            row("wakeup_new", RawTracepoint, false),
-            row("first_run", Unavailable, true),
-            row("exec_prepare", Unavailable, false),
-            row("copy_page_range", Unavailable, false),
+            row("wakeup_new", RawTracepoint, None),
+            row("first_run", Unavailable, Some("--skip-stage")),
+            row("exec_prepare", Unavailable, None),
+            row("copy_page_range", Unavailable, None),
+            row("mm_lock_wait", Unavailable, Some("--low-overhead")),
+            row("dup_mmap", Unavailable, Some("--low-overhead")),
         ];
         let why = |stage: &str| {
             unmeasured(&plan)
@@ -247,7 +254,7 @@ mod tests {
                 .find(|u| u.stage == stage)
                 .map(|u| u.why)
         };
-        assert_eq!(why("first_run").as_deref(), Some("skipped (--skip-stage)"));
+        assert_eq!(why("first_run").as_deref(), Some("left out (--skip-stage)"));
         assert_eq!(
             why("sched_delay").as_deref(),
             Some("skipped (--skip-stage first_run)")
@@ -263,6 +270,15 @@ mod tests {
         assert_eq!(
             why("copy_page_range").as_deref(),
             Some("unavailable on this kernel")
+        );
+        assert_eq!(
+            why("mm_lock_wait").as_deref(),
+            Some("left out (--low-overhead)")
+        );
+        // dup_mmap's tracepoint derivation needs the mmap lock probes.
+        assert_eq!(
+            why("dup_mmap").as_deref(),
+            Some("left out (--low-overhead)")
         );
         assert_eq!(why("fork_wakeup"), None, "wakeup_new is attached");
         assert_eq!(why("exec"), None);
