@@ -450,6 +450,9 @@ async fn run_config(
     opts.command_stdout = Some(stdout.clone());
     opts.probe_cost = probe_cost;
     opts.owns_command = true;
+    if session.low_overhead {
+        opts.sample_hz = 0;
+    }
     let rec = record::record(opts).await?;
     if rec.summary.interrupted {
         return Err(SweepInterrupted.into());
