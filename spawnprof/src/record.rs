@@ -294,7 +294,9 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         flush(&mut correlator, &mut writer, &mut records, &mut stats)?;
     };
 
-    let interrupted = matches!(stop, Stop::Interrupted);
+    // A Ctrl-C at the terminal also ends the command, and its exit can win
+    // the race to the loop: the signal still makes this an interrupt.
+    let interrupted = matches!(stop, Stop::Interrupted) || interrupts.arrived().await.is_some();
     let exit_code = match stop {
         Stop::TargetExited(code) => code,
         _ => None,
