@@ -9,7 +9,7 @@
 //! hangs on these hosts.
 //!
 //! ```text
-//! cargo xtask vm-test                 runs A-D: fork and posix_spawn, fentry tier and --no-fentry (kprobe)
+//! cargo xtask vm-test                 runs A-E: fork and posix_spawn, fentry tier and --no-fentry (kprobe), --low-overhead
 //! cargo xtask vm-test --smoke         harness self-check; needs no `spawnprof record`
 //! cargo xtask vm-test --shell CMD ... run each CMD in the VM and print its output
 //!   --timeout SECS    limit for the whole VM run (default 300)
@@ -515,11 +515,11 @@ fn workload(bins: &Binaries, run: &Run) -> String {
 }
 
 /// Runs A and C take the default tiers (fentry where available); B and D
-/// force the kprobe tier with `--no-fentry`. A and B fork and wait with
+/// force the kprobe tier with `--no-fentry`; E is A with `--low-overhead`. A and B fork and wait with
 /// waitpid (kernel_wait4); C and D posix_spawn (vfork-style, for the
 /// parent's release at the child's exec) and wait with waitid (the waitid
 /// syscall function).
-const RUNS: [Run; 4] = [
+const RUNS: [Run; 5] = [
     Run {
         label: "A",
         dir: "a",
@@ -551,6 +551,16 @@ const RUNS: [Run; 4] = [
         mechanism: "kprobe",
         reap: "waitid",
         method: "posix-spawn",
+    },
+    // --low-overhead leaves out only probes on machine-wide per-event
+    // tracepoints: with fentry every stage keeps its kernel function.
+    Run {
+        label: "E",
+        dir: "e",
+        flags: " --low-overhead",
+        mechanism: "fentry",
+        reap: "waitpid",
+        method: "fork-exec",
     },
 ];
 
