@@ -1,4 +1,4 @@
-//! Ctrl-C and SIGTERM at every moment of a recording.
+//! Ctrl-C, SIGTERM and SIGHUP at every moment of a recording.
 //!
 //! - While the probes load and attach: the signal is caught (not the default
 //!   death with a half-made output directory) and seen once they are ready;
@@ -12,6 +12,10 @@
 //!   context next to tokio's, notes a first signal and exits at once on the
 //!   next one (after an interrupt, the very next one). The kernel detaches
 //!   every probe as our descriptors close.
+//! - A hang-up (the ssh session or terminal went away) stops a recording
+//!   like SIGTERM, and at once, in signal context, points stdout and stderr
+//!   at /dev/null: printing to a dead terminal fails, and Rust's print
+//!   macros panic on failure, which would lose the recording being written.
 use std::sync::{
     Once,
     atomic::{AtomicU8, Ordering},
@@ -55,10 +59,12 @@ impl std::fmt::Display for InterruptedBeforeTracing {
 
 impl std::error::Error for InterruptedBeforeTracing {}
 
-/// Ctrl-C (SIGINT) and SIGTERM, caught from the moment this is made.
+/// Ctrl-C (SIGINT), SIGTERM and SIGHUP, caught from the moment this is
+/// made.
 pub struct Interrupts {
     sigint: Signal,
     sigterm: Signal,
+    sighup: Signal,
 }
 
 /// Which signal stopped the recording.
@@ -66,6 +72,7 @@ pub struct Interrupts {
 pub enum Stop {
     CtrlC,
     Terminate,
+    HangUp,
 }
 
 impl Interrupts {
@@ -76,6 +83,7 @@ impl Interrupts {
         Ok(Self {
             sigint: signal(SignalKind::interrupt())?,
             sigterm: signal(SignalKind::terminate())?,
+            sighup: signal(SignalKind::hangup())?,
         })
     }
 
@@ -84,6 +92,7 @@ impl Interrupts {
         tokio::select! {
             _ = self.sigint.recv() => Stop::CtrlC,
             _ = self.sigterm.recv() => Stop::Terminate,
+            _ = self.sighup.recv() => Stop::HangUp,
         }
     }
 
@@ -128,6 +137,10 @@ fn install_handler() {
                 );
             }
         }
+        // SAFETY: open(2) and dup2(2) are async-signal-safe.
+        if let Err(e) = unsafe { signal_hook_registry::register(libc::SIGHUP, on_hang_up) } {
+            eprintln!("spawnprof: warning: a hang-up may lose the recording ({e})");
+        }
     });
 }
 
@@ -145,6 +158,20 @@ fn on_signal() {
         }
         QUIT_ON_NEXT => quit_at_once(),
         _ => {}
+    }
+}
+
+/// The terminal is gone: what we print from now on goes nowhere instead of
+/// failing (and panicking).
+fn on_hang_up() {
+    // SAFETY: open(2), dup2(2) and close(2) on our own descriptors.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+        if null >= 0 {
+            libc::dup2(null, libc::STDOUT_FILENO);
+            libc::dup2(null, libc::STDERR_FILENO);
+            libc::close(null);
+        }
     }
 }
 

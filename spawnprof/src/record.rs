@@ -254,10 +254,11 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                 break Stop::Duration;
             }
             signal = interrupts.recv() => {
-                // Unlike Ctrl-C, SIGTERM reaches only us: pass it on so the
-                // command does not outlive its recording. A command of our
-                // own (the bench's spawner) ends on either.
-                let end_command = signal == interrupt::Stop::Terminate || opts.owns_command;
+                // Unlike Ctrl-C, SIGTERM (or SIGHUP sent with kill) reaches
+                // only us: pass SIGTERM on so the command does not outlive
+                // its recording. A command of our own (the bench's spawner)
+                // ends on any of them.
+                let end_command = signal != interrupt::Stop::CtrlC || opts.owns_command;
                 if let (true, Target::Command(_), Some(pid)) = (end_command, &opts.target, root_pid)
                 {
                     // SAFETY: signalling the child we started.

@@ -418,3 +418,43 @@ fn a_pid_that_exits_while_the_probes_load_ends_the_recording_cleanly() {
     assert!(records.is_empty());
     assert!(!summary.interrupted);
 }
+
+/// The ssh session drops: SIGHUP, and the terminal spawnprof prints to is
+/// gone (here: the read end of its stderr closed, so every write fails).
+/// The recording stops, is written whole and marked interrupted, instead of
+/// spawnprof dying of the hang-up or of a panic in its next print.
+#[test]
+fn a_hang_up_with_the_terminal_gone_keeps_the_recording() {
+    let dir = out_dir("sighup");
+    let mut rec = spawn_recording(&dir, &["--", "sh", "-c", "/bin/true; sleep 44"], &[]);
+    let mut lines = BufReader::new(rec.stderr.take().expect("piped")).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("spawnprof: tracing")),
+        "spawnprof never started tracing"
+    );
+    let ours = program_ids_of(rec.id());
+    std::thread::sleep(Duration::from_millis(300));
+    // The terminal goes away: every later write to stderr fails (EPIPE).
+    drop(lines);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(rec.id() as i32, libc::SIGHUP) };
+    let status = wait_with_timeout(&mut rec, Duration::from_secs(20));
+    let _ = Command::new("pkill").args(["-f", "sleep 44"]).status();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "a clean stop, not a death by signal or a panic in a print: {status:?}"
+    );
+    let (summary, records) = load_recording(&dir).expect("the recording is written");
+    assert!(summary.interrupted);
+    assert!(
+        records
+            .iter()
+            .any(|r| r.exec_path.as_deref() == Some("/bin/true"))
+    );
+    assert!(dir.join("report.html").exists(), "the reports too");
+    assert_programs_freed(&ours);
+}
