@@ -548,7 +548,7 @@ async fn measure_overhead(
         Err(e) => {
             // Statistics can be refused (BPF_ENABLE_STATS needs 5.8); the
             // rates above still stand.
-            eprintln!("spawnprof: bench: no probe-cost figure: {e:#}");
+            crate::say!("spawnprof: bench: no probe-cost figure: {e:#}");
             None
         }
     };
@@ -674,7 +674,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     if let Err(e) = crate::report::bench_charts::write(&opts.out_dir, &report) {
-        eprintln!("spawnprof: bench.json is saved, but drawing its charts failed: {e:#}");
+        crate::say!("spawnprof: bench.json is saved, but drawing its charts failed: {e:#}");
     }
     out_dir.hand_to_invoking_user()?;
     Ok(report)

@@ -20,12 +20,21 @@ fn main() -> ExitCode {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default_hook(info);
-        eprintln!(
+        // Not eprintln!: a panic while panicking (stderr gone) aborts.
+        spawnprof::say!(
             "spawnprof: this is a bug in spawnprof; please report it with the message above. \
              Every probe is detached as spawnprof unwinds, and the spawns recorded so far stay in spawns.jsonl."
         );
     }));
     let cli = Cli::parse();
+    // Commands that only print end quietly on a closed pipe (`| head`, or
+    // quitting `less`), as any Unix filter does. Record and bench keep
+    // SIGPIPE ignored and print with say!, which never panics: a terminal
+    // that went away must not cost a recording.
+    if !matches!(cli.command, Command::Record(_) | Command::Bench(_)) {
+        // SAFETY: restoring the default disposition before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match cli.command {
         Command::Record(args) => run_record(args),
         Command::Probes(args) => run_probes(&args).map(|()| 0),
@@ -152,10 +161,10 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         .build()?;
     let recording = rt.block_on(record::record(opts))?;
     let s = &recording.summary;
-    eprint!("{}", table::processes(&recording.records, args.rows));
-    eprintln!();
-    eprint!("{}", table::breakdown(&s.stages, &unavailable_stages(s)));
-    eprintln!(
+    spawnprof::say_raw!("{}", table::processes(&recording.records, args.rows));
+    spawnprof::say!();
+    spawnprof::say_raw!("{}", table::breakdown(&s.stages, &unavailable_stages(s)));
+    spawnprof::say!(
         "\n{} spawns ({} threads), {} execs, {} failed exec attempts, {} lost marks{}",
         s.counts.spawns,
         s.counts.threads,
@@ -169,13 +178,13 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         }
     );
     if let Some(p) = &s.placement {
-        eprint!("{}", table::placement(p));
+        spawnprof::say_raw!("{}", table::placement(p));
     }
     if let Some(cost) = &s.probe_cost {
-        eprintln!();
-        eprint!("{}", table::probe_cost(cost));
+        spawnprof::say!();
+        spawnprof::say_raw!("{}", table::probe_cost(cost));
     }
-    eprintln!("recording written to {}", out_dir.display());
+    spawnprof::say!("recording written to {}", out_dir.display());
     Ok(s.exit_code.unwrap_or(if s.interrupted {
         interrupt::EXIT_INTERRUPTED
     } else {
@@ -280,8 +289,8 @@ fn run_bench(args: BenchArgs) -> Result<i32> {
         .enable_all()
         .build()?;
     let report = rt.block_on(bench::run(opts))?;
-    print!("{}", bench::render(&report));
-    eprintln!("bench written to {}", out_dir.display());
+    spawnprof::out_raw!("{}", bench::render(&report));
+    spawnprof::say!("bench written to {}", out_dir.display());
     Ok(if report.interrupted {
         interrupt::EXIT_INTERRUPTED
     } else {

@@ -157,7 +157,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         match session.start_sampling(opts.sample_hz) {
             Ok(()) => format!("cpu-clock, {} Hz per CPU", opts.sample_hz),
             Err(e) => {
-                eprintln!("spawnprof: warning: no stack samples (stacks.svg): {e:#}");
+                crate::say!("spawnprof: warning: no stack samples (stacks.svg): {e:#}");
                 format!("unavailable: {e:#}")
             }
         }
@@ -210,17 +210,17 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     // A pid that ended while the probes loaded leaves nothing to wait for.
     let gone_before_tracing = opts.target_is_pid() && !pid_alive(root_pid.expect("set"));
     if gone_before_tracing {
-        eprintln!(
+        crate::say!(
             "spawnprof: {target_desc} exited while the probes were loading: nothing was recorded (the empty recording is kept)"
         );
     } else if opts.announce {
         // Tools and tests wait for this line before starting the workload.
         match &opts.target {
-            Target::Command(_) => eprintln!(
+            Target::Command(_) => crate::say!(
                 "spawnprof: tracing {target_desc} (pid {}); Ctrl-C to stop",
                 root_pid.unwrap_or(0)
             ),
-            Target::Pid(_) => eprintln!("spawnprof: tracing {target_desc}; Ctrl-C to stop"),
+            Target::Pid(_) => crate::say!("spawnprof: tracing {target_desc}; Ctrl-C to stop"),
         }
     }
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
@@ -282,7 +282,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                     alive_checked = now;
                     if !pid_alive(root_pid.expect("set")) {
                         if opts.announce {
-                            eprintln!("spawnprof: {target_desc} exited; stopping");
+                            crate::say!("spawnprof: {target_desc} exited; stopping");
                         }
                         break Stop::TargetExited(None);
                     }
@@ -303,7 +303,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         _ => None,
     };
     if interrupted {
-        eprintln!(
+        crate::say!(
             "spawnprof: interrupted; writing what was recorded (Ctrl-C again to quit at once)"
         );
     }
@@ -360,7 +360,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     write_summary(&opts.out_dir, &summary)?;
     // The recording itself is safe on disk by now; a failed picture must not lose it.
     if let Err(e) = crate::report::export::write_all_from_recording(&opts.out_dir) {
-        eprintln!("spawnprof: the recording is saved, but writing its reports failed: {e:#}");
+        crate::say!("spawnprof: the recording is saved, but writing its reports failed: {e:#}");
     }
     out_dir.hand_to_invoking_user()?;
     Ok(Recording { records, summary })
@@ -471,7 +471,7 @@ fn drain_ring(
             Ok(e) => {
                 if debug {
                     let m = &e.mark;
-                    eprintln!(
+                    crate::say!(
                         "mark {} {:<18} cpu{} tid={} tgid={} a={:#x} b={:#x} c={:#x} {}",
                         m.ts_ns,
                         crate::correlate::mark_kind_name(m.kind),
@@ -491,7 +491,7 @@ fn drain_ring(
                 }
                 reorder.push(e)
             }
-            Err(err) => eprintln!("spawnprof: skipping a malformed mark: {err:#}"),
+            Err(err) => crate::say!("spawnprof: skipping a malformed mark: {err:#}"),
         }
     }
     marks
@@ -619,7 +619,7 @@ impl GatedChild {
                 // EOF (0 bytes): the exec succeeded and closed the pipe.
                 let n = unsafe { libc::read(status_fd.as_raw_fd(), (&raw mut errno).cast(), 4) };
                 if n == 4 {
-                    eprintln!(
+                    crate::say!(
                         "spawnprof: cannot run the command: {} (check the name and PATH)",
                         std::io::Error::from_raw_os_error(errno)
                     );

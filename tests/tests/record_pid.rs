@@ -458,3 +458,48 @@ fn a_hang_up_with_the_terminal_gone_keeps_the_recording() {
     assert!(dir.join("report.html").exists(), "the reports too");
     assert_programs_freed(&ours);
 }
+
+/// Output to a pipe that closes early (`| head`): the recording is still
+/// written in full and exits with the command's status, not a panic in a
+/// print; a command that only prints (`report`) ends quietly by SIGPIPE.
+#[test]
+fn a_closed_pipe_costs_no_recording_and_no_panic() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let dir = out_dir("closed-pipe");
+    let mut rec = spawn_recording(
+        &dir,
+        &["--", "sh", "-c", "/bin/true; sleep 0.5; /bin/true"],
+        &[],
+    );
+    let mut lines = BufReader::new(rec.stderr.take().expect("piped")).lines();
+    assert!(lines.next().is_some(), "a first line");
+    drop(lines);
+    let status = wait_with_timeout(&mut rec, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "the command's status: {status:?}");
+    let (summary, records) = load_recording(&dir).expect("the recording is written");
+    assert!(!summary.interrupted);
+    let trues = records
+        .iter()
+        .filter(|r| r.exec_path.as_deref() == Some("/bin/true"))
+        .count();
+    assert_eq!(trues, 2, "both spawns, the one after the pipe closed too");
+
+    let mut report = Command::new(spawnprof_bin())
+        .arg("report")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawnprof report");
+    let mut out = BufReader::new(report.stdout.take().unwrap()).lines();
+    assert!(out.next().is_some());
+    drop(out);
+    let status = report.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut report.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        status.success() || status.signal() == Some(libc::SIGPIPE),
+        "{status:?}: {stderr}"
+    );
+}
