@@ -239,6 +239,21 @@ fn a_second_ctrl_c_while_the_probes_load_quits_at_once() {
     ctrl_c_while_the_probes_load(2);
 }
 
+/// Whether a SIGINT sent to the process is still waiting to be delivered.
+fn sigint_pending(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("ShdPnd:")
+                .or_else(|| l.strip_prefix("SigPnd:"))
+        })
+        .filter_map(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .any(|set| set & (1 << (libc::SIGINT - 1)) != 0)
+}
+
 /// `presses` SIGINTs as soon as spawnprof holds its first program.
 fn ctrl_c_while_the_probes_load(presses: usize) {
     let dir = out_dir(&format!("sigint-loading-{presses}"));
@@ -258,9 +273,12 @@ fn ctrl_c_while_the_probes_load(presses: usize) {
     for _ in 0..presses {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(pid as i32, libc::SIGINT) };
-        // Apart enough to be two deliveries (one pending signal absorbs
-        // another), well inside the loading.
-        std::thread::sleep(Duration::from_millis(50));
+        // A signal still pending absorbs the next one (a long bpf() call
+        // under load delays delivery): wait until this one was taken.
+        let start = Instant::now();
+        while sigint_pending(pid) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     // Whatever else it loads before it sees the signal is ours too.
     while rec.try_wait().expect("wait").is_none() {
