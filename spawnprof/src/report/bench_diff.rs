@@ -150,6 +150,7 @@ pub fn render(a: &BenchReport, b: &BenchReport, a_dir: &Path, b_dir: &Path) -> S
             let _ = writeln!(out, "only in {side}: {}", names.join(", "));
         }
     }
+    out.push_str(&crate::plan::differences_note(&a.plan, &b.plan));
     out
 }
 

@@ -178,6 +178,7 @@ pub fn render_table(a: &Summary, b: &Summary, a_dir: &Path, b_dir: &Path) -> Str
             &mut out,
         );
     }
+    out.push_str(&crate::plan::differences_note(&a.plan, &b.plan));
     out
 }
 

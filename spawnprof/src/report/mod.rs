@@ -142,14 +142,7 @@ fn unmeasured(plan: &[PlanRow]) -> Vec<Unmeasured> {
         .iter()
         .filter(|r| r.mechanism == Mechanism::Unavailable)
         .collect();
-    // The option that left a probe out on request, if one did.
-    let left_out_by = |row: &PlanRow| {
-        row.rejected.iter().find_map(|r| {
-            [crate::plan::SKIP_STAGE, crate::plan::LOW_OVERHEAD]
-                .into_iter()
-                .find(|flag| r.reason.contains(flag))
-        })
-    };
+    let left_out_by = PlanRow::left_out_by;
     let why = |rows: &[&PlanRow]| {
         let names: Vec<&str> = rows.iter().map(|r| r.stage.as_str()).collect();
         let flags: Vec<&str> = rows.iter().filter_map(|r| left_out_by(r)).collect();
