@@ -87,7 +87,7 @@ impl Interrupts {
         })
     }
 
-    /// The next Ctrl-C or SIGTERM.
+    /// The next Ctrl-C, SIGTERM or SIGHUP.
     pub async fn recv(&mut self) -> Stop {
         tokio::select! {
             _ = self.sigint.recv() => Stop::CtrlC,
@@ -132,14 +132,14 @@ fn install_handler() {
             // and _exit(2), all async-signal-safe.
             let registered = unsafe { signal_hook_registry::register(sig, on_signal) };
             if let Err(e) = registered {
-                eprintln!(
+                crate::say!(
                     "spawnprof: warning: a second Ctrl-C will not quit at once while the report is written ({e})"
                 );
             }
         }
         // SAFETY: open(2) and dup2(2) are async-signal-safe.
         if let Err(e) = unsafe { signal_hook_registry::register(libc::SIGHUP, on_hang_up) } {
-            eprintln!("spawnprof: warning: a hang-up may lose the recording ({e})");
+            crate::say!("spawnprof: warning: a hang-up may lose the recording ({e})");
         }
     });
 }
