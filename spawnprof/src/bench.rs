@@ -117,7 +117,7 @@ pub struct BenchReport {
     pub duration_ns: u64,
     pub configs: Vec<ConfigResult>,
     pub overhead: Option<Overhead>,
-    /// Stopped by Ctrl-C or SIGTERM: `configs` holds the ones that finished.
+    /// Stopped by Ctrl-C, SIGTERM or SIGHUP: `configs` holds the ones that finished.
     #[serde(default)]
     pub interrupted: bool,
 }
@@ -684,7 +684,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
 pub fn interrupted_note(report: &BenchReport) -> Option<String> {
     report.interrupted.then(|| {
         format!(
-            "INTERRUPTED (Ctrl-C or SIGTERM): {} configuration{} finished{}; run the bench again for the whole sweep",
+            "INTERRUPTED (Ctrl-C, SIGTERM or SIGHUP): {} configuration{} finished{}; run the bench again for the whole sweep",
             report.configs.len(),
             if report.configs.len() == 1 { "" } else { "s" },
             if report.overhead.is_none() {

@@ -24,7 +24,7 @@ Ctrl-C quits at once); 1 on an error, whose message names the remedy; 2 on a bad
     Probes(ProbeArgs),
     /// Profile this node: run the reference spawner through sweeps with the probes attached.
     #[command(
-        after_help = "Exit status: 0; 130 when Ctrl-C or SIGTERM stopped the sweep (the \
+        after_help = "Exit status: 0; 130 when Ctrl-C, SIGTERM or SIGHUP stopped the sweep (the \
 configurations that finished are written, marked interrupted); 1 on an error; 2 on a bad command line."
     )]
     Bench(BenchArgs),
