@@ -203,7 +203,8 @@ fn sigterm_keeps_what_was_recorded_and_detaches_every_probe() {
 
 fn interrupt_keeps_recording_and_detaches(test: &str, signal: i32) {
     let dir = out_dir(test);
-    // A sleep of its own, so that the pkill below ends no other test's.
+    // A sleep of its own, so that the pkill below ends no other test's
+    // (-x: the whole command line, so not a `sleep 420` elsewhere either).
     let sleep = format!("sleep {}", 40 + signal);
     let script = format!("/bin/true; {sleep}");
     let mut rec = start_recording(&dir, &["--", "sh", "-c", &script]);
@@ -226,7 +227,7 @@ fn interrupt_keeps_recording_and_detaches(test: &str, signal: i32) {
     );
     assert_programs_freed(&ours);
     // The traced command does not outlive the recording.
-    let _ = Command::new("pkill").args(["-f", &sleep]).status();
+    let _ = Command::new("pkill").args(["-x", "-f", &sleep]).status();
 }
 
 #[test]
@@ -383,7 +384,9 @@ fn a_panic_while_recording_detaches_and_keeps_the_spawns_so_far() {
     assert!(ours.len() >= 10, "probes are loaded: {ours:?} {seen:?}");
     let status = wait_with_timeout(&mut rec, Duration::from_secs(20));
     // The command outlives a crashed spawnprof, holding its stderr open.
-    let _ = Command::new("pkill").args(["-f", "sleep 31"]).status();
+    let _ = Command::new("pkill")
+        .args(["-x", "-f", "sleep 31"])
+        .status();
     seen.extend(lines.map_while(Result::ok));
     assert_eq!(status.code(), Some(101), "a panic: {seen:#?}");
     assert!(
@@ -460,7 +463,9 @@ fn a_hang_up_with_the_terminal_gone_keeps_the_recording() {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(rec.id() as i32, libc::SIGHUP) };
     let status = wait_with_timeout(&mut rec, Duration::from_secs(20));
-    let _ = Command::new("pkill").args(["-f", "sleep 44"]).status();
+    let _ = Command::new("pkill")
+        .args(["-x", "-f", "sleep 44"])
+        .status();
     assert_eq!(
         status.code(),
         Some(130),
