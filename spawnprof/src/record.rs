@@ -55,6 +55,8 @@ const DRAIN_INTERVAL_SAMPLING: Duration = Duration::from_millis(10);
 const IDLE_DRAIN_INTERVAL: Duration = Duration::from_millis(160);
 /// How often `-p` checks that its target is still alive.
 const ALIVE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the live count of a `-p` recording is redrawn.
+const LIVE_UPDATE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// What to trace.
 #[derive(Clone, Debug)]
@@ -236,6 +238,18 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     tokio::pin!(tick);
     let mut alive_checked = tokio::time::Instant::now();
     let panic_at = test_panic_deadline();
+    // With -p the terminal is otherwise silent until the end: a live count
+    // (drawn only on a terminal). Not with a command, whose own output
+    // shares the terminal and would be torn up by a redrawn line.
+    let live = (opts.announce && opts.target_is_pid() && !gone_before_tracing).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} recording [{elapsed}] {msg}")
+                .expect("valid template"),
+        );
+        bar
+    });
+    let mut live_shown = tokio::time::Instant::now();
     let stop = loop {
         if gone_before_tracing {
             break Stop::TargetExited(None);
@@ -274,6 +288,17 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                     busy_drain_interval
                 };
                 let now = tokio::time::Instant::now();
+                if let Some(bar) = &live
+                    && now - live_shown >= LIVE_UPDATE_INTERVAL
+                {
+                    live_shown = now;
+                    let c = stats.counts();
+                    bar.set_message(format!(
+                        "{} spawns, {} execs, {} failed exec attempts",
+                        c.spawns, c.execs, c.failed_exec_attempts
+                    ));
+                    bar.tick();
+                }
                 if panic_at.is_some_and(|at| now >= at) {
                     panic!("SPAWNPROF_TEST_PANIC_AFTER_MS: a panic while recording, on request");
                 }
@@ -295,6 +320,9 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         flush(&mut correlator, &mut writer, &mut records, &mut stats)?;
     };
 
+    if let Some(bar) = live {
+        bar.finish_and_clear();
+    }
     // A Ctrl-C at the terminal also ends the command, and its exit can win
     // the race to the loop: the signal still makes this an interrupt.
     let interrupted = matches!(stop, Stop::Interrupted) || interrupts.arrived().await.is_some();
