@@ -306,6 +306,9 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                 if opts.target_is_pid() && now - alive_checked >= ALIVE_CHECK_INTERVAL {
                     alive_checked = now;
                     if !pid_alive(root_pid.expect("set")) {
+                        if let Some(bar) = &live {
+                            bar.finish_and_clear();
+                        }
                         if opts.announce {
                             crate::say!("spawnprof: {target_desc} exited; stopping");
                         }
