@@ -55,6 +55,9 @@ const DRAIN_INTERVAL_SAMPLING: Duration = Duration::from_millis(10);
 const IDLE_DRAIN_INTERVAL: Duration = Duration::from_millis(160);
 /// How often `-p` checks that its target is still alive.
 const ALIVE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the memory-map snapshots of processes that ended unsampled
+/// are dropped (each prune walks the kernel's sample map).
+const MAPS_PRUNE_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the live count of a `-p` recording is redrawn.
 const LIVE_UPDATE_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -250,6 +253,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         bar
     });
     let mut live_shown = tokio::time::Instant::now();
+    let mut maps_pruned = tokio::time::Instant::now();
     let stop = loop {
         if gone_before_tracing {
             break Stop::TargetExited(None);
@@ -298,6 +302,10 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                         c.spawns, c.execs, c.failed_exec_attempts
                     ));
                     bar.tick();
+                }
+                if sampling && now - maps_pruned >= MAPS_PRUNE_INTERVAL {
+                    maps_pruned = now;
+                    maps.prune(&session.sampled_tgids());
                 }
                 if panic_at.is_some_and(|at| now >= at) {
                     panic!("SPAWNPROF_TEST_PANIC_AFTER_MS: a panic while recording, on request");
@@ -515,10 +523,12 @@ fn drain_ring(
                         e.text.as_deref().unwrap_or("")
                     );
                 }
-                if let Some(maps) = maps.as_deref_mut()
-                    && e.mark.kind == spawnprof_common::kind::EXEC_DONE
-                {
-                    maps.observe(e.mark.tgid);
+                if let Some(maps) = maps.as_deref_mut() {
+                    match e.mark.kind {
+                        spawnprof_common::kind::EXEC_DONE => maps.observe(e.mark.tgid),
+                        spawnprof_common::kind::EXIT => maps.exited(e.mark.tgid),
+                        _ => {}
+                    }
                 }
                 reorder.push(e)
             }

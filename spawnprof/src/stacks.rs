@@ -42,6 +42,8 @@ struct Mapping {
 #[derive(Default)]
 pub struct MapsCache {
     by_tgid: HashMap<u32, Vec<Mapping>>,
+    /// Snapshotted processes that have exited since the last prune.
+    exited: Vec<u32>,
     /// Start of the current one-second budget window, and snapshots taken in it.
     window: Option<std::time::Instant>,
     taken: u32,
@@ -76,6 +78,36 @@ impl MapsCache {
             return;
         };
         self.by_tgid.insert(tgid, parse_maps(&text));
+    }
+
+    /// A process ended: no more samples can come from it.
+    pub fn exited(&mut self, tgid: u32) {
+        if self.by_tgid.contains_key(&tgid) {
+            self.exited.push(tgid);
+        }
+    }
+
+    /// Forgets the snapshots of processes that exited without a single
+    /// stack sample (`sampled`: the processes the kernel holds samples of,
+    /// sorted). Without this the cache grew by every snapshot for as long
+    /// as a recording ran (tens of MB an hour under a spawn storm); now it
+    /// holds the live processes and the sampled ones, which the kernel's
+    /// sample map bounds.
+    pub fn prune(&mut self, sampled: &[u32]) {
+        for tgid in self.exited.drain(..) {
+            if sampled.binary_search(&tgid).is_err() {
+                self.by_tgid.remove(&tgid);
+            }
+        }
+    }
+
+    /// Processes with a snapshot.
+    pub fn len(&self) -> usize {
+        self.by_tgid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_tgid.is_empty()
     }
 
     fn find(&self, tgid: u32, ip: u64) -> Option<&Mapping> {
@@ -203,6 +235,26 @@ pub fn write(dir: &Path, lines: &[String], hz: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshots_of_processes_that_ended_unsampled_are_dropped() {
+        let me = std::process::id();
+        let mut maps = MapsCache::default();
+        maps.observe(me);
+        assert_eq!(maps.len(), 1, "our own maps can be read");
+        // Sampled: kept for symbolization at the end.
+        maps.exited(me);
+        maps.prune(&[me - 1, me, me + 1]);
+        assert_eq!(maps.len(), 1);
+        // Exited without a sample: nothing will ever look it up.
+        maps.exited(me);
+        maps.prune(&[]);
+        assert!(maps.is_empty());
+        // A process that is still running is never dropped.
+        maps.observe(me);
+        maps.prune(&[]);
+        assert_eq!(maps.len(), 1);
+    }
 
     #[test]
     fn maps_keep_executable_file_mappings() {
