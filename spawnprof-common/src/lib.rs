@@ -195,7 +195,7 @@ pub mod capture {
     pub const ENV: u32 = 2;
 }
 
-/// Which stages follow a new child until it runs ([`ProbeConfig::await_child`]).
+/// Which stages follow a new child until it runs ([`Gates::await_child_attached`]).
 pub mod await_child {
     /// first_run: its probes remove the child's entry when it first runs.
     pub const FIRST_RUN: u32 = 1;
@@ -249,10 +249,11 @@ pub struct Gates {
     /// Children forked and not yet run: the context-switch probe looks for them.
     pub awaiting_first_run: u64,
     /// Not a counter: the [`await_child`] bits of the stages whose probes
-    /// did attach, written by the loader once the plan is resolved (zero
-    /// before, when nothing is traced yet). A child is remembered only for
-    /// stages that are both configured and attached: one whose first run
-    /// no probe can see must not stay in the map.
+    /// did attach (not skipped, not unavailable), written by the loader once
+    /// the plan is resolved (zero before, when nothing is traced yet). A
+    /// forked child is remembered only for these: one whose first run no
+    /// probe can see must not stay in the map. Without first_run, wakeup_new
+    /// forgets the child itself, so no entry outlives its spawn.
     #[cfg_attr(feature = "user", serde(default))]
     pub await_child_attached: u64,
 }
@@ -425,10 +426,6 @@ pub struct ProbeConfig {
     pub count_every_fault: u32,
     /// Size of the `MARKS` ring buffer in bytes (wakes the reader at half full).
     pub ring_buffer_bytes: u32,
-    /// [`await_child`] bits: the stages that need a forked child remembered
-    /// until it runs. 0: nothing is remembered. Without first_run, wakeup_new
-    /// forgets the child itself, so no entry outlives its spawn.
-    pub await_child: u32,
     pub tp: TracepointOffsets,
     pub kernel: KernelOffsets,
 }
@@ -439,7 +436,6 @@ impl ProbeConfig {
         capture: 0,
         count_every_fault: 1,
         ring_buffer_bytes: 0,
-        await_child: await_child::FIRST_RUN | await_child::WAKEUP_NEW,
         tp: TracepointOffsets::MISSING,
         kernel: KernelOffsets {
             task_mm: 0,

@@ -53,12 +53,10 @@ pub static mut GATES: Gates = Gates {
 };
 
 /// The [`spawnprof_common::await_child`] stages a new child is remembered
-/// for: configured (not skipped) and attached (see
-/// [`Gates::await_child_attached`]).
+/// for: those that attached (see [`Gates::await_child_attached`]).
 #[inline(always)]
 pub fn awaited_stages() -> u32 {
-    let attached = unsafe { core::ptr::read_volatile(&raw const GATES.await_child_attached) };
-    config(&CONFIG.await_child) & attached as u32
+    unsafe { core::ptr::read_volatile(&raw const GATES.await_child_attached) as u32 }
 }
 
 /// One of the [`GATES`] counters.

@@ -179,18 +179,22 @@ impl Session {
         let mut session = Self {
             ebpf,
             plan,
-            kernel_fault_counters: kernel_offsets(host).has_fault_counters(),
+            kernel_fault_counters: config.kernel.has_fault_counters(),
         };
         session.tell_probes_what_attached()?;
         Ok(session)
     }
 
+    /// Whether the plan observes `stage` at all (it did not end unavailable).
+    fn attached(&self, stage: &str) -> bool {
+        self.plan
+            .iter()
+            .any(|r| r.stage == stage && r.mechanism != Mechanism::Unavailable)
+    }
+
     /// What the fault figures of the marks are worth.
     pub fn fault_coverage(&self) -> FaultCoverage {
-        let fault_probe = self
-            .plan
-            .iter()
-            .any(|r| r.stage == "page_faults" && r.mechanism != Mechanism::Unavailable);
+        let fault_probe = self.attached("page_faults");
         FaultCoverage {
             cow: fault_probe,
             totals: self.kernel_fault_counters || fault_probe,
@@ -207,11 +211,7 @@ impl Session {
             ("wakeup_new", await_child::WAKEUP_NEW),
         ]
         .into_iter()
-        .filter(|(stage, _)| {
-            self.plan
-                .iter()
-                .any(|r| r.stage == *stage && r.mechanism != Mechanism::Unavailable)
-        })
+        .filter(|(stage, _)| self.attached(stage))
         .fold(0, |bits, (_, bit)| bits | bit);
         let map = self
             .ebpf
@@ -686,13 +686,6 @@ fn probe_config(host: &Host, opts: &SessionOptions) -> Result<ProbeConfig> {
             | (opts.capture_env as u32 * capture::ENV),
         count_every_fault: !kernel.has_fault_counters() as u32,
         ring_buffer_bytes: opts.ring_buffer_bytes,
-        await_child: [
-            ("first_run", await_child::FIRST_RUN),
-            ("wakeup_new", await_child::WAKEUP_NEW),
-        ]
-        .into_iter()
-        .filter(|(stage, _)| !opts.skips(stage))
-        .fold(0, |bits, (_, bit)| bits | bit),
         tp: tracepoint_offsets(&host.tracefs)?,
         kernel,
     })
