@@ -33,6 +33,14 @@ pub struct FaultCoverage {
     pub totals: bool,
 }
 
+impl FaultCoverage {
+    /// Every figure real: the default, and what tests of synthetic marks use.
+    pub const ALL: Self = Self {
+        cow: true,
+        totals: true,
+    };
+}
+
 /// Releases events in timestamp order once they are older than the newest
 /// event seen minus the window.
 ///
@@ -190,6 +198,11 @@ pub fn mark_kind_name(k: u16) -> &'static str {
     }
 }
 
+/// A CLONE_VFORK parent sleeps until its child's exec or exit releases it.
+fn parent_waits_for_release(r: &SpawnRecord) -> bool {
+    r.clone_flags.is_some_and(|f| f & cf::CLONE_VFORK != 0)
+}
+
 fn syscall_name(id: u64) -> &'static str {
     match id {
         syscall::CLONE => "clone",
@@ -218,10 +231,7 @@ impl Correlator {
             out: Vec::new(),
             stats: CorrelationStats::default(),
             marks_per_kind: [0; kind::COUNT as usize + 1],
-            faults: FaultCoverage {
-                cow: true,
-                totals: true,
-            },
+            faults: FaultCoverage::ALL,
         }
     }
 
@@ -535,7 +545,7 @@ impl Correlator {
                     r.ts.exec_prepare = Some(ts);
                     // The exec is about to release a vfork parent's memory,
                     // which wakes the parent.
-                    if r.clone_flags.is_some_and(|f| f & cf::CLONE_VFORK != 0) {
+                    if parent_waits_for_release(r) {
                         r.ts.vfork_release = Some(ts);
                     }
                 }
@@ -594,10 +604,7 @@ impl Correlator {
         r.ts.exit = Some(m.ts_ns);
         // A vfork child that never execs (every attempt failed) releases its
         // parent as its mm goes, just before this tracepoint.
-        if r.ts.exec_done.is_none()
-            && r.ts.vfork_release.is_none()
-            && r.clone_flags.is_some_and(|f| f & cf::CLONE_VFORK != 0)
-        {
+        if r.ts.exec_done.is_none() && r.ts.vfork_release.is_none() && parent_waits_for_release(r) {
             r.ts.vfork_release = Some(m.ts_ns);
         }
         r.faults.total = (faults != UNKNOWN_U32).then_some(faults);
@@ -726,10 +733,7 @@ mod tests {
             Self {
                 events: Vec::new(),
                 t: 1_000,
-                coverage: FaultCoverage {
-                    cow: true,
-                    totals: true,
-                },
+                coverage: FaultCoverage::ALL,
             }
         }
         fn at(
