@@ -345,10 +345,10 @@ pub fn stage(name: &str) -> Option<&'static StageDef> {
 /// give are taken away and every stage whose start or end is then unknown
 /// (no fallback boundary either) is listed. A report marks these
 /// "unavailable" rather than "not seen".
-pub fn stages_lost_without(plan_stages: &[String]) -> Vec<&'static str> {
+pub fn stages_lost_without(plan_stages: &[&str]) -> Vec<&'static str> {
     let mut t = Timestamps::every_boundary();
     for probe in plan_stages {
-        match probe.as_str() {
+        match *probe {
             "copy_process" => (t.copy_process_enter, t.copy_process_exit) = (None, None),
             "dup_mmap" => (t.dup_mmap_enter, t.dup_mmap_exit) = (None, None),
             "mm_lock_wait" => (t.mm_lock_wait, t.mm_copy_start, t.mm_copy_end) = (None, None, None),
@@ -597,9 +597,7 @@ mod tests {
 
     #[test]
     fn a_missing_probe_takes_away_the_stages_that_need_its_boundaries() {
-        let lost = |probes: &[&str]| {
-            stages_lost_without(&probes.iter().map(|p| p.to_string()).collect::<Vec<_>>())
-        };
+        let lost = stages_lost_without;
         assert!(lost(&[]).is_empty(), "{:?}", lost(&[]));
         assert_eq!(
             lost(&["exec_prepare"]),

@@ -702,6 +702,27 @@ impl PlanRow {
     }
 }
 
+#[cfg(test)]
+impl PlanRow {
+    /// A resolved row for tests; `rejected`: the reason one better
+    /// candidate was turned down.
+    pub(crate) fn for_test(stage: &str, mechanism: Mechanism, rejected: Option<&str>) -> Self {
+        Self {
+            stage: stage.into(),
+            mechanism,
+            how: String::new(),
+            targets: Vec::new(),
+            rejected: rejected
+                .map(|reason| Rejection {
+                    mechanism: Mechanism::RawTracepoint,
+                    reason: reason.into(),
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
 /// The stages two plans observed differently, one line each ("first_run:
 /// A fentry, B unavailable"), for a diff to warn that those stages' numbers
 /// come from different probes (or from none on one side).
@@ -762,19 +783,7 @@ mod tests {
 
     #[test]
     fn a_diff_names_the_stages_two_plans_observed_differently() {
-        let row = |stage: &str, mechanism, reason: Option<&str>| PlanRow {
-            stage: stage.into(),
-            mechanism,
-            how: String::new(),
-            targets: Vec::new(),
-            rejected: reason
-                .map(|r| Rejection {
-                    mechanism: Mechanism::RawTracepoint,
-                    reason: r.into(),
-                })
-                .into_iter()
-                .collect(),
-        };
+        let row = PlanRow::for_test;
         let a = [
             row("clone", Mechanism::Fentry, None),
             row("first_run", Mechanism::Fentry, None),

@@ -418,10 +418,7 @@ fn breakdown(out: &mut String, s: &Summary, unavailable: &[super::Unmeasured]) {
                 for _ in 0..5 {
                     num_cell(out, "-");
                 }
-                let why = unavailable
-                    .iter()
-                    .find(|u| u.stage == name)
-                    .map_or("not seen", |u| u.why.as_str());
+                let why = super::why_no_data(unavailable, name);
                 cell(out, why);
             }
         }

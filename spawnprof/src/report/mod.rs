@@ -142,10 +142,9 @@ fn unmeasured(plan: &[PlanRow]) -> Vec<Unmeasured> {
         .iter()
         .filter(|r| r.mechanism == Mechanism::Unavailable)
         .collect();
-    let left_out_by = PlanRow::left_out_by;
     let why = |rows: &[&PlanRow]| {
         let names: Vec<&str> = rows.iter().map(|r| r.stage.as_str()).collect();
-        let flags: Vec<&str> = rows.iter().filter_map(|r| left_out_by(r)).collect();
+        let flags: Vec<&str> = rows.iter().filter_map(|r| r.left_out_by()).collect();
         if flags.len() < rows.len() {
             format!("unavailable on this kernel (no {} probe)", names.join("/"))
         } else if flags.iter().all(|f| *f == crate::plan::LOW_OVERHEAD) {
@@ -154,12 +153,12 @@ fn unmeasured(plan: &[PlanRow]) -> Vec<Unmeasured> {
             format!("skipped (--skip-stage {})", names.join(", "))
         }
     };
-    let names: Vec<String> = missing.iter().map(|r| r.stage.clone()).collect();
+    let names: Vec<&str> = missing.iter().map(|r| r.stage.as_str()).collect();
     let mut out: Vec<Unmeasured> = missing
         .iter()
         .map(|r| Unmeasured {
             stage: r.stage.clone(),
-            why: match left_out_by(r) {
+            why: match r.left_out_by() {
                 Some(flag) => format!("left out ({flag})"),
                 None => "unavailable on this kernel".into(),
             },
@@ -175,8 +174,7 @@ fn unmeasured(plan: &[PlanRow]) -> Vec<Unmeasured> {
             .iter()
             .copied()
             .filter(|row| {
-                let others: Vec<String> =
-                    names.iter().filter(|n| **n != row.stage).cloned().collect();
+                let others: Vec<&str> = names.iter().copied().filter(|n| *n != row.stage).collect();
                 !crate::model::stages_lost_without(&others).contains(&stage)
             })
             .collect();
@@ -185,9 +183,7 @@ fn unmeasured(plan: &[PlanRow]) -> Vec<Unmeasured> {
         let enough: Vec<&PlanRow> = missing
             .iter()
             .copied()
-            .filter(|row| {
-                crate::model::stages_lost_without(std::slice::from_ref(&row.stage)).contains(&stage)
-            })
+            .filter(|row| crate::model::stages_lost_without(&[row.stage.as_str()]).contains(&stage))
             .collect();
         let blamed = [needed, enough]
             .into_iter()
@@ -208,26 +204,23 @@ pub struct Unmeasured {
     pub why: String,
 }
 
+/// The note for a breakdown row without data: why it cannot have any, or
+/// "not seen" when it could have and no spawn had it.
+pub fn why_no_data<'a>(unavailable: &'a [Unmeasured], stage: &str) -> &'a str {
+    unavailable
+        .iter()
+        .find(|u| u.stage == stage)
+        .map_or("not seen", |u| u.why.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Rejection;
 
     /// A plan row; `left_out_by`: the option that rejected its candidates.
     fn row(stage: &str, mechanism: Mechanism, left_out_by: Option<&str>) -> PlanRow {
-        PlanRow {
-            stage: stage.into(),
-            mechanism,
-            how: String::new(),
-            targets: Vec::new(),
-            rejected: left_out_by
-                .map(|flag| Rejection {
-                    mechanism: Mechanism::Tracepoint,
-                    reason: format!("left out on request ({flag})"),
-                })
-                .into_iter()
-                .collect(),
-        }
+        let reason = left_out_by.map(|flag| format!("left out on request ({flag})"));
+        PlanRow::for_test(stage, mechanism, reason.as_deref())
     }
 
     #[test]

@@ -148,10 +148,7 @@ pub fn breakdown(
                 .count();
         let label = format!("{}{name}", "  ".repeat(depth));
         let Some(s) = stats.get(name).filter(|s| s.count > 0) else {
-            let why = unavailable
-                .iter()
-                .find(|u| u.stage == name)
-                .map_or("not seen", |u| u.why.as_str());
+            let why = super::why_no_data(unavailable, name);
             let mut row = vec![label, "0".into()];
             row.extend(std::iter::repeat_n("-".to_string(), 6));
             row.push(why.into());
