@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     analysis::{self, Placement, StageStats},
-    interrupt::{InterruptedBeforeTracing, Interrupts},
+    interrupt::{Interrupted, Interrupts, is_interruption},
     model::SpawnRecord,
     node::NodeFacts,
     plan::PlanRow,
@@ -455,7 +455,7 @@ async fn run_config(
     }
     let rec = record::record(opts).await?;
     if rec.summary.interrupted {
-        return Err(SweepInterrupted.into());
+        return Err(Interrupted.into());
     }
     if rec.summary.exit_code != Some(0) {
         bail!(
@@ -524,7 +524,7 @@ async fn measure_overhead(
     for round in 0..2 {
         // The unprobed runs are not recordings: check for a Ctrl-C here.
         if interrupts.arrived().await.is_some() {
-            return Err(SweepInterrupted.into());
+            return Err(Interrupted.into());
         }
         without.push(run_unprobed(spawner, &cfg)?.spawns_per_sec);
         let bc = BenchConfig {
@@ -544,7 +544,7 @@ async fn measure_overhead(
     let costed_run = run_config(&costed, spawner, dir, &opts.session, true).await;
     let probe_cost = match costed_run {
         Ok((_, _, cost)) => cost,
-        Err(e) if is_interrupt(&e) => return Err(e),
+        Err(e) if is_interruption(&e) => return Err(e),
         Err(e) => {
             // Statistics can be refused (BPF_ENABLE_STATS needs 5.8); the
             // rates above still stand.
@@ -567,24 +567,6 @@ async fn measure_overhead(
 }
 
 /// Runs the whole bench and writes `bench.json`.
-/// A configuration's recording was stopped by a signal.
-#[derive(Debug)]
-struct SweepInterrupted;
-
-impl std::fmt::Display for SweepInterrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("interrupted")
-    }
-}
-
-impl std::error::Error for SweepInterrupted {}
-
-/// Whether `e` is a Ctrl-C or SIGTERM rather than a failure.
-fn is_interrupt(e: &anyhow::Error) -> bool {
-    e.chain()
-        .any(|c| c.is::<SweepInterrupted>() || c.is::<InterruptedBeforeTracing>())
-}
-
 pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
     // A Ctrl-C stops the sweep where it is; what finished is written.
     let mut interrupts = Interrupts::catch()?;
@@ -633,7 +615,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
                 plan = p;
                 results.push(r);
             }
-            Err(e) if is_interrupt(&e) => {
+            Err(e) if is_interruption(&e) => {
                 interrupted = true;
                 break;
             }
@@ -649,7 +631,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
             Ok(o) => Some(o),
             Err(e) => {
                 // A Ctrl-C at the terminal also kills the unprobed spawner.
-                if !is_interrupt(&e) && interrupts.arrived().await.is_none() {
+                if !is_interruption(&e) && interrupts.arrived().await.is_none() {
                     return Err(e);
                 }
                 interrupted = true;

@@ -59,6 +59,25 @@ impl std::fmt::Display for InterruptedBeforeTracing {
 
 impl std::error::Error for InterruptedBeforeTracing {}
 
+/// A recording stopped by a signal, for a caller that runs several (the
+/// bench) and must stop too.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Whether `e` is a Ctrl-C, SIGTERM or SIGHUP rather than a failure.
+pub fn is_interruption(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.is::<Interrupted>() || c.is::<InterruptedBeforeTracing>())
+}
+
 /// Ctrl-C (SIGINT), SIGTERM and SIGHUP, caught from the moment this is
 /// made.
 pub struct Interrupts {
