@@ -49,12 +49,14 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        // say!, not eprintln!: the terminal may be gone (a closed pipe, a
+        // hang-up), and a panic here would turn the exit status into 101.
         Err(e) if e.chain().any(|c| c.is::<InterruptedBeforeTracing>()) => {
-            eprintln!("spawnprof: {e:#}");
+            spawnprof::say!("spawnprof: {e:#}");
             ExitCode::from(interrupt::EXIT_INTERRUPTED as u8)
         }
         Err(e) => {
-            eprintln!("spawnprof: error: {e:#}");
+            spawnprof::say!("spawnprof: error: {e:#}");
             ExitCode::from(1)
         }
     }
