@@ -899,13 +899,17 @@ mod tests {
         assert!(sweep(&o).iter().all(|c| c.spawner.count == 7));
     }
 
+    /// A stage seen once, with this mean.
+    fn st(mean_ns: u64) -> StageStats {
+        StageStats {
+            count: 1,
+            mean_ns,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn the_call_breakdown_puts_dup_mmap_first_for_a_big_fork() {
-        let st = |mean| StageStats {
-            count: 1,
-            mean_ns: mean,
-            ..Default::default()
-        };
         let stages: BTreeMap<String, StageStats> = [
             ("clone", st(10_000)),
             ("copy_process", st(9_900)),
@@ -923,11 +927,6 @@ mod tests {
 
     #[test]
     fn a_vfork_call_counts_the_childs_exec_only_up_to_the_release() {
-        let st = |mean| StageStats {
-            count: 1,
-            mean_ns: mean,
-            ..Default::default()
-        };
         let mut stages: BTreeMap<String, StageStats> = [
             ("clone", st(100_000)),
             ("copy_process", st(10_000)),
