@@ -1,9 +1,9 @@
 //! `spawnprof record -p PID`: attaching to a running process, --follow,
 //! --duration, the target exiting, and Ctrl-C.
 use std::{
-    io::{BufRead as _, BufReader},
+    io::{BufRead as _, BufReader, Lines},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, ChildStderr, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -36,20 +36,54 @@ fn spawn_recording(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
         .expect("start spawnprof")
 }
 
+/// spawnprof's stderr, read line by line; the lines read so far are kept
+/// for assertions and failure messages.
+struct Stderr {
+    lines: Lines<BufReader<ChildStderr>>,
+    seen: Vec<String>,
+}
+
+impl Stderr {
+    fn of(child: &mut Child) -> Self {
+        Self {
+            lines: BufReader::new(child.stderr.take().expect("piped")).lines(),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads up to the first line that contains any of `what`.
+    fn wait_for(&mut self, what: &[&str]) {
+        loop {
+            match self.lines.next() {
+                Some(Ok(l)) => {
+                    let hit = what.iter().any(|w| l.contains(w));
+                    self.seen.push(l);
+                    if hit {
+                        return;
+                    }
+                }
+                other => panic!(
+                    "stderr ended ({other:?}) before any of {what:?}: {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Everything, once spawnprof (and whatever holds its stderr) is gone.
+    fn all(mut self) -> Vec<String> {
+        self.seen.extend(self.lines.map_while(Result::ok));
+        self.seen
+    }
+}
+
 /// Starts `spawnprof record` and waits until it says it is tracing.
 fn start_recording(dir: &Path, args: &[&str]) -> Child {
     let mut child = spawn_recording(dir, args, &[]);
-    let stderr = child.stderr.take().expect("piped");
-    let mut lines = BufReader::new(stderr).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("spawnprof: tracing") => break,
-            Some(Ok(_)) => {}
-            other => panic!("spawnprof ended before tracing: {other:?}"),
-        }
-    }
+    let mut stderr = Stderr::of(&mut child);
+    stderr.wait_for(&["spawnprof: tracing"]);
     // Keep draining stderr so spawnprof never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    std::thread::spawn(move || for _ in stderr.lines {});
     child
 }
 
@@ -316,37 +350,21 @@ fn a_ctrl_c_while_the_recording_is_written_is_noted_and_the_next_quits_at_once()
     // it (symbolizing stacks, drawing reports) then takes a second or more.
     let mut rec = spawn_recording(&dir, &["--", "/bin/true"], &[]);
     let pid = rec.id();
-    let mut lines = BufReader::new(rec.stderr.take().expect("piped")).lines();
-    let mut seen = Vec::new();
-    let mut wait_for = |what: &[&str], seen: &mut Vec<String>| loop {
-        match lines.next() {
-            Some(Ok(l)) => {
-                let hit = what.iter().any(|w| l.contains(w));
-                seen.push(l);
-                if hit {
-                    return;
-                }
-            }
-            other => panic!("stderr ended ({other:?}) before any of {what:?}: {seen:?}"),
-        }
-    };
-    wait_for(&["spawnprof: tracing"], &mut seen);
+    let mut stderr = Stderr::of(&mut rec);
+    stderr.wait_for(&["spawnprof: tracing"]);
     let ours = program_ids_of(pid);
     std::thread::sleep(Duration::from_millis(100));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
     // Noted while writing (or, if it came before the end, an interrupt).
-    wait_for(
-        &[
-            "the recording is being written; Ctrl-C again to quit at once",
-            "interrupted; writing what was recorded",
-        ],
-        &mut seen,
-    );
+    stderr.wait_for(&[
+        "the recording is being written; Ctrl-C again to quit at once",
+        "interrupted; writing what was recorded",
+    ]);
     // SAFETY: as above.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
     let status = wait_with_timeout(&mut rec, Duration::from_secs(5));
-    seen.extend(lines.map_while(Result::ok));
+    let seen = stderr.all();
     assert_eq!(status.code(), Some(130), "stderr: {seen:#?}");
     assert!(
         seen.iter().any(|l| l.contains("quitting at once")),
@@ -371,23 +389,16 @@ fn a_panic_while_recording_detaches_and_keeps_the_spawns_so_far() {
         &[("SPAWNPROF_TEST_PANIC_AFTER_MS", "600")],
     );
     let pid = rec.id();
-    let mut lines = BufReader::new(rec.stderr.take().expect("piped")).lines();
-    let mut seen = Vec::new();
-    for l in lines.by_ref().map_while(Result::ok) {
-        let tracing = l.contains("spawnprof: tracing");
-        seen.push(l);
-        if tracing {
-            break;
-        }
-    }
+    let mut stderr = Stderr::of(&mut rec);
+    stderr.wait_for(&["spawnprof: tracing"]);
     let ours = program_ids_of(pid);
-    assert!(ours.len() >= 10, "probes are loaded: {ours:?} {seen:?}");
+    assert!(ours.len() >= 10, "probes are loaded: {ours:?}");
     let status = wait_with_timeout(&mut rec, Duration::from_secs(20));
     // The command outlives a crashed spawnprof, holding its stderr open.
     let _ = Command::new("pkill")
         .args(["-x", "-f", "sleep 31"])
         .status();
-    seen.extend(lines.map_while(Result::ok));
+    let seen = stderr.all();
     assert_eq!(status.code(), Some(101), "a panic: {seen:#?}");
     assert!(
         seen.iter()
@@ -448,18 +459,12 @@ fn a_pid_that_exits_while_the_probes_load_ends_the_recording_cleanly() {
 fn a_hang_up_with_the_terminal_gone_keeps_the_recording() {
     let dir = out_dir("sighup");
     let mut rec = spawn_recording(&dir, &["--", "sh", "-c", "/bin/true; sleep 44"], &[]);
-    let mut lines = BufReader::new(rec.stderr.take().expect("piped")).lines();
-    assert!(
-        lines
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|l| l.contains("spawnprof: tracing")),
-        "spawnprof never started tracing"
-    );
+    let mut stderr = Stderr::of(&mut rec);
+    stderr.wait_for(&["spawnprof: tracing"]);
     let ours = program_ids_of(rec.id());
     std::thread::sleep(Duration::from_millis(300));
     // The terminal goes away: every later write to stderr fails (EPIPE).
-    drop(lines);
+    drop(stderr);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(rec.id() as i32, libc::SIGHUP) };
     let status = wait_with_timeout(&mut rec, Duration::from_secs(20));
@@ -494,9 +499,9 @@ fn a_closed_pipe_costs_no_recording_and_no_panic() {
         &["--", "sh", "-c", "/bin/true; sleep 0.5; /bin/true"],
         &[],
     );
-    let mut lines = BufReader::new(rec.stderr.take().expect("piped")).lines();
-    assert!(lines.next().is_some(), "a first line");
-    drop(lines);
+    let mut stderr = Stderr::of(&mut rec);
+    stderr.wait_for(&["spawnprof: tracing"]);
+    drop(stderr);
     let status = wait_with_timeout(&mut rec, Duration::from_secs(20));
     assert_eq!(status.code(), Some(0), "the command's status: {status:?}");
     let (summary, records) = load_recording(&dir).expect("the recording is written");
