@@ -577,6 +577,14 @@ struct Run {
     method: &'static str,
 }
 
+impl Run {
+    /// Whether this run's spawns are vfork-style (checked for the parent's
+    /// release). Without the spawner the busybox fallback loop always forks.
+    fn spawns_vfork(&self, with_spawner: bool) -> bool {
+        with_spawner && self.method == "posix-spawn"
+    }
+}
+
 fn full_commands(bins: &Binaries) -> Vec<VmCommand> {
     let mut cmds = vec![vm_command("probes", "/spawnprof probes")];
     for run in &RUNS {
@@ -1141,7 +1149,7 @@ fn check_full(sections: &[Section], bins: &Binaries) -> Result<()> {
                 CHECKED_STAGES.join(", "),
                 run.mechanism,
                 run.method,
-                if run.method == "posix-spawn" && bins.spawner.is_some() {
+                if run.spawns_vfork(bins.spawner.is_some()) {
                     "the parent's release at begin_new_exec"
                 } else {
                     "kernel_fn timings"
@@ -1208,7 +1216,7 @@ fn assert_tiers(sections: &[Section], run: &Run, with_spawner: bool) -> Result<u
         );
     }
 
-    let vfork = with_spawner && run.method == "posix-spawn";
+    let vfork = run.spawns_vfork(with_spawner);
     let expected = if vfork { "vfork" } else { "fork" };
     let spawns_text = &ok_section(sections, &format!("spawns-{d}"))?.body;
     let mut seen = 0;
@@ -1226,22 +1234,16 @@ fn assert_tiers(sections: &[Section], run: &Run, with_spawner: bool) -> Result<u
             continue;
         }
         seen += 1;
-        let problems = [
-            check_common(&spawn, run),
-            if vfork {
-                check_vfork_release(&spawn)
-            } else {
-                check_fork(&spawn)
-            },
-            if with_spawner {
-                check_exec_attempts(&spawn).map_err(|e| vec![e.to_string()])
-            } else {
-                Ok(())
-            },
-        ];
-        for p in problems.into_iter().filter_map(Result::err).flatten() {
-            bad.push(format!("line {}: {p}", i + 1));
+        let mut problems = check_common(&spawn, run);
+        problems.extend(if vfork {
+            check_vfork_release(&spawn)
+        } else {
+            check_fork(&spawn)
+        });
+        if with_spawner && let Err(e) = check_exec_attempts(&spawn) {
+            problems.push(e.to_string());
         }
+        bad.extend(problems.into_iter().map(|p| format!("line {}: {p}", i + 1)));
     }
     ensure!(
         bad.is_empty(),
@@ -1266,7 +1268,7 @@ fn ts(spawn: &Value, field: &str) -> Option<u64> {
 
 /// What every spawn of a kernel-function tier has: the clone seen on
 /// kernel_clone, the reap, the first run (schedule_tail) and its CPUs.
-fn check_common(spawn: &Value, run: &Run) -> Result<(), Vec<String>> {
+fn check_common(spawn: &Value, run: &Run) -> Vec<String> {
     let mut bad = Vec::new();
     // kernel_clone, not a syscall tracepoint, saw the clone.
     let syscall = spawn.get("syscall").and_then(Value::as_str);
@@ -1288,12 +1290,12 @@ fn check_common(spawn: &Value, run: &Run) -> Result<(), Vec<String>> {
             cpu("child_first_cpu")
         ));
     }
-    if bad.is_empty() { Ok(()) } else { Err(bad) }
+    bad
 }
 
 /// A fork copies the mm: the lock wait inside dup_mmap, CoW faults on
 /// do_wp_page and the copy_page_range / anon_vma_fork times.
-fn check_fork(spawn: &Value) -> Result<(), Vec<String>> {
+fn check_fork(spawn: &Value) -> Vec<String> {
     let mut bad = Vec::new();
     // The lock wait inside dup_mmap, from uprobe_start_dup_mmap to
     // uprobe_dup_mmap, with no mmap_lock tracepoint attached.
@@ -1337,24 +1339,24 @@ fn check_fork(spawn: &Value) -> Result<(), Vec<String>> {
             spawn.get("kernel_fn").map_or("absent".to_string(), json)
         ));
     }
-    if bad.is_empty() { Ok(()) } else { Err(bad) }
+    bad
 }
 
 /// A vfork-style spawn on a kernel before 6.10 (no sched_prepare_exec):
 /// begin_new_exec marks the exec's point of no return, which releases the
 /// suspended parent, and the parent returns after it.
-fn check_vfork_release(spawn: &Value) -> Result<(), Vec<String>> {
+fn check_vfork_release(spawn: &Value) -> Vec<String> {
     let (prepare, release, back) = (
         ts(spawn, "exec_prepare"),
         ts(spawn, "vfork_release"),
         ts(spawn, "clone_exit"),
     );
     match (prepare, release, back) {
-        (Some(p), Some(r), Some(b)) if p == r && r <= b => Ok(()),
-        other => Err(vec![format!(
+        (Some(p), Some(r), Some(b)) if p == r && r <= b => Vec::new(),
+        other => vec![format!(
             "no vfork release at begin_new_exec before the parent's return \
              (exec_prepare, vfork_release, clone_exit) = {other:?}"
-        )]),
+        )],
     }
 }
 
