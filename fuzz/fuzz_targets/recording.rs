@@ -4,10 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spawnprof::{
-    record::unavailable_stages,
-    report::{files::parse_recording, table},
-};
+use spawnprof::report::{files::parse_recording, table, unavailable_stages};
 
 fuzz_target!(|data: &[u8]| {
     let (summary, spawns) = match data.iter().position(|&b| b == 0) {
