@@ -148,3 +148,57 @@ fn without_privileges_the_error_names_the_capabilities_and_sudo() {
         .expect("setpriv (util-linux)");
     assert_error(&out, 1, &["CAP_BPF", "CAP_PERFMON", "sudo"]);
 }
+
+/// Runs `tail` in a private mount namespace whose tracefs is unmounted
+/// first, so the host's own mount is never touched.
+fn without_tracefs(tail: &str) -> Output {
+    require_root();
+    let script = format!(
+        "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; \
+         if [ -d /sys/kernel/tracing/events ]; then echo 'tracefs still mounted' >&2; exit 99; fi; \
+         {tail}"
+    );
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux)")
+}
+
+#[test]
+fn a_missing_tracefs_is_mounted_and_the_mount_is_announced() {
+    let dir = out_dir("tracefs-mounted");
+    let out = without_tracefs(&format!(
+        "{} record --force --sample-hz 0 -o {} -- true && \
+         grep -q ' /sys/kernel/tracing .* tracefs ' /proc/self/mountinfo",
+        spawnprof_bin().display(),
+        dir.display()
+    ));
+    assert_error(&out, 0, &["mounted it at /sys/kernel/tracing"]);
+    assert!(
+        dir.join("spawns.jsonl").is_file(),
+        "no recording in {dir:?}"
+    );
+}
+
+#[test]
+fn a_tracefs_that_cannot_be_mounted_is_named_with_the_remedy() {
+    let dir = out_dir("tracefs-unmountable");
+    let _ = std::fs::remove_dir_all(&dir);
+    // Root without CAP_SYS_ADMIN passes the BPF privilege check (CAP_BPF
+    // and CAP_PERFMON) but may not mount.
+    let out = without_tracefs(&format!(
+        "exec setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin {} record -o {} -- true",
+        spawnprof_bin().display(),
+        dir.display()
+    ));
+    assert_error(
+        &out,
+        1,
+        &[
+            "tracefs is not mounted",
+            "mount -t tracefs nodev /sys/kernel/tracing",
+            "CAP_SYS_ADMIN",
+        ],
+    );
+    assert!(!dir.exists(), "{dir:?} was created before the error");
+}

@@ -33,9 +33,13 @@ impl Tracefs {
         mount_tracefs(target).with_context(|| {
             format!(
                 "tracefs is not mounted and mounting it at {target} failed; \
-                 mount it by hand (`mount -t tracefs nodev {target}`) or run as root"
+                 mount it by hand (`sudo mount -t tracefs nodev {target}`), \
+                 or run spawnprof as root with CAP_SYS_ADMIN"
             )
         })?;
+        // It stays mounted, as perf and bpftrace leave it: say so, since it
+        // is a change to the host.
+        crate::say!("spawnprof: tracefs was not mounted; mounted it at {target}");
         Ok(Self {
             root: target.into(),
         })
