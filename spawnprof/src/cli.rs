@@ -15,7 +15,8 @@ pub struct Cli {
 pub enum Command {
     /// Record every spawn of a command (`-- CMD`) or a running process (`-p PID`).
     #[command(
-        after_help = "Exit status: CMD's own (128+N if a signal N killed it); 0 with -p; \
+        after_help = "Exit status: CMD's own (128+N if a signal N killed it; 127 if CMD was not \
+found, 126 if it could not be run); 0 with -p; \
 130 when Ctrl-C, SIGTERM or SIGHUP stopped the recording (what was recorded is written; a second \
 Ctrl-C quits at once); 1 on an error, whose message names the remedy; 2 on a bad command line."
     )]

@@ -591,6 +591,8 @@ fn tgid_of(pid: u32) -> Result<u32> {
 /// waits for the exec itself.)
 struct GatedChild {
     pid: u32,
+    /// argv[0], for the message when the exec fails.
+    command: String,
     gate: OwnedFd,
     exec_status: OwnedFd,
 }
@@ -631,13 +633,14 @@ impl GatedChild {
                 libc::execvp(ptrs[0], ptrs.as_ptr());
                 let errno = *libc::__errno_location();
                 libc::write(status.1.as_raw_fd(), (&raw const errno).cast(), 4);
-                libc::_exit(127);
+                libc::_exit(exec_failure_status(errno));
             }
         }
         drop(gate.0);
         drop(status.1);
         Ok(Self {
             pid: pid as u32,
+            command: argv[0].clone(),
             gate: gate.1,
             exec_status: status.0,
         })
@@ -651,6 +654,7 @@ impl GatedChild {
         unsafe { libc::write(self.gate.as_raw_fd(), (&raw const byte).cast(), 1) };
         drop(self.gate);
         let pid = self.pid;
+        let command = self.command;
         let status_fd = self.exec_status;
         let (tx, rx) = oneshot::channel();
         std::thread::Builder::new()
@@ -660,10 +664,7 @@ impl GatedChild {
                 // EOF (0 bytes): the exec succeeded and closed the pipe.
                 let n = unsafe { libc::read(status_fd.as_raw_fd(), (&raw mut errno).cast(), 4) };
                 if n == 4 {
-                    crate::say!(
-                        "spawnprof: cannot run the command: {} (check the name and PATH)",
-                        std::io::Error::from_raw_os_error(errno)
-                    );
+                    crate::say!("spawnprof: {}", exec_failure_message(&command, errno));
                 }
                 let mut status = 0;
                 let rc = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
@@ -678,6 +679,31 @@ impl GatedChild {
             })?;
         Ok(rx)
     }
+}
+
+/// The exit status of a command whose exec failed, as POSIX shells, `env`
+/// and `timeout` give it: 127 when it was not found, 126 when it was found
+/// but could not be run.
+fn exec_failure_status(errno: i32) -> i32 {
+    match errno {
+        libc::ENOENT | libc::ENOTDIR => 127,
+        _ => 126,
+    }
+}
+
+/// Why CMD did not run, with what to check.
+fn exec_failure_message(command: &str, errno: i32) -> String {
+    let why = match errno {
+        libc::ENOENT | libc::ENOTDIR if command.contains('/') => {
+            "no such file (check the path)".to_string()
+        }
+        libc::ENOENT | libc::ENOTDIR => "command not found (check the name and PATH)".into(),
+        libc::EACCES => "permission denied (a directory, a file without execute permission \
+             (`chmod +x`), or on a noexec mount)"
+            .into(),
+        _ => std::io::Error::from_raw_os_error(errno).to_string(),
+    };
+    format!("cannot run {command}: {why}")
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {

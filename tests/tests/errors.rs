@@ -104,7 +104,9 @@ fn a_command_that_is_not_found_is_reported_and_still_recorded() {
     let run = record("notfound", &["--", "spawnprof-no-such-command-xyz"]);
     assert_eq!(run.output.status.code(), Some(127));
     assert!(
-        run.stderr().contains("cannot run the command"),
+        run.stderr().contains(
+            "cannot run spawnprof-no-such-command-xyz: command not found (check the name and PATH)"
+        ),
         "{}",
         run.stderr()
     );
@@ -118,6 +120,31 @@ fn a_command_that_is_not_found_is_reported_and_still_recorded() {
             .iter()
             .all(|a| a.ret.is_some_and(|r| r < 0))
     );
+}
+
+#[test]
+fn a_command_that_cannot_be_run_exits_126_with_the_reason() {
+    let script = out_dir("not-executable-cmd").with_extension("sh");
+    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    let cases = [
+        (script.to_str().unwrap(), "permission denied"),
+        ("/tmp", "permission denied"),
+    ];
+    for (i, (cmd, why)) in cases.into_iter().enumerate() {
+        let run = record(&format!("cannot-run-{i}"), &["--", cmd]);
+        assert_eq!(run.output.status.code(), Some(126), "{}", run.stderr());
+        assert!(
+            run.stderr().contains(&format!("cannot run {cmd}: {why}")),
+            "{}",
+            run.stderr()
+        );
+        // The failed attempt is data like any other.
+        assert!(
+            run.root().exec_attempts.iter().any(|a| a.ret == Some(-13)),
+            "no EACCES attempt recorded for {cmd}"
+        );
+    }
 }
 
 #[test]
