@@ -454,6 +454,7 @@ async fn run_config(
         opts.sample_hz = 0;
     }
     let rec = record::record(opts).await?;
+    rec.saved()?;
     if rec.summary.interrupted {
         return Err(Interrupted.into());
     }

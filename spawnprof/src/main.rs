@@ -186,6 +186,13 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         spawnprof::say!();
         spawnprof::say_raw!("{}", table::probe_cost(cost));
     }
+    if !recording.unsaved.is_empty() {
+        spawnprof::say!(
+            "the report above is complete; the recording in {} is not",
+            out_dir.display()
+        );
+        recording.saved()?;
+    }
     spawnprof::say!("recording written to {}", out_dir.display());
     Ok(s.exit_code.unwrap_or(if s.interrupted {
         interrupt::EXIT_INTERRUPTED
@@ -209,6 +216,12 @@ fn run_report(dir: &std::path::Path) -> Result<()> {
     // Stream the records: a recording can hold millions of spawns, and the
     // table shows only the first ones.
     let summary = export::read_summary(dir)?;
+    if let Some(why) = &summary.spawns_incomplete {
+        eprintln!(
+            "warning: spawns.jsonl lacks some of the {} spawns counted: {why}",
+            summary.counts.spawns
+        );
+    }
     let out_dir = OutputDir::before_writing(dir);
     let mut records = Vec::new();
     export::for_each_record(dir, |r| {

@@ -120,6 +120,22 @@ pub struct Recording {
     /// are in `spawns.jsonl`.
     pub records: Vec<SpawnRecord>,
     pub summary: Summary,
+    /// What could not be written to the output directory (a full disk),
+    /// one message each; the summary above is whole either way.
+    pub unsaved: Vec<String>,
+}
+
+impl Recording {
+    /// An error when part of the recording could not be saved.
+    pub fn saved(&self) -> Result<()> {
+        if self.unsaved.is_empty() {
+            return Ok(());
+        }
+        bail!(
+            "the recording is incomplete on disk (its reports were not written): {}",
+            self.unsaved.join("; ")
+        )
+    }
 }
 
 /// How the recording loop ended.
@@ -328,7 +344,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         for e in reorder.ready(mono_ns()) {
             correlator.feed(&e);
         }
-        flush(&mut correlator, &mut writer, &mut records, &mut stats)?;
+        flush(&mut correlator, &mut writer, &mut records, &mut stats);
     };
 
     if let Some(bar) = live {
@@ -355,22 +371,28 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         correlator.feed(&e);
     }
     correlator.finish_all();
-    flush(&mut correlator, &mut writer, &mut records, &mut stats)?;
+    flush(&mut correlator, &mut writer, &mut records, &mut stats);
     let lost = session.lost().unwrap_or_default();
     // What recording cost, measured before the stacks are symbolized: that
     // is after-the-fact work, like writing the reports.
     let probe_cost = cost_meter.map(|m| m.finish(&session, stats.counts().spawns));
     let mut stack_samples = 0;
+    // What could not be saved (a full disk): the recording still ends
+    // normally, and the report is still printed from memory.
+    let mut unsaved = Vec::new();
     if sampling {
         let samples = session.stack_samples().unwrap_or_default();
         stack_samples = samples.iter().map(|s| s.count).sum();
         let lines = stacks::fold(&samples, &maps, &KernelSymbols::load());
-        stacks::write(&opts.out_dir, &lines, opts.sample_hz)?;
+        if let Err(e) = stacks::write(&opts.out_dir, &lines, opts.sample_hz) {
+            unsaved.push(format!("{e:#}"));
+        }
     }
     let plan = session.plan.clone();
     drop(ring);
     drop(session); // detaches every probe
-    writer.finish()?;
+    let spawns_incomplete = writer.finish().err().map(|e| format!("{e:#}"));
+    unsaved.extend(spawns_incomplete.clone());
 
     let duration_ns = mono_ns() - t0;
     let summary = Summary {
@@ -395,14 +417,23 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         stack_sampling,
         stack_samples,
         probe_cost,
+        spawns_incomplete,
     };
-    write_summary(&opts.out_dir, &summary)?;
-    // The recording itself is safe on disk by now; a failed picture must not lose it.
-    if let Err(e) = crate::report::export::write_all_from_recording(&opts.out_dir) {
-        crate::say!("spawnprof: the recording is saved, but writing its reports failed: {e:#}");
+    if let Err(e) = write_summary(&opts.out_dir, &summary) {
+        unsaved.push(format!("{e:#}"));
+    }
+    if unsaved.is_empty() {
+        // The recording itself is safe on disk by now; a failed picture must not lose it.
+        if let Err(e) = crate::report::export::write_all_from_recording(&opts.out_dir) {
+            crate::say!("spawnprof: the recording is saved, but writing its reports failed: {e:#}");
+        }
     }
     out_dir.hand_to_invoking_user()?;
-    Ok(Recording { records, summary })
+    Ok(Recording {
+        records,
+        summary,
+        unsaved,
+    })
 }
 
 /// Measures what the recording costs: keeps the kernel's BPF run-time
@@ -477,15 +508,21 @@ fn flush(
     w: &mut SpawnWriter,
     keep: &mut Vec<SpawnRecord>,
     stats: &mut analysis::Accumulator,
-) -> Result<()> {
+) {
     for r in c.drain_finished() {
-        w.write(&r)?;
+        w.write(&r);
         stats.add(&r);
         if keep.len() < RECORDS_KEPT {
             keep.push(r);
         }
     }
-    Ok(())
+    if let Some(failure) = w.new_failure() {
+        crate::say!(
+            "spawnprof: error: {failure}; recording goes on, but from now on spawns are only \
+             counted for the report below, not saved (free space, or record into another \
+             directory with -o)"
+        );
+    }
 }
 
 /// Moves every mark from the ring buffer into the reorder window and

@@ -1,7 +1,8 @@
 //! Bad input gets a clear error naming the remedy, before any tracing starts.
 use std::process::{Command, Output};
 
-use spawnprof_tests::{out_dir, record, require_root, spawnprof_bin};
+use spawnprof::report::files::load_recording;
+use spawnprof_tests::{out_dir, record, require_root, spawner_bin, spawnprof_bin};
 
 fn spawnprof(args: &[&str]) -> Output {
     require_root();
@@ -228,4 +229,59 @@ fn a_tracefs_that_cannot_be_mounted_is_named_with_the_remedy() {
         ],
     );
     assert!(!dir.exists(), "{dir:?} was created before the error");
+}
+
+/// A disk that fills up mid-recording: the recording goes on, the terminal
+/// report is whole, and what reached the disk is a valid recording that
+/// says it is incomplete. Done on a 1.2 MB tmpfs in a private mount
+/// namespace, copied out before the namespace goes.
+#[test]
+fn a_disk_that_fills_up_keeps_a_valid_recording_and_the_full_report() {
+    require_root();
+    let kept = out_dir("disk-full");
+    let small = out_dir("disk-full-mount");
+    let script = format!(
+        "mkdir -p {small} && mount -t tmpfs -o size=1200k tmpfs {small} || exit 99; \
+         {spawnprof} record --sample-hz 0 -o {small}/rec -- \
+           {spawner} --method posix-spawn --count 1000 --mode serial >/dev/null; rc=$?; \
+         cp -r {small}/rec {kept}; exit $rc",
+        small = small.display(),
+        spawnprof = spawnprof_bin().display(),
+        spawner = spawner_bin().display(),
+        kept = kept.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux)");
+    assert_error(
+        &out,
+        1,
+        &[
+            "spawns.jsonl: No space left on device",
+            "recording goes on",
+            "the report above is complete",
+            "record into another directory with -o",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The spawner's 10 warm-up spawns come on top.
+    assert!(err.contains("1010 spawns"), "no whole report: {err}");
+    // Every line that reached the disk is a whole record, and the summary
+    // says the file is short.
+    let (summary, records) = load_recording(&kept).expect("a loadable recording");
+    assert_eq!(summary.counts.spawns, 1010, "spawns counted in memory");
+    assert!(
+        !records.is_empty() && (records.len() as u64) < summary.counts.spawns,
+        "{} records on disk",
+        records.len()
+    );
+    let why = summary
+        .spawns_incomplete
+        .expect("spawns_incomplete in summary.json");
+    assert!(why.contains("No space left on device"), "{why}");
+    assert!(
+        !kept.join(".spawnprof-summary-reserve").exists(),
+        "the space reserve was left behind"
+    );
 }

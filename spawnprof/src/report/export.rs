@@ -583,7 +583,7 @@ mod tests {
         let (a, b) = (temp_dir("mem"), temp_dir("disk"));
         write_all(&a, &summary, &recs).unwrap();
         let mut w = super::super::files::SpawnWriter::create(&b).unwrap();
-        recs.iter().for_each(|r| w.write(r).unwrap());
+        recs.iter().for_each(|r| w.write(r));
         w.finish().unwrap();
         super::super::files::write_summary(&b, &summary).unwrap();
         write_all_from_recording(&b).unwrap();

@@ -116,39 +116,145 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
     Ok(())
 }
 
+/// Space set aside in the output directory while recording, released just
+/// before `summary.json` is written: a disk that fills during a recording
+/// still takes the summary that makes the saved records readable.
+const SUMMARY_RESERVE_FILE: &str = ".spawnprof-summary-reserve";
+const SUMMARY_RESERVE_BYTES: i64 = 1 << 20;
+
 /// Appends spawn records to `spawns.jsonl` as they complete.
+///
+/// A failed write (a full disk, a quota) does not end the recording: the
+/// statistics and the terminal report are built in memory and stay whole.
+/// Writing stops at the first failure, the file is cut back to its last
+/// complete record, and the failure is reported (see [`SpawnWriter::finish`]).
 pub struct SpawnWriter {
     path: PathBuf,
     out: BufWriter<File>,
     written: u64,
+    /// The first write error.
+    failure: Option<std::io::Error>,
+    /// Records not saved because of it.
+    unsaved: u64,
+    failure_reported: bool,
+    reserve: PathBuf,
 }
 
 impl SpawnWriter {
     pub fn create(dir: &Path) -> Result<Self> {
         let path = dir.join(SPAWNS_FILE);
-        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        // Readable too: after a failed write the file is read back to cut
+        // it after its last complete record.
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        let reserve = dir.join(SUMMARY_RESERVE_FILE);
+        reserve_space(&reserve, SUMMARY_RESERVE_BYTES);
         Ok(Self {
             path,
             // Large writes: one syscall per ~100 records, not per four.
             // Everything is flushed on every way out but SIGKILL.
             out: BufWriter::with_capacity(256 << 10, file),
             written: 0,
+            failure: None,
+            unsaved: 0,
+            failure_reported: false,
+            reserve,
         })
     }
 
-    pub fn write(&mut self, record: &SpawnRecord) -> Result<()> {
-        serde_json::to_writer(&mut self.out, record)?;
-        self.out.write_all(b"\n")?;
-        self.written += 1;
-        Ok(())
+    pub fn write(&mut self, record: &SpawnRecord) {
+        if self.failure.is_some() {
+            self.unsaved += 1;
+            return;
+        }
+        let written = serde_json::to_writer(&mut self.out, record)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"));
+        match written {
+            Ok(()) => self.written += 1,
+            Err(e) => {
+                self.failure = Some(e);
+                self.unsaved += 1;
+            }
+        }
     }
 
-    pub fn finish(mut self) -> Result<u64> {
-        self.out
-            .flush()
-            .with_context(|| format!("writing {}", self.path.display()))?;
-        Ok(self.written)
+    /// The first write failure, once: for a warning while recording.
+    pub fn new_failure(&mut self) -> Option<String> {
+        if self.failure_reported {
+            return None;
+        }
+        let e = self.failure.as_ref()?;
+        self.failure_reported = true;
+        Some(format!("writing {}: {e}", self.path.display()))
     }
+
+    /// Flushes the records and releases the space kept for the summary.
+    /// After a failed write, cuts the file back to its last complete record
+    /// and returns an error saying how many records were not saved.
+    pub fn finish(mut self) -> Result<u64> {
+        if self.failure.is_none()
+            && let Err(e) = self.out.flush()
+        {
+            self.failure = Some(e);
+        }
+        let _ = fs::remove_file(&self.reserve);
+        let Some(e) = self.failure.take() else {
+            return Ok(self.written);
+        };
+        // Drop the unwritten buffer instead of flushing it on drop, which
+        // would append another partial line.
+        let (file, _) = self.out.into_parts();
+        let total = self.written + self.unsaved;
+        let kept = match cut_to_last_line(&file) {
+            Ok(kept) => format!("it keeps the first {kept} complete records of {total}"),
+            Err(cut) => format!("its last line may be cut short ({cut})"),
+        };
+        bail!(
+            "writing {} failed ({e}); {kept}. Free space there, or record into another directory \
+             with -o",
+            self.path.display(),
+        )
+    }
+}
+
+/// Sets `bytes` aside in a file of their own. Best effort: where the file
+/// system cannot preallocate, the summary simply gets no reserve.
+fn reserve_space(path: &Path, bytes: i64) {
+    use std::os::fd::AsRawFd as _;
+    if let Ok(file) = File::create(path) {
+        // SAFETY: a valid descriptor, and a range starting at 0.
+        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, bytes) } != 0 {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Truncates `file` after its last newline; returns how many lines it keeps.
+fn cut_to_last_line(file: &File) -> std::io::Result<u64> {
+    use std::io::{Read as _, Seek as _};
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    reader.rewind()?;
+    let (mut pos, mut end, mut lines) = (0u64, 0u64, 0u64);
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        for (i, _) in chunk[..n].iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            lines += 1;
+            end = pos + i as u64 + 1;
+        }
+        pos += n as u64;
+    }
+    file.set_len(end)?;
+    Ok(lines)
 }
 
 pub fn write_summary(dir: &Path, summary: &Summary) -> Result<()> {

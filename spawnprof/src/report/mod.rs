@@ -73,6 +73,10 @@ pub struct Summary {
     /// their wait to first run on each (absent without the first_run stage).
     #[serde(default)]
     pub placement: Option<Placement>,
+    /// Why `spawns.jsonl` holds fewer records than `counts` (its writing
+    /// failed, say on a full disk); absent when it holds them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawns_incomplete: Option<String>,
 }
 
 /// spawnprof's own cost during a recording: the kernel's run-time statistics
