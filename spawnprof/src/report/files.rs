@@ -137,7 +137,7 @@ pub struct SpawnWriter {
     /// Records not saved because of it.
     unsaved: u64,
     failure_reported: bool,
-    reserve: PathBuf,
+    reserve: SpaceReserve,
 }
 
 impl SpawnWriter {
@@ -152,8 +152,7 @@ impl SpawnWriter {
             .truncate(true)
             .open(&path)
             .with_context(|| format!("creating {}", path.display()))?;
-        let reserve = dir.join(SUMMARY_RESERVE_FILE);
-        reserve_space(&reserve, SUMMARY_RESERVE_BYTES);
+        let reserve = SpaceReserve::make(&dir.join(SUMMARY_RESERVE_FILE), SUMMARY_RESERVE_BYTES);
         Ok(Self {
             path,
             // Large writes: one syscall per ~100 records, not per four.
@@ -203,7 +202,7 @@ impl SpawnWriter {
         {
             self.failure = Some(e);
         }
-        let _ = fs::remove_file(&self.reserve);
+        drop(self.reserve);
         let Some(e) = self.failure.take() else {
             return Ok(self.written);
         };
@@ -223,13 +222,29 @@ impl SpawnWriter {
     }
 }
 
-/// Sets `bytes` aside in a file of their own. Best effort: where the file
-/// system cannot preallocate, the summary simply gets no reserve.
-fn reserve_space(path: &Path, bytes: i64) {
-    use std::os::fd::AsRawFd as _;
-    if let Ok(file) = File::create(path) {
+/// `bytes` set aside in a file of their own, freed when dropped (on every
+/// way out of a recording, not only the normal one). Best effort: where the
+/// file system cannot preallocate, there is no reserve.
+struct SpaceReserve(Option<PathBuf>);
+
+impl SpaceReserve {
+    fn make(path: &Path, bytes: i64) -> Self {
+        use std::os::fd::AsRawFd as _;
+        let Ok(file) = File::create(path) else {
+            return Self(None);
+        };
         // SAFETY: a valid descriptor, and a range starting at 0.
         if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, bytes) } != 0 {
+            let _ = fs::remove_file(path);
+            return Self(None);
+        }
+        Self(Some(path.to_path_buf()))
+    }
+}
+
+impl Drop for SpaceReserve {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
             let _ = fs::remove_file(path);
         }
     }
