@@ -426,6 +426,9 @@ pub struct ProbeConfig {
     pub count_every_fault: u32,
     /// Size of the `MARKS` ring buffer in bytes (wakes the reader at half full).
     pub ring_buffer_bytes: u32,
+    /// spawnprof's own PID namespace, when it is not the host's (see
+    /// [`NsRegistration`]); zeros otherwise.
+    pub pid_ns: PidNamespace,
     pub tp: TracepointOffsets,
     pub kernel: KernelOffsets,
 }
@@ -436,6 +439,7 @@ impl ProbeConfig {
         capture: 0,
         count_every_fault: 1,
         ring_buffer_bytes: 0,
+        pid_ns: PidNamespace { dev: 0, ino: 0 },
         tp: TracepointOffsets::MISSING,
         kernel: KernelOffsets {
             task_mm: 0,
@@ -477,6 +481,34 @@ pub struct StackKey {
     pub comm: [u8; COMM_LEN],
 }
 
+/// A PID namespace, as `bpf_get_ns_current_pid_tgid` takes it: the device
+/// and inode of its `/proc/PID/ns/pid` file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PidNamespace {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// A process userspace asked to trace while spawnprof runs in a PID
+/// namespace (a container). Userspace knows it only by its pid there; the
+/// probes see every task by its pid on the host. The first probe that runs
+/// in the process translates: it finds the namespace pid here, adds the host
+/// tgid to `TRACED` with `flags` and writes it back to `host_tgid`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NsRegistration {
+    pub flags: u32,
+    /// 0 until a probe has run in the process.
+    pub host_tgid: u32,
+}
+
+/// Hash namespace tgid -> [`NsRegistration`].
+pub const MAP_NS_REGISTRATIONS: &str = "NS_REGISTRATIONS";
+/// One-entry array, set by userspace: 1 while a registration waits for its
+/// process (the probes look at the map only then).
+pub const MAP_NS_PENDING: &str = "NS_PENDING";
+
 /// Stack trace map (kernel and user stacks by id).
 pub const MAP_STACKS: &str = "STACKS";
 /// Hash StackKey -> sample count.
@@ -504,6 +536,8 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::ProbeConfig {}
     unsafe impl aya::Pod for super::StackKey {}
+    unsafe impl aya::Pod for super::PidNamespace {}
+    unsafe impl aya::Pod for super::NsRegistration {}
 }
 
 #[cfg(test)]

@@ -1,11 +1,15 @@
 //! Emitting marks, and the traced-process filter every probe starts with.
-use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-    bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
+use aya_ebpf::{
+    bindings::bpf_pidns_info,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_ns_current_pid_tgid,
+        bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
+        bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
+    },
 };
 use spawnprof_common::{Mark, TEXT_LEN, TEXT_TRUNCATED, TextMark, TracedProc, traced};
 
-use crate::maps::{CONFIG, LOST, MARKS, TRACED, config};
+use crate::maps::{CONFIG, LOST, MARKS, NS_PENDING, NS_REGISTRATIONS, TRACED, config};
 
 #[inline(always)]
 pub fn now() -> u64 {
@@ -19,9 +23,41 @@ pub fn current() -> (u32, u32) {
     (id as u32, (id >> 32) as u32)
 }
 
-/// The traced-process entry of `tgid`, if it is traced.
+/// The traced-process entry of `tgid`, the current task's process, if it
+/// is traced.
 #[inline(always)]
 pub fn traced(tgid: u32) -> Option<*mut TracedProc> {
+    TRACED
+        .get_ptr_mut(tgid)
+        .or_else(|| registered_from_namespace(tgid))
+}
+
+/// When spawnprof runs in a PID namespace, a process it was asked to trace
+/// is known by its pid there: the first probe that runs in it adds it to
+/// `TRACED` by its host tgid (see [`spawnprof_common::NsRegistration`]).
+/// Outside a namespace the configuration is zero and the verifier drops
+/// all of this (and the helper, which older kernels lack).
+#[inline(always)]
+fn registered_from_namespace(tgid: u32) -> Option<*mut TracedProc> {
+    let (dev, ino) = (config(&CONFIG.pid_ns.dev), config(&CONFIG.pid_ns.ino));
+    if ino == 0 || NS_PENDING.get(0).copied().unwrap_or(0) == 0 || current().1 != tgid {
+        return None;
+    }
+    let mut ids = bpf_pidns_info { pid: 0, tgid: 0 };
+    let size = core::mem::size_of::<bpf_pidns_info>() as u32;
+    // SAFETY: `ids` is a valid, writable bpf_pidns_info of `size` bytes.
+    if unsafe { bpf_get_ns_current_pid_tgid(dev, ino, &mut ids, size) } != 0 {
+        return None;
+    }
+    let registration = NS_REGISTRATIONS.get_ptr_mut(ids.tgid)?;
+    let entry = TracedProc {
+        // SAFETY: a pointer into the map's value, valid for this program run.
+        flags: unsafe { (*registration).flags },
+        ..TracedProc::default()
+    };
+    TRACED.insert(tgid, entry, 0).ok()?;
+    // Two threads may both get here; they write the same value.
+    unsafe { (*registration).host_tgid = tgid };
     TRACED.get_ptr_mut(tgid)
 }
 

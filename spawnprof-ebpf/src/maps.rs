@@ -1,9 +1,9 @@
 //! Maps and the loader-set configuration global.
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use spawnprof_common::{CloneState, Gates, ProbeConfig, TracedProc, kind};
+use spawnprof_common::{CloneState, Gates, NsRegistration, ProbeConfig, TracedProc, kind};
 
 /// Marks to userspace. The loader resizes it (`--ring-buffer`).
 #[map]
@@ -25,6 +25,16 @@ pub static CLONES: HashMap<u32, CloneState> = HashMap::with_max_entries(16384, 0
 /// Children forked but not yet run: tid -> tgid.
 #[map]
 pub static AWAIT_FIRST_RUN: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
+
+/// Processes to trace named by their pid in spawnprof's PID namespace:
+/// see [`NsRegistration`]. Used only when spawnprof runs in one.
+#[map]
+pub static NS_REGISTRATIONS: HashMap<u32, NsRegistration> = HashMap::with_max_entries(64, 0);
+
+/// Entry 0 is non-zero while a registration waits (written by userspace
+/// only, so it needs no atomics).
+#[map]
+pub static NS_PENDING: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Set by the loader before load (`EbpfLoader::set_global`). It lives in
 /// .rodata, so the verifier sees constants and prunes what this kernel lacks.

@@ -156,6 +156,10 @@ pub struct Correlator {
     by_child: HashMap<u32, Builder>,
     /// Parent tgid → (child tid, parent CoW count at that fork).
     cow_baseline: HashMap<u32, (u32, u64)>,
+    /// (parent tgid, child pid as the parent's PID namespace numbers it) ->
+    /// host pid, for children whose clone returned another number than the
+    /// host's (a parent in a container): its waits return that number.
+    ns_children: HashMap<(u32, u32), u32>,
     out: Vec<SpawnRecord>,
     /// Everything but `marks_by_kind`, which [`Self::stats`] fills in from
     /// `marks_per_kind`.
@@ -228,6 +232,7 @@ impl Correlator {
             parent_open: HashMap::default(),
             by_child: HashMap::default(),
             cow_baseline: HashMap::default(),
+            ns_children: HashMap::default(),
             out: Vec::new(),
             stats: CorrelationStats::default(),
             marks_per_kind: [0; kind::COUNT as usize + 1],
@@ -404,7 +409,10 @@ impl Correlator {
             }
             kind::EXIT => self.exit(e),
             kind::REAP => {
-                let child = m.a as u32;
+                let child = self
+                    .ns_children
+                    .remove(&(m.tgid, m.a as u32))
+                    .unwrap_or(m.a as u32);
                 match self.by_child.get_mut(&child) {
                     // wait4 also returns children that stopped or continued
                     // (WUNTRACED, WCONTINUED): before the exit, not a reap.
@@ -493,6 +501,9 @@ impl Correlator {
         let m = &e.mark;
         let ret = m.a as i64;
         if let Some(child) = self.parent_open.remove(&m.tid) {
+            if ret > 0 && ret as u32 != child {
+                self.ns_children.insert((m.tgid, ret as u32), child);
+            }
             if let Some(b) = self.by_child.get_mut(&child) {
                 b.rec.ts.clone_exit = Some(m.ts_ns);
                 b.parent_returned = true;
@@ -931,6 +942,26 @@ mod tests {
             .map(|s| r.duration(s).unwrap())
             .sum();
         assert_eq!(parts, r.duration("clone").unwrap());
+    }
+
+    #[test]
+    fn a_parent_in_a_pid_namespace_reaps_by_its_own_number_for_the_child() {
+        const NS_CHILD: u32 = 4;
+        let mut script = Script::new();
+        script.fork(CHILD);
+        // The clone returned the child's pid as the parent's namespace
+        // numbers it, and wait4 returns that number too.
+        let clone_exit = &mut script.events.last_mut().expect("a mark").mark;
+        assert_eq!(clone_exit.kind, kind::CLONE_EXIT);
+        clone_exit.a = NS_CHILD as u64;
+        let (recs, stats) = script
+            .child_life(CHILD, 0, "/bin/true")
+            .reap(NS_CHILD)
+            .run();
+        assert_eq!(recs.len(), 1);
+        assert!(recs[0].incomplete.is_empty(), "{:?}", recs[0].incomplete);
+        assert!(recs[0].duration("reap_delay").is_some());
+        assert_eq!(stats.unmatched_marks, 0);
     }
 
     #[test]

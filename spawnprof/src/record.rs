@@ -184,6 +184,17 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         }
     };
     let sampling = opts.sample_hz > 0 && stack_sampling.starts_with("cpu-clock");
+    // User frames are symbolized from /proc/PID/maps, by the host pids the
+    // probes report; a PID namespace's /proc does not show those.
+    let snapshot_maps = sampling && host.pid_ns.is_none();
+    let stack_sampling = if sampling && !snapshot_maps {
+        format!(
+            "{stack_sampling}; user frames not symbolized (spawnprof runs in a PID namespace, \
+             whose /proc does not show the host pids)"
+        )
+    } else {
+        stack_sampling
+    };
     let mut maps = MapsCache::default();
     let ring = session.take_marks()?;
     // SAFETY: the ring buffer owns its map fd and keeps it open (and the
@@ -217,7 +228,6 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
             };
             let child = GatedChild::spawn(argv, stdout.as_ref())?;
             session.trace(child.pid, true)?;
-            correlator.set_root(child.pid);
             let pid = child.pid;
             (Some(pid), Some(child.release()?))
         }
@@ -228,6 +238,17 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         }
     };
 
+    // Known to the probes by its host pid, which in a PID namespace is
+    // learnt only once a probe has run in it (before its first mark).
+    let mut unresolved_root = root_pid;
+    let root_is_command = matches!(opts.target, Target::Command(_));
+    resolve_root(
+        &mut session,
+        &mut unresolved_root,
+        &mut correlator,
+        root_is_command,
+    )?;
+
     // A pid that ended while the probes loaded leaves nothing to wait for.
     let gone_before_tracing = opts.target_is_pid() && !pid_alive(root_pid.expect("set"));
     if gone_before_tracing {
@@ -235,6 +256,12 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
             "spawnprof: {target_desc} exited while the probes were loading: nothing was recorded (the empty recording is kept)"
         );
     } else if opts.announce {
+        if host.pid_ns.is_some() {
+            crate::say!(
+                "spawnprof: running in a PID namespace (a container): the recording shows pids \
+                 as the host numbers them"
+            );
+        }
         // Tools and tests wait for this line before starting the workload.
         match &opts.target {
             Target::Command(_) => crate::say!(
@@ -277,7 +304,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain_ring(guard.get_inner_mut(), &mut reorder, sampling.then_some(&mut maps));
+                drain_ring(guard.get_inner_mut(), &mut reorder, snapshot_maps.then_some(&mut maps));
                 guard.clear_ready();
                 drain_every = busy_drain_interval;
             }
@@ -301,7 +328,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                 break Stop::Interrupted;
             }
             _ = &mut tick => {
-                let marks = drain_ring(ring.get_mut(), &mut reorder, sampling.then_some(&mut maps));
+                let marks = drain_ring(ring.get_mut(), &mut reorder, snapshot_maps.then_some(&mut maps));
                 drain_every = if marks == 0 {
                     (drain_every * 2).min(IDLE_DRAIN_INTERVAL)
                 } else {
@@ -319,7 +346,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                     ));
                     bar.tick();
                 }
-                if sampling && now - maps_pruned >= MAPS_PRUNE_INTERVAL {
+                if snapshot_maps && now - maps_pruned >= MAPS_PRUNE_INTERVAL {
                     maps_pruned = now;
                     maps.prune(&session.sampled_tgids());
                 }
@@ -341,6 +368,12 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                 }
             }
         }
+        resolve_root(
+            &mut session,
+            &mut unresolved_root,
+            &mut correlator,
+            root_is_command,
+        )?;
         for e in reorder.ready(mono_ns()) {
             correlator.feed(&e);
         }
@@ -367,6 +400,12 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     interrupts.writing(interrupted);
     // Last marks: whatever is still in the ring buffer, then the window.
     drain_ring(ring.get_mut(), &mut reorder, None);
+    resolve_root(
+        &mut session,
+        &mut unresolved_root,
+        &mut correlator,
+        root_is_command,
+    )?;
     for e in reorder.drain() {
         correlator.feed(&e);
     }
@@ -501,6 +540,25 @@ impl RecordOptions {
     fn target_is_pid(&self) -> bool {
         matches!(self.target, Target::Pid(_))
     }
+}
+
+/// Sets the correlator's root once the probes know the traced process by
+/// its host pid (at once outside a PID namespace).
+fn resolve_root(
+    session: &mut Session,
+    pending: &mut Option<u32>,
+    correlator: &mut Correlator,
+    root_is_command: bool,
+) -> Result<()> {
+    if let Some(pid) = *pending
+        && let Some(host) = session.host_tgid(pid)?
+    {
+        if root_is_command {
+            correlator.set_root(host);
+        }
+        *pending = None;
+    }
+    Ok(())
 }
 
 fn flush(

@@ -15,9 +15,9 @@ use aya::{
     },
 };
 use spawnprof_common::{
-    GLOBAL_CONFIG, Gates, KernelOffsets, MAP_GATES, MAP_LOST, MAP_MARKS, MAP_STACK_COUNTS,
-    MAP_STACKS, MAP_TRACED, NO_FIELD, ProbeConfig, StackKey, TracedProc, TracepointOffsets,
-    await_child, capture, kind, traced,
+    GLOBAL_CONFIG, Gates, KernelOffsets, MAP_GATES, MAP_LOST, MAP_MARKS, MAP_NS_PENDING,
+    MAP_NS_REGISTRATIONS, MAP_STACK_COUNTS, MAP_STACKS, MAP_TRACED, NO_FIELD, NsRegistration,
+    ProbeConfig, StackKey, TracedProc, TracepointOffsets, await_child, capture, kind, traced,
 };
 
 use crate::{
@@ -80,6 +80,9 @@ pub struct Session {
     pub plan: Vec<PlanRow>,
     /// The kernel's own fault counters can be read (BTF offsets known).
     kernel_fault_counters: bool,
+    /// spawnprof runs in a PID namespace: [`Session::trace`] takes pids of
+    /// that namespace, and the probes translate them to the host's.
+    in_pid_namespace: bool,
 }
 
 impl Session {
@@ -180,6 +183,7 @@ impl Session {
             ebpf,
             plan,
             kernel_fault_counters: config.kernel.has_fault_counters(),
+            in_pid_namespace: host.pid_ns.is_some(),
         };
         session.tell_probes_what_attached()?;
         Ok(session)
@@ -232,22 +236,75 @@ impl Session {
     }
 
     /// Adds a process to the kernel-side set of traced processes.
+    ///
+    /// In a PID namespace `tgid` is a pid of that namespace: the process is
+    /// traced from the first probe that runs in it, and
+    /// [`Session::host_tgid`] tells its pid on the host from then on.
     pub fn trace(&mut self, tgid: u32, record_spawns: bool) -> Result<()> {
+        let flags = if record_spawns {
+            traced::SPAWNS
+        } else {
+            traced::LIFE_ONLY
+        };
+        if self.in_pid_namespace {
+            let mut map: HashMap<&mut MapData, u32, NsRegistration> = HashMap::try_from(
+                self.ebpf
+                    .map_mut(MAP_NS_REGISTRATIONS)
+                    .context("NS_REGISTRATIONS map missing")?,
+            )?;
+            let registration = NsRegistration {
+                flags,
+                host_tgid: 0,
+            };
+            map.insert(tgid, registration, 0)
+                .with_context(|| format!("adding pid {tgid} to the traced set"))?;
+            return self.set_registration_pending(true);
+        }
         let mut map: HashMap<&mut MapData, u32, TracedProc> = HashMap::try_from(
             self.ebpf
                 .map_mut(MAP_TRACED)
                 .context("TRACED map missing")?,
         )?;
         let entry = TracedProc {
-            flags: if record_spawns {
-                traced::SPAWNS
-            } else {
-                traced::LIFE_ONLY
-            },
+            flags,
             ..TracedProc::default()
         };
         map.insert(tgid, entry, 0)
             .with_context(|| format!("adding pid {tgid} to the traced set"))?;
+        Ok(())
+    }
+
+    /// The host's pid of a process given to [`Session::trace`]: itself
+    /// outside a PID namespace; inside one, `None` until a probe has run in
+    /// the process. Once every registration is resolved, the probes stop
+    /// looking for them.
+    pub fn host_tgid(&mut self, tgid: u32) -> Result<Option<u32>> {
+        if !self.in_pid_namespace {
+            return Ok(Some(tgid));
+        }
+        let map: HashMap<&MapData, u32, NsRegistration> = HashMap::try_from(
+            self.ebpf
+                .map(MAP_NS_REGISTRATIONS)
+                .context("NS_REGISTRATIONS map missing")?,
+        )?;
+        let host = match map.get(&tgid, 0) {
+            Ok(r) if r.host_tgid != 0 => Some(r.host_tgid),
+            _ => None,
+        };
+        let all_resolved = map.iter().all(|e| e.is_ok_and(|(_, r)| r.host_tgid != 0));
+        if all_resolved {
+            self.set_registration_pending(false)?;
+        }
+        Ok(host)
+    }
+
+    fn set_registration_pending(&mut self, pending: bool) -> Result<()> {
+        let mut flag: aya::maps::Array<&mut MapData, u32> = aya::maps::Array::try_from(
+            self.ebpf
+                .map_mut(MAP_NS_PENDING)
+                .context("NS_PENDING map missing")?,
+        )?;
+        flag.set(0, pending as u32, 0)?;
         Ok(())
     }
 
@@ -686,6 +743,7 @@ fn probe_config(host: &Host, opts: &SessionOptions) -> Result<ProbeConfig> {
             | (opts.capture_env as u32 * capture::ENV),
         count_every_fault: !kernel.has_fault_counters() as u32,
         ring_buffer_bytes: opts.ring_buffer_bytes,
+        pid_ns: host.pid_ns.unwrap_or_default(),
         tp: tracepoint_offsets(&host.tracefs)?,
         kernel,
     })

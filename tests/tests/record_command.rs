@@ -262,3 +262,71 @@ fn through_sudo_only_what_spawnprof_wrote_goes_to_the_invoking_user() {
     );
     assert_eq!(owner(&fresh.join("summary.json")), 65534);
 }
+
+/// spawnprof in a PID namespace (a container without the host's PIDs):
+/// it knows the command and `-p` targets by their pids there, the probes
+/// see host pids. Both are still traced, and waits, which return the
+/// namespace's numbers, still reap.
+#[test]
+fn inside_a_pid_namespace_commands_and_pids_are_still_traced() {
+    use spawnprof::report::files::load_recording;
+    use spawnprof_tests::{out_dir, require_root, spawnprof_bin};
+    require_root();
+    let in_namespace = |script: &str| {
+        std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "sh", "-c", script])
+            .output()
+            .expect("unshare (util-linux)")
+    };
+
+    let dir = out_dir("pidns-command");
+    let out = in_namespace(&format!(
+        "exec {} record -o {} -- sh -c '/bin/true; /bin/true; exit 3'",
+        spawnprof_bin().display(),
+        dir.display()
+    ));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("running in a PID namespace"), "{err}");
+    let (summary, records) = load_recording(&dir).expect("a recording");
+    let root = records
+        .iter()
+        .find(|r| r.root)
+        .expect("the command's record");
+    assert_eq!(root.exec_path.as_deref(), Some("/usr/bin/sh"));
+    let children: Vec<_> = records
+        .iter()
+        .filter(|r| r.parent_pid == root.child_pid)
+        .collect();
+    assert_eq!(children.len(), 2, "{records:#?}");
+    for c in children {
+        assert_eq!(c.exec_path.as_deref(), Some("/bin/true"));
+        assert!(c.incomplete.is_empty(), "{:?}", c.incomplete);
+        assert!(c.duration("reap_delay").is_some(), "not reaped: {c:#?}");
+    }
+    assert!(
+        summary.stack_sampling.contains("PID namespace"),
+        "{}",
+        summary.stack_sampling
+    );
+
+    let dir = out_dir("pidns-pid");
+    let out = in_namespace(&format!(
+        "sh -c 'while :; do /bin/true; sleep 0.1; done' & \
+         {} record --sample-hz 0 -o {} -p $! --duration 2s; rc=$?; kill $!; exit $rc",
+        spawnprof_bin().display(),
+        dir.display()
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, records) = load_recording(&dir).expect("a recording");
+    let trues = records
+        .iter()
+        .filter(|r| r.exec_path.as_deref() == Some("/bin/true") && r.incomplete.is_empty())
+        .count();
+    assert!(trues >= 5, "{trues} complete /bin/true spawns in 2 s");
+}

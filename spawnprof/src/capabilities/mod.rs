@@ -24,6 +24,9 @@ pub struct Host {
     pub btf_error: Option<String>,
     /// `/sys/bus/event_source/devices/kprobe/type` exists (CONFIG_KPROBES).
     pub kprobe_pmu: bool,
+    /// spawnprof's PID namespace when it is not the host's (a container):
+    /// the probes see host pids, and translate the ones it names.
+    pub pid_ns: Option<spawnprof_common::PidNamespace>,
     /// available_filter_functions, read on first use (it is a few MB).
     filter_functions: OnceLock<Option<HashSet<String>>>,
 }
@@ -43,6 +46,7 @@ impl Host {
             btf,
             btf_error,
             kprobe_pmu: Path::new("/sys/bus/event_source/devices/kprobe/type").exists(),
+            pid_ns: own_pid_namespace(),
             filter_functions: OnceLock::new(),
         })
     }
@@ -64,6 +68,20 @@ impl Host {
         });
         list.as_ref().is_none_or(|l| l.contains(function))
     }
+}
+
+/// The inode of the host's (initial) PID namespace, fixed since Linux 3.8
+/// (PROC_PID_INIT_INO).
+const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
+
+/// spawnprof's PID namespace, unless it is the host's.
+fn own_pid_namespace() -> Option<spawnprof_common::PidNamespace> {
+    use std::os::unix::fs::MetadataExt as _;
+    let ns = std::fs::metadata("/proc/self/ns/pid").ok()?;
+    (ns.ino() != INIT_PID_NS_INO).then(|| spawnprof_common::PidNamespace {
+        dev: ns.dev(),
+        ino: ns.ino(),
+    })
 }
 
 pub fn kernel_release() -> String {
