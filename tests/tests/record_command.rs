@@ -330,3 +330,39 @@ fn inside_a_pid_namespace_commands_and_pids_are_still_traced() {
         .count();
     assert!(trues >= 5, "{trues} complete /bin/true spawns in 2 s");
 }
+
+/// In a time namespace (a restored container, `unshare --time`) the
+/// monotonic clock spawnprof reads is offset from the one the probes
+/// stamp: every stage measured 0 before the offset was taken out.
+#[test]
+fn inside_a_time_namespace_stages_are_still_timed() {
+    use spawnprof::report::files::load_recording;
+    use spawnprof_tests::{out_dir, require_root, spawnprof_bin};
+    require_root();
+    let dir = out_dir("timens");
+    let out = std::process::Command::new("unshare")
+        .args(["--time", "--fork", "--monotonic", "100000"])
+        .arg(spawnprof_bin())
+        .args(["record", "--sample-hz", "0", "-o"])
+        .arg(&dir)
+        .args(["--", "sh", "-c", "/bin/true; /bin/true"])
+        .output()
+        .expect("unshare (util-linux)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (summary, records) = load_recording(&dir).expect("a recording");
+    let children: Vec<_> = records.iter().filter(|r| !r.root).collect();
+    assert_eq!(children.len(), 2);
+    for c in children {
+        let spawn = c.duration("spawn_to_exec").expect("spawn_to_exec");
+        assert!(
+            spawn > 1_000 && spawn < 1_000_000_000,
+            "spawn_to_exec {spawn} ns"
+        );
+        let clone_enter = c.ts.clone_enter.expect("clone_enter");
+        assert!(clone_enter > 0 && clone_enter < summary.duration_ns);
+    }
+}

@@ -41,7 +41,8 @@ pub struct Summary {
     /// Facts about the machine that explain spawn costs (glibc, THP, env size…).
     #[serde(default)]
     pub node: Option<NodeFacts>,
-    /// CLOCK_MONOTONIC ns at the start; every timestamp is relative to it.
+    /// The kernel's monotonic clock (CLOCK_MONOTONIC outside a time
+    /// namespace) at the start, in ns; every timestamp is relative to it.
     pub start_monotonic_ns: u64,
     /// Wall-clock start, seconds since the Unix epoch.
     pub start_unix_s: u64,

@@ -113,7 +113,8 @@ pub struct SpawnResult {
     pub children_exit_127: u64,
     pub glibc_version: String,
     pub kernel_release: String,
-    /// CLOCK_MONOTONIC at the start and end of the timed window.
+    /// The kernel's monotonic clock (CLOCK_MONOTONIC outside a time
+    /// namespace) at the start and end of the timed window.
     pub t_start_mono_ns: u64,
     pub t_end_mono_ns: u64,
     pub spawner_pid: u32,

@@ -38,16 +38,39 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
 }
 
-/// CLOCK_MONOTONIC in ns (the clock `Instant` uses on Linux, and the one
-/// bpf_ktime_get_ns reports, so profilers can select the timed window).
+/// The kernel's monotonic clock in ns: the one bpf_ktime_get_ns reports,
+/// so profilers can select the timed window. It is CLOCK_MONOTONIC, less the
+/// offset of a time namespace (a restored container, `unshare --time`),
+/// whose clock the probes never see: without this every stage measured 0.
 pub fn mono_ns() -> u64 {
+    static OFFSET_NS: std::sync::LazyLock<i64> = std::sync::LazyLock::new(|| {
+        std::fs::read_to_string("/proc/self/timens_offsets")
+            .map_or(0, |text| monotonic_offset_ns(&text))
+    });
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    let local = ts.tv_sec * 1_000_000_000 + ts.tv_nsec;
+    local.saturating_sub(*OFFSET_NS).max(0) as u64
+}
+
+/// The `monotonic` line of /proc/PID/timens_offsets ("monotonic <s> <ns>"),
+/// in ns; 0 when absent.
+fn monotonic_offset_ns(text: &str) -> i64 {
+    text.lines()
+        .find_map(|line| {
+            let mut f = line.split_whitespace();
+            if f.next()? != "monotonic" {
+                return None;
+            }
+            let secs: i64 = f.next()?.parse().ok()?;
+            let nanos: i64 = f.next()?.parse().ok()?;
+            Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+        })
+        .unwrap_or(0)
 }
 
 /// (user, system) CPU of this process, all threads, in ns.
@@ -667,6 +690,20 @@ fn run_tokio(cfg: &Config, prog: &Program) -> Result<Measured> {
         }
     });
     Ok(m)
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::monotonic_offset_ns;
+
+    #[test]
+    fn the_time_namespace_offset_is_read_from_its_monotonic_line() {
+        let text = "monotonic      100000         5\nboottime  7 0\n";
+        assert_eq!(monotonic_offset_ns(text), 100_000_000_000_005);
+        assert_eq!(monotonic_offset_ns("monotonic -3 0\n"), -3_000_000_000);
+        assert_eq!(monotonic_offset_ns(""), 0);
+        assert_eq!(monotonic_offset_ns("monotonic x y"), 0);
+    }
 }
 
 #[cfg(test)]
