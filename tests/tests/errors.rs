@@ -177,6 +177,20 @@ fn without_privileges_the_error_names_the_capabilities_and_sudo() {
     assert_error(&out, 1, &["CAP_BPF", "CAP_PERFMON", "sudo"]);
 }
 
+#[test]
+fn in_a_user_namespace_the_error_says_why_capabilities_do_not_count() {
+    require_root();
+    let dir = out_dir("userns");
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user"])
+        .arg(spawnprof_bin())
+        .args(["record", "-o", dir.to_str().unwrap(), "--", "true"])
+        .output()
+        .expect("unshare (util-linux)");
+    assert_error(&out, 1, &["user namespace", "rootless", "root on the host"]);
+    assert!(!dir.exists(), "{dir:?} was created before the error");
+}
+
 /// Runs `tail` in a private mount namespace whose tracefs is unmounted
 /// first, so the host's own mount is never touched.
 fn without_tracefs(tail: &str) -> Output {

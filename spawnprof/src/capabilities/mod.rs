@@ -90,6 +90,15 @@ pub fn kernel_release() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Whether this process is in a user namespace other than the host's: only
+/// the initial one maps every uid to itself.
+fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| {
+        let fields: Vec<&str> = map.split_whitespace().collect();
+        fields != ["0", "0", "4294967295"]
+    })
+}
+
 /// Effective capabilities of this process, from /proc/self/status.
 fn effective_caps() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -100,6 +109,14 @@ fn effective_caps() -> Option<u64> {
 /// Loading BPF programs and reading tracepoints needs root, or CAP_BPF with
 /// CAP_PERFMON (5.8+), or CAP_SYS_ADMIN.
 pub fn check_privileges() -> Result<()> {
+    if in_user_namespace() {
+        bail!(
+            "spawnprof runs in a user namespace (a rootless container, or `unshare --user`), \
+             whose capabilities do not let it load eBPF programs: run it as root on the host, \
+             or in a container that shares the host's user namespace (e.g. `docker run \
+             --privileged`, not rootless)"
+        );
+    }
     let caps = effective_caps().unwrap_or(0);
     let has = |cap: u32| caps & (1u64 << cap) != 0;
     if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
