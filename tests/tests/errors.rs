@@ -191,6 +191,39 @@ fn in_a_user_namespace_the_error_says_why_capabilities_do_not_count() {
     assert!(!dir.exists(), "{dir:?} was created before the error");
 }
 
+/// The remedy the privilege error names works: a copy of spawnprof with
+/// CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH records as an ordinary user.
+#[test]
+fn with_the_named_capabilities_an_ordinary_user_records() {
+    require_root();
+    // Under /tmp, which nobody can reach, unlike target/.
+    let work = std::env::temp_dir().join(format!("spawnprof-caps-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let binary = work.join("spawnprof");
+    std::fs::copy(spawnprof_bin(), &binary).unwrap();
+    let setcap = Command::new("setcap")
+        .args(["cap_bpf,cap_perfmon,cap_dac_read_search+ep"])
+        .arg(&binary)
+        .status()
+        .expect("setcap is missing: install libcap2-bin");
+    assert!(setcap.success(), "setcap failed on {binary:?}");
+    std::fs::set_permissions(&work, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let rec = work.join("rec");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary)
+        .args(["record", "--sample-hz", "0", "-o"])
+        .arg(&rec)
+        .args(["--", "sh", "-c", "/bin/true; /bin/true"])
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_error(&out, 0, &["2 spawns"]);
+    let (_, records) = load_recording(&rec).expect("a recording");
+    assert_eq!(records.iter().filter(|r| !r.root).count(), 2);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
 /// Runs `tail` in a private mount namespace whose tracefs is unmounted
 /// first, so the host's own mount is never touched.
 fn without_tracefs(tail: &str) -> Output {
