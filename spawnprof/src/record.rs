@@ -238,16 +238,11 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         }
     };
 
-    // Known to the probes by its host pid, which in a PID namespace is
-    // learnt only once a probe has run in it (before its first mark).
-    let mut unresolved_root = root_pid;
-    let root_is_command = matches!(opts.target, Target::Command(_));
-    resolve_root(
-        &mut session,
-        &mut unresolved_root,
-        &mut correlator,
-        root_is_command,
-    )?;
+    let mut root = RootResolver {
+        pending: root_pid,
+        is_command: matches!(opts.target, Target::Command(_)),
+    };
+    root.resolve(&mut session, &mut correlator)?;
 
     // A pid that ended while the probes loaded leaves nothing to wait for.
     let gone_before_tracing = opts.target_is_pid() && !pid_alive(root_pid.expect("set"));
@@ -368,12 +363,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
                 }
             }
         }
-        resolve_root(
-            &mut session,
-            &mut unresolved_root,
-            &mut correlator,
-            root_is_command,
-        )?;
+        root.resolve(&mut session, &mut correlator)?;
         for e in reorder.ready(mono_ns()) {
             correlator.feed(&e);
         }
@@ -400,12 +390,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     interrupts.writing(interrupted);
     // Last marks: whatever is still in the ring buffer, then the window.
     drain_ring(ring.get_mut(), &mut reorder, None);
-    resolve_root(
-        &mut session,
-        &mut unresolved_root,
-        &mut correlator,
-        root_is_command,
-    )?;
+    root.resolve(&mut session, &mut correlator)?;
     for e in reorder.drain() {
         correlator.feed(&e);
     }
@@ -542,23 +527,29 @@ impl RecordOptions {
     }
 }
 
-/// Sets the correlator's root once the probes know the traced process by
-/// its host pid (at once outside a PID namespace).
-fn resolve_root(
-    session: &mut Session,
-    pending: &mut Option<u32>,
-    correlator: &mut Correlator,
-    root_is_command: bool,
-) -> Result<()> {
-    if let Some(pid) = *pending
-        && let Some(host) = session.host_tgid(pid)?
-    {
-        if root_is_command {
-            correlator.set_root(host);
+/// The traced process as the probes know it: by its host pid, which in a
+/// PID namespace is learnt only once a probe has run in it.
+struct RootResolver {
+    /// Its pid as spawnprof knows it, until the host pid is known.
+    pending: Option<u32>,
+    /// It is the recorded command, the root of the correlator's records.
+    is_command: bool,
+}
+
+impl RootResolver {
+    /// Sets the correlator's root once the host pid is known (at once
+    /// outside a PID namespace).
+    fn resolve(&mut self, session: &mut Session, correlator: &mut Correlator) -> Result<()> {
+        if let Some(pid) = self.pending
+            && let Some(host) = session.host_tgid(pid)?
+        {
+            if self.is_command {
+                correlator.set_root(host);
+            }
+            self.pending = None;
         }
-        *pending = None;
+        Ok(())
     }
-    Ok(())
 }
 
 fn flush(

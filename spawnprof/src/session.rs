@@ -247,29 +247,28 @@ impl Session {
             traced::LIFE_ONLY
         };
         if self.in_pid_namespace {
-            let mut map: HashMap<&mut MapData, u32, NsRegistration> = HashMap::try_from(
-                self.ebpf
-                    .map_mut(MAP_NS_REGISTRATIONS)
-                    .context("NS_REGISTRATIONS map missing")?,
-            )?;
             let registration = NsRegistration {
                 flags,
                 host_tgid: 0,
             };
-            map.insert(tgid, registration, 0)
-                .with_context(|| format!("adding pid {tgid} to the traced set"))?;
+            self.add_traced(MAP_NS_REGISTRATIONS, tgid, registration)?;
             return self.set_registration_pending(true);
         }
-        let mut map: HashMap<&mut MapData, u32, TracedProc> = HashMap::try_from(
-            self.ebpf
-                .map_mut(MAP_TRACED)
-                .context("TRACED map missing")?,
-        )?;
         let entry = TracedProc {
             flags,
             ..TracedProc::default()
         };
-        map.insert(tgid, entry, 0)
+        self.add_traced(MAP_TRACED, tgid, entry)
+    }
+
+    /// Puts `tgid` into one of the maps of traced processes.
+    fn add_traced<V: aya::Pod>(&mut self, map: &str, tgid: u32, value: V) -> Result<()> {
+        let mut map: HashMap<&mut MapData, u32, V> = HashMap::try_from(
+            self.ebpf
+                .map_mut(map)
+                .with_context(|| format!("the {map} map is missing"))?,
+        )?;
+        map.insert(tgid, value, 0)
             .with_context(|| format!("adding pid {tgid} to the traced set"))?;
         Ok(())
     }
