@@ -97,6 +97,23 @@ pub struct Overhead {
     pub with_probes_spawns_per_sec: f64,
     /// 1 - with/without: the fraction of the spawn rate the probes cost.
     pub cost: f64,
+    /// The CPU the spawner and its children were pinned to, so that no child
+    /// waits for an idle CPU to wake (which swings the rate by more than the
+    /// probes cost on VMs); absent with a single CPU.
+    #[serde(default)]
+    pub cpu: Option<u32>,
+    /// Rounds of each side; the figures are their medians.
+    #[serde(default)]
+    pub rounds: u32,
+    /// Median latency of the spawn call: steadier than the rate, which a few
+    /// host stalls dominate.
+    #[serde(default)]
+    pub without_probes_p50_ns: Option<f64>,
+    #[serde(default)]
+    pub with_probes_p50_ns: Option<f64>,
+    /// with/without - 1 of the p50s: what the probes add to a spawn call.
+    #[serde(default)]
+    pub p50_cost: Option<f64>,
     /// From one more recording with `--probe-cost`: the probes' own run
     /// time per spawn in the kernel (BPF statistics), a figure that does not
     /// swing with the node's scheduling the way the rates do.
@@ -105,6 +122,45 @@ pub struct Overhead {
     /// spawnprof's own CPU time per spawn in that recording.
     #[serde(default)]
     pub reader_ns_per_spawn: Option<f64>,
+}
+
+impl Overhead {
+    /// One line: the p50 of the spawn call with and without probes (where
+    /// known), then the rates.
+    pub fn describe(&self) -> String {
+        let setup = match self.cpu {
+            Some(cpu) => format!("{} serial pinned to CPU {cpu}", self.method),
+            None => format!("{} serial", self.method),
+        };
+        let rounds = if self.rounds > 1 {
+            format!(", median of {} rounds", self.rounds)
+        } else {
+            String::new()
+        };
+        let rates = format!(
+            "{:.0}/s without, {:.0}/s with probes ({:+.1}% of the spawn rate)",
+            self.without_probes_spawns_per_sec,
+            self.with_probes_spawns_per_sec,
+            -100.0 * self.cost
+        );
+        match (
+            self.without_probes_p50_ns,
+            self.with_probes_p50_ns,
+            self.p50_cost,
+        ) {
+            (Some(wo), Some(wi), Some(c)) => format!(
+                "probe overhead ({setup}, {} spawns{rounds}): the spawn call's p50 {} without, {} with probes ({:+.1}%); {rates}",
+                self.count,
+                format_ns(wo as u64),
+                format_ns(wi as u64),
+                100.0 * c
+            ),
+            _ => format!(
+                "probe overhead ({setup}, {} spawns{rounds}): {rates}",
+                self.count
+            ),
+        }
+    }
 }
 
 /// `bench.json`.
@@ -511,6 +567,19 @@ fn run_unprobed(spawner: &Path, cfg: &Config) -> Result<SpawnResult> {
     Ok(serde_json::from_str(line)?)
 }
 
+/// Rounds of the overhead measurement, each side; medians are reported.
+const OVERHEAD_ROUNDS: u32 = 3;
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 async fn measure_overhead(
     spawner: &Path,
     dir: &Path,
@@ -520,14 +589,16 @@ async fn measure_overhead(
     let mut cfg = Config::new(Method::PosixSpawn);
     cfg.count = opts.count.unwrap_or(if opts.quick { 500 } else { 2000 });
     cfg.mode = Mode::Serial;
+    let cpu = placement_cpu();
+    cfg.cpus = cpu.map(CpuList::single);
     // Alternate to spread drift (frequency, other load) over both sides.
     let (mut without, mut with) = (Vec::new(), Vec::new());
-    for round in 0..2 {
+    for round in 0..OVERHEAD_ROUNDS {
         // The unprobed runs are not recordings: check for a Ctrl-C here.
         if interrupts.arrived().await.is_some() {
             return Err(Interrupted.into());
         }
-        without.push(run_unprobed(spawner, &cfg)?.spawns_per_sec);
+        without.push(run_unprobed(spawner, &cfg)?);
         let bc = BenchConfig {
             name: format!("overhead/with-probes-{round}"),
             experiment: "overhead".into(),
@@ -535,7 +606,7 @@ async fn measure_overhead(
         };
         let (r, _, _) = run_config(&bc, spawner, dir, &opts.session, false).await?;
         interrupts.rearm();
-        with.push(r.spawner.spawns_per_sec);
+        with.push(r.spawner);
     }
     let costed = BenchConfig {
         name: "overhead/probe-cost".into(),
@@ -553,8 +624,10 @@ async fn measure_overhead(
             None
         }
     };
-    let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (wo, wi) = (avg(&without), avg(&with));
+    let rate = |runs: &[SpawnResult]| median(runs.iter().map(|r| r.spawns_per_sec));
+    let p50 = |runs: &[SpawnResult]| median(runs.iter().map(|r| r.latency_ns.p50 as f64));
+    let (wo, wi) = (rate(&without), rate(&with));
+    let (p50_wo, p50_wi) = (p50(&without), p50(&with));
     Ok(Overhead {
         method: cfg.method.to_string(),
         count: cfg.count,
@@ -562,6 +635,11 @@ async fn measure_overhead(
         without_probes_spawns_per_sec: wo,
         with_probes_spawns_per_sec: wi,
         cost: if wo > 0.0 { 1.0 - wi / wo } else { 0.0 },
+        cpu,
+        rounds: OVERHEAD_ROUNDS,
+        without_probes_p50_ns: Some(p50_wo),
+        with_probes_p50_ns: Some(p50_wi),
+        p50_cost: (p50_wo > 0.0).then(|| p50_wi / p50_wo - 1.0),
         probe_ns_per_spawn: probe_cost.as_ref().and_then(ProbeCost::bpf_ns_per_spawn),
         reader_ns_per_spawn: probe_cost.as_ref().and_then(ProbeCost::reader_ns_per_spawn),
     })
@@ -741,15 +819,7 @@ pub fn render(report: &BenchReport) -> String {
         let _ = writeln!(out, "{line}");
     }
     if let Some(o) = &report.overhead {
-        let _ = writeln!(
-            out,
-            "probe overhead ({} serial, {} spawns): {:.0}/s without, {:.0}/s with probes: {:.1}% of the spawn rate",
-            o.method,
-            o.count,
-            o.without_probes_spawns_per_sec,
-            o.with_probes_spawns_per_sec,
-            100.0 * o.cost
-        );
+        let _ = writeln!(out, "{}", o.describe());
         if let Some(ns) = o.probe_ns_per_spawn {
             let _ = writeln!(
                 out,

@@ -199,6 +199,18 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
             .unwrap()
             > 0.0
     );
+    // Pinned, so that no child waits for an idle CPU, with the spawn
+    // call's p50 on both sides and the rounds' count.
+    let overhead = &bench["overhead"];
+    assert_eq!(overhead["rounds"], 3, "{overhead}");
+    assert!(overhead["cpu"].is_u64(), "{overhead}");
+    for side in ["without_probes_p50_ns", "with_probes_p50_ns"] {
+        assert!(
+            overhead[side].as_f64().is_some_and(|ns| ns > 1_000.0),
+            "{side}: {overhead}"
+        );
+    }
+    assert!(stdout.contains("the spawn call's p50"), "{stdout}");
     // The robust figure: the probes' own run time per spawn (BPF stats).
     let probe_ns = bench["overhead"]["probe_ns_per_spawn"].as_f64();
     assert!(probe_ns.is_some_and(|ns| ns > 0.0), "{}", bench["overhead"]);

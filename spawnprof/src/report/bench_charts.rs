@@ -234,15 +234,7 @@ pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
         let _ = write!(html, "<p>{}</p>", charts::escape(&line));
     }
     if let Some(o) = &r.overhead {
-        let _ = write!(
-            html,
-            "<p>Probe overhead ({} serial, {} spawns): {:.0}/s without, {:.0}/s with probes ({:.1}% of the rate).</p>",
-            charts::escape(&o.method),
-            o.count,
-            o.without_probes_spawns_per_sec,
-            o.with_probes_spawns_per_sec,
-            100.0 * o.cost
-        );
+        let _ = write!(html, "<p>{}.</p>", charts::escape(&o.describe()));
     }
     html.push_str("</body></html>\n");
     let path = dir.join("bench.html");
