@@ -695,6 +695,7 @@ impl GatedChild {
         ptrs.push(std::ptr::null());
         let gate = pipe()?;
         let status = pipe()?;
+        let memlock = crate::session::memlock_limit_to_restore();
         // SAFETY: the child only calls async-signal-safe functions (read,
         // execvp, write, _exit) on memory prepared before the fork.
         let pid = unsafe { libc::fork() };
@@ -715,6 +716,10 @@ impl GatedChild {
                     && libc::dup2(fd, 1) < 0
                 {
                     libc::_exit(127);
+                }
+                // The command runs with the limits it was given, not ours.
+                if let Some(limit) = &memlock {
+                    libc::setrlimit(libc::RLIMIT_MEMLOCK, limit);
                 }
                 libc::execvp(ptrs[0], ptrs.as_ptr());
                 let errno = *libc::__errno_location();

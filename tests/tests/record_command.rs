@@ -366,3 +366,28 @@ fn inside_a_time_namespace_stages_are_still_timed() {
         assert!(clone_enter > 0 && clone_enter < summary.duration_ns);
     }
 }
+
+/// spawnprof raises its own RLIMIT_MEMLOCK (kernels before 5.11 charge BPF
+/// maps to it), and the command it starts gets the limit it was given.
+#[test]
+fn the_command_keeps_the_memlock_limit_spawnprof_raised_for_itself() {
+    use spawnprof_tests::{out_dir, require_root, spawnprof_bin};
+    require_root();
+    let dir = out_dir("memlock");
+    let out = std::process::Command::new("prlimit")
+        .args(["--memlock=65536:65536"])
+        .arg(spawnprof_bin())
+        .args(["record", "--sample-hz", "0", "-o"])
+        .arg(&dir)
+        .args(["--", "sh", "-c", "grep 'locked memory' /proc/self/limits"])
+        .output()
+        .expect("prlimit (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let limits: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(limits.get(3..5), Some(&["65536", "65536"][..]), "{stdout}");
+}
