@@ -42,13 +42,105 @@ impl StageStats {
     }
 }
 
+/// Durations kept exactly, per distribution, before it turns into a
+/// histogram: 128 KiB at most (some 3 MiB over every stage), and exact
+/// percentiles for recordings of up to 16,384 spawns. Beyond, the 0.1%
+/// histogram error stays below the three digits the reports print.
+const EXACT_VALUES: usize = 16_384;
+/// A histogram bucket holds the values that share their top
+/// `HISTOGRAM_BITS` bits: percentiles within 1/1024 (0.1%) of the exact
+/// ones. Values below 2^HISTOGRAM_BITS are exact.
+const HISTOGRAM_BITS: u32 = 11;
+
+/// The durations of one stage, as they arrive. Exact up to
+/// [`EXACT_VALUES`] of them; past that a log-linear histogram (sparse: a
+/// few thousand buckets in practice), so a recording of hours keeps a
+/// fixed amount of memory per stage instead of 8 bytes per spawn. Count,
+/// total, mean and maximum stay exact either way.
+#[derive(Clone, Debug, Default)]
+pub struct Distribution {
+    exact: Vec<u64>,
+    /// Bucket key ([`bucket_key`]) -> values in it; used once `exact` is full.
+    histogram: BTreeMap<u64, u64>,
+    count: u64,
+    total: u128,
+    max: u64,
+}
+
+impl Distribution {
+    pub fn push(&mut self, value: u64) {
+        self.count += 1;
+        self.total += u128::from(value);
+        self.max = self.max.max(value);
+        if self.histogram.is_empty() && self.exact.len() < EXACT_VALUES {
+            self.exact.push(value);
+            return;
+        }
+        for v in std::mem::take(&mut self.exact) {
+            *self.histogram.entry(bucket_key(v)).or_default() += 1;
+        }
+        *self.histogram.entry(bucket_key(value)).or_default() += 1;
+    }
+
+    pub fn stats(&mut self) -> StageStats {
+        if self.histogram.is_empty() {
+            return StageStats::from_values(&mut self.exact);
+        }
+        let n = self.count;
+        // Nearest rank, as for exact values; the bucket's middle stands for
+        // its values, and nothing above the true maximum is reported.
+        let pct = |p: f64| -> u64 {
+            let rank = ((p * n as f64).ceil() as u64).clamp(1, n);
+            let mut seen = 0;
+            for (&key, &count) in &self.histogram {
+                seen += count;
+                if seen >= rank {
+                    return bucket_middle(key).min(self.max);
+                }
+            }
+            self.max
+        };
+        StageStats {
+            count: n,
+            mean_ns: (self.total / u128::from(n)) as u64,
+            p50_ns: pct(0.50),
+            p90_ns: pct(0.90),
+            p99_ns: pct(0.99),
+            max_ns: self.max,
+            total_ns: u64::try_from(self.total).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// An order-preserving bucket key: the value itself below
+/// 2^HISTOGRAM_BITS, else (shift << HISTOGRAM_BITS) | top bits.
+fn bucket_key(v: u64) -> u64 {
+    let bits = u64::BITS - v.leading_zeros();
+    if bits <= HISTOGRAM_BITS {
+        return v;
+    }
+    let shift = bits - HISTOGRAM_BITS;
+    (u64::from(shift) << HISTOGRAM_BITS) | (v >> shift)
+}
+
+/// The middle of the values a bucket key stands for.
+fn bucket_middle(key: u64) -> u64 {
+    let shift = key >> HISTOGRAM_BITS;
+    if shift == 0 {
+        return key;
+    }
+    let top = key & ((1 << HISTOGRAM_BITS) - 1);
+    let width = 1u64 << shift;
+    (top << shift) + (width - 1) / 2
+}
+
 /// Folds spawn records into stage statistics and counts as they complete,
-/// keeping only each stage's durations (8 bytes per measured stage per
-/// spawn, for exact percentiles), not the records themselves.
+/// keeping only each stage's [`Distribution`] of durations, not the
+/// records themselves.
 pub struct Accumulator {
     /// Measured durations per stage, indexed like [`stage_names`] (and
     /// [`SpawnRecord::durations`], so adding a record looks up no names).
-    values: [Vec<u64>; ALL_STAGES],
+    values: [Distribution; ALL_STAGES],
     counts: Counts,
     placement: PlacementAccumulator,
 }
@@ -56,7 +148,7 @@ pub struct Accumulator {
 impl Default for Accumulator {
     fn default() -> Self {
         Self {
-            values: std::array::from_fn(|_| Vec::new()),
+            values: std::array::from_fn(|_| Distribution::default()),
             counts: Counts::default(),
             placement: PlacementAccumulator::default(),
         }
@@ -109,7 +201,7 @@ impl Accumulator {
     pub fn stage_stats(&mut self) -> BTreeMap<String, StageStats> {
         stage_names()
             .zip(&mut self.values)
-            .map(|(name, values)| (name.to_string(), StageStats::from_values(values)))
+            .map(|(name, values)| (name.to_string(), values.stats()))
             .collect()
     }
 }
@@ -176,10 +268,10 @@ pub struct ExtraWait {
 struct PlacementAccumulator {
     known: u64,
     other_cpu: u64,
-    delay_same_cpu: Vec<u64>,
-    delay_other_cpu: Vec<u64>,
-    resume_same_cpu: Vec<u64>,
-    resume_other_cpu: Vec<u64>,
+    delay_same_cpu: Distribution,
+    delay_other_cpu: Distribution,
+    resume_same_cpu: Distribution,
+    resume_other_cpu: Distribution,
 }
 
 impl PlacementAccumulator {
@@ -213,10 +305,10 @@ impl PlacementAccumulator {
         (self.known > 0).then(|| Placement {
             known: self.known,
             other_cpu: self.other_cpu,
-            sched_delay_same_cpu: StageStats::from_values(&mut self.delay_same_cpu),
-            sched_delay_other_cpu: StageStats::from_values(&mut self.delay_other_cpu),
-            vfork_resume_same_cpu: StageStats::from_values(&mut self.resume_same_cpu),
-            vfork_resume_other_cpu: StageStats::from_values(&mut self.resume_other_cpu),
+            sched_delay_same_cpu: self.delay_same_cpu.stats(),
+            sched_delay_other_cpu: self.delay_other_cpu.stats(),
+            vfork_resume_same_cpu: self.resume_same_cpu.stats(),
+            vfork_resume_other_cpu: self.resume_other_cpu.stats(),
         })
     }
 }
@@ -258,6 +350,64 @@ mod tests {
         assert_eq!(StageStats::from_values(&mut []), StageStats::default());
         let s = StageStats::from_values(&mut [7]);
         assert_eq!((s.p50_ns, s.p99_ns), (7, 7));
+    }
+
+    #[test]
+    fn past_the_exact_limit_percentiles_stay_within_a_thousandth_and_memory_stays_bounded() {
+        // Four times the exact limit, spread over six decades (1 µs to
+        // 1 s), in a scrambled order.
+        let n = 4 * EXACT_VALUES as u64;
+        let values: Vec<u64> = (0..n)
+            .map(|i| {
+                let x = (i * 2_654_435_761) % n;
+                1_000 + x * x / (n / 1_000_000).max(1) / (n / 1_000)
+            })
+            .collect();
+        let mut d = Distribution::default();
+        values.iter().for_each(|&v| d.push(v));
+        assert!(d.exact.is_empty(), "the exact values were folded away");
+        assert!(d.histogram.len() < 20_000, "{} buckets", d.histogram.len());
+        let approx = d.stats();
+        let exact = StageStats::from_values(&mut values.clone());
+        assert_eq!(
+            (approx.count, approx.total_ns, approx.mean_ns, approx.max_ns),
+            (exact.count, exact.total_ns, exact.mean_ns, exact.max_ns)
+        );
+        for (a, e) in [
+            (approx.p50_ns, exact.p50_ns),
+            (approx.p90_ns, exact.p90_ns),
+            (approx.p99_ns, exact.p99_ns),
+        ] {
+            assert!(a.abs_diff(e) * 1_000 <= e, "{a} against exact {e}");
+        }
+        // Below the limit, nothing changes: exact nearest rank.
+        let mut small = Distribution::default();
+        (1..=100).for_each(|v| small.push(v));
+        assert_eq!(
+            small.stats(),
+            StageStats::from_values(&mut (1..=100).collect::<Vec<_>>())
+        );
+    }
+
+    #[test]
+    fn bucket_keys_keep_the_order_of_values() {
+        let mut values: Vec<u64> = (0..64u32)
+            .flat_map(|shift| [1u64 << shift, (1u64 << shift).saturating_add(7)])
+            .chain([u64::MAX])
+            .collect();
+        values.sort_unstable();
+        let mut last = 0;
+        for v in values {
+            let key = bucket_key(v);
+            assert!(key >= last, "{v}");
+            last = key;
+            let middle = bucket_middle(key);
+            assert!(
+                middle.abs_diff(v) <= v >> (HISTOGRAM_BITS - 1),
+                "{v} -> {middle}"
+            );
+        }
+        assert_eq!(bucket_middle(bucket_key(u64::MAX)) >> 53, u64::MAX >> 53);
     }
 
     #[test]
