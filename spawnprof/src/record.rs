@@ -665,11 +665,39 @@ fn tgid_of(pid: u32) -> Result<u32> {
     }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("no process with pid {pid} (check `ps -p {pid}`)"))?;
+    if is_kernel_thread(&status) {
+        let name = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Name:"))
+            .unwrap_or("")
+            .trim();
+        bail!(
+            "pid {pid} ({name}) is a kernel thread: the threads it starts are made inside the \
+             kernel, with no clone syscall and no exec, which is not what spawnprof traces; \
+             give the pid of a user-space process"
+        );
+    }
     status
         .lines()
         .find_map(|l| l.strip_prefix("Tgid:"))
         .and_then(|v| v.trim().parse().ok())
         .with_context(|| format!("cannot read the thread group of pid {pid}"))
+}
+
+/// Whether a /proc/PID/status describes a kernel thread: its `Kthread:`
+/// line (6.2+), or else no memory of its own (no `VmSize:` line) while not
+/// a zombie (which has lost its memory too).
+fn is_kernel_thread(status: &str) -> bool {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    match field("Kthread:") {
+        Some(v) => v == "1",
+        None => field("VmSize:").is_none() && !field("State:").is_some_and(|s| s.starts_with('Z')),
+    }
 }
 
 /// A child forked and held before its exec until it has been added to the
@@ -805,4 +833,21 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: pipe2 returned two fresh descriptors we now own.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_kernel_thread;
+
+    #[test]
+    fn kernel_threads_are_told_by_their_kthread_line_or_their_missing_memory() {
+        assert!(is_kernel_thread("Name:\tkthreadd\nKthread:\t1\n"));
+        assert!(!is_kernel_thread(
+            "Name:\tinit\nKthread:\t0\nVmSize:\t1 kB\n"
+        ));
+        // Before 6.2 there is no Kthread line: no VmSize means no mm.
+        assert!(is_kernel_thread("Name:\tkworker/0:1\nState:\tI (idle)\n"));
+        assert!(!is_kernel_thread("Name:\tsh\nVmSize:\t2508 kB\n"));
+        assert!(!is_kernel_thread("Name:\tsh\nState:\tZ (zombie)\n"));
+    }
 }

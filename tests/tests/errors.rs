@@ -33,6 +33,15 @@ fn a_pid_that_does_not_exist_is_named() {
     assert_error(&out, 1, &["no process with pid 99999999"]);
     let out = spawnprof(&["record", "-o", out_dir("pid0").to_str().unwrap(), "-p", "0"]);
     assert_error(&out, 1, &["pid 0 is not a process"]);
+    // kthreadd is pid 2 on every Linux since 2.6.
+    let dir = out_dir("kthread");
+    let out = spawnprof(&["record", "-o", dir.to_str().unwrap(), "-p", "2"]);
+    assert_error(
+        &out,
+        1,
+        &["pid 2 (kthreadd) is a kernel thread", "user-space process"],
+    );
+    assert!(!dir.exists(), "{dir:?} was created before the error");
 }
 
 #[test]
