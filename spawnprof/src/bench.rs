@@ -554,11 +554,22 @@ async fn run_config(
 
 /// The spawner alone, without probes (for the overhead ratio).
 fn run_unprobed(spawner: &Path, cfg: &Config) -> Result<SpawnResult> {
-    let out = std::process::Command::new(spawner)
+    use std::os::unix::process::CommandExt as _;
+    let mut command = std::process::Command::new(spawner);
+    command
         .args(spawner_args(cfg))
-        .stderr(std::process::Stdio::null())
-        .output()
-        .context("running the spawner")?;
+        .stderr(std::process::Stdio::null());
+    // The same limits as the recorded spawner gets (see GatedChild).
+    if let Some(limit) = crate::session::memlock_limit_to_restore() {
+        // SAFETY: setrlimit is async-signal-safe and `limit` is a copy.
+        unsafe {
+            command.pre_exec(move || {
+                libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit);
+                Ok(())
+            });
+        }
+    }
+    let out = command.output().context("running the spawner")?;
     if !out.status.success() {
         bail!("the spawner failed without probes: {}", out.status);
     }
