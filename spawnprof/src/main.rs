@@ -215,7 +215,13 @@ fn run_report(dir: &std::path::Path) -> Result<()> {
     }
     // Stream the records: a recording can hold millions of spawns, and the
     // table shows only the first ones.
-    let summary = export::read_summary(dir)?;
+    let summary = spawnprof::report::recover::summary(dir)?;
+    if let Some(why) = &summary.unfinished {
+        // Rebuilt from spawns.jsonl: saved, so every output below and a
+        // later `spawnprof diff` read the rebuilt figures.
+        eprintln!("warning: {why}");
+        spawnprof::report::files::write_summary(dir, &summary)?;
+    }
     if let Some(why) = &summary.spawns_incomplete {
         eprintln!(
             "warning: spawns.jsonl lacks some of the {} spawns counted: {why}",

@@ -368,6 +368,37 @@ pub fn stages_lost_without(plan_stages: &[&str]) -> Vec<&'static str> {
 }
 
 impl Timestamps {
+    /// The last boundary seen, if any.
+    pub fn latest(&self) -> Option<u64> {
+        [
+            self.clone_enter,
+            self.copy_process_enter,
+            self.mm_lock_wait,
+            self.mm_copy_start,
+            self.mm_copy_end,
+            self.dup_mmap_enter,
+            self.dup_mmap_exit,
+            self.copy_process_exit,
+            self.newtask,
+            self.fork_done,
+            self.wakeup_new,
+            self.clone_exit,
+            self.first_run,
+            self.child_return,
+            self.exec_first_enter,
+            self.exec_enter,
+            self.exec_prepare,
+            self.vfork_release,
+            self.exec_done,
+            self.exec_return,
+            self.exit,
+            self.reap,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+
     /// Every boundary known (all at 1 ns): the starting point of
     /// [`stages_lost_without`].
     fn every_boundary() -> Self {

@@ -28,7 +28,7 @@ use crate::{
     node::NodeFacts,
     report::{
         ProbeCost, ProgramCost, Summary,
-        files::{SpawnWriter, prepare_out_dir, write_summary},
+        files::{RecordingLock, SpawnWriter, prepare_out_dir, write_summary},
     },
     session::{Session, SessionOptions},
     stacks::{self, KernelSymbols, MapsCache},
@@ -208,6 +208,14 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
         return Err(InterruptedBeforeTracing.into());
     }
     let mut writer = SpawnWriter::create(&opts.out_dir)?;
+    // Held until the final summary is written: `spawnprof report` must not
+    // rebuild this recording while it is being written.
+    let _recording = RecordingLock::try_take(&opts.out_dir)?.with_context(|| {
+        format!(
+            "{} is being recorded into by another spawnprof; choose another -o directory",
+            opts.out_dir.display()
+        )
+    })?;
 
     let t0 = mono_ns();
     let start_unix_s = SystemTime::now()
@@ -265,6 +273,37 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
             ),
             Target::Pid(_) => crate::say!("spawnprof: tracing {target_desc}; Ctrl-C to stop"),
         }
+    }
+    // What is known now, on disk before the first spawn: should spawnprof be
+    // killed where no handler runs (SIGKILL, the OOM killer), `spawnprof
+    // report` rebuilds the rest from spawns.jsonl (report::recover).
+    let mut summary = Summary {
+        schema_version: crate::model::SCHEMA_VERSION,
+        spawnprof_version: env!("CARGO_PKG_VERSION").into(),
+        target: target_desc.clone(),
+        kernel: host.kernel_release.clone(),
+        node: Some(NodeFacts::collect()),
+        start_monotonic_ns: t0,
+        start_unix_s,
+        duration_ns: 0,
+        interrupted: false,
+        exit_code: None,
+        counts: Default::default(),
+        lost_marks_total: 0,
+        lost_marks: Default::default(),
+        correlation: Default::default(),
+        stages: Default::default(),
+        placement: None,
+        plan: session.plan.clone(),
+        captured: captured(&session_opts),
+        stack_sampling,
+        stack_samples: 0,
+        probe_cost: None,
+        spawns_incomplete: None,
+        unfinished: Some(crate::report::recover::WHILE_RECORDING.into()),
+    };
+    if let Err(e) = write_summary(&opts.out_dir, &summary) {
+        crate::say!("spawnprof: warning: {e:#}; the recording goes on");
     }
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     // The probes wake us only when the ring buffer is half full; otherwise
@@ -412,37 +451,24 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
             unsaved.push(format!("{e:#}"));
         }
     }
-    let plan = session.plan.clone();
     drop(ring);
     drop(session); // detaches every probe
     let spawns_incomplete = writer.finish().err().map(|e| format!("{e:#}"));
     unsaved.extend(spawns_incomplete.clone());
 
-    let duration_ns = mono_ns() - t0;
-    let summary = Summary {
-        schema_version: crate::model::SCHEMA_VERSION,
-        spawnprof_version: env!("CARGO_PKG_VERSION").into(),
-        target: target_desc,
-        kernel: host.kernel_release.clone(),
-        node: Some(NodeFacts::collect()),
-        start_monotonic_ns: t0,
-        start_unix_s,
-        duration_ns,
-        interrupted,
-        exit_code,
-        counts: stats.counts(),
-        lost_marks_total: lost.values().sum(),
-        lost_marks: lost,
-        correlation: correlator.stats(),
-        stages: stats.stage_stats(),
-        placement: stats.placement(),
-        plan,
-        captured: captured(&session_opts),
-        stack_sampling,
-        stack_samples,
-        probe_cost,
-        spawns_incomplete,
-    };
+    summary.duration_ns = mono_ns() - t0;
+    summary.interrupted = interrupted;
+    summary.exit_code = exit_code;
+    summary.counts = stats.counts();
+    summary.lost_marks_total = lost.values().sum();
+    summary.lost_marks = lost;
+    summary.correlation = correlator.stats();
+    summary.stages = stats.stage_stats();
+    summary.placement = stats.placement();
+    summary.stack_samples = stack_samples;
+    summary.probe_cost = probe_cost;
+    summary.spawns_incomplete = spawns_incomplete;
+    summary.unfinished = None;
     if let Err(e) = write_summary(&opts.out_dir, &summary) {
         unsaved.push(format!("{e:#}"));
     }
@@ -565,6 +591,7 @@ fn flush(
             keep.push(r);
         }
     }
+    w.flush_if_due();
     if let Some(failure) = w.new_failure() {
         crate::say!(
             "spawnprof: error: {failure}; recording goes on, but from now on spawns are only \

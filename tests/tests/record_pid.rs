@@ -413,6 +413,88 @@ fn a_panic_while_recording_detaches_and_keeps_the_spawns_so_far() {
     );
 }
 
+/// SIGKILL (or the OOM killer) leaves no handler to run: the kernel detaches
+/// the probes as spawnprof's descriptors close, spawns.jsonl holds what was
+/// finished up to a second before, and `spawnprof report` rebuilds the
+/// summary from it (its provisional one keeps the target and the plan).
+#[test]
+fn a_killed_recording_keeps_its_spawns_and_report_rebuilds_it() {
+    let dir = out_dir("sigkill");
+    let spawns_path = dir.join("spawns.jsonl");
+    let script = "for i in $(seq 200); do /bin/true; done; sleep 33";
+    let mut rec = spawn_recording(&dir, &["--", "sh", "-c", script], &[]);
+    let mut stderr = Stderr::of(&mut rec);
+    stderr.wait_for(&["spawnprof: tracing"]);
+    let ours = program_ids_of(rec.id());
+    assert!(ours.len() >= 10, "probes are loaded: {ours:?}");
+    // 200 finished spawns are ~300 KiB: without the periodic flush most of
+    // them would sit in the writer's 256 KiB buffer until the end.
+    let records_on_disk = || {
+        std::fs::read_to_string(&spawns_path)
+            .map(|t| t.matches("\"exec_path\":\"/bin/true\"").count())
+            .unwrap_or(0)
+    };
+    let start = Instant::now();
+    while records_on_disk() < 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "spawns still not on disk after 20 s: {} of 200",
+            records_on_disk()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let live = Command::new(spawnprof_bin())
+        .arg("report")
+        .arg(&dir)
+        .output()
+        .expect("run spawnprof report");
+    assert_eq!(live.status.code(), Some(1), "a live recording is refused");
+    assert!(
+        String::from_utf8_lossy(&live.stderr).contains("still being recorded"),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    rec.kill().expect("SIGKILL spawnprof");
+    rec.wait().expect("reap spawnprof");
+    let _ = Command::new("pkill")
+        .args(["-x", "-f", "sleep 33"])
+        .status();
+    assert_programs_freed(&ours);
+
+    let report = Command::new(spawnprof_bin())
+        .arg("report")
+        .arg(&dir)
+        .output()
+        .expect("run spawnprof report");
+    let report_err = String::from_utf8_lossy(&report.stderr);
+    assert_eq!(report.status.code(), Some(0), "{report_err}");
+    assert!(
+        report_err.contains("ended before it finished"),
+        "{report_err}"
+    );
+    let (summary, records) = load_recording(&dir).expect("a readable recording");
+    let trues = records
+        .iter()
+        .filter(|r| r.exec_path.as_deref() == Some("/bin/true"))
+        .count();
+    assert_eq!(trues, 200, "every finished spawn was on disk");
+    assert!(summary.counts.spawns >= 200, "{:?}", summary.counts);
+    assert_eq!(summary.target, format!("sh -c {script}"));
+    assert!(
+        summary.plan.iter().any(|r| r.stage == "clone"),
+        "the plan from the provisional summary: {:?}",
+        summary.plan
+    );
+    let note = summary.unfinished.as_deref().expect("marked unfinished");
+    assert!(
+        note.contains(&format!("from the {} spawns", records.len())),
+        "{note}"
+    );
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
+    assert!(html.contains("ended before it finished"));
+    assert!(!dir.join(".spawnprof-summary-reserve").exists());
+}
+
 /// The target ends while the probes are still loading: the recording ends
 /// at once, says why, and the (empty) recording is kept.
 #[test]

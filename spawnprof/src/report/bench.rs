@@ -276,6 +276,7 @@ pub fn synthetic_summary(
         probe_cost: None,
         placement: None,
         spawns_incomplete: None,
+        unfinished: None,
     }
 }
 

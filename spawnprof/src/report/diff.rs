@@ -21,7 +21,6 @@ use inferno::differential;
 
 use super::{
     Summary,
-    export::read_summary,
     files::SPAWNS_FILE,
     flamegraph::{self, Labels, Render},
     folded::StageFolder,
@@ -46,7 +45,8 @@ struct Side {
 }
 
 fn load(dir: &Path) -> Result<Side> {
-    let summary = read_summary(dir)?;
+    // A killed recording's figures, rebuilt from its spawns.
+    let summary = super::recover::summary(dir)?;
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let agg = aggregate_file(&dir.join(SPAWNS_FILE), workers)?;
     Ok(Side {
@@ -227,6 +227,15 @@ pub fn run(a: &Path, b: &Path, out: &Path) -> Result<String> {
         true,
     )?;
     let mut table = render_table(&a.summary, &b.summary, &a.dir, &b.dir);
+    for (side, s) in [("A", &a.summary), ("B", &b.summary)] {
+        if s.unfinished.is_some() {
+            let _ = writeln!(
+                table,
+                "note: spawnprof did not finish recording {side} (it was killed); its figures \
+                 were rebuilt from its spawns.jsonl and lack its last second or so"
+            );
+        }
+    }
     for (drawn, file, side) in [(drawn_b, DIFF_SVG, "B"), (drawn_a, DIFF_A_SVG, "A")] {
         if !drawn {
             let _ = writeln!(
@@ -287,7 +296,7 @@ pub(super) fn draw(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::bench::write_synthetic_recording;
+    use crate::report::{bench::write_synthetic_recording, files::read_summary};
 
     fn temp_dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("spawnprof-diff-{name}-{}", std::process::id()));

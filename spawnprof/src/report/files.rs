@@ -20,11 +20,19 @@ pub const SUMMARY_FILE: &str = "summary.json";
 /// bad `-o` fails fast instead of after a long recording. Returns what the
 /// directory held before, for [`OutputDir::hand_to_invoking_user`].
 pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<OutputDir> {
-    if dir.join(SPAWNS_FILE).exists() && !force {
-        bail!(
-            "{} already holds a recording; choose another -o directory or pass --force to overwrite it",
-            dir.display()
-        );
+    if dir.join(SPAWNS_FILE).exists() {
+        if !force {
+            bail!(
+                "{} already holds a recording; choose another -o directory or pass --force to overwrite it",
+                dir.display()
+            );
+        }
+        if RecordingLock::try_take(dir)?.is_none() {
+            bail!(
+                "{} is being recorded into right now by another spawnprof; choose another -o directory",
+                dir.display()
+            );
+        }
     }
     let out = OutputDir::before_writing(dir);
     fs::create_dir_all(dir).with_context(|| {
@@ -119,7 +127,7 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
 /// Space set aside in the output directory while recording, released just
 /// before `summary.json` is written: a disk that fills during a recording
 /// still takes the summary that makes the saved records readable.
-const SUMMARY_RESERVE_FILE: &str = ".spawnprof-summary-reserve";
+pub(super) const SUMMARY_RESERVE_FILE: &str = ".spawnprof-summary-reserve";
 const SUMMARY_RESERVE_BYTES: i64 = 1 << 20;
 
 /// Appends spawn records to `spawns.jsonl` as they complete.
@@ -138,7 +146,13 @@ pub struct SpawnWriter {
     unsaved: u64,
     failure_reported: bool,
     reserve: SpaceReserve,
+    last_flush: std::time::Instant,
 }
+
+/// How long finished spawns may wait in memory before they are written out:
+/// what a recording loses when spawnprof is killed (SIGKILL, the OOM killer),
+/// and how far `tail -f spawns.jsonl` lags.
+pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl SpawnWriter {
     pub fn create(dir: &Path) -> Result<Self> {
@@ -155,15 +169,29 @@ impl SpawnWriter {
         let reserve = SpaceReserve::make(&dir.join(SUMMARY_RESERVE_FILE), SUMMARY_RESERVE_BYTES);
         Ok(Self {
             path,
-            // Large writes: one syscall per ~100 records, not per four.
-            // Everything is flushed on every way out but SIGKILL.
+            // Large writes: one syscall per ~100 records, not per four,
+            // and at least every FLUSH_INTERVAL. Everything is flushed on
+            // every way out but SIGKILL.
             out: BufWriter::with_capacity(256 << 10, file),
             written: 0,
             failure: None,
             unsaved: 0,
             failure_reported: false,
             reserve,
+            last_flush: std::time::Instant::now(),
         })
+    }
+
+    /// Writes out what is buffered once [`FLUSH_INTERVAL`] has passed since
+    /// the last time, so a kill that no handler sees loses at most that much.
+    pub fn flush_if_due(&mut self) {
+        if self.failure.is_some() || self.last_flush.elapsed() < FLUSH_INTERVAL {
+            return;
+        }
+        self.last_flush = std::time::Instant::now();
+        if let Err(e) = self.out.flush() {
+            self.failure = Some(e);
+        }
     }
 
     pub fn write(&mut self, record: &SpawnRecord) {
@@ -251,7 +279,7 @@ impl Drop for SpaceReserve {
 }
 
 /// Truncates `file` after its last newline; returns how many lines it keeps.
-fn cut_to_last_line(file: &File) -> std::io::Result<u64> {
+pub(super) fn cut_to_last_line(file: &File) -> std::io::Result<u64> {
     use std::io::{Read as _, Seek as _};
     let mut reader = BufReader::with_capacity(1 << 20, file);
     reader.rewind()?;
@@ -272,10 +300,45 @@ fn cut_to_last_line(file: &File) -> std::io::Result<u64> {
     Ok(lines)
 }
 
+/// Writes `summary.json` whole or not at all (a new file renamed over the
+/// old): a kill or a full disk mid-write leaves the previous summary, never
+/// half of one.
 pub fn write_summary(dir: &Path, summary: &Summary) -> Result<()> {
     let path = dir.join(SUMMARY_FILE);
-    let text = serde_json::to_string_pretty(summary)?;
-    fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))
+    let tmp = dir.join(format!(".{SUMMARY_FILE}.tmp"));
+    let text = serde_json::to_string_pretty(summary)? + "\n";
+    fs::write(&tmp, text)
+        .and_then(|()| fs::rename(&tmp, &path))
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Held by `spawnprof record` while it writes a recording (an advisory lock
+/// on its spawns.jsonl, which the kernel drops when spawnprof dies however
+/// it dies): `spawnprof report` must not rebuild a recording that is still
+/// being written.
+pub struct RecordingLock {
+    _held: File,
+}
+
+impl RecordingLock {
+    /// Locks the recording in `dir`; `Ok(None)` when another process holds it.
+    pub fn try_take(dir: &Path) -> Result<Option<Self>> {
+        use std::os::fd::AsRawFd as _;
+        let path = dir.join(SPAWNS_FILE);
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: a valid descriptor; flock takes no pointers.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Some(Self { _held: file }));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Ok(None);
+        }
+        Err(e).with_context(|| format!("locking {}", path.display()))
+    }
 }
 
 /// Reads `summary.json` of a recording.

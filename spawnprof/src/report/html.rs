@@ -258,6 +258,9 @@ fn warnings(out: &mut String, s: &Summary) {
     if s.interrupted {
         w.push("The recording was interrupted (Ctrl-C/SIGTERM); everything recorded until then is here.".to_string());
     }
+    if let Some(why) = &s.unfinished {
+        w.push(why.clone());
+    }
     if s.lost_marks_total > 0 {
         let kinds: Vec<String> = s
             .lost_marks

@@ -11,6 +11,7 @@ pub mod files;
 pub mod flamegraph;
 pub mod folded;
 pub mod html;
+pub mod recover;
 pub mod stream;
 pub mod table;
 pub mod trace;
@@ -78,6 +79,12 @@ pub struct Summary {
     /// failed, say on a full disk); absent when it holds them all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spawns_incomplete: Option<String>,
+    /// Set while a recording runs (the summary spawnprof writes as tracing
+    /// starts), and kept by `spawnprof report` when it rebuilt the figures of
+    /// a recording whose spawnprof was killed before it wrote the final one:
+    /// what is known and what is not. Absent in a finished recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unfinished: Option<String>,
 }
 
 /// spawnprof's own cost during a recording: the kernel's run-time statistics
