@@ -176,6 +176,10 @@ pub struct BenchReport {
     /// Stopped by Ctrl-C, SIGTERM or SIGHUP: `configs` holds the ones that finished.
     #[serde(default)]
     pub interrupted: bool,
+    /// Written while the sweep ran (after each configuration, so a bench
+    /// killed where no handler runs keeps what finished); false once done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unfinished: bool,
 }
 
 /// The experiments of the sweep, in the order they run.
@@ -685,6 +689,18 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
         )
         .expect("valid template"),
     );
+    let node = NodeFacts::collect();
+    let report_so_far = |configs: &[ConfigResult], plan: &[PlanRow]| BenchReport {
+        schema_version: crate::model::SCHEMA_VERSION,
+        node: node.clone(),
+        plan: plan.to_vec(),
+        quick: opts.quick,
+        duration_ns: started.elapsed().as_nanos() as u64,
+        configs: configs.to_vec(),
+        overhead: None,
+        interrupted: false,
+        unfinished: true,
+    };
     let mut results = Vec::new();
     let mut plan = Vec::new();
     let mut interrupted = false;
@@ -704,6 +720,9 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
                 interrupts.rearm();
                 plan = p;
                 results.push(r);
+                if let Err(e) = write_bench_json(&opts.out_dir, &report_so_far(&results, &plan)) {
+                    crate::say!("spawnprof: warning: {e:#}; the sweep goes on");
+                }
             }
             Err(e) if is_interruption(&e) => {
                 interrupted = true;
@@ -733,18 +752,12 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
     };
     bar.finish_and_clear();
     let report = BenchReport {
-        schema_version: crate::model::SCHEMA_VERSION,
-        node: NodeFacts::collect(),
-        plan,
-        quick: opts.quick,
-        duration_ns: started.elapsed().as_nanos() as u64,
-        configs: results,
         overhead,
         interrupted,
+        unfinished: false,
+        ..report_so_far(&results, &plan)
     };
-    let path = opts.out_dir.join(BENCH_FILE);
-    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))?;
+    write_bench_json(&opts.out_dir, &report)?;
     if let Err(e) = crate::report::bench_charts::write(&opts.out_dir, &report) {
         crate::say!("spawnprof: bench.json is saved, but drawing its charts failed: {e:#}");
     }
@@ -752,8 +765,24 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
     Ok(report)
 }
 
+/// Writes `bench.json` whole or not at all (a new file renamed over the old).
+fn write_bench_json(dir: &Path, report: &BenchReport) -> Result<()> {
+    let path = dir.join(BENCH_FILE);
+    let tmp = dir.join(format!(".{BENCH_FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_string_pretty(report)? + "\n")
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// Says that a bench was cut short, and how much of it ran.
 pub fn interrupted_note(report: &BenchReport) -> Option<String> {
+    if report.unfinished {
+        return Some(format!(
+            "UNFINISHED (spawnprof was killed mid-sweep: SIGKILL, the OOM killer, or the machine went down): {} configuration{} finished, no overhead figure; run the bench again for the whole sweep",
+            report.configs.len(),
+            if report.configs.len() == 1 { "" } else { "s" },
+        ));
+    }
     report.interrupted.then(|| {
         format!(
             "INTERRUPTED (Ctrl-C, SIGTERM or SIGHUP): {} configuration{} finished{}; run the bench again for the whole sweep",

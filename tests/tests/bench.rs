@@ -324,3 +324,66 @@ fn a_ctrl_c_mid_sweep_keeps_the_finished_configurations() {
     let alive = unsafe { libc::kill(-group, 0) } == 0;
     assert!(!alive, "a process of the bench outlived it");
 }
+
+/// A bench killed where no handler runs (SIGKILL, the OOM killer) keeps
+/// bench.json as it stood after the last finished configuration, marked
+/// unfinished, and the configuration it was recording can be rebuilt.
+#[test]
+fn a_killed_bench_keeps_the_finished_configurations() {
+    use std::os::unix::process::CommandExt as _;
+    require_root();
+    let dir = out_dir("bench-killed");
+    let mut bench = Command::new(spawnprof_bin())
+        .args(["bench", "--quick", "--experiments", "method-rss", "-o"])
+        .arg(&dir)
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start spawnprof bench");
+    let group = bench.id() as i32;
+    let second = dir.join("method-rss/fork-exec-rss256mib");
+    let start = std::time::Instant::now();
+    while !second.join("summary.json").exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "the bench never reached its second configuration"
+        );
+        assert!(bench.try_wait().unwrap().is_none(), "the bench ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    bench.kill().expect("SIGKILL spawnprof bench");
+    bench.wait().expect("reap spawnprof bench");
+    // The spawner it was recording has no one to stop it now.
+    // SAFETY: signalling the process group we made.
+    unsafe { libc::kill(-group, libc::SIGKILL) };
+
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap();
+    assert_eq!(saved["unfinished"], true);
+    assert_eq!(
+        saved["configs"].as_array().map(Vec::len),
+        Some(1),
+        "the first one"
+    );
+    let report = |d: &std::path::Path| {
+        Command::new(spawnprof_bin())
+            .arg("report")
+            .arg(d)
+            .output()
+            .expect("run spawnprof report")
+    };
+    let out = report(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("UNFINISHED"), "{stdout}");
+    assert!(dir.join("bench.html").exists());
+    let out = report(&second);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(second.join("report.html").exists());
+}

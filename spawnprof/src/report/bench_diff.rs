@@ -279,6 +279,7 @@ mod tests {
             configs,
             overhead: None,
             interrupted: false,
+            unfinished: false,
         }
     }
 
