@@ -664,22 +664,27 @@ async fn measure_overhead(
 pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
     // A Ctrl-C stops the sweep where it is; what finished is written.
     let mut interrupts = Interrupts::catch()?;
-    let out_dir = prepare_out_dir(&opts.out_dir, opts.force)?;
-    if opts.out_dir.join(BENCH_FILE).exists() && !opts.force {
-        bail!(
-            "{} already holds a bench; choose another -o directory or pass --force",
-            opts.out_dir.display()
-        );
-    }
     let spawner = spawner_path()?;
     let configs = sweep(&opts);
     if configs.is_empty() {
         bail!("the options select no configuration to run");
     }
     for c in &configs {
+        // Before any probe loads: a size this machine cannot hold (say
+        // --rss 10T) is refused now, not when its configuration comes up.
         c.spawner
             .validate()
+            .and_then(|()| {
+                crate::workload::memory::check_request(c.spawner.rss, c.spawner.huge_pages)
+            })
             .map_err(|e| anyhow::anyhow!("{}: {e}", c.name))?;
+    }
+    let out_dir = prepare_out_dir(&opts.out_dir, opts.force)?;
+    if opts.out_dir.join(BENCH_FILE).exists() && !opts.force {
+        bail!(
+            "{} already holds a bench; choose another -o directory or pass --force",
+            opts.out_dir.display()
+        );
     }
     let started = Instant::now();
     let bar = indicatif::ProgressBar::new(configs.len() as u64 + opts.overhead as u64);

@@ -1,6 +1,7 @@
 //! Command-line interface.
 use std::path::PathBuf;
 
+use crate::workload::config::parse_u64_named;
 use clap::{Args, Parser, Subcommand};
 
 /// spawnprof: where the time goes when processes are created.
@@ -46,7 +47,7 @@ configurations that finished are written, marked interrupted); 1 on an error; 2 
     },
     /// Time rendering every report of a synthetic recording (docs/BENCHMARKS.md).
     BenchReport {
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = 1_000_000, value_parser = parse_report_spawns, allow_negative_numbers = true)]
         spawns: usize,
     },
 }
@@ -64,7 +65,12 @@ pub struct ProbeArgs {
     #[arg(long)]
     pub no_raw_tracepoint: bool,
     /// Ring-buffer size for marks (power of two), e.g. 16M.
-    #[arg(long, default_value = "16M", value_name = "SIZE")]
+    #[arg(
+        long,
+        default_value = "16M",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
     pub ring_buffer: String,
     /// Do not attach this optional stage (repeatable), e.g. page_faults or
     /// first_run: it is then reported unavailable.
@@ -82,13 +88,13 @@ pub struct ProbeArgs {
 #[derive(Debug, Args)]
 pub struct RecordArgs {
     /// Trace this running process (all its threads) instead of a command.
-    #[arg(short, long, value_name = "PID", conflicts_with = "command")]
+    #[arg(short, long, value_name = "PID", conflicts_with = "command", value_parser = parse_pid, allow_negative_numbers = true)]
     pub pid: Option<u32>,
     /// With -p: also record the spawns of the target's descendants.
     #[arg(long)]
     pub follow: bool,
     /// Stop after this long (e.g. 10s, 500ms, 2m).
-    #[arg(short, long, value_name = "DURATION")]
+    #[arg(short, long, value_name = "DURATION", allow_hyphen_values = true)]
     pub duration: Option<String>,
     /// Output directory (default: spawnprof-<timestamp>).
     #[arg(short, long, value_name = "DIR")]
@@ -106,7 +112,7 @@ pub struct RecordArgs {
     pub capture_env: bool,
     /// On-CPU stack sampling frequency per CPU for stacks.svg (0: off).
     /// Default 999, or 0 with --low-overhead.
-    #[arg(long, value_name = "HZ")]
+    #[arg(long, value_name = "HZ", value_parser = parse_sample_hz, allow_negative_numbers = true)]
     pub sample_hz: Option<u64>,
     /// Measure spawnprof's own cost: each probe's in-kernel run time (the
     /// kernel's BPF statistics) and the reader's CPU time, per spawn. Adds a
@@ -114,7 +120,7 @@ pub struct RecordArgs {
     #[arg(long)]
     pub probe_cost: bool,
     /// Rows of the per-process table to print.
-    #[arg(long, default_value_t = 40, value_name = "N")]
+    #[arg(long, default_value_t = 40, value_name = "N", value_parser = parse_rows, allow_negative_numbers = true)]
     pub rows: usize,
     #[command(flatten)]
     pub probes: ProbeArgs,
@@ -133,20 +139,20 @@ pub struct BenchArgs {
     #[arg(long, value_name = "LIST")]
     pub methods: Option<String>,
     /// Resident sizes for the method × RSS experiment, e.g. 0,256M,1G,4G.
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub rss: Option<String>,
     /// Extra environment variable counts, e.g. 0,50,250,1000.
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub env: Option<String>,
     /// Nonexistent PATH entries before the real ones, e.g. 0,14.
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub path_misses: Option<String>,
     /// Run only these experiments, comma-separated: method-rss,
     /// minimal-child, placement, thp, env, path, tokio, fork-chain.
     #[arg(long, value_name = "LIST")]
     pub experiments: Option<String>,
     /// Spawns per configuration (overrides the per-experiment defaults).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_bench_count, allow_negative_numbers = true)]
     pub count: Option<u64>,
     /// Skip the with/without-probes overhead measurement.
     #[arg(long)]
@@ -159,4 +165,45 @@ pub struct BenchArgs {
     pub force: bool,
     #[command(flatten)]
     pub probes: ProbeArgs,
+}
+
+// Numbers on the command line: clap would read `--rows -1` as an unknown
+// option `-1` and suggest `-- -1`, which makes it part of CMD; these accept
+// the hyphen and say what is wrong instead.
+
+fn parse_pid(s: &str) -> Result<u32, String> {
+    let n = parse_u64_named(s, "--pid", "-p 1234")?;
+    if n == 0 {
+        return Err(
+            "--pid 0 is not a process; pass the pid of a running process, e.g. -p 1234".into(),
+        );
+    }
+    u32::try_from(n).map_err(|_| format!("--pid {n} is larger than any pid (at most {})", u32::MAX))
+}
+
+fn parse_sample_hz(s: &str) -> Result<u64, String> {
+    parse_u64_named(
+        s,
+        "--sample-hz",
+        "--sample-hz 99, or 0 for no stack sampling",
+    )
+}
+
+fn parse_rows(s: &str) -> Result<usize, String> {
+    let n = parse_u64_named(s, "--rows", "--rows 40")?;
+    usize::try_from(n).map_err(|_| format!("--rows {n} is too large; e.g. --rows 40"))
+}
+
+fn parse_bench_count(s: &str) -> Result<u64, String> {
+    match parse_u64_named(s, "--count", "--count 1000")? {
+        0 => Err("--count must be at least 1; e.g. --count 1000".into()),
+        n => Ok(n),
+    }
+}
+
+fn parse_report_spawns(s: &str) -> Result<usize, String> {
+    match parse_u64_named(s, "--spawns", "--spawns 100000")? {
+        0 => Err("--spawns must be at least 1; e.g. --spawns 100000".into()),
+        n => usize::try_from(n).map_err(|_| format!("--spawns {n} is too large")),
+    }
 }

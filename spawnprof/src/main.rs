@@ -258,7 +258,11 @@ where
 {
     s.map(|s| {
         bench::parse_list(s, |v| {
-            v.parse::<T>().map_err(|e| anyhow::anyhow!("{v:?}: {e}"))
+            if v.trim().starts_with('-') {
+                bail!("{v:?} is negative; counts are whole numbers of 0 or more");
+            }
+            v.parse::<T>()
+                .map_err(|e| anyhow::anyhow!("{v:?} is not a whole number: {e}"))
         })
     })
     .transpose()
@@ -286,9 +290,6 @@ fn run_bench(args: BenchArgs) -> Result<i32> {
         .map(|s| bench::parse_list(s, bench::experiment_name))
         .transpose()
         .context("--experiments")?;
-    if args.count == Some(0) {
-        bail!("--count must be at least 1");
-    }
     let out_dir = args
         .output
         .clone()
@@ -320,9 +321,6 @@ fn run_bench(args: BenchArgs) -> Result<i32> {
 }
 
 fn run_bench_report(spawns: usize) -> Result<()> {
-    if spawns == 0 {
-        bail!("--spawns must be at least 1");
-    }
     let b = spawnprof::report::bench::bench_report_detailed(spawns)?;
     println!(
         "rendered every report of {} synthetic spawns: {:.2} s wall, {:.2} s CPU, peak RSS {}{}",

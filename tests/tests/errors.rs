@@ -80,11 +80,56 @@ fn nothing_to_record_and_nonsense_values_are_usage_errors() {
         &["no such stage"],
     );
     assert_error(&spawnprof(&["record", "--bogus"]), 2, &["--bogus"]);
+    // Refused before anything is loaded or created.
+    let bench_dir = dir.join("bench-10t");
+    let b = bench_dir.to_str().unwrap();
     assert_error(
-        &spawnprof(&["bench", "--rss", "10T", "-o", d]),
+        &spawnprof(&["bench", "--rss", "10T", "-o", b]),
         1,
-        &["--rss"],
+        &["--rss", "more than this machine's memory"],
     );
+    assert!(
+        !bench_dir.exists(),
+        "no output directory for a refused bench"
+    );
+    // Negative numbers, written the way people type them (no `=`): named,
+    // not taken for unknown options.
+    for (args, code, needle) in [
+        (
+            &["record", "--rows", "-1", "--", "true"][..],
+            2,
+            "--rows cannot be negative",
+        ),
+        (&["record", "-p", "-1"][..], 2, "--pid cannot be negative"),
+        (&["record", "-p", "0"][..], 2, "--pid 0 is not a process"),
+        (
+            &["record", "--sample-hz", "-3", "--", "true"][..],
+            2,
+            "--sample-hz cannot be negative",
+        ),
+        (
+            &["record", "--duration", "-5s", "--", "true"][..],
+            1,
+            "is negative",
+        ),
+        (
+            &["record", "--ring-buffer", "-4K", "--", "true"][..],
+            1,
+            "is negative",
+        ),
+        (
+            &["bench", "--count", "-1"][..],
+            2,
+            "--count cannot be negative",
+        ),
+        (&["bench", "--rss", "-1G"][..], 1, "is negative"),
+        (&["bench", "--env", "-5"][..], 1, "is negative"),
+        (&["bench", "--path-misses", "-1"][..], 1, "is negative"),
+    ] {
+        let mut with_dir = args.to_vec();
+        with_dir.splice(1..1, ["-o", d]);
+        assert_error(&spawnprof(&with_dir), code, &[needle]);
+    }
 }
 
 #[test]

@@ -424,7 +424,8 @@ fn parse_method(s: &str) -> Result<Method, String> {
     s.parse()
 }
 
-fn parse_u64_named(s: &str, what: &str, example: &str) -> Result<u64, String> {
+/// A whole number for option `what`, with an error naming it and `example`.
+pub fn parse_u64_named(s: &str, what: &str, example: &str) -> Result<u64, String> {
     let t = s.trim();
     if t.starts_with('-') {
         return Err(format!(
