@@ -203,6 +203,18 @@ fn run_record(args: RecordArgs) -> Result<i32> {
 
 fn run_report(dir: &std::path::Path) -> Result<()> {
     let bench_file = dir.join(bench::BENCH_FILE);
+    // The reports are written next to the recording or bench (checked first:
+    // a killed recording's rebuild writes there too).
+    if bench_file.exists() || dir.join(spawnprof::report::files::SPAWNS_FILE).exists() {
+        spawnprof::report::files::ensure_writable(
+            dir,
+            &format!(
+                "the reports are written into it; run as a user who may write there, or copy it \
+                 first: cp -r {} /tmp/copy && spawnprof report /tmp/copy",
+                dir.display()
+            ),
+        )?;
+    }
     if bench_file.exists() {
         // A bench directory: redraw its charts from bench.json.
         let report = bench::load_report(dir)?;
@@ -213,8 +225,6 @@ fn run_report(dir: &std::path::Path) -> Result<()> {
         eprintln!("charts and bench.html written to {}", dir.display());
         return Ok(());
     }
-    // Stream the records: a recording can hold millions of spawns, and the
-    // table shows only the first ones.
     let summary = spawnprof::report::recover::summary(dir)?;
     if let Some(why) = &summary.unfinished {
         // Rebuilt from spawns.jsonl: saved, so every output below and a
@@ -229,6 +239,8 @@ fn run_report(dir: &std::path::Path) -> Result<()> {
         );
     }
     let out_dir = OutputDir::before_writing(dir);
+    // Stream the records: a recording can hold millions of spawns, and the
+    // table shows only the first ones.
     let mut records = Vec::new();
     export::for_each_record(dir, |r| {
         records.push(r.clone());

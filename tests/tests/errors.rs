@@ -214,6 +214,25 @@ fn a_corrupt_or_truncated_recording_is_named_with_its_line() {
     assert_error(&out, 1, &["is not a spawnprof recording"]);
 }
 
+/// `spawnprof report` writes into the recording: one it may not write to
+/// (here a read-only mount, which root cannot write either) is named with
+/// the way around it, before anything is read or rebuilt.
+#[test]
+fn a_recording_that_cannot_be_written_to_is_named_with_the_remedy() {
+    let run = record("read-only", &["--", "sh", "-c", "/bin/true"]);
+    let d = run.dir.to_str().unwrap();
+    let script = format!(
+        "mount --bind {d} {d} && mount -o remount,ro,bind {d} && exec {} report {d}",
+        spawnprof_tests::spawnprof_bin().display()
+    );
+    // A mount namespace of its own: the read-only mount ends with it.
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    assert_error(&out, 1, &["is not writable", "cp -r", "spawnprof report"]);
+}
+
 #[test]
 fn without_privileges_the_error_names_the_capabilities_and_sudo() {
     require_root();

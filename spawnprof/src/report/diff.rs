@@ -187,7 +187,8 @@ pub fn render_table(a: &Summary, b: &Summary, a_dir: &Path, b_dir: &Path) -> Str
 pub fn run(a: &Path, b: &Path, out: &Path) -> Result<String> {
     let a = load(a).with_context(|| format!("loading recording A ({})", a.display()))?;
     let b = load(b).with_context(|| format!("loading recording B ({})", b.display()))?;
-    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    fs::create_dir_all(out)
+        .with_context(|| format!("creating {} (choose a writable -o DIR)", out.display()))?;
 
     let (fa, fb) = (per_spawn_folded(&a.folder), per_spawn_folded(&b.folder));
     let lines = combine(&fa, &fb)?;

@@ -41,15 +41,17 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<OutputDir> {
             dir.display()
         )
     })?;
-    let probe = dir.join(".spawnprof-write-test");
-    File::create(&probe).with_context(|| {
-        format!(
-            "output directory {} is not writable (choose a writable -o DIR)",
-            dir.display()
-        )
-    })?;
-    let _ = fs::remove_file(probe);
+    ensure_writable(dir, "choose a writable -o DIR")?;
     Ok(out)
+}
+
+/// Fails, naming `remedy`, unless a file can be created in `dir`.
+pub fn ensure_writable(dir: &Path, remedy: &str) -> Result<()> {
+    let probe = dir.join(".spawnprof-write-test");
+    File::create(&probe)
+        .with_context(|| format!("{} is not writable ({remedy})", dir.display()))?;
+    let _ = fs::remove_file(probe);
+    Ok(())
 }
 
 /// An output directory as it was before spawnprof wrote into it. When run
