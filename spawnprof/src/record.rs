@@ -704,6 +704,19 @@ fn tgid_of(pid: u32) -> Result<u32> {
              give the pid of a user-space process"
         );
     }
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    if field("State:").is_some_and(|s| s.starts_with('Z')) {
+        bail!(
+            "pid {pid} has already exited: it is a zombie, waiting for its parent (pid {}) to \
+             reap it, and will spawn nothing; give the pid of a running process",
+            field("PPid:").unwrap_or("?")
+        );
+    }
     status
         .lines()
         .find_map(|l| l.strip_prefix("Tgid:"))

@@ -32,7 +32,33 @@ fn a_pid_that_does_not_exist_is_named() {
     ]);
     assert_error(&out, 1, &["no process with pid 99999999"]);
     let out = spawnprof(&["record", "-o", out_dir("pid0").to_str().unwrap(), "-p", "0"]);
-    assert_error(&out, 1, &["pid 0 is not a process"]);
+    assert_error(&out, 2, &["--pid 0 is not a process"]);
+    // A zombie: `sleep 30` never reaps the child that sh left it.
+    let mut parent = Command::new("sh")
+        .args(["-c", "/bin/true & exec sleep 30"])
+        .spawn()
+        .expect("start sh");
+    let zombie = (0..100)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let children =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", parent.id()))
+                    .ok()?;
+            let pid = children.split_whitespace().next()?.to_string();
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            status.contains("State:\tZ").then_some(pid)
+        })
+        .expect("a zombie child");
+    let dir = out_dir("zombie");
+    let out = spawnprof(&["record", "-o", dir.to_str().unwrap(), "-p", &zombie]);
+    let _ = parent.kill();
+    let _ = parent.wait();
+    assert_error(
+        &out,
+        1,
+        &["has already exited: it is a zombie", "running process"],
+    );
+    assert!(!dir.exists(), "{dir:?} was created before the error");
     // kthreadd is pid 2 on every Linux since 2.6.
     let dir = out_dir("kthread");
     let out = spawnprof(&["record", "-o", dir.to_str().unwrap(), "-p", "2"]);
@@ -101,7 +127,6 @@ fn nothing_to_record_and_nonsense_values_are_usage_errors() {
             "--rows cannot be negative",
         ),
         (&["record", "-p", "-1"][..], 2, "--pid cannot be negative"),
-        (&["record", "-p", "0"][..], 2, "--pid 0 is not a process"),
         (
             &["record", "--sample-hz", "-3", "--", "true"][..],
             2,
