@@ -271,27 +271,27 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
     );
 }
 
-/// A Ctrl-C at the terminal (SIGINT to the whole process group, spawner
-/// included) in the middle of the sweep: the bench stops, writes what
-/// finished marked as interrupted, exits 130 and leaves no spawner behind.
-#[test]
-fn a_ctrl_c_mid_sweep_keeps_the_finished_configurations() {
+/// Starts `spawnprof bench --quick` of `experiments` in a process group of
+/// its own and returns once it records its second configuration (so the
+/// first finished): the bench, its group and that configuration's directory.
+fn bench_in_its_second_configuration(
+    dir: &std::path::Path,
+    experiments: &str,
+) -> (std::process::Child, i32, std::path::PathBuf) {
     use std::os::unix::process::CommandExt as _;
     require_root();
-    let dir = out_dir("bench-interrupted");
     let mut bench = Command::new(spawnprof_bin())
-        .args(["bench", "--quick", "--experiments", "method-rss,env", "-o"])
-        .arg(&dir)
+        .args(["bench", "--quick", "--experiments", experiments, "-o"])
+        .arg(dir)
         .process_group(0)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start spawnprof bench");
     let group = bench.id() as i32;
-    // Once the second configuration is being recorded, the first finished.
-    let second = dir.join("method-rss/fork-exec-rss256mib/spawns.jsonl");
+    let second = dir.join("method-rss/fork-exec-rss256mib");
     let start = std::time::Instant::now();
-    while !second.exists() {
+    while !second.join("spawns.jsonl").exists() {
         assert!(
             start.elapsed() < std::time::Duration::from_secs(120),
             "the bench never reached its second configuration"
@@ -299,6 +299,16 @@ fn a_ctrl_c_mid_sweep_keeps_the_finished_configurations() {
         assert!(bench.try_wait().unwrap().is_none(), "the bench ended early");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    (bench, group, second)
+}
+
+/// A Ctrl-C at the terminal (SIGINT to the whole process group, spawner
+/// included) in the middle of the sweep: the bench stops, writes what
+/// finished marked as interrupted, exits 130 and leaves no spawner behind.
+#[test]
+fn a_ctrl_c_mid_sweep_keeps_the_finished_configurations() {
+    let dir = out_dir("bench-interrupted");
+    let (bench, group, _) = bench_in_its_second_configuration(&dir, "method-rss,env");
     // SAFETY: signalling the process group we made.
     unsafe { libc::kill(-group, libc::SIGINT) };
     let out = bench.wait_with_output().expect("wait");
@@ -311,6 +321,7 @@ fn a_ctrl_c_mid_sweep_keeps_the_finished_configurations() {
     let bench: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap();
     assert_eq!(bench["interrupted"], true);
+    assert!(bench["unfinished"].is_null(), "the final bench.json");
     let configs = bench["configs"].as_array().expect("configs");
     assert!(
         !configs.is_empty() && configs.len() < 4,
@@ -330,28 +341,8 @@ fn a_ctrl_c_mid_sweep_keeps_the_finished_configurations() {
 /// unfinished, and the configuration it was recording can be rebuilt.
 #[test]
 fn a_killed_bench_keeps_the_finished_configurations() {
-    use std::os::unix::process::CommandExt as _;
-    require_root();
     let dir = out_dir("bench-killed");
-    let mut bench = Command::new(spawnprof_bin())
-        .args(["bench", "--quick", "--experiments", "method-rss", "-o"])
-        .arg(&dir)
-        .process_group(0)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start spawnprof bench");
-    let group = bench.id() as i32;
-    let second = dir.join("method-rss/fork-exec-rss256mib");
-    let start = std::time::Instant::now();
-    while !second.join("summary.json").exists() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(120),
-            "the bench never reached its second configuration"
-        );
-        assert!(bench.try_wait().unwrap().is_none(), "the bench ended early");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (mut bench, group, second) = bench_in_its_second_configuration(&dir, "method-rss");
     bench.kill().expect("SIGKILL spawnprof bench");
     bench.wait().expect("reap spawnprof bench");
     // The spawner it was recording has no one to stop it now.
