@@ -163,8 +163,17 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
         assert!(p["known"].as_u64().unwrap() > 0, "{p}");
         assert_eq!(p["other_cpu"], 0, "{p}");
         assert!(stdout.contains("placement (posix-spawn"), "{stdout}");
+        // The environment and PATH cost work inside each spawn: measured
+        // serially on one CPU, not drowned by children queueing for a CPU.
+        for c in configs
+            .iter()
+            .filter(|c| ["env", "path"].contains(&c["config"]["experiment"].as_str().unwrap()))
+        {
+            let s = &c["config"]["spawner"];
+            assert!(s["mode"] == "serial" && s["cpus"].is_string(), "{c}");
+        }
     } else {
-        println!("placement not checked: this test may run on one CPU only ({cpus})");
+        println!("placement and pinning not checked: this test may run on one CPU only ({cpus})");
     }
     for c in configs {
         let name = c["config"]["name"].as_str().unwrap();
@@ -236,6 +245,18 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
             && !html.contains("<link"),
         "self-contained"
     );
+    // A row per configuration, linked to its own recording's report.
+    for c in configs {
+        let recording = c["recording"].as_str().unwrap();
+        assert!(
+            html.contains(&format!("<a href=\"{recording}/report.html\">")),
+            "bench.html does not link {recording}"
+        );
+        assert!(
+            dir.join(recording).join("report.html").is_file(),
+            "{recording}"
+        );
+    }
     // Node against node: the bench against itself changes nothing.
     let diff_dir = out_dir("bench-diff");
     let out = Command::new(spawnprof_bin())

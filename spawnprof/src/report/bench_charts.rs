@@ -8,11 +8,29 @@ use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
 use anyhow::{Context as _, Result};
 
 use super::charts::{self, Axis, Unit};
-use crate::bench::{BenchReport, ConfigResult};
+use crate::{
+    bench::{BenchReport, ConfigResult},
+    units::format_ns,
+};
 
 /// Mean latency of the spawn call, the figure the charts plot.
 fn mean_ns(c: &ConfigResult) -> f64 {
     c.spawner.latency_ns.mean
+}
+
+/// Median latency of the spawn call: the steadier figure for serial spawns,
+/// which a few host stalls would dominate in the mean.
+fn p50_ns(c: &ConfigResult) -> f64 {
+    c.spawner.latency_ns.p50 as f64
+}
+
+/// A stage's median over the configuration's spawns; `None` where no spawn
+/// measured it or it took no time (a log axis has no zero).
+fn stage_p50_ns(c: &ConfigResult, stage: &str) -> Option<f64> {
+    c.stages
+        .get(stage)
+        .filter(|s| s.count > 0 && s.p50_ns > 0)
+        .map(|s| s.p50_ns as f64)
 }
 
 fn in_experiment<'a>(
@@ -51,13 +69,23 @@ pub fn charts(r: &BenchReport) -> Vec<(&'static str, &'static str, String)> {
         ));
     }
 
-    // Spawn time vs extra environment variables.
+    // Spawn time vs extra environment variables, and the exec stage that
+    // copies them: serial spawns, so the median is the steady figure.
+    let median_call = Axis::new("median (p50)", Unit::Nanos).log();
     let mut by_env: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for c in in_experiment(r, "env") {
+        let method = c.config.spawner.method.to_string();
+        let x = c.config.spawner.env_count as f64;
         by_env
-            .entry(c.config.spawner.method.to_string())
+            .entry(format!("{method}: spawn call"))
             .or_default()
-            .push((c.config.spawner.env_count as f64, mean_ns(c)));
+            .push((x, p50_ns(c)));
+        if let Some(load) = stage_p50_ns(c, "exec_load") {
+            by_env
+                .entry(format!("{method}: exec_load"))
+                .or_default()
+                .push((x, load));
+        }
     }
     if !by_env.is_empty() {
         let series: Vec<(String, Vec<(f64, f64)>)> = by_env.into_iter().collect();
@@ -65,27 +93,36 @@ pub fn charts(r: &BenchReport) -> Vec<(&'static str, &'static str, String)> {
             "bench-env.svg",
             "Spawn time vs environment size",
             charts::line_chart_with(
-                "Spawn time vs extra environment variables",
+                "Spawn call and exec_load (which copies the environment) vs extra variables",
                 &Axis::new("extra variables", Unit::Plain),
-                &spawn_time,
+                &median_call,
                 &series,
             ),
         ));
     }
 
-    // Spawn time vs PATH misses.
-    let path: Vec<(f64, f64)> = in_experiment(r, "path")
-        .map(|c| (c.config.spawner.path_misses as f64, mean_ns(c)))
-        .collect();
+    // Spawn time vs PATH misses, and the failed execs themselves.
+    let mut path: Vec<(String, Vec<(f64, f64)>)> = vec![
+        ("spawn call".into(), Vec::new()),
+        ("path_search (failed execs)".into(), Vec::new()),
+    ];
+    for c in in_experiment(r, "path") {
+        let x = c.config.spawner.path_misses as f64;
+        path[0].1.push((x, p50_ns(c)));
+        if let Some(search) = stage_p50_ns(c, "path_search") {
+            path[1].1.push((x, search));
+        }
+    }
+    path.retain(|(_, points)| !points.is_empty());
     if !path.is_empty() {
         out.push((
             "bench-path.svg",
             "Spawn time vs PATH misses",
             charts::line_chart_with(
-                "Spawn time vs nonexistent PATH entries before the real one",
+                "posix_spawnp by name vs nonexistent PATH entries before the real one",
                 &Axis::new("PATH misses", Unit::Plain),
-                &spawn_time,
-                &[("posix-spawn by name", path)],
+                &median_call,
+                &path,
             ),
         ));
     }
@@ -207,7 +244,7 @@ pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
         html,
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>spawnprof bench: {host}</title>\
          <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}\
-         td,th{{padding:2px 8px;text-align:left}}svg{{max-width:100%;height:auto}}</style></head><body>\
+         td,th{{padding:2px 8px;text-align:left}}td.n{{text-align:right;white-space:nowrap}}svg{{max-width:100%;height:auto}}</style></head><body>\
          <h1>spawnprof bench: {host}</h1><table>\
          <tr><th>kernel</th><td>{kernel}</td></tr>\
          <tr><th>glibc</th><td>{glibc} (Rust std {std})</td></tr>\
@@ -225,6 +262,7 @@ pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
     if let Some(note) = crate::bench::interrupted_note(r) {
         let _ = write!(html, "<p><strong>{}</strong></p>", charts::escape(&note));
     }
+    configurations_table(&mut html, r);
     for (file, title, svg) in &charts {
         let path = dir.join(file);
         fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
@@ -239,4 +277,51 @@ pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
     html.push_str("</body></html>\n");
     let path = dir.join("bench.html");
     fs::write(&path, html).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The figures the terminal prints, one row per configuration, each linked
+/// to its own recording's report.
+fn configurations_table(html: &mut String, r: &BenchReport) {
+    if r.configs.is_empty() {
+        return;
+    }
+    html.push_str(
+        "<h2>Configurations</h2><table><tr><th>configuration</th><th>how it spawns</th>\
+         <th>spawns/s</th><th>p50</th><th>p99</th><th>where the spawn call goes</th></tr>",
+    );
+    for c in &r.configs {
+        let cfg = &c.config.spawner;
+        let mut how = vec![cfg.mode.to_string()];
+        if cfg.threads > 1 {
+            how.push(format!("{} threads", cfg.threads));
+        }
+        if let Some(cpus) = &cfg.cpus {
+            how.push(format!("pinned to CPU {cpus}"));
+        }
+        let top: Vec<String> = c
+            .breakdown
+            .iter()
+            .take(3)
+            .map(|s| format!("{} {:.0}%", s.stage, 100.0 * s.share_of_call))
+            .collect();
+        let lost = if c.lost_marks > 0 {
+            format!(" ({} marks lost)", c.lost_marks)
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            html,
+            "<tr><td><a href=\"{link}/report.html\">{name}</a></td><td>{how}</td>\
+             <td class=\"n\">{rate:.0}</td><td class=\"n\">{p50}</td><td class=\"n\">{p99}</td>\
+             <td>{top}{lost}</td></tr>",
+            link = charts::escape(&c.recording),
+            name = charts::escape(&c.config.name),
+            how = charts::escape(&how.join(", ")),
+            rate = c.spawner.spawns_per_sec,
+            p50 = format_ns(c.spawner.latency_ns.p50),
+            p99 = format_ns(c.spawner.latency_ns.p99),
+            top = charts::escape(&top.join(", ")),
+        );
+    }
+    html.push_str("</table>");
 }

@@ -240,6 +240,15 @@ fn axes(
     );
 }
 
+/// Room to keep right of the plot for a legend of `names`: the swatch and
+/// the gap before the text (34 px from the plot's edge, see [`legend`]
+/// and its callers) less the 10 px right margin, then ~7.5 px per character
+/// of 12 px sans-serif, so the longest name is not cut at the chart's edge.
+fn legend_width<'a>(names: impl Iterator<Item = &'a str>) -> f64 {
+    let longest = names.map(|n| n.chars().count()).max().unwrap_or(0);
+    30.0 + 7.5 * longest as f64
+}
+
 /// A legend: one coloured swatch and name per entry, top to bottom.
 fn legend(out: &mut String, x: f64, y: f64, entries: &[(&str, &str)]) {
     for (i, (name, color)) in entries.iter().enumerate() {
@@ -288,13 +297,7 @@ pub fn stacked_bars_with<C: AsRef<str>, S: AsRef<str>>(
     if categories.is_empty() || max <= 0.0 {
         return no_data(title);
     }
-    let legend_w = 20.0
-        + stage_names
-            .iter()
-            .map(|s| s.as_ref().chars().count())
-            .max()
-            .unwrap_or(0) as f64
-            * 7.0;
+    let legend_w = legend_width(stage_names.iter().map(|s| s.as_ref()));
     let height = HEIGHT.max(TOP + BOTTOM + 17.0 * stage_names.len() as f64 + 20.0);
     let plot_right = WIDTH - legend_w.clamp(110.0, 260.0) - 10.0;
     let yticks = nice_ticks(0.0, max, 6);
@@ -414,7 +417,7 @@ pub fn line_chart_with<S: AsRef<str>>(
         yhi = if y_axis.log { ylo * 10.0 } else { ylo + 1.0 };
     }
     let names: Vec<&str> = series.iter().map(|(n, _)| n.as_ref()).collect();
-    let legend_w = 20.0 + names.iter().map(|n| n.chars().count()).max().unwrap_or(0) as f64 * 7.0;
+    let legend_w = legend_width(names.iter().copied());
     let plot_right = WIDTH - legend_w.clamp(90.0, 240.0) - 10.0;
     let xticks = ticks_for(x_axis, xlo, xhi, 7);
     let yticks = ticks_for(y_axis, ylo, yhi, 6);
