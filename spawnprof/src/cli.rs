@@ -4,6 +4,26 @@ use std::path::PathBuf;
 use crate::workload::config::parse_u64_named;
 use clap::{Args, Parser, Subcommand};
 
+/// A value on the command line that cannot work, found after clap parsed
+/// it (a zero duration, a stage that does not exist, a list entry that is
+/// not a method): spawnprof exits 2 for it, as clap does for what it finds
+/// itself, so a script can tell a bad invocation from a failure (1).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Turns a validation error into a [`UsageError`], keeping its whole message.
+pub fn usage<T>(checked: anyhow::Result<T>) -> anyhow::Result<T> {
+    checked.map_err(|e| UsageError(format!("{e:#}")).into())
+}
+
 /// spawnprof: where the time goes when processes are created.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]

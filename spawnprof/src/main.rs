@@ -5,7 +5,7 @@ use clap::Parser as _;
 use spawnprof::{
     bench::{self, BenchOptions},
     capabilities::Host,
-    cli::{BenchArgs, Cli, Command, ProbeArgs, RecordArgs},
+    cli::{BenchArgs, Cli, Command, ProbeArgs, RecordArgs, UsageError, usage},
     interrupt::{self, InterruptedBeforeTracing},
     plan,
     record::{self, RecordOptions, Target},
@@ -55,6 +55,10 @@ fn main() -> ExitCode {
             spawnprof::say!("spawnprof: {e:#}");
             ExitCode::from(interrupt::EXIT_INTERRUPTED as u8)
         }
+        Err(e) if e.chain().any(|c| c.is::<UsageError>()) => {
+            spawnprof::say!("spawnprof: error: {e:#}\n\nFor more information, try '--help'.");
+            ExitCode::from(2)
+        }
         Err(e) => {
             spawnprof::say!("spawnprof: error: {e:#}");
             ExitCode::from(1)
@@ -82,12 +86,17 @@ fn run_diff(a: &std::path::Path, b: &std::path::Path, out: &std::path::Path) -> 
     Ok(table)
 }
 
+/// The probe options, checked before anything is loaded (a bad value is a
+/// usage error: exit status 2).
 fn session_options(args: &ProbeArgs) -> Result<SessionOptions> {
-    let ring = units::parse_size(&args.ring_buffer).context("--ring-buffer")?;
+    let ring = usage(units::parse_size(&args.ring_buffer).context("--ring-buffer"))?;
     if ring > 1 << 30 {
-        bail!("--ring-buffer {} is larger than 1 GiB", args.ring_buffer);
+        return usage(Err(anyhow::anyhow!(
+            "--ring-buffer {} is larger than 1 GiB",
+            args.ring_buffer
+        )));
     }
-    Ok(SessionOptions {
+    let opts = SessionOptions {
         no_fentry: args.no_fentry,
         no_kprobe: args.no_kprobe,
         no_raw_tracepoint: args.no_raw_tracepoint,
@@ -95,7 +104,9 @@ fn session_options(args: &ProbeArgs) -> Result<SessionOptions> {
         skip_stages: args.skip_stages.clone(),
         low_overhead: args.low_overhead,
         ..SessionOptions::default()
-    })
+    };
+    usage(opts.validate())?;
+    Ok(opts)
 }
 
 fn run_probes(args: &ProbeArgs) -> Result<()> {
@@ -131,14 +142,19 @@ fn run_record(args: RecordArgs) -> Result<i32> {
     let target = match (args.pid, args.command.is_empty()) {
         (Some(pid), _) => Target::Pid(pid),
         (None, false) => Target::Command(args.command.clone()),
-        (None, true) => bail!("nothing to record: give `-p PID` or `-- CMD [ARGS...]`"),
+        (None, true) => {
+            return usage(Err(anyhow::anyhow!(
+                "nothing to record: give `-p PID` or `-- CMD [ARGS...]`"
+            )));
+        }
     };
-    let duration = args
-        .duration
-        .as_deref()
-        .map(units::parse_duration)
-        .transpose()
-        .context("--duration")?;
+    let duration = usage(
+        args.duration
+            .as_deref()
+            .map(units::parse_duration)
+            .transpose()
+            .context("--duration"),
+    )?;
     let mut session = session_options(&args.probes)?;
     session.follow = args.follow;
     session.capture_args = args.capture_args;
@@ -148,7 +164,9 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         .sample_hz
         .unwrap_or(if args.probes.low_overhead { 0 } else { 999 });
     if sample_hz > 100_000 {
-        bail!("--sample-hz {sample_hz} is too high; use at most 100000 (999 is the default)");
+        return usage(Err(anyhow::anyhow!(
+            "--sample-hz {sample_hz} is too high; use at most 100000 (999 is the default)"
+        )));
     }
     let opts = RecordOptions {
         duration,
@@ -281,27 +299,32 @@ where
 }
 
 fn run_bench(args: BenchArgs) -> Result<i32> {
-    let methods = args
-        .methods
-        .as_deref()
-        .map(|s| bench::parse_list(s, |m| m.parse().map_err(anyhow::Error::msg)))
-        .transpose()
-        .context("--methods")?;
-    let rss = args
-        .rss
-        .as_deref()
-        .map(|s| bench::parse_list(s, units::parse_size))
-        .transpose()
-        .context("--rss")?;
-    let env = count_list::<u64>(args.env.as_deref()).context("--env (counts like 0,50,250)")?;
-    let path_misses = count_list::<u32>(args.path_misses.as_deref())
-        .context("--path-misses (counts like 0,14)")?;
-    let experiments = args
-        .experiments
-        .as_deref()
-        .map(|s| bench::parse_list(s, bench::experiment_name))
-        .transpose()
-        .context("--experiments")?;
+    let methods = usage(
+        args.methods
+            .as_deref()
+            .map(|s| bench::parse_list(s, |m| m.parse().map_err(anyhow::Error::msg)))
+            .transpose()
+            .context("--methods"),
+    )?;
+    let rss = usage(
+        args.rss
+            .as_deref()
+            .map(|s| bench::parse_list(s, units::parse_size))
+            .transpose()
+            .context("--rss"),
+    )?;
+    let env =
+        usage(count_list::<u64>(args.env.as_deref()).context("--env (counts like 0,50,250)"))?;
+    let path_misses = usage(
+        count_list::<u32>(args.path_misses.as_deref()).context("--path-misses (counts like 0,14)"),
+    )?;
+    let experiments = usage(
+        args.experiments
+            .as_deref()
+            .map(|s| bench::parse_list(s, bench::experiment_name))
+            .transpose()
+            .context("--experiments"),
+    )?;
     let out_dir = args
         .output
         .clone()

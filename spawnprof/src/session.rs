@@ -52,6 +52,28 @@ pub struct SessionOptions {
 }
 
 impl SessionOptions {
+    /// The checks that need no kernel: stages that exist and may be left
+    /// out, a ring buffer the kernel accepts. Errors name the option.
+    pub fn validate(&self) -> Result<()> {
+        for s in &self.skip_stages {
+            let Some(stage) = PLAN.iter().find(|p| p.name == s) else {
+                let names: Vec<&str> = PLAN.iter().map(|p| p.name).collect();
+                bail!(
+                    "--skip-stage {s}: no such stage (stages: {})",
+                    names.join(", ")
+                );
+            };
+            if stage.required {
+                bail!("--skip-stage {s}: recording cannot work without this stage");
+            }
+        }
+        let size = self.ring_buffer_bytes;
+        if !size.is_power_of_two() || size < 4096 {
+            bail!("--ring-buffer must be a power of two of at least 4096 bytes (got {size})");
+        }
+        Ok(())
+    }
+
     /// Whether `stage` was left out with `--skip-stage`.
     pub fn skips(&self, stage: &str) -> bool {
         self.skip_stages.iter().any(|s| s == stage)
@@ -87,22 +109,8 @@ pub struct Session {
 
 impl Session {
     pub fn start(host: &Host, opts: &SessionOptions) -> Result<Self> {
-        for s in &opts.skip_stages {
-            let Some(stage) = PLAN.iter().find(|p| p.name == s) else {
-                let names: Vec<&str> = PLAN.iter().map(|p| p.name).collect();
-                bail!(
-                    "--skip-stage {s}: no such stage (stages: {})",
-                    names.join(", ")
-                );
-            };
-            if stage.required {
-                bail!("--skip-stage {s}: recording cannot work without this stage");
-            }
-        }
+        opts.validate()?;
         let size = opts.ring_buffer_bytes;
-        if !size.is_power_of_two() || size < 4096 {
-            bail!("--ring-buffer must be a power of two of at least 4096 bytes (got {size})");
-        }
         let config = probe_config(host, opts)?;
         let memlock = raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
