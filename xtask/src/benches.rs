@@ -99,6 +99,15 @@ pub fn overhead(rounds: usize) -> Result<()> {
     let spawner = release_bin("spawnprof-spawner");
     let spawnprof = release_bin("spawnprof");
     let out = cmd::target_dir().join("bench-overhead");
+    // The peers it is compared with, from Debian; without them the
+    // comparison rows are skipped, saying why.
+    for (tool, pkg) in [("bpftrace", "bpftrace"), ("strace", "strace")] {
+        if cmd::find_in_path(tool).is_none()
+            && let Err(e) = cmd::ensure_debian_packages("bench-overhead", &[pkg])
+        {
+            println!("{tool} could not be installed: {e:#}");
+        }
+    }
     let have_bpftrace = cmd::find_in_path("bpftrace").is_some();
     let have_strace = cmd::find_in_path("strace").is_some();
     let rec = |extra: &'static [&'static str]| {

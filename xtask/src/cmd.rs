@@ -99,3 +99,64 @@ pub fn describe(cmd: &Command) -> String {
     parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
     parts.join(" ")
 }
+
+/// Installs the Debian packages of `pkgs` that are missing (`who` prefixes
+/// what is printed), with `apt-get update` when the first try fails (stale
+/// or absent package lists). An error names the command to run by hand.
+pub fn ensure_debian_packages(who: &str, pkgs: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = pkgs
+        .iter()
+        .copied()
+        .filter(|pkg| !is_installed(pkg))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("{who}: installing {}", missing.join(" "));
+    let remedy = format!(
+        "as root, run: apt-get update && apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
+    if find_in_path("apt-get").is_none() {
+        bail!("apt-get not found; install {} by hand", missing.join(" "));
+    }
+    let install = || {
+        let mut apt = Command::new("apt-get");
+        apt.args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        quiet(&mut apt)
+    };
+    if install().is_err() {
+        quiet(Command::new("apt-get").args(["update", "-q"]))
+            .with_context(|| format!("apt-get update failed; {remedy}"))?;
+        install().with_context(|| format!("installing {} failed; {remedy}", missing.join(" ")))?;
+    }
+    if let Some(pkg) = missing.iter().find(|pkg| !is_installed(pkg)) {
+        bail!("{pkg} is still not installed after apt-get; {remedy}");
+    }
+    Ok(())
+}
+
+fn is_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|out| out.status.success() && out.stdout == b"install ok installed")
+}
+
+/// Runs `cmd` with its output captured; a failure carries its stderr.
+fn quiet(cmd: &mut Command) -> Result<()> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start `{}`", describe(cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed ({}): {}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}

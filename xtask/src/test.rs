@@ -340,21 +340,8 @@ fn ensure_chromium() {
     if cmd::find_in_path("chromium").is_some() {
         return;
     }
-    println!("==> installing chromium for the report.html browser test");
-    let mut apt = std::process::Command::new("apt-get");
-    apt.args(["install", "-y", "-q", "--no-install-recommends", "chromium"])
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    let ok = apt.status().is_ok_and(|s| s.success()) || {
-        let _ = std::process::Command::new("apt-get")
-            .args(["update", "-q"])
-            .status();
-        apt.status().is_ok_and(|s| s.success())
-    };
-    if !ok {
-        println!(
-            "chromium could not be installed (run `apt-get install -y --no-install-recommends chromium` as root); \
-             the browser test will be skipped"
-        );
+    if let Err(e) = cmd::ensure_debian_packages("test", &["chromium"]) {
+        println!("chromium could not be installed ({e:#}); the browser test will be skipped");
     }
 }
 

@@ -240,48 +240,7 @@ impl Paths {
 /// (qemu-system-x86 replaces the preinstalled backports qemu-utils; spawnprof
 /// does not need the latter.)
 fn ensure_packages() -> Result<()> {
-    let missing: Vec<&str> = HOST_PACKAGES
-        .into_iter()
-        .filter(|pkg| !is_installed(pkg))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    println!("vm-test: installing {}", missing.join(" "));
-    let remedy = format!(
-        "as root, run: apt-get update && apt-get install -y --no-install-recommends {}",
-        missing.join(" ")
-    );
-    if apt_install(&missing).is_err() {
-        // Usually "Unable to locate package": the package lists are stale or absent.
-        run_checked(Command::new("apt-get").arg("update"))
-            .with_context(|| format!("apt-get update failed; {remedy}"))?;
-        apt_install(&missing)
-            .with_context(|| format!("installing host packages failed; {remedy}"))?;
-    }
-    for pkg in &missing {
-        ensure!(
-            is_installed(pkg),
-            "{pkg} is still not installed after apt-get; {remedy}"
-        );
-    }
-    Ok(())
-}
-
-fn is_installed(pkg: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
-        .output()
-        .is_ok_and(|out| out.status.success() && out.stdout == b"install ok installed")
-}
-
-fn apt_install(pkgs: &[&str]) -> Result<String> {
-    run_checked(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(pkgs)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    crate::cmd::ensure_debian_packages("vm-test", &HOST_PACKAGES)
 }
 
 // ---------------------------------------------------------------------------
