@@ -371,6 +371,9 @@ pub fn sweep(opts: &BenchOptions) -> Vec<BenchConfig> {
     // Fork, parent exits, child repeats: time per fork in windows along the chain.
     let mut c = Config::new(Method::ForkChain);
     c.count = count(3000);
+    // One fork at a time by construction (each child forks the next); said
+    // so, rather than the batched default that the chain never reads.
+    c.mode = Mode::Serial;
     push("fork-chain", "fork-chain".into(), c);
     if let Some(only) = &opts.experiments {
         out.retain(|c| only.contains(&c.experiment));
