@@ -87,6 +87,20 @@ pub struct ConfigResult {
     pub recording: String,
 }
 
+impl ConfigResult {
+    /// The `n` largest stages of the spawn call with their shares, e.g.
+    /// `dup_mmap 98%, copy_process (rest) 1%`.
+    pub fn top_stages(&self, n: usize) -> String {
+        let top: Vec<String> = self
+            .breakdown
+            .iter()
+            .take(n)
+            .map(|s| format!("{} {:.0}%", s.stage, 100.0 * s.share_of_call))
+            .collect();
+        top.join(", ")
+    }
+}
+
 /// Spawn rate with and without probes, measured in the same run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Overhead {
@@ -848,12 +862,6 @@ pub fn render(report: &BenchReport) -> String {
         "configuration", "spawns/s", "p50", "p99"
     );
     for r in &report.configs {
-        let top: Vec<String> = r
-            .breakdown
-            .iter()
-            .take(2)
-            .map(|s| format!("{} {:.0}%", s.stage, 100.0 * s.share_of_call))
-            .collect();
         let _ = writeln!(
             out,
             "{:<34} {:>10.0} {:>10} {:>10}  {}",
@@ -861,7 +869,7 @@ pub fn render(report: &BenchReport) -> String {
             r.spawner.spawns_per_sec,
             format_ns(r.spawner.latency_ns.p50),
             format_ns(r.spawner.latency_ns.p99),
-            top.join(", ")
+            r.top_stages(2)
         );
     }
     for r in &report.configs {

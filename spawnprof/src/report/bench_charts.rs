@@ -298,12 +298,6 @@ fn configurations_table(html: &mut String, r: &BenchReport) {
         if let Some(cpus) = &cfg.cpus {
             how.push(format!("pinned to CPU {cpus}"));
         }
-        let top: Vec<String> = c
-            .breakdown
-            .iter()
-            .take(3)
-            .map(|s| format!("{} {:.0}%", s.stage, 100.0 * s.share_of_call))
-            .collect();
         let lost = if c.lost_marks > 0 {
             format!(" ({} marks lost)", c.lost_marks)
         } else {
@@ -320,7 +314,7 @@ fn configurations_table(html: &mut String, r: &BenchReport) {
             rate = c.spawner.spawns_per_sec,
             p50 = format_ns(c.spawner.latency_ns.p50),
             p99 = format_ns(c.spawner.latency_ns.p99),
-            top = charts::escape(&top.join(", ")),
+            top = charts::escape(&c.top_stages(3)),
         );
     }
     html.push_str("</table>");
