@@ -82,6 +82,11 @@ pub struct ConfigResult {
     /// Where those spawns' children first ran (absent in older benches).
     #[serde(default)]
     pub placement: Option<Placement>,
+    /// Failed execve attempts per spawn in the window, as recorded: the
+    /// node's own PATH misses plus the ones a configuration adds (absent
+    /// in older benches and when the window is empty).
+    #[serde(default)]
+    pub failed_execs_per_spawn: Option<f64>,
     pub lost_marks: u64,
     /// The recording, relative to the bench directory.
     pub recording: String,
@@ -575,6 +580,10 @@ async fn run_config(
             spawns_in_window: window.len() as u64,
             breakdown: call_breakdown(&stages, vfork_style),
             placement: acc.placement(),
+            failed_execs_per_spawn: (!window.is_empty()).then(|| {
+                let failed: u64 = window.iter().map(|r| r.failed_exec_attempts).sum();
+                failed as f64 / window.len() as f64
+            }),
             stages,
             spawner: result,
             lost_marks: rec.summary.lost_marks_total,
@@ -880,6 +889,17 @@ pub fn render(report: &BenchReport) -> String {
                 "{}: mean fork time per tenth of the chain: {}",
                 r.config.name,
                 w.join(", ")
+            );
+        }
+    }
+    for r in &report.configs {
+        if r.config.experiment == "path"
+            && let Some(failed) = r.failed_execs_per_spawn
+        {
+            let _ = writeln!(
+                out,
+                "{}: {failed:.1} failed execve attempts per spawn (the node's PATH misses + {} added)",
+                r.config.name, r.config.spawner.path_misses
             );
         }
     }

@@ -194,6 +194,20 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
             "{name}: no breakdown"
         );
     }
+    // Each added PATH miss is one more failed execve per spawn, on top of
+    // the node's own misses.
+    let failed = |name: &str| {
+        configs
+            .iter()
+            .find(|c| c["config"]["name"] == name)
+            .and_then(|c| c["failed_execs_per_spawn"].as_f64())
+            .unwrap_or_else(|| panic!("{name}: no failed_execs_per_spawn"))
+    };
+    let added = failed("path/posix-spawn-misses14") - failed("path/posix-spawn-misses0");
+    assert!(
+        (added - 14.0).abs() < 0.5,
+        "14 misses added {added} failed execs per spawn"
+    );
     let fork_1g = configs
         .iter()
         .find(|c| c["config"]["name"] == "thp/fork-exec-1gib-none")

@@ -107,7 +107,11 @@ pub fn charts(r: &BenchReport) -> Vec<(&'static str, &'static str, String)> {
         ("path_search (failed execs)".into(), Vec::new()),
     ];
     for c in in_experiment(r, "path") {
-        let x = c.config.spawner.path_misses as f64;
+        // What the spawns did, not only what was added: the node's own PATH
+        // may miss before the real directory too.
+        let x = c
+            .failed_execs_per_spawn
+            .unwrap_or(c.config.spawner.path_misses as f64);
         path[0].1.push((x, p50_ns(c)));
         if let Some(search) = stage_p50_ns(c, "path_search") {
             path[1].1.push((x, search));
@@ -120,7 +124,10 @@ pub fn charts(r: &BenchReport) -> Vec<(&'static str, &'static str, String)> {
             "Spawn time vs PATH misses",
             charts::line_chart_with(
                 "posix_spawnp by name vs nonexistent PATH entries before the real one",
-                &Axis::new("PATH misses", Unit::Plain),
+                &Axis::new(
+                    "failed execve attempts per spawn (the node's PATH misses + the added ones)",
+                    Unit::Plain,
+                ),
                 &median_call,
                 &path,
             ),
@@ -297,6 +304,9 @@ fn configurations_table(html: &mut String, r: &BenchReport) {
         }
         if let Some(cpus) = &cfg.cpus {
             how.push(format!("pinned to CPU {cpus}"));
+        }
+        if let Some(failed) = c.failed_execs_per_spawn.filter(|&f| f > 0.0) {
+            how.push(format!("{failed:.1} failed execs per spawn"));
         }
         let lost = if c.lost_marks > 0 {
             format!(" ({} marks lost)", c.lost_marks)

@@ -262,6 +262,7 @@ mod tests {
             stages: BTreeMap::from([("clone".to_string(), StageStats::default())]),
             breakdown: vec![share("dup_mmap", dup_mmap), share("fork_wakeup", 5_000)],
             placement: None,
+            failed_execs_per_spawn: None,
             lost_marks: 0,
             recording: name.into(),
         }
