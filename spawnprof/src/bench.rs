@@ -199,6 +199,12 @@ pub struct BenchReport {
     /// killed where no handler runs keeps what finished); false once done.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unfinished: bool,
+    /// When the sweep started (Unix seconds) and which spawnprof ran it, for
+    /// a page read away from the node (absent in older benches).
+    #[serde(default)]
+    pub start_unix_s: Option<u64>,
+    #[serde(default)]
+    pub spawnprof_version: Option<String>,
 }
 
 /// The experiments of the sweep, in the order they run.
@@ -733,6 +739,10 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
         .expect("valid template"),
     );
     let node = NodeFacts::collect();
+    let start_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs());
     let report_so_far = |configs: &[ConfigResult], plan: &[PlanRow]| BenchReport {
         schema_version: crate::model::SCHEMA_VERSION,
         node: node.clone(),
@@ -743,6 +753,8 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
         overhead: None,
         interrupted: false,
         unfinished: true,
+        start_unix_s,
+        spawnprof_version: Some(env!("CARGO_PKG_VERSION").into()),
     };
     let mut results = Vec::new();
     let mut plan = Vec::new();

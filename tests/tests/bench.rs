@@ -259,6 +259,16 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
             && !html.contains("<link"),
         "self-contained"
     );
+    // When and by what it was taken, for a page read away from the node.
+    assert!(
+        bench["start_unix_s"]
+            .as_u64()
+            .is_some_and(|t| t > 1_700_000_000)
+    );
+    assert!(
+        html.contains("quick sweep") && html.contains(" UTC") && html.contains("spawnprof 0."),
+        "bench.html says when and by what it was taken"
+    );
     // A row per configuration, linked to its own recording's report.
     for c in configs {
         let recording = c["recording"].as_str().unwrap();

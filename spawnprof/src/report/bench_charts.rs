@@ -255,13 +255,15 @@ pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
          <h1>spawnprof bench: {host}</h1><table>\
          <tr><th>kernel</th><td>{kernel}</td></tr>\
          <tr><th>glibc</th><td>{glibc} (Rust std {std})</td></tr>\
-         <tr><th>THP</th><td>{thp}</td></tr><tr><th>CPUs</th><td>{cpus}{wakeup}</td></tr></table>",
+         <tr><th>THP</th><td>{thp}</td></tr><tr><th>CPUs</th><td>{cpus}{wakeup}</td></tr>\
+         <tr><th>sweep</th><td>{sweep}</td></tr></table>",
         host = charts::escape(&n.hostname),
         kernel = charts::escape(&n.kernel_release),
         glibc = charts::escape(&n.glibc_version),
         std = n.std_spawn_path(),
         thp = charts::escape(n.thp_enabled.as_deref().unwrap_or("?")),
         cpus = n.cpus_online,
+        sweep = charts::escape(&sweep_line(r)),
         wakeup = n
             .cpu_wakeup_summary()
             .map_or(String::new(), |w| format!(" ({})", charts::escape(&w))),
@@ -328,4 +330,22 @@ fn configurations_table(html: &mut String, r: &BenchReport) {
         );
     }
     html.push_str("</table>");
+}
+
+/// `full sweep, 61 configurations, started 2026-12-06 08:55:42 UTC, 3 min 14 s, spawnprof 0.1.0`
+fn sweep_line(r: &BenchReport) -> String {
+    let mut parts = vec![format!(
+        "{} sweep, {} configuration{}",
+        if r.quick { "quick" } else { "full" },
+        r.configs.len(),
+        if r.configs.len() == 1 { "" } else { "s" }
+    )];
+    if let Some(t) = r.start_unix_s {
+        parts.push(format!("started {}", super::html::utc(t)));
+    }
+    parts.push(format!("took {}", format_ns(r.duration_ns)));
+    if let Some(v) = &r.spawnprof_version {
+        parts.push(format!("spawnprof {v}"));
+    }
+    parts.join(", ")
 }

@@ -281,6 +281,8 @@ mod tests {
             overhead: None,
             interrupted: false,
             unfinished: false,
+            start_unix_s: None,
+            spawnprof_version: None,
         }
     }
 
