@@ -125,10 +125,10 @@ pub fn ensure_debian_packages(who: &str, pkgs: &[&str]) -> Result<()> {
         apt.args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive");
-        quiet(&mut apt)
+        run_checked(&mut apt)
     };
     if install().is_err() {
-        quiet(Command::new("apt-get").args(["update", "-q"]))
+        run_checked(Command::new("apt-get").args(["update", "-q"]))
             .with_context(|| format!("apt-get update failed; {remedy}"))?;
         install().with_context(|| format!("installing {} failed; {remedy}", missing.join(" ")))?;
     }
@@ -145,11 +145,12 @@ fn is_installed(pkg: &str) -> bool {
         .is_ok_and(|out| out.status.success() && out.stdout == b"install ok installed")
 }
 
-/// Runs `cmd` with its output captured; a failure carries its stderr.
-fn quiet(cmd: &mut Command) -> Result<()> {
+/// Runs `cmd` with its output captured and returns its stdout; the error
+/// names the command and quotes its stderr.
+pub fn run_checked(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .output()
-        .with_context(|| format!("cannot start `{}`", describe(cmd)))?;
+        .with_context(|| format!("running `{}`", describe(cmd)))?;
     if !out.status.success() {
         bail!(
             "`{}` failed ({}): {}",
@@ -158,5 +159,5 @@ fn quiet(cmd: &mut Command) -> Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -30,6 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::cmd::run_checked;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::Value;
 
@@ -1435,26 +1436,6 @@ fn print_shell(sections: &[Section]) -> Result<()> {
 
 // ---------------------------------------------------------------------------
 // Small helpers
-
-/// Runs `cmd`, returning its stdout; the error names the command and quotes stderr.
-fn run_checked(cmd: &mut Command) -> Result<String> {
-    let shown = format!(
-        "{} {}",
-        cmd.get_program().to_string_lossy(),
-        cmd.get_args()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let out = cmd.output().with_context(|| format!("running `{shown}`"))?;
-    ensure!(
-        out.status.success(),
-        "`{shown}` failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>> {
     fs::read_dir(dir)
