@@ -739,10 +739,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
         .expect("valid template"),
     );
     let node = NodeFacts::collect();
-    let start_unix_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs());
+    let start_unix_s = crate::units::unix_seconds_now();
     let report_so_far = |configs: &[ConfigResult], plan: &[PlanRow]| BenchReport {
         schema_version: crate::model::SCHEMA_VERSION,
         node: node.clone(),

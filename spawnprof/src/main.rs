@@ -91,10 +91,8 @@ fn run_diff(a: &std::path::Path, b: &std::path::Path, out: &std::path::Path) -> 
 fn session_options(args: &ProbeArgs) -> Result<SessionOptions> {
     let ring = usage(units::parse_size(&args.ring_buffer).context("--ring-buffer"))?;
     if ring > 1 << 30 {
-        return usage(Err(anyhow::anyhow!(
-            "--ring-buffer {} is larger than 1 GiB",
-            args.ring_buffer
-        )));
+        let too_big = format!("--ring-buffer {} is larger than 1 GiB", args.ring_buffer);
+        return Err(UsageError(too_big).into());
     }
     let opts = SessionOptions {
         no_fentry: args.no_fentry,
@@ -143,9 +141,8 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         (Some(pid), _) => Target::Pid(pid),
         (None, false) => Target::Command(args.command.clone()),
         (None, true) => {
-            return usage(Err(anyhow::anyhow!(
-                "nothing to record: give `-p PID` or `-- CMD [ARGS...]`"
-            )));
+            let nothing = "nothing to record: give `-p PID` or `-- CMD [ARGS...]`";
+            return Err(UsageError(nothing.into()).into());
         }
     };
     let duration = usage(
@@ -164,9 +161,10 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         .sample_hz
         .unwrap_or(if args.probes.low_overhead { 0 } else { 999 });
     if sample_hz > 100_000 {
-        return usage(Err(anyhow::anyhow!(
+        return Err(UsageError(format!(
             "--sample-hz {sample_hz} is too high; use at most 100000 (999 is the default)"
-        )));
+        ))
+        .into());
     }
     let opts = RecordOptions {
         duration,

@@ -8,7 +8,7 @@ use std::{
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::PathBuf,
     sync::LazyLock,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -218,9 +218,7 @@ pub async fn record(opts: RecordOptions) -> Result<Recording> {
     })?;
 
     let t0 = mono_ns();
-    let start_unix_s = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let start_unix_s = crate::units::unix_seconds_now().unwrap_or(0);
     let mut correlator = Correlator::new(t0, None).with_fault_coverage(session.fault_coverage());
     let mut reorder = Reorder::new(opts.reorder_window.as_nanos() as u64);
     let mut records = Vec::new();

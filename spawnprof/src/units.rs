@@ -164,6 +164,15 @@ pub fn format_ns(ns: u64) -> String {
     }
 }
 
+/// Wall-clock seconds since the Unix epoch, for dating a recording or a
+/// bench; `None` with a clock set before 1970.
+pub fn unix_seconds_now() -> Option<u64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
