@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spawnprof::capabilities::btf::KernelBtf;
+use spawnprof::probe::btf::KernelBtf;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(btf) = KernelBtf::parse(data) else {

@@ -9,8 +9,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use spawnprof::{
     analysis,
-    correlate::{Correlator, Reorder},
-    decode::decode,
+    trace::{Correlator, Reorder, decode},
 };
 use spawnprof_common::{COMM_LEN, Mark, TEXT_LEN, TEXT_TRUNCATED, kind};
 

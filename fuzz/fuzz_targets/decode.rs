@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spawnprof::decode::decode;
+use spawnprof::trace::decode::decode;
 use spawnprof_common::{TEXT_LEN, kind};
 
 fuzz_target!(|data: &[u8]| {

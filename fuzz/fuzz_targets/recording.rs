@@ -4,7 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spawnprof::report::{files::parse_recording, table, unavailable_stages};
+use spawnprof::{
+    recording::parse_recording,
+    report::{table, unavailable_stages},
+};
 
 fuzz_target!(|data: &[u8]| {
     let (summary, spawns) = match data.iter().position(|&b| b == 0) {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spawnprof::capabilities::tracefs::EventFormat;
+use spawnprof::probe::tracefs::EventFormat;
 
 fuzz_target!(|data: &[u8]| {
     // The loader reads the file with read_to_string: only UTF-8 gets here.

@@ -101,6 +101,36 @@ pub mod kind {
     pub const fn carries_comm(kind: u16) -> bool {
         matches!(kind, CLONE_ENTER | CHILD_RETURN | FORK_DONE | EXIT)
     }
+
+    /// The name of a mark kind, as summaries and debug output print it.
+    pub fn name(k: u16) -> &'static str {
+        match k {
+            CLONE_ENTER => "clone_enter",
+            COPY_PROCESS_ENTER => "copy_process_enter",
+            MM_LOCK_WAIT => "mm_lock_wait",
+            MM_LOCK_ACQUIRED => "mm_lock_acquired",
+            MM_LOCK_RELEASED => "mm_lock_released",
+            DUP_MMAP_ENTER => "dup_mmap_enter",
+            DUP_MMAP_EXIT => "dup_mmap_exit",
+            NEWTASK => "newtask",
+            COPY_PROCESS_EXIT => "copy_process_exit",
+            FORK_DONE => "fork_done",
+            KERNEL_FN_TOTALS => "kernel_fn_totals",
+            WAKEUP_NEW => "wakeup_new",
+            CLONE_EXIT => "clone_exit",
+            CHILD_RETURN => "child_return",
+            FIRST_RUN => "first_run",
+            EXEC_ENTER => "exec_enter",
+            EXEC_PREPARE => "exec_prepare",
+            EXEC_DONE => "exec_done",
+            EXEC_EXIT => "exec_exit",
+            EXIT => "exit",
+            REAP => "reap",
+            EXEC_ARGS => "exec_args",
+            EXEC_ENV => "exec_env",
+            _ => "unknown",
+        }
+    }
 }
 
 /// Which syscall started a spawn or an exec (values of [`Mark::b`] /[`Mark::c`]).

@@ -1,7 +1,7 @@
 //! Command-line interface.
 use std::path::PathBuf;
 
-use crate::workload::config::parse_u64_named;
+use crate::units::parse_u64_named;
 use clap::{Args, Parser, Subcommand};
 
 /// A value on the command line that cannot work, found after clap parsed

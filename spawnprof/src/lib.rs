@@ -1,11 +1,20 @@
 //! spawnprof: a profiler for process creation.
 //!
-//! Data path: kernel probes (`spawnprof-ebpf`) emit marks → [`session`] loads
-//! and attaches them following the [`plan`] chosen from the host's
-//! [`capabilities`] → [`decode`] → [`correlate`] folds marks into
-//! [`model::SpawnRecord`]s → [`analysis`] summarises → [`report`] writes
-//! tables and files. [`record`] drives a recording; [`workload`] is the
-//! reference spawner driven by `spawnprof bench`.
+//! One folder per layer, each importing only those below it:
+//!
+//! ```text
+//! main, cli     parse, dispatch, exit codes
+//! commands      (bin) record, report, diff, bench, probes: options → call → print
+//! bench         the node profile: sweeps of the reference spawner, recorded
+//! recorder      a live recording: prepare → start → pump → finish
+//! report        pure renderers of a saved recording
+//! recording     the on-disk format: write, read, recover
+//! trace         ring buffer → decode → reorder → correlate → SpawnRecord
+//! probe         host checks, the attach plan, loading and attaching
+//! model, analysis  SpawnRecord and its stages; statistics
+//! workload      the reference spawner (its own binary)
+//! sys, units    clocks, /proc, node facts; sizes and durations
+//! ```
 
 /// `eprintln!` that never panics. Rust's print macros panic when the write
 /// fails, and a recording or a bench must not die because the terminal or
@@ -39,18 +48,14 @@ macro_rules! out_raw {
 
 pub mod analysis;
 pub mod bench;
-pub mod capabilities;
 pub mod cli;
-pub mod correlate;
-pub mod decode;
-pub mod interrupt;
 pub mod model;
-pub mod node;
-pub mod plan;
-pub mod record;
+pub mod probe;
+pub mod recorder;
+pub mod recording;
 pub mod report;
-pub mod session;
-pub mod stacks;
+pub mod sys;
+pub mod trace;
 pub mod units;
 pub mod workload;
 

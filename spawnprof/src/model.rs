@@ -13,8 +13,23 @@ use serde::{
 };
 use spawnprof_common::clone_flags as cf;
 
-/// Bumped whenever a field changes meaning or disappears (docs/OUTPUT.md).
-pub const SCHEMA_VERSION: u32 = 1;
+/// Which fault figures the marks carry for real: a figure no probe or
+/// counter produced arrives as 0 and must be reported as null.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultCoverage {
+    /// Copy-on-write faults: counted by the page-fault probe only.
+    pub cow: bool,
+    /// Fault totals: the kernel's task counters, or else the page-fault probe.
+    pub totals: bool,
+}
+
+impl FaultCoverage {
+    /// Every figure real: the default, and what tests of synthetic marks use.
+    pub const ALL: Self = Self {
+        cow: true,
+        totals: true,
+    };
+}
 
 /// Stage boundaries, in ns since the recording started; `None` where the
 /// kernel did not let us see it (or the mark was lost).

@@ -111,6 +111,18 @@ pub fn parse_duration(input: &str) -> Result<Duration> {
     Ok(Duration::from_nanos(nanos))
 }
 
+/// A whole number for option `what`, with an error naming it and `example`.
+pub fn parse_u64_named(s: &str, what: &str, example: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if t.starts_with('-') {
+        return Err(format!(
+            "{what} cannot be negative (got {s}); e.g. {example}"
+        ));
+    }
+    t.parse::<u64>()
+        .map_err(|_| format!("{what} must be a whole number (got '{s}'); e.g. {example}"))
+}
+
 /// Three significant digits, trailing zeros after the decimal point removed.
 fn sig3(value: f64) -> String {
     let decimals = if value >= 100.0 {
@@ -162,15 +174,6 @@ pub fn format_ns(ns: u64) -> String {
     } else {
         format!("{} min", sig3(v / 60e9))
     }
-}
-
-/// Wall-clock seconds since the Unix epoch, for dating a recording or a
-/// bench; `None` with a clock set before 1970.
-pub fn unix_seconds_now() -> Option<u64> {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs())
 }
 
 #[cfg(test)]

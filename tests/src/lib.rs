@@ -10,7 +10,10 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use spawnprof::{model::SpawnRecord, report::Summary, report::files::load_recording};
+use spawnprof::{
+    model::SpawnRecord,
+    recording::{Summary, load_recording},
+};
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,7 +1,7 @@
 //! Bad input gets a clear error naming the remedy, before any tracing starts.
 use std::process::{Command, Output};
 
-use spawnprof::report::files::load_recording;
+use spawnprof::recording::load_recording;
 use spawnprof_tests::{out_dir, record, require_root, spawner_bin, spawnprof_bin};
 
 fn spawnprof(args: &[&str]) -> Output {

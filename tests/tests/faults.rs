@@ -154,7 +154,7 @@ fn low_overhead_leaves_out_the_per_event_probes_and_remembers_no_child() {
         .collect();
     assert!(per_event.is_empty(), "per-event probes ran: {per_event:?}");
     let first_run = s.plan.iter().find(|r| r.stage == "first_run").unwrap();
-    if first_run.mechanism == spawnprof::plan::Mechanism::Unavailable {
+    if first_run.mechanism == spawnprof::probe::plan::Mechanism::Unavailable {
         assert!(
             first_run
                 .rejected
@@ -171,7 +171,7 @@ fn low_overhead_leaves_out_the_per_event_probes_and_remembers_no_child() {
     assert!(kids.iter().all(|r| r.faults.total.is_some()));
     // No page-fault probe: the CoW counts are unknown, not zero.
     let page_faults = s.plan.iter().find(|r| r.stage == "page_faults").unwrap();
-    if page_faults.mechanism == spawnprof::plan::Mechanism::Unavailable {
+    if page_faults.mechanism == spawnprof::probe::plan::Mechanism::Unavailable {
         assert!(
             kids.iter().all(|r| r.faults.pre_exec_cow.is_none()
                 && r.faults.cow_total.is_none()

@@ -1,5 +1,5 @@
 //! `spawnprof record -- CMD`: the foundation's end-to-end checks.
-use spawnprof::{model::Timestamps, plan::Mechanism};
+use spawnprof::{model::Timestamps, probe::plan::Mechanism};
 use spawnprof_tests::record;
 
 /// Every recorded boundary of one process, in the order a spawn crosses them.
@@ -269,7 +269,7 @@ fn through_sudo_only_what_spawnprof_wrote_goes_to_the_invoking_user() {
 /// namespace's numbers, still reap.
 #[test]
 fn inside_a_pid_namespace_commands_and_pids_are_still_traced() {
-    use spawnprof::report::files::load_recording;
+    use spawnprof::recording::load_recording;
     use spawnprof_tests::{out_dir, require_root, spawnprof_bin};
     require_root();
     let in_namespace = |script: &str| {
@@ -336,7 +336,7 @@ fn inside_a_pid_namespace_commands_and_pids_are_still_traced() {
 /// stamp: every stage measured 0 before the offset was taken out.
 #[test]
 fn inside_a_time_namespace_stages_are_still_timed() {
-    use spawnprof::report::files::load_recording;
+    use spawnprof::recording::load_recording;
     use spawnprof_tests::{out_dir, require_root, spawnprof_bin};
     require_root();
     let dir = out_dir("timens");

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use spawnprof::report::files::load_recording;
+use spawnprof::recording::load_recording;
 use spawnprof_tests::{out_dir, require_root, spawnprof_bin};
 
 /// A shell that waits for `flag` to exist, then runs `script`.

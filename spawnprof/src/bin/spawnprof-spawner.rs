@@ -5,7 +5,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use spawnprof::workload::{self, Config, UsageError};
+use spawnprof::{
+    cli::UsageError,
+    workload::{self, Config},
+};
 
 /// Reference spawner for spawnprof: creates --count processes with --method
 /// and times only the spawn calls (children are reaped untimed). Prints one

@@ -1,5 +1,5 @@
 //! `spawnprof diff A B`: what changed in spawn time between two recordings
-//! (two benches: [`super::bench_diff`]).
+//! (two benches: [`crate::bench::diff`]).
 //!
 //! Writes `diff.folded` (inferno's differential format: `stack A B`),
 //! `diff.svg` (the differential flamegraph: B's widths, red where B spends
@@ -20,14 +20,13 @@ use anyhow::{Context as _, Result};
 use inferno::differential;
 
 use super::{
-    Summary,
-    files::SPAWNS_FILE,
     flamegraph::{self, Labels, Render},
     folded::StageFolder,
     stream::aggregate_file,
 };
 use crate::{
     model::{KERNEL_FN_STAGES, STAGES},
+    recording::{SPAWNS_FILE, Summary},
     units::format_ns,
 };
 
@@ -46,7 +45,7 @@ struct Side {
 
 fn load(dir: &Path) -> Result<Side> {
     // A killed recording's figures, rebuilt from its spawns.
-    let summary = super::recover::summary(dir)?;
+    let summary = crate::recording::recover::summary(dir)?;
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let agg = aggregate_file(&dir.join(SPAWNS_FILE), workers)?;
     Ok(Side {
@@ -57,7 +56,7 @@ fn load(dir: &Path) -> Result<Side> {
 }
 
 /// Folded text with weights in ps per spawn.
-pub(super) fn per_spawn_folded(f: &StageFolder) -> String {
+pub fn per_spawn_folded(f: &StageFolder) -> String {
     let spawns = u128::from(f.spawns().max(1));
     let mut s = String::new();
     for (stack, w) in f.lines_scaled(|_, ns| {
@@ -178,7 +177,7 @@ pub fn render_table(a: &Summary, b: &Summary, a_dir: &Path, b_dir: &Path) -> Str
             &mut out,
         );
     }
-    out.push_str(&crate::plan::differences_note(&a.plan, &b.plan));
+    out.push_str(&crate::probe::plan::differences_note(&a.plan, &b.plan));
     out
 }
 
@@ -249,7 +248,7 @@ pub fn run(a: &Path, b: &Path, out: &Path) -> Result<String> {
 }
 
 /// inferno's differential stacks (`stack first second`), sorted.
-pub(super) fn combine(first: &str, second: &str) -> Result<Vec<String>> {
+pub fn combine(first: &str, second: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     differential::from_readers(
         differential::Options::default(),
@@ -271,12 +270,7 @@ pub(super) fn combine(first: &str, second: &str) -> Result<Vec<String>> {
 
 /// Draws a differential graph at the second counts' widths; false (and no
 /// file, rather than a stale one) when the second side is empty.
-pub(super) fn draw(
-    lines: &[String],
-    path: &Path,
-    labels: &Labels<'_>,
-    negate: bool,
-) -> Result<bool> {
+pub fn draw(lines: &[String], path: &Path, labels: &Labels<'_>, negate: bool) -> Result<bool> {
     let has_second = lines
         .iter()
         .any(|l| l.rsplit(' ').next().is_some_and(|w| w != "0"));
@@ -297,7 +291,7 @@ pub(super) fn draw(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{bench::write_synthetic_recording, files::read_summary};
+    use crate::recording::{read_summary, synthetic::write_synthetic_recording};
 
     fn temp_dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("spawnprof-diff-{name}-{}", std::process::id()));
@@ -359,7 +353,7 @@ mod tests {
         let mut sb = read_summary(&b).unwrap();
         let a_exec = read_summary(&a).unwrap().stages["exec"].mean_ns;
         sb.stages.get_mut("exec").unwrap().mean_ns = 2 * a_exec;
-        crate::report::files::write_summary(&b, &sb).unwrap();
+        crate::recording::write_summary(&b, &sb).unwrap();
         let table = run(&a, &b, &out).unwrap();
         let exec = data_rows(&table)
             .into_iter()

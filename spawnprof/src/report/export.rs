@@ -17,15 +17,16 @@ use anyhow::{Context as _, Result};
 
 use super::unavailable_stages;
 use super::{
-    Summary, charts,
-    files::{SPAWNS_FILE, SUMMARY_FILE},
-    flamegraph,
+    charts, flamegraph,
     folded::{self, StageFolder},
     html::{self, Figure, Flame, ProcessRow},
     stream::{self, Aggregates},
     trace::{self, TraceWriter},
 };
-use crate::model::SpawnRecord;
+use crate::{
+    model::SpawnRecord,
+    recording::{SPAWNS_FILE, SUMMARY_FILE, Summary, for_each_record, read_summary},
+};
 
 pub const FOLDED_FILE: &str = "stages.folded";
 pub const STAGES_SVG: &str = "stages.svg";
@@ -311,8 +312,6 @@ pub fn write_all(dir: &Path, summary: &Summary, records: &[SpawnRecord]) -> Resu
     b.finish(summary)
 }
 
-pub use super::files::{for_each_record, read_summary};
-
 /// Threads for parsing: every core.
 fn workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -349,8 +348,8 @@ mod tests {
     use crate::{
         analysis,
         model::{KernelFnTimes, Timestamps},
-        node::NodeFacts,
-        report::bench::{synthesize, synthetic_summary},
+        recording::synthetic::{synthesize, synthetic_summary},
+        sys::node::NodeFacts,
     };
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -582,10 +581,10 @@ mod tests {
         let summary = summary_of(&recs);
         let (a, b) = (temp_dir("mem"), temp_dir("disk"));
         write_all(&a, &summary, &recs).unwrap();
-        let mut w = super::super::files::SpawnWriter::create(&b).unwrap();
+        let mut w = crate::recording::SpawnWriter::create(&b).unwrap();
         recs.iter().for_each(|r| w.write(r));
         w.finish().unwrap();
-        super::super::files::write_summary(&b, &summary).unwrap();
+        crate::recording::write_summary(&b, &summary).unwrap();
         write_all_from_recording(&b).unwrap();
         for name in [
             FOLDED_FILE,

@@ -277,7 +277,7 @@ fn warnings(out: &mut String, s: &Summary) {
         w.push(format!(
             "summary.json has schema version {}; this spawnprof reads version {}. Some fields may be missing.",
             s.schema_version,
-            crate::model::SCHEMA_VERSION
+            crate::recording::SCHEMA_VERSION
         ));
     }
     if w.is_empty() {

@@ -1,146 +1,26 @@
-//! Outputs of a recording. Every one of them is built from the
-//! [`SpawnRecord`]s (and the [`Summary`]), never from the kernel, so
-//! `spawnprof report DIR` can rebuild them from a saved recording.
-pub mod bench;
-pub mod bench_charts;
-pub mod bench_diff;
+//! Outputs of a recording: pure renderers of the saved [`Summary`] and
+//! spawn records, never of the kernel, so `spawnprof report DIR` can
+//! rebuild every one of them from a saved recording.
+//!
+//! `export` writes them all into the recording's directory: `table`
+//! (terminal), `folded`/`flamegraph` (stage flamegraph), `trace`
+//! (Perfetto), `charts` (SVG), `html` (the one page); `stream` aggregates
+//! a large spawns.jsonl on every core; `diff` compares two recordings.
 pub mod charts;
 pub mod diff;
 pub mod export;
-pub mod files;
 pub mod flamegraph;
 pub mod folded;
 pub mod html;
-pub mod recover;
 pub mod stream;
 pub mod table;
+pub mod timing;
 pub mod trace;
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-};
-
-use serde::{Deserialize, Serialize};
-
 use crate::{
-    analysis::{Counts, Placement, StageStats},
-    correlate::CorrelationStats,
-    model::SCHEMA_VERSION,
-    node::NodeFacts,
-    plan::{Mechanism, PlanRow},
+    probe::plan::{LOW_OVERHEAD, Mechanism, PlanRow},
+    recording::Summary,
 };
-
-/// `summary.json`: what was recorded, how, and the per-stage statistics.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Summary {
-    pub schema_version: u32,
-    pub spawnprof_version: String,
-    /// What was traced: the command line, or `pid N`.
-    pub target: String,
-    pub kernel: String,
-    /// Facts about the machine that explain spawn costs (glibc, THP, env size…).
-    #[serde(default)]
-    pub node: Option<NodeFacts>,
-    /// The kernel's monotonic clock (CLOCK_MONOTONIC outside a time
-    /// namespace) at the start, in ns; every timestamp is relative to it.
-    pub start_monotonic_ns: u64,
-    /// Wall-clock start, seconds since the Unix epoch.
-    pub start_unix_s: u64,
-    pub duration_ns: u64,
-    /// Ended by Ctrl-C/SIGTERM rather than by the target or the duration.
-    pub interrupted: bool,
-    /// Exit status of the traced command (128+signal when killed).
-    pub exit_code: Option<i32>,
-    /// The attach plan, one row per probe stage.
-    pub plan: Vec<PlanRow>,
-    pub counts: Counts,
-    /// Marks dropped because the ring buffer was full, by kind.
-    pub lost_marks: BTreeMap<String, u64>,
-    pub lost_marks_total: u64,
-    pub correlation: CorrelationStats,
-    /// Per stage: count, mean, p50, p90, p99, max, total (ns).
-    pub stages: BTreeMap<String, StageStats>,
-    /// Argument values and environment values are never recorded; only counts.
-    pub captured: Vec<String>,
-    /// How stacks were sampled for stacks.svg ("off", "unavailable: …").
-    #[serde(default)]
-    pub stack_sampling: String,
-    #[serde(default)]
-    pub stack_samples: u64,
-    /// What spawnprof itself cost while recording (`--probe-cost`).
-    #[serde(default)]
-    pub probe_cost: Option<ProbeCost>,
-    /// Where the children first ran relative to their parent's CPU, and
-    /// their wait to first run on each (absent without the first_run stage).
-    #[serde(default)]
-    pub placement: Option<Placement>,
-    /// Why `spawns.jsonl` holds fewer records than `counts` (its writing
-    /// failed, say on a full disk); absent when it holds them all.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spawns_incomplete: Option<String>,
-    /// Set while a recording runs (the summary spawnprof writes as tracing
-    /// starts), and kept by `spawnprof report` when it rebuilt the figures of
-    /// a recording whose spawnprof was killed before it wrote the final one:
-    /// what is known and what is not. Absent in a finished recording.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unfinished: Option<String>,
-}
-
-/// spawnprof's own cost during a recording: the kernel's run-time statistics
-/// of each probe program (BPF_ENABLE_STATS) and the CPU time of the reader.
-/// Divided by the spawns recorded, this is what tracing added to each spawn.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ProbeCost {
-    /// Per program: how often it ran and for how long in total (ns).
-    pub programs: Vec<ProgramCost>,
-    /// Sum of `programs[].run_ns`.
-    pub bpf_ns: u64,
-    /// Program runs in total.
-    pub bpf_runs: u64,
-    /// CPU time (user + system) of spawnprof's own process while recording.
-    pub reader_cpu_ns: u64,
-    /// Spawns recorded, the denominator of the per-spawn figures.
-    pub spawns: u64,
-    /// The probes' gate counters at the end (all zero once every traced
-    /// clone returned, every child ran and every fork's window closed; a
-    /// non-zero one means its probes did full work for the rest of the run).
-    #[serde(default)]
-    pub gates_at_end: Option<spawnprof_common::Gates>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ProgramCost {
-    pub name: String,
-    pub runs: u64,
-    pub run_ns: u64,
-}
-
-impl ProbeCost {
-    pub fn bpf_ns_per_spawn(&self) -> Option<f64> {
-        (self.spawns > 0).then(|| self.bpf_ns as f64 / self.spawns as f64)
-    }
-    pub fn reader_ns_per_spawn(&self) -> Option<f64> {
-        (self.spawns > 0).then(|| self.reader_cpu_ns as f64 / self.spawns as f64)
-    }
-}
-
-impl Summary {
-    pub fn schema_ok(&self) -> bool {
-        self.schema_version == SCHEMA_VERSION
-    }
-}
-
-/// Writes every shareable output (stage flamegraph and folded stacks,
-/// trace.json, charts, report.html) into the recording directory `dir`;
-/// returns the paths written. See [`export`].
-pub fn write_all(
-    dir: &Path,
-    summary: &Summary,
-    records: &[crate::model::SpawnRecord],
-) -> anyhow::Result<Vec<PathBuf>> {
-    export::write_all(dir, summary, records)
-}
 
 /// The stages a report cannot show for this recording, with why: the
 /// probes the plan could not attach (or was told to skip), and the stages
@@ -159,7 +39,7 @@ fn unmeasured(plan: &[PlanRow]) -> Vec<Unmeasured> {
         let flags: Vec<&str> = rows.iter().filter_map(|r| r.left_out_by()).collect();
         if flags.len() < rows.len() {
             format!("unavailable on this kernel (no {} probe)", names.join("/"))
-        } else if flags.iter().all(|f| *f == crate::plan::LOW_OVERHEAD) {
+        } else if flags.iter().all(|f| *f == LOW_OVERHEAD) {
             format!("left out (--low-overhead: no {} probe)", names.join("/"))
         } else {
             format!("skipped (--skip-stage {})", names.join(", "))

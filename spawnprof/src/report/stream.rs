@@ -614,7 +614,7 @@ pub fn scan_line(b: &[u8]) -> Option<LightRecord<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::bench::synthesize;
+    use crate::recording::synthetic::synthesize;
 
     fn same(a: &LightRecord<'_>, b: &LightRecord<'_>) {
         assert_eq!(a.key(), b.key());

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use crate::{
     analysis::{Placement, StageStats},
     model::{KERNEL_FN_STAGES, STAGES, SpawnRecord},
-    report::ProbeCost,
+    recording::ProbeCost,
     units::format_ns,
 };
 
@@ -13,14 +13,14 @@ fn opt_ns(v: Option<u64>) -> String {
 }
 
 /// Fixed-width columns, left-aligned text and right-aligned numbers.
-pub(crate) struct Table {
+pub struct Table {
     header: Vec<&'static str>,
     right: Vec<bool>,
     pub(crate) rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    pub(crate) fn new(columns: &[(&'static str, bool)]) -> Self {
+    pub fn new(columns: &[(&'static str, bool)]) -> Self {
         Self {
             header: columns.iter().map(|c| c.0).collect(),
             right: columns.iter().map(|c| c.1).collect(),
@@ -28,7 +28,7 @@ impl Table {
         }
     }
 
-    pub(crate) fn render(&self) -> String {
+    pub fn render(&self) -> String {
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
         for row in &self.rows {
             for (w, cell) in widths.iter_mut().zip(row) {

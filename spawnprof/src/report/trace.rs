@@ -402,7 +402,7 @@ mod tests {
     use super::*;
     use crate::{
         model::{ExecAttempt, Faults},
-        report::bench::synthetic_summary,
+        recording::synthetic::synthetic_summary,
     };
 
     fn summary() -> Summary {

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::cpus::CpuList;
-use crate::units;
+use crate::units::{self, parse_u64_named};
 
 /// How each process is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -422,18 +422,6 @@ pub fn spawner_args(cfg: &Config) -> Vec<String> {
 
 fn parse_method(s: &str) -> Result<Method, String> {
     s.parse()
-}
-
-/// A whole number for option `what`, with an error naming it and `example`.
-pub fn parse_u64_named(s: &str, what: &str, example: &str) -> Result<u64, String> {
-    let t = s.trim();
-    if t.starts_with('-') {
-        return Err(format!(
-            "{what} cannot be negative (got {s}); e.g. {example}"
-        ));
-    }
-    t.parse::<u64>()
-        .map_err(|_| format!("{what} must be a whole number (got '{s}'); e.g. {example}"))
 }
 
 fn parse_count(s: &str) -> Result<u64, String> {

@@ -8,7 +8,7 @@
 use std::io;
 
 use super::config::HugePages;
-use crate::node::{bracketed, meminfo_field};
+use crate::sys::procfs::{bracketed, meminfo_field};
 use crate::units::format_bytes;
 
 const SMALL_PAGE: usize = 4096;

@@ -31,7 +31,7 @@ use std::os::fd::FromRawFd;
 pub use config::{Config, HugePages, Method, Mode, Reap, spawner_args};
 pub use cpus::CpuList;
 pub use result::{Latency, SpawnResult};
-pub use runner::{UsageError, mono_ns, run, rusage_self};
+pub use runner::run;
 
 /// Name of the spawner binary (next to `spawnprof` in the target dir).
 pub const SPAWNER_BIN: &str = "spawnprof-spawner";

@@ -1,7 +1,6 @@
 //! One spawner run: validate, set up environment and memory, warm up, time
 //! the spawn calls, reap (untimed), and summarise.
 
-use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Barrier};
@@ -18,69 +17,16 @@ use super::minimal::{self, MinimalChild};
 use super::raw;
 use super::result::{Latency, SpawnResult};
 use super::zygote::Zygote;
-use crate::node;
-
-/// A problem with the request (bad value, missing program, no huge pages
-/// reserved, ...). The binary exits with status 2 for these; the message
-/// names the remedy.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
+use crate::{
+    cli::UsageError,
+    sys::{
+        clock::{mono_ns, rusage_self},
+        node,
+    },
+};
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
-}
-
-/// The kernel's monotonic clock in ns: the one bpf_ktime_get_ns reports,
-/// so profilers can select the timed window. It is CLOCK_MONOTONIC, less the
-/// offset of a time namespace (a restored container, `unshare --time`),
-/// whose clock the probes never see: without this every stage measured 0.
-pub fn mono_ns() -> u64 {
-    static OFFSET_NS: std::sync::LazyLock<i64> = std::sync::LazyLock::new(|| {
-        std::fs::read_to_string("/proc/self/timens_offsets")
-            .map_or(0, |text| monotonic_offset_ns(&text))
-    });
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let local = ts.tv_sec * 1_000_000_000 + ts.tv_nsec;
-    local.saturating_sub(*OFFSET_NS).max(0) as u64
-}
-
-/// The `monotonic` line of /proc/PID/timens_offsets ("monotonic <s> <ns>"),
-/// in ns; 0 when absent.
-fn monotonic_offset_ns(text: &str) -> i64 {
-    text.lines()
-        .find_map(|line| {
-            let mut f = line.split_whitespace();
-            if f.next()? != "monotonic" {
-                return None;
-            }
-            let secs: i64 = f.next()?.parse().ok()?;
-            let nanos: i64 = f.next()?.parse().ok()?;
-            Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
-        })
-        .unwrap_or(0)
-}
-
-/// (user, system) CPU of this process, all threads, in ns.
-pub fn rusage_self() -> (u64, u64) {
-    // SAFETY: zeroed rusage is a valid out-parameter.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let ns = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1_000;
-    (ns(ru.ru_utime), ns(ru.ru_stime))
 }
 
 /// What the timed part produced.
@@ -353,7 +299,7 @@ fn rss_mapped(cfg: &Config) -> u64 {
         HugePages::Thp => 2 << 20,
         HugePages::Hugetlb => std::fs::read_to_string("/proc/meminfo")
             .ok()
-            .and_then(|m| node::meminfo_field(&m, "Hugepagesize"))
+            .and_then(|m| crate::sys::procfs::meminfo_field(&m, "Hugepagesize"))
             .unwrap_or(2 << 20),
     };
     cfg.rss.next_multiple_of(page)
@@ -693,20 +639,6 @@ fn run_tokio(cfg: &Config, prog: &Program) -> Result<Measured> {
 }
 
 #[cfg(test)]
-mod clock_tests {
-    use super::monotonic_offset_ns;
-
-    #[test]
-    fn the_time_namespace_offset_is_read_from_its_monotonic_line() {
-        let text = "monotonic      100000         5\nboottime  7 0\n";
-        assert_eq!(monotonic_offset_ns(text), 100_000_000_000_005);
-        assert_eq!(monotonic_offset_ns("monotonic -3 0\n"), -3_000_000_000);
-        assert_eq!(monotonic_offset_ns(""), 0);
-        assert_eq!(monotonic_offset_ns("monotonic x y"), 0);
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -716,12 +648,5 @@ mod tests {
         assert_eq!(shares(4, 4), vec![1, 1, 1, 1]);
         assert_eq!(shares(1000, 1), vec![1000]);
         assert_eq!(shares(7, 2).iter().sum::<u64>(), 7);
-    }
-
-    #[test]
-    fn monotonic_clock_advances() {
-        let a = mono_ns();
-        let b = mono_ns();
-        assert!(b >= a && a > 0);
     }
 }

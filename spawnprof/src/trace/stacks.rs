@@ -7,6 +7,7 @@
 //! `/proc/PID/maps` is snapshotted while they run ([`MapsCache::observe`]).
 //! A frame whose process was never snapshotted, or whose file has no
 //! symbol for it, is shown as `[unknown]` under the process name.
+use crate::probe::RawSample;
 use std::{
     collections::{BTreeMap, HashMap},
     fs,
@@ -17,18 +18,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use blazesym::symbolize::{Input, Symbolized, Symbolizer, source::Elf, source::Source};
 
-use crate::decode::comm_str;
-
-/// One stack sample count from the kernel.
-#[derive(Clone, Debug)]
-pub struct RawSample {
-    pub tgid: u32,
-    pub comm: [u8; 16],
-    /// Instruction pointers, innermost first (empty when not taken).
-    pub kernel: Vec<u64>,
-    pub user: Vec<u64>,
-    pub count: u64,
-}
+use crate::trace::decode::comm_str;
 
 #[derive(Clone, Debug)]
 struct Mapping {

@@ -13,6 +13,8 @@ use std::os::unix::ffi::OsStrExt;
 
 use serde::{Deserialize, Serialize};
 
+use super::procfs::{bracketed, meminfo_field, read, read_trim};
+
 /// Oldest glibc whose `posix_spawn` uses `clone(CLONE_VM|CLONE_VFORK)` and
 /// therefore the oldest on which Rust's std takes its `posix_spawn` fast path.
 pub const GLIBC_FAST_SPAWN: (u32, u32) = (2, 24);
@@ -163,31 +165,6 @@ pub fn glibc_at_least(version: &str, min: (u32, u32)) -> bool {
     parse_glibc_version(version).is_some_and(|v| v >= min)
 }
 
-/// The selected value in a sysfs choice list: "always [madvise] never" → "madvise".
-pub fn bracketed(s: &str) -> Option<String> {
-    let start = s.find('[')?;
-    let end = start + s[start..].find(']')?;
-    let value = s[start + 1..end].trim();
-    (!value.is_empty()).then(|| value.to_string())
-}
-
-/// A field of /proc/meminfo-style text in bytes when it has a `kB` unit,
-/// otherwise the bare number (HugePages_Total is a page count).
-pub fn meminfo_field(text: &str, name: &str) -> Option<u64> {
-    text.lines().find_map(|line| {
-        let (key, rest) = line.split_once(':')?;
-        if key.trim() != name {
-            return None;
-        }
-        let mut it = rest.split_whitespace();
-        let value: u64 = it.next()?.parse().ok()?;
-        match it.next() {
-            Some(unit) if unit.eq_ignore_ascii_case("kb") => value.checked_mul(1024),
-            _ => Some(value),
-        }
-    })
-}
-
 fn cpu_model(cpuinfo: &str) -> Option<String> {
     cpuinfo.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
@@ -234,14 +211,6 @@ fn steal_share(stat: &str) -> Option<f64> {
     (ticks.len() == 8 && total > 0).then(|| (ticks[7] as f64 / total as f64 * 1e4).round() / 1e4)
 }
 
-fn read(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok()
-}
-
-fn read_trim(path: &str) -> Option<String> {
-    read(path).map(|s| s.trim().to_string())
-}
-
 fn hostname_libc() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
@@ -260,25 +229,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn thp_bracket_parsing() {
-        assert_eq!(
-            bracketed("always [madvise] never\n").as_deref(),
-            Some("madvise")
-        );
-        assert_eq!(
-            bracketed("[always] madvise never").as_deref(),
-            Some("always")
-        );
-        assert_eq!(
-            bracketed("always defer defer+madvise [madvise] never").as_deref(),
-            Some("madvise")
-        );
-        assert_eq!(bracketed("always madvise never"), None);
-        assert_eq!(bracketed("[] x"), None);
-        assert_eq!(bracketed("[never"), None);
-    }
-
-    #[test]
     fn glibc_versions() {
         assert_eq!(parse_glibc_version("2.36"), Some((2, 36)));
         assert_eq!(parse_glibc_version("2.17"), Some((2, 17)));
@@ -295,18 +245,6 @@ mod tests {
         assert!(glibc_at_least("2.100", GLIBC_FAST_SPAWN));
         assert!(glibc_at_least("3.0", GLIBC_FAST_SPAWN));
         assert!(!glibc_at_least("nope", GLIBC_FAST_SPAWN));
-    }
-
-    #[test]
-    fn meminfo_parsing() {
-        let text = "MemTotal:       24590000 kB\nHugePages_Total:      16\nHugePages_Free:        4\nHugepagesize:       2048 kB\n";
-        assert_eq!(meminfo_field(text, "MemTotal"), Some(24_590_000 * 1024));
-        assert_eq!(meminfo_field(text, "HugePages_Total"), Some(16));
-        assert_eq!(meminfo_field(text, "HugePages_Free"), Some(4));
-        assert_eq!(meminfo_field(text, "Hugepagesize"), Some(2 << 20));
-        assert_eq!(meminfo_field(text, "Missing"), None);
-        // a prefix of another key must not match
-        assert_eq!(meminfo_field(text, "HugePages"), None);
     }
 
     #[test]

@@ -9,17 +9,17 @@ use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{
-    diff::{DIFF_A_SVG, DIFF_FOLDED, DIFF_SVG, combine, draw, per_spawn_folded, signed_ns},
-    files::SPAWNS_FILE,
-    flamegraph::Labels,
-    folded::ROOT_FRAME,
-    stream::aggregate_file,
-    table::Table,
-};
+use super::{BENCH_FILE, BenchReport, ConfigResult, load_report};
 use crate::{
-    bench::{BENCH_FILE, BenchReport, ConfigResult, load_report},
-    node::NodeFacts,
+    recording::SPAWNS_FILE,
+    report::{
+        diff::{DIFF_A_SVG, DIFF_FOLDED, DIFF_SVG, combine, draw, per_spawn_folded, signed_ns},
+        flamegraph::Labels,
+        folded::ROOT_FRAME,
+        stream::aggregate_file,
+        table::Table,
+    },
+    sys::node::NodeFacts,
     units::{format_bytes, format_ns},
 };
 
@@ -150,7 +150,7 @@ pub fn render(a: &BenchReport, b: &BenchReport, a_dir: &Path, b_dir: &Path) -> S
             let _ = writeln!(out, "only in {side}: {}", names.join(", "));
         }
     }
-    out.push_str(&crate::plan::differences_note(&a.plan, &b.plan));
+    out.push_str(&crate::probe::plan::differences_note(&a.plan, &b.plan));
     out
 }
 
@@ -272,7 +272,7 @@ mod tests {
         let mut node = NodeFacts::collect();
         node.hostname = host.into();
         BenchReport {
-            schema_version: crate::model::SCHEMA_VERSION,
+            schema_version: crate::recording::SCHEMA_VERSION,
             node,
             plan: Vec::new(),
             quick: true,

@@ -12,18 +12,19 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
+pub mod charts;
+pub mod diff;
+
 use crate::{
     analysis::{self, Placement, StageStats},
-    interrupt::{Interrupted, Interrupts, is_interruption},
     model::SpawnRecord,
-    node::NodeFacts,
-    plan::PlanRow,
-    record::{self, RecordOptions, Target},
-    report::{
-        ProbeCost,
-        files::{load_recording, prepare_out_dir},
+    probe::{SessionOptions, plan::PlanRow},
+    recorder::{
+        self, RecordOptions, Target,
+        interrupt::{Interrupted, Interrupts, is_interruption},
     },
-    session::SessionOptions,
+    recording::{ProbeCost, SCHEMA_VERSION, load_recording, prepare_out_dir},
+    sys::node::NodeFacts,
     units::{format_bytes, format_ns},
     workload::{Config, CpuList, HugePages, Method, Mode, SPAWNER_BIN, SpawnResult, spawner_args},
 };
@@ -553,7 +554,7 @@ async fn run_config(
     if session.low_overhead {
         opts.sample_hz = 0;
     }
-    let rec = record::record(opts).await?;
+    let rec = recorder::record(opts).await?;
     rec.saved()?;
     if rec.summary.interrupted {
         return Err(Interrupted.into());
@@ -608,7 +609,7 @@ fn run_unprobed(spawner: &Path, cfg: &Config) -> Result<SpawnResult> {
         .args(spawner_args(cfg))
         .stderr(std::process::Stdio::null());
     // The same limits as the recorded spawner gets (see GatedChild).
-    if let Some(limit) = crate::session::memlock_limit_to_restore() {
+    if let Some(limit) = crate::sys::memlock::memlock_limit_to_restore() {
         // SAFETY: setrlimit is async-signal-safe and `limit` is a copy.
         unsafe {
             command.pre_exec(move || {
@@ -739,9 +740,9 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
         .expect("valid template"),
     );
     let node = NodeFacts::collect();
-    let start_unix_s = crate::units::unix_seconds_now();
+    let start_unix_s = crate::sys::clock::unix_seconds_now();
     let report_so_far = |configs: &[ConfigResult], plan: &[PlanRow]| BenchReport {
-        schema_version: crate::model::SCHEMA_VERSION,
+        schema_version: SCHEMA_VERSION,
         node: node.clone(),
         plan: plan.to_vec(),
         quick: opts.quick,
@@ -810,7 +811,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
         ..report_so_far(&results, &plan)
     };
     write_bench_json(&opts.out_dir, &report)?;
-    if let Err(e) = crate::report::bench_charts::write(&opts.out_dir, &report) {
+    if let Err(e) = charts::write(&opts.out_dir, &report) {
         crate::say!("spawnprof: bench.json is saved, but drawing its charts failed: {e:#}");
     }
     out_dir.hand_to_invoking_user()?;

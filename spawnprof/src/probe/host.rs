@@ -1,14 +1,12 @@
 //! What this host can do, and why not when it can't: privileges, tracefs,
-//! kernel BTF, the kprobe PMU. The attach plan ([`crate::plan`]) asks these
-//! questions; every "no" carries a reason the report shows.
-pub mod btf;
-pub mod tracefs;
-
+//! kernel BTF, the kprobe PMU. The attach plan asks these questions; every
+//! "no" carries a reason the report shows.
 use std::{collections::HashSet, path::Path, sync::OnceLock};
 
 use anyhow::{Result, bail};
-pub use btf::KernelBtf;
-pub use tracefs::Tracefs;
+
+use super::{btf::KernelBtf, tracefs::Tracefs};
+use crate::sys::procfs;
 
 /// Capability bits (linux/capability.h) spawnprof needs.
 const CAP_SYS_ADMIN: u32 = 21;
@@ -41,7 +39,7 @@ impl Host {
             Err(e) => (None, Some(format!("{e:#}"))),
         };
         Ok(Self {
-            kernel_release: kernel_release(),
+            kernel_release: procfs::kernel_release(),
             tracefs,
             btf,
             btf_error,
@@ -84,12 +82,6 @@ fn own_pid_namespace() -> Option<spawnprof_common::PidNamespace> {
     })
 }
 
-pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 /// Whether this process is in a user namespace other than the host's: only
 /// the initial one maps every uid to itself.
 fn in_user_namespace() -> bool {
@@ -101,9 +93,8 @@ fn in_user_namespace() -> bool {
 
 /// Effective capabilities of this process, from /proc/self/status.
 fn effective_caps() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-    u64::from_str_radix(hex.trim(), 16).ok()
+    let status = procfs::read("/proc/self/status")?;
+    u64::from_str_radix(procfs::status_field(&status, "CapEff:")?, 16).ok()
 }
 
 /// Loading BPF programs and reading tracepoints needs root, or CAP_BPF with

@@ -7,9 +7,9 @@ use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
 
 use anyhow::{Context as _, Result};
 
-use super::charts::{self, Axis, Unit};
+use super::{BenchReport, ConfigResult};
 use crate::{
-    bench::{BenchReport, ConfigResult},
+    report::charts::{self, Axis, Unit},
     units::format_ns,
 };
 
@@ -341,7 +341,7 @@ fn sweep_line(r: &BenchReport) -> String {
         if r.configs.len() == 1 { "" } else { "s" }
     )];
     if let Some(t) = r.start_unix_s {
-        parts.push(format!("started {}", super::html::utc(t)));
+        parts.push(format!("started {}", crate::report::html::utc(t)));
     }
     parts.push(format!("took {}", format_ns(r.duration_ns)));
     if let Some(v) = &r.spawnprof_version {

@@ -1,24 +1,18 @@
-//! Synthetic recordings, and the benchmark behind `cargo xtask bench-report`:
-//! how long, and how much memory, rendering every report of a large
-//! recording takes.
-use std::{
-    collections::BTreeMap,
-    fs,
-    path::Path,
-    time::{Duration, Instant},
-};
+//! Synthetic recordings: seeded, realistic spawn records for tests, fuzzing
+//! and the report-rendering benchmark.
+use std::{collections::BTreeMap, fs, path::Path};
 
 use anyhow::{Context as _, Result};
 
-use super::{Summary, export, files};
+use super::{SCHEMA_VERSION, Summary, write_summary};
 use crate::{
     analysis::{Accumulator, Counts, StageStats},
-    correlate::CorrelationStats,
     model::{
-        ExecAttempt, Faults, KERNEL_FN_STAGES, KernelFnTimes, SCHEMA_VERSION, STAGES, SpawnRecord,
-        Timestamps, describe_flags,
+        ExecAttempt, Faults, KERNEL_FN_STAGES, KernelFnTimes, STAGES, SpawnRecord, Timestamps,
+        describe_flags,
     },
-    plan::{Mechanism, PlanRow, Rejection},
+    probe::plan::{Mechanism, PlanRow, Rejection},
+    trace::CorrelationStats,
 };
 
 /// xorshift64*: small, seedable, and good enough for synthetic timings.
@@ -284,7 +278,7 @@ pub fn synthetic_summary(
 /// summary.json) into `dir`.
 pub fn write_synthetic_recording(dir: &Path, n: usize, seed: u64) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut writer = files::SpawnWriter::create(dir)?;
+    let mut writer = super::SpawnWriter::create(dir)?;
     // The recorder's own accumulator, so the summary reads like a real one.
     let mut acc = Accumulator::default();
     for r in synthesize(n, seed) {
@@ -297,80 +291,7 @@ pub fn write_synthetic_recording(dir: &Path, n: usize, seed: u64) -> Result<()> 
         acc.stage_stats(),
         acc.counts(),
     );
-    files::write_summary(dir, &summary)
-}
-
-/// Peak resident set size of this process so far (VmHWM), in bytes.
-pub fn peak_rss_bytes() -> Result<u64> {
-    let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .context("no VmHWM in /proc/self/status")
-}
-
-/// User + system CPU time of this process so far, in seconds.
-pub fn cpu_seconds() -> f64 {
-    let (user, system) = crate::workload::rusage_self();
-    (user + system) as f64 / 1e9
-}
-
-/// Resets VmHWM to the current RSS (Linux ≥ 4.0), so a measurement is not
-/// charged for what ran before it. False if the kernel refused.
-pub fn reset_peak_rss() -> bool {
-    fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// What rendering a synthetic recording cost.
-#[derive(Clone, Copy, Debug)]
-pub struct BenchReport {
-    pub spawns: usize,
-    pub wall: Duration,
-    /// User + system CPU of the rendering, all threads.
-    pub cpu_s: f64,
-    /// Peak RSS of the process during the rendering (VmHWM).
-    pub peak_rss: u64,
-    /// False when the kernel refused to reset VmHWM: then the peak also
-    /// covers writing the synthetic input.
-    pub peak_reset: bool,
-}
-
-/// Renders every report of a synthetic `n`-spawn recording the way
-/// `spawnprof report DIR` does (streaming spawns.jsonl from disk), and
-/// returns the wall time of the rendering and the peak RSS during it.
-///
-/// The recording is written to a temporary directory first; that part is
-/// not timed, and the peak RSS is reset after it (see [`reset_peak_rss`]),
-/// so the figure is what rendering needs — including the process's own
-/// baseline (binary, allocator), which a user pays too.
-pub fn bench_report(n: usize) -> Result<(Duration, u64)> {
-    bench_report_detailed(n).map(|b| (b.wall, b.peak_rss))
-}
-
-/// [`bench_report`] with the CPU time as well (on a busy machine the wall
-/// time says more about the neighbours than about spawnprof).
-pub fn bench_report_detailed(n: usize) -> Result<BenchReport> {
-    let dir =
-        std::env::temp_dir().join(format!("spawnprof-bench-report-{}-{n}", std::process::id()));
-    let result = bench_in(&dir, n);
-    let _ = fs::remove_dir_all(&dir);
-    result
-}
-
-fn bench_in(dir: &Path, n: usize) -> Result<BenchReport> {
-    write_synthetic_recording(dir, n, 0x5eed)?;
-    let peak_reset = reset_peak_rss();
-    let (t0, cpu0) = (Instant::now(), cpu_seconds());
-    export::write_all_from_recording(dir)?;
-    Ok(BenchReport {
-        spawns: n,
-        wall: t0.elapsed(),
-        cpu_s: cpu_seconds() - cpu0,
-        peak_rss: peak_rss_bytes()?,
-        peak_reset,
-    })
+    write_summary(dir, &summary)
 }
 
 #[cfg(test)]
@@ -404,34 +325,5 @@ mod tests {
         assert!(recs.iter().any(|r| r.failed_exec_attempts > 0));
         // Same seed, same records.
         assert_eq!(synthesize(5, 7).collect::<Vec<_>>(), recs[..5].to_vec());
-    }
-
-    #[test]
-    fn peak_rss_is_readable() {
-        assert!(peak_rss_bytes().unwrap() > 1 << 20);
-    }
-
-    /// `cargo test --release -p spawnprof --lib bench_report_one_million -- --ignored --nocapture`
-    #[test]
-    #[ignore = "a benchmark: run in release mode on purpose"]
-    fn bench_report_one_million() {
-        let n = std::env::var("SPAWNPROF_BENCH_N")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1_000_000);
-        let b = bench_report_detailed(n).unwrap();
-        let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        println!(
-            "bench_report: {n} spawns rendered in {:.2} s (CPU {:.2} s), peak RSS {:.0} MiB{}; loadavg {}",
-            b.wall.as_secs_f64(),
-            b.cpu_s,
-            b.peak_rss as f64 / (1 << 20) as f64,
-            if b.peak_reset {
-                ""
-            } else {
-                " (VmHWM not reset: includes writing the input)"
-            },
-            load.trim()
-        );
     }
 }

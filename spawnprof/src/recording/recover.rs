@@ -12,13 +12,11 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use super::{
-    Summary,
-    files::{
-        self, RecordingLock, SPAWNS_FILE, SUMMARY_FILE, SUMMARY_RESERVE_FILE, for_each_record,
-        read_summary,
-    },
+    RecordingLock, SCHEMA_VERSION, SPAWNS_FILE, SUMMARY_FILE, Summary, for_each_record,
+    read_summary,
+    writer::{SUMMARY_RESERVE_FILE, cut_to_last_line},
 };
-use crate::{analysis::Accumulator, model::SCHEMA_VERSION};
+use crate::analysis::Accumulator;
 
 /// What the summary says while the recording runs; replaced by the final
 /// summary, or by [`rebuilt_note`] when the recording is rebuilt.
@@ -71,7 +69,7 @@ fn rebuild(dir: &Path, mut s: Summary) -> Result<Summary> {
         .open(&spawns_path)
         .with_context(|| format!("opening {}", spawns_path.display()))?;
     let len_before = file.metadata()?.len();
-    files::cut_to_last_line(&file)
+    cut_to_last_line(&file)
         .with_context(|| format!("cutting the partial last line of {}", spawns_path.display()))?;
     let cut = len_before - file.metadata()?.len();
     drop(file);
@@ -151,9 +149,9 @@ mod tests {
     use super::*;
     use crate::{
         analysis::Counts,
-        report::{
-            bench::{synthesize, synthetic_summary},
-            files::write_summary,
+        recording::{
+            synthetic::{synthesize, synthetic_summary},
+            write_summary,
         },
     };
 

@@ -1,0 +1,447 @@
+//! Resolving the attach plan on this host: for each stage, its candidates
+//! best first are pre-checked (BTF, tracefs, the kprobe PMU, options),
+//! then loaded and attached; the first that works is the stage's row, and
+//! why each better one was rejected is kept for `spawnprof probes`.
+use std::collections::HashSet;
+
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    Ebpf,
+    programs::{FEntry, FExit, KProbe, Program, ProgramError, RawTracePoint, TracePoint},
+};
+
+use super::{
+    Host, Tracefs,
+    plan::{
+        Attach, Candidate, LOW_OVERHEAD, Mechanism, PlanRow, ProbeStage, Rejection, SKIP_STAGE,
+    },
+    session::SessionOptions,
+};
+
+/// What resolving the plan works with: the loaded object, the host's
+/// facts, and the programs attached by the stages resolved so far.
+pub(super) struct Resolver<'a> {
+    pub ebpf: &'a mut Ebpf,
+    pub btf: Option<&'a aya::Btf>,
+    pub host: &'a Host,
+    pub opts: &'a SessionOptions,
+    pub attached: &'a mut HashSet<&'static str>,
+}
+
+/// Tries `stage`'s candidates best first and returns the row of the first
+/// that attaches (or ends the list as "unavailable"). A required stage
+/// with no working candidate is an error naming every reason.
+pub(super) fn resolve_stage(stage: &ProbeStage, r: &mut Resolver<'_>) -> Result<PlanRow> {
+    let mut rejected = Vec::new();
+    for candidate in stage.candidates {
+        match r.try_candidate(stage, candidate) {
+            Ok(()) => {
+                return Ok(PlanRow {
+                    stage: stage.name.into(),
+                    mechanism: candidate.mechanism,
+                    how: candidate.how.into(),
+                    targets: candidate.attaches.iter().map(Attach::target).collect(),
+                    rejected,
+                });
+            }
+            Err(reason) => rejected.push(Rejection {
+                mechanism: candidate.mechanism,
+                reason,
+            }),
+        }
+    }
+    let reasons: Vec<String> = rejected.iter().map(|r| r.reason.clone()).collect();
+    bail!(
+        "cannot trace the `{}` stage, which recording needs: {}",
+        stage.name,
+        reasons.join("; ")
+    )
+}
+
+impl Resolver<'_> {
+    /// Attaches one candidate; `Err` holds why it was rejected.
+    fn try_candidate(&mut self, stage: &ProbeStage, candidate: &Candidate) -> Result<(), String> {
+        if let Some(why) = left_out(stage, candidate, self.opts) {
+            return Err(why);
+        }
+        if candidate.mechanism == Mechanism::Unavailable {
+            return Ok(());
+        }
+        conflict(stage.name, candidate, self.attached)
+            .map_or(Ok(()), |why| Err(anyhow::anyhow!(why)))
+            .and_then(|()| precheck(self.host, self.opts, candidate))
+            .and_then(|()| {
+                attach_candidate(
+                    self.ebpf,
+                    self.btf,
+                    &self.host.tracefs,
+                    candidate,
+                    self.attached,
+                )
+            })
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// Why the options leave this candidate out, if they do.
+fn left_out(stage: &ProbeStage, candidate: &Candidate, opts: &SessionOptions) -> Option<String> {
+    if candidate.mechanism == Mechanism::Unavailable {
+        return None;
+    }
+    if opts.skips(stage.name) {
+        return Some(format!("skipped on request ({SKIP_STAGE})"));
+    }
+    let event = candidate
+        .per_machine_event()
+        .filter(|_| opts.low_overhead)?;
+    Some(format!(
+        "fires on every {event} of the machine: left out ({LOW_OVERHEAD})"
+    ))
+}
+
+/// Why a candidate must not be combined with what earlier stages attached.
+/// The mmap_lock tracepoint programs derive the lock wait and the copy from
+/// the same events: once dup_mmap needed them, the lock wait is timed by
+/// them too, and a kernel-function tier for it would report it twice.
+fn conflict(
+    stage: &str,
+    candidate: &Candidate,
+    attached: &HashSet<&'static str>,
+) -> Option<String> {
+    let kernel_function = matches!(candidate.mechanism, Mechanism::Fentry | Mechanism::Kprobe);
+    (stage == "mm_lock_wait" && kernel_function && attached.iter().any(|p| p.contains("mmap_lock")))
+        .then(|| {
+            "dup_mmap is timed from the mmap_lock tracepoints, which time this wait too".to_string()
+        })
+}
+
+/// The kernel's per-task fault counters (see `KernelOffsets::has_fault_counters`).
+const FAULT_COUNTERS: &[(&str, &str)] = &[
+    ("task_struct", "min_flt"),
+    ("task_struct", "maj_flt"),
+    ("task_struct", "signal"),
+    ("signal_struct", "min_flt"),
+    ("signal_struct", "maj_flt"),
+];
+
+/// What the kernel_clone tiers read from their argument.
+const CLONE_ARGS: &[(&str, &str)] = &[
+    ("kernel_clone_args", "flags"),
+    ("kernel_clone_args", "exit_signal"),
+];
+
+/// Kernel struct fields programs read through the pointers they are handed
+/// (raw tracepoint and kernel-function arguments); programs not listed need
+/// none. Without them the candidate is refused, with the reason.
+const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
+    ("raw_sched_switch", &[("task_struct", "pid")]),
+    ("raw_sched_process_fork", &[("task_struct", "pid")]),
+    ("raw_task_newtask", &[("task_struct", "pid")]),
+    ("raw_sched_wakeup_new", &[("task_struct", "pid")]),
+    ("fentry_kernel_clone", CLONE_ARGS),
+    ("kprobe_kernel_clone", CLONE_ARGS),
+    // The do_wp_page tiers count only CoW faults: the totals must come
+    // from the task counters.
+    ("fentry_do_wp_page", FAULT_COUNTERS),
+    ("kprobe_do_wp_page", FAULT_COUNTERS),
+    ("fentry_execve", &[("pt_regs", "di")]),
+    ("fentry_execveat", &[("pt_regs", "si")]),
+    ("kprobe_execve", &[("pt_regs", "di")]),
+    ("kprobe_execveat", &[("pt_regs", "si")]),
+    ("fexit_waitid", &[("pt_regs", "dx"), ("pt_regs", "r10")]),
+    ("kprobe_waitid", &[("pt_regs", "dx"), ("pt_regs", "r10")]),
+    (
+        "raw_sched_process_exec",
+        &[
+            ("linux_binprm", "argc"),
+            ("linux_binprm", "envc"),
+            ("linux_binprm", "filename"),
+        ],
+    ),
+];
+
+fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result<()> {
+    match candidate.mechanism {
+        Mechanism::Fentry => {
+            if opts.no_fentry {
+                bail!("disabled by --no-fentry");
+            }
+            let Some(btf) = &host.btf else {
+                bail!(
+                    "no kernel BTF ({})",
+                    host.btf_error.as_deref().unwrap_or("unknown reason")
+                );
+            };
+            for a in candidate.attaches {
+                if let Attach::Fentry { function, .. } | Attach::Fexit { function, .. } = a
+                    && !btf.has_function(function)
+                {
+                    bail!(
+                        "`{function}` is not in the kernel's BTF (inlined or renamed on this kernel)"
+                    );
+                }
+            }
+        }
+        Mechanism::Kprobe => {
+            if opts.no_kprobe {
+                bail!("disabled by --no-kprobe");
+            }
+            if !host.kprobe_pmu {
+                bail!(
+                    "no kprobe PMU (/sys/bus/event_source/devices/kprobe/type is missing: \
+                     kernel built without CONFIG_KPROBES)"
+                );
+            }
+            for a in candidate.attaches {
+                if let Attach::Kprobe { function, .. } = a
+                    && !host.kprobe_target_exists(function)
+                {
+                    bail!("`{function}` is not in available_filter_functions (inlined or notrace)");
+                }
+            }
+        }
+        Mechanism::RawTracepoint => {
+            if opts.no_raw_tracepoint {
+                bail!("disabled by --no-raw-tracepoint");
+            }
+        }
+        Mechanism::Tracepoint => {
+            for a in candidate.attaches {
+                if let Attach::Tracepoint {
+                    category,
+                    name,
+                    optional: false,
+                    ..
+                } = a
+                    && !host.tracefs.has_event(category, name)
+                {
+                    bail!("tracepoint {category}:{name} does not exist on this kernel");
+                }
+            }
+        }
+        Mechanism::Unavailable => {}
+    }
+    check_btf_fields(host, candidate)
+}
+
+/// The errno of a refused load or attach, for the explanations below.
+fn errno_of(e: &ProgramError) -> Option<i32> {
+    match e {
+        ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
+        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
+/// Why the kernel refused a raw tracepoint, in its terms: the two refusals
+/// an older kernel gives are a tracepoint it does not have and one whose
+/// prototype has fewer arguments than the program reads.
+fn raw_attach_error(name: &str, e: ProgramError) -> anyhow::Error {
+    match errno_of(&e) {
+        Some(libc::ENOENT) => anyhow::anyhow!("this kernel has no {name} tracepoint"),
+        Some(libc::EINVAL) => anyhow::anyhow!(
+            "this kernel's {name} tracepoint passes fewer arguments than the program reads \
+             (an older prototype)"
+        ),
+        _ => e.into(),
+    }
+}
+
+/// A refused fentry/fexit load. As root, EPERM there is not a missing
+/// capability but a policy: say so instead of the bare errno.
+fn tracing_load_error(function: &str, e: ProgramError) -> anyhow::Error {
+    match errno_of(&e) {
+        Some(libc::EPERM) => anyhow::anyhow!(
+            "the kernel refused to load a tracing program for {function} (EPERM): a security policy \
+             (kernel lockdown, an LSM, or the platform's) forbids fentry/fexit on this host"
+        ),
+        _ => e.into(),
+    }
+}
+
+/// Refuses a candidate whose programs read kernel structs this host's BTF
+/// cannot locate.
+fn check_btf_fields(host: &Host, candidate: &Candidate) -> Result<()> {
+    for a in candidate.attaches {
+        let program = a.program();
+        let needs = PROGRAM_BTF_FIELDS
+            .iter()
+            .find(|(p, _)| *p == program)
+            .map_or(&[][..], |(_, fields)| fields);
+        if needs.is_empty() {
+            continue;
+        }
+        let Some(btf) = &host.btf else {
+            bail!(
+                "no kernel BTF to locate {} ({})",
+                needs
+                    .iter()
+                    .map(|(s, m)| format!("{s}.{m}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                host.btf_error.as_deref().unwrap_or("unknown reason")
+            );
+        };
+        for (s, m) in needs {
+            if btf.member_offset(s, m).is_none() {
+                bail!("the kernel's BTF has no {s}.{m}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loads and attaches every program of a candidate; on any failure, undoes
+/// what this candidate attached so two tiers never count the same call.
+fn attach_candidate(
+    ebpf: &mut Ebpf,
+    btf: Option<&aya::Btf>,
+    tracefs: &Tracefs,
+    candidate: &Candidate,
+    attached: &mut HashSet<&'static str>,
+) -> Result<()> {
+    let mut mine = Vec::new();
+    for a in candidate.attaches {
+        let program = a.program();
+        if attached.contains(program) {
+            continue;
+        }
+        if let Attach::Tracepoint {
+            category,
+            name,
+            optional: true,
+            ..
+        } = a
+            && !tracefs.has_event(category, name)
+        {
+            continue;
+        }
+        match attach_one(ebpf, btf, a) {
+            Ok(()) => {
+                attached.insert(program);
+                mine.push(program);
+            }
+            Err(e) => {
+                for p in mine {
+                    attached.remove(p);
+                    unload(ebpf, p);
+                }
+                unload(ebpf, program);
+                return Err(e.context(format!("attaching {} to {}", program, a.target())));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program> {
+    ebpf.program_mut(name)
+        .with_context(|| format!("program {name} is missing from the eBPF object"))
+}
+
+fn attach_one(ebpf: &mut Ebpf, btf: Option<&aya::Btf>, a: &Attach) -> Result<()> {
+    let btf_required = || btf.context("kernel BTF could not be loaded");
+    match *a {
+        Attach::Tracepoint {
+            program: p,
+            category,
+            name,
+            ..
+        } => {
+            let tp: &mut TracePoint = program(ebpf, p)?.try_into()?;
+            tp.load()?;
+            tp.attach(category, name)?;
+        }
+        Attach::Fentry {
+            program: p,
+            function,
+        } => {
+            let btf = btf_required()?;
+            let f: &mut FEntry = program(ebpf, p)?.try_into()?;
+            f.load(function, btf)
+                .map_err(|e| tracing_load_error(function, e))?;
+            f.attach()?;
+        }
+        Attach::Fexit {
+            program: p,
+            function,
+        } => {
+            let btf = btf_required()?;
+            let f: &mut FExit = program(ebpf, p)?.try_into()?;
+            f.load(function, btf)
+                .map_err(|e| tracing_load_error(function, e))?;
+            f.attach()?;
+        }
+        Attach::RawTracepoint { program: p, name } => {
+            let rt: &mut RawTracePoint = program(ebpf, p)?.try_into()?;
+            rt.load()?;
+            rt.attach(name).map_err(|e| raw_attach_error(name, e))?;
+        }
+        Attach::Kprobe {
+            program: p,
+            function,
+        }
+        | Attach::Kretprobe {
+            program: p,
+            function,
+        } => {
+            let k: &mut KProbe = program(ebpf, p)?.try_into()?;
+            k.load()?;
+            k.attach(function, 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// Detaches and unloads a program (best effort: it may never have loaded).
+fn unload(ebpf: &mut Ebpf, name: &str) {
+    let Some(p) = ebpf.program_mut(name) else {
+        return;
+    };
+    let _ = match p {
+        Program::TracePoint(p) => p.unload(),
+        Program::FEntry(p) => p.unload(),
+        Program::FExit(p) => p.unload(),
+        Program::KProbe(p) => p.unload(),
+        Program::RawTracePoint(p) => p.unload(),
+        _ => Ok(()),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::plan::PLAN;
+
+    fn raw_candidate(stage: &str) -> &'static Candidate {
+        PLAN.iter()
+            .find(|s| s.name == stage)
+            .and_then(|s| {
+                s.candidates
+                    .iter()
+                    .find(|c| c.mechanism == Mechanism::RawTracepoint)
+            })
+            .expect("the stage has a raw-tracepoint candidate")
+    }
+
+    #[test]
+    fn without_btf_only_raw_programs_that_read_kernel_structs_are_refused() {
+        let Ok(mut host) = Host::probe() else {
+            println!("SKIPPED: needs root to inspect the host (run through `cargo xtask test`)");
+            return;
+        };
+        host.btf = None;
+        host.btf_error = Some("no /sys/kernel/btf/vmlinux (test)".into());
+        let opts = SessionOptions::default();
+        // mmap_lock and page_fault_user pass scalars and an mm pointer
+        // that is only compared: no BTF needed.
+        for stage in ["mm_lock_wait", "dup_mmap", "page_faults"] {
+            precheck(&host, &opts, raw_candidate(stage))
+                .unwrap_or_else(|e| panic!("{stage}: {e:#}"));
+        }
+        let err = precheck(&host, &opts, raw_candidate("first_run")).unwrap_err();
+        assert!(format!("{err:#}").contains("task_struct.pid"), "{err:#}");
+        let err = precheck(&host, &opts, raw_candidate("exec_done")).unwrap_err();
+        assert!(format!("{err:#}").contains("linux_binprm.argc"), "{err:#}");
+    }
+}

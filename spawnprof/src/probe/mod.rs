@@ -1,0 +1,25 @@
+//! Loading and attaching the probes.
+//!
+//! ```text
+//! host (privileges, tracefs, BTF, kprobe PMU)
+//!   └─▶ config: tracepoint field offsets + kernel struct offsets → ProbeConfig
+//!         └─▶ session: load the object, then per stage of the plan table
+//!               attach: precheck → load → attach, best candidate first → PlanRow
+//! ```
+//!
+//! [`plan::PLAN`] is the table (stage → candidates: fentry → kprobe → raw
+//! tracepoint → tracepoint → unavailable); nothing here branches on a kernel
+//! version. Dropping the [`Session`] detaches every program.
+mod attach;
+pub mod btf;
+mod config;
+pub mod host;
+pub mod plan;
+pub mod session;
+pub mod tracefs;
+
+pub use btf::KernelBtf;
+pub use config::tracepoint_offsets;
+pub use host::Host;
+pub use session::{RawSample, Session, SessionOptions};
+pub use tracefs::Tracefs;

@@ -1,0 +1,396 @@
+//! Loading the probes: fill the configuration globals from tracefs and BTF,
+//! load the object, resolve the attach plan candidate by candidate, and hand
+//! out the ring buffer and counters. Dropping a [`Session`] detaches
+//! everything (aya closes the links and programs with their file descriptors,
+//! and the kernel does the same if the process dies).
+use std::collections::{BTreeMap, HashSet};
+
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    programs::{
+        PerfEvent,
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+    },
+};
+use spawnprof_common::{
+    GLOBAL_CONFIG, Gates, MAP_GATES, MAP_LOST, MAP_MARKS, MAP_NS_PENDING, MAP_NS_REGISTRATIONS,
+    MAP_STACK_COUNTS, MAP_STACKS, MAP_TRACED, NsRegistration, StackKey, TracedProc, await_child,
+    kind, traced,
+};
+
+use super::{
+    Host,
+    attach::{Resolver, program, resolve_stage},
+    config::probe_config,
+    plan::{Mechanism, PLAN, PlanRow},
+};
+use crate::{model::FaultCoverage, sys::memlock::raise_memlock_limit};
+
+/// One stack sample count from the kernel.
+#[derive(Clone, Debug)]
+pub struct RawSample {
+    pub tgid: u32,
+    pub comm: [u8; 16],
+    /// Instruction pointers, innermost first (empty when not taken).
+    pub kernel: Vec<u64>,
+    pub user: Vec<u64>,
+    pub count: u64,
+}
+
+/// Knobs of a recording that shape the probes.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// Descendants of traced processes have their own spawns recorded.
+    pub follow: bool,
+    /// Skip the fentry/fexit tier (e.g. to exercise kprobes).
+    pub no_fentry: bool,
+    /// Skip the kprobe/kretprobe tier.
+    pub no_kprobe: bool,
+    /// Skip raw tracepoints for classic ones (where a stage has both).
+    pub no_raw_tracepoint: bool,
+    /// Ring buffer size in bytes (a power of two, at least a page).
+    pub ring_buffer_bytes: u32,
+    /// Record argument strings of each exec (`--capture-args`).
+    pub capture_args: bool,
+    /// Record environment strings of each exec (`--capture-env`).
+    pub capture_env: bool,
+    /// Stages not to attach (reported unavailable): to attribute overhead,
+    /// or to drop a costly stage on a busy production node.
+    pub skip_stages: Vec<String>,
+    /// `--low-overhead`: no probe on a machine-wide per-event tracepoint.
+    pub low_overhead: bool,
+}
+
+impl SessionOptions {
+    /// The checks that need no kernel: stages that exist and may be left
+    /// out, a ring buffer the kernel accepts. Errors name the option.
+    pub fn validate(&self) -> Result<()> {
+        for s in &self.skip_stages {
+            let Some(stage) = PLAN.iter().find(|p| p.name == s) else {
+                let names: Vec<&str> = PLAN.iter().map(|p| p.name).collect();
+                bail!(
+                    "--skip-stage {s}: no such stage (stages: {})",
+                    names.join(", ")
+                );
+            };
+            if stage.required {
+                bail!("--skip-stage {s}: recording cannot work without this stage");
+            }
+        }
+        let size = self.ring_buffer_bytes;
+        if !size.is_power_of_two() || size < 4096 {
+            bail!("--ring-buffer must be a power of two of at least 4096 bytes (got {size})");
+        }
+        Ok(())
+    }
+
+    /// Whether `stage` was left out with `--skip-stage`.
+    pub fn skips(&self, stage: &str) -> bool {
+        self.skip_stages.iter().any(|s| s == stage)
+    }
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            follow: false,
+            no_fentry: false,
+            no_kprobe: false,
+            no_raw_tracepoint: false,
+            ring_buffer_bytes: 16 << 20,
+            skip_stages: Vec::new(),
+            low_overhead: false,
+            capture_args: false,
+            capture_env: false,
+        }
+    }
+}
+
+/// Loaded and attached probes.
+pub struct Session {
+    ebpf: Ebpf,
+    pub plan: Vec<PlanRow>,
+    /// The kernel's own fault counters can be read (BTF offsets known).
+    kernel_fault_counters: bool,
+    /// spawnprof runs in a PID namespace: [`Session::trace`] takes pids of
+    /// that namespace, and the probes translate them to the host's.
+    in_pid_namespace: bool,
+}
+
+impl Session {
+    pub fn start(host: &Host, opts: &SessionOptions) -> Result<Self> {
+        opts.validate()?;
+        let size = opts.ring_buffer_bytes;
+        let config = probe_config(host, opts)?;
+        let memlock = raise_memlock_limit();
+        let mut ebpf = EbpfLoader::new()
+            .override_global(GLOBAL_CONFIG, &config, true)
+            .map_max_entries(MAP_MARKS, size)
+            .load(crate::PROBES)
+            .map_err(anyhow::Error::from)
+            .map_err(|e| match memlock {
+                Err(why) => e.context(format!(
+                    "RLIMIT_MEMLOCK could not be raised ({why}), and kernels before 5.11 count \
+                     BPF maps against it: run as root, or raise it first (`ulimit -l unlimited`)"
+                )),
+                Ok(()) => e,
+            })
+            .context("loading the eBPF object into the kernel")?;
+        let aya_btf = aya::Btf::from_sys_fs().ok();
+        let mut attached = HashSet::new();
+        let mut resolver = Resolver {
+            ebpf: &mut ebpf,
+            btf: aya_btf.as_ref(),
+            host,
+            opts,
+            attached: &mut attached,
+        };
+        let plan = PLAN
+            .iter()
+            .map(|stage| resolve_stage(stage, &mut resolver))
+            .collect::<Result<Vec<_>>>()?;
+        let mut session = Self {
+            ebpf,
+            plan,
+            kernel_fault_counters: config.kernel.has_fault_counters(),
+            in_pid_namespace: host.pid_ns.is_some(),
+        };
+        session.tell_probes_what_attached()?;
+        Ok(session)
+    }
+
+    /// Whether the plan observes `stage` at all (it did not end unavailable).
+    fn attached(&self, stage: &str) -> bool {
+        self.plan
+            .iter()
+            .any(|r| r.stage == stage && r.mechanism != Mechanism::Unavailable)
+    }
+
+    /// What the fault figures of the marks are worth.
+    pub fn fault_coverage(&self) -> FaultCoverage {
+        let fault_probe = self.attached("page_faults");
+        FaultCoverage {
+            cow: fault_probe,
+            totals: self.kernel_fault_counters || fault_probe,
+        }
+    }
+
+    /// Tells the kernel side which of the stages that follow a new child
+    /// until it runs (first_run, wakeup_new) did attach. Whether one ends
+    /// unavailable is only known now, after the programs were loaded with
+    /// their configuration.
+    fn tell_probes_what_attached(&mut self) -> Result<()> {
+        let attached = [
+            ("first_run", await_child::FIRST_RUN),
+            ("wakeup_new", await_child::WAKEUP_NEW),
+        ]
+        .into_iter()
+        .filter(|(stage, _)| self.attached(stage))
+        .fold(0, |bits, (_, bit)| bits | bit);
+        let map = self
+            .ebpf
+            .map_mut(MAP_GATES)
+            .context("the probes' gate counters (.bss) are missing")?;
+        let mut gates: aya::maps::Array<_, Gates> = aya::maps::Array::try_from(map)?;
+        // Nothing is traced yet, so every counter is still zero.
+        let now = gates.get(&0, 0)?;
+        gates.set(
+            0,
+            Gates {
+                await_child_attached: attached as u64,
+                ..now
+            },
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// Adds a process to the kernel-side set of traced processes.
+    ///
+    /// In a PID namespace `tgid` is a pid of that namespace: the process is
+    /// traced from the first probe that runs in it, and
+    /// [`Session::host_tgid`] tells its pid on the host from then on.
+    pub fn trace(&mut self, tgid: u32, record_spawns: bool) -> Result<()> {
+        let flags = if record_spawns {
+            traced::SPAWNS
+        } else {
+            traced::LIFE_ONLY
+        };
+        if self.in_pid_namespace {
+            let registration = NsRegistration {
+                flags,
+                host_tgid: 0,
+            };
+            self.add_traced(MAP_NS_REGISTRATIONS, tgid, registration)?;
+            return self.set_registration_pending(true);
+        }
+        let entry = TracedProc {
+            flags,
+            ..TracedProc::default()
+        };
+        self.add_traced(MAP_TRACED, tgid, entry)
+    }
+
+    /// Puts `tgid` into one of the maps of traced processes.
+    fn add_traced<V: aya::Pod>(&mut self, map: &str, tgid: u32, value: V) -> Result<()> {
+        let mut map: HashMap<&mut MapData, u32, V> = HashMap::try_from(
+            self.ebpf
+                .map_mut(map)
+                .with_context(|| format!("the {map} map is missing"))?,
+        )?;
+        map.insert(tgid, value, 0)
+            .with_context(|| format!("adding pid {tgid} to the traced set"))?;
+        Ok(())
+    }
+
+    /// The host's pid of a process given to [`Session::trace`]: itself
+    /// outside a PID namespace; inside one, `None` until a probe has run in
+    /// the process. Once every registration is resolved, the probes stop
+    /// looking for them.
+    pub fn host_tgid(&mut self, tgid: u32) -> Result<Option<u32>> {
+        if !self.in_pid_namespace {
+            return Ok(Some(tgid));
+        }
+        let map: HashMap<&MapData, u32, NsRegistration> = HashMap::try_from(
+            self.ebpf
+                .map(MAP_NS_REGISTRATIONS)
+                .context("NS_REGISTRATIONS map missing")?,
+        )?;
+        let host = match map.get(&tgid, 0) {
+            Ok(r) if r.host_tgid != 0 => Some(r.host_tgid),
+            _ => None,
+        };
+        let all_resolved = map.iter().all(|e| e.is_ok_and(|(_, r)| r.host_tgid != 0));
+        if all_resolved {
+            self.set_registration_pending(false)?;
+        }
+        Ok(host)
+    }
+
+    fn set_registration_pending(&mut self, pending: bool) -> Result<()> {
+        let mut flag: aya::maps::Array<&mut MapData, u32> = aya::maps::Array::try_from(
+            self.ebpf
+                .map_mut(MAP_NS_PENDING)
+                .context("NS_PENDING map missing")?,
+        )?;
+        flag.set(0, pending as u32, 0)?;
+        Ok(())
+    }
+
+    /// The ring buffer of marks (taken once).
+    pub fn take_marks(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self.ebpf.take_map(MAP_MARKS).context("MARKS map missing")?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Marks dropped because the ring buffer was full, by kind (summed over CPUs).
+    pub fn lost(&self) -> Result<BTreeMap<String, u64>> {
+        let map: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_LOST).context("LOST map missing")?)?;
+        let mut out = BTreeMap::new();
+        for k in 1..kind::COUNT {
+            let total: u64 = map.get(&(k as u32), 0)?.iter().sum();
+            if total > 0 {
+                out.insert(kind::name(k).to_string(), total);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts cpu-clock sampling of the traced processes' stacks on every CPU.
+    pub fn start_sampling(&mut self, hz: u64) -> Result<()> {
+        let program: &mut PerfEvent = program(&mut self.ebpf, "sample_stack")?.try_into()?;
+        program.load().context("loading the stack sampler")?;
+        let cpus = aya::util::online_cpus().map_err(|(path, e)| anyhow::anyhow!("{path}: {e}"))?;
+        for cpu in cpus {
+            program
+                .attach(
+                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Frequency(hz),
+                    false,
+                )
+                .with_context(|| format!("opening the cpu-clock sampler on CPU {cpu}"))?;
+        }
+        Ok(())
+    }
+
+    /// Processes that have stack samples so far.
+    pub fn sampled_tgids(&self) -> Vec<u32> {
+        let Some(map) = self.ebpf.map(MAP_STACK_COUNTS) else {
+            return Vec::new();
+        };
+        let Ok(counts) = HashMap::<&MapData, StackKey, u64>::try_from(map) else {
+            return Vec::new();
+        };
+        let mut tgids: Vec<u32> = counts
+            .keys()
+            .filter_map(Result::ok)
+            .map(|k| k.tgid)
+            .collect();
+        tgids.sort_unstable();
+        tgids.dedup();
+        tgids
+    }
+
+    /// Every stack sample count, with its stacks resolved to addresses.
+    /// Returns the samples and how many stacks could not be taken.
+    pub fn stack_samples(&self) -> Result<Vec<RawSample>> {
+        let counts: HashMap<&MapData, StackKey, u64> = HashMap::try_from(
+            self.ebpf
+                .map(MAP_STACK_COUNTS)
+                .context("STACK_COUNTS map missing")?,
+        )?;
+        let stacks: StackTraceMap<&MapData> =
+            StackTraceMap::try_from(self.ebpf.map(MAP_STACKS).context("STACKS map missing")?)?;
+        let frames = |id: i32| -> Vec<u64> {
+            if id < 0 {
+                return Vec::new();
+            }
+            stacks
+                .get(&(id as u32), 0)
+                .map(|t| t.frames().iter().map(|f| f.ip).collect())
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        for entry in counts.iter() {
+            let (key, count) = entry?;
+            out.push(RawSample {
+                tgid: key.tgid,
+                comm: key.comm,
+                kernel: frames(key.kernel_stack),
+                user: frames(key.user_stack),
+                count,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The probes' gate counters now (see [`spawnprof_common::Gates`]).
+    pub fn gates(&self) -> Result<Gates> {
+        let map = self
+            .ebpf
+            .map(MAP_GATES)
+            .context("the probes' gate counters (.bss) are missing")?;
+        let gates: aya::maps::Array<_, Gates> = aya::maps::Array::try_from(map)?;
+        Ok(gates.get(&0, 0)?)
+    }
+
+    /// Per-program run time and run count (non-zero only while BPF stats are enabled).
+    pub fn program_stats(&self) -> Vec<(String, u64, u64)> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some((
+                    name.to_string(),
+                    info.run_time().as_nanos() as u64,
+                    info.run_count(),
+                ))
+            })
+            .filter(|(_, _, count)| *count > 0)
+            .collect()
+    }
+}

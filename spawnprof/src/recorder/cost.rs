@@ -1,0 +1,50 @@
+//! `--probe-cost`: what the probes and spawnprof itself cost per spawn.
+use std::os::fd::OwnedFd;
+
+use anyhow::{Result, anyhow};
+
+use crate::{
+    probe::Session,
+    recording::{ProbeCost, ProgramCost},
+    sys::clock::own_cpu_ns,
+};
+
+/// Measures what the recording costs: keeps the kernel's BPF run-time
+/// statistics on (they stop when the returned descriptor closes, unless the
+/// host enabled them itself) and notes our CPU time at the start.
+pub(super) struct CostMeter {
+    _stats: OwnedFd,
+    cpu_ns_at_start: u64,
+}
+
+impl CostMeter {
+    pub fn start() -> Result<Self> {
+        let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| {
+            anyhow!(
+                "--probe-cost: the kernel refused BPF run-time statistics (BPF_ENABLE_STATS, Linux 5.8+): {e}; \
+                 record without --probe-cost"
+            )
+        })?;
+        Ok(Self {
+            _stats: stats,
+            cpu_ns_at_start: own_cpu_ns(),
+        })
+    }
+
+    pub fn finish(self, session: &Session, spawns: u64) -> ProbeCost {
+        let mut programs: Vec<ProgramCost> = session
+            .program_stats()
+            .into_iter()
+            .map(|(name, run_ns, runs)| ProgramCost { name, runs, run_ns })
+            .collect();
+        programs.sort_by_key(|p| std::cmp::Reverse(p.run_ns));
+        ProbeCost {
+            bpf_ns: programs.iter().map(|p| p.run_ns).sum(),
+            bpf_runs: programs.iter().map(|p| p.runs).sum(),
+            programs,
+            reader_cpu_ns: own_cpu_ns().saturating_sub(self.cpu_ns_at_start),
+            spawns,
+            gates_at_end: session.gates().ok(),
+        }
+    }
+}

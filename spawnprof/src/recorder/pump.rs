@@ -1,0 +1,316 @@
+//! Phase 3: marks from the ring buffer, through the reorder window into
+//! the correlator, and finished spawns into the recording, until the
+//! target exits, the duration ends or a signal arrives.
+use std::{sync::LazyLock, time::Duration};
+
+use anyhow::Result;
+use aya::maps::{MapData, RingBuf};
+use tokio::time::Instant;
+
+use super::{
+    RECORDS_KEPT, RecordOptions, Stop, Target,
+    interrupt::{self, Interrupts},
+    start::Live,
+};
+use crate::{
+    sys::{clock::mono_ns, procfs::pid_alive},
+    trace::{Reorder, decode, stacks::MapsCache},
+};
+
+/// How often marks are collected from the ring buffer when the probes have
+/// not asked for an early wake-up. Each wake-up of the reader costs tens of
+/// µs of CPU: at 40 ms instead of 10 ms the reader used 12-15 instead of
+/// 19-25 µs per spawn (serial posix_spawn). A burst that fills half the
+/// ring wakes the reader at once, so the ring is not at risk.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(40);
+/// With stack sampling, the memory maps of each process that just exec'd
+/// are read while draining; short-lived processes must still be there.
+const DRAIN_INTERVAL_SAMPLING: Duration = Duration::from_millis(10);
+/// While drains come back empty the interval doubles up to this, so an idle
+/// recording (`-p` on a quiet server) rarely wakes; the first marks after a
+/// lull wait at most this long.
+const IDLE_DRAIN_INTERVAL: Duration = Duration::from_millis(160);
+/// How often `-p` checks that its target is still alive.
+const ALIVE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the memory-map snapshots of processes that ended unsampled
+/// are dropped (each prune walks the kernel's sample map).
+const MAPS_PRUNE_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the live count of a `-p` recording is redrawn.
+const LIVE_UPDATE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What woke the loop.
+enum Wake {
+    /// The probes asked for an early drain (the ring is half full).
+    Drained,
+    Tick,
+    Signal(interrupt::Stop),
+    Stop(Stop),
+}
+
+/// The loop's timers and the periodic chores of its tick.
+struct Chores {
+    busy_interval: Duration,
+    drain_every: Duration,
+    alive_checked: Instant,
+    maps_pruned: Instant,
+    /// The live count, drawn on a terminal (`-p` only).
+    live: Option<indicatif::ProgressBar>,
+    live_shown: Instant,
+    panic_at: Option<Instant>,
+}
+
+impl Live {
+    pub async fn pump(
+        &mut self,
+        opts: &RecordOptions,
+        interrupts: &mut Interrupts,
+    ) -> Result<Stop> {
+        if self.gone_before_tracing {
+            return Ok(Stop::TargetExited(None));
+        }
+        let mut chores = Chores::new(self, opts);
+        let deadline = opts.duration.map(|d| Instant::now() + d);
+        let tick = tokio::time::sleep(chores.drain_every);
+        tokio::pin!(tick);
+        let stop = loop {
+            let wake = self.wait(&mut tick, deadline, interrupts).await?;
+            match wake {
+                Wake::Stop(stop) => break stop,
+                Wake::Signal(signal) => {
+                    self.pass_on(signal, opts);
+                    break Stop::Interrupted;
+                }
+                Wake::Drained => chores.drain_every = chores.busy_interval,
+                Wake::Tick => {
+                    if let Some(stop) = self.tick(&mut chores, opts) {
+                        break stop;
+                    }
+                    tick.as_mut().reset(Instant::now() + chores.drain_every);
+                }
+            }
+            self.feed_ready()?;
+        };
+        if let Some(bar) = chores.live {
+            bar.finish_and_clear();
+        }
+        Ok(stop)
+    }
+
+    /// Waits for the next thing to do. Marks the probes pushed early are
+    /// collected right here.
+    async fn wait(
+        &mut self,
+        tick: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+        deadline: Option<Instant>,
+        interrupts: &mut Interrupts,
+    ) -> Result<Wake> {
+        let Live {
+            ring,
+            reorder,
+            maps,
+            sampling,
+            child_exit,
+            ..
+        } = self;
+        Ok(tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                drain_ring(guard.get_inner_mut(), reorder, sampling.snapshot_maps.then_some(maps));
+                guard.clear_ready();
+                Wake::Drained
+            }
+            status = async { child_exit.as_mut().expect("guarded").await }, if child_exit.is_some() => {
+                Wake::Stop(Stop::TargetExited(status.ok().flatten()))
+            }
+            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                Wake::Stop(Stop::Duration)
+            }
+            signal = interrupts.recv() => Wake::Signal(signal),
+            _ = tick.as_mut() => Wake::Tick,
+        })
+    }
+
+    /// Unlike Ctrl-C, SIGTERM (or SIGHUP sent with kill) reaches only us:
+    /// pass SIGTERM on so the command does not outlive its recording. A
+    /// command of our own (the bench's spawner) ends on any of them.
+    fn pass_on(&self, signal: interrupt::Stop, opts: &RecordOptions) {
+        let end_command = signal != interrupt::Stop::CtrlC || opts.owns_command;
+        if end_command && matches!(opts.target, Target::Command(_)) {
+            // SAFETY: signalling the child we started.
+            unsafe { libc::kill(self.root_pid as i32, libc::SIGTERM) };
+        }
+    }
+
+    /// The timer's chores: collect marks, redraw the live count, prune map
+    /// snapshots, and check that `-p`'s target still lives.
+    fn tick(&mut self, chores: &mut Chores, opts: &RecordOptions) -> Option<Stop> {
+        let maps = self.sampling.snapshot_maps.then_some(&mut self.maps);
+        let marks = drain_ring(self.ring.get_mut(), &mut self.reorder, maps);
+        chores.drain_every = if marks == 0 {
+            (chores.drain_every * 2).min(IDLE_DRAIN_INTERVAL)
+        } else {
+            chores.busy_interval
+        };
+        let now = Instant::now();
+        if let Some(bar) = &chores.live
+            && now - chores.live_shown >= LIVE_UPDATE_INTERVAL
+        {
+            chores.live_shown = now;
+            let c = self.stats.counts();
+            bar.set_message(format!(
+                "{} spawns, {} execs, {} failed exec attempts",
+                c.spawns, c.execs, c.failed_exec_attempts
+            ));
+            bar.tick();
+        }
+        if self.sampling.snapshot_maps && now - chores.maps_pruned >= MAPS_PRUNE_INTERVAL {
+            chores.maps_pruned = now;
+            self.maps.prune(&self.session.sampled_tgids());
+        }
+        if chores.panic_at.is_some_and(|at| now >= at) {
+            panic!("SPAWNPROF_TEST_PANIC_AFTER_MS: a panic while recording, on request");
+        }
+        if opts.target_is_pid() && now - chores.alive_checked >= ALIVE_CHECK_INTERVAL {
+            chores.alive_checked = now;
+            if !pid_alive(self.root_pid) {
+                if let Some(bar) = chores.live.take() {
+                    bar.finish_and_clear();
+                }
+                if opts.announce {
+                    crate::say!("spawnprof: {} exited; stopping", self.summary.target);
+                }
+                return Some(Stop::TargetExited(None));
+            }
+        }
+        None
+    }
+
+    /// Feeds the marks that left the reorder window to the correlator and
+    /// writes out the spawns that finished.
+    fn feed_ready(&mut self) -> Result<()> {
+        self.root.resolve(&mut self.session, &mut self.correlator)?;
+        for e in self.reorder.ready(mono_ns()) {
+            self.correlator.feed(&e);
+        }
+        self.flush();
+        Ok(())
+    }
+
+    /// Writes out the spawns the correlator finished, keeps the first ones
+    /// for the terminal, and adds them to the statistics.
+    pub fn flush(&mut self) {
+        for r in self.correlator.drain_finished() {
+            self.writer.append(&r);
+            self.stats.add(&r);
+            if self.records.len() < RECORDS_KEPT {
+                self.records.push(r);
+            }
+        }
+        if let Some(failure) = self.writer.checkpoint() {
+            crate::say!(
+                "spawnprof: error: {failure}; recording goes on, but from now on spawns are only \
+                 counted for the report below, not saved (free space, or record into another \
+                 directory with -o)"
+            );
+        }
+    }
+}
+
+impl Chores {
+    fn new(live: &Live, opts: &RecordOptions) -> Self {
+        // The probes wake us only when the ring buffer is half full;
+        // otherwise marks are collected on this timer (spawnprof-ebpf emit.rs).
+        let busy_interval = if live.sampling.active {
+            DRAIN_INTERVAL_SAMPLING
+        } else {
+            DRAIN_INTERVAL
+        };
+        // With -p the terminal is otherwise silent until the end. Not with a
+        // command, whose own output shares the terminal and would be torn up
+        // by a redrawn line.
+        let live_count = (opts.announce && opts.target_is_pid()).then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} recording [{elapsed}] {msg}")
+                    .expect("valid template"),
+            );
+            bar
+        });
+        let now = Instant::now();
+        Self {
+            busy_interval,
+            drain_every: busy_interval,
+            alive_checked: now,
+            maps_pruned: now,
+            live: live_count,
+            live_shown: now,
+            panic_at: test_panic_deadline(),
+        }
+    }
+}
+
+/// Moves every mark from the ring buffer into the reorder window and
+/// returns how many there were. With `maps`, the memory maps of each
+/// process that just exec'd are snapshotted while it (probably) still runs,
+/// to symbolize its stacks later.
+pub(super) fn drain_ring(
+    ring: &mut RingBuf<MapData>,
+    reorder: &mut Reorder,
+    mut maps: Option<&mut MapsCache>,
+) -> usize {
+    // SPAWNPROF_DEBUG_MARKS=1 prints every mark as it arrives (for debugging
+    // probes). Looked up once: getenv locks and scans the environment, and
+    // this runs up to 100 times a second (with stack sampling).
+    static DEBUG: LazyLock<bool> =
+        LazyLock::new(|| std::env::var_os("SPAWNPROF_DEBUG_MARKS").is_some());
+    let mut marks = 0;
+    while let Some(item) = ring.next() {
+        marks += 1;
+        let e = match decode(&item) {
+            Ok(e) => e,
+            Err(err) => {
+                crate::say!("spawnprof: skipping a malformed mark: {err:#}");
+                continue;
+            }
+        };
+        if *DEBUG {
+            let m = &e.mark;
+            crate::say!(
+                "mark {} {:<18} cpu{} tid={} tgid={} a={:#x} b={:#x} c={:#x} {}",
+                m.ts_ns,
+                spawnprof_common::kind::name(m.kind),
+                m.cpu,
+                m.tid,
+                m.tgid,
+                m.a,
+                m.b,
+                m.c,
+                e.text.as_deref().unwrap_or("")
+            );
+        }
+        if let Some(maps) = maps.as_deref_mut() {
+            match e.mark.kind {
+                spawnprof_common::kind::EXEC_DONE => maps.observe(e.mark.tgid),
+                spawnprof_common::kind::EXIT => maps.exited(e.mark.tgid),
+                _ => {}
+            }
+        }
+        reorder.push(e)
+    }
+    marks
+}
+
+/// Debug builds only (the integration tests' binaries):
+/// `SPAWNPROF_TEST_PANIC_AFTER_MS=N` panics in the recording loop N ms in,
+/// to prove that a panic still detaches every probe and keeps the spawns
+/// written so far.
+fn test_panic_deadline() -> Option<Instant> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let ms: u64 = std::env::var("SPAWNPROF_TEST_PANIC_AFTER_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Instant::now() + Duration::from_millis(ms))
+}

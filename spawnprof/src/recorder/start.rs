@@ -1,0 +1,220 @@
+//! Phase 2: open the recording, start or adopt the target, announce.
+use anyhow::{Context as _, Result, anyhow};
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::oneshot,
+};
+
+use super::{
+    RecordOptions, Target,
+    cost::CostMeter,
+    interrupt::{InterruptedBeforeTracing, Interrupts},
+    prepare::{CheckedTarget, Probes, Sampling},
+    target::{GatedChild, RootResolver},
+};
+use crate::{
+    analysis::Accumulator,
+    model::SpawnRecord,
+    probe::{Host, Session, SessionOptions},
+    recording::{RecordingWriter, SCHEMA_VERSION, Summary, recover},
+    sys::{
+        clock::{mono_ns, unix_seconds_now},
+        node::NodeFacts,
+        procfs::pid_alive,
+    },
+    trace::{Correlator, Reorder, stacks::MapsCache},
+};
+
+/// A recording in progress: what the loop feeds and the end writes out.
+pub(super) struct Live {
+    pub session: Session,
+    pub ring: AsyncFd<RingBuf<MapData>>,
+    pub writer: RecordingWriter,
+    pub correlator: Correlator,
+    pub reorder: Reorder,
+    /// The first spawns, for the terminal table.
+    pub records: Vec<SpawnRecord>,
+    pub stats: Accumulator,
+    pub maps: MapsCache,
+    pub sampling: Sampling,
+    pub cost: Option<CostMeter>,
+    pub root: RootResolver,
+    /// The command's pid, or the adopted process's thread group.
+    pub root_pid: u32,
+    /// The command's exit status, once it has one.
+    pub child_exit: Option<oneshot::Receiver<Option<i32>>>,
+    /// `-p`'s process ended while the probes loaded: nothing to record.
+    pub gone_before_tracing: bool,
+    /// The provisional summary, completed at the end.
+    pub summary: Summary,
+    pub t0: u64,
+}
+
+impl Live {
+    pub async fn start(
+        probes: Probes,
+        target: CheckedTarget,
+        opts: &RecordOptions,
+        interrupts: &mut Interrupts,
+    ) -> Result<Live> {
+        let Probes {
+            host,
+            out,
+            mut session,
+            session_opts,
+            cost,
+            sampling,
+        } = probes;
+        let ring = session.take_marks()?;
+        // SAFETY: the ring buffer owns its map fd and keeps it open (and the
+        // same) until it is dropped, which happens after the AsyncFd is gone.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| anyhow!("polling the ring buffer: {e}"))?;
+        if interrupts.arrived().await.is_some() {
+            drop(ring);
+            drop(session); // detaches every probe
+            out.discard();
+            return Err(InterruptedBeforeTracing.into());
+        }
+        let t0 = mono_ns();
+        let summary = provisional_summary(&host, &session, &session_opts, &target, &sampling, t0);
+        // On disk before the first spawn: should spawnprof be killed where
+        // no handler runs (SIGKILL, the OOM killer), `spawnprof report`
+        // rebuilds the rest from spawns.jsonl (recording::recover).
+        let writer = out.start(&summary)?;
+        let correlator = Correlator::new(t0, None).with_fault_coverage(session.fault_coverage());
+        let (root_pid, child_exit) = start_target(&mut session, opts, &target)?;
+        let mut live = Live {
+            session,
+            ring,
+            writer,
+            correlator,
+            reorder: Reorder::new(opts.reorder_window.as_nanos() as u64),
+            records: Vec::new(),
+            stats: Accumulator::default(),
+            maps: MapsCache::default(),
+            sampling,
+            cost,
+            root: RootResolver {
+                pending: Some(root_pid),
+                is_command: matches!(opts.target, Target::Command(_)),
+            },
+            root_pid,
+            child_exit,
+            // A pid that ended while the probes loaded leaves nothing to wait for.
+            gone_before_tracing: opts.target_is_pid() && !pid_alive(root_pid),
+            summary,
+            t0,
+        };
+        live.root.resolve(&mut live.session, &mut live.correlator)?;
+        live.announce(&host, opts, &target.desc);
+        Ok(live)
+    }
+
+    /// The line tools and tests wait for before starting the workload.
+    fn announce(&self, host: &Host, opts: &RecordOptions, desc: &str) {
+        if self.gone_before_tracing {
+            crate::say!(
+                "spawnprof: {desc} exited while the probes were loading: nothing was recorded (the empty recording is kept)"
+            );
+            return;
+        }
+        if !opts.announce {
+            return;
+        }
+        if host.pid_ns.is_some() {
+            crate::say!(
+                "spawnprof: running in a PID namespace (a container): the recording shows pids \
+                 as the host numbers them"
+            );
+        }
+        match &opts.target {
+            Target::Command(_) => crate::say!(
+                "spawnprof: tracing {desc} (pid {}); Ctrl-C to stop",
+                self.root_pid
+            ),
+            Target::Pid(_) => crate::say!("spawnprof: tracing {desc}; Ctrl-C to stop"),
+        }
+    }
+}
+
+/// Starts the command, held before its exec until it is traced, or adopts
+/// the running process. Returns its pid and, for a command, its exit.
+fn start_target(
+    session: &mut Session,
+    opts: &RecordOptions,
+    target: &CheckedTarget,
+) -> Result<(u32, Option<oneshot::Receiver<Option<i32>>>)> {
+    match &opts.target {
+        Target::Command(argv) => {
+            let stdout = match &opts.command_stdout {
+                Some(path) => Some(std::fs::File::create(path).with_context(|| {
+                    format!("creating {} for the command's output", path.display())
+                })?),
+                None => None,
+            };
+            let child = GatedChild::spawn(argv, stdout.as_ref())?;
+            session.trace(child.pid, true)?;
+            let pid = child.pid;
+            Ok((pid, Some(child.release()?)))
+        }
+        Target::Pid(_) => {
+            let tgid = target.existing_pid.expect("checked with the target");
+            session.trace(tgid, true)?;
+            Ok((tgid, None))
+        }
+    }
+}
+
+/// What is known as tracing starts: target, node, plan.
+fn provisional_summary(
+    host: &Host,
+    session: &Session,
+    session_opts: &SessionOptions,
+    target: &CheckedTarget,
+    sampling: &Sampling,
+    t0: u64,
+) -> Summary {
+    Summary {
+        schema_version: SCHEMA_VERSION,
+        spawnprof_version: env!("CARGO_PKG_VERSION").into(),
+        target: target.desc.clone(),
+        kernel: host.kernel_release.clone(),
+        node: Some(NodeFacts::collect()),
+        start_monotonic_ns: t0,
+        start_unix_s: unix_seconds_now().unwrap_or(0),
+        duration_ns: 0,
+        interrupted: false,
+        exit_code: None,
+        counts: Default::default(),
+        lost_marks_total: 0,
+        lost_marks: Default::default(),
+        correlation: Default::default(),
+        stages: Default::default(),
+        placement: None,
+        plan: session.plan.clone(),
+        captured: captured(session_opts),
+        stack_sampling: sampling.note.clone(),
+        stack_samples: 0,
+        probe_cost: None,
+        spawns_incomplete: None,
+        unfinished: Some(recover::WHILE_RECORDING.into()),
+    }
+}
+/// What the recording holds about arguments and environments, for the summary.
+fn captured(opts: &SessionOptions) -> Vec<String> {
+    let mut out =
+        vec!["exec paths, task names, argument and environment counts and sizes".to_string()];
+    if opts.capture_args {
+        out.push("argument strings (--capture-args, first 256 bytes per exec)".into());
+    } else {
+        out.push("no argument strings (pass --capture-args to record them)".into());
+    }
+    if opts.capture_env {
+        out.push("environment strings (--capture-env, first 256 bytes per exec)".into());
+    } else {
+        out.push("no environment strings (pass --capture-env to record them)".into());
+    }
+    out
+}

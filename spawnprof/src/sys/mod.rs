@@ -1,0 +1,6 @@
+//! The machine and this process: clocks, /proc and /sys, and the node
+//! facts that explain spawn costs.
+pub mod clock;
+pub mod memlock;
+pub mod node;
+pub mod procfs;
