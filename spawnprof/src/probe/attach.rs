@@ -12,10 +12,10 @@ use aya::{
 
 use super::{
     Host, Tracefs,
+    options::SessionOptions,
     plan::{
         Attach, Candidate, LOW_OVERHEAD, Mechanism, PlanRow, ProbeStage, Rejection, SKIP_STAGE,
     },
-    session::SessionOptions,
 };
 
 /// What resolving the plan works with: the loaded object, the host's

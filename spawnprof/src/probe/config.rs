@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 use spawnprof_common::{KernelOffsets, NO_FIELD, ProbeConfig, TracepointOffsets, capture};
 
-use super::{Host, Tracefs, session::SessionOptions};
+use super::{Host, Tracefs, options::SessionOptions};
 
 /// The globals the probes read: tracepoint field offsets from tracefs,
 /// kernel struct offsets from BTF.
