@@ -11,6 +11,7 @@
 //! and [`RecordingWriter::finish`] writes the final summary. Reading:
 //! [`Recording::open`], [`Recording::summary`] (rebuilt by [`recover`] when
 //! spawnprof was killed mid-recording) and [`Recording::records`].
+pub mod light;
 mod lock;
 mod out_dir;
 mod reader;
