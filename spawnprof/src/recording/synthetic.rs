@@ -326,4 +326,14 @@ mod tests {
         // Same seed, same records.
         assert_eq!(synthesize(5, 7).collect::<Vec<_>>(), recs[..5].to_vec());
     }
+
+    /// Keeps a synthetic recording in `$SPAWNPROF_SYNTHETIC_DIR`, to render
+    /// with `spawnprof report` and compare the outputs of two versions.
+    /// `SPAWNPROF_SYNTHETIC_DIR=DIR cargo test -p spawnprof --lib keep_a_synthetic -- --ignored`
+    #[test]
+    #[ignore]
+    fn keep_a_synthetic_recording_for_comparing_versions() {
+        let dir = std::env::var_os("SPAWNPROF_SYNTHETIC_DIR").expect("SPAWNPROF_SYNTHETIC_DIR");
+        write_synthetic_recording(Path::new(&dir), 20_000, 0x5eed).unwrap();
+    }
 }

@@ -544,3 +544,105 @@ fn a_failed_clone_with_any_return_value_is_reported() {
     assert_eq!(stats.failed_clones, 1);
     assert!(recs[0].incomplete[0].starts_with("clone failed: errno "));
 }
+
+/// Writes the records and counters a seeded storm of plausible marks
+/// (few tids, so spawns collide, go stale and lose sides) gives, one JSON
+/// line each, to `$SPAWNPROF_CORRELATE_DUMP`: run it before and after a
+/// change to the correlator and compare the files.
+/// `SPAWNPROF_CORRELATE_DUMP=FILE cargo test -p spawnprof --lib mark_storm -- --ignored`
+#[test]
+#[ignore]
+fn mark_storm_records_for_comparing_versions() {
+    let path = std::env::var_os("SPAWNPROF_CORRELATE_DUMP").expect("SPAWNPROF_CORRELATE_DUMP");
+    let mut seed = 0x5eed_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut out = String::new();
+    for round in 0..20u64 {
+        let s = mark_storm(&mut next);
+        let mut c = Correlator::new(1_000, (round % 2 == 0).then_some(200)).with_fault_coverage(
+            FaultCoverage {
+                cow: round % 3 != 0,
+                totals: round % 5 != 0,
+            },
+        );
+        for (i, e) in s.events.iter().enumerate() {
+            c.feed(e);
+            if i % 97 == 0 {
+                for r in c.drain_finished() {
+                    out.push_str(&serde_json::to_string(&r).unwrap());
+                    out.push('\n');
+                }
+                out.push_str(&format!("in flight {}\n", c.in_flight()));
+            }
+        }
+        c.finish_all();
+        // Sorted: the spawns still inside a clone come out in hash order.
+        let mut last: Vec<String> = c
+            .take_finished()
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        last.sort();
+        for line in last {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out.push_str(&serde_json::to_string(&c.stats()).unwrap());
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// 5,000 marks of every kind (and one out of range) drawn from `next`,
+/// between six tids; their values mostly those tids, flags, errnos and
+/// fault counts, sometimes anything.
+fn mark_storm(next: &mut impl FnMut() -> u64) -> Script {
+    let tids = [100u32, 101, 200, 201, 202, 203];
+    let flags = [
+        SIGCHLD,
+        cf::CLONE_VM | cf::CLONE_VFORK | SIGCHLD,
+        cf::CLONE_VM | cf::CLONE_THREAD | cf::CLONE_SIGHAND,
+    ];
+    let mut s = Script::new();
+    for _ in 0..5_000 {
+        let kind = (next() % u64::from(kind::COUNT + 1)) as u16;
+        let tid = tids[(next() % 6) as usize];
+        let tgid = if next().is_multiple_of(4) { 100 } else { tid };
+        let pick = u64::from(tids[(next() % 6) as usize]);
+        let a = match kind {
+            kind::CLONE_ENTER => flags[(next() % 3) as usize],
+            kind::CLONE_EXIT | kind::EXEC_EXIT => match next() % 4 {
+                0 => -(next() as i64 % 40) as u64,
+                1 => next() % 8,
+                _ => pick,
+            },
+            kind::EXIT => match next() % 3 {
+                0 => UNKNOWN,
+                _ => next() % 0x10000,
+            },
+            _ if next().is_multiple_of(8) => next(),
+            _ => pick,
+        };
+        let b = match next() % 3 {
+            0 => pack_faults(next() % 100, next() % 50),
+            1 => next() % 3,
+            _ => next(),
+        };
+        let c = match next() % 3 {
+            0 => pack_faults(next() % 100, next() % 50),
+            1 => next() % 8,
+            _ => next(),
+        };
+        let text = (!next().is_multiple_of(3)).then(|| format!("/bin/x{}\0arg\0", next() % 5));
+        s.text_at(next() % 1_000, kind, tid, tgid, (a, b, c), text.as_deref())
+            .on_cpu((next() % 4) as u16);
+        s.events.last_mut().expect("a mark").mark.comm[..2]
+            .copy_from_slice(&[b'a' + (next() % 26) as u8, b'z']);
+    }
+    s
+}
