@@ -1,5 +1,5 @@
 //! The correlator on synthetic mark sequences: no kernel needed.
-use spawnprof_common::{Mark, pack_faults};
+use spawnprof_common::{Mark, UNKNOWN, pack_faults};
 
 use super::*;
 
