@@ -70,62 +70,73 @@ fn a_pid_that_does_not_exist_is_named() {
     assert!(!dir.exists(), "{dir:?} was created before the error");
 }
 
+/// Each command line fails with usage status 2, naming every needle.
+fn assert_usage_errors(cases: &[(&[&str], &[&str])]) {
+    for (args, needles) in cases {
+        assert_error(&spawnprof(args), 2, needles);
+    }
+}
+
 #[test]
 fn nothing_to_record_and_nonsense_values_are_usage_errors() {
     let dir = out_dir("usage");
     let d = dir.to_str().unwrap();
-    assert_error(&spawnprof(&["record", "-o", d]), 2, &["-p PID", "-- CMD"]);
-    assert_error(
-        &spawnprof(&["record", "-o", d, "--duration", "0s", "--", "true"]),
-        2,
-        &["--duration"],
-    );
-    assert_error(
-        &spawnprof(&["record", "-o", d, "--duration=-3s", "--", "true"]),
-        2,
-        &["--duration"],
-    );
-    assert_error(
-        &spawnprof(&["record", "-o", d, "--ring-buffer", "10T", "--", "true"]),
-        2,
-        &["--ring-buffer"],
-    );
-    assert_error(
-        &spawnprof(&["record", "-o", d, "--ring-buffer", "3000", "--", "true"]),
-        2,
-        &["power of two"],
-    );
-    assert_error(
-        &spawnprof(&["record", "-o", d, "--skip-stage", "exec", "--", "true"]),
-        2,
-        &["cannot work without"],
-    );
-    assert_error(
-        &spawnprof(&["record", "-o", d, "--skip-stage", "nope", "--", "true"]),
-        2,
-        &["no such stage"],
-    );
-    assert_error(&spawnprof(&["record", "--bogus"]), 2, &["--bogus"]);
-    // The same status for a value clap accepted but spawnprof cannot use,
-    // whichever way it is written, and nothing is created for it.
-    let unused = dir.join("bench-bad-list");
+    assert_usage_errors(&[
+        (&["record", "-o", d], &["-p PID", "-- CMD"]),
+        (
+            &["record", "-o", d, "--duration", "0s", "--", "true"],
+            &["--duration"],
+        ),
+        (
+            &["record", "-o", d, "--duration=-3s", "--", "true"],
+            &["--duration"],
+        ),
+        (
+            &["record", "-o", d, "--ring-buffer", "10T", "--", "true"],
+            &["--ring-buffer"],
+        ),
+        (
+            &["record", "-o", d, "--ring-buffer", "3000", "--", "true"],
+            &["power of two"],
+        ),
+        (
+            &["record", "-o", d, "--skip-stage", "exec", "--", "true"],
+            &["cannot work without"],
+        ),
+        (
+            &["record", "-o", d, "--skip-stage", "nope", "--", "true"],
+            &["no such stage"],
+        ),
+        (&["record", "--bogus"], &["--bogus"]),
+    ]);
+}
+
+/// The same status for a value clap accepted but spawnprof cannot use,
+/// whichever way it is written, and nothing is created for it.
+#[test]
+fn values_spawnprof_cannot_use_are_usage_errors_that_create_nothing() {
+    let unused = out_dir("usage").join("bench-bad-list");
     let u = unused.to_str().unwrap();
-    assert_error(
-        &spawnprof(&["bench", "--methods", "fork,nope", "-o", u]),
-        2,
-        &["--methods", "unknown method 'fork'"],
-    );
-    assert_error(
-        &spawnprof(&["bench", "--experiments", "env,x", "-o", u]),
-        2,
-        &["--experiments", "no experiment 'x'"],
-    );
+    assert_usage_errors(&[
+        (
+            &["bench", "--methods", "fork,nope", "-o", u],
+            &["--methods", "unknown method 'fork'"],
+        ),
+        (
+            &["bench", "--experiments", "env,x", "-o", u],
+            &["--experiments", "no experiment 'x'"],
+        ),
+    ]);
     assert!(
         !unused.exists(),
         "no output directory for a bad command line"
     );
-    // Refused before anything is loaded or created.
-    let bench_dir = dir.join("bench-10t");
+}
+
+/// Refused before anything is loaded or created.
+#[test]
+fn a_bench_bigger_than_this_machines_memory_is_refused() {
+    let bench_dir = out_dir("usage").join("bench-10t");
     let b = bench_dir.to_str().unwrap();
     assert_error(
         &spawnprof(&["bench", "--rss", "10T", "-o", b]),
@@ -136,9 +147,15 @@ fn nothing_to_record_and_nonsense_values_are_usage_errors() {
         !bench_dir.exists(),
         "no output directory for a refused bench"
     );
-    // Negative numbers, written the way people type them (no `=`): named,
-    // not taken for unknown options, and a usage error like any other
-    // whether clap or spawnprof finds it.
+}
+
+/// Negative numbers, written the way people type them (no `=`): named,
+/// not taken for unknown options, and a usage error like any other
+/// whether clap or spawnprof finds it.
+#[test]
+fn negative_numbers_are_named_usage_errors() {
+    let dir = out_dir("usage");
+    let d = dir.to_str().unwrap();
     for (args, needle) in [
         (
             &["record", "--rows", "-1", "--", "true"][..],

@@ -36,9 +36,14 @@ fn small_recording(test: &str) -> Run {
 #[test]
 fn reports_from_a_real_recording_have_the_documented_content() {
     let run = small_recording("reports");
+    check_stage_flamegraph(&run);
+    check_trace(&run);
+    check_page(&run);
+}
 
-    // stages.folded: `frames weight`, rooted at "all spawns", and each
-    // stage's subtree as wide as its recorded total.
+/// stages.folded: `frames weight`, rooted at "all spawns", and each
+/// stage's subtree as wide as its recorded total; stages.svg around it.
+fn check_stage_flamegraph(run: &Run) {
     let folded = std::fs::read_to_string(run.dir.join(FOLDED_FILE)).unwrap();
     let mut lines = Vec::new();
     for line in folded.lines() {
@@ -79,8 +84,10 @@ fn reports_from_a_real_recording_have_the_documented_content() {
     let svg = std::fs::read_to_string(run.dir.join(STAGES_SVG)).unwrap();
     assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("nanoseconds of spawn time") && svg.contains("<script"));
+}
 
-    // trace.json: the structure docs/OUTPUT.md describes.
+/// trace.json: the structure docs/OUTPUT.md describes.
+fn check_trace(run: &Run) {
     let trace: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.dir.join(TRACE_FILE)).unwrap()).unwrap();
     let events = trace["traceEvents"].as_array().expect("traceEvents");
@@ -114,7 +121,10 @@ fn reports_from_a_real_recording_have_the_documented_content() {
         trace["otherData"]["spawns_total"].as_u64(),
         Some(run.records.len() as u64)
     );
+}
 
+/// report.html: every table, and the flamegraph embedded as data.
+fn check_page(run: &Run) {
     let html = std::fs::read_to_string(run.dir.join(HTML_FILE)).unwrap();
     for id in [
         "plan-table",

@@ -44,6 +44,66 @@ struct Type {
     members: Vec<Member>,
 }
 
+/// A BTF blob, read little-endian; reads past its end are errors.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn u16_at(&self, o: usize) -> Result<u16> {
+        Ok(u16::from_le_bytes(
+            self.0.get(o..o + 2).context("truncated BTF")?.try_into()?,
+        ))
+    }
+
+    fn u32_at(&self, o: usize) -> Result<u32> {
+        Ok(u32::from_le_bytes(
+            self.0.get(o..o + 4).context("truncated BTF")?.try_into()?,
+        ))
+    }
+
+    /// The type at `at` and where the next one starts: a 12-byte common
+    /// part, then data whose size depends on the kind (of it, only struct
+    /// and union members are kept).
+    fn type_at(&self, mut at: usize) -> Result<(Type, usize)> {
+        let name = self.u32_at(at)?;
+        let info = self.u32_at(at + 4)?;
+        let size_or_type = self.u32_at(at + 8)?;
+        at += 12;
+        let kind = (info >> 24) & 0x1f;
+        let vlen = (info & 0xffff) as usize;
+        let kind_flag = info >> 31 == 1;
+        let mut members = Vec::new();
+        match kind {
+            KIND_INT | KIND_VAR | KIND_DECL_TAG => at += 4,
+            KIND_ARRAY => at += 12,
+            KIND_STRUCT | KIND_UNION => {
+                for i in 0..vlen {
+                    let m = at + i * 12;
+                    let raw = self.u32_at(m + 8)?;
+                    members.push(Member {
+                        name: self.u32_at(m)?,
+                        type_id: self.u32_at(m + 4)?,
+                        // With kind_flag the top byte is a bitfield size.
+                        bit_offset: if kind_flag { raw & 0x00ff_ffff } else { raw },
+                    });
+                }
+                at += vlen * 12;
+            }
+            KIND_ENUM | KIND_FUNC_PROTO => at += vlen * 8,
+            KIND_DATASEC | KIND_ENUM64 => at += vlen * 12,
+            2 | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_FUNC | 16
+            | KIND_TYPE_TAG => {}
+            other => bail!("unknown BTF kind {other}"),
+        }
+        let ty = Type {
+            kind,
+            name,
+            size_or_type,
+            members,
+        };
+        Ok((ty, at))
+    }
+}
+
 /// Parsed kernel BTF (types and strings only).
 pub struct KernelBtf {
     types: Vec<Type>, // index = type id; id 0 is void
@@ -60,30 +120,26 @@ impl KernelBtf {
         Self::parse(&data)
     }
 
+    /// The header, then the type section, then an index of the structs.
     pub fn parse(data: &[u8]) -> Result<Self> {
-        let u16_at = |o: usize| -> Result<u16> {
-            Ok(u16::from_le_bytes(
-                data.get(o..o + 2).context("truncated BTF")?.try_into()?,
-            ))
-        };
-        let u32_at = |o: usize| -> Result<u32> {
-            Ok(u32::from_le_bytes(
-                data.get(o..o + 4).context("truncated BTF")?.try_into()?,
-            ))
-        };
-        ensure!(u16_at(0)? == MAGIC, "not little-endian BTF (bad magic)");
-        let hdr_len = u32_at(4)? as usize;
-        let type_off = u32_at(8)? as usize;
-        let type_len = u32_at(12)? as usize;
-        let str_off = u32_at(16)? as usize;
-        let str_len = u32_at(20)? as usize;
+        let data = Bytes(data);
+        ensure!(
+            data.u16_at(0)? == MAGIC,
+            "not little-endian BTF (bad magic)"
+        );
+        let hdr_len = data.u32_at(4)? as usize;
+        let type_off = data.u32_at(8)? as usize;
+        let type_len = data.u32_at(12)? as usize;
+        let str_off = data.u32_at(16)? as usize;
+        let str_len = data.u32_at(20)? as usize;
         let types_start = hdr_len + type_off;
         let types_end = types_start + type_len;
         let strings = data
+            .0
             .get(hdr_len + str_off..hdr_len + str_off + str_len)
             .context("truncated BTF string section")?
             .to_vec();
-        ensure!(types_end <= data.len(), "truncated BTF type section");
+        ensure!(types_end <= data.0.len(), "truncated BTF type section");
 
         let mut types = vec![Type {
             kind: 0,
@@ -93,42 +149,9 @@ impl KernelBtf {
         }];
         let mut at = types_start;
         while at < types_end {
-            let name = u32_at(at)?;
-            let info = u32_at(at + 4)?;
-            let size_or_type = u32_at(at + 8)?;
-            at += 12;
-            let kind = (info >> 24) & 0x1f;
-            let vlen = (info & 0xffff) as usize;
-            let kind_flag = info >> 31 == 1;
-            let mut members = Vec::new();
-            match kind {
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => at += 4,
-                KIND_ARRAY => at += 12,
-                KIND_STRUCT | KIND_UNION => {
-                    for i in 0..vlen {
-                        let m = at + i * 12;
-                        let raw = u32_at(m + 8)?;
-                        members.push(Member {
-                            name: u32_at(m)?,
-                            type_id: u32_at(m + 4)?,
-                            // With kind_flag the top byte is a bitfield size.
-                            bit_offset: if kind_flag { raw & 0x00ff_ffff } else { raw },
-                        });
-                    }
-                    at += vlen * 12;
-                }
-                KIND_ENUM | KIND_FUNC_PROTO => at += vlen * 8,
-                KIND_DATASEC | KIND_ENUM64 => at += vlen * 12,
-                2 | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_FUNC
-                | 16 | KIND_TYPE_TAG => {}
-                other => bail!("unknown BTF kind {other}"),
-            }
-            types.push(Type {
-                kind,
-                name,
-                size_or_type,
-                members,
-            });
+            let (ty, next) = data.type_at(at)?;
+            types.push(ty);
+            at = next;
         }
         let mut btf = Self {
             types,
@@ -225,37 +248,19 @@ mod tests {
     /// Builds a tiny BTF blob: struct outer { int a; struct { long b; long c; }; }
     /// plus a FUNC named "f".
     fn sample() -> Vec<u8> {
-        let strings = b"\0int\0outer\0a\0b\0c\0f\0".to_vec();
         // string offsets: int=1 outer=5 a=11 b=13 c=15 f=17
-        let mut types = Vec::new();
-        let mut push = |words: &[u32]| {
-            for w in words {
-                types.extend_from_slice(&w.to_le_bytes());
-            }
-        };
-        // 1: int, size 8
-        push(&[1, KIND_INT << 24, 8, 64]);
-        // 2: anonymous struct { b at 0, c at 64 bits }
-        push(&[0, (KIND_STRUCT << 24) | 2, 16, 13, 1, 0, 15, 1, 64]);
-        // 3: struct outer { a at 0, <anon> at 64 bits }
-        push(&[5, (KIND_STRUCT << 24) | 2, 24, 11, 1, 0, 0, 2, 64]);
-        // 4: func f
-        push(&[17, KIND_FUNC << 24, 0]);
-        let mut blob = Vec::new();
-        blob.extend_from_slice(&MAGIC.to_le_bytes());
-        blob.extend_from_slice(&[1, 0]);
-        for w in [
-            24u32,
-            0,
-            types.len() as u32,
-            types.len() as u32,
-            strings.len() as u32,
-        ] {
-            blob.extend_from_slice(&w.to_le_bytes());
-        }
-        blob.extend_from_slice(&types);
-        blob.extend_from_slice(&strings);
-        blob
+        let strings = b"\0int\0outer\0a\0b\0c\0f\0";
+        let types = [
+            // 1: int, size 8
+            &[1, KIND_INT << 24, 8, 64][..],
+            // 2: anonymous struct { b at 0, c at 64 bits }
+            &[0, (KIND_STRUCT << 24) | 2, 16, 13, 1, 0, 15, 1, 64],
+            // 3: struct outer { a at 0, <anon> at 64 bits }
+            &[5, (KIND_STRUCT << 24) | 2, 24, 11, 1, 0, 0, 2, 64],
+            // 4: func f
+            &[17, KIND_FUNC << 24, 0],
+        ];
+        blob(&types.concat(), strings)
     }
 
     #[test]
@@ -276,7 +281,7 @@ mod tests {
         assert!(KernelBtf::parse(b"\x00\x00garbage garbage garbage").is_err());
     }
 
-    /// A BTF blob of `types` (u32 words) and `strings`, header as in [`sample`].
+    /// A BTF blob of `types` (u32 words) and `strings`, after a 24-byte header.
     fn blob(types: &[u32], strings: &[u8]) -> Vec<u8> {
         let types: Vec<u8> = types.iter().flat_map(|w| w.to_le_bytes()).collect();
         let mut blob = Vec::new();

@@ -68,10 +68,69 @@ pub fn synthesize(n: usize, seed: u64) -> impl Iterator<Item = SpawnRecord> {
     (0..n).map(move |i| synth_one(&mut rng, i))
 }
 
+/// One spawn: its parent and method, the parent's side of the clone, the
+/// child's start, its exec (processes only) and its end. The draws from
+/// `rng` happen in this order, so a seed always gives the same records.
 fn synth_one(rng: &mut Rng, i: usize) -> SpawnRecord {
     let (ppid, pcomm) = PARENTS[(rng.next() % PARENTS.len() as u64) as usize];
-    let roll = rng.unit();
-    let (method, syscall, flags) = if roll < 0.55 {
+    let (method, syscall, flags) = pick_method(rng.unit());
+    let thread = method == "thread";
+    let mut ts = Timestamps::default();
+    let (woken, kernel_fn) = synth_clone(rng, i, method, &mut ts);
+    let mut c = woken + rng.ns(8_000.0, 1.2);
+    ts.first_run = Some(c);
+    c += rng.ns(1_500.0, 0.4);
+    ts.child_return = Some(c);
+    let exec = if thread {
+        Exec::default()
+    } else {
+        synth_exec(rng, method, &mut c, &mut ts)
+    };
+    synth_end(rng, method, thread, (woken, c), &mut ts);
+    let comm_after = exec
+        .path
+        .as_deref()
+        .map(|p| p.rsplit('/').next().unwrap_or(p).chars().take(15).collect());
+    let faults = Faults {
+        pre_exec: Some(rng.next() % 60),
+        pre_exec_cow: Some(rng.next() % 20),
+        total: Some(100 + rng.next() % 400),
+        cow_total: Some(20 + rng.next() % 20),
+        parent_cow_after_fork: (method == "fork").then(|| rng.next() % 40),
+    };
+    let mut r = SpawnRecord {
+        parent_pid: Some(ppid),
+        parent_tid: Some(ppid),
+        parent_comm: Some(pcomm.into()),
+        child_pid: Some(10_000 + (i as u32 % 4_000_000)),
+        thread,
+        root: false,
+        syscall: Some(syscall.into()),
+        clone_flags: Some(flags),
+        flags: Some(describe_flags(flags)),
+        method: Some(method.into()),
+        comm_before: Some(pcomm.into()),
+        comm_after,
+        exec_path: exec.path,
+        env_count: (!thread).then_some(35),
+        env_bytes: (!thread).then_some(2_100),
+        argc: (!thread).then_some(3),
+        ts,
+        kernel_fn,
+        exec_attempts: exec.attempts,
+        failed_exec_attempts: exec.failed,
+        faults,
+        exit_status: (!thread).then_some(0),
+        ..Default::default()
+    };
+    r.derive_durations();
+    r
+}
+
+/// (method, syscall, clone flags) for a roll in [0, 1): mostly
+/// posix_spawn-style vforks via clone3, then forks, vforks and threads.
+fn pick_method(roll: f64) -> (&'static str, &'static str, u64) {
+    if roll < 0.55 {
         ("vfork", "clone3", 0x4111)
     } else if roll < 0.80 {
         ("fork", "clone", 0x0120_0011)
@@ -79,14 +138,19 @@ fn synth_one(rng: &mut Rng, i: usize) -> SpawnRecord {
         ("vfork", "vfork", 0x4111)
     } else {
         ("thread", "clone3", 0x003d_0f00)
-    };
-    let thread = method == "thread";
-    let child = 10_000 + (i as u32 % 4_000_000);
+    }
+}
+
+/// The parent's side of spawn `i`, from clone entry to the child's wakeup
+/// (returned, with the kernel-summed times of a fork's address-space copy).
+fn synth_clone(
+    rng: &mut Rng,
+    i: usize,
+    method: &str,
+    ts: &mut Timestamps,
+) -> (u64, Option<KernelFnTimes>) {
     let mut t = i as u64 * 50_000 + rng.next() % 20_000;
-    let mut ts = Timestamps {
-        clone_enter: Some(t),
-        ..Default::default()
-    };
+    ts.clone_enter = Some(t);
     t += rng.ns(1_500.0, 0.3);
     ts.copy_process_enter = Some(t);
     let mut kernel_fn = None;
@@ -115,55 +179,73 @@ fn synth_one(rng: &mut Rng, i: usize) -> SpawnRecord {
     ts.fork_done = Some(t);
     t += rng.ns(2_500.0, 0.5);
     ts.wakeup_new = Some(t);
-    let woken = t;
-    let mut c = woken + rng.ns(8_000.0, 1.2);
-    ts.first_run = Some(c);
-    c += rng.ns(1_500.0, 0.4);
-    ts.child_return = Some(c);
-    let mut exec_attempts = Vec::new();
-    let mut failed = 0;
-    let mut exec_path = None;
-    if !thread {
-        c += rng.ns(if method == "fork" { 40_000.0 } else { 6_000.0 }, 0.8);
-        ts.exec_first_enter = Some(c);
-        let program = rng.pick(PROGRAMS);
-        let searches = if rng.unit() < 0.3 { rng.next() % 4 } else { 0 };
-        let base = program.rsplit('/').next().unwrap_or(program);
-        for k in 0..searches {
-            let dir = PATH_DIRS[k as usize % PATH_DIRS.len()];
-            let enter = c;
-            c += rng.ns(2_000.0, 0.4);
-            exec_attempts.push(ExecAttempt {
-                enter,
-                exit: Some(c),
-                ret: Some(-2),
-                path: format!("{dir}/{base}"),
-                syscall: "execve".into(),
-                ..Default::default()
-            });
-            failed += 1;
-            c += 300;
-        }
-        ts.exec_enter = Some(c);
-        let enter = c;
-        c += rng.ns(45_000.0, 0.4);
-        ts.exec_prepare = Some(c);
-        c += rng.ns(90_000.0, 0.6);
-        ts.exec_done = Some(c);
-        c += rng.ns(8_000.0, 0.6);
-        ts.exec_return = Some(c);
-        exec_attempts.push(ExecAttempt {
+    (t, kernel_fn)
+}
+
+/// A child's exec attempts.
+#[derive(Default)]
+struct Exec {
+    attempts: Vec<ExecAttempt>,
+    failed: u64,
+    /// The successful one's.
+    path: Option<String>,
+}
+
+/// A process's exec, `c` its clock: sometimes a PATH search of failed
+/// attempts first, then the exec that succeeds.
+fn synth_exec(rng: &mut Rng, method: &str, c: &mut u64, ts: &mut Timestamps) -> Exec {
+    let mut exec = Exec::default();
+    *c += rng.ns(if method == "fork" { 40_000.0 } else { 6_000.0 }, 0.8);
+    ts.exec_first_enter = Some(*c);
+    let program = rng.pick(PROGRAMS);
+    let searches = if rng.unit() < 0.3 { rng.next() % 4 } else { 0 };
+    let base = program.rsplit('/').next().unwrap_or(program);
+    for k in 0..searches {
+        let dir = PATH_DIRS[k as usize % PATH_DIRS.len()];
+        let enter = *c;
+        *c += rng.ns(2_000.0, 0.4);
+        exec.attempts.push(ExecAttempt {
             enter,
-            exit: Some(c),
-            ret: Some(0),
-            path: program.into(),
-            env_count: Some(35),
-            argc: Some(1 + rng.next() % 12),
+            exit: Some(*c),
+            ret: Some(-2),
+            path: format!("{dir}/{base}"),
             syscall: "execve".into(),
             ..Default::default()
         });
-        exec_path = Some(program.to_string());
+        exec.failed += 1;
+        *c += 300;
     }
+    ts.exec_enter = Some(*c);
+    let enter = *c;
+    *c += rng.ns(45_000.0, 0.4);
+    ts.exec_prepare = Some(*c);
+    *c += rng.ns(90_000.0, 0.6);
+    ts.exec_done = Some(*c);
+    *c += rng.ns(8_000.0, 0.6);
+    ts.exec_return = Some(*c);
+    exec.attempts.push(ExecAttempt {
+        enter,
+        exit: Some(*c),
+        ret: Some(0),
+        path: program.into(),
+        env_count: Some(35),
+        argc: Some(1 + rng.next() % 12),
+        syscall: "execve".into(),
+        ..Default::default()
+    });
+    exec.path = Some(program.to_string());
+    exec
+}
+
+/// The parent's return, the child's exit and (processes) its reap, after
+/// the child's wakeup and the end of its exec: `(woken, c)`.
+fn synth_end(
+    rng: &mut Rng,
+    method: &str,
+    thread: bool,
+    (woken, c): (u64, u64),
+    ts: &mut Timestamps,
+) {
     // vfork's parent resumes once the child has exec'd; fork's right away.
     let parent_back = if method == "vfork" {
         c + rng.ns(20_000.0, 0.8)
@@ -176,42 +258,6 @@ fn synth_one(rng: &mut Rng, i: usize) -> SpawnRecord {
     if !thread {
         ts.reap = Some(exit + rng.ns(60_000.0, 1.0));
     }
-    let comm_after = exec_path
-        .as_deref()
-        .map(|p| p.rsplit('/').next().unwrap_or(p).chars().take(15).collect());
-    let mut r = SpawnRecord {
-        parent_pid: Some(ppid),
-        parent_tid: Some(ppid),
-        parent_comm: Some(pcomm.into()),
-        child_pid: Some(child),
-        thread,
-        root: false,
-        syscall: Some(syscall.into()),
-        clone_flags: Some(flags),
-        flags: Some(describe_flags(flags)),
-        method: Some(method.into()),
-        comm_before: Some(pcomm.into()),
-        comm_after,
-        exec_path,
-        env_count: (!thread).then_some(35),
-        env_bytes: (!thread).then_some(2_100),
-        argc: (!thread).then_some(3),
-        ts,
-        kernel_fn,
-        exec_attempts,
-        failed_exec_attempts: failed,
-        faults: Faults {
-            pre_exec: Some(rng.next() % 60),
-            pre_exec_cow: Some(rng.next() % 20),
-            total: Some(100 + rng.next() % 400),
-            cow_total: Some(20 + rng.next() % 20),
-            parent_cow_after_fork: (method == "fork").then(|| rng.next() % 40),
-        },
-        exit_status: (!thread).then_some(0),
-        ..Default::default()
-    };
-    r.derive_durations();
-    r
 }
 
 /// A plausible attach plan (the tracepoint tier), for synthetic summaries.
@@ -325,5 +371,15 @@ mod tests {
         assert!(recs.iter().any(|r| r.failed_exec_attempts > 0));
         // Same seed, same records.
         assert_eq!(synthesize(5, 7).collect::<Vec<_>>(), recs[..5].to_vec());
+    }
+
+    /// Keeps a synthetic recording in `$SPAWNPROF_SYNTHETIC_DIR`, to render
+    /// with `spawnprof report` and compare the outputs of two versions.
+    /// `SPAWNPROF_SYNTHETIC_DIR=DIR cargo test -p spawnprof --lib keep_a_synthetic -- --ignored`
+    #[test]
+    #[ignore]
+    fn keep_a_synthetic_recording_for_comparing_versions() {
+        let dir = std::env::var_os("SPAWNPROF_SYNTHETIC_DIR").expect("SPAWNPROF_SYNTHETIC_DIR");
+        write_synthetic_recording(Path::new(&dir), 20_000, 0x5eed).unwrap();
     }
 }

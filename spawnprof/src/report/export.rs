@@ -137,21 +137,84 @@ impl ReportBuilder {
     }
 }
 
-/// Writes every file from the aggregates and the head.
+/// Writes every file from the aggregates and the head: the stage folded
+/// stacks and flamegraph, the charts, trace.json, and last the page that
+/// embeds them.
 fn finish(dir: &Path, summary: &Summary, agg: Aggregates, head: Head) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    let write = |name: &str, text: &str, written: &mut Vec<PathBuf>| -> Result<()> {
-        let path = dir.join(name);
-        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        written.push(path);
-        Ok(())
+    let mut out = Written {
+        dir,
+        paths: Vec::new(),
     };
+    out.write(FOLDED_FILE, &agg.folder.to_folded())?;
+    let flames = flames(&mut out, &agg.folder)?;
+    let figures = figures(&agg, summary);
+    for f in &figures {
+        out.write(&f.file, &f.svg)?;
+    }
+    let (_, trace_stats) = head
+        .trace
+        .finish(summary, Some(agg.records))
+        .with_context(|| format!("writing {}", head.trace_tmp.display()))?;
+    let trace_path = dir.join(TRACE_FILE);
+    fs::rename(&head.trace_tmp, &trace_path)
+        .with_context(|| format!("writing {}", trace_path.display()))?;
+    out.paths.push(trace_path);
 
-    write(FOLDED_FILE, &agg.folder.to_folded(), &mut written)?;
+    let page = html::Page {
+        summary,
+        summary_json: serde_json::to_value(summary).unwrap_or_default(),
+        unavailable: unavailable_stages(summary),
+        flames,
+        figures,
+        processes: &head.rows,
+        processes_total: agg.processes,
+        trace: trace_stats,
+        files: out.listing(),
+    };
+    out.write(HTML_FILE, &html::render(&page))?;
+    Ok(out.paths)
+}
+
+/// The files written into a recording's directory so far.
+struct Written<'a> {
+    dir: &'a Path,
+    paths: Vec<PathBuf>,
+}
+
+impl Written<'_> {
+    fn write(&mut self, name: &str, text: &str) -> Result<()> {
+        let path = self.dir.join(name);
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        self.paths.push(path);
+        Ok(())
+    }
+
+    /// The files the page lists: the recording's own, those written so
+    /// far, and the stack flamegraph when there is one.
+    fn listing(&self) -> Vec<String> {
+        let mut files: Vec<String> = [SUMMARY_FILE, SPAWNS_FILE]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(
+                self.paths
+                    .iter()
+                    .filter_map(|p| p.file_name()?.to_str().map(str::to_string)),
+            )
+            .collect();
+        if self.dir.join(STACKS_SVG).exists() {
+            files.push(STACKS_SVG.into());
+        }
+        files
+    }
+}
+
+/// The stage flamegraph (or why it is missing), and the stack flamegraph
+/// when the recording has one.
+fn flames(out: &mut Written<'_>, folder: &StageFolder) -> Result<Vec<Flame>> {
     let mut flames = Vec::new();
-    match flamegraph::stages_svg(&agg.folder) {
+    match flamegraph::stages_svg(folder) {
         Ok(svg) => {
-            write(STAGES_SVG, &svg, &mut written)?;
+            out.write(STAGES_SVG, &svg)?;
             flames.push(Flame::Svg {
                 file: STAGES_SVG.into(),
                 svg,
@@ -160,14 +223,14 @@ fn finish(dir: &Path, summary: &Summary, agg: Aggregates, head: Head) -> Result<
         Err(e) => {
             // An empty recording still gets its page; say why the picture
             // is missing instead of failing the whole report.
-            let _ = fs::remove_file(dir.join(STAGES_SVG));
+            let _ = fs::remove_file(out.dir.join(STAGES_SVG));
             flames.push(Flame::Missing {
                 file: STAGES_SVG.into(),
                 why: format!("{e:#}"),
             });
         }
     }
-    let stacks = dir.join(STACKS_SVG);
+    let stacks = out.dir.join(STACKS_SVG);
     if stacks.exists() {
         match fs::read_to_string(&stacks) {
             Ok(svg) => flames.push(Flame::Svg {
@@ -180,8 +243,12 @@ fn finish(dir: &Path, summary: &Summary, agg: Aggregates, head: Head) -> Result<
             }),
         }
     }
+    Ok(flames)
+}
 
-    let figures = vec![
+/// The two charts of the page, with their captions.
+fn figures(agg: &Aggregates, summary: &Summary) -> Vec<Figure> {
+    vec![
         Figure {
             file: STAGE_CHART.into(),
             caption: "Mean time per spawn in each stage on the way from the parent's clone to the child's exec, by spawn method. Stages with sub-stages count only their own time, so the bars add up to about spawn_to_exec; parent_return (alongside the child) is left out.".into(),
@@ -192,45 +259,7 @@ fn finish(dir: &Path, summary: &Summary, agg: Aggregates, head: Head) -> Result<
             caption: "How long spawns took from clone entry to the child's successful exec (spawn_to_exec), on a log scale, with the recording's p50 and p99.".into(),
             svg: latency_chart(&agg.spawn_to_exec, summary),
         },
-    ];
-    for f in &figures {
-        write(&f.file, &f.svg, &mut written)?;
-    }
-
-    let (_, trace_stats) = head
-        .trace
-        .finish(summary, Some(agg.records))
-        .with_context(|| format!("writing {}", head.trace_tmp.display()))?;
-    let trace_path = dir.join(TRACE_FILE);
-    fs::rename(&head.trace_tmp, &trace_path)
-        .with_context(|| format!("writing {}", trace_path.display()))?;
-    written.push(trace_path);
-
-    let mut files: Vec<String> = [SUMMARY_FILE, SPAWNS_FILE]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(
-            written
-                .iter()
-                .filter_map(|p| p.file_name()?.to_str().map(str::to_string)),
-        )
-        .collect();
-    if stacks.exists() {
-        files.push(STACKS_SVG.into());
-    }
-    let page = html::Page {
-        summary,
-        summary_json: serde_json::to_value(summary).unwrap_or_default(),
-        unavailable: unavailable_stages(summary),
-        flames,
-        figures,
-        processes: &head.rows,
-        processes_total: agg.processes,
-        trace: trace_stats,
-        files,
-    };
-    write(HTML_FILE, &html::render(&page), &mut written)?;
-    Ok(written)
+    ]
 }
 
 /// Mean self time per spawn of each chart stage, per spawn method (the
@@ -459,11 +488,7 @@ mod tests {
             "copy_page_range".into()
         ])));
         let svg = fs::read_to_string(dir.join(STAGES_SVG)).unwrap();
-        let opt = roxmltree::ParsingOptions {
-            allow_dtd: true,
-            ..Default::default()
-        };
-        let doc = roxmltree::Document::parse_with_options(&svg, opt).expect("stages.svg is XML");
+        let doc = xml(&svg, "stages.svg is XML");
         let titles: Vec<&str> = doc
             .descendants()
             .filter(|n| n.tag_name().name() == "title")
@@ -479,8 +504,40 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    /// Parses XML that may carry a DTD (the flamegraph SVGs do).
+    fn xml<'a>(text: &'a str, what: &str) -> roxmltree::Document<'a> {
+        let opt = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        };
+        roxmltree::Document::parse_with_options(text, opt).expect(what)
+    }
+
     #[test]
     fn the_page_is_self_contained_escaped_and_complete() {
+        let (dir, summary, written) = a_page_with_hostile_strings();
+        for name in [
+            FOLDED_FILE,
+            STAGES_SVG,
+            TRACE_FILE,
+            HTML_FILE,
+            STAGE_CHART,
+            LATENCY_CHART,
+        ] {
+            assert!(written.contains(&dir.join(name)), "{name} written");
+        }
+        let html = fs::read_to_string(dir.join(HTML_FILE)).unwrap();
+        assert_escaped_and_offline(&html);
+        let doc = xml(&html, "well-formed page");
+        assert_tables(&doc, &summary);
+        assert_pictures(&doc);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Writes every output of 500 synthetic spawns, some strings in them
+    /// and in the summary hostile to HTML, with a stacks.svg beside them:
+    /// (the directory, the summary, the paths written).
+    fn a_page_with_hostile_strings() -> (PathBuf, Summary, Vec<PathBuf>) {
         let mut recs: Vec<SpawnRecord> = synthesize(500, 5).collect();
         let evil = "<script>alert('x')</script>&\"";
         recs[3].parent_comm = Some(evil.into());
@@ -501,17 +558,12 @@ mod tests {
         )
         .unwrap();
         let written = write_all(&dir, &summary, &recs).unwrap();
-        for name in [
-            FOLDED_FILE,
-            STAGES_SVG,
-            TRACE_FILE,
-            HTML_FILE,
-            STAGE_CHART,
-            LATENCY_CHART,
-        ] {
-            assert!(written.contains(&dir.join(name)), "{name} written");
-        }
-        let html = fs::read_to_string(dir.join(HTML_FILE)).unwrap();
+        (dir, summary, written)
+    }
+
+    /// No script or outside resource in the page, and the hostile comm
+    /// shown as text.
+    fn assert_escaped_and_offline(html: &str) {
         assert!(
             !html.contains("<script"),
             "no script in the page itself, and the evil comm is escaped"
@@ -524,22 +576,27 @@ mod tests {
                 "no external resource: {external}"
             );
         }
-        let opt = roxmltree::ParsingOptions {
-            allow_dtd: true,
-            ..Default::default()
-        };
-        let doc = roxmltree::Document::parse_with_options(&html, opt).expect("well-formed page");
-        let by_id = |id: &str| doc.descendants().find(|n| n.attribute("id") == Some(id));
+    }
+
+    fn by_id<'a, 'i>(
+        doc: &'a roxmltree::Document<'i>,
+        id: &str,
+    ) -> Option<roxmltree::Node<'a, 'i>> {
+        doc.descendants().find(|n| n.attribute("id") == Some(id))
+    }
+
+    /// Every table, the plan's rows, the process table capped, the node's facts.
+    fn assert_tables(doc: &roxmltree::Document<'_>, summary: &Summary) {
         for id in [
             "plan-table",
             "breakdown-table",
             "process-table",
             "node-table",
         ] {
-            assert!(by_id(id).is_some(), "#{id}");
+            assert!(by_id(doc, id).is_some(), "#{id}");
         }
         let rows = |id: &str| {
-            by_id(id)
+            by_id(doc, id)
                 .unwrap()
                 .descendants()
                 .filter(|n| n.tag_name().name() == "tr")
@@ -551,7 +608,18 @@ mod tests {
             PROCESS_ROWS + 1,
             "capped at PROCESS_ROWS"
         );
+        let html = doc.input_text();
         assert!(html.contains(&format!("The first {PROCESS_ROWS} of")));
+        let node_text: String = by_id(doc, "node-table")
+            .unwrap()
+            .descendants()
+            .filter_map(|n| n.text())
+            .collect();
+        assert!(node_text.contains("glibc_version"));
+    }
+
+    /// Both flamegraphs embedded as data, both charts inline.
+    fn assert_pictures(doc: &roxmltree::Document<'_>) {
         let frames: Vec<_> = doc
             .descendants()
             .filter(|n| n.tag_name().name() == "iframe")
@@ -566,13 +634,6 @@ mod tests {
             .filter(|n| n.tag_name().name() == "svg")
             .count();
         assert_eq!(inline_svgs, 2, "the two charts");
-        let node_text: String = by_id("node-table")
-            .unwrap()
-            .descendants()
-            .filter_map(|n| n.text())
-            .collect();
-        assert!(node_text.contains("glibc_version"));
-        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

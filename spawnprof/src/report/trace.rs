@@ -150,6 +150,31 @@ fn name_track(map: &mut HashMap<(u32, u32), Named>, key: (u32, u32), rank: u8, n
     }
 }
 
+/// A track: (pid, tid).
+type Track = (u32, u32);
+/// (start, end) of a slice, in ns.
+type Slice = (u64, u64);
+
+/// The tracks of a spawn's two sides: the parent's thread, and the child
+/// (a new process's main thread, or a new thread of the parent's process).
+#[derive(Clone, Copy)]
+struct Tracks {
+    parent: Option<Track>,
+    child: Option<Track>,
+}
+
+impl Tracks {
+    fn of(r: &SpawnRecord) -> Self {
+        Self {
+            parent: r.parent_pid.map(|p| (p, r.parent_tid.unwrap_or(p))),
+            child: r.child_pid.map(|c| match (r.thread, r.parent_pid) {
+                (true, Some(p)) => (p, c),
+                _ => (c, c),
+            }),
+        }
+    }
+}
+
 /// What was written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TraceStats {
@@ -201,24 +226,39 @@ impl<W: Write> TraceWriter<W> {
         self.stats.spawns_written += 1;
         // 1-based position among the records: the line of spawns.jsonl.
         let record = self.stats.spawns_seen;
-        let parent = r.parent_pid.map(|p| (p, r.parent_tid.unwrap_or(p)));
-        let child = r.child_pid.map(|c| match (r.thread, r.parent_pid) {
-            (true, Some(p)) => (p, c),
-            _ => (c, c),
-        });
-        let method = r
-            .method
-            .as_deref()
-            .or(r.syscall.as_deref())
-            .unwrap_or(if r.root { "root" } else { "unknown" });
+        let tracks = Tracks::of(r);
+        self.name_tracks(r, tracks);
+        let (clone_slice, first_child_slice) = self.stage_slices(r, record, tracks)?;
+        if let Some((pid, tid)) = tracks.child {
+            self.failed_execs(r, pid, tid)?;
+            self.fault_counters(r, pid)?;
+        }
+        if let (Some((pid, tid)), Some(cow), Some(at)) = (
+            tracks.parent,
+            r.faults.parent_cow_after_fork,
+            r.ts.clone_exit,
+        ) {
+            let mut e = Event::new("cow_after_fork", "C", at, pid, tid);
+            e.args = Some(Args::Cow { cow });
+            self.emit(&e)?;
+        }
+        if let (Some(parent), Some(child), Some(c), Some(f)) =
+            (tracks.parent, tracks.child, clone_slice, first_child_slice)
+        {
+            self.flow(record, (parent, c), (child, f))?;
+        }
+        Ok(())
+    }
 
-        if let Some((pid, tid)) = parent
+    /// Names the spawn's tracks after the commands, keeping the surest name.
+    fn name_tracks(&mut self, r: &SpawnRecord, tracks: Tracks) {
+        if let Some((pid, tid)) = tracks.parent
             && let Some(comm) = &r.parent_comm
         {
             name_track(&mut self.names, (pid, 0), 0, comm);
             name_track(&mut self.names, (pid, tid), 0, comm);
         }
-        if let Some((pid, tid)) = child {
+        if let Some((pid, tid)) = tracks.child {
             let comm = r.comm_after.as_ref().map(|c| (2, c));
             if let Some((rank, comm)) = comm.or(r.comm_before.as_ref().map(|c| (1, c))) {
                 if !r.thread {
@@ -227,9 +267,23 @@ impl<W: Write> TraceWriter<W> {
                 name_track(&mut self.names, (pid, tid), rank, comm);
             }
         }
+    }
 
+    /// A complete event per measured stage, on the side it happens on.
+    /// Returns the clone's slice and the child's first, which the flow links.
+    fn stage_slices(
+        &mut self,
+        r: &SpawnRecord,
+        record: u64,
+        tracks: Tracks,
+    ) -> io::Result<(Option<Slice>, Option<Slice>)> {
+        let method = r
+            .method
+            .as_deref()
+            .or(r.syscall.as_deref())
+            .unwrap_or(if r.root { "root" } else { "unknown" });
         let mut clone_slice = None;
-        let mut first_child_slice: Option<(u64, u64)> = None;
+        let mut first_child_slice: Option<Slice> = None;
         for name in crate::model::STAGES.iter().map(|s| s.name) {
             let Some((start, end)) = stage_bounds(name, &r.ts) else {
                 continue;
@@ -237,7 +291,11 @@ impl<W: Write> TraceWriter<W> {
             if end == start {
                 continue;
             }
-            let track = if on_parent_track(name) { parent } else { child };
+            let track = if on_parent_track(name) {
+                tracks.parent
+            } else {
+                tracks.child
+            };
             let Some((pid, tid)) = track else { continue };
             let mut e = Event::new(name, "X", start, pid, tid);
             e.dur = Some(us(end - start));
@@ -258,46 +316,45 @@ impl<W: Write> TraceWriter<W> {
                 first_child_slice = Some((start, end));
             }
         }
+        Ok((clone_slice, first_child_slice))
+    }
 
-        if let Some((pid, tid)) = child {
-            for a in r.exec_attempts.iter().filter(|a| !a.succeeded()) {
-                let name = match a.ret {
-                    Some(ret) => format!("exec failed: {}", errno_name(ret)),
-                    None => "exec failed: return not seen".to_string(),
-                };
-                let mut e = Event::new(&name, "i", a.enter, pid, tid);
-                e.s = Some("t");
-                e.args = Some(Args::Exec {
-                    path: &a.path,
-                    ret: a.ret,
-                    syscall: &a.syscall,
-                });
-                self.emit(&e)?;
-            }
-            self.fault_counters(r, pid)?;
-        }
-        if let (Some((pid, tid)), Some(cow), Some(at)) =
-            (parent, r.faults.parent_cow_after_fork, r.ts.clone_exit)
-        {
-            let mut e = Event::new("cow_after_fork", "C", at, pid, tid);
-            e.args = Some(Args::Cow { cow });
-            self.emit(&e)?;
-        }
-
-        // The flow: bound by timestamp to the slice open at that moment, so
-        // both ends sit strictly inside their slice rather than on an edge.
-        if let (Some((ppid, ptid)), Some((cpid, ctid)), Some(c), Some(f)) =
-            (parent, child, clone_slice, first_child_slice)
-        {
-            let mut s = Event::new("spawn", "s", c.0 + (c.1 - c.0) / 2, ppid, ptid);
-            s.id = Some(record);
-            self.emit(&s)?;
-            let mut e = Event::new("spawn", "f", f.0 + (f.1 - f.0) / 2, cpid, ctid);
-            e.id = Some(record);
-            e.bp = Some("e");
+    /// An instant event on the child's track per failed exec attempt.
+    fn failed_execs(&mut self, r: &SpawnRecord, pid: u32, tid: u32) -> io::Result<()> {
+        for a in r.exec_attempts.iter().filter(|a| !a.succeeded()) {
+            let name = match a.ret {
+                Some(ret) => format!("exec failed: {}", errno_name(ret)),
+                None => "exec failed: return not seen".to_string(),
+            };
+            let mut e = Event::new(&name, "i", a.enter, pid, tid);
+            e.s = Some("t");
+            e.args = Some(Args::Exec {
+                path: &a.path,
+                ret: a.ret,
+                syscall: &a.syscall,
+            });
             self.emit(&e)?;
         }
         Ok(())
+    }
+
+    /// The flow from the parent's clone slice to the child's first: bound
+    /// by timestamp to the slice open at that moment, so both ends sit
+    /// strictly inside their slice rather than on an edge.
+    fn flow(
+        &mut self,
+        record: u64,
+        ((ppid, ptid), clone): (Track, Slice),
+        ((cpid, ctid), first): (Track, Slice),
+    ) -> io::Result<()> {
+        let middle = |(start, end): Slice| start + (end - start) / 2;
+        let mut s = Event::new("spawn", "s", middle(clone), ppid, ptid);
+        s.id = Some(record);
+        self.emit(&s)?;
+        let mut e = Event::new("spawn", "f", middle(first), cpid, ctid);
+        e.id = Some(record);
+        e.bp = Some("e");
+        self.emit(&e)
     }
 
     /// The child's cumulative fault counts: zero when it starts, its

@@ -105,6 +105,20 @@ pub struct Outcome {
     pub failed: bool,
 }
 
+impl Outcome {
+    const FAILED: Outcome = Outcome {
+        child: None,
+        failed: true,
+    };
+
+    fn spawned(child: Child) -> Outcome {
+        Outcome {
+            child: Some(child),
+            failed: false,
+        }
+    }
+}
+
 /// Untimed per-spawn preparation handed to [`Lane::launch`].
 pub enum Pending {
     Raw,
@@ -220,88 +234,86 @@ impl<'p> Lane<'p> {
 
     /// The timed part: create one process.
     pub fn launch(&mut self, pending: Pending) -> Outcome {
-        let fail = Outcome {
-            child: None,
-            failed: true,
-        };
         match (self.method, pending) {
             (_, Pending::Std(mut cmd)) => match cmd.spawn() {
-                Ok(c) => Outcome {
-                    child: Some(Child::Std(c)),
-                    failed: false,
-                },
-                Err(_) => fail,
+                Ok(c) => Outcome::spawned(Child::Std(c)),
+                Err(_) => Outcome::FAILED,
             },
-            (Method::ForkExec, _) => {
-                // SAFETY: the child only calls exec_child (execv/execvp and
-                // _exit), async-signal-safe even in a multi-threaded parent.
-                let pid = unsafe { libc::fork() };
-                if pid == 0 {
-                    raw::exec_child(&*self.exec as *const ExecArgs as *mut libc::c_void);
-                }
-                if pid < 0 {
-                    fail
-                } else {
-                    // exec failures show up as exit status 127 when reaped.
-                    Outcome {
-                        child: Some(Child::Pid(pid)),
-                        failed: false,
-                    }
-                }
-            }
-            (Method::VforkExec | Method::Clone3Vfork, _) => {
-                self.exec.err.store(0, Ordering::Relaxed);
-                // SAFETY: exec args and argv live in self/prog; the stack is ours.
-                let r = unsafe {
-                    match self.stack.as_mut() {
-                        Some(stack) => raw::clone3_vfork_exec(&self.exec, stack),
-                        None => raw::vfork_exec(&self.exec),
-                    }
-                };
-                match r {
-                    Ok(pid) => Outcome {
-                        child: Some(Child::Pid(pid)),
-                        failed: self.exec.err.load(Ordering::Relaxed) != 0,
-                    },
-                    Err(_) => fail,
-                }
-            }
-            (Method::PosixSpawn, _) => {
-                let mut pid: libc::pid_t = 0;
-                let attr: *const libc::posix_spawnattr_t = match &self.attr {
-                    Some(a) => &*a.0,
-                    None => std::ptr::null(),
-                };
-                // SAFETY: environ is read at call time, like std does; argv is
-                // NUL-terminated and owned by prog.
-                let rc = unsafe {
-                    let envp = libc::environ as *const *mut c_char;
-                    let argv = self.prog.argv.as_ptr() as *const *mut c_char;
-                    let path = self.prog.c_program.as_ptr();
-                    if self.prog.search_path {
-                        libc::posix_spawnp(&mut pid, path, std::ptr::null(), attr, argv, envp)
-                    } else {
-                        libc::posix_spawn(&mut pid, path, std::ptr::null(), attr, argv, envp)
-                    }
-                };
-                // On an exec failure glibc has already reaped the child.
-                if rc == 0 {
-                    Outcome {
-                        child: Some(Child::Pid(pid)),
-                        failed: false,
-                    }
-                } else {
-                    fail
-                }
-            }
+            (Method::ForkExec, _) => self.fork_exec(),
+            (Method::VforkExec | Method::Clone3Vfork, _) => self.vfork_exec(),
+            (Method::PosixSpawn, _) => self.posix_spawn(),
             (Method::Zygote, _) => match self.zygote.as_mut().map(Zygote::spawn) {
-                Some(Ok(pid)) => Outcome {
-                    child: Some(Child::Zygote(pid)),
-                    failed: false,
-                },
-                _ => fail,
+                Some(Ok(pid)) => Outcome::spawned(Child::Zygote(pid)),
+                _ => Outcome::FAILED,
             },
             (m, Pending::Raw) => unreachable!("{m} is not a synchronous method"),
+        }
+    }
+
+    // The methods below are the arms of `launch`, inlined into it so that
+    // the timed call stays the one function it was.
+
+    #[inline(always)]
+    fn fork_exec(&mut self) -> Outcome {
+        // SAFETY: the child only calls exec_child (execv/execvp and
+        // _exit), async-signal-safe even in a multi-threaded parent.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            raw::exec_child(&*self.exec as *const ExecArgs as *mut libc::c_void);
+        }
+        if pid < 0 {
+            Outcome::FAILED
+        } else {
+            // exec failures show up as exit status 127 when reaped.
+            Outcome::spawned(Child::Pid(pid))
+        }
+    }
+
+    /// vfork or clone3 with CLONE_VFORK on the lane's stack; the child
+    /// reports a failed exec in `exec.err` before it exits.
+    #[inline(always)]
+    fn vfork_exec(&mut self) -> Outcome {
+        self.exec.err.store(0, Ordering::Relaxed);
+        // SAFETY: exec args and argv live in self/prog; the stack is ours.
+        let r = unsafe {
+            match self.stack.as_mut() {
+                Some(stack) => raw::clone3_vfork_exec(&self.exec, stack),
+                None => raw::vfork_exec(&self.exec),
+            }
+        };
+        match r {
+            Ok(pid) => Outcome {
+                child: Some(Child::Pid(pid)),
+                failed: self.exec.err.load(Ordering::Relaxed) != 0,
+            },
+            Err(_) => Outcome::FAILED,
+        }
+    }
+
+    #[inline(always)]
+    fn posix_spawn(&mut self) -> Outcome {
+        let mut pid: libc::pid_t = 0;
+        let attr: *const libc::posix_spawnattr_t = match &self.attr {
+            Some(a) => &*a.0,
+            None => std::ptr::null(),
+        };
+        // SAFETY: environ is read at call time, like std does; argv is
+        // NUL-terminated and owned by prog.
+        let rc = unsafe {
+            let envp = libc::environ as *const *mut c_char;
+            let argv = self.prog.argv.as_ptr() as *const *mut c_char;
+            let path = self.prog.c_program.as_ptr();
+            if self.prog.search_path {
+                libc::posix_spawnp(&mut pid, path, std::ptr::null(), attr, argv, envp)
+            } else {
+                libc::posix_spawn(&mut pid, path, std::ptr::null(), attr, argv, envp)
+            }
+        };
+        // On an exec failure glibc has already reaped the child.
+        if rc == 0 {
+            Outcome::spawned(Child::Pid(pid))
+        } else {
+            Outcome::FAILED
         }
     }
 

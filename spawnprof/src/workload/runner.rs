@@ -1,8 +1,10 @@
 //! One spawner run: validate, set up environment and memory, warm up, time
 //! the spawn calls, reap (untimed), and summarise.
 
+use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -30,6 +32,7 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 }
 
 /// What the timed part produced.
+#[derive(Default)]
 struct Measured {
     latencies: Vec<u64>,
     failed: u64,
@@ -40,6 +43,50 @@ struct Measured {
     cpu: (u64, u64),
     helper_cpu: Option<(u64, u64)>,
     helper_rss: Option<u64>,
+    /// The fork chain's mean fork time in each tenth of the chain.
+    window_means: Option<Vec<u64>>,
+}
+
+impl Measured {
+    /// A window from `start` to `end`, nothing counted in it yet.
+    fn between(start: Clocks, end: Clocks) -> Self {
+        Self {
+            t_start: start.t,
+            t_end: end.t,
+            cpu: cpu_between(start.ru, end.ru),
+            ..Self::default()
+        }
+    }
+}
+
+/// The monotonic clock and our CPU time (user, system ns) at one edge of
+/// the timed part.
+#[derive(Clone, Copy)]
+struct Clocks {
+    t: u64,
+    ru: (u64, u64),
+}
+
+impl Clocks {
+    /// CPU time first, then the clock, so that reading CPU time stays
+    /// outside the timed window.
+    fn start() -> Self {
+        let ru = rusage_self();
+        Self { t: mono_ns(), ru }
+    }
+
+    /// The clock first, then CPU time (outside the window again).
+    fn stop() -> Self {
+        let t = mono_ns();
+        Self {
+            t,
+            ru: rusage_self(),
+        }
+    }
+}
+
+fn cpu_between(a: (u64, u64), b: (u64, u64)) -> (u64, u64) {
+    (b.0 - a.0, b.1 - a.1)
 }
 
 /// Split `count` spawns over `threads` lanes as evenly as possible.
@@ -56,6 +103,35 @@ pub fn shares(count: u64, threads: u32) -> Vec<u64> {
 /// Modifies the process environment and forks helpers: call it only while
 /// the process is single-threaded (the spawner binary's `main`), once.
 pub unsafe fn run(cfg: &Config) -> Result<SpawnResult> {
+    let checked = check(cfg)?;
+    // SAFETY: the caller guarantees we are single-threaded.
+    unsafe { env::apply(&checked.vars, cfg.path_misses) };
+    let target = Target::find(cfg)?;
+    // Zygotes fork now, before the ballast exists, so they stay small.
+    let zygotes = start_zygotes(cfg, &target.prog)?;
+    let (ballast, memory) = allocate_ballast(cfg)?;
+    hold(cfg);
+    let m = if cfg.method.is_tokio() {
+        run_tokio(cfg, &target.prog)?
+    } else if cfg.method == Method::ForkChain {
+        run_chain(cfg)?
+    } else {
+        run_sync(cfg, &target.prog, zygotes)?
+    };
+    drop(ballast);
+    Ok(summarise(cfg, checked, target, memory, m))
+}
+
+/// What [`check`] found.
+struct Checked {
+    /// The extra environment variables to set.
+    vars: Vec<(String, String)>,
+    cpus_allowed: Option<CpuList>,
+}
+
+/// Everything that can be refused before the run changes anything but the
+/// CPUs it runs on: each refusal is a usage error that names the remedy.
+fn check(cfg: &Config) -> Result<Checked> {
     cfg.validate().map_err(usage)?;
     // First, so that every thread, helper and child created below inherits it.
     if let Some(cpus) = &cfg.cpus {
@@ -79,30 +155,65 @@ pub unsafe fn run(cfg: &Config) -> Result<SpawnResult> {
     if cfg.mode == Mode::Batched {
         check_pid_room(cfg.count)?;
     }
+    Ok(Checked { vars, cpus_allowed })
+}
 
-    // SAFETY: the caller guarantees we are single-threaded.
-    unsafe { env::apply(&vars, cfg.path_misses) };
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let minimal = if cfg.minimal_child {
-        if !minimal::SUPPORTED {
-            return Err(usage(
-                "--minimal-child is implemented for x86_64 and aarch64; use --program",
-            ));
+/// The program the run spawns, found with the environment already applied.
+struct Target {
+    /// PATH as the children get it (with the misses in front).
+    path: OsString,
+    /// Deletes the `--minimal-child` program when the run is over.
+    minimal: Option<MinimalChild>,
+    /// As given (or the minimal child's path).
+    program: String,
+    resolved: PathBuf,
+    prog: Program,
+    /// (variables, bytes) of the environment the children inherit.
+    environ: (u64, u64),
+}
+
+impl Target {
+    fn find(cfg: &Config) -> Result<Self> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let minimal = if cfg.minimal_child {
+            if !minimal::SUPPORTED {
+                return Err(usage(
+                    "--minimal-child is implemented for x86_64 and aarch64; use --program",
+                ));
+            }
+            let dir = std::env::temp_dir();
+            Some(MinimalChild::create(&dir).context("writing the --minimal-child program")?)
+        } else {
+            None
+        };
+        let program = match &minimal {
+            Some(m) => m.path().display().to_string(),
+            None => cfg.program.clone(),
+        };
+        let resolved = env::resolve_program(&program, path.as_bytes()).map_err(usage)?;
+        let prog = Program::new(&program, &cfg.args).context("preparing argv")?;
+        Ok(Self {
+            path,
+            minimal,
+            program,
+            resolved,
+            prog,
+            environ: node::environment_size(),
+        })
+    }
+
+    /// How many directories PATH has.
+    fn path_entries(&self) -> u64 {
+        if self.path.is_empty() {
+            0
+        } else {
+            self.path.as_bytes().split(|&b| b == b':').count() as u64
         }
-        let dir = std::env::temp_dir();
-        Some(MinimalChild::create(&dir).context("writing the --minimal-child program")?)
-    } else {
-        None
-    };
-    let program = match &minimal {
-        Some(m) => m.path().display().to_string(),
-        None => cfg.program.clone(),
-    };
-    let resolved = env::resolve_program(&program, path.as_bytes()).map_err(usage)?;
-    let prog = Program::new(&program, &cfg.args).context("preparing argv")?;
-    let (environ_count, environ_bytes) = node::environment_size();
+    }
+}
 
-    // Zygotes fork now, before the ballast exists, so they stay small.
+/// One zygote per lane for `--method zygote`, none otherwise.
+fn start_zygotes(cfg: &Config, prog: &Program) -> Result<Vec<Zygote>> {
     let mut zygotes = Vec::new();
     if cfg.method == Method::Zygote {
         let exec = prog.exec_args();
@@ -110,7 +221,20 @@ pub unsafe fn run(cfg: &Config) -> Result<SpawnResult> {
             zygotes.push(Zygote::start(&exec).context("starting the zygote")?);
         }
     }
+    Ok(zygotes)
+}
 
+/// The spawner's memory around the ballast, as the result reports it.
+struct MemoryFacts {
+    rss_baseline: u64,
+    rss_measured: u64,
+    anon_huge_bytes: u64,
+    hugetlb_bytes: u64,
+}
+
+/// The `--rss` ballast and what it made of the spawner's memory; warns when
+/// transparent huge pages back less than half of it.
+fn allocate_ballast(cfg: &Config) -> Result<(Ballast, MemoryFacts)> {
     let rss_baseline = memory::self_status("VmRSS").unwrap_or(0);
     let ballast = Ballast::allocate(cfg.rss, cfg.huge_pages).with_context(|| {
         format!(
@@ -119,17 +243,24 @@ pub unsafe fn run(cfg: &Config) -> Result<SpawnResult> {
             cfg.huge_pages
         )
     })?;
-    let rss_measured = memory::self_status("VmRSS").unwrap_or(0);
-    let anon_huge_bytes = memory::self_anon_huge().unwrap_or(0);
-    let hugetlb_bytes = memory::self_status("HugetlbPages").unwrap_or(0);
-    if cfg.huge_pages == HugePages::Thp && cfg.rss > 0 && anon_huge_bytes < cfg.rss / 2 {
+    let facts = MemoryFacts {
+        rss_baseline,
+        rss_measured: memory::self_status("VmRSS").unwrap_or(0),
+        anon_huge_bytes: memory::self_anon_huge().unwrap_or(0),
+        hugetlb_bytes: memory::self_status("HugetlbPages").unwrap_or(0),
+    };
+    if cfg.huge_pages == HugePages::Thp && cfg.rss > 0 && facts.anon_huge_bytes < cfg.rss / 2 {
         eprintln!(
             "spawnprof-spawner: warning: only {} of the {} ballast is backed by transparent huge pages (fragmented memory? check /sys/kernel/mm/transparent_hugepage/defrag)",
-            crate::units::format_bytes(anon_huge_bytes),
+            crate::units::format_bytes(facts.anon_huge_bytes),
             crate::units::format_bytes(cfg.rss)
         );
     }
+    Ok((ballast, facts))
+}
 
+/// `--hold-ms`: time for a tracer to attach to this pid before the spawns.
+fn hold(cfg: &Config) {
     if let Some(ms) = cfg.hold_ms {
         eprintln!(
             "spawnprof-spawner: pid {} holding {ms} ms before spawning",
@@ -137,26 +268,19 @@ pub unsafe fn run(cfg: &Config) -> Result<SpawnResult> {
         );
         std::thread::sleep(Duration::from_millis(ms));
     }
+}
 
-    let mut window_means = None;
-    let mut m = if cfg.method.is_tokio() {
-        run_tokio(cfg, &prog)?
-    } else if cfg.method == Method::ForkChain {
-        let (m, w) = run_chain(cfg)?;
-        window_means = Some(w);
-        m
-    } else {
-        run_sync(cfg, &prog, zygotes)?
-    };
-    drop(ballast);
-
+/// The result line: the run's parameters, what it set up, what it measured.
+fn summarise(
+    cfg: &Config,
+    checked: Checked,
+    target: Target,
+    memory: MemoryFacts,
+    mut m: Measured,
+) -> SpawnResult {
     let latency = Latency::from_samples(&mut m.latencies);
-    let path_entries = if path.is_empty() {
-        0
-    } else {
-        path.as_bytes().split(|&b| b == b':').count() as u64
-    };
-    Ok(SpawnResult {
+    let path_entries = target.path_entries();
+    SpawnResult {
         method: cfg.method,
         count: cfg.count,
         warmup: cfg.warmup,
@@ -165,18 +289,18 @@ pub unsafe fn run(cfg: &Config) -> Result<SpawnResult> {
         reap: cfg.reap,
         rss_requested: cfg.rss,
         rss_mapped: if cfg.rss == 0 { 0 } else { rss_mapped(cfg) },
-        rss_baseline,
-        rss_measured,
-        anon_huge_bytes,
-        hugetlb_bytes,
+        rss_baseline: memory.rss_baseline,
+        rss_measured: memory.rss_measured,
+        anon_huge_bytes: memory.anon_huge_bytes,
+        hugetlb_bytes: memory.hugetlb_bytes,
         huge_pages: cfg.huge_pages,
-        env_count: vars.len() as u64,
-        env_bytes: env::bytes_of(&vars),
-        environ_count,
-        environ_bytes,
-        program,
-        program_resolved: resolved.display().to_string(),
-        minimal_child: minimal.is_some(),
+        env_count: checked.vars.len() as u64,
+        env_bytes: env::bytes_of(&checked.vars),
+        environ_count: target.environ.0,
+        environ_bytes: target.environ.1,
+        program: target.program,
+        program_resolved: target.resolved.display().to_string(),
+        minimal_child: target.minimal.is_some(),
         args: cfg.args.clone(),
         path_misses: cfg.path_misses,
         path_entries,
@@ -202,9 +326,9 @@ pub unsafe fn run(cfg: &Config) -> Result<SpawnResult> {
         t_start_mono_ns: m.t_start,
         t_end_mono_ns: m.t_end,
         spawner_pid: std::process::id(),
-        cpus_allowed,
-        window_means_ns: window_means,
-    })
+        cpus_allowed: checked.cpus_allowed,
+        window_means_ns: m.window_means,
+    }
 }
 
 /// The fork chain: a child of ours forks, exits, and its child does the
@@ -213,7 +337,7 @@ pub unsafe fn run(cfg: &Config) -> Result<SpawnResult> {
 /// collects the orphans. Before each fork the process dirties a page of a
 /// scratch mapping, so each generation has anonymous memory of its own —
 /// what made anon_vma chains grow without bound on kernels before 3.19.
-fn run_chain(cfg: &Config) -> Result<(Measured, Vec<u64>)> {
+fn run_chain(cfg: &Config) -> Result<Measured> {
     const SCRATCH: usize = 1 << 20;
     let total = cfg.warmup + cfg.count;
     // SAFETY: plain syscalls; the child side only forks, writes and exits.
@@ -227,7 +351,7 @@ fn run_chain(cfg: &Config) -> Result<(Measured, Vec<u64>)> {
         }
         let (rd, wr) = (fds[0], fds[1]);
         let mut scratch = vec![0u8; SCRATCH];
-        let (cpu0, t_start) = (rusage_self(), mono_ns());
+        let start = Clocks::start();
         let first = libc::fork();
         if first < 0 {
             return Err(std::io::Error::last_os_error()).context("fork");
@@ -271,25 +395,19 @@ fn run_chain(cfg: &Config) -> Result<(Measured, Vec<u64>)> {
         }
         libc::close(rd);
         while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0 {}
-        let t_end = mono_ns();
-        let cpu1 = rusage_self();
+        let end = Clocks::stop();
         let timed: Vec<u64> = samples.iter().skip(cfg.warmup as usize).copied().collect();
         let windows = timed
             .chunks(timed.len().div_ceil(10).max(1))
             .map(|w| w.iter().sum::<u64>() / w.len() as u64)
             .collect();
-        let m = Measured {
+        Ok(Measured {
             total_ns: timed.iter().sum(),
             latencies: timed,
             failed,
-            exit127: 0,
-            t_start,
-            t_end,
-            cpu: (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1),
-            helper_cpu: None,
-            helper_rss: None,
-        };
-        Ok((m, windows))
+            window_means: Some(windows),
+            ..Measured::between(start, end)
+        })
     }
 }
 
@@ -423,7 +541,6 @@ fn run_sync(cfg: &Config, prog: &Program, zygotes: Vec<Zygote>) -> Result<Measur
         .map(|_| Lane::new(cfg.method, prog, zygotes.next()).map(|l| l.reaping_with(cfg.reap)))
         .collect::<std::io::Result<Vec<_>>>()
         .context("setting up the spawning threads")?;
-
     for _ in 0..cfg.warmup {
         let lane = &mut lanes[0];
         let p = lane.prepare();
@@ -432,66 +549,20 @@ fn run_sync(cfg: &Config, prog: &Program, zygotes: Vec<Zygote>) -> Result<Measur
         }
     }
 
-    let helper_cpu = |lanes: &mut [Lane<'_>]| -> Option<(u64, u64)> {
-        let mut sum = (0, 0);
-        for l in lanes.iter_mut() {
-            let (u, s) = l.zygote_mut()?.rusage().ok()?;
-            sum = (sum.0 + u, sum.1 + s);
-        }
-        Some(sum)
-    };
     let helper_rss = lanes[0].zygote_mut().and_then(|z| z.rss().ok());
     let helper0 = helper_cpu(&mut lanes);
-
-    let shares = shares(cfg.count, cfg.threads);
-    let (outs, t_start, t_end, ru0, ru1) = if lanes.len() == 1 {
-        let ru0 = rusage_self();
-        let t0 = mono_ns();
-        let out = run_lane(&mut lanes[0], shares[0], cfg.mode);
-        let t1 = mono_ns();
-        let ru1 = rusage_self();
-        (vec![out], t0, t1, ru0, ru1)
-    } else {
-        let barrier = Barrier::new(lanes.len() + 1);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = lanes
-                .iter_mut()
-                .zip(&shares)
-                .map(|(lane, &n)| {
-                    let barrier = &barrier;
-                    s.spawn(move || {
-                        barrier.wait();
-                        run_lane(lane, n, cfg.mode)
-                    })
-                })
-                .collect();
-            let ru0 = rusage_self();
-            barrier.wait();
-            let t0 = mono_ns();
-            let outs: Vec<LaneOut> = handles
-                .into_iter()
-                .map(|h| h.join().expect("spawning thread panicked"))
-                .collect();
-            let t1 = mono_ns();
-            let ru1 = rusage_self();
-            (outs, t0, t1, ru0, ru1)
-        })
-    };
+    let (outs, start, end) = time_lanes(&mut lanes, &shares(cfg.count, cfg.threads), cfg.mode);
     let helper1 = helper_cpu(&mut lanes);
 
     let mut m = Measured {
         latencies: Vec::with_capacity(cfg.count as usize),
-        failed: 0,
-        exit127: 0,
         total_ns: match cfg.mode {
-            Mode::Batched => t_end - t_start,
+            Mode::Batched => end.t - start.t,
             Mode::Serial => outs.iter().map(|o| o.spawn_sum).max().unwrap_or(0),
         },
-        t_start,
-        t_end,
-        cpu: (ru1.0 - ru0.0, ru1.1 - ru0.1),
-        helper_cpu: helper0.zip(helper1).map(|(a, b)| (b.0 - a.0, b.1 - a.1)),
+        helper_cpu: helper0.zip(helper1).map(|(a, b)| cpu_between(a, b)),
         helper_rss,
+        ..Measured::between(start, end)
     };
     // Untimed: reap everything the batched lanes left behind.
     for (lane, out) in lanes.iter_mut().zip(outs) {
@@ -503,6 +574,55 @@ fn run_sync(cfg: &Config, prog: &Program, zygotes: Vec<Zygote>) -> Result<Measur
         }
     }
     Ok(m)
+}
+
+/// The zygotes' CPU time (user, system ns) so far, summed; None without
+/// zygotes (or when one cannot say).
+fn helper_cpu(lanes: &mut [Lane<'_>]) -> Option<(u64, u64)> {
+    let mut sum = (0, 0);
+    for l in lanes.iter_mut() {
+        let (u, s) = l.zygote_mut()?.rusage().ok()?;
+        sum = (sum.0 + u, sum.1 + s);
+    }
+    Some(sum)
+}
+
+/// The timed part: one lane on this thread, or a thread per lane, all
+/// released at once by a barrier (our CPU time is read before it, the
+/// clock once it opens).
+fn time_lanes(
+    lanes: &mut [Lane<'_>],
+    shares: &[u64],
+    mode: Mode,
+) -> (Vec<LaneOut>, Clocks, Clocks) {
+    if lanes.len() == 1 {
+        let start = Clocks::start();
+        let out = run_lane(&mut lanes[0], shares[0], mode);
+        let end = Clocks::stop();
+        return (vec![out], start, end);
+    }
+    let barrier = Barrier::new(lanes.len() + 1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = lanes
+            .iter_mut()
+            .zip(shares)
+            .map(|(lane, &n)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    run_lane(lane, n, mode)
+                })
+            })
+            .collect();
+        let ru = rusage_self();
+        barrier.wait();
+        let start = Clocks { t: mono_ns(), ru };
+        let outs: Vec<LaneOut> = handles
+            .into_iter()
+            .map(|h| h.join().expect("spawning thread panicked"))
+            .collect();
+        (outs, start, Clocks::stop())
+    })
 }
 
 struct TokioSpec {
@@ -559,7 +679,6 @@ fn run_tokio(cfg: &Config, prog: &Program) -> Result<Measured> {
         args: prog.args.clone(),
         blocking: cfg.method == Method::TokioSingleBlocking,
     });
-
     rt.block_on(async {
         for _ in 0..cfg.warmup {
             if let (_, Ok(mut c)) = tokio_spawn_one(spec.clone()).await {
@@ -569,57 +688,21 @@ fn run_tokio(cfg: &Config, prog: &Program) -> Result<Measured> {
     });
 
     let n = cfg.count as usize;
-    let ru0 = rusage_self();
-    let t0 = mono_ns();
-    // (latency, Ok(child to reap later) | Ok(None) already reaped | Err)
-    type Spawned = (u64, std::io::Result<Option<tokio::process::Child>>);
-    let (results, serial_sum, serial_127): (Vec<Spawned>, u64, u64) = match cfg.mode {
-        Mode::Batched => {
-            let results = rt.block_on(async {
-                let handles: Vec<_> = (0..n)
-                    .map(|_| tokio::spawn(tokio_spawn_one(spec.clone())))
-                    .collect();
-                let mut results = Vec::with_capacity(n);
-                for h in handles {
-                    let (lat, r) = h
-                        .await
-                        .unwrap_or_else(|e| (0, Err(std::io::Error::other(e))));
-                    results.push((lat, r.map(Some)));
-                }
-                results
-            });
-            (results, 0, 0)
-        }
-        Mode::Serial => rt.block_on(async {
-            let mut results = Vec::with_capacity(n);
-            let (mut sum, mut e127) = (0, 0);
-            for _ in 0..n {
-                let (lat, mut r) = tokio_spawn_one(spec.clone()).await;
-                sum += lat;
-                if let Ok(c) = r.as_mut() {
-                    e127 += u64::from(exited_127(c.wait().await));
-                }
-                results.push((lat, r.map(|_| None)));
-            }
-            (results, sum, e127)
-        }),
+    let start = Clocks::start();
+    let (results, serial_sum, serial_127) = match cfg.mode {
+        Mode::Batched => (rt.block_on(tokio_batched(&spec, n)), 0, 0),
+        Mode::Serial => rt.block_on(tokio_serial(&spec, n)),
     };
-    let t1 = mono_ns();
-    let ru1 = rusage_self();
+    let end = Clocks::stop();
 
     let mut m = Measured {
         latencies: Vec::with_capacity(n),
-        failed: 0,
         exit127: serial_127,
         total_ns: match cfg.mode {
-            Mode::Batched => t1 - t0,
+            Mode::Batched => end.t - start.t,
             Mode::Serial => serial_sum,
         },
-        t_start: t0,
-        t_end: t1,
-        cpu: (ru1.0 - ru0.0, ru1.1 - ru0.1),
-        helper_cpu: None,
-        helper_rss: None,
+        ..Measured::between(start, end)
     };
     let mut children = Vec::new();
     for (lat, r) in results {
@@ -636,6 +719,41 @@ fn run_tokio(cfg: &Config, prog: &Program) -> Result<Measured> {
         }
     });
     Ok(m)
+}
+
+/// One timed tokio spawn: its latency, and Ok(the child to reap later),
+/// Ok(None) when it was already reaped, or the error.
+type Spawned = (u64, std::io::Result<Option<tokio::process::Child>>);
+
+/// Batched: a task per spawn, all submitted at once, then joined.
+async fn tokio_batched(spec: &Arc<TokioSpec>, n: usize) -> Vec<Spawned> {
+    let handles: Vec<_> = (0..n)
+        .map(|_| tokio::spawn(tokio_spawn_one(spec.clone())))
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    for h in handles {
+        let (lat, r) = h
+            .await
+            .unwrap_or_else(|e| (0, Err(std::io::Error::other(e))));
+        results.push((lat, r.map(Some)));
+    }
+    results
+}
+
+/// Serial: spawn, await the child (untimed), repeat. Returns the results,
+/// the sum of the spawn latencies and how many children exited with 127.
+async fn tokio_serial(spec: &Arc<TokioSpec>, n: usize) -> (Vec<Spawned>, u64, u64) {
+    let mut results = Vec::with_capacity(n);
+    let (mut sum, mut e127) = (0, 0);
+    for _ in 0..n {
+        let (lat, mut r) = tokio_spawn_one(spec.clone()).await;
+        sum += lat;
+        if let Ok(c) = r.as_mut() {
+            e127 += u64::from(exited_127(c.wait().await));
+        }
+        results.push((lat, r.map(|_| None)));
+    }
+    (results, sum, e127)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The correlator on synthetic mark sequences: no kernel needed.
-use spawnprof_common::{Mark, pack_faults};
+use spawnprof_common::{Mark, UNKNOWN, pack_faults};
 
 use super::*;
 
@@ -51,56 +51,54 @@ impl Script {
         });
         self
     }
+    /// PARENT enters a clone with `flags` through `syscall`, 10 ns on.
+    fn clone_enter(&mut self, flags: u64, syscall: u64) -> &mut Self {
+        self.at(10, kind::CLONE_ENTER, PARENT, PARENT, (flags, syscall, 0))
+    }
+    /// `child` enters execve of `path`, `dt` ns on (`a`: a value the
+    /// correlator ignores).
+    fn exec_enter(&mut self, dt: u64, child: u32, a: u64, path: &str) -> &mut Self {
+        let abc = (a, 1, syscall::EXECVE);
+        self.text_at(dt, kind::EXEC_ENTER, child, child, abc, Some(path))
+    }
     /// Puts the last mark on `cpu`.
     fn on_cpu(&mut self, cpu: u16) -> &mut Self {
         self.events.last_mut().expect("a mark").mark.cpu = cpu;
         self
     }
-    /// fork() by PARENT of CHILD with an mm copy, up to the parent's return.
     /// A posix_spawn-style clone3 (CLONE_VM|CLONE_VFORK) up to the
     /// child's first run.
     fn vfork(&mut self, child: u32) -> &mut Self {
         let vfork = cf::CLONE_VM | cf::CLONE_VFORK | SIGCHLD;
-        self.at(
-            10,
-            kind::CLONE_ENTER,
-            PARENT,
-            PARENT,
-            (vfork, syscall::CLONE3, 0),
-        )
-        .at(20, kind::NEWTASK, PARENT, PARENT, (child as u64, vfork, 0))
-        .at(5, kind::FORK_DONE, PARENT, PARENT, (child as u64, 0, 0))
-        .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (child as u64, 0, 0))
-        .at(5, kind::FIRST_RUN, child, child, (0, 0, 0))
+        self.clone_enter(vfork, syscall::CLONE3)
+            .at(20, kind::NEWTASK, PARENT, PARENT, (child as u64, vfork, 0))
+            .at(5, kind::FORK_DONE, PARENT, PARENT, (child as u64, 0, 0))
+            .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (child as u64, 0, 0))
+            .at(5, kind::FIRST_RUN, child, child, (0, 0, 0))
     }
 
+    /// fork() by PARENT of CHILD with an mm copy, up to the parent's return.
     fn fork(&mut self, child: u32) -> &mut Self {
-        self.at(
-            10,
-            kind::CLONE_ENTER,
-            PARENT,
-            PARENT,
-            (SIGCHLD, syscall::CLONE, 0),
-        )
-        .at(5, kind::MM_LOCK_WAIT, PARENT, PARENT, (0xabc, 0, 0))
-        .at(5, kind::MM_LOCK_ACQUIRED, PARENT, PARENT, (0xabc, 1, 0))
-        .at(500, kind::MM_LOCK_RELEASED, PARENT, PARENT, (0xabc, 0, 0))
-        .at(
-            20,
-            kind::NEWTASK,
-            PARENT,
-            PARENT,
-            (child as u64, SIGCHLD, 0),
-        )
-        .at(
-            5,
-            kind::FORK_DONE,
-            PARENT,
-            PARENT,
-            (child as u64, pack_faults(10, 2), 0),
-        )
-        .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (child as u64, 1, 0))
-        .at(5, kind::CLONE_EXIT, PARENT, PARENT, (child as u64, 0, 0))
+        self.clone_enter(SIGCHLD, syscall::CLONE)
+            .at(5, kind::MM_LOCK_WAIT, PARENT, PARENT, (0xabc, 0, 0))
+            .at(5, kind::MM_LOCK_ACQUIRED, PARENT, PARENT, (0xabc, 1, 0))
+            .at(500, kind::MM_LOCK_RELEASED, PARENT, PARENT, (0xabc, 0, 0))
+            .at(
+                20,
+                kind::NEWTASK,
+                PARENT,
+                PARENT,
+                (child as u64, SIGCHLD, 0),
+            )
+            .at(
+                5,
+                kind::FORK_DONE,
+                PARENT,
+                PARENT,
+                (child as u64, pack_faults(10, 2), 0),
+            )
+            .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (child as u64, 1, 0))
+            .at(5, kind::CLONE_EXIT, PARENT, PARENT, (child as u64, 0, 0))
     }
     /// The child runs, execs `path` after `misses` PATH misses, exits.
     fn child_life(&mut self, child: u32, misses: usize, path: &str) -> &mut Self {
@@ -113,35 +111,26 @@ impl Script {
         );
         for i in 0..misses {
             let p = format!("/nonexistent/{i}/true");
-            self.text_at(
-                20,
-                kind::EXEC_ENTER,
+            self.exec_enter(20, child, 3, &p).at(
+                10,
+                kind::EXEC_EXIT,
                 child,
                 child,
-                (3, 1, syscall::EXECVE),
-                Some(&p),
-            )
-            .at(10, kind::EXEC_EXIT, child, child, (-2i64 as u64, 0, 0));
+                (-2i64 as u64, 0, 0),
+            );
         }
-        self.text_at(
-            20,
-            kind::EXEC_ENTER,
-            child,
-            child,
-            (3, 1, syscall::EXECVE),
-            Some(path),
-        )
-        .at(50, kind::EXEC_PREPARE, child, child, (0, 0, 0))
-        .text_at(
-            100,
-            kind::EXEC_DONE,
-            child,
-            child,
-            (child as u64 | (1 << 32), 42 | (3 << 32), pack_faults(4, 1)),
-            Some(path),
-        )
-        .at(10, kind::EXEC_EXIT, child, child, (0, 0, 0))
-        .at(300, kind::EXIT, child, child, (0, pack_faults(30, 5), 0))
+        self.exec_enter(20, child, 3, path)
+            .at(50, kind::EXEC_PREPARE, child, child, (0, 0, 0))
+            .text_at(
+                100,
+                kind::EXEC_DONE,
+                child,
+                child,
+                (child as u64 | (1 << 32), 42 | (3 << 32), pack_faults(4, 1)),
+                Some(path),
+            )
+            .at(10, kind::EXEC_EXIT, child, child, (0, 0, 0))
+            .at(300, kind::EXIT, child, child, (0, pack_faults(30, 5), 0))
     }
     fn reap(&mut self, child: u32) -> &mut Self {
         self.at(10, kind::REAP, PARENT, PARENT, (child as u64, 0, 0))
@@ -252,14 +241,7 @@ fn vfork_parent_returns_after_the_childs_exec() {
     let mut s = Script::new();
     s.vfork(CHILD)
         .at(5, kind::CHILD_RETURN, CHILD, CHILD, (0, 0, 0))
-        .text_at(
-            5,
-            kind::EXEC_ENTER,
-            CHILD,
-            CHILD,
-            (1, 1, syscall::EXECVE),
-            Some("/bin/true"),
-        )
+        .exec_enter(5, CHILD, 1, "/bin/true")
         .at(20, kind::EXEC_PREPARE, CHILD, CHILD, (0, 0, 0))
         .text_at(
             30,
@@ -290,14 +272,7 @@ fn vfork_parent_returns_after_the_childs_exec() {
 fn a_vfork_child_that_never_execs_releases_its_parent_as_it_exits() {
     let mut s = Script::new();
     s.vfork(CHILD)
-        .text_at(
-            5,
-            kind::EXEC_ENTER,
-            CHILD,
-            CHILD,
-            (1, 1, syscall::EXECVE),
-            Some("/nonexistent/x"),
-        )
+        .exec_enter(5, CHILD, 1, "/nonexistent/x")
         .at(8, kind::EXEC_EXIT, CHILD, CHILD, (-2i64 as u64, 0, 0))
         .at(40, kind::EXIT, CHILD, CHILD, (127 << 8, 0, 0))
         .at(6, kind::CLONE_EXIT, PARENT, PARENT, (CHILD as u64, 0, 0))
@@ -354,27 +329,21 @@ fn a_fork_parent_is_never_released_by_its_childs_exec() {
 #[test]
 fn the_parents_cpu_at_fork_and_the_childs_first_cpu_are_kept() {
     let mut s = Script::new();
-    s.at(
-        10,
-        kind::CLONE_ENTER,
-        PARENT,
-        PARENT,
-        (SIGCHLD, syscall::CLONE, 0),
-    )
-    .on_cpu(1)
-    .at(5, kind::FORK_DONE, PARENT, PARENT, (CHILD as u64, 0, 0))
-    .on_cpu(0)
-    .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (CHILD as u64, 0, 0))
-    .on_cpu(0)
-    .at(5, kind::CLONE_EXIT, PARENT, PARENT, (CHILD as u64, 0, 0))
-    .at(30, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
-    .on_cpu(3)
-    .at(5, kind::CHILD_RETURN, CHILD, CHILD, (0, 0, 0))
-    // A later switch-in elsewhere is not the first run.
-    .at(5, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
-    .on_cpu(2)
-    .at(100, kind::EXIT, CHILD, CHILD, (0, 0, 0))
-    .reap(CHILD);
+    s.clone_enter(SIGCHLD, syscall::CLONE)
+        .on_cpu(1)
+        .at(5, kind::FORK_DONE, PARENT, PARENT, (CHILD as u64, 0, 0))
+        .on_cpu(0)
+        .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (CHILD as u64, 0, 0))
+        .on_cpu(0)
+        .at(5, kind::CLONE_EXIT, PARENT, PARENT, (CHILD as u64, 0, 0))
+        .at(30, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
+        .on_cpu(3)
+        .at(5, kind::CHILD_RETURN, CHILD, CHILD, (0, 0, 0))
+        // A later switch-in elsewhere is not the first run.
+        .at(5, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
+        .on_cpu(2)
+        .at(100, kind::EXIT, CHILD, CHILD, (0, 0, 0))
+        .reap(CHILD);
     let (recs, _) = s.run();
     let r = &recs[0];
     // At fork, not at clone entry: the parent may have moved in between,
@@ -389,14 +358,7 @@ fn failed_exec_is_recorded_not_missing() {
     let mut s = Script::new();
     s.fork(CHILD)
         .at(30, kind::FIRST_RUN, CHILD, CHILD, (0, 0, 0))
-        .text_at(
-            10,
-            kind::EXEC_ENTER,
-            CHILD,
-            CHILD,
-            (1, 1, syscall::EXECVE),
-            Some("/no/such"),
-        )
+        .exec_enter(10, CHILD, 1, "/no/such")
         .at(10, kind::EXEC_EXIT, CHILD, CHILD, (-2i64 as u64, 0, 0))
         .at(10, kind::EXIT, CHILD, CHILD, (127 << 8, 0, 0))
         .reap(CHILD);
@@ -413,17 +375,11 @@ fn failed_exec_is_recorded_not_missing() {
 fn thread_spawns_complete_without_exit_or_reap() {
     let flags = cf::CLONE_VM | cf::CLONE_THREAD | cf::CLONE_SIGHAND;
     let mut s = Script::new();
-    s.at(
-        10,
-        kind::CLONE_ENTER,
-        PARENT,
-        PARENT,
-        (flags, syscall::CLONE3, 0),
-    )
-    .at(10, kind::FORK_DONE, PARENT, PARENT, (201, 0, 0))
-    .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (201, 0, 0))
-    .at(5, kind::CLONE_EXIT, PARENT, PARENT, (201, 0, 0))
-    .at(5, kind::FIRST_RUN, 201, PARENT, (0, 0, 0));
+    s.clone_enter(flags, syscall::CLONE3)
+        .at(10, kind::FORK_DONE, PARENT, PARENT, (201, 0, 0))
+        .at(5, kind::WAKEUP_NEW, PARENT, PARENT, (201, 0, 0))
+        .at(5, kind::CLONE_EXIT, PARENT, PARENT, (201, 0, 0))
+        .at(5, kind::FIRST_RUN, 201, PARENT, (0, 0, 0));
     let mut c = Correlator::new(0, None);
     for e in &s.events {
         c.feed(e);
@@ -504,18 +460,22 @@ fn a_first_run_after_the_child_already_ran_is_not_trusted() {
     assert_eq!(stats.late_first_runs, 1);
 }
 
+/// A fork whose clone returns `ret` without having forked.
+fn failed_clone(ret: i64) -> (Vec<SpawnRecord>, CorrelationStats) {
+    let mut s = Script::new();
+    s.clone_enter(SIGCHLD, syscall::CLONE).at(
+        10,
+        kind::CLONE_EXIT,
+        PARENT,
+        PARENT,
+        (ret as u64, 0, 0),
+    );
+    s.run()
+}
+
 #[test]
 fn a_failed_clone_is_reported_with_its_errno() {
-    let mut s = Script::new();
-    s.at(
-        10,
-        kind::CLONE_ENTER,
-        PARENT,
-        PARENT,
-        (SIGCHLD, syscall::CLONE, 0),
-    )
-    .at(10, kind::CLONE_EXIT, PARENT, PARENT, (-11i64 as u64, 0, 0));
-    let (recs, stats) = s.run();
+    let (recs, stats) = failed_clone(-11);
     assert_eq!(stats.failed_clones, 1);
     assert!(recs[0].incomplete[0].contains("errno 11"));
 }
@@ -525,22 +485,109 @@ fn a_failed_clone_is_reported_with_its_errno() {
 /// debug builds.
 #[test]
 fn a_failed_clone_with_any_return_value_is_reported() {
-    let mut s = Script::new();
-    s.at(
-        10,
-        kind::CLONE_ENTER,
-        PARENT,
-        PARENT,
-        (SIGCHLD, syscall::CLONE, 0),
-    )
-    .at(
-        10,
-        kind::CLONE_EXIT,
-        PARENT,
-        PARENT,
-        (i64::MIN as u64, 0, 0),
-    );
-    let (recs, stats) = s.run();
+    let (recs, stats) = failed_clone(i64::MIN);
     assert_eq!(stats.failed_clones, 1);
     assert!(recs[0].incomplete[0].starts_with("clone failed: errno "));
+}
+
+/// Writes the records and counters a seeded storm of plausible marks
+/// (few tids, so spawns collide, go stale and lose sides) gives, one JSON
+/// line each, to `$SPAWNPROF_CORRELATE_DUMP`: run it before and after a
+/// change to the correlator and compare the files.
+/// `SPAWNPROF_CORRELATE_DUMP=FILE cargo test -p spawnprof --lib mark_storm -- --ignored`
+#[test]
+#[ignore]
+fn mark_storm_records_for_comparing_versions() {
+    let path = std::env::var_os("SPAWNPROF_CORRELATE_DUMP").expect("SPAWNPROF_CORRELATE_DUMP");
+    let mut seed = 0x5eed_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut out = String::new();
+    for round in 0..20u64 {
+        let s = mark_storm(&mut next);
+        let mut c = Correlator::new(1_000, (round % 2 == 0).then_some(200)).with_fault_coverage(
+            FaultCoverage {
+                cow: round % 3 != 0,
+                totals: round % 5 != 0,
+            },
+        );
+        for (i, e) in s.events.iter().enumerate() {
+            c.feed(e);
+            if i % 97 == 0 {
+                for r in c.drain_finished() {
+                    out.push_str(&serde_json::to_string(&r).unwrap());
+                    out.push('\n');
+                }
+                out.push_str(&format!("in flight {}\n", c.in_flight()));
+            }
+        }
+        c.finish_all();
+        // Sorted: the spawns still inside a clone come out in hash order.
+        let mut last: Vec<String> = c
+            .take_finished()
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        last.sort();
+        for line in last {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out.push_str(&serde_json::to_string(&c.stats()).unwrap());
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// 5,000 marks of every kind (and one out of range) drawn from `next`,
+/// between six tids; their values mostly those tids, flags, errnos and
+/// fault counts, sometimes anything.
+fn mark_storm(next: &mut impl FnMut() -> u64) -> Script {
+    let tids = [100u32, 101, 200, 201, 202, 203];
+    let flags = [
+        SIGCHLD,
+        cf::CLONE_VM | cf::CLONE_VFORK | SIGCHLD,
+        cf::CLONE_VM | cf::CLONE_THREAD | cf::CLONE_SIGHAND,
+    ];
+    let mut s = Script::new();
+    for _ in 0..5_000 {
+        let kind = (next() % u64::from(kind::COUNT + 1)) as u16;
+        let tid = tids[(next() % 6) as usize];
+        let tgid = if next().is_multiple_of(4) { 100 } else { tid };
+        let pick = u64::from(tids[(next() % 6) as usize]);
+        let a = match kind {
+            kind::CLONE_ENTER => flags[(next() % 3) as usize],
+            kind::CLONE_EXIT | kind::EXEC_EXIT => match next() % 4 {
+                0 => -(next() as i64 % 40) as u64,
+                1 => next() % 8,
+                _ => pick,
+            },
+            kind::EXIT => match next() % 3 {
+                0 => UNKNOWN,
+                _ => next() % 0x10000,
+            },
+            _ if next().is_multiple_of(8) => next(),
+            _ => pick,
+        };
+        let b = match next() % 3 {
+            0 => pack_faults(next() % 100, next() % 50),
+            1 => next() % 3,
+            _ => next(),
+        };
+        let c = match next() % 3 {
+            0 => pack_faults(next() % 100, next() % 50),
+            1 => next() % 8,
+            _ => next(),
+        };
+        let text = (!next().is_multiple_of(3)).then(|| format!("/bin/x{}\0arg\0", next() % 5));
+        s.text_at(next() % 1_000, kind, tid, tgid, (a, b, c), text.as_deref())
+            .on_cpu((next() % 4) as u16);
+        s.events.last_mut().expect("a mark").mark.comm[..2]
+            .copy_from_slice(&[b'a' + (next() % 26) as u8, b'z']);
+    }
+    s
 }
