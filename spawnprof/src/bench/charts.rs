@@ -7,7 +7,10 @@ use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
 
 use anyhow::{Context as _, Result};
 
-use super::{BenchReport, ConfigResult};
+use super::{
+    results::{BenchReport, ConfigResult},
+    text::{interrupted_note, placement_findings},
+};
 use crate::{
     report::charts::{self, Axis, Unit},
     units::format_ns,
@@ -268,7 +271,7 @@ pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
             .cpu_wakeup_summary()
             .map_or(String::new(), |w| format!(" ({})", charts::escape(&w))),
     );
-    if let Some(note) = crate::bench::interrupted_note(r) {
+    if let Some(note) = interrupted_note(r) {
         let _ = write!(html, "<p><strong>{}</strong></p>", charts::escape(&note));
     }
     configurations_table(&mut html, r);
@@ -277,7 +280,7 @@ pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
         fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
         let _ = write!(html, "<h2>{}</h2>{svg}", charts::escape(title));
     }
-    for line in crate::bench::placement_findings(r) {
+    for line in placement_findings(r) {
         let _ = write!(html, "<p>{}</p>", charts::escape(&line));
     }
     if let Some(o) = &r.overhead {
