@@ -29,17 +29,33 @@ pub struct BenchOptions {
     pub session: SessionOptions,
 }
 
+/// An experiment: its configurations, each named within it.
+type Experiment = fn(&Choices) -> Vec<(String, Config)>;
+
 /// The experiments of the sweep, in the order they run.
-pub const EXPERIMENTS: &[&str] = &[
-    "method-rss",
-    "minimal-child",
-    "placement",
-    "thp",
-    "env",
-    "path",
-    "tokio",
-    "fork-chain",
+const SWEEP: [(&str, Experiment); 8] = [
+    ("method-rss", method_rss),
+    ("minimal-child", minimal_child),
+    ("placement", placement),
+    ("thp", thp),
+    ("env", env),
+    ("path", path),
+    ("tokio", tokio),
+    ("fork-chain", fork_chain),
 ];
+
+/// The experiments of the sweep, in the order they run.
+pub const EXPERIMENTS: &[&str] = &names(&SWEEP);
+
+const fn names<const N: usize>(sweep: &[(&'static str, Experiment); N]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = sweep[i].0;
+        i += 1;
+    }
+    out
+}
 
 /// Checks an `--experiments` entry.
 pub fn experiment_name(s: &str) -> Result<String> {
@@ -49,6 +65,119 @@ pub fn experiment_name(s: &str) -> Result<String> {
             "no experiment '{s}'; choose from {}",
             EXPERIMENTS.join(", ")
         ),
+    }
+}
+
+/// Parses `0,256M,1G` lists.
+pub fn parse_list<T>(s: &str, item: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| item(p.trim()))
+        .collect()
+}
+
+/// The sweep, from the options (defaults reproduce the seeds' experiments).
+pub fn sweep(opts: &BenchOptions) -> Vec<BenchConfig> {
+    let choices = Choices::new(opts);
+    let selected = |experiment: &str| {
+        opts.experiments
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|e| e == experiment))
+    };
+    SWEEP
+        .iter()
+        .filter(|(experiment, _)| selected(experiment))
+        .flat_map(|(experiment, configs)| {
+            configs(&choices)
+                .into_iter()
+                .map(move |(name, cfg)| BenchConfig {
+                    name: format!("{experiment}/{name}"),
+                    experiment: experiment.to_string(),
+                    spawner: cfg,
+                })
+        })
+        .collect()
+}
+
+/// The options with the defaults of a quick or full sweep filled in.
+struct Choices {
+    quick: bool,
+    count: Option<u64>,
+    methods: Vec<Method>,
+    rss: Vec<u64>,
+    env: Vec<u64>,
+    misses: Vec<u32>,
+}
+
+impl Choices {
+    fn new(opts: &BenchOptions) -> Self {
+        let quick = opts.quick;
+        let methods = opts.methods.clone().unwrap_or_else(|| {
+            if quick {
+                vec![Method::ForkExec, Method::PosixSpawn, Method::StdFork]
+            } else {
+                vec![
+                    Method::ForkExec,
+                    Method::VforkExec,
+                    Method::PosixSpawn,
+                    Method::Clone3Vfork,
+                    Method::Std,
+                    Method::StdEnv,
+                    Method::StdFork,
+                    Method::Zygote,
+                ]
+            }
+        });
+        let rss = opts.rss.clone().unwrap_or_else(|| {
+            if quick {
+                vec![0, 256 << 20]
+            } else {
+                vec![0, 256 << 20, 1 << 30, 4 << 30]
+            }
+        });
+        let env = opts.env.clone().unwrap_or_else(|| {
+            if quick {
+                vec![0, 250]
+            } else {
+                vec![0, 50, 250, 1000]
+            }
+        });
+        let misses = opts.path_misses.clone().unwrap_or_else(|| vec![0, 14]);
+        Self {
+            quick,
+            count: opts.count,
+            methods,
+            rss,
+            env,
+            misses,
+        }
+    }
+
+    /// Spawns of a configuration that makes `n` in the full sweep: a sixth
+    /// (at least 10) in a quick one, `--count` over both.
+    fn count(&self, n: u64) -> u64 {
+        let scale = |n: u64| if self.quick { (n / 6).max(10) } else { n };
+        self.count.unwrap_or_else(|| scale(n))
+    }
+
+    /// `method`, one spawn at a time, `n` spawns (scaled by [`Self::count`]).
+    fn serial(&self, method: Method, n: u64) -> Config {
+        let mut c = Config::new(method);
+        c.count = self.count(n);
+        c.mode = Mode::Serial;
+        c
+    }
+
+    /// The environment and PATH cost CPU time inside each spawn (copying
+    /// the strings, one failed execve per missing directory): serial and
+    /// pinned, so that it is not drowned by children queueing for a CPU
+    /// (batched on two vCPUs, 250 variables or 14 misses moved the call by
+    /// less than its run-to-run spread, while pinned serial spawns showed
+    /// +50% and +8% at the median).
+    fn per_spawn_work(&self, method: Method, n: u64) -> Config {
+        let mut c = self.serial(method, n);
+        c.cpus = placement_cpu().map(CpuList::single);
+        c
     }
 }
 
@@ -81,149 +210,53 @@ fn rss_label(rss: u64) -> String {
     format!("rss{}", slug(&format_bytes(rss).replace(' ', "")))
 }
 
-/// The sweep, from the options (defaults reproduce the seeds' experiments).
-pub fn sweep(opts: &BenchOptions) -> Vec<BenchConfig> {
-    let quick = opts.quick;
-    let methods = opts.methods.clone().unwrap_or_else(|| {
-        if quick {
-            vec![Method::ForkExec, Method::PosixSpawn, Method::StdFork]
-        } else {
-            vec![
-                Method::ForkExec,
-                Method::VforkExec,
-                Method::PosixSpawn,
-                Method::Clone3Vfork,
-                Method::Std,
-                Method::StdEnv,
-                Method::StdFork,
-                Method::Zygote,
-            ]
-        }
-    });
-    let rss = opts.rss.clone().unwrap_or_else(|| {
-        if quick {
-            vec![0, 256 << 20]
-        } else {
-            vec![0, 256 << 20, 1 << 30, 4 << 30]
-        }
-    });
-    let env = opts.env.clone().unwrap_or_else(|| {
-        if quick {
-            vec![0, 250]
-        } else {
-            vec![0, 50, 250, 1000]
-        }
-    });
-    let misses = opts.path_misses.clone().unwrap_or_else(|| vec![0, 14]);
-    let scale = |n: u64| if quick { (n / 6).max(10) } else { n };
-    let count = |n: u64| opts.count.unwrap_or_else(|| scale(n));
+/// Every method at every resident size.
+fn method_rss(c: &Choices) -> Vec<(String, Config)> {
     let mut out = Vec::new();
-    let mut push = |experiment: &str, name: String, cfg: Config| {
-        out.push(BenchConfig {
-            name: format!("{experiment}/{name}"),
-            experiment: experiment.into(),
-            spawner: cfg,
+    for &m in &c.methods {
+        for &r in &c.rss {
+            let mut cfg = c.serial(m, method_rss_count(r));
+            cfg.rss = r;
+            out.push((format!("{m}-{}", rss_label(r)), cfg));
+        }
+    }
+    out
+}
+
+/// The spawn alone, per method: the child is an exit-only program, so no
+/// library loading or libc start-up runs between the spawns.
+fn minimal_child(c: &Choices) -> Vec<(String, Config)> {
+    c.methods
+        .iter()
+        .map(|&m| {
+            let mut cfg = c.serial(m, method_rss_count(0));
+            cfg.minimal_child = true;
+            (m.to_string(), cfg)
         })
+        .collect()
+}
+
+/// Where the child starts: anywhere (often another, idle CPU that must be
+/// woken first) or on its parent's CPU, with the spawner pinned to one.
+fn placement(c: &Choices) -> Vec<(String, Config)> {
+    let Some(cpu) = placement_cpu() else {
+        return Vec::new();
     };
-    for &m in &methods {
-        for &r in &rss {
-            let mut c = Config::new(m);
-            c.rss = r;
-            c.count = count(method_rss_count(r));
-            c.mode = Mode::Serial;
-            push("method-rss", format!("{m}-{}", rss_label(r)), c);
+    let mut out = Vec::new();
+    for m in [Method::PosixSpawn, Method::ForkExec] {
+        if !c.methods.contains(&m) {
+            continue;
         }
-    }
-    // The spawn alone, per method: the child is an exit-only program, so no
-    // library loading or libc start-up runs between the spawns.
-    for &m in &methods {
-        let mut c = Config::new(m);
-        c.minimal_child = true;
-        c.count = count(method_rss_count(0));
-        c.mode = Mode::Serial;
-        push("minimal-child", m.to_string(), c);
-    }
-    // Where the child starts: anywhere (often another, idle CPU that must be
-    // woken first) or on its parent's CPU, with the spawner pinned to one.
-    if let Some(cpu) = placement_cpu() {
-        for m in [Method::PosixSpawn, Method::ForkExec] {
-            if !methods.contains(&m) {
-                continue;
-            }
-            for cpus in [None, Some(CpuList::single(cpu))] {
-                let mut c = Config::new(m);
-                c.minimal_child = true;
-                c.count = count(method_rss_count(0) * 3);
-                c.mode = Mode::Serial;
-                let place = match &cpus {
-                    None => "any-cpu".to_string(),
-                    Some(l) => format!("cpu{l}"),
-                };
-                c.cpus = cpus;
-                push("placement", format!("{m}-{place}"), c);
-            }
+        for cpus in [None, Some(CpuList::single(cpu))] {
+            let mut cfg = c.serial(m, method_rss_count(0) * 3);
+            cfg.minimal_child = true;
+            let place = match &cpus {
+                None => "any-cpu".to_string(),
+                Some(l) => format!("cpu{l}"),
+            };
+            cfg.cpus = cpus;
+            out.push((format!("{m}-{place}"), cfg));
         }
-    }
-    // Huge pages shrink the page-table copy: fork at 1 GiB with and without THP.
-    for hp in [HugePages::None, HugePages::Thp] {
-        let mut c = Config::new(Method::ForkExec);
-        c.rss = 1 << 30;
-        c.huge_pages = hp;
-        c.count = count(50);
-        c.mode = Mode::Serial;
-        push("thp", format!("fork-exec-1gib-{hp}"), c);
-    }
-    // The environment and PATH cost CPU time inside each spawn (copying
-    // the strings, one failed execve per missing directory): serial and
-    // pinned, so that it is not drowned by children queueing for a CPU
-    // (batched on two vCPUs, 250 variables or 14 misses moved the call by
-    // less than its run-to-run spread, while pinned serial spawns showed
-    // +50% and +8% at the median).
-    let per_spawn_work = |c: &mut Config| {
-        c.mode = Mode::Serial;
-        c.cpus = placement_cpu().map(CpuList::single);
-    };
-    for m in [Method::PosixSpawn, Method::StdEnv] {
-        for &e in &env {
-            let mut c = Config::new(m);
-            c.env_count = e;
-            c.count = count(300);
-            per_spawn_work(&mut c);
-            push("env", format!("{m}-env{e}"), c);
-        }
-    }
-    for &k in &misses {
-        let mut c = Config::new(Method::PosixSpawn);
-        c.program = "true".into();
-        c.path_misses = k;
-        c.count = count(300);
-        per_spawn_work(&mut c);
-        push("path", format!("posix-spawn-misses{k}"), c);
-    }
-    let tokio_modes = if quick {
-        vec![Method::TokioSingle, Method::TokioMulti(2)]
-    } else {
-        vec![
-            Method::TokioSingle,
-            Method::TokioSingleBlocking,
-            Method::TokioMulti(2),
-            Method::TokioMulti(4),
-        ]
-    };
-    for m in tokio_modes {
-        let mut c = Config::new(m);
-        c.count = count(300);
-        push("tokio", m.to_string(), c);
-    }
-    // Fork, parent exits, child repeats: time per fork in windows along the chain.
-    let mut c = Config::new(Method::ForkChain);
-    c.count = count(3000);
-    // One fork at a time by construction (each child forks the next); said
-    // so, rather than the batched default that the chain never reads.
-    c.mode = Mode::Serial;
-    push("fork-chain", "fork-chain".into(), c);
-    if let Some(only) = &opts.experiments {
-        out.retain(|c| only.contains(&c.experiment));
     }
     out
 }
@@ -235,12 +268,73 @@ pub(super) fn placement_cpu() -> Option<u32> {
     (allowed.cpus().len() > 1).then(|| allowed.cpus()[0])
 }
 
-/// Parses `0,256M,1G` lists.
-pub fn parse_list<T>(s: &str, item: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| item(p.trim()))
+/// Huge pages shrink the page-table copy: fork at 1 GiB with and without THP.
+fn thp(c: &Choices) -> Vec<(String, Config)> {
+    [HugePages::None, HugePages::Thp]
+        .into_iter()
+        .map(|hp| {
+            let mut cfg = c.serial(Method::ForkExec, 50);
+            cfg.rss = 1 << 30;
+            cfg.huge_pages = hp;
+            (format!("fork-exec-1gib-{hp}"), cfg)
+        })
         .collect()
+}
+
+/// Extra environment variables, which each spawn copies.
+fn env(c: &Choices) -> Vec<(String, Config)> {
+    let mut out = Vec::new();
+    for m in [Method::PosixSpawn, Method::StdEnv] {
+        for &e in &c.env {
+            let mut cfg = c.per_spawn_work(m, 300);
+            cfg.env_count = e;
+            out.push((format!("{m}-env{e}"), cfg));
+        }
+    }
+    out
+}
+
+/// Nonexistent PATH entries before the real ones: one failed execve each.
+fn path(c: &Choices) -> Vec<(String, Config)> {
+    c.misses
+        .iter()
+        .map(|&k| {
+            let mut cfg = c.per_spawn_work(Method::PosixSpawn, 300);
+            cfg.program = "true".into();
+            cfg.path_misses = k;
+            (format!("posix-spawn-misses{k}"), cfg)
+        })
+        .collect()
+}
+
+/// The tokio runtimes' ways to spawn, in their default (batched) mode.
+fn tokio(c: &Choices) -> Vec<(String, Config)> {
+    let modes = if c.quick {
+        vec![Method::TokioSingle, Method::TokioMulti(2)]
+    } else {
+        vec![
+            Method::TokioSingle,
+            Method::TokioSingleBlocking,
+            Method::TokioMulti(2),
+            Method::TokioMulti(4),
+        ]
+    };
+    modes
+        .into_iter()
+        .map(|m| {
+            let mut cfg = Config::new(m);
+            cfg.count = c.count(300);
+            (m.to_string(), cfg)
+        })
+        .collect()
+}
+
+/// Fork, parent exits, child repeats: time per fork in windows along the chain.
+fn fork_chain(c: &Choices) -> Vec<(String, Config)> {
+    // One fork at a time by construction (each child forks the next); said
+    // so, rather than the batched default that the chain never reads.
+    let cfg = c.serial(Method::ForkChain, 3000);
+    vec![("fork-chain".into(), cfg)]
 }
 
 #[cfg(test)]
