@@ -15,32 +15,6 @@ use crate::{
     workload::{Config, CpuList, Method, Mode, SpawnResult, spawner_args},
 };
 
-/// The spawner alone, without probes (for the overhead ratio).
-fn run_unprobed(spawner: &Path, cfg: &Config) -> Result<SpawnResult> {
-    use std::os::unix::process::CommandExt as _;
-    let mut command = std::process::Command::new(spawner);
-    command
-        .args(spawner_args(cfg))
-        .stderr(std::process::Stdio::null());
-    // The same limits as the recorded spawner gets (see GatedChild).
-    if let Some(limit) = crate::sys::memlock::memlock_limit_to_restore() {
-        // SAFETY: setrlimit is async-signal-safe and `limit` is a copy.
-        unsafe {
-            command.pre_exec(move || {
-                libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit);
-                Ok(())
-            });
-        }
-    }
-    let out = command.output().context("running the spawner")?;
-    if !out.status.success() {
-        bail!("the spawner failed without probes: {}", out.status);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().context("no result line")?;
-    Ok(serde_json::from_str(line)?)
-}
-
 /// Rounds of the overhead measurement, each side; medians are reported.
 const OVERHEAD_ROUNDS: u32 = 3;
 
@@ -65,39 +39,8 @@ pub(super) async fn measure_overhead(
     cfg.mode = Mode::Serial;
     let cpu = placement_cpu();
     cfg.cpus = cpu.map(CpuList::single);
-    // Alternate to spread drift (frequency, other load) over both sides.
-    let (mut without, mut with) = (Vec::new(), Vec::new());
-    for round in 0..OVERHEAD_ROUNDS {
-        // The unprobed runs are not recordings: check for a Ctrl-C here.
-        if interrupts.arrived().await.is_some() {
-            return Err(Interrupted.into());
-        }
-        without.push(run_unprobed(spawner, &cfg)?);
-        let bc = BenchConfig {
-            name: format!("overhead/with-probes-{round}"),
-            experiment: "overhead".into(),
-            spawner: cfg.clone(),
-        };
-        let (r, _, _) = run_config(&bc, spawner, dir, &opts.session, false).await?;
-        interrupts.rearm();
-        with.push(r.spawner);
-    }
-    let costed = BenchConfig {
-        name: "overhead/probe-cost".into(),
-        experiment: "overhead".into(),
-        spawner: cfg.clone(),
-    };
-    let costed_run = run_config(&costed, spawner, dir, &opts.session, true).await;
-    let probe_cost = match costed_run {
-        Ok((_, _, cost)) => cost,
-        Err(e) if is_interruption(&e) => return Err(e),
-        Err(e) => {
-            // Statistics can be refused (BPF_ENABLE_STATS needs 5.8); the
-            // rates above still stand.
-            crate::say!("spawnprof: bench: no probe-cost figure: {e:#}");
-            None
-        }
-    };
+    let (without, with) = rounds(spawner, dir, opts, &cfg, interrupts).await?;
+    let probe_cost = probe_cost(spawner, dir, opts, &cfg).await?;
     let rate = |runs: &[SpawnResult]| median(runs.iter().map(|r| r.spawns_per_sec));
     let p50 = |runs: &[SpawnResult]| median(runs.iter().map(|r| r.latency_ns.p50 as f64));
     let (wo, wi) = (rate(&without), rate(&with));
@@ -117,4 +60,85 @@ pub(super) async fn measure_overhead(
         probe_ns_per_spawn: probe_cost.as_ref().and_then(ProbeCost::bpf_ns_per_spawn),
         reader_ns_per_spawn: probe_cost.as_ref().and_then(ProbeCost::reader_ns_per_spawn),
     })
+}
+
+/// The spawner's results without and with probes, one of each per round.
+async fn rounds(
+    spawner: &Path,
+    dir: &Path,
+    opts: &BenchOptions,
+    cfg: &Config,
+    interrupts: &mut Interrupts,
+) -> Result<(Vec<SpawnResult>, Vec<SpawnResult>)> {
+    // Alternate to spread drift (frequency, other load) over both sides.
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for round in 0..OVERHEAD_ROUNDS {
+        // The unprobed runs are not recordings: check for a Ctrl-C here.
+        if interrupts.arrived().await.is_some() {
+            return Err(Interrupted.into());
+        }
+        without.push(run_unprobed(spawner, cfg)?);
+        let probed = overhead_config(&format!("with-probes-{round}"), cfg);
+        let (r, _, _) = run_config(&probed, spawner, dir, &opts.session, false).await?;
+        interrupts.rearm();
+        with.push(r.spawner);
+    }
+    Ok((without, with))
+}
+
+/// The probes' own run time, from one more recording with BPF statistics;
+/// `None` where the kernel refuses them.
+async fn probe_cost(
+    spawner: &Path,
+    dir: &Path,
+    opts: &BenchOptions,
+    cfg: &Config,
+) -> Result<Option<ProbeCost>> {
+    let costed = overhead_config("probe-cost", cfg);
+    let costed_run = run_config(&costed, spawner, dir, &opts.session, true).await;
+    match costed_run {
+        Ok((_, _, cost)) => Ok(cost),
+        Err(e) if is_interruption(&e) => Err(e),
+        Err(e) => {
+            // Statistics can be refused (BPF_ENABLE_STATS needs 5.8); the
+            // rates above still stand.
+            crate::say!("spawnprof: bench: no probe-cost figure: {e:#}");
+            Ok(None)
+        }
+    }
+}
+
+/// A recording of the overhead measurement, kept under `overhead/`.
+fn overhead_config(name: &str, cfg: &Config) -> BenchConfig {
+    BenchConfig {
+        name: format!("overhead/{name}"),
+        experiment: "overhead".into(),
+        spawner: cfg.clone(),
+    }
+}
+
+/// The spawner alone, without probes (for the overhead ratio).
+fn run_unprobed(spawner: &Path, cfg: &Config) -> Result<SpawnResult> {
+    use std::os::unix::process::CommandExt as _;
+    let mut command = std::process::Command::new(spawner);
+    command
+        .args(spawner_args(cfg))
+        .stderr(std::process::Stdio::null());
+    // The same limits as the recorded spawner gets (see GatedChild).
+    if let Some(limit) = crate::sys::memlock::memlock_limit_to_restore() {
+        // SAFETY: setrlimit is async-signal-safe and `limit` is a copy.
+        unsafe {
+            command.pre_exec(move || {
+                libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit);
+                Ok(())
+            });
+        }
+    }
+    let out = command.output().context("running the spawner")?;
+    if !out.status.success() {
+        bail!("the spawner failed without probes: {}", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().context("no result line")?;
+    Ok(serde_json::from_str(line)?)
 }

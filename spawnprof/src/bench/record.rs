@@ -31,6 +31,50 @@ pub fn spawner_path() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Records one configuration; with `probe_cost`, also what the probes cost.
+pub(super) async fn run_config(
+    cfg: &BenchConfig,
+    spawner: &Path,
+    dir: &Path,
+    session: &SessionOptions,
+    probe_cost: bool,
+) -> Result<(ConfigResult, Vec<PlanRow>, Option<ProbeCost>)> {
+    let rec_dir = dir.join(&cfg.name);
+    std::fs::create_dir_all(&rec_dir)?;
+    let stdout = rec_dir.join("spawner.json");
+    let mut argv = vec![spawner.display().to_string()];
+    argv.extend(spawner_args(&cfg.spawner));
+    let mut opts = RecordOptions::new(Target::Command(argv), rec_dir.clone());
+    opts.session = session.clone();
+    opts.force = true;
+    opts.announce = false;
+    opts.command_stdout = Some(stdout.clone());
+    opts.probe_cost = probe_cost;
+    opts.owns_command = true;
+    if session.low_overhead {
+        opts.sample_hz = 0;
+    }
+    let rec = recorder::record(opts).await?;
+    rec.saved()?;
+    if rec.summary.interrupted {
+        return Err(Interrupted.into());
+    }
+    if rec.summary.exit_code != Some(0) {
+        bail!(
+            "the spawner failed for {} (exit {:?}); its output is in {}",
+            cfg.name,
+            rec.summary.exit_code,
+            rec_dir.display()
+        );
+    }
+    let result = parse_result(&stdout)?;
+    // All of the configuration's spawns, not just the ones kept in memory.
+    let (_, records) = load_recording(&rec_dir)?;
+    let window = in_window(&records, &result, rec.summary.start_monotonic_ns);
+    let summary = summarise(cfg, result, &window, rec.summary.lost_marks_total);
+    Ok((summary, rec.summary.plan, rec.summary.probe_cost))
+}
+
 fn parse_result(path: &Path) -> Result<SpawnResult> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -65,6 +109,40 @@ fn in_window<'a>(
                 .is_some_and(|t| t >= start && t <= end)
         })
         .collect()
+}
+
+/// The configuration's outcome: the spawner's own figures joined with the
+/// stage statistics and placement of the spawns in its window.
+fn summarise(
+    cfg: &BenchConfig,
+    result: SpawnResult,
+    window: &[&SpawnRecord],
+    lost_marks: u64,
+) -> ConfigResult {
+    // One pass for the stage statistics and the placement split.
+    let mut acc = analysis::Accumulator::default();
+    window.iter().for_each(|r| acc.add(r));
+    let stages = acc.stage_stats();
+    let vfork_style = window
+        .iter()
+        .filter(|r| r.method.as_deref() == Some("vfork"))
+        .count()
+        * 2
+        > window.len();
+    ConfigResult {
+        config: cfg.clone(),
+        spawns_in_window: window.len() as u64,
+        breakdown: call_breakdown(&stages, vfork_style),
+        placement: acc.placement(),
+        failed_execs_per_spawn: (!window.is_empty()).then(|| {
+            let failed: u64 = window.iter().map(|r| r.failed_exec_attempts).sum();
+            failed as f64 / window.len() as f64
+        }),
+        stages,
+        spawner: result,
+        lost_marks,
+        recording: cfg.name.clone(),
+    }
 }
 
 /// The stages that make up the spawn call, as shares of the parent's clone.
@@ -123,76 +201,6 @@ pub fn call_breakdown(stages: &BTreeMap<String, StageStats>, vfork_style: bool) 
         .collect();
     out.sort_by_key(|s| std::cmp::Reverse(s.mean_ns));
     out
-}
-
-/// Records one configuration; with `probe_cost`, also what the probes cost.
-pub(super) async fn run_config(
-    cfg: &BenchConfig,
-    spawner: &Path,
-    dir: &Path,
-    session: &SessionOptions,
-    probe_cost: bool,
-) -> Result<(ConfigResult, Vec<PlanRow>, Option<ProbeCost>)> {
-    let rec_dir = dir.join(&cfg.name);
-    std::fs::create_dir_all(&rec_dir)?;
-    let stdout = rec_dir.join("spawner.json");
-    let mut argv = vec![spawner.display().to_string()];
-    argv.extend(spawner_args(&cfg.spawner));
-    let mut opts = RecordOptions::new(Target::Command(argv), rec_dir.clone());
-    opts.session = session.clone();
-    opts.force = true;
-    opts.announce = false;
-    opts.command_stdout = Some(stdout.clone());
-    opts.probe_cost = probe_cost;
-    opts.owns_command = true;
-    if session.low_overhead {
-        opts.sample_hz = 0;
-    }
-    let rec = recorder::record(opts).await?;
-    rec.saved()?;
-    if rec.summary.interrupted {
-        return Err(Interrupted.into());
-    }
-    if rec.summary.exit_code != Some(0) {
-        bail!(
-            "the spawner failed for {} (exit {:?}); its output is in {}",
-            cfg.name,
-            rec.summary.exit_code,
-            rec_dir.display()
-        );
-    }
-    let result = parse_result(&stdout)?;
-    // All of the configuration's spawns, not just the ones kept in memory.
-    let (_, records) = load_recording(&rec_dir)?;
-    let window = in_window(&records, &result, rec.summary.start_monotonic_ns);
-    // One pass for the stage statistics and the placement split.
-    let mut acc = analysis::Accumulator::default();
-    window.iter().for_each(|r| acc.add(r));
-    let stages = acc.stage_stats();
-    let vfork_style = window
-        .iter()
-        .filter(|r| r.method.as_deref() == Some("vfork"))
-        .count()
-        * 2
-        > window.len();
-    Ok((
-        ConfigResult {
-            config: cfg.clone(),
-            spawns_in_window: window.len() as u64,
-            breakdown: call_breakdown(&stages, vfork_style),
-            placement: acc.placement(),
-            failed_execs_per_spawn: (!window.is_empty()).then(|| {
-                let failed: u64 = window.iter().map(|r| r.failed_exec_attempts).sum();
-                failed as f64 / window.len() as f64
-            }),
-            stages,
-            spawner: result,
-            lost_marks: rec.summary.lost_marks_total,
-            recording: cfg.name.clone(),
-        },
-        rec.summary.plan,
-        rec.summary.probe_cost,
-    ))
 }
 
 #[cfg(test)]

@@ -82,10 +82,19 @@ pub fn interrupted_note(report: &BenchReport) -> Option<String> {
     })
 }
 
-/// The terminal summary: node facts, then one row per configuration.
+/// The terminal summary: node facts, then one row per configuration, then
+/// what the experiments found.
 pub fn render(report: &BenchReport) -> String {
-    let n = &report.node;
     let mut out = String::new();
+    node_lines(&mut out, report);
+    configuration_rows(&mut out, report);
+    finding_lines(&mut out, report);
+    out
+}
+
+/// The node's facts, and whether the bench was cut short.
+fn node_lines(out: &mut String, report: &BenchReport) {
+    let n = &report.node;
     let _ = writeln!(
         out,
         "node {}: kernel {}, glibc {} (Rust std {}), THP {}, {} CPUs, {} RAM, env {} vars / {}, PATH {} entries",
@@ -106,6 +115,10 @@ pub fn render(report: &BenchReport) -> String {
     if let Some(note) = interrupted_note(report) {
         let _ = writeln!(out, "{note}");
     }
+}
+
+/// One row per configuration: its rate, p50, p99 and largest stages.
+fn configuration_rows(out: &mut String, report: &BenchReport) {
     let _ = writeln!(
         out,
         "{:<34} {:>10} {:>10} {:>10}  where the spawn call goes",
@@ -122,6 +135,11 @@ pub fn render(report: &BenchReport) -> String {
             r.top_stages(2)
         );
     }
+}
+
+/// What the experiments found beyond the rows: the fork chain along its
+/// length, the failed execs of the PATH experiment, placement, overhead.
+fn finding_lines(out: &mut String, report: &BenchReport) {
     for r in &report.configs {
         if let Some(w) = &r.spawner.window_means_ns {
             let w: Vec<String> = w.iter().map(|&v| format_ns(v)).collect();
@@ -159,7 +177,6 @@ pub fn render(report: &BenchReport) -> String {
             );
         }
     }
-    out
 }
 
 /// One sentence per method of the placement experiment: the spawn call
