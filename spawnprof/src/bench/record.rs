@@ -207,27 +207,30 @@ pub fn call_breakdown(stages: &BTreeMap<String, StageStats>, vfork_style: bool) 
 mod tests {
     use super::*;
 
-    /// A stage seen once, with this mean.
-    fn st(mean_ns: u64) -> StageStats {
-        StageStats {
-            count: 1,
-            mean_ns,
-            ..Default::default()
-        }
+    /// Stages seen once each, with these means.
+    fn seen_once(means: &[(&str, u64)]) -> BTreeMap<String, StageStats> {
+        means
+            .iter()
+            .map(|&(name, mean_ns)| {
+                let stats = StageStats {
+                    count: 1,
+                    mean_ns,
+                    ..Default::default()
+                };
+                (name.to_string(), stats)
+            })
+            .collect()
     }
 
     #[test]
     fn the_call_breakdown_puts_dup_mmap_first_for_a_big_fork() {
-        let stages: BTreeMap<String, StageStats> = [
-            ("clone", st(10_000)),
-            ("copy_process", st(9_900)),
-            ("dup_mmap", st(9_800)),
-            ("fork_wakeup", st(50)),
-            ("parent_return", st(50)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let stages = seen_once(&[
+            ("clone", 10_000),
+            ("copy_process", 9_900),
+            ("dup_mmap", 9_800),
+            ("fork_wakeup", 50),
+            ("parent_return", 50),
+        ]);
         let b = call_breakdown(&stages, false);
         assert_eq!(b[0].stage, "dup_mmap");
         assert!((b[0].share_of_call - 0.98).abs() < 1e-9);
@@ -235,20 +238,17 @@ mod tests {
 
     #[test]
     fn a_vfork_call_counts_the_childs_exec_only_up_to_the_release() {
-        let mut stages: BTreeMap<String, StageStats> = [
-            ("clone", st(100_000)),
-            ("copy_process", st(10_000)),
-            ("fork_wakeup", st(2_000)),
-            ("sched_delay", st(3_000)),
-            ("pre_exec", st(20_000)),
-            ("path_search", st(0)),
-            ("exec", st(80_000)),
-            ("exec_load", st(40_000)),
-            ("vfork_resume", st(25_000)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let mut stages = seen_once(&[
+            ("clone", 100_000),
+            ("copy_process", 10_000),
+            ("fork_wakeup", 2_000),
+            ("sched_delay", 3_000),
+            ("pre_exec", 20_000),
+            ("path_search", 0),
+            ("exec", 80_000),
+            ("exec_load", 40_000),
+            ("vfork_resume", 25_000),
+        ]);
         let b = call_breakdown(&stages, true);
         let total: f64 = b.iter().map(|s| s.share_of_call).sum();
         assert!((total - 1.0).abs() < 1e-9, "{b:?}");
