@@ -1,9 +1,10 @@
 //! `spawnprof bench` and the reference spawner's controls.
-use std::process::Command;
+use std::{path::Path, process::Command};
 
+use serde_json::Value;
 use spawnprof_tests::{out_dir, require_root, spawner_bin, spawnprof_bin};
 
-fn spawner_result(args: &[&str]) -> serde_json::Value {
+fn spawner_result(args: &[&str]) -> Value {
     let out = Command::new(spawner_bin())
         .args(args)
         .output()
@@ -71,7 +72,7 @@ fn the_cpus_control_pins_the_spawner_and_its_children() {
         for l in lines {
             assert_eq!(l, format!("Cpus_allowed_list:\t{cpu}"), "{method}");
         }
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("result");
+        let r: Value = serde_json::from_slice(&out.stdout).expect("result");
         assert_eq!(r["cpus_allowed"], cpu.as_str(), "{method}");
     }
     // Nonsense and CPUs the spawner may not use are refused, naming the fix.
@@ -117,10 +118,16 @@ fn the_child_sees_the_requested_environment() {
     // The child's stdout goes to the spawner's stderr; our sh printed there too.
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.lines().any(|l| l.trim() == "250"), "{err}");
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["environ_count"].as_u64(), Some(inherited + 250));
 }
 
+/// `bench.json` of a bench directory.
+fn bench_json(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap()
+}
+
+/// One quick bench (a few minutes), checked part by part below.
 #[test]
 fn a_quick_bench_covers_every_configuration_with_stage_data() {
     require_root();
@@ -136,9 +143,17 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let bench: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap();
+    let bench = bench_json(&dir);
     let configs = bench["configs"].as_array().expect("configs");
+    every_experiment_ran_with_stage_data(configs);
+    placement_and_per_spawn_work_are_pinned(configs, &stdout);
+    path_misses_and_fork_at_1_gib(configs);
+    the_overhead_is_measured(&bench, &stdout);
+    charts_and_page_are_written(&dir, &bench, configs);
+    a_diff_against_itself_changes_nothing(&dir, configs);
+}
+
+fn every_experiment_ran_with_stage_data(configs: &[Value]) {
     let experiments: std::collections::BTreeSet<&str> = configs
         .iter()
         .filter_map(|c| c["config"]["experiment"].as_str())
@@ -148,32 +163,6 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
             experiments.contains(e),
             "missing experiment {e}: {experiments:?}"
         );
-    }
-    let cpus = spawnprof::workload::CpuList::allowed().expect("affinity");
-    if cpus.cpus().len() > 1 {
-        // Pinned, every child starts on its parent's CPU.
-        let pinned = configs
-            .iter()
-            .find(|c| {
-                c["config"]["experiment"] == "placement"
-                    && c["config"]["spawner"]["cpus"].is_string()
-            })
-            .expect("a pinned placement configuration");
-        let p = &pinned["placement"];
-        assert!(p["known"].as_u64().unwrap() > 0, "{p}");
-        assert_eq!(p["other_cpu"], 0, "{p}");
-        assert!(stdout.contains("placement (posix-spawn"), "{stdout}");
-        // The environment and PATH cost work inside each spawn: measured
-        // serially on one CPU, not drowned by children queueing for a CPU.
-        for c in configs
-            .iter()
-            .filter(|c| ["env", "path"].contains(&c["config"]["experiment"].as_str().unwrap()))
-        {
-            let s = &c["config"]["spawner"];
-            assert!(s["mode"] == "serial" && s["cpus"].is_string(), "{c}");
-        }
-    } else {
-        println!("placement and pinning not checked: this test may run on one CPU only ({cpus})");
     }
     for c in configs {
         let name = c["config"]["name"].as_str().unwrap();
@@ -194,6 +183,37 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
             "{name}: no breakdown"
         );
     }
+}
+
+fn placement_and_per_spawn_work_are_pinned(configs: &[Value], stdout: &str) {
+    let cpus = spawnprof::workload::CpuList::allowed().expect("affinity");
+    if cpus.cpus().len() <= 1 {
+        println!("placement and pinning not checked: this test may run on one CPU only ({cpus})");
+        return;
+    }
+    // Pinned, every child starts on its parent's CPU.
+    let pinned = configs
+        .iter()
+        .find(|c| {
+            c["config"]["experiment"] == "placement" && c["config"]["spawner"]["cpus"].is_string()
+        })
+        .expect("a pinned placement configuration");
+    let p = &pinned["placement"];
+    assert!(p["known"].as_u64().unwrap() > 0, "{p}");
+    assert_eq!(p["other_cpu"], 0, "{p}");
+    assert!(stdout.contains("placement (posix-spawn"), "{stdout}");
+    // The environment and PATH cost work inside each spawn: measured
+    // serially on one CPU, not drowned by children queueing for a CPU.
+    for c in configs
+        .iter()
+        .filter(|c| ["env", "path"].contains(&c["config"]["experiment"].as_str().unwrap()))
+    {
+        let s = &c["config"]["spawner"];
+        assert!(s["mode"] == "serial" && s["cpus"].is_string(), "{c}");
+    }
+}
+
+fn path_misses_and_fork_at_1_gib(configs: &[Value]) {
     // Each added PATH miss is one more failed execve per spawn, on top of
     // the node's own misses.
     let failed = |name: &str| {
@@ -216,6 +236,9 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
         fork_1g["breakdown"][0]["stage"], "dup_mmap",
         "dup_mmap dominates a 1 GiB fork"
     );
+}
+
+fn the_overhead_is_measured(bench: &Value, stdout: &str) {
     assert!(
         bench["overhead"]["with_probes_spawns_per_sec"]
             .as_f64()
@@ -240,6 +263,9 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
     assert!(bench["node"]["glibc_version"].is_string());
     assert!(stdout.contains("probe overhead"), "{stdout}");
     assert!(stdout.contains("probe run time in the kernel"), "{stdout}");
+}
+
+fn charts_and_page_are_written(dir: &Path, bench: &Value, configs: &[Value]) {
     for chart in [
         "bench-rss.svg",
         "bench-env.svg",
@@ -281,11 +307,14 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
             "{recording}"
         );
     }
-    // Node against node: the bench against itself changes nothing.
+}
+
+/// Node against node: the bench against itself changes nothing.
+fn a_diff_against_itself_changes_nothing(dir: &Path, configs: &[Value]) {
     let diff_dir = out_dir("bench-diff");
     let out = Command::new(spawnprof_bin())
         .arg("diff")
-        .args([&dir, &dir])
+        .args([dir, dir])
         .arg("-o")
         .arg(&diff_dir)
         .output()
@@ -363,8 +392,7 @@ fn a_ctrl_c_mid_sweep_keeps_the_finished_configurations() {
     );
     assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
     assert!(stdout.contains("INTERRUPTED"), "{stdout}");
-    let bench: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap();
+    let bench = bench_json(&dir);
     assert_eq!(bench["interrupted"], true);
     assert!(bench["unfinished"].is_null(), "the final bench.json");
     let configs = bench["configs"].as_array().expect("configs");
@@ -394,8 +422,7 @@ fn a_killed_bench_keeps_the_finished_configurations() {
     // SAFETY: signalling the process group we made.
     unsafe { libc::kill(-group, libc::SIGKILL) };
 
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap();
+    let saved = bench_json(&dir);
     assert_eq!(saved["unfinished"], true);
     assert_eq!(
         saved["configs"].as_array().map(Vec::len),

@@ -7,7 +7,10 @@ use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
 
 use anyhow::{Context as _, Result};
 
-use super::{BenchReport, ConfigResult};
+use super::{
+    results::{BenchReport, ConfigResult},
+    text::{interrupted_note, placement_findings},
+};
 use crate::{
     report::charts::{self, Axis, Unit},
     units::format_ns,
@@ -42,12 +45,29 @@ fn in_experiment<'a>(
         .filter(move |c| c.config.experiment == experiment)
 }
 
-/// `(file name, title, svg)` of every chart the report supports.
-pub fn charts(r: &BenchReport) -> Vec<(&'static str, &'static str, String)> {
-    let mut out = Vec::new();
-    let spawn_time = Axis::new("mean spawn call", Unit::Nanos).log();
+/// A chart: its file name, title and SVG.
+type Chart = (&'static str, &'static str, String);
 
-    // Spawn time vs RSS, one line per method.
+/// `(file name, title, svg)` of every chart the report supports.
+pub fn charts(r: &BenchReport) -> Vec<Chart> {
+    let each: [fn(&BenchReport) -> Option<Chart>; 6] = [
+        rss_chart,
+        env_chart,
+        path_chart,
+        tokio_chart,
+        fork_chain_chart,
+        stages_chart,
+    ];
+    each.iter().filter_map(|chart| chart(r)).collect()
+}
+
+/// Serial spawns' median call: steadier than the mean (see [`p50_ns`]).
+fn median_call() -> Axis {
+    Axis::new("median (p50)", Unit::Nanos).log()
+}
+
+/// Spawn time vs RSS, one line per method.
+fn rss_chart(r: &BenchReport) -> Option<Chart> {
     let mut by_method: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for c in in_experiment(r, "method-rss") {
         by_method
@@ -55,23 +75,25 @@ pub fn charts(r: &BenchReport) -> Vec<(&'static str, &'static str, String)> {
             .or_default()
             .push((c.spawner.rss_requested as f64, mean_ns(c)));
     }
-    if !by_method.is_empty() {
-        let series: Vec<(String, Vec<(f64, f64)>)> = by_method.into_iter().collect();
-        out.push((
-            "bench-rss.svg",
-            "Spawn time vs resident memory",
-            charts::line_chart_with(
-                "Spawn time vs resident memory, per method",
-                &Axis::new("RSS of the spawning process", Unit::Bytes),
-                &spawn_time,
-                &series,
-            ),
-        ));
+    if by_method.is_empty() {
+        return None;
     }
+    let series: Vec<(String, Vec<(f64, f64)>)> = by_method.into_iter().collect();
+    Some((
+        "bench-rss.svg",
+        "Spawn time vs resident memory",
+        charts::line_chart_with(
+            "Spawn time vs resident memory, per method",
+            &Axis::new("RSS of the spawning process", Unit::Bytes),
+            &Axis::new("mean spawn call", Unit::Nanos).log(),
+            &series,
+        ),
+    ))
+}
 
-    // Spawn time vs extra environment variables, and the exec stage that
-    // copies them: serial spawns, so the median is the steady figure.
-    let median_call = Axis::new("median (p50)", Unit::Nanos).log();
+/// Spawn time vs extra environment variables, and the exec stage that
+/// copies them: serial spawns, so the median is the steady figure.
+fn env_chart(r: &BenchReport) -> Option<Chart> {
     let mut by_env: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for c in in_experiment(r, "env") {
         let method = c.config.spawner.method.to_string();
@@ -87,21 +109,24 @@ pub fn charts(r: &BenchReport) -> Vec<(&'static str, &'static str, String)> {
                 .push((x, load));
         }
     }
-    if !by_env.is_empty() {
-        let series: Vec<(String, Vec<(f64, f64)>)> = by_env.into_iter().collect();
-        out.push((
-            "bench-env.svg",
-            "Spawn time vs environment size",
-            charts::line_chart_with(
-                "Spawn call and exec_load (which copies the environment) vs extra variables",
-                &Axis::new("extra variables", Unit::Plain),
-                &median_call,
-                &series,
-            ),
-        ));
+    if by_env.is_empty() {
+        return None;
     }
+    let series: Vec<(String, Vec<(f64, f64)>)> = by_env.into_iter().collect();
+    Some((
+        "bench-env.svg",
+        "Spawn time vs environment size",
+        charts::line_chart_with(
+            "Spawn call and exec_load (which copies the environment) vs extra variables",
+            &Axis::new("extra variables", Unit::Plain),
+            &median_call(),
+            &series,
+        ),
+    ))
+}
 
-    // Spawn time vs PATH misses, and the failed execs themselves.
+/// Spawn time vs PATH misses, and the failed execs themselves.
+fn path_chart(r: &BenchReport) -> Option<Chart> {
     let mut path: Vec<(String, Vec<(f64, f64)>)> = vec![
         ("spawn call".into(), Vec::new()),
         ("path_search (failed execs)".into(), Vec::new()),
@@ -118,64 +143,72 @@ pub fn charts(r: &BenchReport) -> Vec<(&'static str, &'static str, String)> {
         }
     }
     path.retain(|(_, points)| !points.is_empty());
-    if !path.is_empty() {
-        out.push((
-            "bench-path.svg",
-            "Spawn time vs PATH misses",
-            charts::line_chart_with(
-                "posix_spawnp by name vs nonexistent PATH entries before the real one",
-                &Axis::new(
-                    "failed execve attempts per spawn (the node's PATH misses + the added ones)",
-                    Unit::Plain,
-                ),
-                &median_call,
-                &path,
-            ),
-        ));
+    if path.is_empty() {
+        return None;
     }
+    Some((
+        "bench-path.svg",
+        "Spawn time vs PATH misses",
+        charts::line_chart_with(
+            "posix_spawnp by name vs nonexistent PATH entries before the real one",
+            &Axis::new(
+                "failed execve attempts per spawn (the node's PATH misses + the added ones)",
+                Unit::Plain,
+            ),
+            &median_call(),
+            &path,
+        ),
+    ))
+}
 
-    // Tokio modes and the fork chain, as bars.
+/// The tokio modes, as bars.
+fn tokio_chart(r: &BenchReport) -> Option<Chart> {
     let tokio: Vec<&ConfigResult> = in_experiment(r, "tokio").collect();
-    if !tokio.is_empty() {
-        let names: Vec<String> = tokio
-            .iter()
-            .map(|c| c.config.spawner.method.to_string())
-            .collect();
-        let values: Vec<Vec<f64>> = tokio.iter().map(|c| vec![mean_ns(c)]).collect();
-        out.push((
-            "bench-tokio.svg",
-            "tokio modes",
-            charts::stacked_bars(
-                "Mean spawn time per tokio mode",
-                &names,
-                &["spawn call"],
-                &values,
-            ),
-        ));
+    if tokio.is_empty() {
+        return None;
     }
-    if let Some(chain) = in_experiment(r, "fork-chain").next()
-        && let Some(w) = &chain.spawner.window_means_ns
-    {
-        let points: Vec<(f64, f64)> = w
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| ((i + 1) as f64, v as f64))
-            .collect();
-        out.push((
-            "bench-fork-chain.svg",
-            "Fork chain",
-            charts::line_chart_with(
-                "Fork time along a chain of forks whose parents exit (anon_vma case)",
-                &Axis::new("tenth of the chain", Unit::Plain),
-                &Axis::new("mean fork call", Unit::Nanos),
-                &[("fork-chain", points)],
-            ),
-        ));
-    }
+    let names: Vec<String> = tokio
+        .iter()
+        .map(|c| c.config.spawner.method.to_string())
+        .collect();
+    let values: Vec<Vec<f64>> = tokio.iter().map(|c| vec![mean_ns(c)]).collect();
+    Some((
+        "bench-tokio.svg",
+        "tokio modes",
+        charts::stacked_bars(
+            "Mean spawn time per tokio mode",
+            &names,
+            &["spawn call"],
+            &values,
+        ),
+    ))
+}
 
-    // Which stages make up the spawn call: every method at the largest RSS
-    // of the sweep, and fork with and without huge pages (all 49
-    // configurations in one chart would be unreadable; bench.json has them).
+/// The fork chain: mean fork time per tenth of its length.
+fn fork_chain_chart(r: &BenchReport) -> Option<Chart> {
+    let chain = in_experiment(r, "fork-chain").next()?;
+    let w = chain.spawner.window_means_ns.as_ref()?;
+    let points: Vec<(f64, f64)> = w
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| ((i + 1) as f64, v as f64))
+        .collect();
+    Some((
+        "bench-fork-chain.svg",
+        "Fork chain",
+        charts::line_chart_with(
+            "Fork time along a chain of forks whose parents exit (anon_vma case)",
+            &Axis::new("tenth of the chain", Unit::Plain),
+            &Axis::new("mean fork call", Unit::Nanos),
+            &[("fork-chain", points)],
+        ),
+    ))
+}
+
+/// Which stages make up the spawn call: every method at the largest RSS
+/// of the sweep, and fork with and without huge pages (all 49
+/// configurations in one chart would be unreadable; bench.json has them).
+fn stages_chart(r: &BenchReport) -> Option<Chart> {
     let max_rss = in_experiment(r, "method-rss")
         .map(|c| c.spawner.rss_requested)
         .max();
@@ -195,51 +228,51 @@ pub fn charts(r: &BenchReport) -> Vec<(&'static str, &'static str, String)> {
             }
         }
     }
-    if !stage_names.is_empty() {
-        // Short labels: ten bars share a 500-pixel axis.
-        let categories: Vec<String> = picked
-            .iter()
-            .map(|c| {
-                let m = match c.config.spawner.method.to_string().as_str() {
-                    "fork-exec" => "fork".to_string(),
-                    "vfork-exec" => "vfork".into(),
-                    "posix-spawn" => "spawn".into(),
-                    "clone3-vfork" => "clone3".into(),
-                    other => other.into(),
-                };
-                if c.config.experiment == "thp" {
-                    format!("{m} {}", c.config.spawner.huge_pages)
-                } else {
-                    m
-                }
-            })
-            .collect();
-        let values: Vec<Vec<f64>> = picked
-            .iter()
-            .map(|c| {
-                stage_names
-                    .iter()
-                    .map(|n| {
-                        c.breakdown
-                            .iter()
-                            .find(|s| &s.stage == n)
-                            .map_or(0.0, |s| s.mean_ns as f64)
-                    })
-                    .collect()
-            })
-            .collect();
-        out.push((
-            "bench-stages.svg",
-            "Where the spawn call goes",
-            charts::stacked_bars(
-                "Stages of the spawn call at the largest RSS, and fork with THP (mean)",
-                &categories,
-                &stage_names,
-                &values,
-            ),
-        ));
+    if stage_names.is_empty() {
+        return None;
     }
-    out
+    let categories: Vec<String> = picked.iter().map(|c| short_label(c)).collect();
+    let values: Vec<Vec<f64>> = picked
+        .iter()
+        .map(|c| {
+            stage_names
+                .iter()
+                .map(|n| {
+                    c.breakdown
+                        .iter()
+                        .find(|s| &s.stage == n)
+                        .map_or(0.0, |s| s.mean_ns as f64)
+                })
+                .collect()
+        })
+        .collect();
+    Some((
+        "bench-stages.svg",
+        "Where the spawn call goes",
+        charts::stacked_bars(
+            "Stages of the spawn call at the largest RSS, and fork with THP (mean)",
+            &categories,
+            &stage_names,
+            &values,
+        ),
+    ))
+}
+
+/// A configuration's bar label in [`stages_chart`]. Short labels: ten bars
+/// share a 500-pixel axis.
+fn short_label(c: &ConfigResult) -> String {
+    let m = match c.config.spawner.method.to_string().as_str() {
+        "fork-exec" => "fork".to_string(),
+        "vfork-exec" => "vfork".into(),
+        "posix-spawn" => "spawn".into(),
+        "clone3-vfork" => "clone3".into(),
+        other => other.into(),
+    };
+    if c.config.experiment == "thp" {
+        format!("{m} {}", c.config.spawner.huge_pages)
+    } else {
+        m
+    }
 }
 
 /// Writes every chart as an SVG and `bench.html` gathering them with the node facts.
@@ -268,7 +301,7 @@ pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
             .cpu_wakeup_summary()
             .map_or(String::new(), |w| format!(" ({})", charts::escape(&w))),
     );
-    if let Some(note) = crate::bench::interrupted_note(r) {
+    if let Some(note) = interrupted_note(r) {
         let _ = write!(html, "<p><strong>{}</strong></p>", charts::escape(&note));
     }
     configurations_table(&mut html, r);
@@ -277,7 +310,7 @@ pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
         fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
         let _ = write!(html, "<h2>{}</h2>{svg}", charts::escape(title));
     }
-    for line in crate::bench::placement_findings(r) {
+    for line in placement_findings(r) {
         let _ = write!(html, "<p>{}</p>", charts::escape(&line));
     }
     if let Some(o) = &r.overhead {

@@ -9,7 +9,10 @@ use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{BENCH_FILE, BenchReport, ConfigResult, load_report};
+use super::{
+    file::{BENCH_FILE, load_report},
+    results::{BenchReport, ConfigResult},
+};
 use crate::{
     recording::SPAWNS_FILE,
     report::{
@@ -226,7 +229,7 @@ mod tests {
     use super::*;
     use crate::{
         analysis::StageStats,
-        bench::{BenchConfig, StageShare},
+        bench::results::{BenchConfig, StageShare},
         workload::{Config, Latency, Method, SpawnResult},
     };
 

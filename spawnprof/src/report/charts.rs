@@ -195,49 +195,120 @@ fn no_data(title: &str) -> String {
     out
 }
 
-/// Axis lines, gridlines, tick labels and axis labels.
-#[allow(clippy::too_many_arguments)]
-fn axes(
-    out: &mut String,
-    x: &Scale,
-    xticks: Option<(&[f64], &Axis)>,
-    y: &Scale,
-    yticks: &[f64],
-    yaxis: &Axis,
-    xlabel: &str,
-    plot_right: f64,
-) {
-    let (top, bottom) = (y.px1, y.px0);
-    for &t in yticks {
-        let py = y.at(t);
-        let _ = write!(
-            out,
-            r##"<line x1="{LEFT}" x2="{plot_right}" y1="{py:.1}" y2="{py:.1}" stroke="#e3e3e3"/><text x="{lx}" y="{ty:.1}" text-anchor="end" fill="#444">{label}</text>"##,
-            lx = LEFT - 6.0,
-            ty = py + 4.0,
-            label = escape(&yaxis.unit.format(t)),
-        );
+/// One axis of a plot: the data range it spans, whether it is
+/// logarithmic, the ticks to draw (none: no gridlines or numbers) and the
+/// axis they are labelled by.
+struct Ruler<'a> {
+    axis: &'a Axis,
+    lo: f64,
+    hi: f64,
+    log: bool,
+    ticks: Vec<f64>,
+}
+
+impl<'a> Ruler<'a> {
+    /// `axis` over `lo..=hi` and out to its outer ticks, where they lie
+    /// beyond the data.
+    fn covering(axis: &'a Axis, lo: f64, hi: f64, ticks: Vec<f64>) -> Self {
+        Ruler {
+            axis,
+            lo: ticks.first().copied().unwrap_or(lo).min(lo),
+            hi: ticks.last().copied().unwrap_or(hi).max(hi),
+            log: axis.log,
+            ticks,
+        }
     }
-    if let Some((ticks, axis)) = xticks {
-        for &t in ticks {
+
+    /// Linear from zero up to the first nice tick at or above `max`
+    /// (counts, and bars that stack).
+    fn from_zero(axis: &'a Axis, max: f64, target: usize) -> Self {
+        let ticks = nice_ticks(0.0, max, target);
+        Ruler {
+            axis,
+            lo: 0.0,
+            hi: ticks.last().copied().unwrap_or(max),
+            log: false,
+            ticks,
+        }
+    }
+
+    /// Maps the range onto the pixels from `px0` to `px1`.
+    fn scale(&self, px0: f64, px1: f64) -> Scale {
+        Scale {
+            lo: self.lo,
+            hi: self.hi,
+            log: self.log,
+            px0,
+            px1,
+        }
+    }
+}
+
+/// A chart being drawn: the `<svg>` so far and the scales of its plot
+/// area, from `LEFT` to the plot's right edge and from `TOP` down to
+/// `BOTTOM` above the chart's foot.
+struct Plot {
+    out: String,
+    x: Scale,
+    y: Scale,
+}
+
+impl Plot {
+    /// Opens the chart (title) and draws its frame: gridlines, ticks and
+    /// the axis labels. The x label is the x axis's; the y ticks are
+    /// labelled in the y axis's unit.
+    fn begin(title: &str, height: f64, plot_right: f64, x: Ruler<'_>, y: Ruler<'_>) -> Self {
+        let mut plot = Plot {
+            out: String::new(),
+            x: x.scale(LEFT, plot_right),
+            y: y.scale(height - BOTTOM, TOP),
+        };
+        open(&mut plot.out, title, WIDTH, height);
+        plot.axes(&x, &y);
+        plot
+    }
+
+    /// Axis lines, gridlines, tick labels and axis labels.
+    fn axes(&mut self, xr: &Ruler<'_>, yr: &Ruler<'_>) {
+        let (x, y, out) = (&self.x, &self.y, &mut self.out);
+        let (top, bottom, plot_right) = (y.px1, y.px0, x.px1);
+        for &t in &yr.ticks {
+            let py = y.at(t);
+            let _ = write!(
+                out,
+                r##"<line x1="{LEFT}" x2="{plot_right}" y1="{py:.1}" y2="{py:.1}" stroke="#e3e3e3"/><text x="{lx}" y="{ty:.1}" text-anchor="end" fill="#444">{label}</text>"##,
+                lx = LEFT - 6.0,
+                ty = py + 4.0,
+                label = escape(&yr.axis.unit.format(t)),
+            );
+        }
+        for &t in &xr.ticks {
             let px = x.at(t);
             let _ = write!(
                 out,
                 r##"<line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bottom}" stroke="#efefef"/><text x="{px:.1}" y="{ty}" text-anchor="middle" fill="#444">{label}</text>"##,
                 ty = bottom + 16.0,
-                label = escape(&axis.unit.format(t)),
+                label = escape(&xr.axis.unit.format(t)),
             );
         }
+        let _ = write!(
+            out,
+            r##"<line x1="{LEFT}" x2="{LEFT}" y1="{top}" y2="{bottom}" stroke="#888"/><line x1="{LEFT}" x2="{plot_right}" y1="{bottom}" y2="{bottom}" stroke="#888"/><text x="{cx}" y="{by}" text-anchor="middle" fill="#222">{xl}</text><text transform="translate(16 {cy}) rotate(-90)" text-anchor="middle" fill="#222">{yl}</text>"##,
+            cx = (LEFT + plot_right) / 2.0,
+            by = bottom + 40.0,
+            cy = (top + bottom) / 2.0,
+            xl = escape(&xr.axis.label),
+            yl = escape(&yr.axis.label),
+        );
     }
-    let _ = write!(
-        out,
-        r##"<line x1="{LEFT}" x2="{LEFT}" y1="{top}" y2="{bottom}" stroke="#888"/><line x1="{LEFT}" x2="{plot_right}" y1="{bottom}" y2="{bottom}" stroke="#888"/><text x="{cx}" y="{by}" text-anchor="middle" fill="#222">{xl}</text><text transform="translate(16 {cy}) rotate(-90)" text-anchor="middle" fill="#222">{yl}</text>"##,
-        cx = (LEFT + plot_right) / 2.0,
-        by = bottom + 40.0,
-        cy = (top + bottom) / 2.0,
-        xl = escape(xlabel),
-        yl = escape(&yaxis.label),
-    );
+
+    /// The legend right of the plot (none when `entries` is empty), and
+    /// the chart closed.
+    fn end(mut self, entries: &[(&str, &str)]) -> String {
+        legend(&mut self.out, self.x.px1 + 18.0, TOP + 8.0, entries);
+        self.out.push_str("</svg>");
+        self.out
+    }
 }
 
 /// Room to keep right of the plot for a legend of `names`: the swatch and
@@ -281,7 +352,8 @@ pub fn stacked_bars<C: AsRef<str>, S: AsRef<str>>(
     )
 }
 
-/// [`stacked_bars`] with any y axis.
+/// [`stacked_bars`] with any y axis (drawn linear from zero: the segments
+/// stack).
 pub fn stacked_bars_with<C: AsRef<str>, S: AsRef<str>>(
     title: &str,
     y_axis: &Axis,
@@ -300,57 +372,29 @@ pub fn stacked_bars_with<C: AsRef<str>, S: AsRef<str>>(
     let legend_w = legend_width(stage_names.iter().map(|s| s.as_ref()));
     let height = HEIGHT.max(TOP + BOTTOM + 17.0 * stage_names.len() as f64 + 20.0);
     let plot_right = WIDTH - legend_w.clamp(110.0, 260.0) - 10.0;
-    let yticks = nice_ticks(0.0, max, 6);
-    let y = Scale {
-        lo: 0.0,
-        hi: yticks.last().copied().unwrap_or(max),
-        log: false,
-        px0: height - BOTTOM,
-        px1: TOP,
-    };
-    let x = Scale {
+    // The categories along x need no ticks or label: each bar places itself.
+    let categories_axis = Axis::new("", Unit::Plain);
+    let categories_ruler = Ruler {
+        axis: &categories_axis,
         lo: 0.0,
         hi: 1.0,
         log: false,
-        px0: LEFT,
-        px1: plot_right,
+        ticks: Vec::new(),
     };
-    let mut out = String::new();
-    open(&mut out, title, WIDTH, height);
-    axes(&mut out, &x, None, &y, &yticks, y_axis, "", plot_right);
+    let y = Ruler::from_zero(y_axis, max, 6);
+    let mut plot = Plot::begin(title, height, plot_right, categories_ruler, y);
     let slot = (plot_right - LEFT) / categories.len() as f64;
     let bar_w = (slot * 0.6).min(120.0);
     for (ci, cat) in categories.iter().enumerate() {
         let bx = LEFT + slot * (ci as f64 + 0.5) - bar_w / 2.0;
-        let mut acc = 0.0;
         let row = values.get(ci).map(Vec::as_slice).unwrap_or(&[]);
-        for (si, stage) in stage_names.iter().enumerate() {
-            let v = row.get(si).copied().unwrap_or(0.0);
-            if !(v.is_finite() && v > 0.0) {
-                continue;
-            }
-            let (y0, y1) = (y.at(acc), y.at(acc + v));
-            acc += v;
-            let share = 100.0 * v / totals[ci];
-            let _ = write!(
-                out,
-                r##"<rect x="{bx:.1}" y="{y1:.1}" width="{bar_w:.1}" height="{h:.2}" fill="{color}" stroke="#fff" stroke-width="0.5"><title>{cat}: {stage} {val} ({share:.1}%)</title></rect>"##,
-                h = (y0 - y1).max(0.0),
-                color = PALETTE[si % PALETTE.len()],
-                cat = escape(cat.as_ref()),
-                stage = escape(stage.as_ref()),
-                val = escape(&y_axis.unit.format(v)),
-            );
-        }
-        let _ = write!(
-            out,
-            r##"<text x="{cx:.1}" y="{ty:.1}" text-anchor="middle" fill="#222" font-weight="600">{total}</text><text x="{cx:.1}" y="{ly:.1}" text-anchor="middle" fill="#222">{cat}</text>"##,
-            cx = bx + bar_w / 2.0,
-            ty = y.at(totals[ci]) - 5.0,
-            total = escape(&y_axis.unit.format(totals[ci])),
-            ly = height - BOTTOM + 18.0,
-            cat = escape(cat.as_ref()),
-        );
+        let bar = Bar {
+            x: bx,
+            width: bar_w,
+            category: cat.as_ref(),
+            total: totals[ci],
+        };
+        plot.stacked_bar(&bar, stage_names, row, y_axis);
     }
     // Legend top to bottom in the order the segments stack, top first.
     let entries: Vec<(&str, &str)> = stage_names
@@ -359,9 +403,62 @@ pub fn stacked_bars_with<C: AsRef<str>, S: AsRef<str>>(
         .rev()
         .map(|(i, s)| (s.as_ref(), PALETTE[i % PALETTE.len()]))
         .collect();
-    legend(&mut out, plot_right + 18.0, TOP + 8.0, &entries);
-    out.push_str("</svg>");
-    out
+    plot.end(&entries)
+}
+
+/// One bar of [`stacked_bars_with`]: where it stands and what it totals.
+struct Bar<'a> {
+    x: f64,
+    width: f64,
+    category: &'a str,
+    total: f64,
+}
+
+impl Plot {
+    /// A bar's segments, bottom up in `stage_names` order, each with its
+    /// tooltip; then its total above it and its category below the axis.
+    fn stacked_bar<S: AsRef<str>>(
+        &mut self,
+        bar: &Bar<'_>,
+        stage_names: &[S],
+        row: &[f64],
+        y_axis: &Axis,
+    ) {
+        let (y, out) = (&self.y, &mut self.out);
+        let Bar {
+            x: bx,
+            width: bar_w,
+            category,
+            total,
+        } = *bar;
+        let cat = escape(category);
+        let mut acc = 0.0;
+        for (si, stage) in stage_names.iter().enumerate() {
+            let v = row.get(si).copied().unwrap_or(0.0);
+            if !(v.is_finite() && v > 0.0) {
+                continue;
+            }
+            let (y0, y1) = (y.at(acc), y.at(acc + v));
+            acc += v;
+            let share = 100.0 * v / total;
+            let _ = write!(
+                out,
+                r##"<rect x="{bx:.1}" y="{y1:.1}" width="{bar_w:.1}" height="{h:.2}" fill="{color}" stroke="#fff" stroke-width="0.5"><title>{cat}: {stage} {val} ({share:.1}%)</title></rect>"##,
+                h = (y0 - y1).max(0.0),
+                color = PALETTE[si % PALETTE.len()],
+                stage = escape(stage.as_ref()),
+                val = escape(&y_axis.unit.format(v)),
+            );
+        }
+        let _ = write!(
+            out,
+            r##"<text x="{cx:.1}" y="{ty:.1}" text-anchor="middle" fill="#222" font-weight="600">{total}</text><text x="{cx:.1}" y="{ly:.1}" text-anchor="middle" fill="#222">{cat}</text>"##,
+            cx = bx + bar_w / 2.0,
+            ty = y.at(total) - 5.0,
+            total = escape(&y_axis.unit.format(total)),
+            ly = y.px0 + 18.0,
+        );
+    }
 }
 
 /// Lines through `(x, y)` points, one per named series, plain numbers on
@@ -388,16 +485,53 @@ pub fn line_chart_with<S: AsRef<str>>(
     y_axis: &Axis,
     series: &[(S, Vec<(f64, f64)>)],
 ) -> String {
+    let Some([xlo, xhi, ylo, yhi]) = line_extent(series, x_axis, y_axis) else {
+        return no_data(title);
+    };
+    let names: Vec<&str> = series.iter().map(|(n, _)| n.as_ref()).collect();
+    let legend_w = legend_width(names.iter().copied());
+    let plot_right = WIDTH - legend_w.clamp(90.0, 240.0) - 10.0;
+    let x = Ruler::covering(x_axis, xlo, xhi, ticks_for(x_axis, xlo, xhi, 7));
+    let y = Ruler::covering(y_axis, ylo, yhi, ticks_for(y_axis, ylo, yhi, 6));
+    let mut plot = Plot::begin(title, HEIGHT, plot_right, x, y);
+    for (si, (name, pts)) in series.iter().enumerate() {
+        let color = PALETTE[si % PALETTE.len()];
+        let mut pts: Vec<(f64, f64)> = pts
+            .iter()
+            .copied()
+            .filter(|p| plottable(*p, x_axis, y_axis))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        plot.line(name.as_ref(), color, &pts, x_axis, y_axis);
+    }
+    let entries: Vec<(&str, &str)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, PALETTE[i % PALETTE.len()]))
+        .collect();
+    plot.end(&entries)
+}
+
+/// Whether a point can be drawn: finite, and above zero on a log axis.
+fn plottable((x, y): (f64, f64), x_axis: &Axis, y_axis: &Axis) -> bool {
     let ok = |v: f64, log: bool| v.is_finite() && (!log || v > 0.0);
+    ok(x, x_axis.log) && ok(y, y_axis.log)
+}
+
+/// `[xlo, xhi, ylo, yhi]` of the points that can be drawn, widened where
+/// the data alone would give an empty range; `None` without such points.
+fn line_extent<S>(
+    series: &[(S, Vec<(f64, f64)>)],
+    x_axis: &Axis,
+    y_axis: &Axis,
+) -> Option<[f64; 4]> {
     let points = || {
         series
             .iter()
             .flat_map(|(_, p)| p.iter())
-            .filter(|(x, y)| ok(*x, x_axis.log) && ok(*y, y_axis.log))
+            .filter(|p| plottable(**p, x_axis, y_axis))
     };
-    let Some(first) = points().next() else {
-        return no_data(title);
-    };
+    let first = points().next()?;
     let (mut xlo, mut xhi, mut ylo, mut yhi) = (first.0, first.0, first.1, first.1);
     for (x, y) in points() {
         (xlo, xhi, ylo, yhi) = (xlo.min(*x), xhi.max(*x), ylo.min(*y), yhi.max(*y));
@@ -416,45 +550,14 @@ pub fn line_chart_with<S: AsRef<str>>(
     if yhi <= ylo {
         yhi = if y_axis.log { ylo * 10.0 } else { ylo + 1.0 };
     }
-    let names: Vec<&str> = series.iter().map(|(n, _)| n.as_ref()).collect();
-    let legend_w = legend_width(names.iter().copied());
-    let plot_right = WIDTH - legend_w.clamp(90.0, 240.0) - 10.0;
-    let xticks = ticks_for(x_axis, xlo, xhi, 7);
-    let yticks = ticks_for(y_axis, ylo, yhi, 6);
-    let x = Scale {
-        lo: xticks.first().copied().unwrap_or(xlo).min(xlo),
-        hi: xticks.last().copied().unwrap_or(xhi).max(xhi),
-        log: x_axis.log,
-        px0: LEFT,
-        px1: plot_right,
-    };
-    let y = Scale {
-        lo: yticks.first().copied().unwrap_or(ylo).min(ylo),
-        hi: yticks.last().copied().unwrap_or(yhi).max(yhi),
-        log: y_axis.log,
-        px0: HEIGHT - BOTTOM,
-        px1: TOP,
-    };
-    let mut out = String::new();
-    open(&mut out, title, WIDTH, HEIGHT);
-    axes(
-        &mut out,
-        &x,
-        Some((&xticks, x_axis)),
-        &y,
-        &yticks,
-        y_axis,
-        &x_axis.label,
-        plot_right,
-    );
-    for (si, (name, pts)) in series.iter().enumerate() {
-        let color = PALETTE[si % PALETTE.len()];
-        let mut pts: Vec<(f64, f64)> = pts
-            .iter()
-            .copied()
-            .filter(|(px, py)| ok(*px, x_axis.log) && ok(*py, y_axis.log))
-            .collect();
-        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Some([xlo, xhi, ylo, yhi])
+}
+
+impl Plot {
+    /// One series: a polyline through `pts` (sorted by x) and a dot with a
+    /// tooltip at each point.
+    fn line(&mut self, name: &str, color: &str, pts: &[(f64, f64)], x_axis: &Axis, y_axis: &Axis) {
+        let (x, y, out) = (&self.x, &self.y, &mut self.out);
         let path: Vec<String> = pts
             .iter()
             .map(|(px, py)| format!("{:.1},{:.1}", x.at(*px), y.at(*py)))
@@ -464,26 +567,18 @@ pub fn line_chart_with<S: AsRef<str>>(
             r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
             path.join(" ")
         );
-        for (px, py) in &pts {
+        for (px, py) in pts {
             let _ = write!(
                 out,
                 r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{}: {} → {}</title></circle>"#,
                 x.at(*px),
                 y.at(*py),
-                escape(name.as_ref()),
+                escape(name),
                 escape(&x_axis.unit.format(*px)),
                 escape(&y_axis.unit.format(*py)),
             );
         }
     }
-    let entries: Vec<(&str, &str)> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (*n, PALETTE[i % PALETTE.len()]))
-        .collect();
-    legend(&mut out, plot_right + 18.0, TOP + 8.0, &entries);
-    out.push_str("</svg>");
-    out
 }
 
 /// One histogram bin: `[lo, hi)` and how many values fell in it.
@@ -516,72 +611,75 @@ pub fn histogram(title: &str, x_axis: &Axis, bins: &[Bin], markers: &[(&str, f64
             .filter(|t| *t >= xlo && *t <= xhi)
             .collect()
     };
-    let yticks = nice_ticks(0.0, max as f64, 5);
-    let x = Scale {
+    let x = Ruler {
+        axis: x_axis,
         lo: xlo,
         hi: xhi,
         log: x_axis.log,
-        px0: LEFT,
-        px1: plot_right,
+        ticks: xticks,
     };
-    let y = Scale {
-        lo: 0.0,
-        hi: yticks.last().copied().unwrap_or(max as f64),
-        log: false,
-        px0: HEIGHT - BOTTOM,
-        px1: TOP,
-    };
-    let mut out = String::new();
-    open(&mut out, title, WIDTH, HEIGHT);
-    axes(
-        &mut out,
-        &x,
-        Some((&xticks, x_axis)),
-        &y,
-        &yticks,
-        &Axis::new("spawns", Unit::Plain),
-        &x_axis.label,
+    let spawns = Axis::new("spawns", Unit::Plain);
+    let mut plot = Plot::begin(
+        title,
+        HEIGHT,
         plot_right,
+        x,
+        Ruler::from_zero(&spawns, max as f64, 5),
     );
-    for b in &bins {
-        if b.count == 0 {
-            continue;
+    plot.bins(&bins, x_axis);
+    plot.markers(markers, x_axis);
+    plot.end(&[])
+}
+
+impl Plot {
+    /// A histogram's bars, one per non-empty bin, with its range and count
+    /// as the tooltip.
+    fn bins(&mut self, bins: &[Bin], x_axis: &Axis) {
+        let (x, y, out) = (&self.x, &self.y, &mut self.out);
+        for b in bins {
+            if b.count == 0 {
+                continue;
+            }
+            let (x0, x1, y1) = (x.at(b.lo), x.at(b.hi), y.at(b.count as f64));
+            let _ = write!(
+                out,
+                r##"<rect x="{x0:.1}" y="{y1:.1}" width="{w:.2}" height="{h:.1}" fill="#4e79a7" stroke="#fff" stroke-width="0.5"><title>{lo} – {hi}: {n}</title></rect>"##,
+                w = (x1 - x0).max(0.5),
+                h = y.px0 - y1,
+                lo = escape(&x_axis.unit.format(b.lo)),
+                hi = escape(&x_axis.unit.format(b.hi)),
+                n = b.count,
+            );
         }
-        let (x0, x1, y1) = (x.at(b.lo), x.at(b.hi), y.at(b.count as f64));
-        let _ = write!(
-            out,
-            r##"<rect x="{x0:.1}" y="{y1:.1}" width="{w:.2}" height="{h:.1}" fill="#4e79a7" stroke="#fff" stroke-width="0.5"><title>{lo} – {hi}: {n}</title></rect>"##,
-            w = (x1 - x0).max(0.5),
-            h = y.px0 - y1,
-            lo = escape(&x_axis.unit.format(b.lo)),
-            hi = escape(&x_axis.unit.format(b.hi)),
-            n = b.count,
-        );
     }
-    for (i, (label, v)) in markers.iter().enumerate() {
-        if !(*v >= xlo && *v <= xhi) {
-            continue;
+
+    /// Labelled dashed vertical lines at `markers` inside the x range.
+    fn markers(&mut self, markers: &[(&str, f64)], x_axis: &Axis) {
+        let (x, y, out) = (&self.x, &self.y, &mut self.out);
+        let plot_right = x.px1;
+        for (i, (label, v)) in markers.iter().enumerate() {
+            if !(*v >= x.lo && *v <= x.hi) {
+                continue;
+            }
+            let px = x.at(*v);
+            // Labels near the right edge go on the line's left, inside the
+            // chart; a white halo keeps them readable over the bars.
+            let (tx, anchor) = if px > plot_right - 110.0 {
+                (px - 4.0, "end")
+            } else {
+                (px + 4.0, "start")
+            };
+            let _ = write!(
+                out,
+                r##"<line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bot}" stroke="#c0392b" stroke-width="1.5" stroke-dasharray="5 3"/><text x="{tx:.1}" y="{ty}" text-anchor="{anchor}" fill="#c0392b" font-weight="600" stroke="#ffffff" stroke-width="4" stroke-linejoin="round" paint-order="stroke">{label} {val}</text>"##,
+                top = TOP,
+                bot = y.px0,
+                ty = TOP + 12.0 + 15.0 * i as f64,
+                label = escape(label),
+                val = escape(&x_axis.unit.format(*v)),
+            );
         }
-        let px = x.at(*v);
-        // Labels near the right edge go on the line's left, inside the
-        // chart; a white halo keeps them readable over the bars.
-        let (tx, anchor) = if px > plot_right - 110.0 {
-            (px - 4.0, "end")
-        } else {
-            (px + 4.0, "start")
-        };
-        let _ = write!(
-            out,
-            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bot}" stroke="#c0392b" stroke-width="1.5" stroke-dasharray="5 3"/><text x="{tx:.1}" y="{ty}" text-anchor="{anchor}" fill="#c0392b" font-weight="600" stroke="#ffffff" stroke-width="4" stroke-linejoin="round" paint-order="stroke">{label} {val}</text>"##,
-            top = TOP,
-            bot = y.px0,
-            ty = TOP + 12.0 + 15.0 * i as f64,
-            label = escape(label),
-            val = escape(&x_axis.unit.format(*v)),
-        );
     }
-    out.push_str("</svg>");
-    out
 }
 
 /// Logarithmic bins for nanosecond values: `PER_DECADE` per power of ten
