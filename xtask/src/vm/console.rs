@@ -27,18 +27,32 @@ pub struct Section {
     pub name: String,
     /// None when the VM died before the command finished.
     pub rc: Option<i32>,
+    /// How long it ran, when it finished.
+    pub seconds: Option<f64>,
     pub body: String,
 }
 
 impl Section {
+    /// A command the VM died in (or was killed in).
+    fn unfinished((name, body): (String, Vec<&str>)) -> Section {
+        Section {
+            name,
+            rc: None,
+            seconds: None,
+            body: body.join("\n"),
+        }
+    }
+
     /// Name, exit status and output for messages. Long outputs (a verifier
     /// log runs to 100k lines) keep their head, where errors are usually
     /// stated, and their tail; the log file has all of it.
     pub fn describe(&self) -> String {
         const KEEP: usize = 12;
-        let rc = self.rc.map_or("did not finish".to_string(), |rc| {
-            format!("exit status {rc}")
-        });
+        let rc = match (self.rc, self.seconds) {
+            (Some(rc), Some(s)) => format!("exit status {rc}, {s:.1} s"),
+            (Some(rc), None) => format!("exit status {rc}"),
+            (None, _) => "did not finish".to_string(),
+        };
         let lines: Vec<&str> = self.body.trim_end().lines().collect();
         let shown = if lines.len() > 2 * KEEP {
             let omitted = format!("[... {} lines omitted ...]", lines.len() - 2 * KEEP);
@@ -75,37 +89,28 @@ pub fn parse_sections(console: &str, nonce: &str) -> Result<Vec<Section>> {
         if directive == "ready" {
             ready = true;
         } else if let Some(name) = directive.strip_prefix("begin ") {
-            if let Some((name, body)) = open.take() {
-                sections.push(Section {
-                    name,
-                    rc: None,
-                    body: body.join("\n"),
-                });
-            }
+            sections.extend(open.take().map(Section::unfinished));
             open = Some((name.to_string(), Vec::new()));
-        } else if let Some(rest) = directive.strip_prefix("end ") {
-            let Some((name, mut body)) = open.take() else {
-                continue;
-            };
+        } else if let Some(rest) = directive.strip_prefix("end ")
+            && let Some((name, mut body)) = open.take()
+        {
             // /init echoes one newline after the output in case it lacked one.
             if body.last() == Some(&"") {
                 body.pop();
             }
-            let rc = rest.rsplit_once(" rc=").and_then(|(_, rc)| rc.parse().ok());
+            let field = |key: &str| {
+                rest.split_whitespace()
+                    .find_map(|f| f.strip_prefix(key)?.parse::<i64>().ok())
+            };
             sections.push(Section {
                 name,
-                rc,
+                rc: field("rc=").and_then(|rc| i32::try_from(rc).ok()),
+                seconds: field("cs=").map(|cs| cs as f64 / 100.0),
                 body: body.join("\n"),
             });
         }
     }
-    if let Some((name, body)) = open {
-        sections.push(Section {
-            name,
-            rc: None,
-            body: body.join("\n"),
-        });
-    }
+    sections.extend(open.map(Section::unfinished));
     ensure!(
         ready,
         "the VM never reached /init; last console lines:\n{}",
@@ -144,7 +149,7 @@ mod tests {
         let n = "abc";
         let m = marker(n);
         let console = format!(
-            "boot noise\n\x1b[2J{m} ready\n{m} begin one\nhello\n\n{m} end one rc=0\n\
+            "boot noise\n\x1b[2J{m} ready\n{m} begin one\nhello\n\n{m} end one rc=0 cs=1234\n\
              {m} begin two\npartial"
         );
         let s = parse_sections(&console, n).expect("parses");
@@ -153,6 +158,7 @@ mod tests {
             (s[0].name.as_str(), s[0].rc, s[0].body.as_str()),
             ("one", Some(0), "hello")
         );
+        assert_eq!(s[0].seconds, Some(12.34));
         assert_eq!(
             (s[1].name.as_str(), s[1].rc, s[1].body.as_str()),
             ("two", None, "partial")

@@ -1,24 +1,26 @@
-//! The guest's initramfs: busybox with its applet links, the binaries under
-//! test with the libraries they load, and the /init script that runs the
-//! commands and powers off; packed as a gzipped newc cpio.
+//! The guests' initramfs: three gzipped newc cpio archives, which the kernel
+//! unpacks one over the other. The base (busybox for the architecture) and
+//! the payload (the binaries under test with the libraries they load) are
+//! cached and rebuilt only when their inputs change; each guest adds its own
+//! small /init.
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, ensure};
 
+use super::apt::Apt;
 use super::binaries::Binaries;
 use super::console::marker;
 use super::files::{copy_file, create_dir, read_dir, remove_dir_if_exists, set_executable};
+use super::guests::Arch;
 use super::runs::VmCommand;
-use crate::cmd::run_checked;
+use crate::elf;
 
-/// Where busybox-static installs its (statically linked) binary.
-const BUSYBOX: &str = "/bin/busybox";
 /// Limit for each command inside the VM, so one hung command still leaves
 /// time for the others (and for the dmesg dump) before the host gives up.
 const COMMAND_TIMEOUT_SECS: u32 = 100;
@@ -27,109 +29,162 @@ const COMMAND_TIMEOUT_SECS: u32 = 100;
 const MAX_LINES: usize = 10_000;
 const KEEP_LINES: usize = 3_000;
 
-/// Stages busybox (with its applet links), the binaries under test with the
-/// libraries they load, and /init, then packs it all as a gzipped newc cpio.
-pub fn build_initramfs(cache: &Path, bins: &Binaries, init: &str) -> Result<PathBuf> {
-    let root = cache.join("initramfs");
-    remove_dir_if_exists(&root)?;
-    for dir in [
-        "bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "root", "etc",
-    ] {
-        create_dir(&root.join(dir))?;
-    }
-
-    install_busybox(&root)?;
-    let mut binaries = vec![(bins.spawnprof.clone(), "spawnprof")];
-    if let Some(spawner) = &bins.spawner {
-        binaries.push((spawner.clone(), "spawnprof-spawner"));
-    }
-    let mut libs = HashSet::new();
-    for (path, name) in &binaries {
-        install_executable(path, &root.join(name))?;
-        libs.extend(shared_libraries(path)?);
-    }
-    for lib in &libs {
-        // Same absolute path as on the host: that is where the binaries'
-        // PT_INTERP and the loader's default search path look.
-        let dest = root.join(lib.strip_prefix("/").unwrap_or(lib));
-        if let Some(parent) = dest.parent() {
-            create_dir(parent)?;
+/// The base archive for `arch`: Debian's busybox-static for it, which /init
+/// links its applets to. Downloaded through vm-test's apt once.
+pub fn base(cache: &Path, apt: &Apt, arch: Arch) -> Result<PathBuf> {
+    let unpacked = cache.join(format!("busybox-{}", arch.debian()));
+    // bookworm's package has bin/busybox, trixie's usr/bin/busybox.
+    let find = || {
+        ["bin/busybox", "usr/bin/busybox"]
+            .map(|p| unpacked.join(p))
+            .into_iter()
+            .find(|p| p.is_file())
+    };
+    let busybox = match find() {
+        Some(busybox) => busybox,
+        None => {
+            println!("vm-test: downloading busybox-static for {}", arch.debian());
+            apt.unpack(&format!("busybox-static:{}", arch.debian()), &unpacked)?;
+            find().ok_or_else(|| anyhow!("busybox-static has no bin/busybox"))?
         }
-        copy_file(lib, &dest)?; // follows symlinks: the VM gets real files
-    }
-
-    let init_path = root.join("init");
-    fs::write(&init_path, init).with_context(|| format!("writing {}", init_path.display()))?;
-    set_executable(&init_path)?;
-
-    let initrd = cache.join("initrd.gz");
-    pack_cpio(&root, &initrd)?;
-    Ok(initrd)
+    };
+    let out = cache.join(format!("base-{}.cpio.gz", arch.debian()));
+    cached(&out, &key(std::slice::from_ref(&busybox))?, |root| {
+        for dir in [
+            "bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "root", "etc",
+        ] {
+            create_dir(&root.join(dir))?;
+        }
+        install_executable(&busybox, &root.join("bin/busybox"))?;
+        let sh = root.join("bin/sh");
+        symlink("busybox", &sh).with_context(|| format!("linking {}", sh.display()))
+    })
 }
 
-fn install_busybox(root: &Path) -> Result<()> {
-    let busybox = root.join("bin/busybox");
-    install_executable(Path::new(BUSYBOX), &busybox)?;
-    ensure!(
-        shared_libraries(Path::new(BUSYBOX))?.is_empty(),
-        "{BUSYBOX} is dynamically linked; install busybox-static \
-         (apt-get install -y --no-install-recommends busybox-static)"
-    );
-    let list = run_checked(Command::new(BUSYBOX).arg("--list-full"))?;
-    for applet in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let link = root.join(applet);
-        if link.exists() {
-            continue;
+/// The payload archive: the binaries under test at / and every library they
+/// load (the dynamic loader at its PT_INTERP path, the others in the
+/// architecture's multiarch directory).
+pub fn payload(cache: &Path, bins: &Binaries) -> Result<PathBuf> {
+    let mut files: Vec<(PathBuf, PathBuf)> =
+        vec![(bins.spawnprof.clone(), PathBuf::from("/spawnprof"))];
+    if let Some(spawner) = &bins.spawner {
+        files.push((spawner.clone(), PathBuf::from("/spawnprof-spawner")));
+    }
+    let mut libs = Vec::new();
+    for (binary, _) in &files {
+        libs.extend(libraries(binary, bins.arch)?);
+    }
+    files.extend(libs);
+    let sources: Vec<PathBuf> = files.iter().map(|(from, _)| from.clone()).collect();
+    let out = cache.join(format!("payload-{}.cpio.gz", bins.arch.debian()));
+    cached(&out, &key(&sources)?, |root| {
+        for (from, to) in &files {
+            let dest = root.join(to.strip_prefix("/").unwrap_or(to));
+            if let Some(parent) = dest.parent() {
+                create_dir(parent)?;
+            }
+            install_executable(from, &dest)?; // follows symlinks: the VM gets real files
         }
-        if let Some(parent) = link.parent() {
-            create_dir(parent)?;
-        }
-        symlink("/bin/busybox", &link).with_context(|| format!("linking {}", link.display()))?;
+        Ok(())
+    })
+}
+
+/// One guest's initrd: the base, the payload and an archive holding only
+/// its /init, written to `out`.
+pub fn initrd(base: &Path, payload: &Path, init: &str, out: &Path) -> Result<()> {
+    let init_cpio = out.with_extension("init.cpio.gz");
+    pack_dir(&init_cpio, |root| {
+        let path = root.join("init");
+        fs::write(&path, init).with_context(|| format!("writing {}", path.display()))?;
+        set_executable(&path)
+    })?;
+    let mut file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    for part in [base, payload, &init_cpio] {
+        let bytes = fs::read(part).with_context(|| format!("reading {}", part.display()))?;
+        file.write_all(&bytes)
+            .with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(())
+}
+
+/// (host file, guest path) of every library `binary` loads, found in the
+/// host's directories for its architecture, the dynamic loader included.
+fn libraries(binary: &Path, arch: Arch) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let (guest_dir, host_dirs) = arch.lib_dirs();
+    let find = |name: &str| {
+        host_dirs
+            .iter()
+            .map(|dir| Path::new(dir).join(name))
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} needs {name}, which is in none of {}",
+                    binary.display(),
+                    host_dirs.join(", ")
+                )
+            })
+    };
+    let read_err = |e| anyhow!("reading {}: {e}", binary.display());
+    let mut found = Vec::new();
+    if let Some(interp) = elf::interpreter(binary).map_err(read_err)? {
+        let name = Path::new(&interp).file_name().unwrap_or_default();
+        found.push((find(&name.to_string_lossy())?, PathBuf::from(&interp)));
+    }
+    let mut queue = elf::needed_libraries(binary).map_err(read_err)?;
+    let mut seen = HashSet::new();
+    while let Some(name) = queue.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let path = find(&name)?;
+        queue.extend(elf::needed_libraries(&path).map_err(read_err)?);
+        found.push((path, Path::new(guest_dir).join(&name)));
+    }
+    Ok(found)
+}
+
+/// `out`, built by `fill` (into an empty staging dir) unless it was last
+/// built from inputs with the same `key`.
+fn cached(out: &Path, key: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    let key_file = out.with_extension("key");
+    if out.is_file() && fs::read_to_string(&key_file).ok().as_deref() == Some(key) {
+        return Ok(out.to_path_buf());
+    }
+    pack_dir(out, fill)?;
+    fs::write(&key_file, key).with_context(|| format!("writing {}", key_file.display()))?;
+    Ok(out.to_path_buf())
+}
+
+/// The inputs' paths, sizes and modification times: what a rebuild changes.
+fn key(inputs: &[PathBuf]) -> Result<String> {
+    let mut key = String::new();
+    for input in inputs {
+        let m = fs::metadata(input).with_context(|| format!("reading {}", input.display()))?;
+        let _ = writeln!(
+            key,
+            "{} {} {}.{}",
+            input.display(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec()
+        );
+    }
+    Ok(key)
+}
+
+/// Fills a fresh staging dir next to `out` with `fill` and packs it to `out`.
+fn pack_dir(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let root = out.with_extension("staging");
+    remove_dir_if_exists(&root)?;
+    create_dir(&root)?;
+    fill(&root)?;
+    pack_cpio(&root, out)?;
+    remove_dir_if_exists(&root)
 }
 
 fn install_executable(from: &Path, to: &Path) -> Result<()> {
     copy_file(from, to)?;
     set_executable(to)
-}
-
-/// The absolute paths `ldd` lists for `binary`, the dynamic loader included;
-/// empty for a static binary.
-fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd")
-        .arg(binary)
-        .output()
-        .with_context(|| format!("running ldd {}", binary.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stdout.contains("not a dynamic executable") || stderr.contains("not a dynamic executable") {
-        return Ok(Vec::new());
-    }
-    ensure!(
-        out.status.success(),
-        "ldd {} failed: {stderr}",
-        binary.display()
-    );
-    let mut libs = Vec::new();
-    for line in stdout.lines().map(str::trim) {
-        // `libc.so.6 => /lib/.../libc.so.6 (0x..)`, `/lib64/ld-linux-x86-64.so.2 (0x..)`,
-        // or `linux-vdso.so.1 (0x..)` (in the kernel, nothing to copy).
-        let target = line.split_once("=>").map_or(line, |(_, t)| t.trim());
-        ensure!(
-            !target.starts_with("not found"),
-            "{} needs a library that is not installed: {line}",
-            binary.display()
-        );
-        if let Some(path) = target
-            .split_whitespace()
-            .next()
-            .filter(|p| p.starts_with('/'))
-        {
-            libs.push(PathBuf::from(path));
-        }
-    }
-    Ok(libs)
 }
 
 /// `find . | cpio -o -H newc | gzip`, without a shell so each tool's failure
@@ -193,16 +248,19 @@ fn list_tree(root: &Path, rel: &Path, out: &mut String) -> Result<()> {
     Ok(())
 }
 
-/// The /init script (PID 1 in the VM): mount what spawnprof needs, run each
-/// command with its output captured to a file (so it is not interleaved and
-/// does not see a tty, which keeps progress bars out), print that output
-/// between markers with the exit status, then power off.
+/// The /init script (PID 1 in the VM): link busybox's applets, mount what
+/// spawnprof needs, run each command with its output captured to a file (so
+/// it is not interleaved and does not see a tty, which keeps progress bars
+/// out), print that output between markers with the exit status and the
+/// time it took, then power off.
 pub fn init_script(nonce: &str, cmds: &[VmCommand]) -> String {
     let mut s = format!(
         r#"#!/bin/sh
 # Generated by `cargo xtask vm-test`; runs as PID 1 in the test VM.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root TERM=dumb
-mount -t proc proc /proc
+# busybox finds itself through /proc to link its applets.
+/bin/busybox mount -t proc proc /proc
+/bin/busybox --install -s
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tracefs tracefs /sys/kernel/tracing
@@ -211,8 +269,13 @@ mount -t bpf bpffs /sys/fs/bpf
 # Keep kernel messages off the console so they cannot split the lines the
 # host parses; the dmesg command dumps them instead.
 dmesg -n 1
+# Centiseconds since boot, for each section's duration.
+now() {{
+    cut -d' ' -f1 /proc/uptime | tr -d .
+}}
 section() {{
     echo "{mark} begin $1"
+    start=$(now)
     timeout {COMMAND_TIMEOUT_SECS} sh -c "$2" </dev/null >/tmp/.section-out 2>&1
     rc=$?
     # Verifier logs can run to 100k lines, minutes over the serial port:
@@ -226,7 +289,7 @@ section() {{
         cat /tmp/.section-out
     fi
     echo
-    echo "{mark} end $1 rc=$rc"
+    echo "{mark} end $1 rc=$rc cs=$(( $(now) - start ))"
 }}
 # The firmware leaves terminal escapes on the current line: start a fresh one.
 echo

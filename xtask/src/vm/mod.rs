@@ -1,26 +1,34 @@
-//! `cargo xtask vm-test`: boots Debian's 6.1 cloud kernel under QEMU with a
-//! busybox initramfs holding the spawnprof binaries, runs them there and checks
-//! what they wrote from the host.
+//! `cargo xtask vm-test`: boots a matrix of Debian cloud kernels under QEMU
+//! (5.10, 6.1 and 6.12 on x86_64, 6.1 on arm64), each with a busybox
+//! initramfs holding the spawnprof binaries built for it, runs them there and
+//! checks from the host what they wrote against docs/KERNELS.md.
 //!
-//! A VM because the development host has no kprobes and refuses fentry, so
-//! spawnprof's two upper attach tiers need another kernel. Debian's 6.1 cloud
-//! kernel has both (and BTF) and boots in seconds under TCG (KVM hangs here).
+//! VMs because the development host has no kprobes and refuses fentry, and
+//! runs one kernel; Debian's cloud kernels have both tiers and BTF and boot
+//! in seconds under TCG (KVM hangs here).
 //!
 //! ```text
-//! cargo xtask vm-test                 runs A-E: fork and posix_spawn, fentry tier and --no-fentry (kprobe), --low-overhead
+//! cargo xtask vm-test                 record runs A-F on every kernel (A, C, F on arm64)
 //! cargo xtask vm-test --smoke         harness self-check; needs no `spawnprof record`
-//! cargo xtask vm-test --shell CMD ... run each CMD in the VM and print its output
-//!   --timeout SECS    limit for the whole VM run (default 300)
+//! cargo xtask vm-test --shell CMD ... run each CMD in the VMs and print its output
+//!   --kernel NAME     only this kernel (repeatable): 5.10, 6.1, 6.12, 6.1-arm64
+//!   --jobs N          guests booted at once (default: the host's CPUs)
+//!   --timeout SECS    limit for each guest's run (default 600)
 //!   --debug|--release which target/ profile to take the binaries from
-//!   --verbose         stream the serial console while the VM runs
+//!   --verbose         stream the serial consoles while the VMs run
 //! ```
 //!
-//! Everything downloaded or built lives in `target/vm-cache/`; the serial
-//! console of the last run is kept in `target/vm-cache/last-run.log`.
+//! Everything downloaded or built lives in `target/vm-cache/`, including the
+//! apt configuration the kernels are found with; each guest's serial console
+//! of the last run is kept in `target/vm-cache/<kernel>/console.log`.
+mod apt;
 mod binaries;
+mod boots;
 mod checks;
 mod console;
+mod expect;
 mod files;
+mod guests;
 mod image;
 mod initramfs;
 mod options;
@@ -28,81 +36,104 @@ mod qemu;
 mod runs;
 mod smoke;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, bail};
 
+use apt::Apt;
 use binaries::Binaries;
-use console::Section;
-use options::{Mode, Options, Paths};
-use runs::VmCommand;
-
-/// Debian packages the harness runs on the host (qemu-system-x86 replaces
-/// the preinstalled backports qemu-utils, which spawnprof does not need).
-const HOST_PACKAGES: [&str; 3] = ["qemu-system-x86", "cpio", "busybox-static"];
+use guests::{Arch, BUSYBOX_SUITE, GUESTS};
+use options::{Options, Paths};
 
 pub fn run(args: &[String]) -> Result<()> {
     let started = Instant::now();
     let opts = Options::parse(args)?;
     let paths = Paths::new();
     files::create_dir(&paths.cache)?;
+    let guests = opts.guests()?;
+    let arches: BTreeSet<Arch> = guests.iter().map(|g| g.arch).collect();
     let mut timings = Timings::default();
 
-    timings.time("packages", || {
-        crate::cmd::ensure_debian_packages("vm-test", &HOST_PACKAGES)
+    timings.time("packages", || host_packages(&arches))?;
+    let apt = timings.time("apt", || Apt::new(&paths.cache, &sources()))?;
+    let kernels = timings.time("kernels", || {
+        let mut kernels = Vec::new();
+        for guest in &guests {
+            let kernel = image::fetch_kernel(&apt, guest, &paths.cache)?;
+            let how = if kernel.downloaded {
+                "downloaded"
+            } else {
+                "cached"
+            };
+            println!(
+                "vm-test: [{}] kernel {} ({how})",
+                guest.name, kernel.package
+            );
+            kernels.push(kernel);
+        }
+        Ok(kernels)
     })?;
-    let kernel = timings.time("kernel", || image::fetch_kernel(&paths.cache))?;
-    println!(
-        "vm-test: kernel {} ({}, {:.1}s)",
-        kernel.package,
-        if kernel.downloaded {
-            "downloaded"
-        } else {
-            "cached"
-        },
-        timings.last().as_secs_f64()
-    );
-    let bins = binaries::locate_binaries(&paths, opts.profile)?;
-    let nonce = console::make_nonce();
-    let init = initramfs::init_script(&nonce, &commands(&opts.mode, &bins));
-    let initrd = timings.time("initramfs", || {
-        initramfs::build_initramfs(&paths.cache, &bins, &init)
+    let bins = timings.time("binaries", || binaries_for(&paths, &opts, &arches))?;
+    let prepared = timings.time("initramfs", || {
+        boots::prepare(&paths, &apt, &opts.mode, &guests, kernels, &bins)
     })?;
-    let console = timings.time("boot+run", || {
-        qemu::boot(
-            &kernel.vmlinuz,
-            &initrd,
-            &paths.log,
-            opts.timeout,
-            opts.verbose,
-        )
-    })?;
+    let outcomes = timings.time("boot+run", || Ok(boots::run_all(prepared, &opts)))?;
+
     println!("vm-test: timings: {}", timings.describe());
-
-    let outcome = console::parse_sections(&console, &nonce)
-        .and_then(|sections| check(&opts.mode, &sections, &bins));
-    println!(
-        "vm-test: total {:.1}s; console log: {}",
-        started.elapsed().as_secs_f64(),
-        paths.log.display()
-    );
-    outcome.map_err(|e| anyhow!("{e:#}\n(full serial console: {})", paths.log.display()))
+    boots::print_summary(&outcomes);
+    println!("vm-test: total {:.1}s", started.elapsed().as_secs_f64());
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.result.is_err())
+        .map(|o| o.guest.name)
+        .collect();
+    if !failed.is_empty() {
+        bail!("vm-test failed on {} (see above)", failed.join(", "));
+    }
+    Ok(())
 }
 
-fn commands(mode: &Mode, bins: &Binaries) -> Vec<VmCommand> {
-    match mode {
-        Mode::Full => runs::full_commands(bins),
-        Mode::Smoke => smoke::smoke_commands(),
-        Mode::Shell(cmds) => runs::shell_commands(cmds),
+/// What the host needs for the guests' architectures: QEMU for each, the
+/// cross toolchain for arm64, cpio, and Debian's archive keyring for apt.
+fn host_packages(arches: &BTreeSet<Arch>) -> Result<()> {
+    let mut pkgs = vec!["cpio", "debian-archive-keyring"];
+    for arch in arches {
+        pkgs.extend(arch.host_packages());
     }
+    crate::cmd::ensure_debian_packages("vm-test", &pkgs)
 }
 
-fn check(mode: &Mode, sections: &[Section], bins: &Binaries) -> Result<()> {
-    match mode {
-        Mode::Full => checks::check_full(sections, bins),
-        Mode::Smoke => smoke::check_smoke(sections),
-        Mode::Shell(_) => checks::print_shell(sections),
+/// (archive, suite) → Debian architectures: every guest's suites, and
+/// busybox-static's suite for every architecture. All guests', whichever
+/// run, so that choosing some with --kernel does not refetch the lists.
+fn sources() -> BTreeMap<(&'static str, &'static str), Vec<&'static str>> {
+    let mut sources: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    for guest in GUESTS {
+        for &suite in guest.suites.iter().chain([&BUSYBOX_SUITE]) {
+            let arches = sources.entry(suite).or_default();
+            if !arches.contains(&guest.arch.debian()) {
+                arches.push(guest.arch.debian());
+            }
+        }
     }
+    sources
+}
+
+/// The host's binaries, and a cross build of them for each other arch.
+fn binaries_for(
+    paths: &Paths,
+    opts: &Options,
+    arches: &BTreeSet<Arch>,
+) -> Result<BTreeMap<Arch, Binaries>> {
+    let host = binaries::host_binaries(paths, opts.profile)?;
+    let mut bins = BTreeMap::new();
+    for &arch in arches {
+        let built = binaries::cross_binaries(paths, &host, arch)?;
+        binaries::check_built(&built)?;
+        bins.insert(arch, built);
+    }
+    Ok(bins)
 }
 
 /// How long each phase took, printed as one line.
@@ -117,10 +148,6 @@ impl Timings {
         result
     }
 
-    fn last(&self) -> Duration {
-        self.0.last().map_or(Duration::ZERO, |(_, d)| *d)
-    }
-
     fn describe(&self) -> String {
         let parts: Vec<String> = self
             .0
@@ -133,9 +160,9 @@ impl Timings {
 
 #[cfg(test)]
 mod tests {
-    /// Boots the VM for real; `cargo test -p xtask -- --ignored vm_smoke`.
+    /// Boots the VMs for real; `cargo test -p xtask -- --ignored vm_smoke`.
     #[test]
-    #[ignore = "boots a QEMU VM; `cargo xtask test` runs it as its vm-test step"]
+    #[ignore = "boots QEMU VMs; `cargo xtask test` runs vm-test as its own step"]
     fn vm_smoke() {
         if let Err(e) = super::run(&["--smoke".to_string()]) {
             panic!("{e:#}");

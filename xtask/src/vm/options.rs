@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail, ensure};
 
+use super::guests::{GUESTS, Guest};
 use crate::cmd;
 
-/// Default limit for the whole VM run; a normal full run takes well under a minute.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default limit for each guest's run; a full run takes one to three
+/// minutes under TCG, with another guest booting on the other core.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug)]
 pub enum Mode {
@@ -33,10 +35,15 @@ pub struct Options {
     pub profile: Profile,
     pub timeout: Duration,
     pub verbose: bool,
+    /// The guests to boot, by name; empty for all of them.
+    pub kernels: Vec<String>,
+    /// Guests booted at once.
+    pub jobs: usize,
 }
 
 const USAGE: &str = "vm-test arguments: [--smoke | --shell CMD [--shell CMD ...]] \
-                     [--timeout SECS] [--debug | --release] [--verbose]";
+                     [--kernel NAME ...] [--jobs N] [--timeout SECS] [--debug | --release] \
+                     [--verbose]";
 
 impl Options {
     pub fn parse(args: &[String]) -> Result<Options> {
@@ -45,6 +52,8 @@ impl Options {
             profile: Profile::Auto,
             timeout: DEFAULT_TIMEOUT,
             verbose: false,
+            kernels: Vec::new(),
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         let mut shell = Vec::new();
         let mut it = args.iter();
@@ -56,13 +65,13 @@ impl Options {
                         .ok_or_else(|| anyhow!("--shell needs a command\n{USAGE}"))?
                         .clone(),
                 ),
-                "--timeout" => {
-                    let secs = it
-                        .next()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .ok_or_else(|| anyhow!("--timeout needs a number of seconds\n{USAGE}"))?;
-                    opts.timeout = Duration::from_secs(secs);
-                }
+                "--timeout" => opts.timeout = Duration::from_secs(number(it.next(), arg)?),
+                "--jobs" | "-j" => opts.jobs = number(it.next(), arg)?.max(1) as usize,
+                "--kernel" => opts.kernels.push(
+                    it.next()
+                        .ok_or_else(|| anyhow!("--kernel needs a name\n{USAGE}"))?
+                        .clone(),
+                ),
                 "--debug" => opts.profile = Profile::Debug,
                 "--release" => opts.profile = Profile::Release,
                 "--verbose" | "-v" => opts.verbose = true,
@@ -79,21 +88,46 @@ impl Options {
         }
         Ok(opts)
     }
+
+    /// The guests `--kernel` selects, in the matrix's order.
+    pub fn guests(&self) -> Result<Vec<&'static Guest>> {
+        let names: Vec<&str> = GUESTS.iter().map(|g| g.name).collect();
+        for k in &self.kernels {
+            ensure!(
+                names.contains(&k.as_str()),
+                "vm-test: no kernel {k:?}; the kernels are {}",
+                names.join(", ")
+            );
+        }
+        Ok(GUESTS
+            .iter()
+            .filter(|g| self.kernels.is_empty() || self.kernels.iter().any(|k| k == g.name))
+            .collect())
+    }
+}
+
+fn number(value: Option<&String>, option: &str) -> Result<u64> {
+    value
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("{option} needs a number\n{USAGE}"))
 }
 
 /// Everything downloaded or built lives in `target/vm-cache/`.
 pub struct Paths {
     pub target: PathBuf,
     pub cache: PathBuf,
-    /// The serial console of the last run.
-    pub log: PathBuf,
 }
 
 impl Paths {
     pub fn new() -> Paths {
         let target = cmd::target_dir();
         let cache = target.join("vm-cache");
-        let log = cache.join("last-run.log");
-        Paths { target, cache, log }
+        Paths { target, cache }
+    }
+
+    /// A guest's own directory: its initrd and the serial console of its
+    /// last run (`console.log`).
+    pub fn guest(&self, guest: &Guest) -> PathBuf {
+        self.cache.join(guest.name)
     }
 }

@@ -1,6 +1,6 @@
-//! Booting the guest under QEMU TCG, with a timeout, capturing its serial
+//! Booting a guest under QEMU TCG, with a timeout, capturing its serial
 //! console. No -enable-kvm: it hangs on these hosts, and TCG boots the
-//! kernel in seconds.
+//! kernels in seconds.
 use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -10,35 +10,41 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use super::guests::Arch;
+
 /// Boots the kernel with the initramfs and returns the serial console text.
 /// The console is written to `log` as it arrives so that it survives a
 /// timeout or a crash of this process.
 pub fn boot(
+    arch: Arch,
     vmlinuz: &Path,
     initrd: &Path,
     log: &Path,
     timeout: Duration,
     verbose: bool,
 ) -> Result<String> {
-    println!(
-        "vm-test: booting (QEMU TCG, timeout {}s)",
-        timeout.as_secs()
-    );
     let log_file = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(["-m", "2048", "-smp", "2", "-cpu", "max"])
+    let (qemu, cpu) = arch.qemu();
+    let mut child = Command::new(qemu)
+        .args(cpu)
+        .args(["-m", "2048", "-smp", "2"])
         .arg("-kernel")
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", "console=ttyS0 quiet panic=-1", "-nographic", "-no-reboot"])
+        .arg("-append")
+        .arg(format!("console={} quiet panic=-1", arch.console()))
+        .args(["-nographic", "-no-reboot"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context(
-            "starting qemu-system-x86_64 (apt-get install -y --no-install-recommends qemu-system-x86)",
-        )?;
+        .with_context(|| {
+            format!(
+                "starting {qemu} (apt-get install -y --no-install-recommends {})",
+                arch.host_packages()[0]
+            )
+        })?;
     let console_reader = reader(child.stdout.take(), "stdout", Some(log_file), verbose)?;
     let stderr_reader = reader(child.stderr.take(), "stderr", None, false)?;
 
@@ -63,7 +69,7 @@ pub fn boot(
             tail(&console, 15)
         ),
         Some(status) if !status.success() => bail!(
-            "qemu-system-x86_64 failed ({status}): {}\nlast console lines:\n{}",
+            "{qemu} failed ({status}): {}\nlast console lines:\n{}",
             qemu_stderr.trim(),
             tail(&console, 15)
         ),

@@ -1,10 +1,12 @@
-//! What the guest runs: the record runs of the full test, each a
-//! `spawnprof record` of a fixed workload followed by `cat`s of what it
+//! What the guests run: the record runs of the full test, each a
+//! `spawnprof record` of a short workload followed by `cat`s of what it
 //! wrote, and the `--shell` commands.
 use super::binaries::Binaries;
+use super::guests::Guest;
 use super::initramfs::sh_quote;
 
-/// Fork spawns each run must report (the workload makes exactly this many).
+/// Spawns of the run's method each run must report (the workload makes
+/// exactly this many).
 pub const SPAWN_COUNT: usize = 20;
 /// PATH entries the spawner puts in front of the real ones: each spawn
 /// fails this many exec attempts first.
@@ -25,18 +27,25 @@ pub fn vm_command(name: &str, shell: impl Into<String>) -> VmCommand {
 
 pub struct Run {
     pub label: &'static str,
-    pub dir: &'static str,
+    /// The `spawnprof record` options, exactly as docs/KERNELS.md's table
+    /// headings write them: they pick the expected mechanisms.
     pub flags: &'static str,
-    /// What the CHECKED_STAGES must be attached with in this run.
-    pub mechanism: &'static str,
     /// How the spawner waits for its children (`--reap`).
     pub reap: &'static str,
     /// The spawner's `--method`: fork-exec runs check the mm copy,
     /// posix-spawn runs the vfork parent's release.
     pub method: &'static str,
+    /// Run on the short guests too. The others add nothing there: without
+    /// fentry (arm64 6.1), --no-fentry and --low-overhead change no stage.
+    pub short: bool,
 }
 
 impl Run {
+    /// The directory the run records into, and its sections' suffix.
+    pub fn dir(&self) -> String {
+        self.label.to_lowercase()
+    }
+
     /// Whether this run's spawns are vfork-style (checked for the parent's
     /// release). Without the spawner the busybox fallback loop always forks.
     pub fn spawns_vfork(&self, with_spawner: bool) -> bool {
@@ -44,54 +53,61 @@ impl Run {
     }
 }
 
-/// A and C take the default tiers (fentry where available), B and D force
-/// kprobes with `--no-fentry`, E is A with `--low-overhead`. A and B fork
-/// and wait with waitpid (kernel_wait4); C and D posix_spawn (vfork-style,
-/// for the parent's release at the child's exec) and wait with waitid.
-pub const RUNS: [Run; 5] = [
+/// A and C take the best tiers the kernel has; B and D do without fentry;
+/// E leaves out the probes on machine-wide events; F has tracepoints only,
+/// as on a kernel without fentry and kprobes. A, B, E and F fork and wait
+/// with waitpid (kernel_wait4); C and D posix_spawn (vfork-style, for the
+/// parent's release at the child's exec) and wait with waitid.
+pub const RUNS: [Run; 6] = [
     Run {
         label: "A",
-        dir: "a",
         flags: "",
-        mechanism: "fentry",
         reap: "waitpid",
         method: "fork-exec",
+        short: true,
     },
     Run {
         label: "B",
-        dir: "b",
-        flags: " --no-fentry",
-        mechanism: "kprobe",
+        flags: "--no-fentry",
         reap: "waitpid",
         method: "fork-exec",
+        short: false,
     },
     Run {
         label: "C",
-        dir: "c",
         flags: "",
-        mechanism: "fentry",
         reap: "waitid",
         method: "posix-spawn",
+        short: true,
     },
     Run {
         label: "D",
-        dir: "d",
-        flags: " --no-fentry",
-        mechanism: "kprobe",
+        flags: "--no-fentry",
         reap: "waitid",
         method: "posix-spawn",
+        short: false,
     },
-    // --low-overhead leaves out only probes on machine-wide per-event
-    // tracepoints: with fentry every stage keeps its kernel function.
     Run {
         label: "E",
-        dir: "e",
-        flags: " --low-overhead",
-        mechanism: "fentry",
+        flags: "--low-overhead",
         reap: "waitpid",
         method: "fork-exec",
+        short: false,
+    },
+    Run {
+        label: "F",
+        flags: "--no-fentry --no-kprobe",
+        reap: "waitpid",
+        method: "fork-exec",
+        short: true,
     },
 ];
+
+/// The runs `guest` makes.
+pub fn runs_for(guest: &Guest) -> impl Iterator<Item = &'static Run> {
+    let short = guest.short;
+    RUNS.iter().filter(move |run| run.short || !short)
+}
 
 /// The workload a record run profiles: SPAWN_COUNT spawns with the run's
 /// method, each child waited for with the run's `reap` (waitpid or waitid).
@@ -113,14 +129,14 @@ pub fn busybox_fork_loop() -> String {
     format!("i=0; while [ $i -lt {SPAWN_COUNT} ]; do /bin/true; i=$((i+1)); done")
 }
 
-pub fn full_commands(bins: &Binaries) -> Vec<VmCommand> {
+pub fn full_commands(guest: &Guest, bins: &Binaries) -> Vec<VmCommand> {
     let mut cmds = vec![vm_command("probes", "/spawnprof probes")];
-    for run in &RUNS {
-        let d = run.dir;
+    for run in runs_for(guest) {
+        let d = run.dir();
         cmds.push(vm_command(
             &format!("record-{d}"),
             format!(
-                "/spawnprof record{} -o /tmp/{d} -- {}",
+                "/spawnprof record {} -o /tmp/{d} -- {}",
                 run.flags,
                 workload(bins, run)
             ),

@@ -5,6 +5,7 @@
 use anyhow::{Result, ensure};
 
 use super::console::{Section, ok_section, section};
+use super::guests::Guest;
 use super::initramfs::sh_quote;
 use super::runs::{SPAWN_COUNT, VmCommand, busybox_fork_loop, vm_command};
 
@@ -54,12 +55,13 @@ pub fn smoke_commands() -> Vec<VmCommand> {
     ]
 }
 
-/// The smoke run's checks, after a short report of what the VM offers.
-pub fn check_smoke(sections: &[Section]) -> Result<()> {
+/// The smoke run's checks; returns a short report of what the VM offers.
+pub fn check_smoke(guest: &Guest, sections: &[Section]) -> Result<Vec<String>> {
     let uname = ok_section(sections, "uname")?.body.trim().to_string();
     ensure!(
-        uname.starts_with("6.1.0-"),
-        "expected a 6.1.0 kernel, got {uname:?}"
+        uname.starts_with(guest.release),
+        "expected a {}* kernel, got {uname:?}",
+        guest.release
     );
     let events = ok_section(sections, "syscall-events")?;
     ensure!(
@@ -74,7 +76,7 @@ pub fn check_smoke(sections: &[Section]) -> Result<()> {
         "spawnprof does not run in the VM: {}",
         spawnprof.describe()
     );
-    report(sections, &uname, events, spawnprof)?;
+    let report = report(sections, &uname, events, spawnprof)?;
     for (name, what) in [
         ("kprobe-pmu", "no kprobe PMU"),
         ("btf", "no kernel BTF"),
@@ -83,38 +85,43 @@ pub fn check_smoke(sections: &[Section]) -> Result<()> {
         let s = section(sections, name)?;
         ensure!(s.rc == Some(0), "{what}: {}", s.describe());
     }
-    Ok(())
+    Ok(report)
 }
 
-fn report(sections: &[Section], uname: &str, events: &Section, spawnprof: &Section) -> Result<()> {
+fn report(
+    sections: &[Section],
+    uname: &str,
+    events: &Section,
+    spawnprof: &Section,
+) -> Result<Vec<String>> {
     let kprobe_type = section(sections, "kprobe-pmu")?;
     let functions = ok_section(sections, "filter-functions")?;
     let btf = section(sections, "btf")?;
     let forks = ok_section(sections, "fork-count")?.body.trim().to_string();
     let kprobe_hits = section(sections, "kprobe-count")?;
     let present = |s: &Section| if s.rc == Some(0) { "present" } else { "absent" };
-    println!("vm-test: smoke results");
-    println!("  kernel:               {uname}");
     let first_syscall = events.body.lines().find(|l| l.starts_with("sys_"));
-    println!(
-        "  syscall tracepoints:  present (first: {})",
-        first_syscall.unwrap_or("?")
-    );
-    println!(
-        "  kprobe PMU type:      {}",
-        if kprobe_type.rc == Some(0) {
-            kprobe_type.body.trim()
-        } else {
-            "absent"
-        }
-    );
-    println!("  traceable functions:  {}", functions.body.trim());
-    println!("  /sys/kernel/btf/vmlinux: {}", present(btf));
-    println!("  spawnprof --help:     exit status {:?}", spawnprof.rc);
-    println!("  forks traced in a {SPAWN_COUNT}-iteration loop: {forks}");
-    println!(
-        "  copy_page_range kprobe hits in that loop: {}",
-        kprobe_hits.body.trim()
-    );
-    Ok(())
+    Ok(vec![
+        format!("kernel:               {uname}"),
+        format!(
+            "syscall tracepoints:  present (first: {})",
+            first_syscall.unwrap_or("?")
+        ),
+        format!(
+            "kprobe PMU type:      {}",
+            if kprobe_type.rc == Some(0) {
+                kprobe_type.body.trim()
+            } else {
+                "absent"
+            }
+        ),
+        format!("traceable functions:  {}", functions.body.trim()),
+        format!("/sys/kernel/btf/vmlinux: {}", present(btf)),
+        format!("spawnprof --help:     exit status {:?}", spawnprof.rc),
+        format!("forks traced in a {SPAWN_COUNT}-iteration loop: {forks}"),
+        format!(
+            "copy_page_range kprobe hits in that loop: {}",
+            kprobe_hits.body.trim()
+        ),
+    ])
 }
