@@ -12,6 +12,7 @@ use aya::{
 
 use super::{
     Host, Tracefs,
+    arch::syscall_arg_field,
     options::SessionOptions,
     plan::{
         Attach, Candidate, LOW_OVERHEAD, Mechanism, PlanRow, ProbeStage, Rejection, SKIP_STAGE,
@@ -130,6 +131,9 @@ const CLONE_ARGS: &[(&str, &str)] = &[
     ("kernel_clone_args", "exit_signal"),
 ];
 
+/// waitid's infop and options, its third and fourth arguments.
+const WAITID_ARGS: &[(&str, &str)] = &[syscall_arg_field(2), syscall_arg_field(3)];
+
 /// Kernel struct fields programs read through the pointers they are handed
 /// (raw tracepoint and kernel-function arguments); programs not listed need
 /// none. Without them the candidate is refused, with the reason.
@@ -144,12 +148,12 @@ const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
     // from the task counters.
     ("fentry_do_wp_page", FAULT_COUNTERS),
     ("kprobe_do_wp_page", FAULT_COUNTERS),
-    ("fentry_execve", &[("pt_regs", "di")]),
-    ("fentry_execveat", &[("pt_regs", "si")]),
-    ("kprobe_execve", &[("pt_regs", "di")]),
-    ("kprobe_execveat", &[("pt_regs", "si")]),
-    ("fexit_waitid", &[("pt_regs", "dx"), ("pt_regs", "r10")]),
-    ("kprobe_waitid", &[("pt_regs", "dx"), ("pt_regs", "r10")]),
+    ("fentry_execve", &[syscall_arg_field(0)]),
+    ("fentry_execveat", &[syscall_arg_field(1)]),
+    ("kprobe_execve", &[syscall_arg_field(0)]),
+    ("kprobe_execveat", &[syscall_arg_field(1)]),
+    ("fexit_waitid", WAITID_ARGS),
+    ("kprobe_waitid", WAITID_ARGS),
     (
         "raw_sched_process_exec",
         &[

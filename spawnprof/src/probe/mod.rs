@@ -10,6 +10,7 @@
 //! [`plan::PLAN`] is the table (stage → candidates: fentry → kprobe → raw
 //! tracepoint → tracepoint → unavailable); nothing here branches on a kernel
 //! version. Dropping the [`Session`] detaches every program.
+mod arch;
 mod attach;
 pub mod btf;
 mod config;

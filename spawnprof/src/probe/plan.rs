@@ -9,6 +9,8 @@
 //! printed by `spawnprof probes` and stored in every `summary.json`.
 use serde::{Deserialize, Serialize};
 
+use super::arch::syscall_function;
+
 /// How a stage is observed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -463,19 +465,19 @@ pub const PLAN: &[ProbeStage] = &[
                 attaches: &[
                     Attach::Fentry {
                         program: "fentry_execve",
-                        function: "__x64_sys_execve",
+                        function: syscall_function!("execve"),
                     },
                     Attach::Fexit {
                         program: "fexit_execve",
-                        function: "__x64_sys_execve",
+                        function: syscall_function!("execve"),
                     },
                     Attach::Fentry {
                         program: "fentry_execveat",
-                        function: "__x64_sys_execveat",
+                        function: syscall_function!("execveat"),
                     },
                     Attach::Fexit {
                         program: "fexit_execveat",
-                        function: "__x64_sys_execveat",
+                        function: syscall_function!("execveat"),
                     },
                 ],
                 how: "fentry/fexit on the execve/execveat syscall functions: every attempt, its path and result",
@@ -485,19 +487,19 @@ pub const PLAN: &[ProbeStage] = &[
                 attaches: &[
                     Attach::Kprobe {
                         program: "kprobe_execve",
-                        function: "__x64_sys_execve",
+                        function: syscall_function!("execve"),
                     },
                     Attach::Kretprobe {
                         program: "kretprobe_execve",
-                        function: "__x64_sys_execve",
+                        function: syscall_function!("execve"),
                     },
                     Attach::Kprobe {
                         program: "kprobe_execveat",
-                        function: "__x64_sys_execveat",
+                        function: syscall_function!("execveat"),
                     },
                     Attach::Kretprobe {
                         program: "kretprobe_execveat",
-                        function: "__x64_sys_execveat",
+                        function: syscall_function!("execveat"),
                     },
                 ],
                 how: "kprobe/kretprobe on the execve/execveat syscall functions: every attempt, its path and result",
@@ -595,7 +597,7 @@ pub const PLAN: &[ProbeStage] = &[
                     },
                     Attach::Fexit {
                         program: "fexit_waitid",
-                        function: "__x64_sys_waitid",
+                        function: syscall_function!("waitid"),
                     },
                 ],
                 how: "fexit on kernel_wait4 and the waitid syscall function returning the child",
@@ -609,11 +611,11 @@ pub const PLAN: &[ProbeStage] = &[
                     },
                     Attach::Kprobe {
                         program: "kprobe_waitid",
-                        function: "__x64_sys_waitid",
+                        function: syscall_function!("waitid"),
                     },
                     Attach::Kretprobe {
                         program: "kretprobe_waitid",
-                        function: "__x64_sys_waitid",
+                        function: syscall_function!("waitid"),
                     },
                 ],
                 how: "kretprobe on kernel_wait4, kprobe/kretprobe on the waitid syscall function: the child reaped",
