@@ -208,6 +208,9 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
             if opts.no_raw_tracepoint {
                 bail!("disabled by --no-raw-tracepoint");
             }
+            for a in candidate.attaches {
+                check_raw_prototype(host, a.program())?;
+            }
         }
         Mechanism::Tracepoint => {
             for a in candidate.attaches {
@@ -226,6 +229,52 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
         Mechanism::Unavailable => {}
     }
     check_btf_fields(host, candidate)
+}
+
+/// Raw tracepoint programs written for one prototype of their tracepoint:
+/// (program, tracepoint, the argument they read its first bool from). The
+/// mmap_lock tracepoints passed `(mm, memcg_path, write[, success])` before
+/// about 6.14 and `(mm, write[, success])` since; the kernel's BTF says which.
+const RAW_PROTOTYPES: &[(&str, &str, u32)] = &[
+    ("raw_mmap_lock_start_locking", "mmap_lock_start_locking", 1),
+    (
+        "raw_mmap_lock_acquire_returned",
+        "mmap_lock_acquire_returned",
+        1,
+    ),
+    ("raw_mmap_lock_released", "mmap_lock_released", 1),
+    (
+        "raw_mmap_lock_start_locking_memcg",
+        "mmap_lock_start_locking",
+        2,
+    ),
+    (
+        "raw_mmap_lock_acquire_returned_memcg",
+        "mmap_lock_acquire_returned",
+        2,
+    ),
+    ("raw_mmap_lock_released_memcg", "mmap_lock_released", 2),
+];
+
+/// Refuses a raw tracepoint program written for another prototype than
+/// this kernel's: a raw program reads its arguments by position, and the
+/// attach only checks it reads no more of them than there are.
+fn check_raw_prototype(host: &Host, program: &str) -> Result<()> {
+    let Some(&(_, tracepoint, reads)) = RAW_PROTOTYPES.iter().find(|(p, _, _)| *p == program)
+    else {
+        return Ok(());
+    };
+    let Some(btf) = &host.btf else {
+        bail!("no kernel BTF to tell how {tracepoint} passes its arguments");
+    };
+    match btf.raw_tracepoint_bool_arg(tracepoint) {
+        Some(at) if at == reads => Ok(()),
+        Some(at) => bail!(
+            "this kernel's {tracepoint} passes its first bool as argument {at}, where this \
+             program reads argument {reads} (another prototype)"
+        ),
+        None => bail!("the kernel's BTF has no prototype of {tracepoint} with a bool"),
+    }
 }
 
 /// The errno of a refused load or attach, for the explanations below.
@@ -437,11 +486,16 @@ mod tests {
         host.btf = None;
         host.btf_error = Some("no /sys/kernel/btf/vmlinux (test)".into());
         let opts = SessionOptions::default();
-        // mmap_lock and page_fault_user pass scalars and an mm pointer
-        // that is only compared: no BTF needed.
-        for stage in ["mm_lock_wait", "dup_mmap", "page_faults"] {
-            precheck(&host, &opts, raw_candidate(stage))
-                .unwrap_or_else(|e| panic!("{stage}: {e:#}"));
+        // page_fault_user passes scalars: no BTF needed.
+        precheck(&host, &opts, raw_candidate("page_faults")).unwrap_or_else(|e| panic!("{e:#}"));
+        // mmap_lock passes an mm pointer that is only compared, but where
+        // its `write` sits depends on the kernel: only BTF says.
+        for stage in ["mm_lock_wait", "dup_mmap"] {
+            let err = precheck(&host, &opts, raw_candidate(stage)).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("how mmap_lock_start_locking passes its arguments"),
+                "{stage}: {err:#}"
+            );
         }
         let err = precheck(&host, &opts, raw_candidate("first_run")).unwrap_err();
         assert!(format!("{err:#}").contains("task_struct.pid"), "{err:#}");

@@ -12,6 +12,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 const MAGIC: u16 = 0xeb9f;
 
 const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
@@ -117,10 +118,22 @@ impl KernelBtf {
                     }
                     at += vlen * 12;
                 }
-                KIND_ENUM | KIND_FUNC_PROTO => at += vlen * 8,
+                KIND_FUNC_PROTO => {
+                    // Parameters as members: name and type, no offset.
+                    for i in 0..vlen {
+                        let p = at + i * 8;
+                        members.push(Member {
+                            name: u32_at(p)?,
+                            type_id: u32_at(p + 4)?,
+                            bit_offset: 0,
+                        });
+                    }
+                    at += vlen * 8;
+                }
+                KIND_ENUM => at += vlen * 8,
                 KIND_DATASEC | KIND_ENUM64 => at += vlen * 12,
-                2 | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_FUNC
-                | 16 | KIND_TYPE_TAG => {}
+                KIND_PTR | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
+                | KIND_FUNC | 16 | KIND_TYPE_TAG => {}
                 other => bail!("unknown BTF kind {other}"),
             }
             types.push(Type {
@@ -207,6 +220,31 @@ impl KernelBtf {
             }
         }
         None
+    }
+
+    /// Which argument of the raw tracepoint `name` is its first `bool`
+    /// (0 for the first argument), from the `btf_trace_<name>` typedef the
+    /// kernel declares for every tracepoint: a pointer to a prototype whose
+    /// first parameter is the probe's own data, not an argument. Arguments
+    /// come and go between kernels (mmap_lock lost its memcg_path in about
+    /// 6.14), and a raw tracepoint program reads them by position.
+    pub fn raw_tracepoint_bool_arg(&self, name: &str) -> Option<u32> {
+        let typedef = format!("btf_trace_{name}");
+        let ty = self
+            .types
+            .iter()
+            .find(|t| t.kind == KIND_TYPEDEF && self.string(t.name) == typedef)?;
+        let ptr = self.types.get(self.resolve(ty.size_or_type) as usize)?;
+        let proto = self.types.get(self.resolve(ptr.size_or_type) as usize)?;
+        if ptr.kind != KIND_PTR || proto.kind != KIND_FUNC_PROTO {
+            return None;
+        }
+        let position = proto.members.iter().skip(1).position(|param| {
+            self.types
+                .get(self.resolve(param.type_id) as usize)
+                .is_some_and(|t| t.kind == KIND_INT && self.string(t.name) == "_Bool")
+        })?;
+        u32::try_from(position).ok()
     }
 
     /// Whether the kernel has a function of this name in its BTF (a
@@ -347,5 +385,61 @@ mod tests {
                 > btf.member_offset("mm_struct", "env_start").unwrap()
         );
         assert!(btf.has_function("copy_process"));
+        // 6.18: mmap_lock_start_locking(mm, write), after about 6.14.
+        assert_eq!(
+            btf.raw_tracepoint_bool_arg("mmap_lock_start_locking"),
+            Some(1)
+        );
+    }
+
+    /// `typedef void (*btf_trace_tp)(void *, struct s *, [const char *,] bool)`:
+    /// the tracepoint before and after it lost an argument.
+    fn tracepoint_btf(with_path: bool) -> KernelBtf {
+        const KIND_FUNC_PROTO_: u32 = KIND_FUNC_PROTO << 24;
+        let strings = b"\0_Bool\0char\0s\0btf_trace_tp\0bool\0";
+        // string offsets: _Bool=1 char=7 s=12 btf_trace_tp=14 bool=27
+        let mut types = vec![
+            1,
+            KIND_INT << 24,
+            1,
+            0, // 1: _Bool
+            27,
+            KIND_TYPEDEF << 24,
+            1, // 2: bool
+            7,
+            KIND_INT << 24,
+            1,
+            0, // 3: char
+            0,
+            KIND_CONST << 24,
+            3, // 4: const char
+            0,
+            KIND_PTR << 24,
+            4, // 5: const char *
+            12,
+            KIND_STRUCT << 24,
+            8, // 6: struct s
+            0,
+            KIND_PTR << 24,
+            6, // 7: struct s *
+            0,
+            KIND_PTR << 24,
+            0, // 8: void *
+        ];
+        let params: &[u32] = if with_path { &[8, 7, 5, 2] } else { &[8, 7, 2] };
+        types.extend([0, KIND_FUNC_PROTO_ | params.len() as u32, 0]); // 9
+        for p in params {
+            types.extend([0, *p]);
+        }
+        types.extend([0, KIND_PTR << 24, 9]); // 10: pointer to it
+        types.extend([14, KIND_TYPEDEF << 24, 10]); // 11: btf_trace_tp
+        KernelBtf::parse(&blob(&types, strings)).unwrap()
+    }
+
+    #[test]
+    fn finds_a_raw_tracepoints_bool_argument_by_its_prototype() {
+        assert_eq!(tracepoint_btf(true).raw_tracepoint_bool_arg("tp"), Some(2));
+        assert_eq!(tracepoint_btf(false).raw_tracepoint_bool_arg("tp"), Some(1));
+        assert_eq!(tracepoint_btf(false).raw_tracepoint_bool_arg("other"), None);
     }
 }

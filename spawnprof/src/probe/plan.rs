@@ -173,6 +173,22 @@ const RAW_MMAP_LOCK: &[Attach] = &[
     raw_tp!("mmap_lock_released"),
 ];
 
+/// The same before about 6.14, when a memcg_path came before `write`.
+const RAW_MMAP_LOCK_MEMCG: &[Attach] = &[
+    Attach::RawTracepoint {
+        program: "raw_mmap_lock_start_locking_memcg",
+        name: "mmap_lock_start_locking",
+    },
+    Attach::RawTracepoint {
+        program: "raw_mmap_lock_acquire_returned_memcg",
+        name: "mmap_lock_acquire_returned",
+    },
+    Attach::RawTracepoint {
+        program: "raw_mmap_lock_released_memcg",
+        name: "mmap_lock_released",
+    },
+];
+
 const MMAP_LOCK: &[Attach] = &[
     tp(
         "mmap_lock_start_locking",
@@ -328,6 +344,11 @@ pub const PLAN: &[ProbeStage] = &[
                 how: "first write-lock of the parent's mm inside the clone to its release (raw mmap_lock tracepoints)",
             },
             Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: RAW_MMAP_LOCK_MEMCG,
+                how: "first write-lock of the parent's mm inside the clone to its release (raw mmap_lock tracepoints with a memcg_path, before about 6.14)",
+            },
+            Candidate {
                 mechanism: Mechanism::Tracepoint,
                 attaches: MMAP_LOCK,
                 how: "first write-lock of the parent's mm inside the clone to its release (brackets dup_mmap)",
@@ -371,6 +392,11 @@ pub const PLAN: &[ProbeStage] = &[
                 mechanism: Mechanism::RawTracepoint,
                 attaches: RAW_MMAP_LOCK,
                 how: "raw mmap_lock start_locking to acquire_returned of the parent's mm inside the clone",
+            },
+            Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: RAW_MMAP_LOCK_MEMCG,
+                how: "raw mmap_lock start_locking to acquire_returned of the parent's mm inside the clone (with a memcg_path, before about 6.14)",
             },
             Candidate {
                 mechanism: Mechanism::Tracepoint,
@@ -829,13 +855,15 @@ mod tests {
         }
     }
 
+    /// Several candidates may share a mechanism (one per kernel shape of
+    /// a hook), but none may come after a worse one.
     #[test]
     fn candidates_are_ordered_best_first() {
         let rank = |m: Mechanism| m as u8;
         for stage in PLAN {
             let ranks: Vec<u8> = stage.candidates.iter().map(|c| rank(c.mechanism)).collect();
             assert!(
-                ranks.windows(2).all(|w| w[0] < w[1]),
+                ranks.windows(2).all(|w| w[0] <= w[1]),
                 "{}: {ranks:?}",
                 stage.name
             );
