@@ -276,6 +276,17 @@ const KERNEL_CLONE: (Candidate, Candidate) = function_pair!(
     "kernel_clone"
 );
 
+/// Where dup_mmap is inlined into dup_mm (5.10 and 6.12 here), its first
+/// and last calls time it; `$on` says through what.
+macro_rules! dup_mmap_bracket {
+    ($on:literal) => {
+        concat!(
+            $on,
+            " uprobe_start_dup_mmap and uprobe_end_dup_mmap, dup_mmap's first and last calls (where dup_mmap itself is inlined)"
+        )
+    };
+}
+
 /// The syscall-tracepoint tier of the clone stage.
 const CLONE_TRACEPOINTS: Candidate = Candidate {
     mechanism: Mechanism::Tracepoint,
@@ -337,7 +348,35 @@ pub const PLAN: &[ProbeStage] = &[
         required: false,
         candidates: &[
             DUP_MMAP.0,
+            Candidate {
+                mechanism: Mechanism::Fentry,
+                attaches: &[
+                    Attach::Fentry {
+                        program: "fentry_dup_mmap_begin",
+                        function: "uprobe_start_dup_mmap",
+                    },
+                    Attach::Fentry {
+                        program: "fentry_dup_mmap_end",
+                        function: "uprobe_end_dup_mmap",
+                    },
+                ],
+                how: dup_mmap_bracket!("fentry on"),
+            },
             DUP_MMAP.1,
+            Candidate {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[
+                    Attach::Kprobe {
+                        program: "kprobe_dup_mmap_begin",
+                        function: "uprobe_start_dup_mmap",
+                    },
+                    Attach::Kprobe {
+                        program: "kprobe_dup_mmap_end",
+                        function: "uprobe_end_dup_mmap",
+                    },
+                ],
+                how: dup_mmap_bracket!("kprobes on"),
+            },
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
                 attaches: RAW_MMAP_LOCK,
