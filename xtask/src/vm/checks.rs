@@ -11,7 +11,7 @@ use super::binaries::Binaries;
 use super::console::{Section, indent, ok_section, section};
 use super::expect::{self, Expectations};
 use super::guests::Guest;
-use super::runs::{PATH_MISSES, Run, SPAWN_COUNT, runs_for};
+use super::runs::{PATH_MISSES, RAW_METHODS, Run, SPAWN_COUNT, runs_for};
 
 /// What one run on one kernel must show.
 struct Expected<'a> {
@@ -77,6 +77,12 @@ pub fn check_full(guest: &Guest, sections: &[Section], bins: &Binaries) -> Resul
         }
     }
     failures.extend(stale_gaps(&exp, guest.name, &resolved));
+    if with_spawner {
+        match check_raw_methods(sections) {
+            Ok(line) => lines.push(line),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
     if failures.is_empty() {
         return Ok(lines);
     }
@@ -84,6 +90,23 @@ pub fn check_full(guest: &Guest, sections: &[Section], bins: &Binaries) -> Resul
         failures.push("note: the workload was the busybox fallback loop".to_string());
     }
     bail!("{}", failures.join("\n"))
+}
+
+/// Each of RAW_METHODS ran (its result line is JSON with a rate).
+fn check_raw_methods(sections: &[Section]) -> Result<String> {
+    let s = ok_section(sections, "raw-methods")?;
+    let results = s
+        .body
+        .lines()
+        .filter(|l| l.starts_with('{') && l.contains("\"spawns_per_sec\""))
+        .count();
+    ensure!(
+        results == RAW_METHODS.len(),
+        "{results} spawner results for {} methods: {}",
+        RAW_METHODS.len(),
+        s.describe()
+    );
+    Ok(format!("spawner methods {} ran", RAW_METHODS.join(", ")))
 }
 
 /// Known gaps of `kernel` whose stage no run resolved to their mechanism:

@@ -129,8 +129,19 @@ pub fn busybox_fork_loop() -> String {
     format!("i=0; while [ $i -lt {SPAWN_COUNT} ]; do /bin/true; i=$((i+1)); done")
 }
 
+/// The spawner's methods that issue clone/clone3 from their own assembly
+/// (one version per architecture), each run briefly without spawnprof.
+pub const RAW_METHODS: [&str; 2] = ["vfork-exec", "clone3-vfork"];
+
 pub fn full_commands(guest: &Guest, bins: &Binaries) -> Vec<VmCommand> {
     let mut cmds = vec![vm_command("probes", "/spawnprof probes")];
+    if bins.spawner.is_some() {
+        let runs: Vec<String> = RAW_METHODS
+            .iter()
+            .map(|m| format!("/spawnprof-spawner --method {m} --count 3 --program true"))
+            .collect();
+        cmds.push(vm_command("raw-methods", runs.join(" && ")));
+    }
     for run in runs_for(guest) {
         let d = run.dir();
         cmds.push(vm_command(
