@@ -137,7 +137,7 @@ const WAITID_ARGS: &[(&str, &str)] = &[syscall_arg_field(2), syscall_arg_field(3
 /// Kernel struct fields programs read through the pointers they are handed
 /// (raw tracepoint and kernel-function arguments); programs not listed need
 /// none. Without them the candidate is refused, with the reason.
-const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
+pub(super) const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
     ("raw_sched_switch", &[("task_struct", "pid")]),
     ("raw_sched_process_fork", &[("task_struct", "pid")]),
     ("raw_task_newtask", &[("task_struct", "pid")]),
@@ -235,7 +235,7 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
 /// (program, tracepoint, the argument they read its first bool from). The
 /// mmap_lock tracepoints passed `(mm, memcg_path, write[, success])` before
 /// about 6.14 and `(mm, write[, success])` since; the kernel's BTF says which.
-const RAW_PROTOTYPES: &[(&str, &str, u32)] = &[
+pub(super) const RAW_PROTOTYPES: &[(&str, &str, u32)] = &[
     ("raw_mmap_lock_start_locking", "mmap_lock_start_locking", 1),
     (
         "raw_mmap_lock_acquire_returned",

@@ -247,6 +247,11 @@ impl KernelBtf {
         u32::try_from(position).ok()
     }
 
+    /// How many types the kernel's BTF describes.
+    pub fn type_count(&self) -> usize {
+        self.types.len() - 1
+    }
+
     /// Whether the kernel has a function of this name in its BTF (a
     /// precondition for fentry/fexit; inlined functions are absent).
     pub fn has_function(&self, name: &str) -> bool {

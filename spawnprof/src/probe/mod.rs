@@ -14,6 +14,7 @@ mod arch;
 mod attach;
 pub mod btf;
 mod config;
+pub mod features;
 pub mod host;
 mod options;
 pub mod plan;
