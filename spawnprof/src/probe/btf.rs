@@ -62,22 +62,15 @@ impl KernelBtf {
     }
 
     pub fn parse(data: &[u8]) -> Result<Self> {
-        let u16_at = |o: usize| -> Result<u16> {
-            Ok(u16::from_le_bytes(
-                data.get(o..o + 2).context("truncated BTF")?.try_into()?,
-            ))
-        };
-        let u32_at = |o: usize| -> Result<u32> {
-            Ok(u32::from_le_bytes(
-                data.get(o..o + 4).context("truncated BTF")?.try_into()?,
-            ))
-        };
-        ensure!(u16_at(0)? == MAGIC, "not little-endian BTF (bad magic)");
-        let hdr_len = u32_at(4)? as usize;
-        let type_off = u32_at(8)? as usize;
-        let type_len = u32_at(12)? as usize;
-        let str_off = u32_at(16)? as usize;
-        let str_len = u32_at(20)? as usize;
+        ensure!(
+            u16_at(data, 0)? == MAGIC,
+            "not little-endian BTF (bad magic)"
+        );
+        let hdr_len = u32_at(data, 4)? as usize;
+        let type_off = u32_at(data, 8)? as usize;
+        let type_len = u32_at(data, 12)? as usize;
+        let str_off = u32_at(data, 16)? as usize;
+        let str_len = u32_at(data, 20)? as usize;
         let types_start = hdr_len + type_off;
         let types_end = types_start + type_len;
         let strings = data
@@ -94,54 +87,9 @@ impl KernelBtf {
         }];
         let mut at = types_start;
         while at < types_end {
-            let name = u32_at(at)?;
-            let info = u32_at(at + 4)?;
-            let size_or_type = u32_at(at + 8)?;
-            at += 12;
-            let kind = (info >> 24) & 0x1f;
-            let vlen = (info & 0xffff) as usize;
-            let kind_flag = info >> 31 == 1;
-            let mut members = Vec::new();
-            match kind {
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => at += 4,
-                KIND_ARRAY => at += 12,
-                KIND_STRUCT | KIND_UNION => {
-                    for i in 0..vlen {
-                        let m = at + i * 12;
-                        let raw = u32_at(m + 8)?;
-                        members.push(Member {
-                            name: u32_at(m)?,
-                            type_id: u32_at(m + 4)?,
-                            // With kind_flag the top byte is a bitfield size.
-                            bit_offset: if kind_flag { raw & 0x00ff_ffff } else { raw },
-                        });
-                    }
-                    at += vlen * 12;
-                }
-                KIND_FUNC_PROTO => {
-                    // Parameters as members: name and type, no offset.
-                    for i in 0..vlen {
-                        let p = at + i * 8;
-                        members.push(Member {
-                            name: u32_at(p)?,
-                            type_id: u32_at(p + 4)?,
-                            bit_offset: 0,
-                        });
-                    }
-                    at += vlen * 8;
-                }
-                KIND_ENUM => at += vlen * 8,
-                KIND_DATASEC | KIND_ENUM64 => at += vlen * 12,
-                KIND_PTR | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
-                | KIND_FUNC | 16 | KIND_TYPE_TAG => {}
-                other => bail!("unknown BTF kind {other}"),
-            }
-            types.push(Type {
-                kind,
-                name,
-                size_or_type,
-                members,
-            });
+            let (ty, next) = read_type(data, at)?;
+            types.push(ty);
+            at = next;
         }
         let mut btf = Self {
             types,
@@ -259,6 +207,69 @@ impl KernelBtf {
             .iter()
             .any(|t| t.kind == KIND_FUNC && self.string(t.name) == name)
     }
+}
+
+fn u16_at(data: &[u8], at: usize) -> Result<u16> {
+    let bytes = data.get(at..at + 2).context("truncated BTF")?;
+    Ok(u16::from_le_bytes(bytes.try_into()?))
+}
+
+fn u32_at(data: &[u8], at: usize) -> Result<u32> {
+    let bytes = data.get(at..at + 4).context("truncated BTF")?;
+    Ok(u32::from_le_bytes(bytes.try_into()?))
+}
+
+/// The type record at `at`, and where the next one starts. Struct and union
+/// members keep their offsets; a prototype's parameters are kept as
+/// members too (name and type, offset 0).
+fn read_type(data: &[u8], at: usize) -> Result<(Type, usize)> {
+    let name = u32_at(data, at)?;
+    let info = u32_at(data, at + 4)?;
+    let size_or_type = u32_at(data, at + 8)?;
+    let at = at + 12;
+    let kind = (info >> 24) & 0x1f;
+    let vlen = (info & 0xffff) as usize;
+    let kind_flag = info >> 31 == 1;
+    let member = |m: usize| -> Result<Member> {
+        let raw = u32_at(data, m + 8)?;
+        Ok(Member {
+            name: u32_at(data, m)?,
+            type_id: u32_at(data, m + 4)?,
+            // With kind_flag the top byte is a bitfield size.
+            bit_offset: if kind_flag { raw & 0x00ff_ffff } else { raw },
+        })
+    };
+    let param = |p: usize| -> Result<Member> {
+        Ok(Member {
+            name: u32_at(data, p)?,
+            type_id: u32_at(data, p + 4)?,
+            bit_offset: 0,
+        })
+    };
+    let (members, len) = match kind {
+        KIND_INT | KIND_VAR | KIND_DECL_TAG => (Vec::new(), 4),
+        KIND_ARRAY => (Vec::new(), 12),
+        KIND_STRUCT | KIND_UNION => {
+            let members = (0..vlen).map(|i| member(at + i * 12));
+            (members.collect::<Result<_>>()?, vlen * 12)
+        }
+        KIND_FUNC_PROTO => {
+            let params = (0..vlen).map(|i| param(at + i * 8));
+            (params.collect::<Result<_>>()?, vlen * 8)
+        }
+        KIND_ENUM => (Vec::new(), vlen * 8),
+        KIND_DATASEC | KIND_ENUM64 => (Vec::new(), vlen * 12),
+        KIND_PTR | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_FUNC
+        | 16 | KIND_TYPE_TAG => (Vec::new(), 0),
+        other => bail!("unknown BTF kind {other}"),
+    };
+    let ty = Type {
+        kind,
+        name,
+        size_or_type,
+        members,
+    };
+    Ok((ty, at + len))
 }
 
 #[cfg(test)]
