@@ -411,14 +411,14 @@ pub struct KernelOffsets {
     /// tiers of the clone stage ([`NO_FIELD`] when unknown: `flags` is at 0).
     pub clone_args_flags: u32,
     pub clone_args_exit_signal: u32,
-    /// `pt_regs.di` and `.si` (x86-64): the first two syscall arguments, for
-    /// the fentry/kprobe tiers of the exec stage ([`NO_FIELD`] when unknown).
-    pub regs_di: u32,
-    pub regs_si: u32,
-    /// `pt_regs.dx` and `.r10` (x86-64): the third and fourth syscall
-    /// arguments, for the fentry/kprobe tiers of waitid reaps.
-    pub regs_dx: u32,
-    pub regs_r10: u32,
+    /// Where the `struct pt_regs` a syscall function gets holds the
+    /// syscall's first four arguments (x86-64: `di`, `si`, `dx`, `r10`;
+    /// arm64: `regs[0]` to `regs[3]`), for the fentry/kprobe tiers of the
+    /// exec stage and of waitid reaps ([`NO_FIELD`] when unknown).
+    pub regs_arg0: u32,
+    pub regs_arg1: u32,
+    pub regs_arg2: u32,
+    pub regs_arg3: u32,
 }
 
 impl Default for KernelOffsets {
@@ -490,10 +490,10 @@ impl ProbeConfig {
             signal_maj_flt: 0,
             clone_args_flags: NO_FIELD,
             clone_args_exit_signal: NO_FIELD,
-            regs_di: NO_FIELD,
-            regs_si: NO_FIELD,
-            regs_dx: NO_FIELD,
-            regs_r10: NO_FIELD,
+            regs_arg0: NO_FIELD,
+            regs_arg1: NO_FIELD,
+            regs_arg2: NO_FIELD,
+            regs_arg3: NO_FIELD,
         },
     };
 }

@@ -99,8 +99,43 @@ pub fn overhead(rounds: usize) -> Result<()> {
     let spawner = release_bin("spawnprof-spawner");
     let spawnprof = release_bin("spawnprof");
     let out = cmd::target_dir().join("bench-overhead");
-    // The peers it is compared with, from Debian; without them the
-    // comparison rows are skipped, saying why.
+    let (have_bpftrace, have_strace) = install_peers();
+    let setups = setups(&spawnprof, &out, have_bpftrace);
+    let workloads = workloads(&spawner);
+    let (rates, p50s) = measure(&setups, &workloads, rounds)?;
+    let names: Vec<&str> = setups.iter().map(|s| s.name).collect();
+    print_table(
+        &format!("spawn rate: workload (median of {rounds}, range)"),
+        &names,
+        &workloads,
+        &rates,
+        ("/s", 0),
+    );
+    println!();
+    print_table(
+        &format!("median spawn call (p50, µs): workload (median of {rounds}, range)"),
+        &names,
+        &workloads,
+        &p50s,
+        (" µs", 1),
+    );
+    // Pinned when possible: the child then runs where the probes' cost lands.
+    let costed = workloads
+        .iter()
+        .find(|w| w.name.contains("pinned"))
+        .unwrap_or(&workloads[0]);
+    probe_cost(&spawnprof, &out, costed)?;
+    if have_strace {
+        strace_comparison(&spawner)
+    } else {
+        println!("SKIPPED: strace comparison (apt-get install strace)");
+        Ok(())
+    }
+}
+
+/// Installs the peers spawnprof is compared with from Debian; without them
+/// their rows are skipped, saying why. Returns (bpftrace, strace) present.
+fn install_peers() -> (bool, bool) {
     for (tool, pkg) in [("bpftrace", "bpftrace"), ("strace", "strace")] {
         if cmd::find_in_path(tool).is_none()
             && let Err(e) = cmd::ensure_debian_packages("bench-overhead", &[pkg])
@@ -108,11 +143,18 @@ pub fn overhead(rounds: usize) -> Result<()> {
             println!("{tool} could not be installed: {e:#}");
         }
     }
-    let have_bpftrace = cmd::find_in_path("bpftrace").is_some();
-    let have_strace = cmd::find_in_path("strace").is_some();
+    (
+        cmd::find_in_path("bpftrace").is_some(),
+        cmd::find_in_path("strace").is_some(),
+    )
+}
+
+/// The setups each workload runs under: alone, under spawnprof in three
+/// configurations, and under the two bpftrace scripts when there is bpftrace.
+fn setups(spawnprof: &Path, out: &Path, have_bpftrace: bool) -> Vec<Setup> {
     let rec = |extra: &'static [&'static str]| {
-        let spawnprof = spawnprof.clone();
-        let out = out.clone();
+        let spawnprof = spawnprof.to_path_buf();
+        let out = out.to_path_buf();
         Box::new(move |argv: &[String]| {
             let mut c = Command::new(&spawnprof);
             c.args(["record", "--force", "-o"])
@@ -166,6 +208,12 @@ pub fn overhead(rounds: usize) -> Result<()> {
     } else {
         println!("SKIPPED: bpftrace comparison (apt-get install bpftrace)");
     }
+    setups
+}
+
+/// posix-spawn of /bin/true 3000 times: serial, pinned to one CPU (with and
+/// without --minimal-child) when taskset is there, and batched.
+fn workloads(spawner: &Path) -> Vec<Workload> {
     let taskset = cmd::find_in_path("taskset");
     let spawner_argv = |mode: &str, pinned: bool, extra: &[&str]| -> Vec<String> {
         let mut v = Vec::new();
@@ -210,8 +258,18 @@ pub fn overhead(rounds: usize) -> Result<()> {
         name: "posix-spawn /bin/true, 3000, batched",
         argv: spawner_argv("batched", false, &[]),
     });
+    workloads
+}
 
-    // rates[workload][setup] = one rate per round; p50s likewise.
+/// One value per round, per setup, per workload: `[workload][setup][round]`.
+type PerRound = Vec<Vec<Vec<f64>>>;
+
+/// Runs every setup on every workload `rounds` times: (rates, p50s).
+fn measure(
+    setups: &[Setup],
+    workloads: &[Workload],
+    rounds: usize,
+) -> Result<(PerRound, PerRound)> {
     let mut rates = vec![vec![Vec::new(); setups.len()]; workloads.len()];
     let mut p50s = rates.clone();
     for round in 0..rounds {
@@ -228,58 +286,37 @@ pub fn overhead(rounds: usize) -> Result<()> {
             }
         }
     }
-    let names: Vec<&str> = setups.iter().map(|s| s.name).collect();
-    print_table(
-        &format!("spawn rate: workload (median of {rounds}, range)"),
-        &names,
-        &workloads,
-        &rates,
-        ("/s", 0),
-    );
-    println!();
-    print_table(
-        &format!("median spawn call (p50, µs): workload (median of {rounds}, range)"),
-        &names,
-        &workloads,
-        &p50s,
-        (" µs", 1),
-    );
-    // Pinned when possible: the child then runs where the probes' cost lands.
-    let costed = workloads
-        .iter()
-        .find(|w| w.name.contains("pinned"))
-        .unwrap_or(&workloads[0]);
-    probe_cost(&spawnprof, &out, costed)?;
-    if have_strace {
-        let argv = [
-            "--method",
-            "posix-spawn",
-            "--count",
-            "300",
-            "--mode",
-            "serial",
-        ];
-        let plain = spawns_per_sec(
-            &Command::new(&spawner)
-                .args(argv)
-                .stderr(Stdio::null())
-                .output()?
-                .stdout,
-        )?;
-        let traced = Command::new("strace")
-            .args(["-f", "-o", "/dev/null"])
-            .arg(&spawner)
+    Ok((rates, p50s))
+}
+
+/// The spawner's rate alone and under `strace -f` (300 spawns: strace is slow).
+fn strace_comparison(spawner: &Path) -> Result<()> {
+    let argv = [
+        "--method",
+        "posix-spawn",
+        "--count",
+        "300",
+        "--mode",
+        "serial",
+    ];
+    let plain = spawns_per_sec(
+        &Command::new(spawner)
             .args(argv)
             .stderr(Stdio::null())
-            .output()?;
-        let traced = spawns_per_sec(&traced.stdout)?;
-        println!(
-            "\nstrace -f: {traced:.0}/s vs {plain:.0}/s without: {:.1}x slower (posix-spawn, 300, serial)",
-            plain / traced
-        );
-    } else {
-        println!("SKIPPED: strace comparison (apt-get install strace)");
-    }
+            .output()?
+            .stdout,
+    )?;
+    let traced = Command::new("strace")
+        .args(["-f", "-o", "/dev/null"])
+        .arg(spawner)
+        .args(argv)
+        .stderr(Stdio::null())
+        .output()?;
+    let traced = spawns_per_sec(&traced.stdout)?;
+    println!(
+        "\nstrace -f: {traced:.0}/s vs {plain:.0}/s without: {:.1}x slower (posix-spawn, 300, serial)",
+        plain / traced
+    );
     Ok(())
 }
 

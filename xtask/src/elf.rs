@@ -1,38 +1,63 @@
-//! Just enough ELF reading to list a binary's DT_NEEDED libraries.
+//! Just enough ELF reading to list a binary's DT_NEEDED libraries and its
+//! dynamic loader.
 //!
 //! `bpf-linker --version` does not say which LLVM it was built against, but a
 //! bpf-linker built with `--features llvm-<M>` links `libLLVM.so.<M>.<minor>`,
-//! so its dynamic section does. Reading the headers directly takes well under
-//! a millisecond, unlike `ldd`/`readelf`, and needs no binutils.
+//! so its dynamic section does. vm-test copies each guest binary's libraries
+//! into the initramfs, for arm64 binaries too, which `ldd` cannot run.
+//! Reading the headers directly takes well under a millisecond and needs no
+//! binutils.
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
+const PT_INTERP: u32 = 3;
 const SHT_DYNAMIC: u32 = 6;
 const DT_NULL: u64 = 0;
 const DT_NEEDED: u64 = 1;
 
-/// DT_NEEDED entries of a 64-bit little-endian ELF file (x86_64, aarch64).
-pub fn needed_libraries(path: &Path) -> io::Result<Vec<String>> {
-    let mut file = File::open(path)?;
-    let header = read_at(&mut file, 0, 64)?;
+/// The program headers (`program`) or the section headers of a 64-bit
+/// little-endian ELF file (x86_64, aarch64), as entries of their size.
+fn header_table(file: &mut File, program: bool) -> io::Result<Vec<Vec<u8>>> {
+    let header = read_at(file, 0, 64)?;
     if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
         return Err(invalid("not a 64-bit little-endian ELF file"));
     }
-    let shoff = u64_at(&header, 0x28);
-    let shentsize = u16_at(&header, 0x3a) as u64;
-    let shnum = u16_at(&header, 0x3c) as u64;
-    let sections = read_at(&mut file, shoff, (shentsize * shnum) as usize)?;
-    let section = |i: u64| &sections[(i * shentsize) as usize..][..shentsize as usize];
+    // e_phoff, e_phentsize, e_phnum, or e_shoff, e_shentsize, e_shnum.
+    let (off, size) = if program { (0x20, 0x36) } else { (0x28, 0x3a) };
+    let entsize = u16_at(&header, size) as usize;
+    let count = u16_at(&header, size + 2) as usize;
+    // The fields read below lie within 56 bytes (program) or 64 (section).
+    if entsize < if program { 56 } else { 64 } {
+        return Err(invalid("ELF header entries too short"));
+    }
+    let table = read_at(file, u64_at(&header, off), entsize * count)?;
+    Ok(table.chunks_exact(entsize).map(<[u8]>::to_vec).collect())
+}
 
-    let Some(dynamic) = (0..shnum)
-        .map(section)
-        .find(|s| u32_at(s, 4) == SHT_DYNAMIC)
-    else {
+/// The PT_INTERP path (the dynamic loader), None for a static binary.
+pub fn interpreter(path: &Path) -> io::Result<Option<String>> {
+    let mut file = File::open(path)?;
+    let program_headers = header_table(&mut file, true)?;
+    let Some(interp) = program_headers.iter().find(|ph| u32_at(ph, 0) == PT_INTERP) else {
+        return Ok(None);
+    };
+    let bytes = read_at(&mut file, u64_at(interp, 8), u64_at(interp, 32) as usize)?;
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    Ok(Some(String::from_utf8_lossy(&bytes[..end]).into_owned()))
+}
+
+/// DT_NEEDED entries of a 64-bit little-endian ELF file (x86_64, aarch64).
+pub fn needed_libraries(path: &Path) -> io::Result<Vec<String>> {
+    let mut file = File::open(path)?;
+    let sections = header_table(&mut file, false)?;
+    let Some(dynamic) = sections.iter().find(|s| u32_at(s, 4) == SHT_DYNAMIC) else {
         return Ok(Vec::new()); // statically linked
     };
     // The dynamic section's sh_link names the string table its entries use.
-    let strtab = section(u32_at(dynamic, 40) as u64);
+    let strtab = sections
+        .get(u32_at(dynamic, 40) as usize)
+        .ok_or_else(|| invalid("the dynamic section links to no string table"))?;
     let entries = read_at(&mut file, u64_at(dynamic, 24), u64_at(dynamic, 32) as usize)?;
     let strings = read_at(&mut file, u64_at(strtab, 24), u64_at(strtab, 32) as usize)?;
 
@@ -103,6 +128,13 @@ mod tests {
             needed.iter().any(|l| l.starts_with("libc.so")),
             "{needed:?}"
         );
+    }
+
+    #[test]
+    fn reads_the_interpreter_of_this_test_binary() {
+        let exe = std::env::current_exe().unwrap();
+        let interp = interpreter(&exe).unwrap().expect("dynamically linked");
+        assert!(interp.contains("/ld-linux"), "{interp}");
     }
 
     #[test]

@@ -77,8 +77,9 @@ enum Task {
         /// Targets to run (default: all of them).
         targets: Vec<String>,
     },
-    /// Boot an old kernel in QEMU and test the fentry/kprobe tiers there
-    /// (`cargo xtask vm-test --help` style options are parsed by vm.rs).
+    /// Boot Debian's 5.10, 6.1, 6.12 and arm64 6.1 kernels in QEMU and check
+    /// each stage's mechanism and data there against docs/KERNELS.md
+    /// (`cargo xtask vm-test --help` lists its options, parsed by vm/).
     #[command(alias = "vm")]
     VmTest {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

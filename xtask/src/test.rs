@@ -115,15 +115,28 @@ impl StepResult {
 }
 
 pub fn run() -> Result<ExitCode> {
-    let target = cmd::target_dir();
-    let mut results = Vec::new();
-
-    results.push(timed("setup", || match setup::ensure(true) {
+    let mut results = vec![timed("setup", || match setup::ensure(true) {
         Ok(()) => (true, Tally::default(), String::new()),
         Err(e) => (false, Tally::default(), format!("{e:#}")),
-    }));
+    })];
+    results.extend(cargo_steps());
+    ensure_chromium();
+    results.push(integration_tests());
+    // The VM tier runs as a child `cargo xtask vm-test` (vm::run with no
+    // arguments) so its output is streamed and tallied like the others and
+    // its error lands in the table. Not current_exe(): the build step may
+    // have just replaced this very binary.
+    // --debug: test the binaries this run just built, never a stale release build.
+    results.push(streamed(
+        "vm tests",
+        &mut cmd::cargo(["xtask", "vm-test", "--debug"]),
+    ));
+    Ok(summarise(&results))
+}
 
-    let cargo_steps: [(&'static str, &[&str]); 4] = [
+/// fmt, clippy, build and the unit tests.
+fn cargo_steps() -> Vec<StepResult> {
+    let steps: [(&'static str, &[&str]); 4] = [
         ("fmt", &["fmt", "--all", "--check"]),
         (
             "clippy",
@@ -145,11 +158,16 @@ pub fn run() -> Result<ExitCode> {
             ],
         ),
     ];
-    for (name, args) in cargo_steps {
-        results.push(streamed(name, &mut cmd::cargo(args)));
-    }
+    steps
+        .into_iter()
+        .map(|(name, args)| streamed(name, &mut cmd::cargo(args)))
+        .collect()
+}
 
-    ensure_chromium();
+/// The real-kernel tests, as root: directly, or with only the test binaries
+/// run through sudo.
+fn integration_tests() -> StepResult {
+    let target = cmd::target_dir();
     let mut integration = cmd::cargo([
         "test",
         "--no-fail-fast",
@@ -162,7 +180,7 @@ pub fn run() -> Result<ExitCode> {
     integration
         .env("SPAWNPROF_BIN", target.join("debug/spawnprof"))
         .env("SPAWNPROF_SPAWNER", target.join("debug/spawnprof-spawner"));
-    let integration = if cmd::is_root() {
+    if cmd::is_root() {
         streamed("integration tests", &mut integration)
     } else if cmd::find_in_path("sudo").is_some() {
         // Build as the user, run only the test binaries as root, so target/
@@ -179,20 +197,7 @@ pub fn run() -> Result<ExitCode> {
         timed("integration tests", || {
             (false, Tally::default(), why.into())
         })
-    };
-    results.push(integration);
-
-    // The VM tier runs as a child `cargo xtask vm-test` (vm::run with no
-    // arguments) so its output is streamed and tallied like the others and
-    // its error lands in the table. Not current_exe(): the build step may
-    // have just replaced this very binary.
-    // --debug: test the binaries this run just built, never a stale release build.
-    results.push(streamed(
-        "vm tests",
-        &mut cmd::cargo(["xtask", "vm-test", "--debug"]),
-    ));
-
-    Ok(summarise(&results))
+    }
 }
 
 fn timed(name: &'static str, f: impl FnOnce() -> (bool, Tally, String)) -> StepResult {

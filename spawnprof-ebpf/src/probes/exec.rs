@@ -1,11 +1,11 @@
 //! execve/execveat attempts. A PATH search shows up as a run of failed
 //! attempts (ENOENT) before the one that succeeds.
 //!
-//! Two tiers, as for clone: fentry/fexit or kprobe/kretprobe on the x86-64
-//! syscall functions `__x64_sys_execve(const struct pt_regs *)` and
-//! `__x64_sys_execveat` (no syscall-tracepoint tax; the path is the first,
-//! resp. second, syscall argument in the saved registers), and the syscall
-//! tracepoints. The inner functions (do_execveat_common, bprm_execve) are
+//! Two tiers, as for clone: fentry/fexit or kprobe/kretprobe on the syscall
+//! functions `__x64_sys_execve(const struct pt_regs *)` and
+//! `__x64_sys_execveat` (`__arm64_sys_*` on arm64: no syscall-tracepoint
+//! tax; the path is the first, resp. second, syscall argument in the saved
+//! registers), and the syscall tracepoints. The inner functions (do_execveat_common, bprm_execve) are
 //! inlined or miss early failures on recent kernels.
 use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
@@ -96,9 +96,9 @@ pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
 fn regs_enter(regs: u64, which: u64) -> u32 {
     // execve(path, argv, envp); execveat(dirfd, path, argv, envp, flags).
     let reg = if which == syscall::EXECVEAT {
-        config(&CONFIG.kernel.regs_si)
+        config(&CONFIG.kernel.regs_arg1)
     } else {
-        config(&CONFIG.kernel.regs_di)
+        config(&CONFIG.kernel.regs_arg0)
     };
     match syscall_arg(regs, reg) {
         Some(path) => enter_path(path, which),
@@ -106,22 +106,35 @@ fn regs_enter(regs: u64, which: u64) -> u32 {
     }
 }
 
-#[fentry(function = "__x64_sys_execve")]
+#[cfg_attr(bpf_target_arch = "aarch64", fentry(function = "__arm64_sys_execve"))]
+#[cfg_attr(
+    not(bpf_target_arch = "aarch64"),
+    fentry(function = "__x64_sys_execve")
+)]
 pub fn fentry_execve(ctx: FEntryContext) -> u32 {
     regs_enter(ctx.arg(0), syscall::EXECVE)
 }
 
-#[fexit(function = "__x64_sys_execve")]
+#[cfg_attr(bpf_target_arch = "aarch64", fexit(function = "__arm64_sys_execve"))]
+#[cfg_attr(not(bpf_target_arch = "aarch64"), fexit(function = "__x64_sys_execve"))]
 pub fn fexit_execve(ctx: FExitContext) -> u32 {
     returned(ctx.arg::<i64>(1))
 }
 
-#[fentry(function = "__x64_sys_execveat")]
+#[cfg_attr(bpf_target_arch = "aarch64", fentry(function = "__arm64_sys_execveat"))]
+#[cfg_attr(
+    not(bpf_target_arch = "aarch64"),
+    fentry(function = "__x64_sys_execveat")
+)]
 pub fn fentry_execveat(ctx: FEntryContext) -> u32 {
     regs_enter(ctx.arg(0), syscall::EXECVEAT)
 }
 
-#[fexit(function = "__x64_sys_execveat")]
+#[cfg_attr(bpf_target_arch = "aarch64", fexit(function = "__arm64_sys_execveat"))]
+#[cfg_attr(
+    not(bpf_target_arch = "aarch64"),
+    fexit(function = "__x64_sys_execveat")
+)]
 pub fn fexit_execveat(ctx: FExitContext) -> u32 {
     returned(ctx.arg::<i64>(1))
 }

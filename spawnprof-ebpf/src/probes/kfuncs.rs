@@ -4,7 +4,9 @@
 //!
 //! Hooked functions (prototypes as of 6.1, only the entry/exit matter here):
 //! - `struct task_struct *copy_process(struct pid *, int, int, struct kernel_clone_args *)`
-//! - `int dup_mmap(struct mm_struct *mm, struct mm_struct *oldmm)` (static; inlined before 5.3)
+//! - `int dup_mmap(struct mm_struct *mm, struct mm_struct *oldmm)` (static;
+//!   inlined on 5.10 and 6.12 here: its first and last calls,
+//!   `uprobe_start_dup_mmap()` and `uprobe_end_dup_mmap()`, bracket it then)
 //! - `int copy_page_range(struct vm_area_struct *dst, struct vm_area_struct *src)` (5.11+ shape)
 //! - `int anon_vma_fork(struct vm_area_struct *vma, struct vm_area_struct *pvma)`
 //! - `void uprobe_start_dup_mmap(void)` and `void uprobe_dup_mmap(struct
@@ -177,6 +179,30 @@ pub fn kprobe_anon_vma_fork(_ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn kretprobe_anon_vma_fork(_ctx: RetProbeContext) -> u32 {
     timed_exit(Timed::AnonVmaFork)
+}
+
+// dup_mmap where it is inlined (5.10, 6.12): its first call,
+// uprobe_start_dup_mmap, and its last, uprobe_end_dup_mmap, both tiers.
+// Entries only, so the kprobe tier needs no kretprobe.
+
+#[fentry(function = "uprobe_start_dup_mmap")]
+pub fn fentry_dup_mmap_begin(_ctx: FEntryContext) -> u32 {
+    clone_mark(kind::DUP_MMAP_ENTER)
+}
+
+#[fentry(function = "uprobe_end_dup_mmap")]
+pub fn fentry_dup_mmap_end(_ctx: FEntryContext) -> u32 {
+    clone_mark(kind::DUP_MMAP_EXIT)
+}
+
+#[kprobe]
+pub fn kprobe_dup_mmap_begin(_ctx: ProbeContext) -> u32 {
+    clone_mark(kind::DUP_MMAP_ENTER)
+}
+
+#[kprobe]
+pub fn kprobe_dup_mmap_end(_ctx: ProbeContext) -> u32 {
+    clone_mark(kind::DUP_MMAP_EXIT)
 }
 
 // The lock wait inside dup_mmap, both tiers.

@@ -81,25 +81,44 @@ fn released(mm: u64, write: bool) -> u32 {
     0
 }
 
-// Raw tracepoints: TP_PROTO(struct mm_struct *mm, bool write[, bool success]).
+// Raw tracepoints: TP_PROTO(struct mm_struct *mm, bool write[, bool
+// success]), and before about 6.14 with a `const char *memcg_path` before
+// `write` (the `_memcg` programs). The loader attaches the pair whose
+// prototype the kernel's BTF declares: a raw program reads by position.
+
+#[inline(always)]
+fn flag(ctx: &RawTracePointContext, n: usize) -> bool {
+    ctx.arg::<u64>(n) & 1 != 0
+}
 
 #[raw_tracepoint(tracepoint = "mmap_lock_start_locking")]
 pub fn raw_mmap_lock_start_locking(ctx: RawTracePointContext) -> u32 {
-    start_locking(ctx.arg(0), ctx.arg::<u64>(1) & 1 != 0)
+    start_locking(ctx.arg(0), flag(&ctx, 1))
 }
 
 #[raw_tracepoint(tracepoint = "mmap_lock_acquire_returned")]
 pub fn raw_mmap_lock_acquire_returned(ctx: RawTracePointContext) -> u32 {
-    acquire_returned(
-        ctx.arg(0),
-        ctx.arg::<u64>(1) & 1 != 0,
-        ctx.arg::<u64>(2) & 1 != 0,
-    )
+    acquire_returned(ctx.arg(0), flag(&ctx, 1), flag(&ctx, 2))
 }
 
 #[raw_tracepoint(tracepoint = "mmap_lock_released")]
 pub fn raw_mmap_lock_released(ctx: RawTracePointContext) -> u32 {
-    released(ctx.arg(0), ctx.arg::<u64>(1) & 1 != 0)
+    released(ctx.arg(0), flag(&ctx, 1))
+}
+
+#[raw_tracepoint(tracepoint = "mmap_lock_start_locking")]
+pub fn raw_mmap_lock_start_locking_memcg(ctx: RawTracePointContext) -> u32 {
+    start_locking(ctx.arg(0), flag(&ctx, 2))
+}
+
+#[raw_tracepoint(tracepoint = "mmap_lock_acquire_returned")]
+pub fn raw_mmap_lock_acquire_returned_memcg(ctx: RawTracePointContext) -> u32 {
+    acquire_returned(ctx.arg(0), flag(&ctx, 2), flag(&ctx, 3))
+}
+
+#[raw_tracepoint(tracepoint = "mmap_lock_released")]
+pub fn raw_mmap_lock_released_memcg(ctx: RawTracePointContext) -> u32 {
+    released(ctx.arg(0), flag(&ctx, 2))
 }
 
 // Classic tracepoints, where raw ones are unavailable.

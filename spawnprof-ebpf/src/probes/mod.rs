@@ -21,7 +21,8 @@ pub fn field<T>(ctx: &TracePointContext, offset: u32) -> Option<T> {
 }
 
 /// The syscall argument at `reg_off` (a `pt_regs` offset from BTF) in the
-/// saved user registers at `regs`, as handed to the `__x64_sys_*` functions.
+/// saved user registers at `regs`, as handed to the syscall functions
+/// (`__x64_sys_*`, `__arm64_sys_*`).
 #[inline(always)]
 pub fn syscall_arg(regs: u64, reg_off: u32) -> Option<u64> {
     if reg_off == NO_FIELD || regs == 0 {

@@ -5,7 +5,7 @@
 //! returns 0 and writes the pid into the caller's siginfo, and reports
 //! without reaping under WNOWAIT, so its probes need the syscall's
 //! arguments at return: the fentry tier reads them from the saved registers
-//! `__x64_sys_waitid` gets; the kprobe and tracepoint tiers keep them from
+//! the syscall function (`__x64_sys_waitid`, `__arm64_sys_waitid`) gets; the kprobe and tracepoint tiers keep them from
 //! the entry in `WAITIDS`. Both waits also report stopped and continued
 //! children; waitid's are filtered here by si_code, wait4's in userspace
 //! (a "reap" before the child's exit).
@@ -130,19 +130,21 @@ pub fn sys_exit_waitid(ctx: TracePointContext) -> u32 {
     }
 }
 
-/// (infop, options) from the saved registers `__x64_sys_waitid(const
-/// struct pt_regs *)` is handed: waitid(which, pid, infop, options, ru), so
-/// infop is in dx and options in r10. They are still there at return.
+/// (infop, options) from the saved registers the syscall function is handed
+/// (`__x64_sys_waitid(const struct pt_regs *)`): waitid(which, pid, infop,
+/// options, ru), so its third and fourth arguments (x86-64: dx and r10).
+/// They are still there at return.
 #[inline(always)]
 fn waitid_args(regs: u64) -> Option<(u64, u64)> {
     let k = &CONFIG.kernel;
     Some((
-        syscall_arg(regs, config(&k.regs_dx))?,
-        syscall_arg(regs, config(&k.regs_r10))?,
+        syscall_arg(regs, config(&k.regs_arg2))?,
+        syscall_arg(regs, config(&k.regs_arg3))?,
     ))
 }
 
-#[fexit(function = "__x64_sys_waitid")]
+#[cfg_attr(bpf_target_arch = "aarch64", fexit(function = "__arm64_sys_waitid"))]
+#[cfg_attr(not(bpf_target_arch = "aarch64"), fexit(function = "__x64_sys_waitid"))]
 pub fn fexit_waitid(ctx: FExitContext) -> u32 {
     let ts = now();
     let (tid, tgid) = current();

@@ -12,6 +12,7 @@ use aya::{
 
 use super::{
     Host, Tracefs,
+    arch::syscall_arg_field,
     options::SessionOptions,
     plan::{
         Attach, Candidate, LOW_OVERHEAD, Mechanism, PlanRow, ProbeStage, Rejection, SKIP_STAGE,
@@ -130,10 +131,13 @@ const CLONE_ARGS: &[(&str, &str)] = &[
     ("kernel_clone_args", "exit_signal"),
 ];
 
+/// waitid's infop and options, its third and fourth arguments.
+const WAITID_ARGS: &[(&str, &str)] = &[syscall_arg_field(2), syscall_arg_field(3)];
+
 /// Kernel struct fields programs read through the pointers they are handed
 /// (raw tracepoint and kernel-function arguments); programs not listed need
 /// none. Without them the candidate is refused, with the reason.
-const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
+pub(super) const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
     ("raw_sched_switch", &[("task_struct", "pid")]),
     ("raw_sched_process_fork", &[("task_struct", "pid")]),
     ("raw_task_newtask", &[("task_struct", "pid")]),
@@ -144,12 +148,12 @@ const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
     // from the task counters.
     ("fentry_do_wp_page", FAULT_COUNTERS),
     ("kprobe_do_wp_page", FAULT_COUNTERS),
-    ("fentry_execve", &[("pt_regs", "di")]),
-    ("fentry_execveat", &[("pt_regs", "si")]),
-    ("kprobe_execve", &[("pt_regs", "di")]),
-    ("kprobe_execveat", &[("pt_regs", "si")]),
-    ("fexit_waitid", &[("pt_regs", "dx"), ("pt_regs", "r10")]),
-    ("kprobe_waitid", &[("pt_regs", "dx"), ("pt_regs", "r10")]),
+    ("fentry_execve", &[syscall_arg_field(0)]),
+    ("fentry_execveat", &[syscall_arg_field(1)]),
+    ("kprobe_execve", &[syscall_arg_field(0)]),
+    ("kprobe_execveat", &[syscall_arg_field(1)]),
+    ("fexit_waitid", WAITID_ARGS),
+    ("kprobe_waitid", WAITID_ARGS),
     (
         "raw_sched_process_exec",
         &[
@@ -204,6 +208,9 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
             if opts.no_raw_tracepoint {
                 bail!("disabled by --no-raw-tracepoint");
             }
+            for a in candidate.attaches {
+                check_raw_prototype(host, a.program())?;
+            }
         }
         Mechanism::Tracepoint => {
             for a in candidate.attaches {
@@ -222,6 +229,52 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
         Mechanism::Unavailable => {}
     }
     check_btf_fields(host, candidate)
+}
+
+/// Raw tracepoint programs written for one prototype of their tracepoint:
+/// (program, tracepoint, the argument they read its first bool from). The
+/// mmap_lock tracepoints passed `(mm, memcg_path, write[, success])` before
+/// about 6.14 and `(mm, write[, success])` since; the kernel's BTF says which.
+pub(super) const RAW_PROTOTYPES: &[(&str, &str, u32)] = &[
+    ("raw_mmap_lock_start_locking", "mmap_lock_start_locking", 1),
+    (
+        "raw_mmap_lock_acquire_returned",
+        "mmap_lock_acquire_returned",
+        1,
+    ),
+    ("raw_mmap_lock_released", "mmap_lock_released", 1),
+    (
+        "raw_mmap_lock_start_locking_memcg",
+        "mmap_lock_start_locking",
+        2,
+    ),
+    (
+        "raw_mmap_lock_acquire_returned_memcg",
+        "mmap_lock_acquire_returned",
+        2,
+    ),
+    ("raw_mmap_lock_released_memcg", "mmap_lock_released", 2),
+];
+
+/// Refuses a raw tracepoint program written for another prototype than
+/// this kernel's: a raw program reads its arguments by position, and the
+/// attach only checks it reads no more of them than there are.
+fn check_raw_prototype(host: &Host, program: &str) -> Result<()> {
+    let Some(&(_, tracepoint, reads)) = RAW_PROTOTYPES.iter().find(|(p, _, _)| *p == program)
+    else {
+        return Ok(());
+    };
+    let Some(btf) = &host.btf else {
+        bail!("no kernel BTF to tell how {tracepoint} passes its arguments");
+    };
+    match btf.raw_tracepoint_bool_arg(tracepoint) {
+        Some(at) if at == reads => Ok(()),
+        Some(at) => bail!(
+            "this kernel's {tracepoint} passes its first bool as argument {at}, where this \
+             program reads argument {reads} (another prototype)"
+        ),
+        None => bail!("the kernel's BTF has no prototype of {tracepoint} with a bool"),
+    }
 }
 
 /// The errno of a refused load or attach, for the explanations below.
@@ -433,11 +486,16 @@ mod tests {
         host.btf = None;
         host.btf_error = Some("no /sys/kernel/btf/vmlinux (test)".into());
         let opts = SessionOptions::default();
-        // mmap_lock and page_fault_user pass scalars and an mm pointer
-        // that is only compared: no BTF needed.
-        for stage in ["mm_lock_wait", "dup_mmap", "page_faults"] {
-            precheck(&host, &opts, raw_candidate(stage))
-                .unwrap_or_else(|e| panic!("{stage}: {e:#}"));
+        // page_fault_user passes scalars: no BTF needed.
+        precheck(&host, &opts, raw_candidate("page_faults")).unwrap_or_else(|e| panic!("{e:#}"));
+        // mmap_lock passes an mm pointer that is only compared, but where
+        // its `write` sits depends on the kernel: only BTF says.
+        for stage in ["mm_lock_wait", "dup_mmap"] {
+            let err = precheck(&host, &opts, raw_candidate(stage)).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("how mmap_lock_start_locking passes its arguments"),
+                "{stage}: {err:#}"
+            );
         }
         let err = precheck(&host, &opts, raw_candidate("first_run")).unwrap_err();
         assert!(format!("{err:#}").contains("task_struct.pid"), "{err:#}");

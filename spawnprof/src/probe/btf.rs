@@ -12,6 +12,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 const MAGIC: u16 = 0xeb9f;
 
 const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
@@ -45,65 +46,6 @@ struct Type {
 }
 
 /// A BTF blob, read little-endian; reads past its end are errors.
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn u16_at(&self, o: usize) -> Result<u16> {
-        Ok(u16::from_le_bytes(
-            self.0.get(o..o + 2).context("truncated BTF")?.try_into()?,
-        ))
-    }
-
-    fn u32_at(&self, o: usize) -> Result<u32> {
-        Ok(u32::from_le_bytes(
-            self.0.get(o..o + 4).context("truncated BTF")?.try_into()?,
-        ))
-    }
-
-    /// The type at `at` and where the next one starts: a 12-byte common
-    /// part, then data whose size depends on the kind (of it, only struct
-    /// and union members are kept).
-    fn type_at(&self, mut at: usize) -> Result<(Type, usize)> {
-        let name = self.u32_at(at)?;
-        let info = self.u32_at(at + 4)?;
-        let size_or_type = self.u32_at(at + 8)?;
-        at += 12;
-        let kind = (info >> 24) & 0x1f;
-        let vlen = (info & 0xffff) as usize;
-        let kind_flag = info >> 31 == 1;
-        let mut members = Vec::new();
-        match kind {
-            KIND_INT | KIND_VAR | KIND_DECL_TAG => at += 4,
-            KIND_ARRAY => at += 12,
-            KIND_STRUCT | KIND_UNION => {
-                for i in 0..vlen {
-                    let m = at + i * 12;
-                    let raw = self.u32_at(m + 8)?;
-                    members.push(Member {
-                        name: self.u32_at(m)?,
-                        type_id: self.u32_at(m + 4)?,
-                        // With kind_flag the top byte is a bitfield size.
-                        bit_offset: if kind_flag { raw & 0x00ff_ffff } else { raw },
-                    });
-                }
-                at += vlen * 12;
-            }
-            KIND_ENUM | KIND_FUNC_PROTO => at += vlen * 8,
-            KIND_DATASEC | KIND_ENUM64 => at += vlen * 12,
-            2 | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_FUNC | 16
-            | KIND_TYPE_TAG => {}
-            other => bail!("unknown BTF kind {other}"),
-        }
-        let ty = Type {
-            kind,
-            name,
-            size_or_type,
-            members,
-        };
-        Ok((ty, at))
-    }
-}
-
 /// Parsed kernel BTF (types and strings only).
 pub struct KernelBtf {
     types: Vec<Type>, // index = type id; id 0 is void
@@ -122,24 +64,22 @@ impl KernelBtf {
 
     /// The header, then the type section, then an index of the structs.
     pub fn parse(data: &[u8]) -> Result<Self> {
-        let data = Bytes(data);
         ensure!(
-            data.u16_at(0)? == MAGIC,
+            u16_at(data, 0)? == MAGIC,
             "not little-endian BTF (bad magic)"
         );
-        let hdr_len = data.u32_at(4)? as usize;
-        let type_off = data.u32_at(8)? as usize;
-        let type_len = data.u32_at(12)? as usize;
-        let str_off = data.u32_at(16)? as usize;
-        let str_len = data.u32_at(20)? as usize;
+        let hdr_len = u32_at(data, 4)? as usize;
+        let type_off = u32_at(data, 8)? as usize;
+        let type_len = u32_at(data, 12)? as usize;
+        let str_off = u32_at(data, 16)? as usize;
+        let str_len = u32_at(data, 20)? as usize;
         let types_start = hdr_len + type_off;
         let types_end = types_start + type_len;
         let strings = data
-            .0
             .get(hdr_len + str_off..hdr_len + str_off + str_len)
             .context("truncated BTF string section")?
             .to_vec();
-        ensure!(types_end <= data.0.len(), "truncated BTF type section");
+        ensure!(types_end <= data.len(), "truncated BTF type section");
 
         let mut types = vec![Type {
             kind: 0,
@@ -149,7 +89,7 @@ impl KernelBtf {
         }];
         let mut at = types_start;
         while at < types_end {
-            let (ty, next) = data.type_at(at)?;
+            let (ty, next) = read_type(data, at)?;
             types.push(ty);
             at = next;
         }
@@ -232,6 +172,36 @@ impl KernelBtf {
         None
     }
 
+    /// Which argument of the raw tracepoint `name` is its first `bool`
+    /// (0 for the first argument), from the `btf_trace_<name>` typedef the
+    /// kernel declares for every tracepoint: a pointer to a prototype whose
+    /// first parameter is the probe's own data, not an argument. Arguments
+    /// come and go between kernels (mmap_lock lost its memcg_path in about
+    /// 6.14), and a raw tracepoint program reads them by position.
+    pub fn raw_tracepoint_bool_arg(&self, name: &str) -> Option<u32> {
+        let typedef = format!("btf_trace_{name}");
+        let ty = self
+            .types
+            .iter()
+            .find(|t| t.kind == KIND_TYPEDEF && self.string(t.name) == typedef)?;
+        let ptr = self.types.get(self.resolve(ty.size_or_type) as usize)?;
+        let proto = self.types.get(self.resolve(ptr.size_or_type) as usize)?;
+        if ptr.kind != KIND_PTR || proto.kind != KIND_FUNC_PROTO {
+            return None;
+        }
+        let position = proto.members.iter().skip(1).position(|param| {
+            self.types
+                .get(self.resolve(param.type_id) as usize)
+                .is_some_and(|t| t.kind == KIND_INT && self.string(t.name) == "_Bool")
+        })?;
+        u32::try_from(position).ok()
+    }
+
+    /// How many types the kernel's BTF describes.
+    pub fn type_count(&self) -> usize {
+        self.types.len() - 1
+    }
+
     /// Whether the kernel has a function of this name in its BTF (a
     /// precondition for fentry/fexit; inlined functions are absent).
     pub fn has_function(&self, name: &str) -> bool {
@@ -239,6 +209,69 @@ impl KernelBtf {
             .iter()
             .any(|t| t.kind == KIND_FUNC && self.string(t.name) == name)
     }
+}
+
+fn u16_at(data: &[u8], at: usize) -> Result<u16> {
+    let bytes = data.get(at..at + 2).context("truncated BTF")?;
+    Ok(u16::from_le_bytes(bytes.try_into()?))
+}
+
+fn u32_at(data: &[u8], at: usize) -> Result<u32> {
+    let bytes = data.get(at..at + 4).context("truncated BTF")?;
+    Ok(u32::from_le_bytes(bytes.try_into()?))
+}
+
+/// The type record at `at`, and where the next one starts. Struct and union
+/// members keep their offsets; a prototype's parameters are kept as
+/// members too (name and type, offset 0).
+fn read_type(data: &[u8], at: usize) -> Result<(Type, usize)> {
+    let name = u32_at(data, at)?;
+    let info = u32_at(data, at + 4)?;
+    let size_or_type = u32_at(data, at + 8)?;
+    let at = at + 12;
+    let kind = (info >> 24) & 0x1f;
+    let vlen = (info & 0xffff) as usize;
+    let kind_flag = info >> 31 == 1;
+    let member = |m: usize| -> Result<Member> {
+        let raw = u32_at(data, m + 8)?;
+        Ok(Member {
+            name: u32_at(data, m)?,
+            type_id: u32_at(data, m + 4)?,
+            // With kind_flag the top byte is a bitfield size.
+            bit_offset: if kind_flag { raw & 0x00ff_ffff } else { raw },
+        })
+    };
+    let param = |p: usize| -> Result<Member> {
+        Ok(Member {
+            name: u32_at(data, p)?,
+            type_id: u32_at(data, p + 4)?,
+            bit_offset: 0,
+        })
+    };
+    let (members, len) = match kind {
+        KIND_INT | KIND_VAR | KIND_DECL_TAG => (Vec::new(), 4),
+        KIND_ARRAY => (Vec::new(), 12),
+        KIND_STRUCT | KIND_UNION => {
+            let members = (0..vlen).map(|i| member(at + i * 12));
+            (members.collect::<Result<_>>()?, vlen * 12)
+        }
+        KIND_FUNC_PROTO => {
+            let params = (0..vlen).map(|i| param(at + i * 8));
+            (params.collect::<Result<_>>()?, vlen * 8)
+        }
+        KIND_ENUM => (Vec::new(), vlen * 8),
+        KIND_DATASEC | KIND_ENUM64 => (Vec::new(), vlen * 12),
+        KIND_PTR | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_FUNC
+        | 16 | KIND_TYPE_TAG => (Vec::new(), 0),
+        other => bail!("unknown BTF kind {other}"),
+    };
+    let ty = Type {
+        kind,
+        name,
+        size_or_type,
+        members,
+    };
+    Ok((ty, at + len))
 }
 
 #[cfg(test)]
@@ -352,5 +385,61 @@ mod tests {
                 > btf.member_offset("mm_struct", "env_start").unwrap()
         );
         assert!(btf.has_function("copy_process"));
+        // 6.18: mmap_lock_start_locking(mm, write), after about 6.14.
+        assert_eq!(
+            btf.raw_tracepoint_bool_arg("mmap_lock_start_locking"),
+            Some(1)
+        );
+    }
+
+    /// `typedef void (*btf_trace_tp)(void *, struct s *, [const char *,] bool)`:
+    /// the tracepoint before and after it lost an argument.
+    fn tracepoint_btf(with_path: bool) -> KernelBtf {
+        const KIND_FUNC_PROTO_: u32 = KIND_FUNC_PROTO << 24;
+        let strings = b"\0_Bool\0char\0s\0btf_trace_tp\0bool\0";
+        // string offsets: _Bool=1 char=7 s=12 btf_trace_tp=14 bool=27
+        let mut types = vec![
+            1,
+            KIND_INT << 24,
+            1,
+            0, // 1: _Bool
+            27,
+            KIND_TYPEDEF << 24,
+            1, // 2: bool
+            7,
+            KIND_INT << 24,
+            1,
+            0, // 3: char
+            0,
+            KIND_CONST << 24,
+            3, // 4: const char
+            0,
+            KIND_PTR << 24,
+            4, // 5: const char *
+            12,
+            KIND_STRUCT << 24,
+            8, // 6: struct s
+            0,
+            KIND_PTR << 24,
+            6, // 7: struct s *
+            0,
+            KIND_PTR << 24,
+            0, // 8: void *
+        ];
+        let params: &[u32] = if with_path { &[8, 7, 5, 2] } else { &[8, 7, 2] };
+        types.extend([0, KIND_FUNC_PROTO_ | params.len() as u32, 0]); // 9
+        for p in params {
+            types.extend([0, *p]);
+        }
+        types.extend([0, KIND_PTR << 24, 9]); // 10: pointer to it
+        types.extend([14, KIND_TYPEDEF << 24, 10]); // 11: btf_trace_tp
+        KernelBtf::parse(&blob(&types, strings)).unwrap()
+    }
+
+    #[test]
+    fn finds_a_raw_tracepoints_bool_argument_by_its_prototype() {
+        assert_eq!(tracepoint_btf(true).raw_tracepoint_bool_arg("tp"), Some(2));
+        assert_eq!(tracepoint_btf(false).raw_tracepoint_bool_arg("tp"), Some(1));
+        assert_eq!(tracepoint_btf(false).raw_tracepoint_bool_arg("other"), None);
     }
 }

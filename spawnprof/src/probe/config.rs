@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 use spawnprof_common::{KernelOffsets, NO_FIELD, ProbeConfig, TracepointOffsets, capture};
 
-use super::{Host, Tracefs, options::SessionOptions};
+use super::{Host, Tracefs, arch::SYSCALL_ARGS, options::SessionOptions};
 
 /// The globals the probes read: tracepoint field offsets from tracefs,
 /// kernel struct offsets from BTF.
@@ -214,6 +214,11 @@ fn kernel_offsets(host: &Host) -> KernelOffsets {
     let get = |s: &str, m: &str| btf.member_offset(s, m).unwrap_or(0);
     // For members that may sit at offset 0.
     let field = |s: &str, m: &str| btf.member_offset(s, m).unwrap_or(NO_FIELD);
+    let syscall_arg = |n: usize| {
+        let (member, within) = SYSCALL_ARGS[n];
+        btf.member_offset("pt_regs", member)
+            .map_or(NO_FIELD, |at| at + within)
+    };
     KernelOffsets {
         task_mm: get("task_struct", "mm"),
         task_exit_code: get("task_struct", "exit_code"),
@@ -233,9 +238,9 @@ fn kernel_offsets(host: &Host) -> KernelOffsets {
         signal_maj_flt: get("signal_struct", "maj_flt"),
         clone_args_flags: field("kernel_clone_args", "flags"),
         clone_args_exit_signal: field("kernel_clone_args", "exit_signal"),
-        regs_di: field("pt_regs", "di"),
-        regs_si: field("pt_regs", "si"),
-        regs_dx: field("pt_regs", "dx"),
-        regs_r10: field("pt_regs", "r10"),
+        regs_arg0: syscall_arg(0),
+        regs_arg1: syscall_arg(1),
+        regs_arg2: syscall_arg(2),
+        regs_arg3: syscall_arg(3),
     }
 }

@@ -52,7 +52,18 @@ impl Host {
     /// Whether `function` can take a kprobe. When the list cannot be read,
     /// say yes and let the attach itself decide.
     pub fn kprobe_target_exists(&self, function: &str) -> bool {
-        let list = self.filter_functions.get_or_init(|| {
+        self.filter_functions()
+            .as_ref()
+            .is_none_or(|l| l.contains(function))
+    }
+
+    /// How many functions can take a kprobe, when the list can be read.
+    pub fn kprobe_target_count(&self) -> Option<usize> {
+        self.filter_functions().as_ref().map(HashSet::len)
+    }
+
+    fn filter_functions(&self) -> &Option<HashSet<String>> {
+        self.filter_functions.get_or_init(|| {
             let text =
                 std::fs::read_to_string(self.tracefs.root().join("available_filter_functions"))
                     .ok()?;
@@ -63,8 +74,7 @@ impl Host {
                     .map(str::to_string)
                     .collect(),
             )
-        });
-        list.as_ref().is_none_or(|l| l.contains(function))
+        })
     }
 }
 

@@ -10,9 +10,11 @@
 //! [`plan::PLAN`] is the table (stage → candidates: fentry → kprobe → raw
 //! tracepoint → tracepoint → unavailable); nothing here branches on a kernel
 //! version. Dropping the [`Session`] detaches every program.
+mod arch;
 mod attach;
 pub mod btf;
 mod config;
+pub mod features;
 pub mod host;
 mod options;
 pub mod plan;

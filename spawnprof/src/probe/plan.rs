@@ -9,6 +9,8 @@
 //! printed by `spawnprof probes` and stored in every `summary.json`.
 use serde::{Deserialize, Serialize};
 
+use super::arch::syscall_function;
+
 /// How a stage is observed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -171,6 +173,22 @@ const RAW_MMAP_LOCK: &[Attach] = &[
     raw_tp!("mmap_lock_released"),
 ];
 
+/// The same before about 6.14, when a memcg_path came before `write`.
+const RAW_MMAP_LOCK_MEMCG: &[Attach] = &[
+    Attach::RawTracepoint {
+        program: "raw_mmap_lock_start_locking_memcg",
+        name: "mmap_lock_start_locking",
+    },
+    Attach::RawTracepoint {
+        program: "raw_mmap_lock_acquire_returned_memcg",
+        name: "mmap_lock_acquire_returned",
+    },
+    Attach::RawTracepoint {
+        program: "raw_mmap_lock_released_memcg",
+        name: "mmap_lock_released",
+    },
+];
+
 const MMAP_LOCK: &[Attach] = &[
     tp(
         "mmap_lock_start_locking",
@@ -258,6 +276,17 @@ const KERNEL_CLONE: (Candidate, Candidate) = function_pair!(
     "kernel_clone"
 );
 
+/// Where dup_mmap is inlined into dup_mm (5.10 and 6.12 here), its first
+/// and last calls time it; `$on` says through what.
+macro_rules! dup_mmap_bracket {
+    ($on:literal) => {
+        concat!(
+            $on,
+            " uprobe_start_dup_mmap and uprobe_end_dup_mmap, dup_mmap's first and last calls (where dup_mmap itself is inlined)"
+        )
+    };
+}
+
 /// The syscall-tracepoint tier of the clone stage.
 const CLONE_TRACEPOINTS: Candidate = Candidate {
     mechanism: Mechanism::Tracepoint,
@@ -319,11 +348,44 @@ pub const PLAN: &[ProbeStage] = &[
         required: false,
         candidates: &[
             DUP_MMAP.0,
+            Candidate {
+                mechanism: Mechanism::Fentry,
+                attaches: &[
+                    Attach::Fentry {
+                        program: "fentry_dup_mmap_begin",
+                        function: "uprobe_start_dup_mmap",
+                    },
+                    Attach::Fentry {
+                        program: "fentry_dup_mmap_end",
+                        function: "uprobe_end_dup_mmap",
+                    },
+                ],
+                how: dup_mmap_bracket!("fentry on"),
+            },
             DUP_MMAP.1,
+            Candidate {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[
+                    Attach::Kprobe {
+                        program: "kprobe_dup_mmap_begin",
+                        function: "uprobe_start_dup_mmap",
+                    },
+                    Attach::Kprobe {
+                        program: "kprobe_dup_mmap_end",
+                        function: "uprobe_end_dup_mmap",
+                    },
+                ],
+                how: dup_mmap_bracket!("kprobes on"),
+            },
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
                 attaches: RAW_MMAP_LOCK,
                 how: "first write-lock of the parent's mm inside the clone to its release (raw mmap_lock tracepoints)",
+            },
+            Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: RAW_MMAP_LOCK_MEMCG,
+                how: "first write-lock of the parent's mm inside the clone to its release (raw mmap_lock tracepoints with a memcg_path, before about 6.14)",
             },
             Candidate {
                 mechanism: Mechanism::Tracepoint,
@@ -369,6 +431,11 @@ pub const PLAN: &[ProbeStage] = &[
                 mechanism: Mechanism::RawTracepoint,
                 attaches: RAW_MMAP_LOCK,
                 how: "raw mmap_lock start_locking to acquire_returned of the parent's mm inside the clone",
+            },
+            Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: RAW_MMAP_LOCK_MEMCG,
+                how: "raw mmap_lock start_locking to acquire_returned of the parent's mm inside the clone (with a memcg_path, before about 6.14)",
             },
             Candidate {
                 mechanism: Mechanism::Tracepoint,
@@ -463,19 +530,19 @@ pub const PLAN: &[ProbeStage] = &[
                 attaches: &[
                     Attach::Fentry {
                         program: "fentry_execve",
-                        function: "__x64_sys_execve",
+                        function: syscall_function!("execve"),
                     },
                     Attach::Fexit {
                         program: "fexit_execve",
-                        function: "__x64_sys_execve",
+                        function: syscall_function!("execve"),
                     },
                     Attach::Fentry {
                         program: "fentry_execveat",
-                        function: "__x64_sys_execveat",
+                        function: syscall_function!("execveat"),
                     },
                     Attach::Fexit {
                         program: "fexit_execveat",
-                        function: "__x64_sys_execveat",
+                        function: syscall_function!("execveat"),
                     },
                 ],
                 how: "fentry/fexit on the execve/execveat syscall functions: every attempt, its path and result",
@@ -485,19 +552,19 @@ pub const PLAN: &[ProbeStage] = &[
                 attaches: &[
                     Attach::Kprobe {
                         program: "kprobe_execve",
-                        function: "__x64_sys_execve",
+                        function: syscall_function!("execve"),
                     },
                     Attach::Kretprobe {
                         program: "kretprobe_execve",
-                        function: "__x64_sys_execve",
+                        function: syscall_function!("execve"),
                     },
                     Attach::Kprobe {
                         program: "kprobe_execveat",
-                        function: "__x64_sys_execveat",
+                        function: syscall_function!("execveat"),
                     },
                     Attach::Kretprobe {
                         program: "kretprobe_execveat",
-                        function: "__x64_sys_execveat",
+                        function: syscall_function!("execveat"),
                     },
                 ],
                 how: "kprobe/kretprobe on the execve/execveat syscall functions: every attempt, its path and result",
@@ -595,7 +662,7 @@ pub const PLAN: &[ProbeStage] = &[
                     },
                     Attach::Fexit {
                         program: "fexit_waitid",
-                        function: "__x64_sys_waitid",
+                        function: syscall_function!("waitid"),
                     },
                 ],
                 how: "fexit on kernel_wait4 and the waitid syscall function returning the child",
@@ -609,11 +676,11 @@ pub const PLAN: &[ProbeStage] = &[
                     },
                     Attach::Kprobe {
                         program: "kprobe_waitid",
-                        function: "__x64_sys_waitid",
+                        function: syscall_function!("waitid"),
                     },
                     Attach::Kretprobe {
                         program: "kretprobe_waitid",
-                        function: "__x64_sys_waitid",
+                        function: syscall_function!("waitid"),
                     },
                 ],
                 how: "kretprobe on kernel_wait4, kprobe/kretprobe on the waitid syscall function: the child reaped",
@@ -827,13 +894,15 @@ mod tests {
         }
     }
 
+    /// Several candidates may share a mechanism (one per kernel shape of
+    /// a hook), but none may come after a worse one.
     #[test]
     fn candidates_are_ordered_best_first() {
         let rank = |m: Mechanism| m as u8;
         for stage in PLAN {
             let ranks: Vec<u8> = stage.candidates.iter().map(|c| rank(c.mechanism)).collect();
             assert!(
-                ranks.windows(2).all(|w| w[0] < w[1]),
+                ranks.windows(2).all(|w| w[0] <= w[1]),
                 "{}: {ranks:?}",
                 stage.name
             );

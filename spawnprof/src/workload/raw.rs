@@ -29,7 +29,9 @@
 //! faults, and tokio's SIGCHLD handler is only installed by the tokio
 //! methods, which never use this module).
 //!
-//! Only x86_64 is implemented; elsewhere these return `Unsupported`.
+//! x86_64 and aarch64 are implemented (aarch64 has no vfork syscall:
+//! `clone(CLONE_VM|CLONE_VFORK|SIGCHLD)` with no new stack is the same);
+//! elsewhere these return `Unsupported`.
 
 use std::ffi::c_void;
 use std::io;
@@ -140,6 +142,19 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// clone3's arguments for a vfork-style child on `stack`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn vfork_clone_args(stack: &ChildStack) -> CloneArgs {
+    let (base, size) = stack.region();
+    CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: base,
+        stack_size: size,
+        ..CloneArgs::default()
+    }
+}
+
 fn check(ret: i64) -> io::Result<libc::pid_t> {
     if ret < 0 {
         Err(io::Error::from_raw_os_error(-ret as i32))
@@ -192,14 +207,7 @@ pub unsafe fn clone3_vfork_exec(
     args: &ExecArgs,
     stack: &mut ChildStack,
 ) -> io::Result<libc::pid_t> {
-    let (base, size) = stack.region();
-    let cargs = CloneArgs {
-        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: base,
-        stack_size: size,
-        ..CloneArgs::default()
-    };
+    let cargs = vfork_clone_args(stack);
     let ret: i64;
     // SAFETY: the kernel starts the child with rsp = base + size (page
     // aligned, so 16-byte aligned for the call) and the parent's other
@@ -227,27 +235,99 @@ pub unsafe fn clone3_vfork_exec(
     check(ret)
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+/// [`vfork_exec`] on aarch64: `clone(CLONE_VM|CLONE_VFORK|SIGCHLD)` with a
+/// null stack, so the child runs on the parent's stack as with vfork.
+///
+/// # Safety
+/// As for the x86_64 [`vfork_exec`].
+#[cfg(target_arch = "aarch64")]
+pub unsafe fn vfork_exec(args: &ExecArgs) -> io::Result<libc::pid_t> {
+    let flags = (libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as u64;
+    let ret: i64;
+    // SAFETY: see the module docs. The kernel preserves every register but
+    // x0 in both parent and child; the child moves below the parent's
+    // frame, aligns (sp cannot be an AND source, hence x11), and calls
+    // exec_child(x9), which never returns. x19 and x29 are LLVM's.
+    unsafe {
+        std::arch::asm!(
+            "svc #0",
+            "cbnz x0, 2f",
+            "mov x11, sp",
+            "sub x11, x11, #512",
+            "and sp, x11, #-16",
+            "mov x0, x9",
+            "blr x10",
+            "brk #1",
+            "2:",
+            inlateout("x0") flags => ret,
+            in("x1") 0u64,
+            in("x2") 0u64,
+            in("x3") 0u64,
+            in("x4") 0u64,
+            in("x8") libc::SYS_clone,
+            in("x9") args as *const ExecArgs as *mut c_void,
+            in("x10") exec_child as extern "C" fn(*mut c_void) -> !,
+            lateout("x11") _,
+        );
+    }
+    check(ret)
+}
+
+/// [`clone3_vfork_exec`] on aarch64.
+///
+/// # Safety
+/// As for the x86_64 [`clone3_vfork_exec`].
+#[cfg(target_arch = "aarch64")]
+pub unsafe fn clone3_vfork_exec(
+    args: &ExecArgs,
+    stack: &mut ChildStack,
+) -> io::Result<libc::pid_t> {
+    let cargs = vfork_clone_args(stack);
+    let ret: i64;
+    // SAFETY: the kernel starts the child with sp = base + size (page
+    // aligned) and the parent's other registers; the child calls
+    // exec_child(x9), which never returns. The parent resumes only after
+    // the child exec'd or exited.
+    unsafe {
+        std::arch::asm!(
+            "svc #0",
+            "cbnz x0, 2f",
+            "mov x0, x9",
+            "blr x10",
+            "brk #1",
+            "2:",
+            inlateout("x0") &cargs as *const CloneArgs => ret,
+            in("x1") std::mem::size_of::<CloneArgs>(),
+            in("x8") libc::SYS_clone3,
+            in("x9") args as *const ExecArgs as *mut c_void,
+            in("x10") exec_child as extern "C" fn(*mut c_void) -> !,
+            options(nostack),
+        );
+    }
+    check(ret)
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub unsafe fn vfork_exec(_args: &ExecArgs) -> io::Result<libc::pid_t> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
-        "vfork-exec is only implemented on x86_64",
+        "vfork-exec is only implemented on x86_64 and aarch64",
     ))
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub unsafe fn clone3_vfork_exec(
     _args: &ExecArgs,
     _stack: &mut ChildStack,
 ) -> io::Result<libc::pid_t> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
-        "clone3-vfork is only implemented on x86_64",
+        "clone3-vfork is only implemented on x86_64 and aarch64",
     ))
 }
 
 /// Whether this build implements the raw vfork-style methods.
-pub const SUPPORTED: bool = cfg!(target_arch = "x86_64");
+pub const SUPPORTED: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
 #[cfg(test)]
 mod tests {
@@ -266,7 +346,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<CloneArgs>(), 88);
     }
 
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[test]
     fn raw_methods_exec_and_report_failure() {
         let ok = CString::new("/bin/true").unwrap();

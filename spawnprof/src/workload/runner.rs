@@ -145,7 +145,7 @@ fn check(cfg: &Config) -> Result<Checked> {
     let cpus_allowed = CpuList::allowed().ok();
     if matches!(cfg.method, Method::VforkExec | Method::Clone3Vfork) && !raw::SUPPORTED {
         return Err(usage(format!(
-            "--method {} is only implemented on x86_64; use posix-spawn (glibc's own clone3/vfork path)",
+            "--method {} is only implemented on x86_64 and aarch64; use posix-spawn (glibc's own clone3/vfork path)",
             cfg.method
         )));
     }
