@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result};
 use spawnprof::{
     cli::{RecordArgs, UsageError, usage},
     recorder::{self, RecordOptions, Target, interrupt},
-    report::{table, unavailable_stages},
+    report::{breakdown, table},
     units,
 };
 
@@ -53,7 +53,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     let s = &recording.summary;
     spawnprof::say_raw!("{}", table::processes(&recording.records, args.rows));
     spawnprof::say!();
-    spawnprof::say_raw!("{}", table::breakdown(&s.stages, &unavailable_stages(s)));
+    spawnprof::say_raw!("{}", table::breakdown(&breakdown::of_summary(s)));
     spawnprof::say!(
         "\n{} spawns ({} threads), {} execs, {} failed exec attempts, {} lost marks{}",
         s.counts.spawns,

@@ -3,9 +3,10 @@ use std::path::Path;
 
 use anyhow::Result;
 use spawnprof::{
+    analysis::Accumulator,
     bench,
     recording::{Recording, SPAWNS_FILE, Summary, ensure_writable, write_summary},
-    report::{export, table, unavailable_stages},
+    report::{breakdown, export, table},
 };
 
 /// Rows of the process table printed.
@@ -43,10 +44,7 @@ pub fn run(dir: &Path) -> Result<()> {
     rec.hand_to_invoking_user()?;
     print!("{}", table::processes(&records, ROWS));
     println!();
-    print!(
-        "{}",
-        table::breakdown(&summary.stages, &unavailable_stages(&summary))
-    );
+    print!("{}", table::breakdown(&breakdown::of_summary(&summary)));
     if let Some(p) = &summary.placement {
         print!("{}", table::placement(p));
     }
@@ -68,9 +66,20 @@ fn redraw_bench(dir: &Path) -> Result<()> {
 /// spawns.jsonl is saved, so every output and a later `spawnprof diff`
 /// read the rebuilt figures.
 fn summary(dir: &Path) -> Result<Summary> {
-    let summary = Recording::open(dir).summary()?;
+    let mut summary = Recording::open(dir).summary()?;
     if let Some(why) = &summary.unfinished {
         eprintln!("warning: {why}");
+        write_summary(dir, &summary)?;
+    }
+    if summary.spawn_time.is_none() && summary.counts.spawns + summary.counts.threads > 0 {
+        // A recording made before spawnprof kept the spawn-time tree: it
+        // is rebuilt from the spawns and kept, for the next report and diff.
+        let mut acc = Accumulator::default();
+        Recording::open(dir).records(|r| {
+            acc.add(r);
+            Ok(true)
+        })?;
+        summary.spawn_time = acc.spawn_time();
         write_summary(dir, &summary)?;
     }
     if let Some(why) = &summary.spawns_incomplete {

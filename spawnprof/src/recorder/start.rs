@@ -193,6 +193,7 @@ fn provisional_summary(
         correlation: Default::default(),
         stages: Default::default(),
         placement: None,
+        spawn_time: None,
         plan: session.plan.clone(),
         captured: captured(session_opts),
         stack_sampling: sampling.note.clone(),

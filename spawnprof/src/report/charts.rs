@@ -8,7 +8,10 @@
 //! usable both as a file and inline in HTML.
 use std::fmt::Write as _;
 
-use crate::units::{format_bytes, format_ns};
+use crate::{
+    model::Family,
+    units::{format_bytes, format_ns},
+};
 
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 380.0;
@@ -23,6 +26,50 @@ pub const PALETTE: &[&str] = &[
     "#9c755f", "#bab0ac", "#1f77b4", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c49c94",
     "#f7b6d2", "#dbdb8d", "#9edae5", "#393b79",
 ];
+
+/// Each stage's colour: one hue per [`Family`] (mm copy orange, scheduler
+/// blue, exec green, user work purple, the task copy tan), a shade per
+/// stage, the same in every chart and flamegraph.
+pub fn stage_color(stage: &str) -> Option<&'static str> {
+    Some(match stage {
+        "copy_process" => "#c2ab8a",
+        "clone" => "#d8cab3",
+        "dup_mmap" => "#e8743b",
+        "mm_lock_wait" => "#f5b77a",
+        "copy_page_range" => "#cf4a2a",
+        "anon_vma_fork" => "#f09a5c",
+        "fork_wakeup" => "#8fb4dc",
+        "sched_delay" => "#3d74b0",
+        "parent_return" => "#a9c7e8",
+        "vfork_resume" => "#5d8fc8",
+        "reap_delay" => "#c3d8ef",
+        "path_search" => "#a3d495",
+        "exec" => "#4ca653",
+        "exec_load" => "#2f8a3d",
+        "exec_replace" => "#6bbf60",
+        "exec_finish" => "#b6e0ad",
+        "pre_exec" => "#a57cc4",
+        "run" => "#cdb3e0",
+        _ => return None,
+    })
+}
+
+/// A family's colour in legends: its main stage's.
+pub fn family_color(f: Family) -> &'static str {
+    match f {
+        Family::Task => "#c2ab8a",
+        Family::MmCopy => "#e8743b",
+        Family::Scheduler => "#3d74b0",
+        Family::Exec => "#4ca653",
+        Family::UserWork => "#a57cc4",
+    }
+}
+
+/// `#rrggbb` as its three components.
+pub fn rgb(hex: &str) -> (u8, u8, u8) {
+    let c = |i: usize| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("80"), 16).unwrap_or(128);
+    (c(1), c(3), c(5))
+}
 
 /// How an axis's numbers are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -361,6 +408,21 @@ pub fn stacked_bars_with<C: AsRef<str>, S: AsRef<str>>(
     stage_names: &[S],
     values: &[Vec<f64>],
 ) -> String {
+    let colors: Vec<&str> = (0..stage_names.len())
+        .map(|i| PALETTE[i % PALETTE.len()])
+        .collect();
+    stacked_bars_colored(title, y_axis, categories, stage_names, &colors, values)
+}
+
+/// [`stacked_bars_with`] with a colour per stage (`colors[stage]`).
+pub fn stacked_bars_colored<C: AsRef<str>, S: AsRef<str>>(
+    title: &str,
+    y_axis: &Axis,
+    categories: &[C],
+    stage_names: &[S],
+    colors: &[&str],
+    values: &[Vec<f64>],
+) -> String {
     let totals: Vec<f64> = values
         .iter()
         .map(|v| v.iter().filter(|x| x.is_finite() && **x > 0.0).sum())
@@ -394,14 +456,14 @@ pub fn stacked_bars_with<C: AsRef<str>, S: AsRef<str>>(
             category: cat.as_ref(),
             total: totals[ci],
         };
-        plot.stacked_bar(&bar, stage_names, row, y_axis);
+        plot.stacked_bar(&bar, stage_names, colors, row, y_axis);
     }
     // Legend top to bottom in the order the segments stack, top first.
     let entries: Vec<(&str, &str)> = stage_names
         .iter()
-        .enumerate()
+        .zip(colors)
         .rev()
-        .map(|(i, s)| (s.as_ref(), PALETTE[i % PALETTE.len()]))
+        .map(|(s, c)| (s.as_ref(), *c))
         .collect();
     plot.end(&entries)
 }
@@ -421,6 +483,7 @@ impl Plot {
         &mut self,
         bar: &Bar<'_>,
         stage_names: &[S],
+        colors: &[&str],
         row: &[f64],
         y_axis: &Axis,
     ) {
@@ -445,7 +508,7 @@ impl Plot {
                 out,
                 r##"<rect x="{bx:.1}" y="{y1:.1}" width="{bar_w:.1}" height="{h:.2}" fill="{color}" stroke="#fff" stroke-width="0.5"><title>{cat}: {stage} {val} ({share:.1}%)</title></rect>"##,
                 h = (y0 - y1).max(0.0),
-                color = PALETTE[si % PALETTE.len()],
+                color = colors.get(si).copied().unwrap_or("#999999"),
                 stage = escape(stage.as_ref()),
                 val = escape(&y_axis.unit.format(v)),
             );

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use super::{Summary, charts::escape, trace::TraceStats};
 use crate::{
-    model::{KERNEL_FN_STAGES, STAGES, SpawnRecord, stage},
+    model::SpawnRecord,
     units::{format_bytes, format_ns},
 };
 
@@ -152,6 +152,7 @@ td.path, td.mono { font-family: ui-monospace, Menlo, Consolas, monospace; font-s
 .mech-unavailable { background: #f9dcdc; color: #8a1f1f; }
 ul.rej { margin: 0; padding-left: 16px; color: #7a4a00; font-size: 12px; }
 .share { display: inline-block; height: 9px; background: #4e79a7; border-radius: 2px; vertical-align: middle; margin-right: 6px; }
+.swatch { display: inline-block; width: 9px; height: 9px; border-radius: 2px; margin-right: 6px; vertical-align: middle; }
 .figs { display: flex; flex-wrap: wrap; gap: 18px; }
 figure { margin: 0; max-width: 100%; }
 figure svg { max-width: 100%; height: auto; }
@@ -367,8 +368,27 @@ fn plan(out: &mut String, s: &Summary) {
 }
 
 fn breakdown(out: &mut String, s: &Summary, unavailable: &[super::Unmeasured]) {
-    let spawn_total = s.stages.get("spawn_to_exec").map_or(0, |st| st.total_ns);
-    out.push_str(r#"<section id="breakdown"><h2>Stage breakdown</h2><p class="note">Per stage, over the spawns where it was measured. Share is of the total spawn_to_exec time (clone on vfork includes the wait for the child's exec, so shares can pass 100%; run and reap_delay are not spawn time).</p><table id="breakdown-table">"#);
+    let vfork = s.counts.by_method.contains_key("vfork");
+    let b = super::breakdown::breakdown(&s.stages, s.spawn_time.as_ref(), unavailable, vfork);
+    out.push_str(r#"<section id="breakdown"><h2>Stage breakdown</h2>"#);
+    if b.is_empty() {
+        out.push_str(r#"<p class="note">No spawn was recorded, so there is no stage breakdown.</p></section>"#);
+        return;
+    }
+    if !b.tree.is_empty() {
+        out.push_str(r#"<p class="note">Spawn time, from the parent's clone entry to the child's exec (or its first run, without one), each nanosecond once: the stages follow one another, sub-stages add up to their stage, and share is of all spawn time. Count, mean and percentiles are each stage's own, over the spawns that measured it.</p>"#);
+        breakdown_table(out, "breakdown-table", &b.tree);
+    }
+    out.push_str(r#"<p class="note">Overlapping the spawn time: the parent's call, and the time after the exec.</p>"#);
+    breakdown_table(out, "overlap-table", &b.overlapping);
+    if let Some(note) = &b.vfork_note {
+        let _ = write!(out, r#"<p class="note">{}.</p>"#, escape(note));
+    }
+    out.push_str("</section>");
+}
+
+fn breakdown_table(out: &mut String, id: &str, rows: &[super::breakdown::Row]) {
+    let _ = write!(out, r#"<table id="{id}">"#);
     header_row(
         out,
         &[
@@ -377,57 +397,50 @@ fn breakdown(out: &mut String, s: &Summary, unavailable: &[super::Unmeasured]) {
             ("mean", true),
             ("p50", true),
             ("p99", true),
-            ("total", true),
+            ("time", true),
             ("share", true),
             ("note", false),
         ],
     );
     out.push_str("<tbody>");
-    let names = STAGES.iter().map(|st| (st.name, st.parent, st.what)).chain(
-        KERNEL_FN_STAGES
-            .iter()
-            .map(|(n, p)| (*n, Some(*p), "summed inside the kernel over the clone")),
-    );
-    for (name, parent, what) in names {
-        let depth = std::iter::successors(parent, |p| stage(p).and_then(|st| st.parent)).count();
+    for r in rows {
+        let color = super::charts::stage_color(&r.label).unwrap_or("transparent");
         let _ = write!(
             out,
-            r#"<tr><td style="padding-left: {}px" title="{}"><code>{}</code></td>"#,
-            8 + 18 * depth,
-            escape(what),
-            escape(name)
+            r#"<tr><td style="padding-left: {}px" title="{}"><span class="swatch" style="background: {color}"></span><code>{}</code></td>"#,
+            8 + 18 * r.depth,
+            escape(&r.what),
+            escape(&r.label)
         );
-        match s.stages.get(name).filter(|st| st.count > 0) {
+        match &r.stats {
             Some(st) => {
                 num_cell(out, &st.count.to_string());
-                for v in [st.mean_ns, st.p50_ns, st.p99_ns, st.total_ns] {
+                for v in [st.mean_ns, st.p50_ns, st.p99_ns] {
                     num_cell(out, &format_ns(v));
                 }
-                let not_spawn = matches!(name, "run" | "reap_delay");
-                if spawn_total > 0 && !not_spawn {
-                    let pct = 100.0 * st.total_ns as f64 / spawn_total as f64;
-                    let _ = write!(
-                        out,
-                        r#"<td class="num"><span class="share" style="width: {:.0}px"></span>{pct:.1}%</td>"#,
-                        (pct.min(100.0) * 0.6).max(1.0)
-                    );
-                } else {
-                    num_cell(out, "");
-                }
-                cell(out, "");
             }
+            None if r.time.is_some() => (0..4).for_each(|_| num_cell(out, "")),
             None => {
                 num_cell(out, "0");
-                for _ in 0..5 {
-                    num_cell(out, "-");
-                }
-                let why = super::why_no_data(unavailable, name);
-                cell(out, why);
+                (0..3).for_each(|_| num_cell(out, "-"));
             }
         }
+        match r.time {
+            Some((ns, share)) => {
+                num_cell(out, &format_ns(ns));
+                let pct = 100.0 * share;
+                let _ = write!(
+                    out,
+                    r#"<td class="num"><span class="share" style="width: {:.0}px; background: {color}"></span>{pct:.1}%</td>"#,
+                    (pct.min(100.0) * 0.6).max(1.0)
+                );
+            }
+            None => (0..2).for_each(|_| num_cell(out, "")),
+        }
+        cell(out, &r.note);
         out.push_str("</tr>");
     }
-    out.push_str("</tbody></table></section>");
+    out.push_str("</tbody></table>");
 }
 
 /// Standard base64 (RFC 4648, padded), for `data:` URLs.

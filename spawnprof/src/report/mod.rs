@@ -6,6 +6,7 @@
 //! (terminal), `folded`/`flamegraph` (stage flamegraph), `trace`
 //! (Perfetto), `charts` (SVG), `html` (the one page); `stream` aggregates
 //! a large spawns.jsonl on every core; `diff` compares two recordings.
+pub mod breakdown;
 pub mod charts;
 pub mod diff;
 pub mod export;
