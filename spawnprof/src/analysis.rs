@@ -164,7 +164,9 @@ impl Accumulator {
         let c = &mut self.counts;
         if r.thread {
             c.threads += 1;
-        } else if !r.root {
+        } else if r.root {
+            c.root += 1;
+        } else {
             c.spawns += 1;
             // Looked up before inserting: a String only for a new method.
             let method = r.method.as_deref().unwrap_or("unknown");
@@ -391,11 +393,21 @@ impl SpawnTimeAccumulator {
     }
 }
 
+impl Counts {
+    /// Processes in the recording: the spawns and the root command.
+    pub fn processes(&self) -> u64 {
+        self.spawns + self.root
+    }
+}
+
 /// Headline counts of a recording.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Process spawns (not threads, not the root command).
     pub spawns: u64,
+    /// The command spawnprof started, when it was recorded (0 with `-p`).
+    #[serde(default)]
+    pub root: u64,
     pub threads: u64,
     pub execs: u64,
     pub failed_exec_attempts: u64,

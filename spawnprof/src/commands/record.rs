@@ -5,10 +5,16 @@ use spawnprof::{
     cli::{RecordArgs, UsageError, usage},
     recorder::{self, RecordOptions, Target, interrupt},
     report::{breakdown, table},
+    sys::term,
     units,
 };
 
 pub fn run(args: RecordArgs) -> Result<i32> {
+    if args.follow && args.pid.is_none() {
+        let alone = "--follow goes with -p PID (a running process's descendants); with -- CMD \
+                     every descendant of CMD is recorded already";
+        return Err(UsageError(alone.into()).into());
+    }
     let target = match (args.pid, args.command.is_empty()) {
         (Some(pid), _) => Target::Pid(pid),
         (None, false) => Target::Command(args.command.clone()),
@@ -51,9 +57,13 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     };
     let recording = super::runtime()?.block_on(recorder::record(opts))?;
     let s = &recording.summary;
-    spawnprof::say_raw!("{}", table::processes(&recording.records, args.rows));
+    let width = term::width(&std::io::stderr());
+    spawnprof::say_raw!(
+        "{}",
+        table::processes(&recording.records, args.rows, s.counts.processes(), width)
+    );
     spawnprof::say!();
-    spawnprof::say_raw!("{}", table::breakdown(&breakdown::of_summary(s)));
+    spawnprof::say_raw!("{}", table::breakdown(&breakdown::of_summary(s), width));
     spawnprof::say!(
         "\n{} spawns ({} threads), {} execs, {} failed exec attempts, {} lost marks{}",
         s.counts.spawns,

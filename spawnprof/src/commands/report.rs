@@ -7,6 +7,7 @@ use spawnprof::{
     bench,
     recording::{Recording, SPAWNS_FILE, Summary, ensure_writable, write_summary},
     report::{breakdown, export, table},
+    sys::term,
 };
 
 /// Rows of the process table printed.
@@ -42,9 +43,16 @@ pub fn run(dir: &Path) -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     rec.hand_to_invoking_user()?;
-    print!("{}", table::processes(&records, ROWS));
+    let width = term::width(&std::io::stdout());
+    print!(
+        "{}",
+        table::processes(&records, ROWS, summary.counts.processes(), width)
+    );
     println!();
-    print!("{}", table::breakdown(&breakdown::of_summary(&summary)));
+    print!(
+        "{}",
+        table::breakdown(&breakdown::of_summary(&summary), width)
+    );
     if let Some(p) = &summary.placement {
         print!("{}", table::placement(p));
     }

@@ -177,7 +177,10 @@ impl Live {
                     bar.finish_and_clear();
                 }
                 if opts.announce {
-                    crate::say!("spawnprof: {} exited; stopping", self.summary.target);
+                    crate::say!(
+                        "spawnprof: {} exited; stopping",
+                        crate::units::elide(&self.summary.target, crate::units::SHOWN_COMMAND)
+                    );
                 }
                 return Some(Stop::TargetExited(None));
             }

@@ -114,6 +114,7 @@ impl Live {
 
     /// The line tools and tests wait for before starting the workload.
     fn announce(&self, host: &Host, opts: &RecordOptions, desc: &str) {
+        let desc = crate::units::elide(desc, crate::units::SHOWN_COMMAND);
         if self.gone_before_tracing {
             crate::say!(
                 "spawnprof: {desc} exited while the probes were loading: nothing was recorded (the empty recording is kept)"

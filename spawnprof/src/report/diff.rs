@@ -27,7 +27,7 @@ use super::{
 use crate::{
     model::{KERNEL_FN_STAGES, STAGES},
     recording::{SPAWNS_FILE, Summary},
-    units::format_ns,
+    units::{SHOWN_COMMAND, elide, format_ns},
 };
 
 pub const DIFF_FOLDED: &str = "diff.folded";
@@ -146,14 +146,14 @@ pub fn render_table(a: &Summary, b: &Summary, a_dir: &Path, b_dir: &Path) -> Str
         out,
         "A: {} ({}, {} spawns)",
         a_dir.display(),
-        a.target,
+        elide(&a.target, SHOWN_COMMAND),
         a.counts.spawns
     );
     let _ = writeln!(
         out,
         "B: {} ({}, {} spawns)",
         b_dir.display(),
-        b.target,
+        elide(&b.target, SHOWN_COMMAND),
         b.counts.spawns
     );
     let line = |c: [&str; 5], out: &mut String| {

@@ -82,10 +82,20 @@ impl ProcessRow {
                 r.failed_exec_attempts.to_string(),
                 opt_ns(fork_exec),
                 faults,
-                opt_ns(r.duration("run")),
+                // A child that never exec'd has no exec to count from.
+                opt_ns(r.ts.exec_return.and(r.duration("run"))),
                 status,
             ],
         }
+    }
+
+    /// The cell of the column named `column` (in [`PROCESS_COLUMNS`]).
+    pub fn cell(&self, column: &str) -> &str {
+        PROCESS_COLUMNS
+            .iter()
+            .position(|(name, _)| *name == column)
+            .and_then(|i| self.cells.get(i))
+            .map_or("-", String::as_str)
     }
 }
 
@@ -572,7 +582,7 @@ pub fn render(page: &Page<'_>) -> String {
         out,
         r##"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"/><meta name="viewport" content="width=device-width, initial-scale=1"/><title>spawnprof: {t}</title><style>{CSS}</style></head><body><header><h1>spawnprof report</h1><div class="target">{t}</div><nav><a href="#breakdown">stages</a><a href="#flamegraphs">flamegraphs</a><a href="#charts">charts</a><a href="#processes">processes</a><a href="#plan">attach plan</a><a href="#files">files</a></nav></header><main>"##,
-        t = escape(&s.target)
+        t = escape(&crate::units::elide(&s.target, crate::units::SHOWN_COMMAND))
     );
     warnings(&mut out, s);
     out.push_str(r#"<section id="overview"><h2>Recording</h2>"#);

@@ -9,16 +9,17 @@ use crate::{
     units::format_ns,
 };
 
-fn opt_ns(v: Option<u64>) -> String {
-    v.map_or_else(|| "-".into(), format_ns)
-}
-
 /// Fixed-width columns, left-aligned text and right-aligned numbers.
 pub struct Table {
     header: Vec<&'static str>,
     right: Vec<bool>,
     pub(crate) rows: Vec<Vec<String>>,
+    /// Columns to fit in (`None`: as wide as the widest row).
+    width: Option<usize>,
 }
+
+/// A text column is never cut below this many characters.
+const MIN_CUT_COLUMN: usize = 12;
 
 impl Table {
     pub fn new(columns: &[(&'static str, bool)]) -> Self {
@@ -26,7 +27,15 @@ impl Table {
             header: columns.iter().map(|c| c.0).collect(),
             right: columns.iter().map(|c| c.1).collect(),
             rows: Vec::new(),
+            width: None,
         }
+    }
+
+    /// Fits the table into `width` columns (a terminal's) by cutting its
+    /// widest text columns.
+    pub fn fit(mut self, width: Option<usize>) -> Self {
+        self.width = width;
+        self
     }
 
     pub fn render(&self) -> String {
@@ -36,6 +45,7 @@ impl Table {
                 *w = (*w).max(cell.chars().count());
             }
         }
+        self.narrow(&mut widths);
         let mut out = String::new();
         let line = |cells: Vec<&str>, out: &mut String| {
             let parts: Vec<String> = cells
@@ -43,6 +53,7 @@ impl Table {
                 .zip(&widths)
                 .zip(&self.right)
                 .map(|((c, w), right)| {
+                    let c = cut(c, *w);
                     if *right {
                         format!("{c:>w$}")
                     } else {
@@ -58,10 +69,44 @@ impl Table {
         }
         out
     }
+
+    /// Takes characters from the widest text column, one at a time, until
+    /// the rows fit (or every text column is down to [`MIN_CUT_COLUMN`]).
+    fn narrow(&self, widths: &mut [usize]) {
+        let Some(max) = self.width else { return };
+        let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+        while total(widths) > max {
+            let widest = (0..widths.len())
+                .filter(|&i| !self.right[i] && widths[i] > MIN_CUT_COLUMN)
+                .max_by_key(|&i| widths[i]);
+            match widest {
+                Some(i) => widths[i] -= 1,
+                None => return,
+            }
+        }
+    }
 }
 
-/// One row per process created (threads are left out), at most `limit`.
-pub fn processes(records: &[SpawnRecord], limit: usize) -> String {
+/// A cell cut to `width` characters: its end is kept (a path's file name
+/// says more than its first directories), behind a `…`.
+fn cut(cell: &str, width: usize) -> std::borrow::Cow<'_, str> {
+    let n = cell.chars().count();
+    if n <= width || width == 0 {
+        return cell.into();
+    }
+    let tail: String = cell.chars().skip(n - (width - 1)).collect();
+    format!("…{tail}").into()
+}
+
+/// One row per process created (threads are left out), at most `limit`,
+/// fitted into `width` columns; `total`: the processes the recording holds
+/// (the records passed in may be only its first ones).
+pub fn processes(
+    records: &[SpawnRecord],
+    limit: usize,
+    total: u64,
+    width: Option<usize>,
+) -> String {
     let mut t = Table::new(&[
         ("pid", true),
         ("ppid", true),
@@ -71,51 +116,35 @@ pub fn processes(records: &[SpawnRecord], limit: usize) -> String {
         ("fork→exec", true),
         ("exec→exit", true),
         ("status", false),
-    ]);
+    ])
+    .fit(width);
     let procs: Vec<&SpawnRecord> = records.iter().filter(|r| !r.thread).collect();
     for r in procs.iter().take(limit) {
-        let comm = match (&r.comm_before, &r.comm_after) {
-            (Some(a), Some(b)) if a != b => format!("{a}→{b}"),
-            (Some(a), _) | (None, Some(a)) => a.clone(),
-            _ => "-".into(),
-        };
-        let status = if let Some(s) = r.exit_signal {
-            format!("signal {s}")
-        } else if let Some(s) = r.exit_status {
-            format!("exit {s}")
-        } else {
-            "-".into()
-        };
-        let path = match (&r.exec_path, r.exec_attempts.last()) {
-            (Some(p), _) => p.clone(),
-            (None, Some(a)) => format!("{} (failed {})", a.path, a.ret.unwrap_or(0)),
-            (None, None) => "-".into(),
-        };
-        let fork_exec =
-            r.ts.exec_return
-                .zip(r.ts.clone_enter.or(r.ts.fork_done))
-                .and_then(|(e, s)| e.checked_sub(s));
-        t.rows.push(vec![
-            r.child_pid.map_or("-".into(), |p| p.to_string()),
-            r.parent_pid.map_or("-".into(), |p| p.to_string()),
-            if r.root {
-                "root".into()
-            } else {
-                r.method.clone().unwrap_or_else(|| "-".into())
-            },
-            comm,
-            path,
-            opt_ns(fork_exec),
-            opt_ns(r.duration("run")),
-            status,
-        ]);
+        let row = super::html::ProcessRow::of(r);
+        let cell = |name: &str| row.cell(name).to_string();
+        t.rows.push(
+            [
+                "pid",
+                "ppid",
+                "method",
+                "comm",
+                "exec'd path",
+                "fork→exec",
+                "exec→exit",
+                "status",
+            ]
+            .map(cell)
+            .to_vec(),
+        );
     }
     let mut out = t.render();
-    if procs.len() > limit {
+    let shown = procs.len().min(limit) as u64;
+    let total = total.max(procs.len() as u64);
+    if total > shown {
         let _ = writeln!(
             out,
             "… and {} more (all of them in spawns.jsonl)",
-            procs.len() - limit
+            total - shown
         );
     }
     out
@@ -126,7 +155,7 @@ pub fn processes(records: &[SpawnRecord], limit: usize) -> String {
 /// the intervals that overlap it. Stages never measured say why instead of
 /// showing zeros; a recording with no spawn gets one line, not a table of
 /// them.
-pub fn breakdown(b: &Breakdown) -> String {
+pub fn breakdown(b: &Breakdown, width: Option<usize>) -> String {
     if b.is_empty() {
         return "no spawn was recorded, so there is no stage breakdown\n".into();
     }
@@ -140,7 +169,8 @@ pub fn breakdown(b: &Breakdown) -> String {
         ("time", true),
         ("share", true),
         ("note", false),
-    ]);
+    ])
+    .fit(width);
     for r in &b.tree {
         t.rows.push(breakdown_cells(r));
     }
