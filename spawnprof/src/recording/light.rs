@@ -72,6 +72,24 @@ pub struct LightRecord<'a> {
     pub durations: StageDurations,
 }
 
+impl<'a> LightRecord<'a> {
+    /// The same fields of a full record, borrowed.
+    pub fn of(r: &'a crate::model::SpawnRecord) -> Self {
+        let str = |s: &'a Option<String>| s.as_deref().map(|s| Str(Cow::Borrowed(s)));
+        LightRecord {
+            parent_comm: str(&r.parent_comm),
+            thread: r.thread,
+            root: r.root,
+            syscall: str(&r.syscall),
+            method: str(&r.method),
+            child_pid: r.child_pid,
+            exec_path: str(&r.exec_path),
+            failed_exec_attempts: r.failed_exec_attempts,
+            durations: r.durations,
+        }
+    }
+}
+
 /// Bytes of the file each work item covers.
 const CHUNK: usize = 4 << 20;
 

@@ -146,6 +146,8 @@ fn finish(dir: &Path, summary: &Summary, agg: Aggregates, head: Head) -> Result<
         figures,
         processes: &head.rows,
         processes_total: agg.processes,
+        programs: &agg.programs,
+        headline: super::headline::headline(&agg.folder),
         trace: trace_stats,
         files: out.listing(),
     };
@@ -553,13 +555,15 @@ mod tests {
         (dir, summary, written)
     }
 
-    /// No script or outside resource in the page, and the hostile comm
-    /// shown as text.
+    /// No script but the page's own sorting one, no outside resource, and
+    /// the hostile comm shown as text.
     fn assert_escaped_and_offline(html: &str) {
-        assert!(
-            !html.contains("<script"),
-            "no script in the page itself, and the evil comm is escaped"
+        assert_eq!(
+            html.matches("<script").count(),
+            1,
+            "only the table-sorting script, and the evil comm is escaped"
         );
+        assert!(html.contains(super::super::sortable::SCRIPT));
         assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"));
         for external in ["http://", "https://", "src=\"/", "<link", "@import", "url("] {
             let outside_svg_ns = html.replace("http://www.w3.org/2000/svg", "");
@@ -595,13 +599,39 @@ mod tests {
                 .count()
         };
         assert_eq!(rows("plan-table"), summary.plan.len() + 1);
+        // One block per program, every process counted in one of them;
+        // processes listed one by one only from the first PROCESS_ROWS.
+        let table = by_id(doc, "process-table").unwrap();
+        let groups: Vec<_> = table
+            .children()
+            .filter(|n| n.attribute("class") == Some("group"))
+            .collect();
+        assert!(groups.len() > 1, "several programs");
+        let counted: u64 = groups
+            .iter()
+            .map(|g| {
+                let head = g.children().find(|n| n.has_tag_name("tr")).unwrap();
+                let cells: Vec<_> = head.children().filter(|n| n.has_tag_name("td")).collect();
+                cells[1]
+                    .attribute("data-v")
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .sum();
         assert_eq!(
-            rows("process-table"),
-            PROCESS_ROWS + 1,
-            "capped at PROCESS_ROWS"
+            counted,
+            summary.counts.processes(),
+            "every process in a group"
         );
+        let members = table
+            .descendants()
+            .filter(|n| n.attribute("class") == Some("members") && n.has_tag_name("table"))
+            .flat_map(|t| t.descendants().filter(|n| n.has_tag_name("tr")).skip(1))
+            .count();
+        assert!(members > 0 && members <= PROCESS_ROWS, "{members} listed");
         let html = doc.input_text();
-        assert!(html.contains(&format!("The first {PROCESS_ROWS} of")));
+        assert!(html.contains(&format!("among the first {PROCESS_ROWS} of")));
         let node_text: String = by_id(doc, "node-table")
             .unwrap()
             .descendants()

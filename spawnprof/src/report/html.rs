@@ -18,9 +18,12 @@ use crate::{
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProcessRow {
     pub cells: Vec<String>,
+    /// The program it exec'd, as the process table groups it
+    /// ([`super::stream::Programs`]).
+    pub group: String,
 }
 
-const PROCESS_COLUMNS: &[(&str, bool)] = &[
+pub const PROCESS_COLUMNS: &[(&str, bool)] = &[
     ("pid", true),
     ("ppid", true),
     ("method", false),
@@ -72,7 +75,13 @@ impl ProcessRow {
         } else {
             r.method.clone().unwrap_or_else(|| "-".into())
         };
+        let group = match (&r.exec_path, r.failed_exec_attempts) {
+            (Some(p), _) => p.clone(),
+            (None, 0) => super::stream::NO_EXEC.into(),
+            (None, _) => super::stream::EXEC_FAILED.into(),
+        };
         Self {
+            group,
             cells: vec![
                 r.child_pid.map_or("-".into(), |p| p.to_string()),
                 r.parent_pid.map_or("-".into(), |p| p.to_string()),
@@ -123,6 +132,10 @@ pub struct Page<'a> {
     pub figures: Vec<Figure>,
     pub processes: &'a [ProcessRow],
     pub processes_total: u64,
+    /// Every process, by the program it exec'd.
+    pub programs: &'a super::stream::Programs,
+    /// One sentence of what dominates the spawn time, for the top.
+    pub headline: Option<String>,
     pub trace: TraceStats,
     pub files: Vec<String>,
 }
@@ -169,6 +182,9 @@ figure svg { max-width: 100%; height: auto; }
 figcaption { font-size: 12.5px; color: #59636e; max-width: 760px; margin-top: 4px; }
 iframe.flame { display: block; width: 100%; border: 1px solid #e1e4e8; border-radius: 4px; background: #fff; }
 code { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12.5px; }
+p.headline { margin: 16px 0 0; padding: 12px 18px; background: #fff; border: 1px solid #e1e4e8; border-left: 5px solid #e8743b; border-radius: 8px; font-size: 16px; font-weight: 600; }
+details summary { cursor: pointer; }
+details summary h2 { display: inline; }
 "#;
 
 fn num_cell(out: &mut String, v: &str) {
@@ -307,7 +323,19 @@ fn node(out: &mut String, json: &serde_json::Value) {
     let Some(node) = json.get("node").and_then(|n| n.as_object()) else {
         return;
     };
-    out.push_str(r#"<section id="node"><h2>Node</h2><table id="node-table"><tbody>"#);
+    let brief: Vec<String> = ["hostname", "kernel_release", "cpus_online", "thp_enabled"]
+        .iter()
+        .filter_map(|k| match node.get(*k)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) if *k == "cpus_online" => Some(format!("{n} CPUs")),
+            _ => None,
+        })
+        .collect();
+    let _ = write!(
+        out,
+        r#"<section id="node"><details><summary><h2>Node</h2> <span class="note">{}; click for every fact</span></summary><table id="node-table"><tbody>"#,
+        escape(&brief.join(", "))
+    );
     for (k, v) in node {
         let v = match v {
             serde_json::Value::Null => "-".to_string(),
@@ -324,7 +352,7 @@ fn node(out: &mut String, json: &serde_json::Value) {
             escape(&v)
         );
     }
-    out.push_str("</tbody></table></section>");
+    out.push_str("</tbody></table></details></section>");
 }
 
 fn plan(out: &mut String, s: &Summary) {
@@ -515,39 +543,6 @@ fn figures(out: &mut String, figs: &[Figure]) {
     out.push_str("</div></section>");
 }
 
-fn processes(out: &mut String, rows: &[ProcessRow], total: u64) {
-    let _ = write!(
-        out,
-        r#"<section id="processes"><h2>Processes</h2><p class="note">{}</p><table id="process-table">"#,
-        if total as usize > rows.len() {
-            escape(&format!(
-                "The first {} of {total} processes created (threads left out); all of them are in spawns.jsonl.",
-                rows.len()
-            ))
-        } else {
-            escape(&format!(
-                "All {total} processes created (threads left out)."
-            ))
-        }
-    );
-    header_row(out, PROCESS_COLUMNS);
-    out.push_str("<tbody>");
-    for row in rows {
-        out.push_str("<tr>");
-        for (v, (name, num)) in row.cells.iter().zip(PROCESS_COLUMNS) {
-            if *num {
-                num_cell(out, v);
-            } else if *name == "exec'd path" {
-                let _ = write!(out, r#"<td class="path">{}</td>"#, escape(v));
-            } else {
-                cell(out, v);
-            }
-        }
-        out.push_str("</tr>");
-    }
-    out.push_str("</tbody></table></section>");
-}
-
 fn files(out: &mut String, page: &Page<'_>) {
     out.push_str(r#"<section id="files"><h2>Files</h2><ul>"#);
     for f in &page.files {
@@ -581,9 +576,17 @@ pub fn render(page: &Page<'_>) -> String {
     let _ = write!(
         out,
         r##"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"/><meta name="viewport" content="width=device-width, initial-scale=1"/><title>spawnprof: {t}</title><style>{CSS}</style></head><body><header><h1>spawnprof report</h1><div class="target">{t}</div><nav><a href="#breakdown">stages</a><a href="#flamegraphs">flamegraphs</a><a href="#charts">charts</a><a href="#processes">processes</a><a href="#plan">attach plan</a><a href="#files">files</a></nav></header><main>"##,
-        t = escape(&crate::units::elide(&s.target, crate::units::SHOWN_COMMAND))
+<html lang="en"><head><meta charset="utf-8"/><meta name="viewport" content="width=device-width, initial-scale=1"/><title>spawnprof: {t}</title><style>{CSS}{sort_css}</style></head><body><header><h1>spawnprof report</h1><div class="target">{t}</div><nav><a href="#breakdown">stages</a><a href="#flamegraphs">flamegraphs</a><a href="#charts">charts</a><a href="#processes">processes</a><a href="#plan">attach plan</a><a href="#files">files</a></nav></header><main>"##,
+        t = escape(&crate::units::elide(&s.target, crate::units::SHOWN_COMMAND)),
+        sort_css = super::sortable::CSS,
     );
+    if let Some(line) = &page.headline {
+        let _ = write!(
+            out,
+            r#"<p class="headline" id="headline">{}</p>"#,
+            escape(line)
+        );
+    }
     warnings(&mut out, s);
     out.push_str(r#"<section id="overview"><h2>Recording</h2>"#);
     facts(&mut out, s);
@@ -592,13 +595,19 @@ pub fn render(page: &Page<'_>) -> String {
     breakdown(&mut out, s, &page.unavailable);
     flames(&mut out, &page.flames);
     figures(&mut out, &page.figures);
-    processes(&mut out, page.processes, page.processes_total);
+    super::processes::table(
+        &mut out,
+        page.programs,
+        page.processes,
+        page.processes_total,
+    );
     plan(&mut out, s);
     files(&mut out, page);
     let _ = writeln!(
         out,
-        r#"<p class="note">Generated by spawnprof {} from summary.json and spawns.jsonl; <code>spawnprof report DIR</code> regenerates it.</p></main></body></html>"#,
-        escape(&s.spawnprof_version)
+        r#"<p class="note">Generated by spawnprof {} from summary.json and spawns.jsonl; <code>spawnprof report DIR</code> regenerates it.</p></main>{}</body></html>"#,
+        escape(&s.spawnprof_version),
+        super::sortable::SCRIPT
     );
     out
 }
