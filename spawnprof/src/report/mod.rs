@@ -8,6 +8,7 @@
 //! a large spawns.jsonl on every core; `diff` compares two recordings.
 pub mod breakdown;
 pub mod charts;
+pub mod compare;
 pub mod diff;
 pub mod export;
 pub mod flamegraph;
