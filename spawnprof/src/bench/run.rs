@@ -6,9 +6,9 @@ use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{
-    charts,
     file::{BENCH_FILE, write_bench_json},
     overhead::measure_overhead,
+    page,
     record::{run_config, spawner_path},
     results::{BenchConfig, BenchReport, ConfigResult, Overhead},
     sweep::{BenchOptions, sweep},
@@ -32,7 +32,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
     let overhead = running.overhead().await?;
     let report = running.finish(overhead);
     write_bench_json(&opts.out_dir, &report)?;
-    if let Err(e) = charts::write(&opts.out_dir, &report) {
+    if let Err(e) = page::write(&opts.out_dir, &report) {
         crate::say!("spawnprof: bench.json is saved, but drawing its charts failed: {e:#}");
     }
     out_dir.hand_to_invoking_user()?;

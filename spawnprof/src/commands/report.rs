@@ -63,7 +63,7 @@ pub fn run(dir: &Path) -> Result<()> {
 fn redraw_bench(dir: &Path) -> Result<()> {
     let report = bench::load_report(dir)?;
     let rec = Recording::open(dir);
-    bench::charts::write(dir, &report)?;
+    bench::page::write(dir, &report)?;
     rec.hand_to_invoking_user()?;
     print!("{}", bench::render(&report));
     eprintln!("charts and bench.html written to {}", dir.display());

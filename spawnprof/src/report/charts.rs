@@ -18,6 +18,8 @@ const HEIGHT: f64 = 380.0;
 const LEFT: f64 = 78.0;
 const TOP: f64 = 44.0;
 const BOTTOM: f64 = 58.0;
+/// Width a bar's slot needs for its labels (category below, total above).
+const MIN_SLOT: f64 = 78.0;
 const FONT: &str = "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif\"";
 
 /// Twenty distinguishable colours; series and stages take them in order.
@@ -110,6 +112,9 @@ pub struct Axis {
     pub label: String,
     pub unit: Unit,
     pub log: bool,
+    /// Ticks at these values instead of computed ones (say the sizes a
+    /// bench measured: 256 MiB, 1 GiB, 4 GiB rather than 954 MiB).
+    pub ticks: Option<Vec<f64>>,
 }
 
 impl Axis {
@@ -118,11 +123,20 @@ impl Axis {
             label: label.into(),
             unit,
             log: false,
+            ticks: None,
         }
     }
 
     pub fn log(mut self) -> Self {
         self.log = true;
+        self
+    }
+
+    /// Ticks at `values` (sorted, duplicates dropped).
+    pub fn at(mut self, mut values: Vec<f64>) -> Self {
+        values.sort_by(f64::total_cmp);
+        values.dedup();
+        self.ticks = Some(values);
         self
     }
 }
@@ -215,6 +229,9 @@ impl Scale {
 }
 
 fn ticks_for(axis: &Axis, lo: f64, hi: f64, target: usize) -> Vec<f64> {
+    if let Some(t) = &axis.ticks {
+        return t.clone();
+    }
     if axis.log {
         log_ticks(lo, hi)
     } else {
@@ -304,13 +321,19 @@ impl Plot {
     /// Opens the chart (title) and draws its frame: gridlines, ticks and
     /// the axis labels. The x label is the x axis's; the y ticks are
     /// labelled in the y axis's unit.
-    fn begin(title: &str, height: f64, plot_right: f64, x: Ruler<'_>, y: Ruler<'_>) -> Self {
+    fn begin(
+        title: &str,
+        (width, height): (f64, f64),
+        plot_right: f64,
+        x: Ruler<'_>,
+        y: Ruler<'_>,
+    ) -> Self {
         let mut plot = Plot {
             out: String::new(),
             x: x.scale(LEFT, plot_right),
             y: y.scale(height - BOTTOM, TOP),
         };
-        open(&mut plot.out, title, WIDTH, height);
+        open(&mut plot.out, title, width, height);
         plot.axes(&x, &y);
         plot
     }
@@ -329,14 +352,28 @@ impl Plot {
                 label = escape(&yr.axis.unit.format(t)),
             );
         }
+        // A tick label too close to the last one drawn is left out (its
+        // gridline stays): 0 and 256 MiB on a 4 GiB axis would overlap.
+        let mut last_label: Option<(f64, usize)> = None;
         for &t in &xr.ticks {
             let px = x.at(t);
+            let label = xr.axis.unit.format(t);
+            let chars = label.chars().count();
+            let clear =
+                last_label.is_none_or(|(lx, lc)| px - lx >= 3.6 * (lc + chars) as f64 + 6.0);
             let _ = write!(
                 out,
-                r##"<line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bottom}" stroke="#efefef"/><text x="{px:.1}" y="{ty}" text-anchor="middle" fill="#444">{label}</text>"##,
-                ty = bottom + 16.0,
-                label = escape(&xr.axis.unit.format(t)),
+                r##"<line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bottom}" stroke="#efefef"/>"##
             );
+            if clear {
+                let _ = write!(
+                    out,
+                    r##"<text x="{px:.1}" y="{ty}" text-anchor="middle" fill="#444">{label}</text>"##,
+                    ty = bottom + 16.0,
+                    label = escape(&label),
+                );
+                last_label = Some((px, chars));
+            }
         }
         let _ = write!(
             out,
@@ -423,17 +460,70 @@ pub fn stacked_bars_colored<C: AsRef<str>, S: AsRef<str>>(
     colors: &[&str],
     values: &[Vec<f64>],
 ) -> String {
+    stacked_bars_labelled(title, y_axis, categories, stage_names, colors, values, None)
+}
+
+/// One bar per category, each its stages' shares of it (stacked to 100%),
+/// topped by `totals` (what 100% is, e.g. the call's mean), so methods a
+/// thousand times apart read alike. `values[category][stage]` are ns.
+pub fn share_bars<C: AsRef<str>, S: AsRef<str>>(
+    title: &str,
+    categories: &[C],
+    stage_names: &[S],
+    colors: &[&str],
+    values: &[Vec<f64>],
+) -> String {
     let totals: Vec<f64> = values
         .iter()
         .map(|v| v.iter().filter(|x| x.is_finite() && **x > 0.0).sum())
         .collect();
-    let max = totals.iter().copied().fold(0.0, f64::max);
+    let shares: Vec<Vec<f64>> = values
+        .iter()
+        .zip(&totals)
+        .map(|(v, t)| {
+            v.iter()
+                .map(|x| if *t > 0.0 { 100.0 * x / t } else { 0.0 })
+                .collect()
+        })
+        .collect();
+    let labels: Vec<String> = totals.iter().map(|t| format_ns(t.round() as u64)).collect();
+    stacked_bars_labelled(
+        title,
+        &Axis::new("share of the spawn call (%)", Unit::Plain),
+        categories,
+        stage_names,
+        colors,
+        &shares,
+        Some(&labels),
+    )
+}
+
+/// [`stacked_bars_colored`], topped by `top_labels` instead of the totals.
+fn stacked_bars_labelled<C: AsRef<str>, S: AsRef<str>>(
+    title: &str,
+    y_axis: &Axis,
+    categories: &[C],
+    stage_names: &[S],
+    colors: &[&str],
+    values: &[Vec<f64>],
+    top_labels: Option<&[String]>,
+) -> String {
+    let totals: Vec<f64> = values
+        .iter()
+        .map(|v| v.iter().filter(|x| x.is_finite() && **x > 0.0).sum())
+        .collect();
+    // Rounded to a millionth, so shares that add up to 100.0000001 still
+    // end the axis at 100.
+    let max = (totals.iter().copied().fold(0.0, f64::max) * 1e6).round() / 1e6;
     if categories.is_empty() || max <= 0.0 {
         return no_data(title);
     }
-    let legend_w = legend_width(stage_names.iter().map(|s| s.as_ref()));
+    let legend_w = legend_width(stage_names.iter().map(|s| s.as_ref())).clamp(110.0, 260.0);
     let height = HEIGHT.max(TOP + BOTTOM + 17.0 * stage_names.len() as f64 + 20.0);
-    let plot_right = WIDTH - legend_w.clamp(110.0, 260.0) - 10.0;
+    // Wider than the usual chart when the bars would be too narrow for
+    // their labels.
+    let plot_right = (WIDTH - legend_w - 10.0).max(LEFT + MIN_SLOT * categories.len() as f64);
+    let width = plot_right + legend_w + 10.0;
     // The categories along x need no ticks or label: each bar places itself.
     let categories_axis = Axis::new("", Unit::Plain);
     let categories_ruler = Ruler {
@@ -444,7 +534,7 @@ pub fn stacked_bars_colored<C: AsRef<str>, S: AsRef<str>>(
         ticks: Vec::new(),
     };
     let y = Ruler::from_zero(y_axis, max, 6);
-    let mut plot = Plot::begin(title, height, plot_right, categories_ruler, y);
+    let mut plot = Plot::begin(title, (width, height), plot_right, categories_ruler, y);
     let slot = (plot_right - LEFT) / categories.len() as f64;
     let bar_w = (slot * 0.6).min(120.0);
     for (ci, cat) in categories.iter().enumerate() {
@@ -455,6 +545,7 @@ pub fn stacked_bars_colored<C: AsRef<str>, S: AsRef<str>>(
             width: bar_w,
             category: cat.as_ref(),
             total: totals[ci],
+            label: top_labels.and_then(|l| l.get(ci)).map(String::as_str),
         };
         plot.stacked_bar(&bar, stage_names, colors, row, y_axis);
     }
@@ -474,6 +565,8 @@ struct Bar<'a> {
     width: f64,
     category: &'a str,
     total: f64,
+    /// Printed above the bar instead of its total.
+    label: Option<&'a str>,
 }
 
 impl Plot {
@@ -493,6 +586,7 @@ impl Plot {
             width: bar_w,
             category,
             total,
+            label,
         } = *bar;
         let cat = escape(category);
         let mut acc = 0.0;
@@ -518,7 +612,7 @@ impl Plot {
             r##"<text x="{cx:.1}" y="{ty:.1}" text-anchor="middle" fill="#222" font-weight="600">{total}</text><text x="{cx:.1}" y="{ly:.1}" text-anchor="middle" fill="#222">{cat}</text>"##,
             cx = bx + bar_w / 2.0,
             ty = y.at(total) - 5.0,
-            total = escape(&y_axis.unit.format(total)),
+            total = escape(&label.map_or_else(|| y_axis.unit.format(total), str::to_string)),
             ly = y.px0 + 18.0,
         );
     }
@@ -556,7 +650,7 @@ pub fn line_chart_with<S: AsRef<str>>(
     let plot_right = WIDTH - legend_w.clamp(90.0, 240.0) - 10.0;
     let x = Ruler::covering(x_axis, xlo, xhi, ticks_for(x_axis, xlo, xhi, 7));
     let y = Ruler::covering(y_axis, ylo, yhi, ticks_for(y_axis, ylo, yhi, 6));
-    let mut plot = Plot::begin(title, HEIGHT, plot_right, x, y);
+    let mut plot = Plot::begin(title, (WIDTH, HEIGHT), plot_right, x, y);
     for (si, (name, pts)) in series.iter().enumerate() {
         let color = PALETTE[si % PALETTE.len()];
         let mut pts: Vec<(f64, f64)> = pts
@@ -684,7 +778,7 @@ pub fn histogram(title: &str, x_axis: &Axis, bins: &[Bin], markers: &[(&str, f64
     let spawns = Axis::new("spawns", Unit::Plain);
     let mut plot = Plot::begin(
         title,
-        HEIGHT,
+        (WIDTH, HEIGHT),
         plot_right,
         x,
         Ruler::from_zero(&spawns, max as f64, 5),
