@@ -53,6 +53,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         force: args.force,
         sample_hz,
         probe_cost: args.probe_cost,
+        live: !args.no_live,
         ..RecordOptions::new(target, out_dir.clone())
     };
     let recording = super::runtime()?.block_on(recorder::record(opts))?;

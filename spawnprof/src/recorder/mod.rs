@@ -16,6 +16,7 @@
 mod cost;
 mod finish;
 pub mod interrupt;
+mod live;
 mod prepare;
 mod pump;
 mod start;
@@ -47,6 +48,8 @@ pub struct RecordOptions {
     pub command_stdout: Option<PathBuf>,
     /// Print the 'tracing' line when the probes are attached.
     pub announce: bool,
+    /// Draw the live count on a terminal (with `announce`).
+    pub live: bool,
     /// On-CPU stack sampling frequency (0: off).
     pub sample_hz: u64,
     /// Measure spawnprof's own cost (BPF run-time statistics and the
@@ -70,6 +73,7 @@ impl RecordOptions {
             reorder_window: Duration::from_millis(20),
             command_stdout: None,
             announce: true,
+            live: true,
             sample_hz: 999,
             probe_cost: false,
             owns_command: false,
