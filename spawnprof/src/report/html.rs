@@ -217,7 +217,7 @@ fn facts(out: &mut String, s: &Summary) {
         ("execs", c.execs.to_string()),
         ("failed exec attempts", c.failed_exec_attempts.to_string()),
         ("incomplete records", c.incomplete.to_string()),
-        ("lost marks", s.lost_marks_total.to_string()),
+        ("lost spawns", s.lost_spawns.to_string()),
         ("spawnprof", s.spawnprof_version.clone()),
     ];
     if !c.by_method.is_empty() {
@@ -253,6 +253,25 @@ fn facts(out: &mut String, s: &Summary) {
     out.push_str("</div>");
 }
 
+/// What the recording could not keep, in a sentence, when it lost anything.
+pub fn lost_note(s: &Summary) -> Option<String> {
+    let lost: Vec<String> = s
+        .lost
+        .iter()
+        .filter(|(k, _)| k.as_str() != "spawn_deferred")
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    if lost.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} spawns have no record ({}): the kernel had no room to keep them. Record again with \
+         a larger --ring-buffer.",
+        s.lost_spawns,
+        lost.join(", ")
+    ))
+}
+
 fn warnings(out: &mut String, s: &Summary) {
     let mut w = Vec::new();
     if s.interrupted {
@@ -261,17 +280,8 @@ fn warnings(out: &mut String, s: &Summary) {
     if let Some(why) = &s.unfinished {
         w.push(why.clone());
     }
-    if s.lost_marks_total > 0 {
-        let kinds: Vec<String> = s
-            .lost_marks
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect();
-        w.push(format!(
-            "{} marks were lost because the ring buffer was full ({}); some spawns are incomplete. Record again with a larger --ring-buffer.",
-            s.lost_marks_total,
-            kinds.join(", ")
-        ));
+    if let Some(lost) = lost_note(s) {
+        w.push(lost);
     }
     if !s.schema_ok() {
         w.push(format!(
