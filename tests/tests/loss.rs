@@ -9,6 +9,10 @@ fn a_one_page_ring_buffer_under_a_burst_keeps_every_spawn() {
         &[
             "--ring-buffer",
             "4096",
+            // No exec notices for stack symbolization: only spawns compete
+            // for the ring.
+            "--sample-hz",
+            "0",
             "--",
             "sh",
             "-c",

@@ -255,21 +255,47 @@ fn facts(out: &mut String, s: &Summary) {
 
 /// What the recording could not keep, in a sentence, when it lost anything.
 pub fn lost_note(s: &Summary) -> Option<String> {
-    let lost: Vec<String> = s
-        .lost
-        .iter()
-        .filter(|(k, _)| k.as_str() != "spawn_deferred")
-        .map(|(k, v)| format!("{k}: {v}"))
-        .collect();
-    if lost.is_empty() {
-        return None;
+    let n = |k: &str| s.lost.get(k).copied().unwrap_or(0);
+    let mut parts = Vec::new();
+    if s.lost_spawns > 0 {
+        let why: Vec<String> = ["spawn_no_room", "spawn_ring_full", "spawn_overwritten"]
+            .iter()
+            .filter(|k| n(k) > 0)
+            .map(|k| format!("{k}: {}", n(k)))
+            .collect();
+        parts.push(format!(
+            "{} spawns have no record ({}): the kernel had no room to keep them",
+            s.lost_spawns,
+            why.join(", ")
+        ));
     }
-    Some(format!(
-        "{} spawns have no record ({}): the kernel had no room to keep them. Record again with \
-         a larger --ring-buffer.",
-        s.lost_spawns,
-        lost.join(", ")
-    ))
+    if n("clone_no_room") > 0 {
+        parts.push(format!(
+            "{} clones were not followed from their entry (too many at once): their spawns lack \
+             the parent's side",
+            n("clone_no_room")
+        ));
+    }
+    if n("exec_ring_full") > 0 {
+        parts.push(format!(
+            "{} exec attempt records did not fit in the ring buffer (their spawns say so in \
+             `incomplete`)",
+            n("exec_ring_full")
+        ));
+    }
+    if n("text_ring_full") > 0 {
+        parts.push(format!(
+            "{} captures or exec notices did not fit in the ring buffer (captured arguments are \
+             missing there, and stacks sampled in those processes may lack user symbols)",
+            n("text_ring_full")
+        ));
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "{}. Record again with a larger --ring-buffer.",
+            parts.join("; ")
+        )
+    })
 }
 
 fn warnings(out: &mut String, s: &Summary) {
