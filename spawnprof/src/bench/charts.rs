@@ -343,8 +343,8 @@ fn configurations_table(html: &mut String, r: &BenchReport) {
         if let Some(failed) = c.failed_execs_per_spawn.filter(|&f| f > 0.0) {
             how.push(format!("{failed:.1} failed execs per spawn"));
         }
-        let lost = if c.lost_marks > 0 {
-            format!(" ({} marks lost)", c.lost_marks)
+        let lost = if c.lost_spawns > 0 {
+            format!(" ({} spawns lost)", c.lost_spawns)
         } else {
             String::new()
         };

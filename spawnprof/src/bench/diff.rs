@@ -266,7 +266,7 @@ mod tests {
             breakdown: vec![share("dup_mmap", dup_mmap), share("fork_wakeup", 5_000)],
             placement: None,
             failed_execs_per_spawn: None,
-            lost_marks: 0,
+            lost_spawns: 0,
             recording: name.into(),
         }
     }

@@ -41,7 +41,15 @@ pub fn run(dir: &Path) -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     rec.hand_to_invoking_user()?;
-    print!("{}", table::processes(&records, ROWS));
+    print!(
+        "{}",
+        table::processes(
+            &records,
+            ROWS,
+            summary.counts.spawns,
+            "all of them in spawns.jsonl"
+        )
+    );
     println!();
     print!(
         "{}",

@@ -59,8 +59,10 @@ impl Table {
     }
 }
 
-/// One row per process created (threads are left out), at most `limit`.
-pub fn processes(records: &[SpawnRecord], limit: usize) -> String {
+/// One row per process created (threads are left out), at most `limit`,
+/// of the recording's `total` process spawns (the root command's row
+/// aside); `where_rest` says where the others are.
+pub fn processes(records: &[SpawnRecord], limit: usize, total: u64, where_rest: &str) -> String {
     let mut t = Table::new(&[
         ("pid", true),
         ("ppid", true),
@@ -110,12 +112,10 @@ pub fn processes(records: &[SpawnRecord], limit: usize) -> String {
         ]);
     }
     let mut out = t.render();
-    if procs.len() > limit {
-        let _ = writeln!(
-            out,
-            "… and {} more (all of them in spawns.jsonl)",
-            procs.len() - limit
-        );
+    let shown = procs.len().min(limit) as u64;
+    let total = total + u64::from(procs.iter().any(|r| r.root));
+    if total > shown {
+        let _ = writeln!(out, "… and {} more ({where_rest})", total - shown);
     }
     out
 }
