@@ -1,25 +1,30 @@
-//! Ring-buffer record → event: any byte string is either rejected or
-//! decoded into an event whose text fits the wire limits.
+//! Ring-buffer record → record: any byte string is either rejected or
+//! decoded into a record whose lengths fit their buffers.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spawnprof::trace::decode::decode;
-use spawnprof_common::{TEXT_LEN, kind};
+use spawnprof::trace::decode::{Record, decode, path_str, strings};
+use spawnprof_common::{PATH_LEN_MASK, TEXT_LEN, TEXT_TRUNCATED};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(event) = decode(data) else {
+    let Ok(record) = decode(data) else {
         return;
     };
-    assert!(event.mark.kind != 0 && event.mark.kind < kind::COUNT);
-    let _ = event.comm();
-    if let Some(text) = &event.text {
-        // Lossy UTF-8 can grow invalid bytes into U+FFFD (3 bytes each).
-        assert!(text.len() <= 3 * TEXT_LEN);
-        // Only captured argument/environment blocks keep their NULs.
-        if !matches!(event.mark.kind, kind::EXEC_ARGS | kind::EXEC_ENV) {
-            assert!(!text.contains('\0'));
+    match record {
+        Record::Spawn(s) => {
+            assert!(usize::from(s.exec_path_len & PATH_LEN_MASK) <= TEXT_LEN);
+            // Lossy UTF-8 can grow invalid bytes into U+FFFD (3 bytes each).
+            assert!(path_str(&s.exec_path, s.exec_path_len).len() <= 3 * TEXT_LEN);
+            let _ = s.state();
         }
-    } else {
-        assert!(!event.text_truncated);
+        Record::Exec(e) => {
+            let path = path_str(&e.path, e.path_len);
+            assert!(!path.contains('\0') && path.len() <= 3 * TEXT_LEN);
+        }
+        Record::Text(t) => {
+            assert!(((t.len & !TEXT_TRUNCATED) as usize) <= TEXT_LEN);
+            assert!(strings(&t).iter().all(|s| !s.is_empty() && !s.contains('\0')));
+        }
+        Record::Notice(_) => {}
     }
 });

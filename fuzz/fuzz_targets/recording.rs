@@ -22,6 +22,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok((summary, records)) = parse_recording(summary, spawns) else {
         return;
     };
-    let _ = table::processes(&records, 40);
+    let _ = table::processes(&records, 40, records.len() as u64, "in spawns.jsonl");
     let _ = table::breakdown(&summary.stages, &unavailable_stages(&summary));
 });

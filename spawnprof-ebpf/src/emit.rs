@@ -1,15 +1,22 @@
-//! Emitting marks, and the traced-process filter every probe starts with.
+//! The traced-process filter every probe starts with, and the records sent
+//! to userspace.
 use aya_ebpf::{
     bindings::bpf_pidns_info,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_ns_current_pid_tgid,
-        bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
-        bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
+        bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf,
+        bpf_probe_read_user_str_bytes,
     },
 };
-use spawnprof_common::{Mark, TEXT_LEN, TEXT_TRUNCATED, TextMark, TracedProc, traced};
+use spawnprof_common::{
+    COMM_LEN, ExecEvent, NS_ROOT, Notice, PATH_TRUNCATED, PATH_UNREADABLE, SpawnEvent, TEXT_LEN,
+    TEXT_TRUNCATED, TextEvent, TracedProc, lost, rec, traced,
+};
 
-use crate::maps::{CONFIG, LOST, MARKS, NS_PENDING, NS_REGISTRATIONS, TRACED, config};
+use crate::{
+    maps::{CONFIG, LOST, NS_PENDING, NS_REGISTRATIONS, RECORDS, TRACED, config},
+    spawn,
+};
 
 #[inline(always)]
 pub fn now() -> u64 {
@@ -23,6 +30,11 @@ pub fn current() -> (u32, u32) {
     (id as u32, (id >> 32) as u32)
 }
 
+#[inline(always)]
+pub fn comm() -> [u8; COMM_LEN] {
+    bpf_get_current_comm().unwrap_or([0; COMM_LEN])
+}
+
 /// The traced-process entry of `tgid`, the current task's process, if it
 /// is traced.
 #[inline(always)]
@@ -34,9 +46,10 @@ pub fn traced(tgid: u32) -> Option<*mut TracedProc> {
 
 /// When spawnprof runs in a PID namespace, a process it was asked to trace
 /// is known by its pid there: the first probe that runs in it adds it to
-/// `TRACED` by its host tgid (see [`spawnprof_common::NsRegistration`]).
-/// Outside a namespace the configuration is zero and the verifier drops
-/// all of this (and the helper, which older kernels lack).
+/// `TRACED` by its host tgid (see [`spawnprof_common::NsRegistration`]), and
+/// starts the root command's record. Outside a namespace the configuration
+/// is zero and the verifier drops all of this (and the helper, which older
+/// kernels lack).
 #[inline(always)]
 fn registered_from_namespace(tgid: u32) -> Option<*mut TracedProc> {
     let (dev, ino) = (config(&CONFIG.pid_ns.dev), config(&CONFIG.pid_ns.ino));
@@ -50,12 +63,16 @@ fn registered_from_namespace(tgid: u32) -> Option<*mut TracedProc> {
         return None;
     }
     let registration = NS_REGISTRATIONS.get_ptr_mut(ids.tgid)?;
+    // SAFETY: a pointer into the map's value, valid for this program run.
+    let flags = unsafe { (*registration).flags };
     let entry = TracedProc {
-        // SAFETY: a pointer into the map's value, valid for this program run.
-        flags: unsafe { (*registration).flags },
+        flags: flags & !NS_ROOT,
         ..TracedProc::default()
     };
     TRACED.insert(tgid, entry, 0).ok()?;
+    if flags & NS_ROOT != 0 {
+        spawn::start_root(tgid);
+    }
     // Two threads may both get here; they write the same value.
     unsafe { (*registration).host_tgid = tgid };
     TRACED.get_ptr_mut(tgid)
@@ -76,17 +93,17 @@ const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
 const BPF_RB_RING_SIZE: u64 = 1;
 
-/// Submit flags: never wake the reader for a single mark — a wake-up per
-/// mark made the reader's context switches cost more than the spawns being
-/// measured. Userspace drains on a short timer instead, and is woken only
-/// when the buffer is half full so a burst cannot overflow it.
+/// Never wake the reader for a single record: a wake-up per record made the
+/// reader's context switches cost more than the spawns being measured.
+/// Userspace drains on a timer instead, and is woken only when the buffer
+/// is half full so a burst cannot overflow it.
 #[inline(always)]
 fn wakeup_flags() -> u64 {
-    let pending = MARKS.query(BPF_RB_AVAIL_DATA);
+    let pending = RECORDS.query(BPF_RB_AVAIL_DATA);
     // The size is a loader constant; querying it would be one more helper
-    // call per mark.
+    // call per record.
     let size = match config(&CONFIG.ring_buffer_bytes) {
-        0 => MARKS.query(BPF_RB_RING_SIZE),
+        0 => RECORDS.query(BPF_RB_RING_SIZE),
         n => n as u64,
     };
     if pending > size / 2 {
@@ -97,100 +114,113 @@ fn wakeup_flags() -> u64 {
 }
 
 #[inline(always)]
-fn count_lost(kind: u16) {
-    if let Some(slot) = LOST.get_ptr_mut(kind as u32) {
+pub fn count_lost(reason: u32) {
+    if let Some(slot) = LOST.get_ptr_mut(reason) {
         unsafe { *slot += 1 };
     }
 }
 
+/// Sends a finished spawn; false when the ring buffer is full.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn header(
-    ts: u64,
-    kind: u16,
-    tid: u32,
-    tgid: u32,
-    a: u64,
-    b: u64,
-    c: u64,
-    with_comm: bool,
-) -> Mark {
-    Mark {
-        ts_ns: ts,
-        tid,
-        tgid,
-        kind,
-        cpu: unsafe { bpf_get_smp_processor_id() } as u16,
-        text_len: 0,
-        a,
-        b,
-        c,
-        comm: if with_comm {
-            bpf_get_current_comm().unwrap_or([0; 16])
-        } else {
-            [0; 16]
-        },
-    }
+pub fn send_spawn(s: *const SpawnEvent) -> bool {
+    // SAFETY: a pointer into a map value, valid for this program run.
+    RECORDS
+        .output::<SpawnEvent>(unsafe { &*s }, wakeup_flags())
+        .is_ok()
 }
 
-/// Emits a bare mark.
-#[inline(always)]
-pub fn mark(ts: u64, kind: u16, tid: u32, tgid: u32, a: u64, b: u64, c: u64) {
-    match MARKS.reserve::<Mark>(0) {
-        Some(mut entry) => {
-            // `kind` is a constant at every call site, so this folds away.
-            let with_comm = spawnprof_common::kind::carries_comm(kind);
-            entry.write(header(ts, kind, tid, tgid, a, b, c, with_comm));
-            entry.submit(wakeup_flags());
-        }
-        None => count_lost(kind),
-    }
+/// An exec attempt to send, without its path.
+pub struct Attempt {
+    pub spawn_id: u64,
+    pub child_tgid: u32,
+    pub tid: u32,
+    pub enter: u64,
+    pub exit: u64,
+    pub ret: i64,
+    pub syscall: u16,
 }
 
-/// Where the text of a [`TextMark`] comes from.
-pub enum Text {
-    User(*const u8),
-    Kernel(*const u8),
-    /// Raw user bytes (NULs included), up to [`TEXT_LEN`].
-    UserBytes(*const u8, u64),
+/// Where an attempt's path is read from.
+pub enum Path {
+    /// The user's string, read at the attempt's return: the kernel has
+    /// copied it by then, so its page is resident even in a fork child
+    /// that never touched it.
+    User(u64),
+    /// The kernel's copy (`linux_binprm.filename`).
+    Kernel(u64),
 }
 
-/// Emits a mark followed by a NUL-terminated string read from user or kernel memory.
+/// Sends one exec attempt that is not its spawn's first success.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub fn text_mark(ts: u64, kind: u16, tid: u32, tgid: u32, a: u64, b: u64, c: u64, text: Text) {
-    let Some(mut entry) = MARKS.reserve::<TextMark>(0) else {
-        count_lost(kind);
+pub fn send_exec(a: &Attempt, path: Path) {
+    let Some(mut entry) = RECORDS.reserve::<ExecEvent>(0) else {
+        count_lost(lost::EXEC_RING);
         return;
     };
     let slot = entry.as_mut_ptr();
     unsafe {
-        (*slot).mark = header(ts, kind, tid, tgid, a, b, c, true);
-        let buf = &mut (*slot).text;
-        let (len, truncated) = match text {
-            Text::User(p) | Text::Kernel(p) => {
-                let read = match text {
-                    Text::User(_) => bpf_probe_read_user_str_bytes(p, buf),
-                    _ => bpf_probe_read_kernel_str_bytes(p, buf),
-                };
-                let len = read.map_or(0, |s| s.len());
-                // A string that filled the buffer was cut short.
-                (len, len >= TEXT_LEN - 1)
-            }
-            Text::UserBytes(p, n) => {
-                let want = n.min(TEXT_LEN as u64) as usize;
-                let ok = want > 0
-                    && buf
-                        .get_mut(..want)
-                        .is_some_and(|dst| bpf_probe_read_user_buf(p, dst).is_ok());
-                if ok {
-                    (want, n > TEXT_LEN as u64)
-                } else {
-                    (0, false)
-                }
-            }
+        (*slot).kind = rec::EXEC;
+        (*slot).syscall = a.syscall;
+        (*slot).spawn_id = a.spawn_id;
+        (*slot).child_tgid = a.child_tgid;
+        (*slot).tid = a.tid;
+        (*slot).enter = a.enter;
+        (*slot).exit = a.exit;
+        (*slot).ret = a.ret;
+        let buf = &mut (*slot).path;
+        let read = match path {
+            Path::User(p) => bpf_probe_read_user_str_bytes(p as *const u8, buf),
+            Path::Kernel(p) => bpf_probe_read_kernel_str_bytes(p as *const u8, buf),
         };
-        (*slot).mark.text_len = len as u32 | if truncated { TEXT_TRUNCATED } else { 0 };
+        (*slot).path_len = match read {
+            // A string that filled the buffer was cut short.
+            Ok(s) if s.len() >= TEXT_LEN - 1 => s.len() as u16 | PATH_TRUNCATED,
+            Ok(s) => s.len() as u16,
+            Err(_) => PATH_UNREADABLE,
+        };
     }
     entry.submit(wakeup_flags());
+}
+
+/// Sends `n` bytes of user memory at `p` (argument or environment strings).
+#[inline(always)]
+pub fn send_text(kind: u16, spawn_id: u64, child_tgid: u32, p: *const u8, n: u64) {
+    let Some(mut entry) = RECORDS.reserve::<TextEvent>(0) else {
+        count_lost(lost::TEXT_RING);
+        return;
+    };
+    let slot = entry.as_mut_ptr();
+    unsafe {
+        (*slot).kind = kind;
+        (*slot).spawn_id = spawn_id;
+        (*slot).child_tgid = child_tgid;
+        let want = n.min(TEXT_LEN as u64) as usize;
+        let ok = want > 0
+            && (*slot)
+                .text
+                .get_mut(..want)
+                .is_some_and(|dst| bpf_probe_read_user_buf(p, dst).is_ok());
+        (*slot).len = match (ok, n > TEXT_LEN as u64) {
+            (false, _) => 0,
+            (true, true) => want as u32 | TEXT_TRUNCATED,
+            (true, false) => want as u32,
+        };
+    }
+    entry.submit(wakeup_flags());
+}
+
+/// Tells userspace (only while it samples stacks) that `tgid` exec'd or exited.
+#[inline(always)]
+pub fn send_notice(kind: u16, tgid: u32) {
+    if config(&CONFIG.notices) == 0 {
+        return;
+    }
+    let notice = Notice {
+        kind,
+        _pad: 0,
+        tgid,
+    };
+    if RECORDS.output::<Notice>(&notice, wakeup_flags()).is_err() {
+        count_lost(lost::TEXT_RING);
+    }
 }

@@ -1,14 +1,20 @@
-//! spawnprof's kernel side. Every program filters (is this process traced?),
-//! stamps the time and emits one small [`spawnprof_common::Mark`]; userspace
-//! turns the marks into spawns. One module per probe family:
+//! spawnprof's kernel side. Each spawn is assembled here, in a record kept
+//! under the child's tid (`spawn`), and sent to userspace once, when it
+//! ends. Every program filters (is this process traced?), stamps the time
+//! and hands its stage to `spawn`. One module per probe family:
 //!
 //! - `probes::clone`  clone/clone3/fork/vfork entry and return
-//! - `probes::sched`  fork done, wake-up, first run, exec done, exit, reap
+//! - `probes::sched`  fork done, wake-up, first run, exec done, exit, release
 //! - `probes::exec`   execve/execveat attempts
+//! - `probes::reap`   wait4/waitid returning a child
 //! - `probes::mm`     the mmap_lock tracepoints that bracket dup_mmap
 //! - `probes::faults` page faults, counted per process (never streamed)
 //! - `probes::kfuncs` fentry/fexit and kprobe/kretprobe variants for kernel
 //!   functions; the loader attaches whichever the kernel allows.
+//! - `probes::stacks` on-CPU stack samples, counted in the kernel.
+//!
+//! `spawn` is the record's state machine, `task` reads kernel structures
+//! through BTF offsets, `emit` sends records, `maps` holds the state.
 #![no_std]
 #![no_main]
 // atomic_xadd: the BPF target lacks core's atomic types.
@@ -18,6 +24,8 @@
 mod emit;
 mod maps;
 mod probes;
+mod spawn;
+mod task;
 
 #[cfg(not(test))]
 #[panic_handler]

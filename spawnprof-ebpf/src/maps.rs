@@ -3,15 +3,42 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use spawnprof_common::{CloneState, Gates, NsRegistration, ProbeConfig, TracedProc, kind};
+use spawnprof_common::{
+    CloneState, ExecState, Gates, NsRegistration, ProbeConfig, ReapKey, SpawnEvent, TracedProc,
+    lost,
+};
 
-/// Marks to userspace. The loader resizes it (`--ring-buffer`).
+/// Records to userspace. The loader resizes it (`--ring-buffer`).
 #[map]
-pub static MARKS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+pub static RECORDS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
-/// Marks dropped because `MARKS` was full, per kind.
+/// What could not be kept, per [`lost`] reason.
 #[map]
-pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT as u32, 0);
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::COUNT, 0);
+
+/// Spawns in progress, keyed by the child's tid: the record each is sent
+/// as when it ends. Entries go when their record is sent (or collected by
+/// userspace). The loader sizes it to the kernel's pid_max, the most tasks
+/// that can exist at once (a benchmark can hold 30,000 unreaped children);
+/// entries are allocated as spawns start, not up front.
+#[map]
+pub static SPAWNS: HashMap<u32, SpawnEvent> = HashMap::with_max_entries(32768, BPF_F_NO_PREALLOC);
+
+/// Map flag: allocate entries as they are inserted.
+const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// Scratch space for building a new spawn record (too large for the stack).
+#[map]
+pub static SCRATCH: PerCpuArray<SpawnEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Exec attempts between entry and return, keyed by tid.
+#[map]
+pub static EXECS: HashMap<u32, ExecState> = HashMap::with_max_entries(16384, 0);
+
+/// Zombies their reaper names by another pid than the host's (PID
+/// namespaces): (reaper, its pid for the child) -> the child's host tgid.
+#[map]
+pub static NS_REAP: HashMap<ReapKey, u32> = HashMap::with_max_entries(4096, 0);
 
 /// The traced processes (tgid), grown at fork. LRU so a storm of processes
 /// that never exit cannot wedge the filter.
@@ -21,10 +48,6 @@ pub static TRACED: LruHashMap<u32, TracedProc> = LruHashMap::with_max_entries(65
 /// Traced threads currently inside a clone syscall.
 #[map]
 pub static CLONES: HashMap<u32, CloneState> = HashMap::with_max_entries(16384, 0);
-
-/// Children forked but not yet run: tid -> tgid.
-#[map]
-pub static AWAIT_FIRST_RUN: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 
 /// Processes to trace named by their pid in spawnprof's PID namespace:
 /// see [`NsRegistration`]. Used only when spawnprof runs in one.
@@ -60,6 +83,8 @@ pub static mut GATES: Gates = Gates {
     cow_windows: 0,
     awaiting_first_run: 0,
     await_child_attached: 0,
+    zombies: 0,
+    ns_reap_keys: 0,
 };
 
 /// The [`spawnprof_common::await_child`] stages a new child is remembered
@@ -75,6 +100,8 @@ pub enum Gate {
     ForksInFlight,
     CowWindows,
     AwaitingFirstRun,
+    Zombies,
+    NsReapKeys,
 }
 
 #[inline(always)]
@@ -86,6 +113,8 @@ fn counter(gate: Gate) -> *mut u64 {
             Gate::ForksInFlight => &raw mut GATES.forks_in_flight,
             Gate::CowWindows => &raw mut GATES.cow_windows,
             Gate::AwaitingFirstRun => &raw mut GATES.awaiting_first_run,
+            Gate::Zombies => &raw mut GATES.zombies,
+            Gate::NsReapKeys => &raw mut GATES.ns_reap_keys,
         }
     }
 }

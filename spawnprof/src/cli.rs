@@ -37,9 +37,10 @@ pub enum Command {
     /// Record every spawn of a command (`-- CMD`) or a running process (`-p PID`).
     #[command(
         after_help = "Exit status: CMD's own (128+N if a signal N killed it; 127 if CMD was not \
-found, 126 if it could not be run); 0 with -p; \
-130 when Ctrl-C, SIGTERM or SIGHUP stopped the recording (what was recorded is written; a second \
-Ctrl-C quits at once); 1 on an error, whose message names the remedy; 2 on a bad command line."
+found, 126 if it could not be run); 124 when --duration ended CMD (it gets SIGTERM, as with \
+`timeout`); 0 with -p; 130 when Ctrl-C, SIGTERM or SIGHUP stopped the recording (CMD gets \
+SIGTERM if it is still running; what was recorded is written; a second Ctrl-C quits at once); \
+1 on an error, whose message names the remedy; 2 on a bad command line."
     )]
     Record(RecordArgs),
     /// Show, for this kernel, how each stage would be observed and why.
@@ -84,7 +85,7 @@ pub struct ProbeArgs {
     /// job (slower: the kernel builds a record first).
     #[arg(long)]
     pub no_raw_tracepoint: bool,
-    /// Ring-buffer size for marks (power of two), e.g. 16M.
+    /// Ring-buffer size for the kernel's records (power of two), e.g. 16M.
     #[arg(
         long,
         default_value = "16M",

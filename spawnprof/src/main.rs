@@ -12,14 +12,15 @@ use spawnprof::{
 
 fn main() -> ExitCode {
     // A panic unwinds through the recording, whose drops detach every probe
-    // and flush spawns.jsonl; say so after the standard message.
+    // and flush spawns.raw; say so after the standard message.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default_hook(info);
         // Not eprintln!: a panic while panicking (stderr gone) aborts.
         spawnprof::say!(
             "spawnprof: this is a bug in spawnprof; please report it with the message above. \
-             Every probe is detached as spawnprof unwinds, and the spawns recorded so far stay in spawns.jsonl."
+             Every probe is detached as spawnprof unwinds, and the spawns recorded so far stay in spawns.raw: \
+             `spawnprof report DIR` rebuilds the recording from them."
         );
     }));
     let cli = Cli::parse();

@@ -13,9 +13,9 @@ use serde::{
 };
 use spawnprof_common::clone_flags as cf;
 
-/// Which fault figures the marks carry for real: a figure no probe or
+/// Which fault figures the kernel's records carry for real: a figure no probe or
 /// counter produced arrives as 0 and must be reported as null.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultCoverage {
     /// Copy-on-write faults: counted by the page-fault probe only.
     pub cow: bool,
@@ -24,7 +24,7 @@ pub struct FaultCoverage {
 }
 
 impl FaultCoverage {
-    /// Every figure real: the default, and what tests of synthetic marks use.
+    /// Every figure real: the default, and what tests of built records use.
     pub const ALL: Self = Self {
         cow: true,
         totals: true,
@@ -81,6 +81,10 @@ pub struct ExecAttempt {
     pub ret: Option<i64>,
     pub path: String,
     pub path_truncated: bool,
+    /// The path could not be read (its page was not resident): `path` is
+    /// then empty, which otherwise means an empty path (`AT_EMPTY_PATH`).
+    #[serde(default)]
+    pub path_unreadable: bool,
     /// Known only for the successful attempt (the kernel's own count).
     pub env_count: Option<u64>,
     pub argc: Option<u64>,
@@ -160,7 +164,7 @@ pub struct SpawnRecord {
     pub exit_status: Option<i32>,
     /// Terminating signal, when killed by one.
     pub exit_signal: Option<i32>,
-    /// Why parts of this record are missing (lost marks, recording ended, …).
+    /// Why parts of this record are missing (recording ended, records lost, …).
     pub incomplete: Vec<String>,
 }
 
@@ -782,23 +786,37 @@ pub fn method_of(flags: u64) -> &'static str {
     }
 }
 
-/// Clone flags spelled out, low signal byte last (`CLONE_VM|CLONE_VFORK|SIGCHLD`).
-pub fn describe_flags(flags: u64) -> String {
+/// Clone flags spelled out, the exit signal last (`CLONE_VM|CLONE_VFORK|SIGCHLD`).
+/// `exit_signal`: where the syscall passes it apart (clone3); `None` where
+/// it is the flags' low byte (clone, fork, vfork).
+pub fn describe_flags(flags: u64, exit_signal: Option<u64>) -> String {
     const NAMES: &[(u64, &str)] = &[
         (cf::CLONE_VM, "CLONE_VM"),
         (cf::CLONE_FS, "CLONE_FS"),
         (cf::CLONE_FILES, "CLONE_FILES"),
         (cf::CLONE_SIGHAND, "CLONE_SIGHAND"),
         (cf::CLONE_PIDFD, "CLONE_PIDFD"),
+        (cf::CLONE_PTRACE, "CLONE_PTRACE"),
         (cf::CLONE_VFORK, "CLONE_VFORK"),
         (cf::CLONE_PARENT, "CLONE_PARENT"),
         (cf::CLONE_THREAD, "CLONE_THREAD"),
         (cf::CLONE_NEWNS, "CLONE_NEWNS"),
+        (cf::CLONE_SYSVSEM, "CLONE_SYSVSEM"),
         (cf::CLONE_SETTLS, "CLONE_SETTLS"),
         (cf::CLONE_PARENT_SETTID, "CLONE_PARENT_SETTID"),
         (cf::CLONE_CHILD_CLEARTID, "CLONE_CHILD_CLEARTID"),
+        (cf::CLONE_DETACHED, "CLONE_DETACHED"),
+        (cf::CLONE_UNTRACED, "CLONE_UNTRACED"),
         (cf::CLONE_CHILD_SETTID, "CLONE_CHILD_SETTID"),
+        (cf::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
+        (cf::CLONE_NEWUTS, "CLONE_NEWUTS"),
+        (cf::CLONE_NEWIPC, "CLONE_NEWIPC"),
+        (cf::CLONE_NEWUSER, "CLONE_NEWUSER"),
         (cf::CLONE_NEWPID, "CLONE_NEWPID"),
+        (cf::CLONE_NEWNET, "CLONE_NEWNET"),
+        (cf::CLONE_IO, "CLONE_IO"),
+        (cf::CLONE_CLEAR_SIGHAND, "CLONE_CLEAR_SIGHAND"),
+        (cf::CLONE_INTO_CGROUP, "CLONE_INTO_CGROUP"),
     ];
     // Built in one String: this runs for every spawn recorded.
     let mut out = String::with_capacity(64);
@@ -815,7 +833,21 @@ pub fn describe_flags(flags: u64) -> String {
     if flags & !known != 0 {
         part(&format!("{:#x}", flags & !known));
     }
-    match flags & cf::CSIGNAL {
+    let low = flags & cf::CSIGNAL;
+    let signal = match exit_signal {
+        None => low,
+        // clone3's flags use the low byte too.
+        Some(signal) => {
+            if low & cf::CLONE_NEWTIME != 0 {
+                part("CLONE_NEWTIME");
+            }
+            if low & !cf::CLONE_NEWTIME != 0 {
+                part(&format!("{:#x}", low & !cf::CLONE_NEWTIME));
+            }
+            signal
+        }
+    };
+    match signal {
         0 => {}
         17 => part("SIGCHLD"),
         sig => part(&format!("sig{sig}")),
@@ -952,15 +984,42 @@ mod tests {
     #[test]
     fn flags_are_spelled_out() {
         assert_eq!(
-            describe_flags(cf::CLONE_VM | cf::CLONE_VFORK | 17),
+            describe_flags(cf::CLONE_VM | cf::CLONE_VFORK | 17, None),
             "CLONE_VM|CLONE_VFORK|SIGCHLD"
         );
-        assert_eq!(describe_flags(0), "0");
+        assert_eq!(describe_flags(0, None), "0");
         assert_eq!(
-            describe_flags(cf::CLONE_THREAD | (1 << 40) | 9),
+            describe_flags(cf::CLONE_THREAD | (1 << 40) | 9, None),
             "CLONE_THREAD|0x10000000000|sig9"
         );
-        assert_eq!(describe_flags(1 << 40), "0x10000000000");
+        assert_eq!(describe_flags(1 << 40, None), "0x10000000000");
+        // What `unshare`, systemd and pidfd users pass: named, not hex.
+        assert_eq!(
+            describe_flags(
+                cf::CLONE_NEWNS
+                    | cf::CLONE_NEWUTS
+                    | cf::CLONE_NEWIPC
+                    | cf::CLONE_NEWPID
+                    | cf::CLONE_NEWNET
+                    | cf::CLONE_NEWUSER
+                    | cf::CLONE_NEWCGROUP
+                    | 17,
+                None
+            ),
+            "CLONE_NEWNS|CLONE_NEWCGROUP|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWUSER|CLONE_NEWPID|\
+             CLONE_NEWNET|SIGCHLD"
+        );
+        assert_eq!(
+            describe_flags(
+                cf::CLONE_PIDFD | cf::CLONE_SYSVSEM | cf::CLONE_INTO_CGROUP,
+                Some(17)
+            ),
+            "CLONE_PIDFD|CLONE_SYSVSEM|CLONE_INTO_CGROUP|SIGCHLD"
+        );
+        assert_eq!(
+            describe_flags(cf::CLONE_NEWTIME, Some(17)),
+            "CLONE_NEWTIME|SIGCHLD"
+        );
         assert_eq!(method_of(cf::CLONE_VM | cf::CLONE_VFORK | 17), "vfork");
         assert_eq!(method_of(17), "fork");
         assert_eq!(method_of(cf::CLONE_VM | cf::CLONE_THREAD), "thread");

@@ -147,3 +147,23 @@ pub fn record_spawner(test: &str, record_args: &[&str], spawner_args: &[&str]) -
     assert!(run.output.status.success(), "{}", run.stderr());
     run
 }
+
+/// `summary.json` as plain JSON: for fields the library's types lack.
+pub fn summary_json(dir: &Path) -> serde_json::Value {
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `spawns.jsonl` as plain JSON, one value per record: for fields the
+/// library's types lack.
+pub fn records_json(dir: &Path) -> Vec<serde_json::Value> {
+    let path = dir.join("spawns.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect()
+}

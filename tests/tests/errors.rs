@@ -409,22 +409,28 @@ fn a_tracefs_that_cannot_be_mounted_is_named_with_the_remedy() {
 
 /// A disk that fills up mid-recording: the recording goes on, the terminal
 /// report is whole, and what reached the disk is a valid recording that
-/// says it is incomplete. Done on a 1.2 MB tmpfs in a private mount
-/// namespace, copied out before the namespace goes.
+/// says it is incomplete and how to finish it: once there is room, `spawnprof
+/// report` converts the raw records kept. Done on a 1.2 MB tmpfs in a
+/// private mount namespace, copied out (full, then grown and reported)
+/// before the namespace goes.
 #[test]
 fn a_disk_that_fills_up_keeps_a_valid_recording_and_the_full_report() {
     require_root();
-    let kept = out_dir("disk-full");
+    let full = out_dir("disk-full");
+    let grown = out_dir("disk-grown");
     let small = out_dir("disk-full-mount");
     let script = format!(
         "mkdir -p {small} && mount -t tmpfs -o size=1200k tmpfs {small} || exit 99; \
          {spawnprof} record --sample-hz 0 -o {small}/rec -- \
            {spawner} --method posix-spawn --count 1000 --mode serial >/dev/null; rc=$?; \
-         cp -r {small}/rec {kept}; exit $rc",
+         cp -r {small}/rec {full}; \
+         mount -o remount,size=16m {small} && {spawnprof} report {small}/rec >/dev/null || exit 98; \
+         cp -r {small}/rec {grown}; exit $rc",
         small = small.display(),
         spawnprof = spawnprof_bin().display(),
         spawner = spawner_bin().display(),
-        kept = kept.display(),
+        full = full.display(),
+        grown = grown.display(),
     );
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c", &script])
@@ -434,30 +440,45 @@ fn a_disk_that_fills_up_keeps_a_valid_recording_and_the_full_report() {
         &out,
         1,
         &[
-            "spawns.jsonl: No space left on device",
+            "spawns.raw: No space left on device",
             "recording goes on",
             "the report above is complete",
-            "record into another directory with -o",
+            "spawnprof report",
         ],
     );
     let err = String::from_utf8_lossy(&out.stderr);
     // The spawner's 10 warm-up spawns come on top.
     assert!(err.contains("1010 spawns"), "no whole report: {err}");
-    // Every line that reached the disk is a whole record, and the summary
-    // says the file is short.
-    let (summary, records) = load_recording(&kept).expect("a loadable recording");
-    assert_eq!(summary.counts.spawns, 1010, "spawns counted in memory");
     assert!(
-        !records.is_empty() && (records.len() as u64) < summary.counts.spawns,
-        "{} records on disk",
-        records.len()
+        err.contains("spawns.jsonl is incomplete: see below"),
+        "the table says where the rest are not: {err}"
     );
+    // Full: every line that reached the disk is a whole record, the
+    // summary's counts are whole and it says what is missing and why.
+    let (summary, records) = load_recording(&full).expect("a loadable recording");
+    assert_eq!(summary.counts.spawns, 1010, "spawns counted in memory");
+    assert!((records.len() as u64) < summary.counts.spawns);
     let why = summary
         .spawns_incomplete
         .expect("spawns_incomplete in summary.json");
     assert!(why.contains("No space left on device"), "{why}");
+    let raw = std::fs::metadata(full.join("spawns.raw")).expect("spawns.raw kept");
+    assert!(raw.len() > 0);
+    // Grown: the raw records are converted, and the rest still counted.
+    let (after, records) = load_recording(&grown).expect("a loadable recording");
+    assert!(!grown.join("spawns.raw").exists(), "converted and removed");
+    assert_eq!(after.counts.spawns, 1010, "the counts are kept");
+    let saved = records.iter().filter(|r| !r.root).count() as u64;
     assert!(
-        !kept.join(".spawnprof-summary-reserve").exists(),
-        "the space reserve was left behind"
+        saved > 0 && saved < 1010,
+        "{saved} spawns saved before the disk was full"
     );
+    let why = after.spawns_incomplete.expect("still incomplete");
+    assert!(why.contains("only counted"), "{why}");
+    for dir in [&full, &grown] {
+        assert!(
+            !dir.join(".spawnprof-summary-reserve").exists(),
+            "the space reserve was left behind"
+        );
+    }
 }

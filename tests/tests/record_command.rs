@@ -41,11 +41,20 @@ fn a_loop_of_200_true_gives_exactly_200_linked_children() {
         .collect();
     assert_eq!(trues.len(), 200, "exec'd /bin/true children");
     assert_eq!(run.children().len(), 200, "no other spawns in this loop");
+    // About one child in 3,000 on this host has its first switch-in missed
+    // (docs/OUTPUT.md, `incomplete`); it must say so, and be rare.
+    const MISSED: &str = "first run not seen (its first switch-in was missed)";
+    let missed = trues.iter().filter(|r| r.incomplete == [MISSED]).count();
+    assert!(missed <= 2, "{missed} of 200 first runs missed");
     for r in &trues {
         assert_eq!(r.parent_pid, Some(shell), "ppid links to the shell");
         assert!(r.child_pid.is_some_and(|p| p != shell));
         assert_eq!(r.comm_after.as_deref(), Some("true"));
-        assert!(r.incomplete.is_empty(), "{:?}", r.incomplete);
+        assert!(
+            r.incomplete.is_empty() || r.incomplete == [MISSED],
+            "{:?}",
+            r.incomplete
+        );
         let seen: Vec<(&str, u64)> = ordered_boundaries(&r.ts)
             .into_iter()
             .filter_map(|(n, v)| v.map(|v| (n, v)))
@@ -55,7 +64,7 @@ fn a_loop_of_200_true_gives_exactly_200_linked_children() {
             assert!(w[0].1 <= w[1].1, "{} after {} in {seen:?}", w[0].0, w[1].0);
         }
     }
-    assert_eq!(run.summary.lost_marks_total, 0, "no lost marks");
+    assert_eq!(run.summary.lost_spawns, 0, "no lost spawns");
     assert_eq!(run.summary.counts.spawns, 200);
     assert!(!run.summary.interrupted);
 }

@@ -8,7 +8,7 @@
 //!   `strace -f`; then the probes' own run time per spawn
 //!   (`record --probe-cost`).
 //! - `bench-storm`: both cores spawning /bin/true for 60 s under
-//!   `spawnprof record`: marks lost, and spawnprof's memory over time.
+//!   `spawnprof record`: spawns lost, and spawnprof's memory over time.
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -446,9 +446,10 @@ pub fn storm(seconds: u64) -> Result<()> {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json"))?)?;
     let spawns = summary["counts"]["spawns"].as_u64().unwrap_or(0);
     println!(
-        "\n{spawns} spawns in {seconds} s ({:.0}/s), {} marks lost, incomplete records: {}, peak VmHWM {} MiB",
+        "\n{spawns} spawns in {seconds} s ({:.0}/s), {} spawns lost ({}), incomplete records: {}, peak VmHWM {} MiB",
         spawns as f64 / seconds as f64,
-        summary["lost_marks_total"],
+        summary["lost_spawns"],
+        summary["lost"],
         summary["counts"]["incomplete"],
         peak / 1024
     );

@@ -440,7 +440,7 @@ mod tests {
         let known = targets(&cmd::repo_root().join("fuzz")).unwrap();
         assert_eq!(
             known,
-            ["btf", "correlate", "decode", "recording", "tracefs_format"]
+            ["assemble", "btf", "decode", "recording", "tracefs_format"]
         );
     }
 }

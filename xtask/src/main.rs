@@ -60,7 +60,7 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
-    /// Both cores spawning /bin/true under spawnprof for a while: lost marks
+    /// Both cores spawning /bin/true under spawnprof for a while: lost spawns
     /// and spawnprof's memory over time (docs/BENCHMARKS.md).
     BenchStorm {
         #[arg(long, default_value_t = 60)]

@@ -13,12 +13,15 @@ use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
-use spawnprof_common::{CloneState, NO_FIELD, clone_flags as cf, kind, syscall};
+use spawnprof_common::{
+    CloneState, NO_FIELD, SIGNAL_IN_FLAGS, clone_flags as cf, lost, spawn as sp, syscall, ts,
+};
 
 use super::field;
 use crate::{
-    emit::{current, mark, now, traced, traces_spawns},
-    maps::{CLONES, CONFIG, Gate, arm, config, disarm},
+    emit::{comm, count_lost, current, now, traced, traces_spawns},
+    maps::{CLONES, CONFIG, Gate, SPAWNS, arm, config},
+    spawn,
 };
 
 /// Only a clone that copies the mm runs dup_mmap: a traced one in flight
@@ -29,21 +32,24 @@ fn copies_mm(flags: u64) -> bool {
 }
 
 #[inline(always)]
-fn enter(flags: u64, which: u64) -> u32 {
-    let ts = now();
+fn enter(flags: u64, which: u16, exit_signal: u8) -> u32 {
+    let t = now();
     let (tid, tgid) = current();
     if !traces_spawns(tgid) {
         return 0;
     }
-    let state = CloneState {
+    let mut state = CloneState {
         clone_flags: flags,
+        syscall: which,
+        exit_signal,
+        comm: comm(),
         ..CloneState::default()
     };
-    if CLONES.insert(tid, state, 0).is_ok() {
-        if copies_mm(flags) {
-            arm(Gate::ForksInFlight);
-        }
-        mark(ts, kind::CLONE_ENTER, tid, tgid, flags, which, 0);
+    state.ts[ts::CLONE_ENTER] = t;
+    match CLONES.insert(tid, state, 0) {
+        Ok(()) if copies_mm(flags) => arm(Gate::ForksInFlight),
+        Ok(()) => {}
+        Err(_) => count_lost(lost::CLONE_NO_ROOM),
     }
     0
 }
@@ -51,33 +57,37 @@ fn enter(flags: u64, which: u64) -> u32 {
 #[tracepoint]
 pub fn sys_enter_clone(ctx: TracePointContext) -> u32 {
     let flags = field::<u64>(&ctx, config(&CONFIG.tp.sys_enter_clone_flags)).unwrap_or(0);
-    enter(flags, syscall::CLONE)
+    enter(flags, syscall::CLONE, SIGNAL_IN_FLAGS)
 }
 
 #[tracepoint]
 pub fn sys_enter_clone3(ctx: TracePointContext) -> u32 {
     // clone3 passes a struct clone_args { u64 flags, pidfd, child_tid,
-    // parent_tid, exit_signal, ... }. The exit signal is folded into the low
-    // byte, where clone() carries it, so both syscalls read alike.
+    // parent_tid, exit_signal, ... }. The exit signal stays apart: clone3's
+    // flags use the low byte clone() keeps it in (CLONE_NEWTIME).
     let Some(uargs) = field::<u64>(&ctx, config(&CONFIG.tp.sys_enter_clone3_uargs)) else {
-        return enter(0, syscall::CLONE3);
+        return enter(0, syscall::CLONE3, SIGNAL_IN_FLAGS);
     };
     let args = uargs as *const u64;
     let flags = unsafe { bpf_probe_read_user(args) }.unwrap_or(0);
-    let signal = unsafe { bpf_probe_read_user(args.wrapping_add(4)) }.unwrap_or(0);
-    enter(flags | (signal & cf::CSIGNAL), syscall::CLONE3)
+    let signal = unsafe { bpf_probe_read_user(args.wrapping_add(4)) }.unwrap_or(0u64);
+    enter(flags, syscall::CLONE3, signal as u8)
 }
 
 #[tracepoint]
 pub fn sys_enter_fork(_ctx: TracePointContext) -> u32 {
     const SIGCHLD: u64 = 17;
-    enter(SIGCHLD, syscall::FORK)
+    enter(SIGCHLD, syscall::FORK, SIGNAL_IN_FLAGS)
 }
 
 #[tracepoint]
 pub fn sys_enter_vfork(_ctx: TracePointContext) -> u32 {
     const SIGCHLD: u64 = 17;
-    enter(cf::CLONE_VM | cf::CLONE_VFORK | SIGCHLD, syscall::VFORK)
+    enter(
+        cf::CLONE_VM | cf::CLONE_VFORK | SIGCHLD,
+        syscall::VFORK,
+        SIGNAL_IN_FLAGS,
+    )
 }
 
 #[inline(always)]
@@ -92,22 +102,18 @@ fn exit(ctx: &TracePointContext) -> u32 {
 /// parent, 0 to the child (syscall tracepoints only).
 #[inline(always)]
 fn returned(ret: i64) -> u32 {
-    let ts = now();
+    let t = now();
     let (tid, tgid) = current();
-    if ret == 0 {
-        // The new task's own return to user space.
-        if traced(tgid).is_some() {
-            mark(ts, kind::CHILD_RETURN, tid, tgid, 0, 0, 0);
-        }
+    if ret != 0 {
+        spawn::clone_returned(t, tid, ret);
         return 0;
     }
-    // Every entry was inserted by `enter`, which armed the gate for it
-    // exactly when the clone copies the mm.
-    if let Some(flags) = unsafe { CLONES.get(tid) }.map(|s| s.clone_flags) {
-        if CLONES.remove(tid).is_ok() && copies_mm(flags) {
-            disarm(Gate::ForksInFlight);
-        }
-        mark(ts, kind::CLONE_EXIT, tid, tgid, ret as u64, 0, 0);
+    // The new task's own return to user space.
+    if traced(tgid).is_some()
+        && let Some(s) = SPAWNS.get_ptr_mut(tid)
+        && !spawn::has(s, sp::CLONE_FAILED)
+    {
+        spawn::stamp(s, ts::CHILD_RETURN, t);
     }
     0
 }
@@ -147,7 +153,7 @@ fn kernel_clone_enter(args: *const u8) -> u32 {
             bpf_probe_read_kernel(args.add(signal_off as usize) as *const i32).unwrap_or(0),
         )
     };
-    enter(flags | (signal as u64 & cf::CSIGNAL), syscall::KERNEL_CLONE)
+    enter(flags, syscall::KERNEL_CLONE, signal as u8)
 }
 
 #[fentry(function = "kernel_clone")]

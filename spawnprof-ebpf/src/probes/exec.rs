@@ -11,40 +11,28 @@ use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
-use spawnprof_common::{kind, syscall};
+use spawnprof_common::syscall;
 
 use super::{field, syscall_arg};
 use crate::{
-    emit::{Text, current, mark, now, text_mark, traced},
+    emit::now,
     maps::{CONFIG, config},
+    spawn,
 };
 
 #[inline(always)]
-fn enter(ctx: &TracePointContext, filename: u32, which: u64) -> u32 {
+fn enter(ctx: &TracePointContext, filename: u32, which: u16) -> u32 {
     enter_path(field::<u64>(ctx, filename).unwrap_or(0), which)
 }
 
-/// An exec attempt of the user-space path at `path`.
+/// An exec attempt of the user-space path at `path`. The path is read at
+/// the return, once the kernel has copied it (and so faulted its page in),
+/// and only for attempts the record does not hold. Argument and environment
+/// counts come from the kernel's own count at exec done (linux_binprm), not
+/// from walking user arrays here.
 #[inline(always)]
-fn enter_path(path: u64, which: u64) -> u32 {
-    let ts = now();
-    let (tid, tgid) = current();
-    if traced(tgid).is_none() {
-        return 0;
-    }
-    // Argument and environment counts come from the kernel's own count at
-    // exec done (linux_binprm), not from walking user arrays here: a walk
-    // of thousands of pointers is both slow and too branchy for the verifier.
-    text_mark(
-        ts,
-        kind::EXEC_ENTER,
-        tid,
-        tgid,
-        0,
-        0,
-        which,
-        Text::User(path as *const u8),
-    );
+fn enter_path(path: u64, which: u16) -> u32 {
+    spawn::exec_entered(now(), path, which);
     0
 }
 
@@ -73,12 +61,7 @@ fn exit(ctx: &TracePointContext) -> u32 {
 
 #[inline(always)]
 fn returned(ret: i64) -> u32 {
-    let ts = now();
-    let (tid, tgid) = current();
-    if traced(tgid).is_none() {
-        return 0;
-    }
-    mark(ts, kind::EXEC_EXIT, tid, tgid, ret as u64, 0, 0);
+    spawn::exec_returned(now(), ret);
     0
 }
 
@@ -93,7 +76,7 @@ pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
 }
 
 #[inline(always)]
-fn regs_enter(regs: u64, which: u64) -> u32 {
+fn regs_enter(regs: u64, which: u16) -> u32 {
     // execve(path, argv, envp); execveat(dirfd, path, argv, envp, flags).
     let reg = if which == syscall::EXECVEAT {
         config(&CONFIG.kernel.regs_arg1)

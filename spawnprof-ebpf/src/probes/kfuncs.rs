@@ -18,37 +18,36 @@ use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
-use spawnprof_common::kind;
+use spawnprof_common::ts::{
+    COPY_PROCESS_ENTER, COPY_PROCESS_EXIT, DUP_MMAP_ENTER, DUP_MMAP_EXIT, MM_COPY_START,
+    MM_LOCK_WAIT,
+};
 
 use crate::{
-    emit::{current, mark, now},
+    emit::{current, now},
     maps::{CLONES, Gate, armed},
 };
 
+/// Stamps a boundary of the calling thread's traced clone, if it is in one.
 #[inline(always)]
-fn clone_mark(kind: u16) -> u32 {
-    mark_in_clone(kind, 0)
-}
-
-/// A mark with `b`, when the calling thread is inside a traced clone.
-#[inline(always)]
-fn mark_in_clone(kind: u16, b: u64) -> u32 {
-    let ts = now();
-    let (tid, tgid) = current();
-    if unsafe { CLONES.get(tid) }.is_some() {
-        mark(ts, kind, tid, tgid, 0, b, 0);
+fn clone_mark(slot: usize) -> u32 {
+    let t = now();
+    if let Some(c) = CLONES.get_ptr_mut(current().0)
+        && let Some(v) = unsafe { (*c).ts.get_mut(slot) }
+    {
+        *v = t;
     }
     0
 }
 
-/// The lock-wait boundaries inside dup_mmap, as the mmap_lock tracepoint
-/// derivation reports them (a = 0: the mm is not read; b = 1: acquired).
+/// The lock-wait boundaries inside dup_mmap, where the mmap_lock
+/// tracepoint derivation would put them.
 #[inline(always)]
-fn lock_wait_mark(kind: u16) -> u32 {
+fn lock_wait_mark(slot: usize) -> u32 {
     if !armed(Gate::ForksInFlight) {
         return 0;
     }
-    mark_in_clone(kind, 1)
+    clone_mark(slot)
 }
 
 /// Which per-clone accumulator a timed function feeds.
@@ -101,22 +100,22 @@ fn timed_exit(which: Timed) -> u32 {
 
 #[fentry(function = "copy_process")]
 pub fn fentry_copy_process(_ctx: FEntryContext) -> u32 {
-    clone_mark(kind::COPY_PROCESS_ENTER)
+    clone_mark(COPY_PROCESS_ENTER)
 }
 
 #[fexit(function = "copy_process")]
 pub fn fexit_copy_process(_ctx: FExitContext) -> u32 {
-    clone_mark(kind::COPY_PROCESS_EXIT)
+    clone_mark(COPY_PROCESS_EXIT)
 }
 
 #[fentry(function = "dup_mmap")]
 pub fn fentry_dup_mmap(_ctx: FEntryContext) -> u32 {
-    clone_mark(kind::DUP_MMAP_ENTER)
+    clone_mark(DUP_MMAP_ENTER)
 }
 
 #[fexit(function = "dup_mmap")]
 pub fn fexit_dup_mmap(_ctx: FExitContext) -> u32 {
-    clone_mark(kind::DUP_MMAP_EXIT)
+    clone_mark(DUP_MMAP_EXIT)
 }
 
 #[fentry(function = "copy_page_range")]
@@ -143,22 +142,22 @@ pub fn fexit_anon_vma_fork(_ctx: FExitContext) -> u32 {
 
 #[kprobe]
 pub fn kprobe_copy_process(_ctx: ProbeContext) -> u32 {
-    clone_mark(kind::COPY_PROCESS_ENTER)
+    clone_mark(COPY_PROCESS_ENTER)
 }
 
 #[kretprobe]
 pub fn kretprobe_copy_process(_ctx: RetProbeContext) -> u32 {
-    clone_mark(kind::COPY_PROCESS_EXIT)
+    clone_mark(COPY_PROCESS_EXIT)
 }
 
 #[kprobe]
 pub fn kprobe_dup_mmap(_ctx: ProbeContext) -> u32 {
-    clone_mark(kind::DUP_MMAP_ENTER)
+    clone_mark(DUP_MMAP_ENTER)
 }
 
 #[kretprobe]
 pub fn kretprobe_dup_mmap(_ctx: RetProbeContext) -> u32 {
-    clone_mark(kind::DUP_MMAP_EXIT)
+    clone_mark(DUP_MMAP_EXIT)
 }
 
 #[kprobe]
@@ -187,42 +186,42 @@ pub fn kretprobe_anon_vma_fork(_ctx: RetProbeContext) -> u32 {
 
 #[fentry(function = "uprobe_start_dup_mmap")]
 pub fn fentry_dup_mmap_begin(_ctx: FEntryContext) -> u32 {
-    clone_mark(kind::DUP_MMAP_ENTER)
+    clone_mark(DUP_MMAP_ENTER)
 }
 
 #[fentry(function = "uprobe_end_dup_mmap")]
 pub fn fentry_dup_mmap_end(_ctx: FEntryContext) -> u32 {
-    clone_mark(kind::DUP_MMAP_EXIT)
+    clone_mark(DUP_MMAP_EXIT)
 }
 
 #[kprobe]
 pub fn kprobe_dup_mmap_begin(_ctx: ProbeContext) -> u32 {
-    clone_mark(kind::DUP_MMAP_ENTER)
+    clone_mark(DUP_MMAP_ENTER)
 }
 
 #[kprobe]
 pub fn kprobe_dup_mmap_end(_ctx: ProbeContext) -> u32 {
-    clone_mark(kind::DUP_MMAP_EXIT)
+    clone_mark(DUP_MMAP_EXIT)
 }
 
 // The lock wait inside dup_mmap, both tiers.
 
 #[fentry(function = "uprobe_start_dup_mmap")]
 pub fn fentry_uprobe_start_dup_mmap(_ctx: FEntryContext) -> u32 {
-    lock_wait_mark(kind::MM_LOCK_WAIT)
+    lock_wait_mark(MM_LOCK_WAIT)
 }
 
 #[fentry(function = "uprobe_dup_mmap")]
 pub fn fentry_uprobe_dup_mmap(_ctx: FEntryContext) -> u32 {
-    lock_wait_mark(kind::MM_LOCK_ACQUIRED)
+    lock_wait_mark(MM_COPY_START)
 }
 
 #[kprobe]
 pub fn kprobe_uprobe_start_dup_mmap(_ctx: ProbeContext) -> u32 {
-    lock_wait_mark(kind::MM_LOCK_WAIT)
+    lock_wait_mark(MM_LOCK_WAIT)
 }
 
 #[kprobe]
 pub fn kprobe_uprobe_dup_mmap(_ctx: ProbeContext) -> u32 {
-    lock_wait_mark(kind::MM_LOCK_ACQUIRED)
+    lock_wait_mark(MM_COPY_START)
 }

@@ -11,27 +11,26 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use spawnprof_common::kind;
+use spawnprof_common::ts;
 
 use super::field;
 use crate::{
-    emit::{current, mark, now},
+    emit::{current, now},
     maps::{CLONES, CONFIG, Gate, armed, config},
 };
 
-const IDLE: u32 = 0;
-const WAITING: u32 = 1;
-const HELD: u32 = 2;
-const DONE: u32 = 3;
+const IDLE: u8 = 0;
+const WAITING: u8 = 1;
+const HELD: u8 = 2;
+const DONE: u8 = 3;
 
 #[inline(always)]
 fn start_locking(mm: u64, write: bool) -> u32 {
     if !armed(Gate::ForksInFlight) {
         return 0;
     }
-    let ts = now();
-    let (tid, tgid) = current();
-    let Some(state) = CLONES.get_ptr_mut(tid) else {
+    let t = now();
+    let Some(state) = CLONES.get_ptr_mut(current().0) else {
         return 0;
     };
     if !write || unsafe { (*state).lock_phase } != IDLE {
@@ -40,8 +39,8 @@ fn start_locking(mm: u64, write: bool) -> u32 {
     unsafe {
         (*state).lock_mm = mm;
         (*state).lock_phase = WAITING;
+        (*state).ts[ts::MM_LOCK_WAIT] = t;
     }
-    mark(ts, kind::MM_LOCK_WAIT, tid, tgid, mm, 0, 0);
     0
 }
 
@@ -50,16 +49,19 @@ fn acquire_returned(mm: u64, write: bool, success: bool) -> u32 {
     if !armed(Gate::ForksInFlight) {
         return 0;
     }
-    let ts = now();
-    let (tid, tgid) = current();
-    let Some(state) = CLONES.get_ptr_mut(tid) else {
+    let t = now();
+    let Some(state) = CLONES.get_ptr_mut(current().0) else {
         return 0;
     };
     if unsafe { (*state).lock_phase != WAITING || (*state).lock_mm != mm } || !write {
         return 0;
     }
-    unsafe { (*state).lock_phase = if success { HELD } else { DONE } };
-    mark(ts, kind::MM_LOCK_ACQUIRED, tid, tgid, mm, success as u64, 0);
+    unsafe {
+        (*state).lock_phase = if success { HELD } else { DONE };
+        if success {
+            (*state).ts[ts::MM_COPY_START] = t;
+        }
+    }
     0
 }
 
@@ -68,16 +70,17 @@ fn released(mm: u64, write: bool) -> u32 {
     if !armed(Gate::ForksInFlight) {
         return 0;
     }
-    let ts = now();
-    let (tid, tgid) = current();
-    let Some(state) = CLONES.get_ptr_mut(tid) else {
+    let t = now();
+    let Some(state) = CLONES.get_ptr_mut(current().0) else {
         return 0;
     };
     if unsafe { (*state).lock_phase != HELD || (*state).lock_mm != mm } || !write {
         return 0;
     }
-    unsafe { (*state).lock_phase = DONE };
-    mark(ts, kind::MM_LOCK_RELEASED, tid, tgid, mm, 0, 0);
+    unsafe {
+        (*state).lock_phase = DONE;
+        (*state).ts[ts::MM_COPY_END] = t;
+    }
     0
 }
 

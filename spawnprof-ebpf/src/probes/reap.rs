@@ -9,18 +9,17 @@
 //! the entry in `WAITIDS`. Both waits also report stopped and continued
 //! children; waitid's are filtered here by si_code, wait4's in userspace
 //! (a "reap" before the child's exit).
+use super::{field, syscall_arg};
+use crate::{
+    emit::{current, now, traced},
+    maps::{CONFIG, Gate, armed, config},
+    spawn,
+};
 use aya_ebpf::{
     helpers::bpf_probe_read_user,
     macros::{fexit, kprobe, kretprobe, map, tracepoint},
     maps::HashMap,
     programs::{FExitContext, ProbeContext, RetProbeContext, TracePointContext},
-};
-use spawnprof_common::kind;
-
-use super::{field, syscall_arg};
-use crate::{
-    emit::{current, mark, now, traced},
-    maps::{CONFIG, config},
 };
 
 /// `waitid` option: report, but leave the child waitable (not a reap).
@@ -33,17 +32,17 @@ const CLD_DUMPED: i32 = 3;
 const SI_CODE: usize = 8;
 const SI_PID: usize = 16;
 
-/// A traced thread's waitid in progress: (siginfo pointer, options).
+/// A waitid in progress, by tid: (siginfo pointer, options).
 #[map]
 static WAITIDS: HashMap<u32, [u64; 2]> = HashMap::with_max_entries(4096, 0);
 
-/// wait4 returned `ret`: the pid of the child it reaped, when positive.
+/// wait4 returned `ret`: the pid of the child it reaped (or that stopped or
+/// continued), when positive. Any process's wait counts: an orphan is
+/// reaped by its namespace's init or a subreaper, which need not be traced.
 #[inline(always)]
 fn wait4_returned(ret: i64) -> u32 {
-    let ts = now();
-    let (tid, tgid) = current();
-    if ret > 0 && traced(tgid).is_some() {
-        mark(ts, kind::REAP, tid, tgid, ret as u64, 0, 0);
+    if ret > 0 && armed(Gate::Zombies) {
+        spawn::reaped(now(), ret as u32);
     }
     0
 }
@@ -71,7 +70,7 @@ pub fn kretprobe_kernel_wait4(ctx: RetProbeContext) -> u32 {
 
 /// waitid returned `ret` having been given `infop` and `options`.
 #[inline(always)]
-fn waitid_returned(ts: u64, tid: u32, tgid: u32, ret: i64, infop: u64, options: u64) {
+fn waitid_returned(t: u64, ret: i64, infop: u64, options: u64) {
     if ret != 0 || infop == 0 || options & WNOWAIT != 0 {
         return;
     }
@@ -84,15 +83,17 @@ fn waitid_returned(ts: u64, tid: u32, tgid: u32, ret: i64, infop: u64, options: 
     };
     // si_pid 0: WNOHANG and nothing to report.
     if pid > 0 && (CLD_EXITED..=CLD_DUMPED).contains(&code) {
-        mark(ts, kind::REAP, tid, tgid, pid as u64, 0, 0);
+        spawn::reaped(t, pid as u32);
     }
 }
 
-/// Entry of the kprobe and tracepoint tiers: keep the arguments for the return.
+/// Entry of the kprobe and tracepoint tiers: keep the arguments for the
+/// return, while some spawned process waits to be reaped or when a traced
+/// process waits (a blocking wait starts before its child exits).
 #[inline(always)]
 fn waitid_enter(infop: u64, options: u64) -> u32 {
     let (tid, tgid) = current();
-    if traced(tgid).is_some() {
+    if armed(Gate::Zombies) || traced(tgid).is_some() {
         let _ = WAITIDS.insert(tid, [infop, options], 0);
     }
     0
@@ -100,13 +101,13 @@ fn waitid_enter(infop: u64, options: u64) -> u32 {
 
 #[inline(always)]
 fn waitid_exit(ret: i64) -> u32 {
-    let ts = now();
-    let (tid, tgid) = current();
+    let t = now();
+    let tid = current().0;
     let Some(&[infop, options]) = (unsafe { WAITIDS.get(tid) }) else {
         return 0;
     };
     let _ = WAITIDS.remove(tid);
-    waitid_returned(ts, tid, tgid, ret, infop, options);
+    waitid_returned(t, ret, infop, options);
     0
 }
 
@@ -146,13 +147,11 @@ fn waitid_args(regs: u64) -> Option<(u64, u64)> {
 #[cfg_attr(bpf_target_arch = "aarch64", fexit(function = "__arm64_sys_waitid"))]
 #[cfg_attr(not(bpf_target_arch = "aarch64"), fexit(function = "__x64_sys_waitid"))]
 pub fn fexit_waitid(ctx: FExitContext) -> u32 {
-    let ts = now();
-    let (tid, tgid) = current();
-    if traced(tgid).is_none() {
+    if !armed(Gate::Zombies) {
         return 0;
     }
     if let Some((infop, options)) = waitid_args(ctx.arg(0)) {
-        waitid_returned(ts, tid, tgid, ctx.arg::<i64>(1), infop, options);
+        waitid_returned(now(), ctx.arg::<i64>(1), infop, options);
     }
     0
 }

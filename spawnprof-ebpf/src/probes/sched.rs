@@ -1,106 +1,48 @@
-//! Scheduler and process-lifetime tracepoints: the fork completing, the child
-//! being woken and first run, the exec landing and the exit (reaps: `reap`).
+//! Scheduler and process-lifetime events: the fork completing, the child
+//! being woken and first run, the exec landing, the exit and the release.
+//!
+//! The sched and task events of every spawn come in two forms. The raw
+//! tracepoint is preferred: the kernel builds no record before the program
+//! runs, and each program has its own recursion guard, where a classic
+//! tracepoint program is skipped while any other BPF program runs on that
+//! CPU (a lost fork or exit). Task fields come from BTF offsets there.
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::{bpf_get_current_task, bpf_get_smp_processor_id, bpf_probe_read_kernel},
+    helpers::bpf_get_smp_processor_id,
     macros::{fentry, kprobe, raw_tracepoint, tracepoint},
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use spawnprof_common::{
-    CloneState, TracedProc, UNKNOWN, UNKNOWN_U32, await_child, capture as capture_bits,
-    clone_flags as cf, kind, pack_faults, pack_u32s, traced as tflags,
+    FAULTS_UNKNOWN, TracedProc, UNKNOWN_U32, capture as capture_bits, rec, traced as tflags, ts,
 };
 
 use super::field;
 use crate::{
-    emit::{Text, current, mark, now, text_mark, traced, traces_spawns},
-    maps::{
-        AWAIT_FIRST_RUN, CLONES, CONFIG, Gate, TRACED, arm, armed, awaited_stages, config, disarm,
-    },
+    emit::{current, now, send_notice, send_text, traced},
+    maps::{CLONES, CONFIG, Gate, armed, config},
+    spawn::{self, exec::Image},
+    task,
 };
 
-/// The current process's user page faults from the kernel's own counters:
-/// this thread's, plus those of its threads that already exited (exec and
-/// the last exit find the other threads gone and folded into `signal`).
 #[inline(always)]
-fn process_faults() -> Option<u64> {
-    let k = &CONFIG.kernel;
-    let (t_min, t_maj, t_sig) = (
-        config(&k.task_min_flt),
-        config(&k.task_maj_flt),
-        config(&k.task_signal),
-    );
-    let (s_min, s_maj) = (config(&k.signal_min_flt), config(&k.signal_maj_flt));
-    if t_min == 0 || t_maj == 0 || t_sig == 0 || s_min == 0 || s_maj == 0 {
-        return None;
-    }
-    unsafe {
-        let task = bpf_get_current_task() as *const u8;
-        let read = |base: *const u8, off: u32| {
-            bpf_probe_read_kernel(base.add(off as usize) as *const u64).ok()
-        };
-        let sig = read(task, t_sig)? as *const u8;
-        Some(read(task, t_min)? + read(task, t_maj)? + read(sig, s_min)? + read(sig, s_maj)?)
-    }
+fn cpu() -> u32 {
+    unsafe { bpf_get_smp_processor_id() }
 }
 
-/// (faults, CoW faults) of the current traced process, packed for a mark.
-/// `totals`: include the fault total (exec, exit); a fork only needs the
-/// parent's CoW count.
+/// (faults, CoW faults) of the current traced process, for its record.
 #[inline(always)]
-fn faults_of(proc_: *mut TracedProc, totals: bool) -> u64 {
-    unsafe {
-        let faults = if !totals {
-            0
-        } else if config(&CONFIG.count_every_fault) != 0 {
-            (*proc_).faults
-        } else {
-            process_faults().unwrap_or(UNKNOWN_U32)
-        };
-        pack_faults(faults, (*proc_).cow_faults)
-    }
+fn faults_of(p: *mut TracedProc) -> (u32, u32) {
+    let faults = if config(&CONFIG.count_every_fault) != 0 {
+        Some(unsafe { (*p).faults })
+    } else {
+        task::process_faults()
+    };
+    let cap = |v: u64| v.min(FAULTS_UNKNOWN as u64 - 1) as u32;
+    (
+        faults.map_or(FAULTS_UNKNOWN, cap),
+        cap(unsafe { (*p).cow_faults }),
+    )
 }
-
-/// Opens the copy-on-write window of a traced process (it forked, or it is
-/// a forked child): from now on its CoW faults are counted.
-#[inline(always)]
-fn open_cow_window(proc_: *mut TracedProc) {
-    unsafe {
-        if (*proc_).flags & tflags::COW_WINDOW == 0 {
-            (*proc_).flags |= tflags::COW_WINDOW;
-            arm(Gate::CowWindows);
-        }
-    }
-}
-
-/// Closes it: the process exec'd (a fresh mm shares nothing) or exited.
-#[inline(always)]
-fn close_cow_window(proc_: *mut TracedProc) {
-    unsafe {
-        if (*proc_).flags & tflags::COW_WINDOW != 0 {
-            (*proc_).flags &= !tflags::COW_WINDOW;
-            disarm(Gate::CowWindows);
-        }
-    }
-}
-
-/// The pid (thread id) of the task at `task`, through the BTF offset.
-#[inline(always)]
-fn pid_of(task: u64) -> Option<u32> {
-    let off = config(&CONFIG.kernel.task_pid);
-    if off == 0 || task == 0 {
-        return None;
-    }
-    unsafe { bpf_probe_read_kernel((task as *const u8).add(off as usize) as *const i32) }
-        .ok()
-        .map(|pid| pid as u32)
-}
-
-// The sched and task events of every spawn come in two forms. The raw
-// tracepoint is preferred: the kernel builds no record before the program
-// runs, and each program has its own recursion guard, where a classic
-// tracepoint program is skipped while any other BPF program runs on that
-// CPU (a lost fork or exit). Task fields come from BTF offsets there.
 
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
@@ -113,7 +55,7 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 /// TP_PROTO(struct task_struct *parent, struct task_struct *child)
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn raw_sched_process_fork(ctx: RawTracePointContext) -> u32 {
-    match pid_of(ctx.arg(1)) {
+    match task::pid_of(ctx.arg(1)) {
         Some(child) => fork_done(child),
         None => 0,
     }
@@ -122,134 +64,64 @@ pub fn raw_sched_process_fork(ctx: RawTracePointContext) -> u32 {
 /// The current (parent) thread's fork of `child` completed.
 #[inline(always)]
 fn fork_done(child: u32) -> u32 {
-    let ts = now();
-    let (tid, tgid) = current();
+    let t = now();
+    let (_, tgid) = current();
     let Some(parent) = traced(tgid) else {
         return 0;
     };
-    if unsafe { (*parent).flags } & tflags::SPAWNS == 0 {
-        return 0;
+    if unsafe { (*parent).flags } & tflags::SPAWNS != 0 {
+        spawn::forked(t, child, cpu(), parent);
     }
-    let state: Option<*const CloneState> = CLONES.get_ptr(tid);
-    // Unknown flags (the clone's entry was not seen) count as neither.
-    let flags = state.map(|s| unsafe { (*s).clone_flags });
-    let is_thread = flags.is_some_and(|f| f & cf::CLONE_THREAD != 0);
-    // Parent and child now share their memory copy-on-write.
-    let copies_mm = flags.is_some_and(|f| f & cf::CLONE_VM == 0);
-    let child_tgid = if is_thread { tgid } else { child };
-    if !is_thread {
-        let mut flags = if config(&CONFIG.follow) != 0 {
-            tflags::SPAWNS
-        } else {
-            tflags::LIFE_ONLY
-        };
-        if copies_mm {
-            flags |= tflags::COW_WINDOW;
-        }
-        let entry = TracedProc {
-            flags,
-            ..TracedProc::default()
-        };
-        if TRACED.insert(child, entry, 0).is_ok() && copies_mm {
-            arm(Gate::CowWindows);
-        }
-    }
-    if copies_mm {
-        open_cow_window(parent);
-    }
-    if awaited_stages() != 0 && AWAIT_FIRST_RUN.insert(child, child_tgid, 0).is_ok() {
-        arm(Gate::AwaitingFirstRun);
-    }
-    // Only the fentry/kprobe tiers fill these; the loader's plan tells
-    // userspace whether an absent mark means "0 calls" or "not measured".
-    if let Some(s) = state.map(|s| unsafe { *s })
-        && s.cpr_calls + s.avf_calls > 0
-    {
-        mark(
-            ts,
-            kind::KERNEL_FN_TOTALS,
-            tid,
-            tgid,
-            s.cpr_total_ns,
-            s.avf_total_ns,
-            ((s.cpr_calls as u64) << 32) | s.avf_calls as u64,
-        );
-    }
-    mark(
-        ts,
-        kind::FORK_DONE,
-        tid,
-        tgid,
-        child as u64,
-        faults_of(parent, false),
-        0,
-    );
     0
 }
 
 /// `task:task_newtask`, fired at the end of copy_process: the tracepoint-only
 /// end of the copy_process stage.
 #[tracepoint]
-pub fn task_newtask(ctx: TracePointContext) -> u32 {
-    let pid = field::<i32>(&ctx, config(&CONFIG.tp.newtask_pid)).unwrap_or(0);
-    let flags = field::<u64>(&ctx, config(&CONFIG.tp.newtask_clone_flags)).unwrap_or(0);
-    newtask(pid as u32, flags)
+pub fn task_newtask(_ctx: TracePointContext) -> u32 {
+    newtask()
 }
 
 /// TP_PROTO(struct task_struct *task, u64 clone_flags)
 #[raw_tracepoint(tracepoint = "task_newtask")]
-pub fn raw_task_newtask(ctx: RawTracePointContext) -> u32 {
-    newtask(pid_of(ctx.arg(0)).unwrap_or(0), ctx.arg(1))
+pub fn raw_task_newtask(_ctx: RawTracePointContext) -> u32 {
+    newtask()
 }
 
+/// Only threads inside a traced clone have a clone state.
 #[inline(always)]
-fn newtask(pid: u32, flags: u64) -> u32 {
-    let ts = now();
-    let (tid, tgid) = current();
-    if traces_spawns(tgid) {
-        mark(ts, kind::NEWTASK, tid, tgid, pid as u64, flags, 0);
+fn newtask() -> u32 {
+    let t = now();
+    let (tid, _) = current();
+    if let Some(c) = CLONES.get_ptr_mut(tid) {
+        unsafe { (*c).ts[ts::NEWTASK] = t };
     }
     0
 }
 
 #[tracepoint]
 pub fn sched_wakeup_new(ctx: TracePointContext) -> u32 {
-    if !armed(Gate::AwaitingFirstRun) {
-        return 0;
-    }
     match field::<i32>(&ctx, config(&CONFIG.tp.wakeup_new_pid)) {
-        Some(child) => {
-            let cpu = field::<i32>(&ctx, config(&CONFIG.tp.wakeup_new_target_cpu)).unwrap_or(-1);
-            wakeup_new(child as u32, cpu as u64)
-        }
+        Some(child) => wakeup_new(child as u32),
         None => 0,
     }
 }
 
-/// TP_PROTO(struct task_struct *p). The target CPU (unused by the
-/// reports) is not read here.
+/// TP_PROTO(struct task_struct *p)
 #[raw_tracepoint(tracepoint = "sched_wakeup_new")]
 pub fn raw_sched_wakeup_new(ctx: RawTracePointContext) -> u32 {
-    if !armed(Gate::AwaitingFirstRun) {
-        return 0;
-    }
-    match pid_of(ctx.arg(0)) {
-        Some(child) => wakeup_new(child, UNKNOWN),
+    match task::pid_of(ctx.arg(0)) {
+        Some(child) => wakeup_new(child),
         None => 0,
     }
 }
 
+/// Fires once per task the machine creates, right after its fork: a lookup.
 #[inline(always)]
-fn wakeup_new(child: u32, cpu: u64) -> u32 {
-    let ts = now();
-    if unsafe { AWAIT_FIRST_RUN.get(child) }.is_none() {
-        return 0;
-    }
-    let (tid, tgid) = current();
-    mark(ts, kind::WAKEUP_NEW, tid, tgid, child as u64, cpu, 0);
-    // Without the first-run probes nobody else forgets the child.
-    if awaited_stages() & await_child::FIRST_RUN == 0 && AWAIT_FIRST_RUN.remove(child).is_ok() {
-        disarm(Gate::AwaitingFirstRun);
+fn wakeup_new(child: u32) -> u32 {
+    let t = now();
+    if let Some(s) = crate::maps::SPAWNS.get_ptr_mut(child) {
+        spawn::stamp(s, ts::WAKEUP_NEW, t);
     }
     0
 }
@@ -275,7 +147,7 @@ pub fn raw_sched_switch(ctx: RawTracePointContext) -> u32 {
     if !armed(Gate::AwaitingFirstRun) {
         return 0;
     }
-    match pid_of(ctx.arg(2)) {
+    match task::pid_of(ctx.arg(2)) {
         Some(next) => first_run(next),
         None => 0,
     }
@@ -300,135 +172,15 @@ fn first_run_of_current() -> u32 {
     if !armed(Gate::AwaitingFirstRun) {
         return 0;
     }
-    let (tid, _) = current();
-    first_run(tid)
+    first_run(current().0)
 }
 
-/// Runs on every context switch of the machine while a traced child awaits
-/// its first run: one hash lookup, nothing else.
+/// Runs on every context switch of the machine while a spawned task awaits
+/// its first run: one hash lookup.
 #[inline(always)]
 fn first_run(next: u32) -> u32 {
-    let Some(tgid) = (unsafe { AWAIT_FIRST_RUN.get(next) }).copied() else {
-        return 0;
-    };
-    let ts = now();
-    if AWAIT_FIRST_RUN.remove(next).is_ok() {
-        disarm(Gate::AwaitingFirstRun);
-    }
-    let cpu = unsafe { bpf_get_smp_processor_id() } as u64;
-    mark(ts, kind::FIRST_RUN, next, tgid, cpu, 0, 0);
+    spawn::first_run(now(), next, cpu());
     0
-}
-
-/// Bytes of the environment the new image received (`mm->env_end - env_start`),
-/// read through offsets from the kernel's BTF.
-#[inline(always)]
-fn env_bytes() -> u64 {
-    let task_mm = config(&CONFIG.kernel.task_mm);
-    let start = config(&CONFIG.kernel.mm_env_start);
-    let end = config(&CONFIG.kernel.mm_env_end);
-    if task_mm == 0 || start == 0 || end == 0 {
-        return UNKNOWN;
-    }
-    unsafe {
-        let task = bpf_get_current_task() as *const u8;
-        let Ok(mm) = bpf_probe_read_kernel(task.add(task_mm as usize) as *const u64) else {
-            return UNKNOWN;
-        };
-        if mm == 0 {
-            return UNKNOWN;
-        }
-        let mm = mm as *const u8;
-        let s = bpf_probe_read_kernel(mm.add(start as usize) as *const u64);
-        let e = bpf_probe_read_kernel(mm.add(end as usize) as *const u64);
-        match (s, e) {
-            (Ok(s), Ok(e)) if e >= s => e - s,
-            _ => UNKNOWN,
-        }
-    }
-}
-
-#[inline(always)]
-fn exec_done(old_pid: u64, argc: u64, envc: u64, name: Text) -> u32 {
-    let ts = now();
-    let (tid, tgid) = current();
-    let Some(proc_) = traced(tgid) else {
-        return 0;
-    };
-    // Read before the window closes: the CoW count covers life before exec.
-    let faults = faults_of(proc_, true);
-    close_cow_window(proc_);
-    let bytes = match env_bytes() {
-        UNKNOWN => UNKNOWN_U32,
-        b => b,
-    };
-    text_mark(
-        ts,
-        kind::EXEC_DONE,
-        tid,
-        tgid,
-        pack_u32s(old_pid, argc),
-        pack_u32s(bytes, envc),
-        faults,
-        name,
-    );
-    let capture = config(&CONFIG.capture);
-    if capture & capture_bits::ARGS != 0 {
-        capture_range(
-            ts,
-            kind::EXEC_ARGS,
-            tid,
-            tgid,
-            config(&CONFIG.kernel.mm_arg_start),
-            config(&CONFIG.kernel.mm_arg_end),
-        );
-    }
-    if capture & capture_bits::ENV != 0 {
-        capture_range(
-            ts,
-            kind::EXEC_ENV,
-            tid,
-            tgid,
-            config(&CONFIG.kernel.mm_env_start),
-            config(&CONFIG.kernel.mm_env_end),
-        );
-    }
-    0
-}
-
-/// Sends the new image's argument or environment strings, read from the
-/// `[start, end)` range the kernel just laid out on its stack.
-#[inline(always)]
-fn capture_range(ts: u64, kind: u16, tid: u32, tgid: u32, start_off: u32, end_off: u32) {
-    let task_mm = config(&CONFIG.kernel.task_mm);
-    if task_mm == 0 || start_off == 0 || end_off == 0 {
-        return;
-    }
-    unsafe {
-        let task = bpf_get_current_task() as *const u8;
-        let Ok(mm) = bpf_probe_read_kernel(task.add(task_mm as usize) as *const u64) else {
-            return;
-        };
-        let mm = mm as *const u8;
-        let (Ok(start), Ok(end)) = (
-            bpf_probe_read_kernel(mm.add(start_off as usize) as *const u64),
-            bpf_probe_read_kernel(mm.add(end_off as usize) as *const u64),
-        ) else {
-            return;
-        };
-        if end > start {
-            text_mark(
-                ts,
-                kind,
-                tid,
-                tgid,
-                end - start,
-                0,
-                0,
-                Text::UserBytes(start as *const u8, end - start),
-            );
-        }
-    }
 }
 
 /// Exec done from the classic tracepoint: no argument or environment counts.
@@ -438,12 +190,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     // __data_loc: low 16 bits are the string's offset in the record.
     let loc = field::<u32>(&ctx, config(&CONFIG.tp.exec_filename)).unwrap_or(0);
     let name = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
-    exec_done(
-        old_pid as u32 as u64,
-        UNKNOWN_U32,
-        UNKNOWN_U32,
-        Text::Kernel(name),
-    )
+    exec_done(old_pid as u32, UNKNOWN_U32, UNKNOWN_U32, name as u64)
 }
 
 /// Exec done from the raw tracepoint, whose arguments include the
@@ -452,24 +199,65 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn raw_sched_process_exec(ctx: RawTracePointContext) -> u32 {
     let old_pid: u64 = ctx.arg(1);
-    let bprm = ctx.arg::<u64>(2) as *const u8;
-    let read_u32 = |off: u32| -> u64 {
-        if off == 0 {
-            return UNKNOWN_U32;
+    let (argc, envc, filename) = task::binprm(ctx.arg::<u64>(2) as *const u8);
+    exec_done(old_pid as u32, argc, envc, filename)
+}
+
+#[inline(always)]
+fn exec_done(old_tid: u32, argc: u32, envc: u32, filename: u64) -> u32 {
+    let t = now();
+    let (_, tgid) = current();
+    let Some(p) = traced(tgid) else {
+        return 0;
+    };
+    let img = Image {
+        old_tid,
+        argc,
+        envc,
+        env_bytes: task::env_bytes(),
+        filename,
+        // Read before the window closes: the CoW count covers life before exec.
+        faults: faults_of(p),
+    };
+    if let Some(spawn_id) = spawn::exec_done(t, &img) {
+        capture(spawn_id, tgid);
+    }
+    // A fresh mm shares nothing: this process's own latest fork stops
+    // counting its copy-on-write faults, and so does it.
+    spawn::resolve_parent_cow(tgid, p);
+    spawn::close_cow_window(p);
+    send_notice(rec::NOTICE_EXEC, tgid);
+    0
+}
+
+/// Sends the new image's argument or environment strings (`--capture-*`),
+/// read from the range the kernel just laid out on its stack.
+#[inline(always)]
+fn capture(spawn_id: u64, tgid: u32) {
+    let k = &CONFIG.kernel;
+    let capture = config(&CONFIG.capture);
+    let ranges = [
+        (
+            capture_bits::ARGS,
+            rec::CAPTURE_ARGS,
+            &k.mm_arg_start,
+            &k.mm_arg_end,
+        ),
+        (
+            capture_bits::ENV,
+            rec::CAPTURE_ENV,
+            &k.mm_env_start,
+            &k.mm_env_end,
+        ),
+    ];
+    for (bit, kind, start, end) in ranges {
+        if capture & bit != 0
+            && let Some((s, e)) = task::mm_range(config(start), config(end))
+            && e > s
+        {
+            send_text(kind, spawn_id, tgid, s as *const u8, e - s);
         }
-        unsafe { bpf_probe_read_kernel(bprm.add(off as usize) as *const i32) }
-            .map_or(UNKNOWN_U32, |v| v as u32 as u64)
-    };
-    let argc = read_u32(config(&CONFIG.kernel.binprm_argc));
-    let envc = read_u32(config(&CONFIG.kernel.binprm_envc));
-    let filename_off = config(&CONFIG.kernel.binprm_filename);
-    let name = if filename_off == 0 {
-        core::ptr::null()
-    } else {
-        unsafe { bpf_probe_read_kernel(bprm.add(filename_off as usize) as *const u64) }.unwrap_or(0)
-            as *const u8
-    };
-    exec_done(old_pid as u32 as u64, argc, envc, Text::Kernel(name))
+    }
 }
 
 #[tracepoint]
@@ -500,40 +288,19 @@ pub fn kprobe_begin_new_exec(_ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn prepare_exec() -> u32 {
-    let ts = now();
-    let (tid, tgid) = current();
-    if traced(tgid).is_some() {
-        mark(ts, kind::EXEC_PREPARE, tid, tgid, 0, 0, 0);
-    }
+    spawn::exec_prepared(now());
     0
-}
-
-#[inline(always)]
-fn exit_code() -> u64 {
-    let off = config(&CONFIG.kernel.task_exit_code);
-    if off == 0 {
-        return UNKNOWN;
-    }
-    unsafe {
-        let task = bpf_get_current_task() as *const u8;
-        match bpf_probe_read_kernel(task.add(off as usize) as *const i32) {
-            Ok(code) => code as u32 as u64,
-            Err(_) => UNKNOWN,
-        }
-    }
 }
 
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
-    let ts = now();
     let (tid, tgid) = current();
-    // Only the end of the whole process matters. Kernels without group_dead
-    // fall back to the leader's exit.
+    // Kernels without group_dead fall back to the leader's exit.
     let group_dead = match field::<u8>(&ctx, config(&CONFIG.tp.exit_group_dead)) {
         Some(v) => v != 0,
         None => tid == tgid,
     };
-    exited(ts, tid, tgid, group_dead)
+    exited(tid, tgid, group_dead)
 }
 
 /// TP_PROTO(struct task_struct *p, bool group_dead): only on kernels whose
@@ -541,29 +308,51 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 /// program reads a second argument) and the classic tracepoint is used.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn raw_sched_process_exit(ctx: RawTracePointContext) -> u32 {
-    let ts = now();
     let (tid, tgid) = current();
-    exited(ts, tid, tgid, ctx.arg::<u64>(1) & 1 != 0)
+    exited(tid, tgid, ctx.arg::<u64>(1) & 1 != 0)
 }
 
 #[inline(always)]
-fn exited(ts: u64, tid: u32, tgid: u32, group_dead: bool) -> u32 {
+fn exited(tid: u32, tgid: u32, group_dead: bool) -> u32 {
+    let t = now();
+    let Some(p) = traced(tgid) else {
+        return 0;
+    };
+    if tid != tgid {
+        spawn::thread_ended(t, tid, false);
+    }
     if !group_dead {
         return 0;
     }
-    let Some(proc_) = traced(tgid) else {
+    spawn::process_exited(t, tgid, faults_of(p), task::exit_code());
+    spawn::resolve_parent_cow(tgid, p);
+    spawn::close_cow_window(p);
+    send_notice(rec::NOTICE_EXIT, tgid);
+    let _ = crate::maps::TRACED.remove(tgid);
+    0
+}
+
+/// `sched:sched_process_free`: a task released after its reap (RCU-delayed).
+/// Catches the reaps of spawned processes no wait probe saw.
+#[tracepoint]
+pub fn sched_process_free(ctx: TracePointContext) -> u32 {
+    if !armed(Gate::Zombies) {
         return 0;
-    };
-    mark(
-        ts,
-        kind::EXIT,
-        tid,
-        tgid,
-        exit_code(),
-        faults_of(proc_, true),
-        0,
-    );
-    close_cow_window(proc_);
-    let _ = TRACED.remove(tgid);
+    }
+    if let Some(pid) = field::<i32>(&ctx, config(&CONFIG.tp.free_pid)) {
+        spawn::released(pid as u32);
+    }
+    0
+}
+
+/// TP_PROTO(struct task_struct *p)
+#[raw_tracepoint(tracepoint = "sched_process_free")]
+pub fn raw_sched_process_free(ctx: RawTracePointContext) -> u32 {
+    if !armed(Gate::Zombies) {
+        return 0;
+    }
+    if let Some(pid) = task::pid_of(ctx.arg(0)) {
+        spawn::released(pid);
+    }
     0
 }

@@ -240,8 +240,8 @@ pub fn notes(c: &ConfigResult) -> String {
     if let Some(failed) = c.failed_execs_per_spawn.filter(|&f| f > 0.0) {
         notes.push(format!("{failed:.1} failed execs per spawn"));
     }
-    if c.lost_marks > 0 {
-        notes.push(format!("{} marks lost", c.lost_marks));
+    if c.lost_spawns > 0 {
+        notes.push(format!("{} spawns lost", c.lost_spawns));
     }
     notes.join(", ")
 }

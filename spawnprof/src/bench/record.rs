@@ -71,7 +71,7 @@ pub(super) async fn run_config(
     // All of the configuration's spawns, not just the ones kept in memory.
     let (_, records) = load_recording(&rec_dir)?;
     let window = in_window(&records, &result, rec.summary.start_monotonic_ns);
-    let summary = summarise(cfg, result, &window, rec.summary.lost_marks_total);
+    let summary = summarise(cfg, result, &window, rec.summary.lost_spawns);
     Ok((summary, rec.summary.plan, rec.summary.probe_cost))
 }
 
@@ -117,7 +117,7 @@ fn summarise(
     cfg: &BenchConfig,
     result: SpawnResult,
     window: &[&SpawnRecord],
-    lost_marks: u64,
+    lost_spawns: u64,
 ) -> ConfigResult {
     // One pass for the stage statistics and the placement split.
     let mut acc = analysis::Accumulator::default();
@@ -140,7 +140,7 @@ fn summarise(
         }),
         stages,
         spawner: result,
-        lost_marks,
+        lost_spawns,
         recording: cfg.name.clone(),
     }
 }

@@ -50,7 +50,8 @@ pub struct ConfigResult {
     /// in older benches and when the window is empty).
     #[serde(default)]
     pub failed_execs_per_spawn: Option<f64>,
-    pub lost_marks: u64,
+    #[serde(alias = "lost_marks")]
+    pub lost_spawns: u64,
     /// The recording, relative to the bench directory.
     pub recording: String,
 }
@@ -155,7 +156,7 @@ pub(crate) mod testing {
             breakdown: Vec::new(),
             placement: None,
             failed_execs_per_spawn: None,
-            lost_marks: 0,
+            lost_spawns: 0,
             recording: name.into(),
         }
     }

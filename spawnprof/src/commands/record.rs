@@ -4,12 +4,33 @@ use anyhow::{Context as _, Result};
 use spawnprof::{
     cli::{RecordArgs, UsageError, usage},
     recorder::{self, RecordOptions, Target, interrupt},
-    report::{breakdown, table},
+    report::{breakdown, html, table},
     sys::term,
     units,
 };
 
+/// What `timeout` exits with when it had to end the command.
+const EXIT_TIMED_OUT: i32 = 124;
+
 pub fn run(args: RecordArgs) -> Result<i32> {
+    let opts = options(&args)?;
+    let out_dir = opts.out_dir.clone();
+    let recording = super::runtime()?.block_on(recorder::record(opts))?;
+    print_report(&recording, args.rows);
+    if !recording.unsaved.is_empty() {
+        spawnprof::say!(
+            "the report above is complete; the recording in {} is not",
+            out_dir.display()
+        );
+        recording.saved()?;
+    }
+    spawnprof::say!("recording written to {}", out_dir.display());
+    Ok(exit_status(&recording.summary))
+}
+
+/// The recording's options from the command line; values clap accepts but
+/// spawnprof cannot use are usage errors.
+fn options(args: &RecordArgs) -> Result<RecordOptions> {
     if args.follow && args.pid.is_none() {
         let alone = "--follow goes with -p PID (a running process's descendants); with -- CMD \
                      every descendant of CMD is recorded already";
@@ -47,37 +68,44 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         ))
         .into());
     }
-    let opts = RecordOptions {
+    Ok(RecordOptions {
         duration,
         session,
         force: args.force,
         sample_hz,
         probe_cost: args.probe_cost,
         live: !args.no_live,
-        ..RecordOptions::new(target, out_dir.clone())
-    };
-    let recording = super::runtime()?.block_on(recorder::record(opts))?;
+        ..RecordOptions::new(target, out_dir)
+    })
+}
+
+/// The terminal report: the first processes, the stage breakdown, counts,
+/// placement and cost.
+fn print_report(recording: &recorder::Recorded, rows: usize) {
     let s = &recording.summary;
+    let where_rest = match &s.spawns_incomplete {
+        None => "all of them in spawns.jsonl",
+        Some(_) => "spawns.jsonl is incomplete: see below",
+    };
     let width = term::width(&std::io::stderr());
+    let total = s.counts.processes();
     spawnprof::say_raw!(
         "{}",
-        table::processes(&recording.records, args.rows, s.counts.processes(), width)
+        table::processes(&recording.records, rows, total, where_rest, width)
     );
     spawnprof::say!();
     spawnprof::say_raw!("{}", table::breakdown(&breakdown::of_summary(s), width));
     spawnprof::say!(
-        "\n{} spawns ({} threads), {} execs, {} failed exec attempts, {} lost marks{}",
+        "\n{} spawns ({} threads), {} execs, {} failed exec attempts, {} lost spawns",
         s.counts.spawns,
         s.counts.threads,
         s.counts.execs,
         s.counts.failed_exec_attempts,
-        s.lost_marks_total,
-        if s.lost_marks_total > 0 {
-            " — WARNING: the ring buffer overflowed; raise --ring-buffer"
-        } else {
-            ""
-        }
+        s.lost_spawns,
     );
+    if let Some(lost) = html::lost_note(s) {
+        spawnprof::say!("WARNING: {lost}");
+    }
     if let Some(p) = &s.placement {
         spawnprof::say_raw!("{}", table::placement(p));
     }
@@ -85,17 +113,16 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         spawnprof::say!();
         spawnprof::say_raw!("{}", table::probe_cost(cost));
     }
-    if !recording.unsaved.is_empty() {
-        spawnprof::say!(
-            "the report above is complete; the recording in {} is not",
-            out_dir.display()
-        );
-        recording.saved()?;
+}
+
+/// spawnprof's exit status: 130 for an interrupt, 124 when `--duration`
+/// had to end the command (as `timeout` gives), else the command's own.
+fn exit_status(s: &spawnprof::recording::Summary) -> i32 {
+    if s.interrupted {
+        return interrupt::EXIT_INTERRUPTED;
     }
-    spawnprof::say!("recording written to {}", out_dir.display());
-    Ok(s.exit_code.unwrap_or(if s.interrupted {
-        interrupt::EXIT_INTERRUPTED
-    } else {
-        0
-    }))
+    if s.timed_out {
+        return EXIT_TIMED_OUT;
+    }
+    s.exit_code.unwrap_or(0)
 }

@@ -46,7 +46,13 @@ pub fn run(dir: &Path) -> Result<()> {
     let width = term::width(&std::io::stdout());
     print!(
         "{}",
-        table::processes(&records, ROWS, summary.counts.processes(), width)
+        table::processes(
+            &records,
+            ROWS,
+            summary.counts.processes(),
+            "all of them in spawns.jsonl",
+            width
+        )
     );
     println!();
     print!(

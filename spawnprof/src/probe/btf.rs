@@ -140,6 +140,12 @@ impl KernelBtf {
             .map(|bits| bits / 8)
     }
 
+    /// Size in bytes of `struct name`.
+    pub fn struct_size(&self, struct_name: &str) -> Option<u32> {
+        let id = *self.structs_by_name.get(struct_name)?;
+        Some(self.types.get(id as usize)?.size_or_type)
+    }
+
     /// `searched`: types already looked into. Each is searched once, so a
     /// corrupt BTF whose anonymous members point back at their own struct
     /// (or many at one type) cannot make the search exponential.

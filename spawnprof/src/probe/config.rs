@@ -16,6 +16,8 @@ pub(super) fn probe_config(host: &Host, opts: &SessionOptions) -> Result<ProbeCo
             | (opts.capture_env as u32 * capture::ENV),
         count_every_fault: !kernel.has_fault_counters() as u32,
         ring_buffer_bytes: opts.ring_buffer_bytes,
+        notices: opts.notices as u32,
+        _pad: 0,
         pid_ns: host.pid_ns.unwrap_or_default(),
         tp: tracepoint_offsets(&host.tracefs)?,
         kernel,
@@ -169,6 +171,7 @@ const TRACEPOINT_FIELDS: &[FieldSource] = &[
         "options",
         8,
     ),
+    (|o| &mut o.free_pid, "sched", "sched_process_free", "pid", 4),
     (
         |o| &mut o.sys_exit_ret,
         "syscalls",
@@ -242,5 +245,11 @@ fn kernel_offsets(host: &Host) -> KernelOffsets {
         regs_arg1: syscall_arg(1),
         regs_arg2: syscall_arg(2),
         regs_arg3: syscall_arg(3),
+        task_real_parent: field("task_struct", "real_parent"),
+        task_thread_pid: field("task_struct", "thread_pid"),
+        pid_level: field("pid", "level"),
+        pid_numbers: field("pid", "numbers"),
+        upid_size: btf.struct_size("upid").unwrap_or(NO_FIELD),
+        upid_nr: field("upid", "nr"),
     }
 }

@@ -19,6 +19,7 @@ pub mod host;
 mod options;
 pub mod plan;
 pub mod session;
+mod spawns;
 pub mod tracefs;
 
 pub use btf::KernelBtf;
@@ -26,4 +27,5 @@ pub use config::tracepoint_offsets;
 pub use host::Host;
 pub use options::SessionOptions;
 pub use session::{RawSample, Session};
+pub use spawns::{KernelSpawns, Lost};
 pub use tracefs::Tracefs;

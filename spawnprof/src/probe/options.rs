@@ -25,6 +25,9 @@ pub struct SessionOptions {
     pub skip_stages: Vec<String>,
     /// `--low-overhead`: no probe on a machine-wide per-event tracepoint.
     pub low_overhead: bool,
+    /// The probes tell userspace of every exec and exit of a traced
+    /// process (stack sampling reads its memory maps then).
+    pub notices: bool,
 }
 
 impl SessionOptions {
@@ -66,6 +69,7 @@ impl Default for SessionOptions {
             ring_buffer_bytes: 16 << 20,
             skip_stages: Vec::new(),
             low_overhead: false,
+            notices: false,
             capture_args: false,
             capture_env: false,
         }

@@ -698,6 +698,23 @@ pub const PLAN: &[ProbeStage] = &[
         ],
     },
     ProbeStage {
+        name: "release",
+        required: false,
+        candidates: &[
+            Candidate {
+                mechanism: Mechanism::RawTracepoint,
+                attaches: &[raw_tp!("sched_process_free")],
+                how: "raw sched_process_free: a spawned process reaped by a wait no probe saw (an untraced reaper), at its release",
+            },
+            Candidate {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[tp("sched_process_free", "sched", "sched_process_free")],
+                how: "sched:sched_process_free: a spawned process reaped by a wait no probe saw (an untraced reaper), at its release",
+            },
+            UNAVAILABLE,
+        ],
+    },
+    ProbeStage {
         name: "page_faults",
         required: false,
         candidates: &[

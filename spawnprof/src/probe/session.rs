@@ -3,21 +3,20 @@
 //! out the ring buffer and counters. Dropping a [`Session`] detaches
 //! everything (aya closes the links and programs with their file descriptors,
 //! and the kernel does the same if the process dies).
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    maps::{HashMap, MapData, RingBuf, StackTraceMap},
     programs::{
         PerfEvent,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
 use spawnprof_common::{
-    GLOBAL_CONFIG, Gates, MAP_GATES, MAP_LOST, MAP_MARKS, MAP_NS_PENDING, MAP_NS_REGISTRATIONS,
-    MAP_STACK_COUNTS, MAP_STACKS, MAP_TRACED, NsRegistration, StackKey, TracedProc, await_child,
-    kind, traced,
+    GLOBAL_CONFIG, Gates, MAP_GATES, MAP_NS_PENDING, MAP_NS_REGISTRATIONS, MAP_RECORDS, MAP_SPAWNS,
+    MAP_STACK_COUNTS, MAP_STACKS, NS_ROOT, NsRegistration, StackKey, await_child,
 };
 
 use super::{
@@ -26,6 +25,7 @@ use super::{
     config::probe_config,
     options::SessionOptions,
     plan::{Mechanism, PLAN, PlanRow},
+    spawns::{KernelSpawns, Lost, traced_flags},
 };
 use crate::{model::FaultCoverage, sys::memlock::raise_memlock_limit};
 
@@ -40,9 +40,20 @@ pub struct RawSample {
     pub count: u64,
 }
 
+/// Room for a spawn record per task the kernel can have at once: its
+/// pid_max (tids come from the same numbers), within sane bounds.
+fn spawns_capacity() -> u32 {
+    crate::sys::procfs::read_trim("/proc/sys/kernel/pid_max")
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(32768)
+        .clamp(32768, 1 << 22)
+}
+
 /// Loaded and attached probes.
 pub struct Session {
     ebpf: Ebpf,
+    /// The spawn state, held apart so it outlives the programs ([`Session::detach`]).
+    kernel: KernelSpawns,
     pub plan: Vec<PlanRow>,
     /// The kernel's own fault counters can be read (BTF offsets known).
     kernel_fault_counters: bool,
@@ -59,7 +70,8 @@ impl Session {
         let memlock = raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
             .override_global(GLOBAL_CONFIG, &config, true)
-            .map_max_entries(MAP_MARKS, size)
+            .map_max_entries(MAP_RECORDS, size)
+            .map_max_entries(MAP_SPAWNS, spawns_capacity())
             .load(crate::PROBES)
             .map_err(anyhow::Error::from)
             .map_err(|e| match memlock {
@@ -83,8 +95,10 @@ impl Session {
             .iter()
             .map(|stage| resolve_stage(stage, &mut resolver))
             .collect::<Result<Vec<_>>>()?;
+        let kernel = KernelSpawns::take(&mut ebpf)?;
         let mut session = Self {
             ebpf,
+            kernel,
             plan,
             kernel_fault_counters: config.kernel.has_fault_counters(),
             in_pid_namespace: host.pid_ns.is_some(),
@@ -100,7 +114,7 @@ impl Session {
             .any(|r| r.stage == stage && r.mechanism != Mechanism::Unavailable)
     }
 
-    /// What the fault figures of the marks are worth.
+    /// What the fault figures of the records are worth.
     pub fn fault_coverage(&self) -> FaultCoverage {
         let fault_probe = self.attached("page_faults");
         FaultCoverage {
@@ -139,42 +153,29 @@ impl Session {
         Ok(())
     }
 
-    /// Adds a process to the kernel-side set of traced processes.
+    /// Adds a process to the kernel-side set of traced processes; the root
+    /// command (`root`) also gets a spawn record, for its exec and exit.
     ///
     /// In a PID namespace `tgid` is a pid of that namespace: the process is
     /// traced from the first probe that runs in it, and
     /// [`Session::host_tgid`] tells its pid on the host from then on.
-    pub fn trace(&mut self, tgid: u32, record_spawns: bool) -> Result<()> {
-        let flags = if record_spawns {
-            traced::SPAWNS
-        } else {
-            traced::LIFE_ONLY
-        };
-        if self.in_pid_namespace {
-            let registration = NsRegistration {
-                flags,
-                host_tgid: 0,
-            };
-            self.add_traced(MAP_NS_REGISTRATIONS, tgid, registration)?;
-            return self.set_registration_pending(true);
+    pub fn trace(&mut self, tgid: u32, record_spawns: bool, root: bool) -> Result<()> {
+        let flags = traced_flags(record_spawns);
+        if !self.in_pid_namespace {
+            return self.kernel.trace(tgid, flags, root);
         }
-        let entry = TracedProc {
-            flags,
-            ..TracedProc::default()
+        let registration = NsRegistration {
+            flags: flags | if root { NS_ROOT } else { 0 },
+            host_tgid: 0,
         };
-        self.add_traced(MAP_TRACED, tgid, entry)
-    }
-
-    /// Puts `tgid` into one of the maps of traced processes.
-    fn add_traced<V: aya::Pod>(&mut self, map: &str, tgid: u32, value: V) -> Result<()> {
-        let mut map: HashMap<&mut MapData, u32, V> = HashMap::try_from(
+        let mut map: HashMap<&mut MapData, u32, NsRegistration> = HashMap::try_from(
             self.ebpf
-                .map_mut(map)
-                .with_context(|| format!("the {map} map is missing"))?,
+                .map_mut(MAP_NS_REGISTRATIONS)
+                .context("the NS_REGISTRATIONS map is missing")?,
         )?;
-        map.insert(tgid, value, 0)
+        map.insert(tgid, registration, 0)
             .with_context(|| format!("adding pid {tgid} to the traced set"))?;
-        Ok(())
+        self.set_registration_pending(true)
     }
 
     /// The host's pid of a process given to [`Session::trace`]: itself
@@ -211,24 +212,34 @@ impl Session {
         Ok(())
     }
 
-    /// The ring buffer of marks (taken once).
-    pub fn take_marks(&mut self) -> Result<RingBuf<MapData>> {
-        let map = self.ebpf.take_map(MAP_MARKS).context("MARKS map missing")?;
+    /// The ring buffer of records (taken once).
+    pub fn take_records(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(MAP_RECORDS)
+            .context("the RECORDS map is missing")?;
         Ok(RingBuf::try_from(map)?)
     }
 
-    /// Marks dropped because the ring buffer was full, by kind (summed over CPUs).
-    pub fn lost(&self) -> Result<BTreeMap<String, u64>> {
-        let map: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.ebpf.map(MAP_LOST).context("LOST map missing")?)?;
-        let mut out = BTreeMap::new();
-        for k in 1..kind::COUNT {
-            let total: u64 = map.get(&(k as u32), 0)?.iter().sum();
-            if total > 0 {
-                out.insert(kind::name(k).to_string(), total);
-            }
+    /// What the kernel side could not keep so far.
+    pub fn lost(&self) -> Lost {
+        self.kernel.lost()
+    }
+
+    /// Finished spawns that waited in the kernel for room in the ring
+    /// buffer, collected when there are new ones since `seen`; returns
+    /// them and the new count.
+    pub fn collect_deferred(&mut self, seen: u64) -> (Vec<Vec<u8>>, u64) {
+        let now = self.kernel.deferred();
+        if now == seen {
+            return (Vec::new(), seen);
         }
-        Ok(out)
+        (self.kernel.collect_deferred(), now)
+    }
+
+    /// Detaches and unloads every program; the spawn state stays readable.
+    pub fn detach(self) -> KernelSpawns {
+        self.kernel
     }
 
     /// Starts cpu-clock sampling of the traced processes' stacks on every CPU.

@@ -1,12 +1,15 @@
-//! Phase 4: the last marks, the detach, and everything written out.
+//! Phase 4: the last records, the detach, and everything written out.
 use std::{
     collections::{HashMap, HashSet},
     path::Path,
+    time::Duration,
 };
 
 use anyhow::Result;
 
-use super::{RecordOptions, Recorded, Stop, interrupt::Interrupts, pump::drain_ring, start::Live};
+use super::{
+    RecordOptions, Recorded, Stop, Target, interrupt::Interrupts, pump::drain_ring, start::Live,
+};
 use crate::{
     probe::RawSample,
     recording::{SPAWNS_FILE, light},
@@ -15,6 +18,13 @@ use crate::{
     trace::stacks::{self, KernelSymbols, MapsCache},
 };
 
+/// How long a command ended by spawnprof (SIGTERM) gets to exit, so its
+/// exit is in the recording.
+const COMMAND_GRACE: Duration = Duration::from_secs(2);
+/// How long an interrupt waits for the command to end by itself (a Ctrl-C
+/// at the terminal reaches it too) before spawnprof sends SIGTERM.
+const CTRL_C_GRACE: Duration = Duration::from_millis(300);
+
 impl Live {
     pub async fn finish(
         mut self,
@@ -22,9 +32,17 @@ impl Live {
         opts: &RecordOptions,
         mut interrupts: Interrupts,
     ) -> Result<Recorded> {
+        // The recording covers the time until the loop stopped, not the
+        // time it takes to end the command and write the files.
+        self.summary.duration_ns = mono_ns().saturating_sub(self.t0);
         // A Ctrl-C at the terminal also ends the command, and its exit can
         // win the race to the loop: the signal still makes this an interrupt.
         let interrupted = matches!(stop, Stop::Interrupted) || interrupts.arrived().await.is_some();
+        self.summary.interrupted = interrupted;
+        self.summary.exit_code = match stop {
+            Stop::TargetExited(code) => code,
+            _ => self.end_command(&stop, opts).await,
+        };
         if interrupted {
             crate::say!(
                 "spawnprof: interrupted; writing what was recorded (Ctrl-C again to quit at once)"
@@ -33,43 +51,36 @@ impl Live {
         // What follows is synchronous: from here a signal is noted, and the
         // next one (after an interrupt, the very next) ends the process at once.
         interrupts.writing(interrupted);
-        self.drain_all()?;
-        self.summary.interrupted = interrupted;
-        self.summary.exit_code = match stop {
-            Stop::TargetExited(code) => code,
-            _ => None,
-        };
-        self.summary.lost_marks = self.session.lost().unwrap_or_default();
-        self.summary.lost_marks_total = self.summary.lost_marks.values().sum();
+        self.drain();
         // Measured before the stacks are symbolized: that is after-the-fact
         // work, like writing the reports.
-        let spawns = self.stats.counts().spawns;
-        self.summary.probe_cost = self.cost.take().map(|m| m.finish(&self.session, spawns));
+        self.summary.probe_cost = self
+            .cost
+            .take()
+            .map(|m| m.finish(&self.session, self.spawns));
         // Read before the probes are detached; folded once the recording
         // is written, which names the program each sampled process ran.
         let samples = self.stack_samples();
         let Live {
-            ring,
             session,
-            writer,
-            correlator,
-            records,
-            mut stats,
+            mut ring,
+            mut writer,
             mut summary,
             maps,
-            t0,
             ..
         } = self;
+        // Detached first: then nothing changes under the last drain and the
+        // sweep, and no record sent before the detach is left behind.
+        let mut kernel = session.detach();
+        drain_ring(ring.get_mut(), &mut writer, None);
         drop(ring);
-        drop(session); // detaches every probe
-        summary.duration_ns = mono_ns() - t0;
-        summary.counts = stats.counts();
-        summary.correlation = correlator.stats();
-        summary.stages = stats.stage_stats();
-        summary.placement = stats.placement();
-        summary.spawn_time = stats.spawn_time();
+        for r in kernel.sweep() {
+            writer.append(&r);
+        }
+        let lost = kernel.lost();
+        (summary.lost, summary.lost_spawns) = (lost.by_reason, lost.spawns);
         summary.unfinished = None;
-        let (recording, mut unsaved) = writer.finish(&mut summary);
+        let (recording, records, mut unsaved) = writer.finish(&mut summary);
         // What could not be saved (a full disk): the recording still ends
         // normally, and the report is still printed from memory.
         if let Some(samples) = samples
@@ -94,17 +105,39 @@ impl Live {
         })
     }
 
-    /// Whatever is still in the ring buffer, then the whole window; every
-    /// spawn still open is finished with the reasons it is incomplete.
-    fn drain_all(&mut self) -> Result<()> {
-        drain_ring(self.ring.get_mut(), &mut self.reorder, None);
-        self.root.resolve(&mut self.session, &mut self.correlator)?;
-        for e in self.reorder.drain() {
-            self.correlator.feed(&e);
+    /// Ends a command the recording started that is still running, as
+    /// `timeout` does: SIGTERM, then its exit is waited for a moment.
+    /// After an interrupt it first gets the chance to end by itself.
+    async fn end_command(&mut self, stop: &Stop, opts: &RecordOptions) -> Option<i32> {
+        let Target::Command(argv) = &opts.target else {
+            return None;
+        };
+        let exit = self.child_exit.as_mut()?;
+        if matches!(stop, Stop::Interrupted)
+            && let Ok(status) = tokio::time::timeout(CTRL_C_GRACE, &mut *exit).await
+        {
+            return status.ok().flatten();
         }
-        self.correlator.finish_all();
-        self.flush();
-        Ok(())
+        let why = match (stop, opts.duration) {
+            (Stop::Duration, Some(d)) => format!(
+                "--duration {} reached",
+                crate::units::format_ns(d.as_nanos() as u64)
+            ),
+            _ => "interrupted".to_string(),
+        };
+        crate::say!(
+            "spawnprof: {why}: sent SIGTERM to {} (pid {}), as timeout does",
+            argv[0],
+            self.root_pid
+        );
+        self.summary.timed_out = matches!(stop, Stop::Duration);
+        // SAFETY: signalling the child we started.
+        unsafe { libc::kill(self.root_pid as i32, libc::SIGTERM) };
+        tokio::time::timeout(COMMAND_GRACE, exit)
+            .await
+            .ok()?
+            .ok()
+            .flatten()
     }
 
     /// The stack samples the kernel holds (`None` without sampling).

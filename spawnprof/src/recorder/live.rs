@@ -1,5 +1,5 @@
-//! The live count a recording shows on a terminal: spawns, execs and
-//! failed exec attempts so far, redrawn a few times a second.
+//! The live count a recording shows on a terminal: the spawns recorded so
+//! far, redrawn a few times a second.
 //!
 //! With `-p` spawnprof has the terminal to itself: a spinner line. With a
 //! command, the command writes to the same terminal, and a redrawn line
@@ -10,7 +10,6 @@
 use std::io::{IsTerminal as _, Write as _};
 
 use super::{RecordOptions, Target};
-use crate::analysis::Counts;
 
 /// How the count is drawn.
 pub(super) enum LiveCount {
@@ -41,11 +40,8 @@ impl LiveCount {
         }
     }
 
-    pub(super) fn show(&mut self, elapsed: std::time::Duration, c: &Counts) {
-        let text = format!(
-            "{} spawns, {} execs, {} failed exec attempts",
-            c.spawns, c.execs, c.failed_exec_attempts
-        );
+    pub(super) fn show(&mut self, elapsed: std::time::Duration, spawns: u64) {
+        let text = format!("{spawns} spawns");
         match self {
             Self::Spinner(bar) => {
                 bar.set_message(text);

@@ -41,8 +41,6 @@ pub struct RecordOptions {
     pub duration: Option<Duration>,
     pub session: SessionOptions,
     pub force: bool,
-    /// How long marks wait to be put in time order.
-    pub reorder_window: Duration,
     /// Send the command's stdout to this file (the bench reads the
     /// spawner's result line from it).
     pub command_stdout: Option<PathBuf>,
@@ -70,7 +68,6 @@ impl RecordOptions {
             duration: None,
             session: SessionOptions::default(),
             force: false,
-            reorder_window: Duration::from_millis(20),
             command_stdout: None,
             announce: true,
             live: true,

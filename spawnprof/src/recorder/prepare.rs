@@ -29,7 +29,7 @@ pub(super) fn check_target(opts: &RecordOptions) -> Result<CheckedTarget> {
     Ok(match &opts.target {
         Target::Command(argv) if argv.is_empty() => bail!("no command given after `--`"),
         Target::Command(argv) => CheckedTarget {
-            desc: argv.join(" "),
+            desc: command_desc(argv, opts.session.capture_args),
             existing_pid: None,
         },
         Target::Pid(pid) => CheckedTarget {
@@ -37,6 +37,21 @@ pub(super) fn check_target(opts: &RecordOptions) -> Result<CheckedTarget> {
             existing_pid: Some(tgid_of(*pid)?),
         },
     })
+}
+
+/// The command as the recording names it: its program only, unless the
+/// user asked for arguments to be kept (`--capture-args`): arguments can
+/// hold secrets (`--password=…`).
+fn command_desc(argv: &[String], capture_args: bool) -> String {
+    match argv.len() - 1 {
+        _ if capture_args => argv.join(" "),
+        0 => argv[0].clone(),
+        n => format!(
+            "{} [{n} argument{} not recorded: --capture-args keeps them]",
+            argv[0],
+            if n == 1 { "" } else { "s" }
+        ),
+    }
 }
 
 /// Loaded probes and a checked output directory.
@@ -69,6 +84,8 @@ pub(super) fn load(opts: &RecordOptions) -> Result<Probes> {
         // Everything CMD starts is part of what the user asked to see.
         session_opts.follow = true;
     }
+    // Stack sampling reads each new image's memory maps while it runs.
+    session_opts.notices = opts.sample_hz > 0;
     let mut session = Session::start(&host, &session_opts)?;
     let cost = opts.probe_cost.then(CostMeter::start).transpose()?;
     let sampling = start_sampling(&mut session, &host, opts.sample_hz);

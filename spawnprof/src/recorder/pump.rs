@@ -1,6 +1,7 @@
-//! Phase 3: marks from the ring buffer, through the reorder window into
-//! the correlator, and finished spawns into the recording, until the
-//! target exits, the duration ends or a signal arrives.
+//! Phase 3: the kernel's records from the ring buffer into the recording,
+//! as they come, until the target exits, the duration ends or a signal
+//! arrives. Each spawn arrives whole; turning records into spawns waits for
+//! the end (`finish`), so the loop does little more than copy.
 use std::{sync::LazyLock, time::Duration};
 
 use anyhow::Result;
@@ -8,17 +9,23 @@ use aya::maps::{MapData, RingBuf};
 use tokio::time::Instant;
 
 use super::{
-    RECORDS_KEPT, RecordOptions, Stop, Target,
+    RecordOptions, Stop, Target,
     interrupt::{self, Interrupts},
     live::LiveCount,
     start::Live,
 };
+use spawnprof_common::rec;
+
 use crate::{
-    sys::{clock::mono_ns, procfs::pid_alive},
-    trace::{Reorder, decode, stacks::MapsCache},
+    recording::RecordingWriter,
+    sys::procfs::pid_alive,
+    trace::{
+        decode::{Record, decode, kind_of},
+        stacks::MapsCache,
+    },
 };
 
-/// How often marks are collected from the ring buffer when the probes have
+/// How often records are collected from the ring buffer when the probes have
 /// not asked for an early wake-up. Each wake-up of the reader costs tens of
 /// µs of CPU: at 40 ms instead of 10 ms the reader used 12-15 instead of
 /// 19-25 µs per spawn (serial posix_spawn). A burst that fills half the
@@ -28,7 +35,7 @@ const DRAIN_INTERVAL: Duration = Duration::from_millis(40);
 /// are read while draining; short-lived processes must still be there.
 const DRAIN_INTERVAL_SAMPLING: Duration = Duration::from_millis(10);
 /// While drains come back empty the interval doubles up to this, so an idle
-/// recording (`-p` on a quiet server) rarely wakes; the first marks after a
+/// recording (`-p` on a quiet server) rarely wakes; the first records after a
 /// lull wait at most this long.
 const IDLE_DRAIN_INTERVAL: Duration = Duration::from_millis(160);
 /// How often `-p` checks that its target is still alive.
@@ -108,7 +115,8 @@ impl Live {
     ) -> Result<Wake> {
         let Live {
             ring,
-            reorder,
+            writer,
+            spawns,
             maps,
             sampling,
             child_exit,
@@ -117,7 +125,8 @@ impl Live {
         Ok(tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain_ring(guard.get_inner_mut(), reorder, sampling.snapshot_maps.then_some(maps));
+                let maps = sampling.snapshot_maps.then_some(maps);
+                *spawns += drain_ring(guard.get_inner_mut(), writer, maps).spawns;
                 guard.clear_ready();
                 Wake::Drained
             }
@@ -143,12 +152,11 @@ impl Live {
         }
     }
 
-    /// The timer's chores: collect marks, redraw the live count, prune map
+    /// The timer's chores: collect records, redraw the live count, prune map
     /// snapshots, and check that `-p`'s target still lives.
     fn tick(&mut self, chores: &mut Chores, opts: &RecordOptions) -> Option<Stop> {
-        let maps = self.sampling.snapshot_maps.then_some(&mut self.maps);
-        let marks = drain_ring(self.ring.get_mut(), &mut self.reorder, maps);
-        chores.drain_every = if marks == 0 {
+        let drained = self.drain();
+        chores.drain_every = if drained.records == 0 {
             (chores.drain_every * 2).min(IDLE_DRAIN_INTERVAL)
         } else {
             chores.busy_interval
@@ -158,7 +166,7 @@ impl Live {
             && now - chores.live_shown >= LIVE_UPDATE_INTERVAL
         {
             chores.live_shown = now;
-            live.show(now - chores.started, &self.stats.counts());
+            live.show(now - chores.started, self.spawns);
         }
         if self.sampling.snapshot_maps && now - chores.maps_pruned >= MAPS_PRUNE_INTERVAL {
             chores.maps_pruned = now;
@@ -185,41 +193,39 @@ impl Live {
         None
     }
 
-    /// Feeds the marks that left the reorder window to the correlator and
-    /// writes out the spawns that finished.
-    fn feed_ready(&mut self) -> Result<()> {
-        self.root.resolve(&mut self.session, &mut self.correlator)?;
-        for e in self.reorder.ready(mono_ns()) {
-            self.correlator.feed(&e);
-        }
-        self.flush();
-        Ok(())
+    /// Moves what the ring buffer holds into the recording.
+    pub fn drain(&mut self) -> Drained {
+        let maps = self.sampling.snapshot_maps.then_some(&mut self.maps);
+        let drained = drain_ring(self.ring.get_mut(), &mut self.writer, maps);
+        self.spawns += drained.spawns;
+        drained
     }
 
-    /// Writes out the spawns the correlator finished, keeps the first ones
-    /// for the terminal, and adds them to the statistics.
-    pub fn flush(&mut self) {
-        for r in self.correlator.drain_finished() {
-            self.writer.append(&r);
-            self.stats.add(&r);
-            if self.records.len() < RECORDS_KEPT {
-                self.records.push(r);
-            }
+    /// Between ticks: the resolution of a root in a PID namespace, the
+    /// finished spawns the kernel kept for lack of room in the ring buffer,
+    /// and the once-a-second flush of the recording.
+    fn feed_ready(&mut self) -> Result<()> {
+        self.root.resolve(&mut self.session)?;
+        let (collected, seen) = self.session.collect_deferred(self.deferred);
+        self.deferred = seen;
+        for r in &collected {
+            self.writer.append(r);
         }
+        self.spawns += collected.len() as u64;
         if let Some(failure) = self.writer.checkpoint() {
             crate::say!(
                 "spawnprof: error: {failure}; recording goes on, but from now on spawns are only \
-                 counted for the report below, not saved (free space, or record into another \
-                 directory with -o)"
+                 counted, not saved (free space, or record into another directory with -o)"
             );
         }
+        Ok(())
     }
 }
 
 impl Chores {
     fn new(live: &Live, opts: &RecordOptions) -> Self {
         // The probes wake us only when the ring buffer is half full;
-        // otherwise marks are collected on this timer (spawnprof-ebpf emit.rs).
+        // otherwise records are collected on this timer (spawnprof-ebpf emit.rs).
         let busy_interval = if live.sampling.active {
             DRAIN_INTERVAL_SAMPLING
         } else {
@@ -239,55 +245,50 @@ impl Chores {
     }
 }
 
-/// Moves every mark from the ring buffer into the reorder window and
-/// returns how many there were. With `maps`, the memory maps of each
-/// process that just exec'd are snapshotted while it (probably) still runs,
-/// to symbolize its stacks later.
+/// What a drain of the ring buffer moved.
+pub(super) struct Drained {
+    pub records: u64,
+    pub spawns: u64,
+}
+
+/// Moves every record from the ring buffer into the recording. With
+/// `maps`, the memory maps of each process that just exec'd are
+/// snapshotted while it (probably) still runs, to symbolize its stacks later.
 pub(super) fn drain_ring(
     ring: &mut RingBuf<MapData>,
-    reorder: &mut Reorder,
+    writer: &mut RecordingWriter,
     mut maps: Option<&mut MapsCache>,
-) -> usize {
-    // SPAWNPROF_DEBUG_MARKS=1 prints every mark as it arrives (for debugging
-    // probes). Looked up once: getenv locks and scans the environment, and
-    // this runs up to 100 times a second (with stack sampling).
+) -> Drained {
+    // SPAWNPROF_DEBUG_RECORDS=1 prints every record as it arrives (for
+    // debugging probes). Looked up once: getenv locks and scans the
+    // environment, and this runs up to 100 times a second.
     static DEBUG: LazyLock<bool> =
-        LazyLock::new(|| std::env::var_os("SPAWNPROF_DEBUG_MARKS").is_some());
-    let mut marks = 0;
+        LazyLock::new(|| std::env::var_os("SPAWNPROF_DEBUG_RECORDS").is_some());
+    let mut d = Drained {
+        records: 0,
+        spawns: 0,
+    };
     while let Some(item) = ring.next() {
-        marks += 1;
-        let e = match decode(&item) {
-            Ok(e) => e,
-            Err(err) => {
-                crate::say!("spawnprof: skipping a malformed mark: {err:#}");
-                continue;
-            }
-        };
+        d.records += 1;
         if *DEBUG {
-            let m = &e.mark;
-            crate::say!(
-                "mark {} {:<18} cpu{} tid={} tgid={} a={:#x} b={:#x} c={:#x} {}",
-                m.ts_ns,
-                spawnprof_common::kind::name(m.kind),
-                m.cpu,
-                m.tid,
-                m.tgid,
-                m.a,
-                m.b,
-                m.c,
-                e.text.as_deref().unwrap_or("")
-            );
+            crate::say!("record {:?}", decode(&item));
         }
-        if let Some(maps) = maps.as_deref_mut() {
-            match e.mark.kind {
-                spawnprof_common::kind::EXEC_DONE => maps.observe(e.mark.tgid),
-                spawnprof_common::kind::EXIT => maps.exited(e.mark.tgid),
-                _ => {}
+        match kind_of(&item) {
+            Some(rec::NOTICE_EXEC | rec::NOTICE_EXIT) => {
+                if let (Some(maps), Ok(Record::Notice(n))) = (maps.as_deref_mut(), decode(&item)) {
+                    match n.kind {
+                        rec::NOTICE_EXEC => maps.observe(n.tgid),
+                        _ => maps.exited(n.tgid),
+                    }
+                }
+            }
+            kind => {
+                d.spawns += u64::from(kind == Some(rec::SPAWN));
+                writer.append(&item);
             }
         }
-        reorder.push(e)
     }
-    marks
+    d
 }
 
 /// Debug builds only (the integration tests' binaries):

@@ -7,23 +7,21 @@ use tokio::{
 };
 
 use super::{
-    RecordOptions, Target,
+    RECORDS_KEPT, RecordOptions, Target,
     cost::CostMeter,
     interrupt::{InterruptedBeforeTracing, Interrupts},
     prepare::{CheckedTarget, Probes, Sampling},
     target::{GatedChild, RootResolver},
 };
 use crate::{
-    analysis::Accumulator,
-    model::SpawnRecord,
     probe::{Host, Session, SessionOptions},
-    recording::{RecordingWriter, SCHEMA_VERSION, Summary, recover},
+    recording::{Ending, RecordingWriter, SCHEMA_VERSION, Summary, recover},
     sys::{
         clock::{mono_ns, unix_seconds_now},
         node::NodeFacts,
-        procfs::pid_alive,
+        procfs::{descendants, pid_alive},
     },
-    trace::{Correlator, Reorder, stacks::MapsCache},
+    trace::stacks::MapsCache,
 };
 
 /// A recording in progress: what the loop feeds and the end writes out.
@@ -31,11 +29,12 @@ pub(super) struct Live {
     pub session: Session,
     pub ring: AsyncFd<RingBuf<MapData>>,
     pub writer: RecordingWriter,
-    pub correlator: Correlator,
-    pub reorder: Reorder,
-    /// The first spawns, for the terminal table.
-    pub records: Vec<SpawnRecord>,
-    pub stats: Accumulator,
+    /// Spawn records taken so far (the live count, and the denominator of
+    /// the per-spawn costs).
+    pub spawns: u64,
+    /// Finished spawns the kernel kept for lack of room in the ring, as
+    /// counted when last collected.
+    pub deferred: u64,
     pub maps: MapsCache,
     pub sampling: Sampling,
     pub cost: Option<CostMeter>,
@@ -66,7 +65,7 @@ impl Live {
             cost,
             sampling,
         } = probes;
-        let ring = session.take_marks()?;
+        let ring = session.take_records()?;
         // SAFETY: the ring buffer owns its map fd and keeps it open (and the
         // same) until it is dropped, which happens after the AsyncFd is gone.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -81,24 +80,25 @@ impl Live {
         let summary = provisional_summary(&host, &session, &session_opts, &target, &sampling, t0);
         // On disk before the first spawn: should spawnprof be killed where
         // no handler runs (SIGKILL, the OOM killer), `spawnprof report`
-        // rebuilds the rest from spawns.jsonl (recording::recover).
-        let writer = out.start(&summary)?;
-        let correlator = Correlator::new(t0, None).with_fault_coverage(session.fault_coverage());
+        // rebuilds the rest from the raw records (recording::recover).
+        let end = Ending {
+            t0,
+            coverage: session.fault_coverage(),
+            keep: RECORDS_KEPT,
+        };
+        let writer = out.start(&summary, end)?;
         let (root_pid, child_exit) = start_target(&mut session, opts, &target)?;
         let mut live = Live {
             session,
             ring,
             writer,
-            correlator,
-            reorder: Reorder::new(opts.reorder_window.as_nanos() as u64),
-            records: Vec::new(),
-            stats: Accumulator::default(),
+            spawns: 0,
+            deferred: 0,
             maps: MapsCache::default(),
             sampling,
             cost,
             root: RootResolver {
                 pending: Some(root_pid),
-                is_command: matches!(opts.target, Target::Command(_)),
             },
             root_pid,
             child_exit,
@@ -107,7 +107,7 @@ impl Live {
             summary,
             t0,
         };
-        live.root.resolve(&mut live.session, &mut live.correlator)?;
+        live.root.resolve(&mut live.session)?;
         live.announce(&host, opts, &target.desc);
         Ok(live)
     }
@@ -156,13 +156,20 @@ fn start_target(
                 None => None,
             };
             let child = GatedChild::spawn(argv, stdout.as_ref())?;
-            session.trace(child.pid, true)?;
+            session.trace(child.pid, true, true)?;
             let pid = child.pid;
             Ok((pid, Some(child.release()?)))
         }
         Target::Pid(_) => {
             let tgid = target.existing_pid.expect("checked with the target");
-            session.trace(tgid, true)?;
+            session.trace(tgid, true, false)?;
+            if opts.session.follow {
+                // Descendants forked before the probes attached: their own
+                // spawns are the target's descendants' too.
+                for pid in descendants(tgid) {
+                    session.trace(pid, true, false)?;
+                }
+            }
             Ok((tgid, None))
         }
     }
@@ -187,11 +194,13 @@ fn provisional_summary(
         start_unix_s: unix_seconds_now().unwrap_or(0),
         duration_ns: 0,
         interrupted: false,
+        timed_out: false,
         exit_code: None,
         counts: Default::default(),
-        lost_marks_total: 0,
-        lost_marks: Default::default(),
-        correlation: Default::default(),
+        lost_spawns: 0,
+        lost: Default::default(),
+        assembly: Default::default(),
+        fault_coverage: Some(session.fault_coverage()),
         stages: Default::default(),
         placement: None,
         spawn_time: None,

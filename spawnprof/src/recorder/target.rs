@@ -8,7 +8,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use tokio::sync::oneshot;
 
-use crate::{probe::Session, sys::memlock::memlock_limit_to_restore, trace::Correlator};
+use crate::{probe::Session, sys::memlock::memlock_limit_to_restore};
 
 /// What to trace.
 #[derive(Clone, Debug)]
@@ -20,24 +20,18 @@ pub enum Target {
 }
 
 /// The traced process as the probes know it: by its host pid, which in a
-/// PID namespace is learnt only once a probe has run in it.
+/// PID namespace is learnt only once a probe has run in it. Until then the
+/// probes look for it on every run; once it is found they stop.
 pub(super) struct RootResolver {
     /// Its pid as spawnprof knows it, until the host pid is known.
     pub pending: Option<u32>,
-    /// It is the recorded command, the root of the correlator's records.
-    pub is_command: bool,
 }
 
 impl RootResolver {
-    /// Sets the correlator's root once the host pid is known (at once
-    /// outside a PID namespace).
-    pub fn resolve(&mut self, session: &mut Session, correlator: &mut Correlator) -> Result<()> {
+    pub fn resolve(&mut self, session: &mut Session) -> Result<()> {
         if let Some(pid) = self.pending
-            && let Some(host) = session.host_tgid(pid)?
+            && session.host_tgid(pid)?.is_some()
         {
-            if self.is_command {
-                correlator.set_root(host);
-            }
             self.pending = None;
         }
         Ok(())

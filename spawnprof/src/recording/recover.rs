@@ -12,11 +12,11 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use super::{
-    RecordingLock, SCHEMA_VERSION, SPAWNS_FILE, SUMMARY_FILE, Summary, for_each_record,
-    read_summary,
+    RAW_FILE, RecordingLock, SCHEMA_VERSION, SPAWNS_FILE, SUMMARY_FILE, SpawnWriter, Summary,
+    convert, for_each_record, read_summary, write_summary,
     writer::{SUMMARY_RESERVE_FILE, cut_to_last_line},
 };
-use crate::analysis::Accumulator;
+use crate::{analysis::Accumulator, model::FaultCoverage};
 
 /// What the summary says while the recording runs; replaced by the final
 /// summary, or by [`rebuilt_note`] when the recording is rebuilt.
@@ -32,9 +32,10 @@ pub const WHILE_RECORDING: &str = "spawnprof was recording when this summary was
 /// Refuses a recording that a live spawnprof is still writing.
 pub fn summary(dir: &Path) -> Result<Summary> {
     let has_summary = dir.join(SUMMARY_FILE).exists();
+    let has_raw = dir.join(RAW_FILE).exists();
     if has_summary {
         let s = read_summary(dir)?;
-        if s.unfinished.is_none() {
+        if s.unfinished.is_none() && !has_raw {
             return Ok(s);
         }
     } else if !dir.join(SPAWNS_FILE).exists() {
@@ -52,7 +53,11 @@ pub fn summary(dir: &Path) -> Result<Summary> {
     let base = if has_summary || dir.join(SUMMARY_FILE).exists() {
         let s = read_summary(dir)?;
         if s.unfinished.is_none() {
-            return Ok(s);
+            return if dir.join(RAW_FILE).exists() {
+                finish_conversion(dir, s)
+            } else {
+                Ok(s)
+            };
         }
         s
     } else {
@@ -62,6 +67,11 @@ pub fn summary(dir: &Path) -> Result<Summary> {
 }
 
 fn rebuild(dir: &Path, mut s: Summary) -> Result<Summary> {
+    let raw_cut = if dir.join(RAW_FILE).exists() {
+        convert_raw(dir, &mut s)?
+    } else {
+        0
+    };
     let spawns_path = dir.join(SPAWNS_FILE);
     let file = File::options()
         .read(true)
@@ -85,26 +95,62 @@ fn rebuild(dir: &Path, mut s: Summary) -> Result<Summary> {
     s.placement = acc.placement();
     s.spawn_time = acc.spawn_time();
     s.duration_ns = s.duration_ns.max(latest);
-    s.unfinished = Some(rebuilt_note(n, cut));
+    s.unfinished = Some(rebuilt_note(n, cut + raw_cut));
     // The space the recording set aside for its final summary.
     let _ = fs::remove_file(dir.join(SUMMARY_RESERVE_FILE));
+    Ok(s)
+}
+
+/// The raw records a killed recording left: converted into spawns.jsonl,
+/// which they replace. Returns the bytes of a record cut short.
+fn convert_raw(dir: &Path, s: &mut Summary) -> Result<u64> {
+    let mut writer = SpawnWriter::create(dir)?;
+    let coverage = s.fault_coverage.unwrap_or(FaultCoverage::ALL);
+    let converted = convert(dir, &mut writer, s.start_monotonic_ns, coverage, 0)?;
+    writer.finish()?;
+    s.assembly = converted.assembly;
+    fs::remove_file(dir.join(RAW_FILE))
+        .with_context(|| format!("removing {RAW_FILE} once converted"))?;
+    Ok(converted.cut_bytes)
+}
+
+/// A finished recording whose spawns.jsonl the disk could not take: its
+/// raw records, converted again now that there may be room. The summary's
+/// counts and statistics were whole already (spawns that were never saved
+/// were counted in memory), so only what it says of the file changes.
+fn finish_conversion(dir: &Path, mut s: Summary) -> Result<Summary> {
+    let mut writer = SpawnWriter::create(dir)?;
+    let coverage = s.fault_coverage.unwrap_or(FaultCoverage::ALL);
+    convert(dir, &mut writer, s.start_monotonic_ns, coverage, 0)?;
+    let saved = writer.finish().with_context(|| {
+        format!("{RAW_FILE} is kept: free more space, then run `spawnprof report` again")
+    })?;
+    fs::remove_file(dir.join(RAW_FILE))
+        .with_context(|| format!("removing {RAW_FILE} once converted"))?;
+    let processes = s.counts.spawns + s.counts.threads + 1;
+    s.spawns_incomplete = (saved < processes).then(|| {
+        format!(
+            "spawns.jsonl holds the {saved} spawns saved while recording, of {processes}: the \
+             disk was full, and the rest were only counted (the counts and statistics include \
+             them)"
+        )
+    });
+    write_summary(dir, &s)?;
     Ok(s)
 }
 
 /// What a rebuilt summary says about itself.
 pub fn rebuilt_note(records: u64, cut_bytes: u64) -> String {
     let cut = if cut_bytes > 0 {
-        format!(
-            "; the last record, cut short mid-write ({cut_bytes} bytes), was removed from spawns.jsonl"
-        )
+        format!("; the last record, cut short mid-write ({cut_bytes} bytes), was left out")
     } else {
         String::new()
     };
     format!(
         "spawnprof ended before it finished this recording (killed by SIGKILL or the OOM killer, a \
          crash, or the machine went down). Counts and statistics were rebuilt from the {records} \
-         spawns in spawns.jsonl, which lacks those of the last second or so{cut}. Not known: lost \
-         marks, correlation counters, the command's exit status and stack samples."
+         spawns it had received, which lack those of the last second or so and the spawns still \
+         in progress{cut}. Not known: lost spawns, the command's exit status and stack samples."
     )
 }
 
@@ -126,12 +172,14 @@ fn without_summary(dir: &Path) -> Summary {
         start_unix_s,
         duration_ns: 0,
         interrupted: false,
+        timed_out: false,
         exit_code: None,
         plan: Vec::new(),
         counts: Default::default(),
-        lost_marks: Default::default(),
-        lost_marks_total: 0,
-        correlation: Default::default(),
+        lost_spawns: 0,
+        lost: Default::default(),
+        assembly: Default::default(),
+        fault_coverage: None,
         stages: Default::default(),
         captured: vec!["unknown (summary.json missing)".into()],
         stack_sampling: "unknown (summary.json missing)".into(),

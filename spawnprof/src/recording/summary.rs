@@ -6,13 +6,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     analysis::{Counts, Placement, SpawnTime, StageStats},
+    model::FaultCoverage,
     probe::plan::PlanRow,
     sys::node::NodeFacts,
-    trace::CorrelationStats,
+    trace::AssemblyStats,
 };
 
 /// Bumped whenever a field changes meaning or disappears (docs/OUTPUT.md).
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: spawns are assembled in the kernel: `lost` (by reason) and
+/// `lost_spawns` replace `lost_marks`, `assembly` replaces `correlation`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `summary.json`: what was recorded, how, and the per-stage statistics.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -33,15 +36,30 @@ pub struct Summary {
     pub duration_ns: u64,
     /// Ended by Ctrl-C/SIGTERM rather than by the target or the duration.
     pub interrupted: bool,
+    /// `--duration` ended it, and with it the command, if still running
+    /// (SIGTERM, as `timeout` does).
+    #[serde(default)]
+    pub timed_out: bool,
     /// Exit status of the traced command (128+signal when killed).
     pub exit_code: Option<i32>,
     /// The attach plan, one row per probe stage.
     pub plan: Vec<PlanRow>,
     pub counts: Counts,
-    /// Marks dropped because the ring buffer was full, by kind.
-    pub lost_marks: BTreeMap<String, u64>,
-    pub lost_marks_total: u64,
-    pub correlation: CorrelationStats,
+    /// Spawns that happened in traced processes and have no record: the
+    /// kernel had no room to keep them (spawns.jsonl holds the others).
+    #[serde(default)]
+    pub lost_spawns: u64,
+    /// What could not be kept, by reason (see docs/OUTPUT.md); reasons with
+    /// nothing lost are left out.
+    #[serde(default)]
+    pub lost: BTreeMap<String, u64>,
+    /// How the kernel's records were joined into spawns.
+    #[serde(default)]
+    pub assembly: AssemblyStats,
+    /// Which fault figures the probes count (the others are null), as the
+    /// attach plan decided: what a rebuild of a killed recording needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_coverage: Option<FaultCoverage>,
     /// Per stage: count, mean, p50, p90, p99, max, total (ns).
     pub stages: BTreeMap<String, StageStats>,
     /// Argument values and environment values are never recorded; only counts.

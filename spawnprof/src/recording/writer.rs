@@ -98,6 +98,13 @@ impl SpawnWriter {
         }
     }
 
+    /// `n` records that were never offered (counted in memory while the
+    /// disk was full): for the failure's message, which says how many of
+    /// all the records the file keeps.
+    pub fn missed(&mut self, n: u64) {
+        self.unsaved += n;
+    }
+
     /// The first write failure, once: for a warning while recording.
     pub fn new_failure(&mut self) -> Option<String> {
         if self.failure_reported {

@@ -244,7 +244,7 @@ fn facts(out: &mut String, s: &Summary) {
         ("execs", c.execs.to_string()),
         ("failed exec attempts", c.failed_exec_attempts.to_string()),
         ("incomplete records", c.incomplete.to_string()),
-        ("lost marks", s.lost_marks_total.to_string()),
+        ("lost spawns", s.lost_spawns.to_string()),
         ("spawnprof", s.spawnprof_version.clone()),
     ];
     if !c.by_method.is_empty() {
@@ -280,6 +280,51 @@ fn facts(out: &mut String, s: &Summary) {
     out.push_str("</div>");
 }
 
+/// What the recording could not keep, in a sentence, when it lost anything.
+pub fn lost_note(s: &Summary) -> Option<String> {
+    let n = |k: &str| s.lost.get(k).copied().unwrap_or(0);
+    let mut parts = Vec::new();
+    if s.lost_spawns > 0 {
+        let why: Vec<String> = ["spawn_no_room", "spawn_ring_full", "spawn_overwritten"]
+            .iter()
+            .filter(|k| n(k) > 0)
+            .map(|k| format!("{k}: {}", n(k)))
+            .collect();
+        parts.push(format!(
+            "{} spawns have no record ({}): the kernel had no room to keep them",
+            s.lost_spawns,
+            why.join(", ")
+        ));
+    }
+    if n("clone_no_room") > 0 {
+        parts.push(format!(
+            "{} clones were not followed from their entry (too many at once): their spawns lack \
+             the parent's side",
+            n("clone_no_room")
+        ));
+    }
+    if n("exec_ring_full") > 0 {
+        parts.push(format!(
+            "{} exec attempt records did not fit in the ring buffer (their spawns say so in \
+             `incomplete`)",
+            n("exec_ring_full")
+        ));
+    }
+    if n("text_ring_full") > 0 {
+        parts.push(format!(
+            "{} captures or exec notices did not fit in the ring buffer (captured arguments are \
+             missing there, and stacks sampled in those processes may lack user symbols)",
+            n("text_ring_full")
+        ));
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "{}. Record again with a larger --ring-buffer.",
+            parts.join("; ")
+        )
+    })
+}
+
 fn warnings(out: &mut String, s: &Summary) {
     let mut w = Vec::new();
     if s.interrupted {
@@ -288,17 +333,8 @@ fn warnings(out: &mut String, s: &Summary) {
     if let Some(why) = &s.unfinished {
         w.push(why.clone());
     }
-    if s.lost_marks_total > 0 {
-        let kinds: Vec<String> = s
-            .lost_marks
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect();
-        w.push(format!(
-            "{} marks were lost because the ring buffer was full ({}); some spawns are incomplete. Record again with a larger --ring-buffer.",
-            s.lost_marks_total,
-            kinds.join(", ")
-        ));
+    if let Some(lost) = lost_note(s) {
+        w.push(lost);
     }
     if !s.schema_ok() {
         w.push(format!(

@@ -100,11 +100,13 @@ fn cut(cell: &str, width: usize) -> std::borrow::Cow<'_, str> {
 
 /// One row per process created (threads are left out), at most `limit`,
 /// fitted into `width` columns; `total`: the processes the recording holds
-/// (the records passed in may be only its first ones).
+/// (the records passed in may be only its first ones), and `where_rest`
+/// says where the others are.
 pub fn processes(
     records: &[SpawnRecord],
     limit: usize,
     total: u64,
+    where_rest: &str,
     width: Option<usize>,
 ) -> String {
     let mut t = Table::new(&[
@@ -141,11 +143,7 @@ pub fn processes(
     let shown = procs.len().min(limit) as u64;
     let total = total.max(procs.len() as u64);
     if total > shown {
-        let _ = writeln!(
-            out,
-            "… and {} more (all of them in spawns.jsonl)",
-            total - shown
-        );
+        let _ = writeln!(out, "… and {} more ({where_rest})", total - shown);
     }
     out
 }

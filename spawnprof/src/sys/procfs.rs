@@ -54,6 +54,43 @@ pub fn kernel_release() -> String {
     read_trim("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into())
 }
 
+/// The processes descended from `pid` now (children, their children…),
+/// from the parent pid in each /proc/PID/stat.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+    for e in entries.flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(ppid) = read(&format!("/proc/{p}/stat")).and_then(|s| stat_ppid(&s)) {
+            children.entry(ppid).or_default().push(p);
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for &c in children.get(&p).into_iter().flatten() {
+            out.push(c);
+            todo.push(c);
+        }
+    }
+    out
+}
+
+/// The parent pid in a /proc/PID/stat line (after the `(comm)`, which may
+/// hold spaces and parentheses).
+fn stat_ppid(stat: &str) -> Option<u32> {
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Whether `pid` exists and is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
     // Signal 0 only checks existence; a zombie still counts until reaped,
@@ -114,6 +151,20 @@ pub fn is_kernel_thread(status: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_parent_pid_is_read_past_a_comm_with_spaces_and_parentheses() {
+        assert_eq!(stat_ppid("42 (a (b) c) S 7 42 42 0 -1"), Some(7));
+        assert_eq!(stat_ppid("42 (sh) R 1 2"), Some(1));
+        assert_eq!(stat_ppid("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_is_a_descendant_of_its_parent() {
+        let me = std::process::id();
+        assert!(descendants(std::os::unix::process::parent_id()).contains(&me));
+        assert!(!descendants(me).contains(&me));
+    }
 
     #[test]
     fn thp_bracket_parsing() {

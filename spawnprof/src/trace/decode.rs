@@ -1,21 +1,76 @@
-//! Ring-buffer records → [`Event`]s. The kernel writes [`Mark`]s and
-//! [`spawnprof_common::TextMark`]s; anything else (short, oversized, unknown
-//! kind) is rejected here rather than trusted.
+//! Ring-buffer records → [`Record`]s. Every record starts with its kind
+//! ([`rec`]); its size must be the size of that kind's struct. Anything
+//! else (short, oversized, unknown kind, a length past its buffer) is
+//! rejected here rather than trusted.
 use anyhow::{Result, bail};
-use spawnprof_common::{COMM_LEN, Mark, TEXT_LEN, TEXT_TRUNCATED, kind};
+use spawnprof_common::{
+    COMM_LEN, ExecEvent, Notice, PATH_LEN_MASK, TEXT_LEN, TEXT_TRUNCATED, TextEvent, rec,
+};
 
-/// A decoded mark, with its text when it carried one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
-    pub mark: Mark,
-    pub text: Option<String>,
-    pub text_truncated: bool,
+pub use spawnprof_common::SpawnEvent;
+
+/// One decoded ring-buffer record.
+#[derive(Clone, Debug)]
+pub enum Record {
+    Spawn(Box<SpawnEvent>),
+    Exec(ExecEvent),
+    Text(TextEvent),
+    Notice(Notice),
 }
 
-impl Event {
-    pub fn comm(&self) -> String {
-        comm_str(&self.mark.comm)
+/// The kind of a raw record, without decoding the rest.
+pub fn kind_of(bytes: &[u8]) -> Option<u16> {
+    Some(u16::from_ne_bytes(bytes.get(..2)?.try_into().ok()?))
+}
+
+/// Reads a `T` from exactly `size_of::<T>()` bytes.
+fn read<T: Copy>(bytes: &[u8], what: &str) -> Result<T> {
+    let want = size_of::<T>();
+    if bytes.len() != want {
+        bail!("{what} record of {} bytes, expected {want}", bytes.len());
     }
+    // SAFETY: every record type is repr(C) plain data valid for any bit
+    // pattern, and the length was checked; read_unaligned copes with the
+    // ring buffer's 8-byte alignment being a promise we do not rely on.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Record> {
+    let Some(kind) = kind_of(bytes) else {
+        bail!("record of {} bytes is too short for a kind", bytes.len());
+    };
+    Ok(match kind {
+        rec::SPAWN => {
+            let s: SpawnEvent = read(bytes, "spawn")?;
+            if usize::from(s.exec_path_len & PATH_LEN_MASK) > TEXT_LEN {
+                bail!(
+                    "spawn record with an exec path of {} bytes",
+                    s.exec_path_len
+                );
+            }
+            Record::Spawn(Box::new(s))
+        }
+        rec::EXEC => {
+            let e: ExecEvent = read(bytes, "exec")?;
+            if usize::from(e.path_len & PATH_LEN_MASK) > TEXT_LEN {
+                bail!("exec record with a path of {} bytes", e.path_len);
+            }
+            Record::Exec(e)
+        }
+        rec::CAPTURE_ARGS | rec::CAPTURE_ENV => {
+            let t: TextEvent = read(bytes, "capture")?;
+            if (t.len & !TEXT_TRUNCATED) as usize > TEXT_LEN {
+                bail!(
+                    "capture record with {} bytes of text",
+                    t.len & !TEXT_TRUNCATED
+                );
+            }
+            Record::Text(t)
+        }
+        rec::NOTICE_EXEC | rec::NOTICE_EXIT => Record::Notice(read(bytes, "notice")?),
+        other => bail!("unknown record kind {other}"),
+    })
 }
 
 /// A NUL-padded kernel comm as a string.
@@ -24,111 +79,71 @@ pub fn comm_str(comm: &[u8; COMM_LEN]) -> String {
     String::from_utf8_lossy(&comm[..end]).into_owned()
 }
 
-const MARK_SIZE: usize = size_of::<Mark>();
+/// A path of `len` bytes (its length bits) at the start of `buf`, cut at
+/// its NUL: the kernel's string length counts it.
+pub fn path_str(buf: &[u8; TEXT_LEN], len: u16) -> String {
+    let raw = &buf[..usize::from(len & PATH_LEN_MASK).min(TEXT_LEN)];
+    let raw = raw.split(|&b| b == 0).next().unwrap_or_default();
+    String::from_utf8_lossy(raw).into_owned()
+}
 
-/// Decodes one ring-buffer record.
-pub fn decode(bytes: &[u8]) -> Result<Event> {
-    if bytes.len() < MARK_SIZE {
-        bail!(
-            "record of {} bytes is shorter than a mark ({MARK_SIZE})",
-            bytes.len()
-        );
-    }
-    // SAFETY: Mark is repr(C) plain data valid for any bit pattern, and the
-    // length was checked; read_unaligned copes with the ring buffer's 8-byte
-    // alignment being a promise we do not need to rely on.
-    let mark: Mark = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    if mark.kind == 0 || mark.kind >= kind::COUNT {
-        bail!("unknown mark kind {}", mark.kind);
-    }
-    let text_len = (mark.text_len & !TEXT_TRUNCATED) as usize;
-    let has_text = bytes.len() > MARK_SIZE;
-    if !has_text {
-        if text_len != 0 {
-            bail!("mark claims {text_len} bytes of text but carries none");
-        }
-        return Ok(Event {
-            mark,
-            text: None,
-            text_truncated: false,
-        });
-    }
-    let body = &bytes[MARK_SIZE..];
-    if body.len() > TEXT_LEN || text_len > body.len() {
-        bail!(
-            "text of {text_len} bytes does not fit a {} byte body",
-            body.len()
-        );
-    }
-    let raw = &body[..text_len];
-    // Strings end at their NUL (the kernel's length counts it); captured
-    // argument and environment blocks keep theirs as separators.
-    let raw = if matches!(mark.kind, kind::EXEC_ARGS | kind::EXEC_ENV) {
-        raw
-    } else {
-        raw.split(|&b| b == 0).next().unwrap_or_default()
-    };
-    Ok(Event {
-        mark,
-        text: Some(String::from_utf8_lossy(raw).into_owned()),
-        text_truncated: mark.text_len & TEXT_TRUNCATED != 0,
-    })
+/// Captured strings: NUL-separated, the empty ones dropped.
+pub fn strings(t: &TextEvent) -> Vec<String> {
+    let n = ((t.len & !TEXT_TRUNCATED) as usize).min(TEXT_LEN);
+    t.text[..n]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// The bytes of a record, as the kernel sends it (tests, fuzzing).
+pub fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
+    // SAFETY: reading the bytes of a plain-data value.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+}
+
+/// A zeroed record of a plain-data type (tests, fuzzing, the root spawn).
+pub fn zeroed<T: Copy>() -> T {
+    // SAFETY: every record type is valid for the all-zero bit pattern.
+    unsafe { std::mem::zeroed() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn bytes_of(mark: &Mark) -> Vec<u8> {
-        // SAFETY: Mark is plain data.
-        unsafe { std::slice::from_raw_parts((mark as *const Mark).cast::<u8>(), MARK_SIZE) }
-            .to_vec()
-    }
-
     #[test]
-    fn decodes_bare_and_text_marks() {
-        let mut m = Mark {
-            kind: kind::EXEC_ENTER,
-            tid: 7,
-            ..Default::default()
+    fn decodes_each_kind_and_rejects_malformed_records() {
+        let mut s: SpawnEvent = zeroed();
+        s.kind = rec::SPAWN;
+        s.exec_path[..5].copy_from_slice(b"/bin\0");
+        s.exec_path_len = 5;
+        let Record::Spawn(got) = decode(&bytes_of(&s)).unwrap() else {
+            panic!("not a spawn")
         };
-        m.comm[..2].copy_from_slice(b"sh");
-        let e = decode(&bytes_of(&m)).unwrap();
-        assert_eq!(e.mark.tid, 7);
-        assert_eq!(e.comm(), "sh");
-        assert_eq!(e.text, None);
+        assert_eq!(path_str(&got.exec_path, got.exec_path_len), "/bin");
+        let mut e: ExecEvent = zeroed();
+        e.kind = rec::EXEC;
+        assert!(matches!(decode(&bytes_of(&e)).unwrap(), Record::Exec(_)));
+        let mut t: TextEvent = zeroed();
+        t.kind = rec::CAPTURE_ARGS;
+        t.text[..7].copy_from_slice(b"a\0bc\0\0d");
+        t.len = 7 | TEXT_TRUNCATED;
+        let Record::Text(got) = decode(&bytes_of(&t)).unwrap() else {
+            panic!("not a capture")
+        };
+        assert_eq!(strings(&got), ["a", "bc", "d"]);
 
-        m.text_len = 10; // "/bin/true" + NUL
-        let mut b = bytes_of(&m);
-        let mut body = [0u8; TEXT_LEN];
-        body[..9].copy_from_slice(b"/bin/true");
-        b.extend_from_slice(&body);
-        let e = decode(&b).unwrap();
-        assert_eq!(e.text.as_deref(), Some("/bin/true"));
-        assert!(!e.text_truncated);
-    }
-
-    #[test]
-    fn rejects_malformed_records() {
-        assert!(decode(&[0u8; 10]).is_err());
-        let m = Mark {
-            kind: 999,
-            ..Default::default()
-        };
-        assert!(decode(&bytes_of(&m)).is_err());
-        let m = Mark {
-            kind: kind::EXIT,
-            text_len: 5,
-            ..Default::default()
-        };
-        assert!(decode(&bytes_of(&m)).is_err(), "claims text it lacks");
-        let m = Mark {
-            kind: kind::EXEC_ENTER,
-            text_len: 300,
-            ..Default::default()
-        };
-        let mut b = bytes_of(&m);
-        b.extend_from_slice(&[b'a'; 20]);
-        assert!(decode(&b).is_err(), "text longer than the body");
+        assert!(decode(&[1]).is_err(), "too short");
+        assert!(decode(&bytes_of(&s)[..100]).is_err(), "truncated spawn");
+        let mut long = bytes_of(&e);
+        long.push(0);
+        assert!(decode(&long).is_err(), "oversized exec");
+        e.path_len = 300;
+        assert!(decode(&bytes_of(&e)).is_err(), "path past its buffer");
+        let mut unknown = bytes_of(&e);
+        unknown[0] = 99;
+        assert!(decode(&unknown).is_err(), "unknown kind");
     }
 }

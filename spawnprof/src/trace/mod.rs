@@ -1,15 +1,17 @@
-//! From the ring buffer to spawn records.
+//! From the kernel's records to spawn records.
 //!
 //! ```text
-//! ring buffer ─▶ decode (validate each Mark) ─▶ reorder (20 ms window, by ts)
-//!   ─▶ correlate (per-spawn state machine) ─▶ model::SpawnRecord
+//! ring buffer ─▶ decode (validate each record) ─▶ assemble (join a spawn's
+//!   exec attempts and captures to it) ─▶ model::SpawnRecord
 //! perf samples ─▶ stacks (symbolize, fold) ─▶ stacks.svg
 //! ```
-pub mod correlate;
+//!
+//! Each spawn is assembled in the kernel (spawnprof-ebpf `spawn`) and
+//! arrives whole, once, when it ends: nothing here depends on the order
+//! records from different CPUs arrive in.
+pub mod assemble;
 pub mod decode;
-pub mod reorder;
 pub mod stacks;
 
-pub use correlate::{CorrelationStats, Correlator};
-pub use decode::{Event, decode};
-pub use reorder::Reorder;
+pub use assemble::{Assembler, AssemblyStats};
+pub use decode::{Record, decode};
