@@ -13,7 +13,8 @@ use crate::{
 /// One row of the breakdown.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
-    /// A stage name, or a part of one: `(own)`, `(not split by a probe)`.
+    /// A stage name, or a part of one: `(rest of exec)`, `(not split by a
+    /// probe)`.
     pub label: String,
     pub depth: usize,
     /// The stage's own statistics over the spawns that measured it.
@@ -115,9 +116,9 @@ type MakeRow<'a> = dyn Fn(&str, usize, Option<(u64, f64)>) -> Row + 'a;
 /// ns → (ns, share of the whole spawn time).
 type Share<'a> = dyn Fn(u64) -> Option<(u64, f64)> + 'a;
 
-/// The tree: the whole spawn time, each node under its parent, an `(own)`
-/// row where a node has measured children and time of its own, and what
-/// no stage accounts for.
+/// The tree: the whole spawn time, each node under its parent, a `(rest of
+/// NODE)` row where a node has measured children and time of its own, and
+/// what no stage accounts for.
 fn tree_rows(t: &SpawnTime, row: &MakeRow<'_>) -> Vec<Row> {
     let total = t.total.total_ns.max(1);
     let share = |ns: u64| Some((ns, ns as f64 / total as f64));
@@ -167,7 +168,7 @@ fn subtree(
     let measured: u64 = children.iter().map(|c| t.node(c)).sum();
     if measured > 0 && t.own(name) > 0 {
         rows.push(Row {
-            label: "(own)".into(),
+            label: format!("(rest of {name})"),
             depth: depth + 1,
             stats: None,
             time: share(t.own(name)),

@@ -146,8 +146,8 @@ pub fn stages_svg(folder: &StageFolder) -> Result<String> {
     let text: Vec<String> = lines.iter().map(|(s, w)| format!("{s} {w}")).collect();
     let refs: Vec<&str> = text.iter().map(String::as_str).collect();
     let mut palette = stage_palette();
-    // inferno's own root frame.
-    palette.insert("all", grey_for("all"));
+    // inferno's own root frame ("all"), which it names with an empty string.
+    palette.insert("", grey_for("all"));
     for (stack, _) in &lines {
         // root;parent;method: grey, under the coloured stages.
         for frame in stack.split(';').take(3) {
