@@ -410,23 +410,13 @@ mod tests {
                 50_000,
             ));
         }
-        let mut none = config(
-            "thp/fork-exec-1gib-none",
-            Method::ForkExec,
-            1024 * MIB,
-            10_280_000,
-        );
-        none.config.spawner.huge_pages = HugePages::None;
-        none.spawner.huge_pages = HugePages::None;
-        let mut thp = config(
-            "thp/fork-exec-1gib-thp",
-            Method::ForkExec,
-            1024 * MIB,
-            514_000,
-        );
-        thp.config.spawner.huge_pages = HugePages::Thp;
-        thp.spawner.huge_pages = HugePages::Thp;
-        configs.extend([none, thp]);
+        for (pages, p50) in [(HugePages::None, 10_280_000), (HugePages::Thp, 514_000)] {
+            let name = format!("thp/fork-exec-1gib-{pages}");
+            let mut c = config(&name, Method::ForkExec, 1024 * MIB, p50);
+            c.config.spawner.huge_pages = pages;
+            c.spawner.huge_pages = pages;
+            configs.push(c);
+        }
         for vars in [0, 1000] {
             let mut c = config(
                 &format!("env/posix-spawn-env{vars}"),

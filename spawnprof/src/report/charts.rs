@@ -463,6 +463,14 @@ pub fn stacked_bars_colored<C: AsRef<str>, S: AsRef<str>>(
     stacked_bars_labelled(title, y_axis, categories, stage_names, colors, values, None)
 }
 
+/// Each bar's height: the sum of its drawable segments.
+fn bar_totals(values: &[Vec<f64>]) -> Vec<f64> {
+    values
+        .iter()
+        .map(|v| v.iter().filter(|x| x.is_finite() && **x > 0.0).sum())
+        .collect()
+}
+
 /// One bar per category, each its stages' shares of it (stacked to 100%),
 /// topped by `totals` (what 100% is, e.g. the call's mean), so methods a
 /// thousand times apart read alike. `values[category][stage]` are ns.
@@ -473,10 +481,7 @@ pub fn share_bars<C: AsRef<str>, S: AsRef<str>>(
     colors: &[&str],
     values: &[Vec<f64>],
 ) -> String {
-    let totals: Vec<f64> = values
-        .iter()
-        .map(|v| v.iter().filter(|x| x.is_finite() && **x > 0.0).sum())
-        .collect();
+    let totals = bar_totals(values);
     let shares: Vec<Vec<f64>> = values
         .iter()
         .zip(&totals)
@@ -508,10 +513,7 @@ fn stacked_bars_labelled<C: AsRef<str>, S: AsRef<str>>(
     values: &[Vec<f64>],
     top_labels: Option<&[String]>,
 ) -> String {
-    let totals: Vec<f64> = values
-        .iter()
-        .map(|v| v.iter().filter(|x| x.is_finite() && **x > 0.0).sum())
-        .collect();
+    let totals = bar_totals(values);
     // Rounded to a millionth, so shares that add up to 100.0000001 still
     // end the axis at 100.
     let max = (totals.iter().copied().fold(0.0, f64::max) * 1e6).round() / 1e6;

@@ -19,7 +19,8 @@ use super::unavailable_stages;
 use super::{
     charts, flamegraph,
     folded::{self, StageFolder},
-    html::{self, Figure, Flame, ProcessRow},
+    html::{self, Figure, Flame},
+    processes::ProcessRow,
     stream::{self, Aggregates},
     trace::{self, TraceWriter},
 };

@@ -9,104 +9,7 @@
 use std::fmt::Write as _;
 
 use super::{Summary, charts::escape, trace::TraceStats};
-use crate::{
-    model::SpawnRecord,
-    units::{format_bytes, format_ns},
-};
-
-/// One row of the per-process table, already formatted.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ProcessRow {
-    pub cells: Vec<String>,
-    /// The program it exec'd, as the process table groups it
-    /// ([`super::stream::Programs`]).
-    pub group: String,
-}
-
-pub const PROCESS_COLUMNS: &[(&str, bool)] = &[
-    ("pid", true),
-    ("ppid", true),
-    ("method", false),
-    ("comm", false),
-    ("exec'd path", false),
-    ("failed execs", true),
-    ("fork→exec", true),
-    ("pre-exec faults (CoW)", true),
-    ("exec→exit", true),
-    ("status", false),
-];
-
-fn opt_ns(v: Option<u64>) -> String {
-    v.map_or_else(|| "-".into(), format_ns)
-}
-
-impl ProcessRow {
-    /// The same reading of a record as the terminal table.
-    pub fn of(r: &SpawnRecord) -> Self {
-        let comm = match (&r.comm_before, &r.comm_after) {
-            (Some(a), Some(b)) if a != b => format!("{a}→{b}"),
-            (Some(a), _) | (None, Some(a)) => a.clone(),
-            _ => "-".into(),
-        };
-        let status = match (r.exit_signal, r.exit_status) {
-            (Some(s), _) => format!("signal {s}"),
-            (None, Some(s)) => format!("exit {s}"),
-            _ => "-".into(),
-        };
-        let path = match (&r.exec_path, r.exec_attempts.last()) {
-            (Some(p), _) => p.clone(),
-            (None, Some(a)) => match a.ret {
-                Some(ret) => format!("{} (failed: {})", a.path, super::trace::errno_name(ret)),
-                None => format!("{} (exec not seen to return)", a.path),
-            },
-            (None, None) => "-".into(),
-        };
-        let fork_exec =
-            r.ts.exec_return
-                .zip(r.ts.clone_enter.or(r.ts.fork_done))
-                .and_then(|(e, s)| e.checked_sub(s));
-        let faults = match (r.faults.pre_exec, r.faults.pre_exec_cow) {
-            (Some(a), Some(c)) => format!("{a} ({c})"),
-            (Some(a), None) => a.to_string(),
-            _ => "-".into(),
-        };
-        let method = if r.root {
-            "root".into()
-        } else {
-            r.method.clone().unwrap_or_else(|| "-".into())
-        };
-        let group = match (&r.exec_path, r.failed_exec_attempts) {
-            (Some(p), _) => p.clone(),
-            (None, 0) => super::stream::NO_EXEC.into(),
-            (None, _) => super::stream::EXEC_FAILED.into(),
-        };
-        Self {
-            group,
-            cells: vec![
-                r.child_pid.map_or("-".into(), |p| p.to_string()),
-                r.parent_pid.map_or("-".into(), |p| p.to_string()),
-                method,
-                comm,
-                path,
-                r.failed_exec_attempts.to_string(),
-                opt_ns(fork_exec),
-                faults,
-                // A child that never exec'd has no exec to count from.
-                opt_ns(r.ts.exec_return.and(r.duration("run"))),
-                status,
-            ],
-        }
-    }
-
-    /// The cell of the column named `column` (in [`PROCESS_COLUMNS`]).
-    pub fn cell(&self, column: &str) -> &str {
-        PROCESS_COLUMNS
-            .iter()
-            .position(|(name, _)| *name == column)
-            .and_then(|i| self.cells.get(i))
-            .map_or("-", String::as_str)
-    }
-}
+use crate::units::{format_bytes, format_ns};
 
 /// A chart with the sentence that says how to read it.
 pub struct Figure {
@@ -130,7 +33,7 @@ pub struct Page<'a> {
     pub unavailable: Vec<super::Unmeasured>,
     pub flames: Vec<Flame>,
     pub figures: Vec<Figure>,
-    pub processes: &'a [ProcessRow],
+    pub processes: &'a [super::processes::ProcessRow],
     pub processes_total: u64,
     /// Every process, by the program it exec'd.
     pub programs: &'a super::stream::Programs,
@@ -672,39 +575,5 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(utc(1_767_225_599), "2025-12-31 23:59:59 UTC");
-    }
-
-    #[test]
-    fn process_rows_read_records_like_the_terminal_table() {
-        let mut r = SpawnRecord {
-            child_pid: Some(7),
-            parent_pid: Some(1),
-            method: Some("vfork".into()),
-            comm_before: Some("sh".into()),
-            comm_after: Some("true".into()),
-            exec_path: Some("/bin/true".into()),
-            exit_status: Some(0),
-            ..Default::default()
-        };
-        r.ts.clone_enter = Some(1_000);
-        r.ts.exec_return = Some(151_000);
-        r.faults.pre_exec = Some(3);
-        r.faults.pre_exec_cow = Some(1);
-        let row = ProcessRow::of(&r);
-        assert_eq!(
-            row.cells,
-            vec![
-                "7",
-                "1",
-                "vfork",
-                "sh→true",
-                "/bin/true",
-                "0",
-                "150 µs",
-                "3 (1)",
-                "-",
-                "exit 0"
-            ]
-        );
     }
 }

@@ -5,11 +5,104 @@ use std::fmt::Write as _;
 
 use super::{
     charts::escape,
-    html::{PROCESS_COLUMNS, ProcessRow},
     sortable::{self, Column},
-    stream::Programs,
+    stream::{EXEC_FAILED, NO_EXEC, Programs},
 };
-use crate::units::format_ns;
+use crate::{model::SpawnRecord, units::format_ns};
+
+/// One row of the per-process table, already formatted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessRow {
+    pub cells: Vec<String>,
+    /// The program it exec'd, as the process table groups it
+    /// ([`Programs`]).
+    pub group: String,
+}
+
+pub const PROCESS_COLUMNS: &[(&str, bool)] = &[
+    ("pid", true),
+    ("ppid", true),
+    ("method", false),
+    ("comm", false),
+    ("exec'd path", false),
+    ("failed execs", true),
+    ("fork→exec", true),
+    ("pre-exec faults (CoW)", true),
+    ("exec→exit", true),
+    ("status", false),
+];
+
+fn opt_ns(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".into(), format_ns)
+}
+
+impl ProcessRow {
+    /// The same reading of a record as the terminal table.
+    pub fn of(r: &SpawnRecord) -> Self {
+        let comm = match (&r.comm_before, &r.comm_after) {
+            (Some(a), Some(b)) if a != b => format!("{a}→{b}"),
+            (Some(a), _) | (None, Some(a)) => a.clone(),
+            _ => "-".into(),
+        };
+        let status = match (r.exit_signal, r.exit_status) {
+            (Some(s), _) => format!("signal {s}"),
+            (None, Some(s)) => format!("exit {s}"),
+            _ => "-".into(),
+        };
+        let path = match (&r.exec_path, r.exec_attempts.last()) {
+            (Some(p), _) => p.clone(),
+            (None, Some(a)) => match a.ret {
+                Some(ret) => format!("{} (failed: {})", a.path, super::trace::errno_name(ret)),
+                None => format!("{} (exec not seen to return)", a.path),
+            },
+            (None, None) => "-".into(),
+        };
+        let fork_exec =
+            r.ts.exec_return
+                .zip(r.ts.clone_enter.or(r.ts.fork_done))
+                .and_then(|(e, s)| e.checked_sub(s));
+        let faults = match (r.faults.pre_exec, r.faults.pre_exec_cow) {
+            (Some(a), Some(c)) => format!("{a} ({c})"),
+            (Some(a), None) => a.to_string(),
+            _ => "-".into(),
+        };
+        let method = if r.root {
+            "root".into()
+        } else {
+            r.method.clone().unwrap_or_else(|| "-".into())
+        };
+        let group = match (&r.exec_path, r.failed_exec_attempts) {
+            (Some(p), _) => p.clone(),
+            (None, 0) => NO_EXEC.into(),
+            (None, _) => EXEC_FAILED.into(),
+        };
+        Self {
+            group,
+            cells: vec![
+                r.child_pid.map_or("-".into(), |p| p.to_string()),
+                r.parent_pid.map_or("-".into(), |p| p.to_string()),
+                method,
+                comm,
+                path,
+                r.failed_exec_attempts.to_string(),
+                opt_ns(fork_exec),
+                faults,
+                // A child that never exec'd has no exec to count from.
+                opt_ns(r.ts.exec_return.and(r.duration("run"))),
+                status,
+            ],
+        }
+    }
+
+    /// The cell of the column named `column` (in [`PROCESS_COLUMNS`]).
+    pub fn cell(&self, column: &str) -> &str {
+        PROCESS_COLUMNS
+            .iter()
+            .position(|(name, _)| *name == column)
+            .and_then(|i| self.cells.get(i))
+            .map_or("-", String::as_str)
+    }
+}
 
 /// Member rows shown under one program (the page keeps the first
 /// [`super::export::PROCESS_ROWS`] processes in all).
@@ -143,4 +236,43 @@ fn members<'a>(out: &mut String, rows: impl Iterator<Item = &'a ProcessRow>) {
         out.push_str("</tr>");
     }
     out.push_str("</tbody></table></td></tr>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_rows_read_records_like_the_terminal_table() {
+        let mut r = SpawnRecord {
+            child_pid: Some(7),
+            parent_pid: Some(1),
+            method: Some("vfork".into()),
+            comm_before: Some("sh".into()),
+            comm_after: Some("true".into()),
+            exec_path: Some("/bin/true".into()),
+            exit_status: Some(0),
+            ..Default::default()
+        };
+        r.ts.clone_enter = Some(1_000);
+        r.ts.exec_return = Some(151_000);
+        r.faults.pre_exec = Some(3);
+        r.faults.pre_exec_cow = Some(1);
+        let row = ProcessRow::of(&r);
+        assert_eq!(
+            row.cells,
+            vec![
+                "7",
+                "1",
+                "vfork",
+                "sh→true",
+                "/bin/true",
+                "0",
+                "150 µs",
+                "3 (1)",
+                "-",
+                "exit 0"
+            ]
+        );
+    }
 }

@@ -122,7 +122,7 @@ pub fn processes(
     .fit(width);
     let procs: Vec<&SpawnRecord> = records.iter().filter(|r| !r.thread).collect();
     for r in procs.iter().take(limit) {
-        let row = super::html::ProcessRow::of(r);
+        let row = super::processes::ProcessRow::of(r);
         let cell = |name: &str| row.cell(name).to_string();
         t.rows.push(
             [
