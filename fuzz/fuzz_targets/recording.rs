@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use spawnprof::{
     recording::parse_recording,
-    report::{table, unavailable_stages},
+    report::{breakdown, table},
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -22,6 +22,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok((summary, records)) = parse_recording(summary, spawns) else {
         return;
     };
-    let _ = table::processes(&records, 40, records.len() as u64, "in spawns.jsonl");
-    let _ = table::breakdown(&summary.stages, &unavailable_stages(&summary));
+    let _ = table::processes(&records, 40, records.len() as u64, "in spawns.jsonl", Some(80));
+    let _ = table::breakdown(&breakdown::of_summary(&summary), Some(80));
 });

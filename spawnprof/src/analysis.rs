@@ -3,7 +3,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ALL_STAGES, SpawnRecord, stage_names};
+use crate::model::{
+    ALL_STAGES, Durations, SPAWN_TIME, SPAWN_TIME_NODES, SpawnRecord, spawn_times, stage_names,
+};
 
 /// Distribution of one stage's duration over the spawns that have it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -143,6 +145,7 @@ pub struct Accumulator {
     values: [Distribution; ALL_STAGES],
     counts: Counts,
     placement: PlacementAccumulator,
+    spawn_time: SpawnTimeAccumulator,
 }
 
 impl Default for Accumulator {
@@ -151,6 +154,7 @@ impl Default for Accumulator {
             values: std::array::from_fn(|_| Distribution::default()),
             counts: Counts::default(),
             placement: PlacementAccumulator::default(),
+            spawn_time: SpawnTimeAccumulator::default(),
         }
     }
 }
@@ -160,7 +164,9 @@ impl Accumulator {
         let c = &mut self.counts;
         if r.thread {
             c.threads += 1;
-        } else if !r.root {
+        } else if r.root {
+            c.root += 1;
+        } else {
             c.spawns += 1;
             // Looked up before inserting: a String only for a new method.
             let method = r.method.as_deref().unwrap_or("unknown");
@@ -181,6 +187,7 @@ impl Accumulator {
             return;
         }
         self.placement.add(r);
+        self.spawn_time.add(&r.durations.0);
         for (values, duration) in self.values.iter_mut().zip(r.durations.0) {
             if let Some(v) = duration {
                 values.push(v);
@@ -195,6 +202,12 @@ impl Accumulator {
     /// Where the children first ran; `None` when no spawn told both CPUs.
     pub fn placement(&mut self) -> Option<Placement> {
         self.placement.finish()
+    }
+
+    /// The spawn-time tree over every spawn added; `None` when no spawn
+    /// had a known start and end.
+    pub fn spawn_time(&mut self) -> Option<SpawnTime> {
+        self.spawn_time.finish()
     }
 
     /// Stage name → statistics, every stage present (count 0 when never measured).
@@ -313,11 +326,88 @@ impl PlacementAccumulator {
     }
 }
 
+/// Where spawn time goes, each nanosecond counted once: the tree of
+/// [`SPAWN_TIME`] summed over the spawns of a recording.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpawnTime {
+    /// Each spawn's time, clone entry to the child's exec return (or its
+    /// first run, without an exec).
+    pub total: StageStats,
+    /// Node name → its time summed over the spawns, its children's
+    /// included; children add up to at most their parent, and the
+    /// top-level nodes to at most `total.total_ns`.
+    pub nodes: BTreeMap<String, u64>,
+}
+
+impl SpawnTime {
+    /// A node's summed time (0 when it never occurred).
+    pub fn node(&self, name: &str) -> u64 {
+        self.nodes.get(name).copied().unwrap_or(0)
+    }
+
+    /// A node's time less its children's.
+    pub fn own(&self, name: &str) -> u64 {
+        let children: u64 = SPAWN_TIME
+            .iter()
+            .filter(|n| n.parent == Some(name))
+            .map(|n| self.node(n.name))
+            .sum();
+        self.node(name).saturating_sub(children)
+    }
+
+    /// Time no stage accounts for: the total less the top-level nodes.
+    pub fn unsplit(&self) -> u64 {
+        let top: u64 = SPAWN_TIME
+            .iter()
+            .filter(|n| n.parent.is_none())
+            .map(|n| self.node(n.name))
+            .sum();
+        self.total.total_ns.saturating_sub(top)
+    }
+}
+
+#[derive(Default)]
+struct SpawnTimeAccumulator {
+    total: Distribution,
+    nodes: [u128; SPAWN_TIME_NODES],
+}
+
+impl SpawnTimeAccumulator {
+    fn add(&mut self, d: &Durations) {
+        let Some(t) = spawn_times(d) else { return };
+        self.total.push(t.total);
+        for (sum, v) in self.nodes.iter_mut().zip(t.nodes) {
+            *sum += u128::from(v);
+        }
+    }
+
+    fn finish(&mut self) -> Option<SpawnTime> {
+        (self.total.count > 0).then(|| SpawnTime {
+            total: self.total.stats(),
+            nodes: SPAWN_TIME
+                .iter()
+                .zip(&self.nodes)
+                .map(|(n, &v)| (n.name.to_string(), u64::try_from(v).unwrap_or(u64::MAX)))
+                .collect(),
+        })
+    }
+}
+
+impl Counts {
+    /// Processes in the recording: the spawns and the root command.
+    pub fn processes(&self) -> u64 {
+        self.spawns + self.root
+    }
+}
+
 /// Headline counts of a recording.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Process spawns (not threads, not the root command).
     pub spawns: u64,
+    /// The command spawnprof started, when it was recorded (0 with `-p`).
+    #[serde(default)]
+    pub root: u64,
     pub threads: u64,
     pub execs: u64,
     pub failed_exec_attempts: u64,

@@ -140,6 +140,10 @@ pub struct RecordArgs {
     /// little cost itself (two clock reads per probe run).
     #[arg(long)]
     pub probe_cost: bool,
+    /// Do not draw the live count on the terminal (it takes the bottom row
+    /// while a command runs; leave it to full-screen commands).
+    #[arg(long)]
+    pub no_live: bool,
     /// Rows of the per-process table to print.
     #[arg(long, default_value_t = 40, value_name = "N", value_parser = parse_rows, allow_negative_numbers = true)]
     pub rows: usize,

@@ -355,6 +355,195 @@ pub const KERNEL_FN_STAGES: &[(&str, &str)] = &[
     ("anon_vma_fork", "dup_mmap"),
 ];
 
+/// What kind of work a stage is, for colours: the same family, the same
+/// hue, in every picture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Duplicating the task itself (copy_process outside dup_mmap).
+    Task,
+    /// Copying the address space: dup_mmap and what runs inside it.
+    MmCopy,
+    /// Waiting to be put on a CPU, or to run on one.
+    Scheduler,
+    /// Finding, loading and starting the new program.
+    Exec,
+    /// The child's own code between fork and exec.
+    UserWork,
+}
+
+impl Family {
+    /// How the family is named in legends.
+    pub fn label(self) -> &'static str {
+        match self {
+            Family::Task => "task copy",
+            Family::MmCopy => "mm copy",
+            Family::Scheduler => "scheduler",
+            Family::Exec => "exec",
+            Family::UserWork => "user work",
+        }
+    }
+}
+
+/// A stage in the spawn-time tree ([`SPAWN_TIME`]).
+pub struct TimeNode {
+    pub name: &'static str,
+    /// The node it is part of (`None`: a piece of the spawn itself).
+    pub parent: Option<&'static str>,
+    pub family: Family,
+}
+
+const fn node(name: &'static str, parent: Option<&'static str>, family: Family) -> TimeNode {
+    TimeNode {
+        name,
+        parent,
+        family,
+    }
+}
+
+/// The spawn-time tree: a spawn's wall time, from the parent's clone
+/// entry to the child's successful exec return (or, for a child that never
+/// execs, its first run), cut into stages that follow one another, each
+/// counted once. The parent's side (`clone`, `parent_return`,
+/// `vfork_resume`) is not in it: a fork parent returns while its child
+/// waits for a CPU, and a vfork parent is suspended through its child's
+/// start and exec, so either would count that time twice.
+/// Parents are listed before their children.
+pub const SPAWN_TIME: &[TimeNode] = &[
+    node("copy_process", None, Family::Task),
+    node("dup_mmap", Some("copy_process"), Family::MmCopy),
+    node("mm_lock_wait", Some("dup_mmap"), Family::MmCopy),
+    node("copy_page_range", Some("dup_mmap"), Family::MmCopy),
+    node("anon_vma_fork", Some("dup_mmap"), Family::MmCopy),
+    node("fork_wakeup", None, Family::Scheduler),
+    node("sched_delay", None, Family::Scheduler),
+    node("pre_exec", None, Family::UserWork),
+    node("path_search", None, Family::Exec),
+    node("exec", None, Family::Exec),
+    node("exec_load", Some("exec"), Family::Exec),
+    node("exec_replace", Some("exec"), Family::Exec),
+    node("exec_finish", Some("exec"), Family::Exec),
+];
+
+/// Nodes of [`SPAWN_TIME`].
+pub const SPAWN_TIME_NODES: usize = SPAWN_TIME.len();
+
+/// The family of a stage; the parent's-side stages are scheduling (the
+/// parent waiting to return), `run` is the program's own work.
+pub fn family_of(stage: &str) -> Option<Family> {
+    SPAWN_TIME
+        .iter()
+        .find(|n| n.name == stage)
+        .map(|n| n.family)
+        .or(match stage {
+            "clone" => Some(Family::Task),
+            "parent_return" | "vfork_resume" | "reap_delay" => Some(Family::Scheduler),
+            "run" => Some(Family::UserWork),
+            _ => None,
+        })
+}
+
+/// The nodes a child that never execs has: it is spawned once it first runs.
+const BEFORE_FIRST_RUN: [&str; 7] = [
+    "copy_process",
+    "dup_mmap",
+    "mm_lock_wait",
+    "copy_page_range",
+    "anon_vma_fork",
+    "fork_wakeup",
+    "sched_delay",
+];
+
+/// One spawn in the spawn-time tree: its total wall time and each node's
+/// time (inclusive of its children), in [`SPAWN_TIME`] order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpawnTimes {
+    pub total: u64,
+    pub nodes: [u64; SPAWN_TIME_NODES],
+}
+
+impl SpawnTimes {
+    /// Each node's own time: its time less its children's (never below
+    /// zero: [`spawn_times`] widens a parent to its children).
+    pub fn self_times(&self) -> [u64; SPAWN_TIME_NODES] {
+        let mut own = self.nodes;
+        for (i, n) in SPAWN_TIME.iter().enumerate() {
+            if let Some(p) = n.parent.and_then(time_node_index) {
+                own[p] = own[p].saturating_sub(self.nodes[i]);
+            }
+        }
+        own
+    }
+
+    /// The total less the top-level nodes: time no stage accounts for
+    /// (gaps between probes, or a stage whose probe is missing).
+    pub fn unsplit(&self) -> u64 {
+        let top: u64 = SPAWN_TIME
+            .iter()
+            .zip(&self.nodes)
+            .filter(|(n, _)| n.parent.is_none())
+            .map(|(_, v)| v)
+            .sum();
+        self.total.saturating_sub(top)
+    }
+}
+
+/// Position of a node in [`SPAWN_TIME`].
+pub fn time_node_index(name: &str) -> Option<usize> {
+    SPAWN_TIME.iter().position(|n| n.name == name)
+}
+
+/// A spawn's place in the spawn-time tree, from its stage durations
+/// alone (so the light reader of `spawns.jsonl` can use it). A child that
+/// exec'd spans `spawn_to_exec`; one that never did, its task copy,
+/// wake-up and wait to first run. Where probes disagree by a few
+/// nanoseconds and children add up past their parent, the parent is
+/// widened to them, so children always sum to at most their parent and
+/// top-level nodes to at most the total. `None` when nothing is known.
+pub fn spawn_times(d: &Durations) -> Option<SpawnTimes> {
+    static POS: OnceLock<([usize; SPAWN_TIME_NODES], usize)> = OnceLock::new();
+    let (pos, to_exec) = POS.get_or_init(|| {
+        let pos = std::array::from_fn(|i| {
+            stage_position(SPAWN_TIME[i].name).expect("spawn-time nodes are stages")
+        });
+        (pos, stage_position("spawn_to_exec").expect("a stage"))
+    });
+    let exec_total = d[*to_exec];
+    let mut nodes = [0u64; SPAWN_TIME_NODES];
+    let mut seen = false;
+    for (i, n) in SPAWN_TIME.iter().enumerate() {
+        if exec_total.is_none() && !BEFORE_FIRST_RUN.contains(&n.name) {
+            continue;
+        }
+        if let Some(v) = d[pos[i]] {
+            nodes[i] = v;
+            seen = true;
+        }
+    }
+    if !seen && exec_total.is_none() {
+        return None;
+    }
+    // Children after parents in the table: walking it backwards sums each
+    // node's children before the node itself is looked at.
+    let mut children = [0u64; SPAWN_TIME_NODES];
+    for i in (0..SPAWN_TIME_NODES).rev() {
+        nodes[i] = nodes[i].max(children[i]);
+        if let Some(p) = SPAWN_TIME[i].parent.and_then(time_node_index) {
+            children[p] += nodes[i];
+        }
+    }
+    let top: u64 = SPAWN_TIME
+        .iter()
+        .zip(&nodes)
+        .filter(|(n, _)| n.parent.is_none())
+        .map(|(_, v)| v)
+        .sum();
+    Some(SpawnTimes {
+        total: exec_total.unwrap_or(0).max(top),
+        nodes,
+    })
+}
+
 pub fn stage(name: &str) -> Option<&'static StageDef> {
     STAGES.iter().find(|s| s.name == name)
 }
@@ -774,6 +963,22 @@ mod tests {
         r.ts.dup_mmap_exit = Some(305);
         r.derive_durations();
         assert_eq!(r.duration("dup_mmap"), Some(200));
+    }
+
+    #[test]
+    fn the_spawn_time_tree_lists_parents_first_and_only_stages() {
+        for (i, n) in SPAWN_TIME.iter().enumerate() {
+            assert!(stage_position(n.name).is_some(), "{} is a stage", n.name);
+            if let Some(p) = n.parent {
+                let pi = time_node_index(p).expect("parent in the tree");
+                assert!(pi < i, "{} listed before its parent {p}", n.name);
+            }
+        }
+        // The parent's side overlaps the child's stages.
+        for outside in ["clone", "parent_return", "vfork_resume", "spawn_to_exec"] {
+            assert!(time_node_index(outside).is_none(), "{outside}");
+        }
+        assert!(spawn_times(&StageDurations::default().0).is_none());
     }
 
     #[test]

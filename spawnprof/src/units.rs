@@ -141,6 +141,24 @@ fn sig3(value: f64) -> String {
 }
 
 /// `512 B`, `4 KiB`, `1.5 MiB`, `1 GiB`.
+/// Text shown to a person, cut to `max` characters: a command line can be
+/// hundreds of kilobytes (`sh -c "$script"`), which buries everything
+/// printed after it. The whole text stays in the files.
+pub fn elide(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some((cut, _)) => format!(
+            "{}… ({} in all)",
+            &text[..cut],
+            format_bytes(text.len() as u64)
+        )
+        .into(),
+    }
+}
+
+/// How many characters of a command line are shown (see [`elide`]).
+pub const SHOWN_COMMAND: usize = 200;
+
 pub fn format_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes < 1024 {
@@ -179,6 +197,18 @@ pub fn format_ns(ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_text_is_elided_with_its_size() {
+        assert_eq!(elide("make -j4", 200), "make -j4");
+        let long = format!("sh -c {}", "x".repeat(180_000));
+        let shown = elide(&long, SHOWN_COMMAND);
+        assert!(shown.starts_with("sh -c xxx"), "{shown}");
+        assert!(shown.ends_with("… (176 KiB in all)"), "{shown}");
+        assert!(shown.chars().count() < SHOWN_COMMAND + 30);
+        // Cut on a character, never inside one.
+        assert_eq!(elide("µµµ", 2), "µµ… (6 B in all)");
+    }
 
     #[test]
     fn sizes_plain_and_units() {

@@ -15,6 +15,8 @@ use spawnprof::{
     recording::{Summary, load_recording},
 };
 
+pub mod browser;
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -138,19 +138,55 @@ fn a_quick_bench_covers_every_configuration_with_stage_data() {
         .output()
         .expect("run spawnprof bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
     let bench = bench_json(&dir);
     let configs = bench["configs"].as_array().expect("configs");
+    a_line_per_configuration_without_a_terminal(&stderr, configs.len());
+    the_story_comes_first(&stdout);
     every_experiment_ran_with_stage_data(configs);
     placement_and_per_spawn_work_are_pinned(configs, &stdout);
     path_misses_and_fork_at_1_gib(configs);
     the_overhead_is_measured(&bench, &stdout);
     charts_and_page_are_written(&dir, &bench, configs);
     a_diff_against_itself_changes_nothing(&dir, configs);
+}
+
+/// stderr is a pipe here, as in CI: no progress bar, but a line per
+/// configuration as it finishes.
+fn a_line_per_configuration_without_a_terminal(stderr: &str, configs: usize) {
+    for i in 1..=configs {
+        assert!(
+            stderr.contains(&format!("[{i}/{configs}] ")),
+            "no progress line {i}/{configs}:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("spawns/s, p50 "), "{stderr}");
+}
+
+/// The terminal summary opens with what the node showed, each finding
+/// with the published figures, before the table of configurations.
+fn the_story_comes_first(stdout: &str) {
+    let at = |needle: &str| {
+        stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} missing:\n{stdout}"))
+    };
+    let story = at("what this node showed:");
+    for finding in [
+        "- fork cost per MiB of RSS: fork-exec: ",
+        "- the THP factor: fork at 1 GiB",
+        "- the cost per environment variable: ",
+        "- the cost per missing PATH directory: ",
+        "- what tracing cost: ",
+    ] {
+        assert!(at(finding) > story, "{finding}");
+    }
+    assert!(stdout.matches("    published: ").count() >= 5, "{stdout}");
+    assert!(
+        at("configuration ") > at("- what tracing cost"),
+        "table after the story"
+    );
 }
 
 fn every_experiment_ran_with_stage_data(configs: &[Value]) {
@@ -273,10 +309,28 @@ fn charts_and_page_are_written(dir: &Path, bench: &Value, configs: &[Value]) {
         "bench-tokio.svg",
         "bench-fork-chain.svg",
         "bench-stages.svg",
+        "bench-thp.svg",
     ] {
         let svg =
             std::fs::read_to_string(dir.join(chart)).unwrap_or_else(|e| panic!("{chart}: {e}"));
         assert!(svg.contains("<svg") && svg.contains("</svg>"), "{chart}");
+    }
+    // The RSS axis is ticked at the sizes measured, as the table names them.
+    let rss = std::fs::read_to_string(dir.join("bench-rss.svg")).unwrap();
+    assert!(rss.contains(">256 MiB</text>"), "a tick at 256 MiB");
+    // Stacked bars are the spawner's own mean call: the stages inside the
+    // clone syscall and the rest outside it, as shares of each method's.
+    let stages = std::fs::read_to_string(dir.join("bench-stages.svg")).unwrap();
+    assert!(stages.contains("share of the spawn call (%)"));
+    for c in configs.iter().filter(|c| {
+        c["config"]["experiment"] == "method-rss" && c["config"]["spawner"]["rss"] == 256 << 20
+    }) {
+        let mean = c["spawner"]["latency_ns"]["mean"].as_f64().unwrap();
+        let shown = spawnprof::units::format_ns(mean.round() as u64);
+        assert!(
+            stages.contains(&format!(">{shown}</text>")),
+            "{shown} on top of a bar"
+        );
     }
     let html = std::fs::read_to_string(dir.join("bench.html")).unwrap();
     assert!(
@@ -295,6 +349,13 @@ fn charts_and_page_are_written(dir: &Path, bench: &Value, configs: &[Value]) {
         html.contains("quick sweep") && html.contains(" UTC") && html.contains("spawnprof 0."),
         "bench.html says when and by what it was taken"
     );
+    // The findings first, the sortable table after them.
+    let findings = html.find("id=\"fork-per-mib\"").expect("the fork finding");
+    let table = html
+        .find("id=\"config-table\" class=\"sortable\"")
+        .expect("the table");
+    assert!(findings < table);
+    bench_html_in_chromium(dir);
     // A row per configuration, linked to its own recording's report.
     for c in configs {
         let recording = c["recording"].as_str().unwrap();
@@ -307,6 +368,47 @@ fn charts_and_page_are_written(dir: &Path, bench: &Value, configs: &[Value]) {
             "{recording}"
         );
     }
+}
+
+/// bench.html in a real browser: screenshot kept in target/screenshots,
+/// the findings shown, the table sorted by the spawn rate.
+fn bench_html_in_chromium(dir: &Path) {
+    use spawnprof_tests::browser::{NO_CHROMIUM, Page, chromium, screenshot_dir};
+    let Some(browser) = chromium() else {
+        println!("{NO_CHROMIUM}");
+        return;
+    };
+    let page_path = dir.join("bench.html").canonicalize().unwrap();
+    let profile = dir.join("chromium-profile");
+    let page = |fragment| Page {
+        browser: &browser,
+        page: &page_path,
+        fragment,
+        profile: &profile,
+    };
+    let png = screenshot_dir().join("bench.png");
+    let bytes = page("").screenshot(&png, 1280, 3200);
+    assert!(
+        bytes.len() > 30_000,
+        "a page of findings and charts: {} bytes",
+        bytes.len()
+    );
+    let dom = page("#sort=-rate").dom();
+    assert!(dom.contains("What this node showed"));
+    let rates: Vec<f64> = dom[dom.find("id=\"config-table\"").unwrap()..]
+        .split("<tr>")
+        .skip(2)
+        .filter_map(|row| {
+            let v = row.split("data-v=\"").nth(1)?;
+            v[..v.find('"')?].parse().ok()
+        })
+        .collect();
+    assert!(rates.len() > 10, "{rates:?}");
+    assert!(
+        rates.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by rate: {rates:?}"
+    );
+    println!("bench.html screenshot: {}", png.display());
 }
 
 /// Node against node: the bench against itself changes nothing.

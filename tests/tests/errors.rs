@@ -108,6 +108,10 @@ fn nothing_to_record_and_nonsense_values_are_usage_errors() {
             &["no such stage"],
         ),
         (&["record", "--bogus"], &["--bogus"]),
+        (
+            &["record", "-o", d, "--follow", "--", "true"],
+            &["--follow goes with -p PID", "with -- CMD every descendant"],
+        ),
     ]);
 }
 
@@ -287,6 +291,42 @@ fn a_recording_that_cannot_be_written_to_is_named_with_the_remedy() {
         .output()
         .expect("run unshare");
     assert_error(&out, 1, &["is not writable", "cp -r", "spawnprof report"]);
+}
+
+/// A recording the user may not read is named as such, not as a directory
+/// without a recording.
+#[test]
+fn report_on_an_unreadable_recording_says_permission_denied() {
+    require_root();
+    let run = record("unreadable", &["--", "/bin/true"]);
+    // Under /tmp, which nobody can reach, unlike target/.
+    let work = std::env::temp_dir().join(format!("spawnprof-unreadable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let binary = work.join("spawnprof");
+    std::fs::copy(spawnprof_bin(), &binary).unwrap();
+    let rec = work.join("rec");
+    let copy = Command::new("cp")
+        .arg("-r")
+        .arg(&run.dir)
+        .arg(&rec)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&rec, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary)
+        .arg("report")
+        .arg(&rec)
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_error(&out, 1, &["permission denied"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("no summary.json"), "{err}");
+    let _ = std::fs::remove_dir_all(&work);
 }
 
 #[test]

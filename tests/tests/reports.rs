@@ -1,23 +1,28 @@
-//! The shareable reports (issue 5) from a real recording: stage
-//! flamegraph, trace.json, charts and report.html, and the page rendered
-//! by a real browser when one is installed.
+//! The shareable reports from a real recording: stage flamegraph, the
+//! stage breakdown, trace.json, stacks.svg, charts and report.html, and the
+//! page rendered by a real browser (screenshots in target/screenshots/).
 //!
-//! `spawnprof record` may or may not write these files itself yet, so the
-//! tests call the library on the saved recording, the way
-//! `spawnprof report DIR` does.
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+//! `spawnprof record` writes these files itself; the tests also call the
+//! library on the saved recording, the way `spawnprof report DIR` does.
+use std::process::Command;
 
-use spawnprof::report::export::{
-    FOLDED_FILE, HTML_FILE, STAGES_SVG, TRACE_FILE, write_all_from_recording,
+use spawnprof::{
+    model::{SPAWN_TIME, time_node_index},
+    report::{
+        charts::{rgb, stage_color},
+        export::{
+            FOLDED_FILE, HTML_FILE, STACKS_SVG, STAGES_SVG, TRACE_FILE, write_all_from_recording,
+        },
+    },
 };
-use spawnprof_tests::{Run, record};
+use spawnprof_tests::{
+    Run,
+    browser::{NO_CHROMIUM, Page, chromium, png_size, screenshot_dir},
+    record, spawnprof_bin,
+};
 
 /// A shell that vforks /bin/true, forks a subshell, and runs a command
-/// that does not exist (a failed exec), a few times over.
+/// that does not exist (a failed exec), a few times over; stacks sampled.
 fn small_recording(test: &str) -> Run {
     let run = record(
         test,
@@ -25,7 +30,7 @@ fn small_recording(test: &str) -> Run {
             "--",
             "sh",
             "-c",
-            "for i in 1 2 3 4 5 6 7 8; do /bin/true; (/bin/true); /nonexistent/spawnprof-no-such-binary 2>/dev/null; done; exit 0",
+            "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do /bin/true; (/bin/true); (exit 0); /nonexistent/spawnprof-no-such-binary 2>/dev/null; done; exit 0",
         ],
     );
     assert!(run.output.status.success(), "{}", run.stderr());
@@ -37,56 +42,121 @@ fn small_recording(test: &str) -> Run {
 fn reports_from_a_real_recording_have_the_documented_content() {
     let run = small_recording("reports");
     check_stage_flamegraph(&run);
+    check_breakdown(&run);
     check_trace(&run);
+    check_stacks(&run);
     check_page(&run);
 }
 
-/// stages.folded: `frames weight`, rooted at "all spawns", and each
-/// stage's subtree as wide as its recorded total; stages.svg around it.
+/// stages.folded: `frames weight`, rooted at "all spawns", following the
+/// spawn-time tree: every nanosecond of spawn time once, so the weights add
+/// up to the summary's spawn time and no parent-side stage is drawn.
 fn check_stage_flamegraph(run: &Run) {
     let folded = std::fs::read_to_string(run.dir.join(FOLDED_FILE)).unwrap();
-    let mut lines = Vec::new();
+    let mut total = 0u64;
     for line in folded.lines() {
         let (stack, w) = line.rsplit_once(' ').expect("`frames count`");
         let w: u64 = w.parse().expect("integer ns");
         assert!(w > 0, "{line}");
+        total += w;
         let frames: Vec<&str> = stack.split(';').collect();
         assert_eq!(frames[0], "all spawns", "{line}");
-        assert!(frames.len() >= 4, "root;parent;method;stage: {line}");
-        lines.push((frames, w));
+        assert!(frames.len() >= 3, "root;parent;method[;stages]: {line}");
+        for stage in &frames[3..] {
+            assert!(
+                time_node_index(stage).is_some(),
+                "{stage} is not in the spawn-time tree: {line}"
+            );
+        }
+        for parents_side in ["clone", "parent_return", "vfork_resume"] {
+            assert!(
+                !frames.contains(&parents_side),
+                "{parents_side} drawn again: {line}"
+            );
+        }
     }
-    assert!(
-        lines
-            .iter()
-            .any(|(f, _)| f[1] == "sh" && f[2].starts_with("vfork")),
-        "sh vforks /bin/true:\n{folded}"
+    let spawn_time = run.summary.spawn_time.as_ref().expect("summary.spawn_time");
+    assert_eq!(
+        total, spawn_time.total.total_ns,
+        "each nanosecond of spawn time once"
     );
     assert!(
-        lines
-            .iter()
-            .any(|(f, _)| f[1] == "sh" && f[2].starts_with("fork")),
-        "sh forks the subshell:\n{folded}"
-    );
-    let subtree = |stage: &str| -> u64 {
-        lines
-            .iter()
-            .filter(|(f, _)| f[3..].contains(&stage))
-            .map(|(_, w)| w)
-            .sum()
-    };
-    let exec_total = run.summary.stages["exec"].total_ns;
-    let drawn = subtree("exec");
-    assert!(
-        drawn >= exec_total && drawn as f64 <= exec_total as f64 * 1.01,
-        "exec drawn {drawn} ns, recorded {exec_total} ns"
+        folded.lines().any(|l| l.contains(";sh;vfork"))
+            && folded.lines().any(|l| l.contains(";sh;fork")),
+        "sh vforks /bin/true and forks subshells:\n{folded}"
     );
 
+    // stages.svg: each stage in its family's colour.
     let svg = std::fs::read_to_string(run.dir.join(STAGES_SVG)).unwrap();
     assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
-    assert!(svg.contains("nanoseconds of spawn time") && svg.contains("<script"));
+    assert!(svg.contains("each ns once") && svg.contains("<script"));
+    let mut coloured = 0;
+    for n in SPAWN_TIME {
+        let Some(fill) = frame_fill(&svg, n.name) else {
+            continue;
+        };
+        let (r, g, b) = rgb(stage_color(n.name).unwrap());
+        assert_eq!(
+            fill,
+            format!("rgb({r},{g},{b})"),
+            "{} drawn in {fill}",
+            n.name
+        );
+        coloured += 1;
+    }
+    assert!(coloured >= 5, "stages drawn: {coloured}");
 }
 
-/// trace.json: the structure docs/OUTPUT.md describes.
+/// The `fill` of the first frame named `name` in a flamegraph.
+fn frame_fill(svg: &str, name: &str) -> Option<String> {
+    let at = svg.find(&format!("<title>{name} ("))?;
+    let rect = &svg[at..];
+    let fill = rect.find("fill=\"")? + 6;
+    Some(rect[fill..fill + rect[fill..].find('"')?].to_string())
+}
+
+/// The breakdown adds up: the tree's top level to the spawn time, every
+/// node's children to at most the node; the terminal says it plainly.
+fn check_breakdown(run: &Run) {
+    let t = run.summary.spawn_time.as_ref().unwrap();
+    let top: u64 = SPAWN_TIME
+        .iter()
+        .filter(|n| n.parent.is_none())
+        .map(|n| t.node(n.name))
+        .sum();
+    assert_eq!(top + t.unsplit(), t.total.total_ns);
+    for n in SPAWN_TIME {
+        let children: u64 = SPAWN_TIME
+            .iter()
+            .filter(|c| c.parent == Some(n.name))
+            .map(|c| t.node(c.name))
+            .sum();
+        assert!(
+            children <= t.node(n.name),
+            "{}'s children add up past it",
+            n.name
+        );
+    }
+    let err = run.stderr();
+    assert!(err.contains("spawn time, each nanosecond once"), "{err}");
+    assert!(err.contains("100.0%"), "{err}");
+    assert!(
+        err.contains(
+            "vfork: the parent is suspended from its child's wake-up until the child's exec"
+        ),
+        "{err}"
+    );
+    // No share past 100%: the tree's shares are of all spawn time.
+    for line in err.lines() {
+        if let Some(share) = line.split_whitespace().find(|w| w.ends_with('%')) {
+            let v: f64 = share.trim_end_matches('%').parse().unwrap_or(0.0);
+            assert!(v <= 100.0, "{line}");
+        }
+    }
+}
+
+/// trace.json: the structure docs/OUTPUT.md describes, every flow forward
+/// in time (the vfork ones too).
 fn check_trace(run: &Run) {
     let trace: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.dir.join(TRACE_FILE)).unwrap()).unwrap();
@@ -109,9 +179,18 @@ fn check_trace(run: &Run) {
         "the failed exec of the missing binary"
     );
     let flows_out: Vec<_> = of("s").collect();
-    assert!(!flows_out.is_empty());
+    assert!(flows_out.len() >= 24, "a flow per spawn");
+    let vforks = run
+        .children()
+        .iter()
+        .filter(|r| r.method.as_deref() == Some("vfork"))
+        .count();
+    assert!(vforks >= 12, "{vforks} vforks");
     for s in &flows_out {
-        assert_eq!(of("f").filter(|f| f["id"] == s["id"]).count(), 1);
+        let ends: Vec<_> = of("f").filter(|f| f["id"] == s["id"]).collect();
+        assert_eq!(ends.len(), 1);
+        let (from, to) = (s["ts"].as_f64().unwrap(), ends[0]["ts"].as_f64().unwrap());
+        assert!(from <= to, "a flow back in time: {s} → {}", ends[0]);
     }
     assert!(
         of("M").any(|e| e["name"] == "process_name" && e["args"]["name"] == "true"),
@@ -123,14 +202,50 @@ fn check_trace(run: &Run) {
     );
 }
 
-/// report.html: every table, and the flamegraph embedded as data.
+/// stacks.svg: user stacks stop at the first frame that cannot be trusted
+/// (one `[unwind stopped]` frame right under the process), the root names
+/// the program, and the picture is a few hundred pixels tall.
+fn check_stacks(run: &Run) {
+    let folded = std::fs::read_to_string(run.dir.join("stacks.folded")).unwrap();
+    assert!(!folded.is_empty(), "stacks sampled at the default 999 Hz");
+    for line in folded.lines() {
+        let (stack, _) = line.rsplit_once(' ').unwrap();
+        let frames: Vec<&str> = stack.split(';').collect();
+        let stopped: Vec<usize> = (0..frames.len())
+            .filter(|&i| frames[i] == "[unwind stopped]")
+            .collect();
+        assert!(
+            stopped.len() <= 1 && stopped.iter().all(|&i| i == 1),
+            "{line}"
+        );
+        let user = frames[1..]
+            .iter()
+            .take_while(|f| !f.ends_with("_[k]"))
+            .count();
+        assert!(user <= 40, "{user} user frames: {line}");
+        assert!(!frames[1..].contains(&"[unknown]"), "{line}");
+    }
+    assert!(
+        folded
+            .lines()
+            .any(|l| l.starts_with("true → /") || l.starts_with("sh → /")),
+        "roots name the program exec'd:\n{folded}"
+    );
+    let svg = std::fs::read_to_string(run.dir.join(STACKS_SVG)).unwrap();
+    let height = spawnprof::report::flamegraph::svg_height(&svg).unwrap();
+    assert!(height < 900, "stacks.svg is {height} px tall");
+}
+
+/// report.html: every table, the headline, the flamegraphs as data.
 fn check_page(run: &Run) {
     let html = std::fs::read_to_string(run.dir.join(HTML_FILE)).unwrap();
     for id in [
         "plan-table",
         "breakdown-table",
+        "overlap-table",
         "process-table",
         "node-table",
+        "headline",
     ] {
         assert!(
             html.contains(&format!("id=\"{id}\"")),
@@ -138,124 +253,113 @@ fn check_page(run: &Run) {
         );
     }
     assert!(html.contains("data:image/svg+xml;base64,"));
-}
-
-/// The browser this machine has, if any (`SPAWNPROF_CHROMIUM` overrides).
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SPAWNPROF_CHROMIUM") {
-        return Some(p.into());
-    }
-    let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| std::env::split_paths(&path).map(move |d| d.join(name)))
-        .find(|p| p.is_file())
-}
-
-/// Runs headless Chromium on `page` with `extra` arguments; returns its
-/// stdout and stderr. Offline: no component updates, sync or background
-/// requests, a throwaway profile.
-fn headless(browser: &Path, page: &Path, profile: &Path, extra: &[&str]) -> (String, String) {
-    let mut child = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(format!("file://{}", page.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start chromium");
-    // Read both pipes on threads so a chatty browser cannot block on them.
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut out, &mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        match child.try_wait().expect("wait for chromium") {
-            Some(_) => break,
-            None if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("chromium did not finish rendering in 90 s");
-            }
-            None => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-    (
-        out_t.join().unwrap_or_default(),
-        err_t.join().unwrap_or_default(),
-    )
+    assert!(html.contains("class=\"sortable grouped\""));
+    assert!(
+        html.contains("<td class=\"path\">/bin/true</td>"),
+        "a group for /bin/true"
+    );
 }
 
 #[test]
-fn report_html_renders_in_chromium_without_errors() {
+fn report_html_renders_in_chromium_with_its_story_first() {
     let Some(browser) = chromium() else {
-        println!(
-            "SKIPPED: no chromium on PATH (apt-get install --no-install-recommends chromium, or set SPAWNPROF_CHROMIUM)"
-        );
+        println!("{NO_CHROMIUM}");
         return;
     };
     let run = small_recording("reports-browser");
     let page = run.dir.join(HTML_FILE).canonicalize().unwrap();
     let profile = run.dir.join("chromium-profile");
-    let png = run.dir.join("report.png");
-
-    let (_, shot_log) = headless(
-        &browser,
-        &page,
-        &profile,
-        &[
-            &format!("--screenshot={}", png.display()),
-            "--window-size=1280,2400",
-        ],
-    );
-    let bytes = std::fs::read(&png)
-        .unwrap_or_else(|e| panic!("no screenshot at {}: {e}\n{shot_log}", png.display()));
-    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    let at = |fragment| Page {
+        browser: &browser,
+        page: &page,
+        fragment,
+        profile: &profile,
+    };
+    let png = screenshot_dir().join("report.png");
+    let bytes = at("").screenshot(&png, 1280, 2600);
+    assert_eq!(png_size(&bytes), (1280, 2600));
     assert!(
         bytes.len() > 20_000,
         "a blank page would be tiny: {} bytes",
         bytes.len()
     );
 
-    let (dom, log) = headless(&browser, &page, &profile, &["--dump-dom"]);
-    for needle in [
-        "id=\"plan-table\"",
-        "id=\"breakdown-table\"",
-        "id=\"process-table\"",
-        "<svg",
-        "<iframe",
-    ] {
-        assert!(
-            dom.contains(needle),
-            "{needle} missing from the rendered DOM"
-        );
+    let dom = at("").dom();
+    let pos = |needle: &str| {
+        dom.find(needle)
+            .unwrap_or_else(|| panic!("{needle} not rendered"))
+    };
+    // The headline first, above the recording's facts.
+    assert!(pos("id=\"headline\"") < pos("id=\"overview\""));
+    assert!(dom.contains("a spawn took on average"), "headline");
+    // The node's facts folded away; the flamegraph frames sized to them.
+    assert!(!dom.contains("<details open"), "node table collapsed");
+    for frame in dom.split("<iframe").skip(1) {
+        let h = frame
+            .split("height: ")
+            .nth(1)
+            .and_then(|h| h.split("px").next())
+            .and_then(|h| h.parse::<u32>().ok())
+            .expect("a frame height");
+        assert!(h < 1000, "a flamegraph frame {h} px tall");
     }
-    for log in [&shot_log, &log] {
-        for line in log.lines() {
-            assert!(
-                !line.contains("Uncaught") && !line.contains("ERROR:CONSOLE"),
-                "console error while rendering report.html: {line}"
-            );
-        }
-    }
+    // The process table sorts in the browser: by program, then by count.
+    let order = |fragment| program_order(&at(fragment).dom());
+    let by_name = order("#sort=program");
+    let mut sorted = by_name.clone();
+    sorted.sort();
+    assert_eq!(by_name, sorted, "sorted by program");
+    assert!(by_name.len() >= 2, "{by_name:?}");
+    let counts = counts_in_order(&at("#sort=-processes").dom());
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]), "{counts:?}");
+    println!("report.html screenshot: {}", png.display());
+}
+
+/// The program of each group of the rendered process table, in order.
+fn program_order(dom: &str) -> Vec<String> {
+    let table = &dom[dom.find("id=\"process-table\"").unwrap()..];
+    table
+        .split("<tbody class=\"group")
+        .skip(1)
+        .filter_map(|g| {
+            let cell = g.split("<td class=\"path\">").nth(1)?;
+            Some(cell[..cell.find("</td>")?].to_string())
+        })
+        .collect()
+}
+
+/// The process count of each group of the rendered process table, in order.
+fn counts_in_order(dom: &str) -> Vec<u64> {
+    let table = &dom[dom.find("id=\"process-table\"").unwrap()..];
+    table
+        .split("<tbody class=\"group")
+        .skip(1)
+        .filter_map(|g| {
+            let v = g.split("data-v=\"").nth(1)?;
+            v[..v.find('"')?].parse().ok()
+        })
+        .collect()
+}
+
+/// `spawnprof report` rebuilds the same page from the saved recording.
+#[test]
+fn report_rebuilds_the_pages_from_the_saved_recording() {
+    let run = small_recording("reports-rebuild");
+    std::fs::remove_file(run.dir.join(HTML_FILE)).unwrap();
+    let out = Command::new(spawnprof_bin())
+        .arg("report")
+        .arg(&run.dir)
+        .output()
+        .expect("run spawnprof report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(run.dir.join(HTML_FILE).is_file());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("spawn time, each nanosecond once"),
+        "{stdout}"
+    );
 }

@@ -6,6 +6,7 @@ mod benches;
 mod cmd;
 mod elf;
 mod fuzz;
+mod install;
 mod setup;
 mod test;
 mod vm;
@@ -68,6 +69,15 @@ enum Task {
     /// Everything CI checks: fmt, clippy, build, unit, integration and VM
     /// tests. Ends with `N passed, M failed, K skipped`.
     Test,
+    /// Build (release) and install spawnprof and spawnprof-spawner into
+    /// PREFIX/bin (via sudo when not root).
+    Install {
+        #[arg(long, default_value = "/usr/local")]
+        prefix: std::path::PathBuf,
+    },
+    /// Build (release) a Debian package of spawnprof with cargo-deb
+    /// (installed when missing) into target/debian/, and print its path.
+    Deb,
     /// Run the cargo-fuzz targets in fuzz/ for a bounded time each
     /// (nightly; installs cargo-fuzz if missing). Not part of `test`.
     Fuzz {
@@ -115,6 +125,10 @@ fn dispatch(task: Task) -> Result<ExitCode> {
             benches::storm(seconds.max(1))?
         }
         Task::Test => return test::run(),
+        Task::Install { prefix } => install::install(&prefix)?,
+        Task::Deb => {
+            install::deb()?;
+        }
         Task::Fuzz { seconds, targets } => return fuzz::run(seconds, &targets),
         Task::VmTest { args } => vm::run(&args)?,
     }
@@ -122,7 +136,7 @@ fn dispatch(task: Task) -> Result<ExitCode> {
 }
 
 /// `cargo build` of `packages`, or of the default members when empty.
-fn build(release: bool, packages: &[&str]) -> Result<()> {
+pub(crate) fn build(release: bool, packages: &[&str]) -> Result<()> {
     setup::ensure(true)?;
     // Never `--workspace`: that would build spawnprof-ebpf for the host and
     // fail (duplicate lang item); spawnprof's build.rs builds it for BPF.

@@ -121,7 +121,9 @@ pub fn run() -> Result<ExitCode> {
     })];
     results.extend(cargo_steps());
     ensure_chromium();
-    results.push(integration_tests());
+    let (packaging, deb) = packaging();
+    results.push(packaging);
+    results.push(integration_tests(deb.as_deref()));
     // The VM tier runs as a child `cargo xtask vm-test` (vm::run with no
     // arguments) so its output is streamed and tallied like the others and
     // its error lands in the table. Not current_exe(): the build step may
@@ -164,9 +166,45 @@ fn cargo_steps() -> Vec<StepResult> {
         .collect()
 }
 
+/// `cargo xtask install` into a scratch prefix (its binaries must run from
+/// there), then `cargo xtask deb`: the package the integration tests
+/// install, run and remove (`SPAWNPROF_DEB`).
+fn packaging() -> (StepResult, Option<std::path::PathBuf>) {
+    println!("\n==> packaging: cargo xtask install --prefix <scratch>, cargo xtask deb");
+    let mut deb = None;
+    let step = timed("packaging", || match install_and_package() {
+        Ok(path) => {
+            deb = Some(path);
+            (true, Tally::default(), String::new())
+        }
+        Err(e) => (false, Tally::default(), format!("{e:#}")),
+    });
+    (step, deb)
+}
+
+fn install_and_package() -> Result<std::path::PathBuf> {
+    let prefix = std::env::temp_dir().join(format!("spawnprof-install-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&prefix);
+    crate::install::install(&prefix)?;
+    for name in crate::install::BINARIES {
+        let bin = prefix.join("bin").join(name);
+        let out = Command::new(&bin)
+            .arg("--help")
+            .output()
+            .with_context(|| format!("running the installed {}", bin.display()))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{} --help failed: {out:?}",
+            bin.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&prefix);
+    crate::install::deb()
+}
+
 /// The real-kernel tests, as root: directly, or with only the test binaries
-/// run through sudo.
-fn integration_tests() -> StepResult {
+/// run through sudo. `deb`: the package the packaging test installs.
+fn integration_tests(deb: Option<&std::path::Path>) -> StepResult {
     let target = cmd::target_dir();
     let mut integration = cmd::cargo([
         "test",
@@ -180,6 +218,9 @@ fn integration_tests() -> StepResult {
     integration
         .env("SPAWNPROF_BIN", target.join("debug/spawnprof"))
         .env("SPAWNPROF_SPAWNER", target.join("debug/spawnprof-spawner"));
+    if let Some(deb) = deb {
+        integration.env("SPAWNPROF_DEB", deb);
+    }
     if cmd::is_root() {
         streamed("integration tests", &mut integration)
     } else if cmd::find_in_path("sudo").is_some() {

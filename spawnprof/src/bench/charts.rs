@@ -1,19 +1,16 @@
 //! Charts of a `spawnprof bench` run, like the seeds' figures: spawn time
-//! against RSS per method, against environment size, against PATH misses,
-//! the tokio modes, the fork chain along its length, and one stacked bar per
-//! configuration showing which stages make up the spawn call. Written as SVG
-//! files and gathered in a self-contained `bench.html`.
-use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
+//! against RSS per method, fork with and without huge pages, against
+//! environment size, against PATH misses, the tokio modes, the fork chain
+//! along its length, and what the spawn call is made of per method.
+//! Every chart plots what the table shows: the spawner's median call, or
+//! its mean where stages stack (the stages' means add up, medians do not),
+//! split into the stages inside the clone syscall and the rest of the call.
+use std::collections::BTreeMap;
 
-use anyhow::{Context as _, Result};
-
-use super::{
-    results::{BenchReport, ConfigResult},
-    text::{interrupted_note, placement_findings},
-};
+use super::results::{BenchReport, ConfigResult};
 use crate::{
     report::charts::{self, Axis, Unit},
-    units::format_ns,
+    units::{format_bytes, format_ns},
 };
 
 /// Mean latency of the spawn call, the figure the charts plot.
@@ -45,13 +42,33 @@ fn in_experiment<'a>(
         .filter(move |c| c.config.experiment == experiment)
 }
 
-/// A chart: its file name, title and SVG.
-type Chart = (&'static str, &'static str, String);
+/// A chart: its file, title, SVG and the sentence that says how to read it.
+pub struct Chart {
+    pub file: &'static str,
+    pub title: &'static str,
+    pub svg: String,
+    pub caption: String,
+}
 
-/// `(file name, title, svg)` of every chart the report supports.
+fn chart(
+    file: &'static str,
+    title: &'static str,
+    svg: String,
+    caption: impl Into<String>,
+) -> Chart {
+    Chart {
+        file,
+        title,
+        svg,
+        caption: caption.into(),
+    }
+}
+
+/// Every chart the bench's configurations allow.
 pub fn charts(r: &BenchReport) -> Vec<Chart> {
-    let each: [fn(&BenchReport) -> Option<Chart>; 6] = [
+    let each: [fn(&BenchReport) -> Option<Chart>; 7] = [
         rss_chart,
+        thp_chart,
         env_chart,
         path_chart,
         tokio_chart,
@@ -66,28 +83,122 @@ fn median_call() -> Axis {
     Axis::new("median (p50)", Unit::Nanos).log()
 }
 
-/// Spawn time vs RSS, one line per method.
+/// Spawn time vs RSS, one line per method: the median call, as the
+/// table has it, with ticks at the sizes measured.
 fn rss_chart(r: &BenchReport) -> Option<Chart> {
     let mut by_method: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for c in in_experiment(r, "method-rss") {
         by_method
             .entry(c.config.spawner.method.to_string())
             .or_default()
-            .push((c.spawner.rss_requested as f64, mean_ns(c)));
+            .push((c.spawner.rss_requested as f64, p50_ns(c)));
     }
     if by_method.is_empty() {
         return None;
     }
+    let sizes: Vec<f64> = by_method.values().flatten().map(|p| p.0).collect();
     let series: Vec<(String, Vec<(f64, f64)>)> = by_method.into_iter().collect();
-    Some((
+    Some(chart(
         "bench-rss.svg",
         "Spawn time vs resident memory",
         charts::line_chart_with(
-            "Spawn time vs resident memory, per method",
-            &Axis::new("RSS of the spawning process", Unit::Bytes),
-            &Axis::new("mean spawn call", Unit::Nanos).log(),
+            "Spawn call (p50) vs resident memory, per method",
+            &Axis::new("RSS of the spawning process", Unit::Bytes).at(sizes),
+            &median_call(),
             &series,
         ),
+        "The median spawn call at each resident size the bench measured: fork-style methods climb with the page tables they copy, vfork-style ones stay flat (log scale).",
+    ))
+}
+
+/// A configuration's mean spawn call cut into the stages inside the clone
+/// syscall (its breakdown) and the rest of the call outside it (user
+/// space; for std's fork path, waiting for the child's exec).
+fn call_parts(c: &ConfigResult) -> Vec<(String, f64)> {
+    let mut parts: Vec<(String, f64)> = c
+        .breakdown
+        .iter()
+        .map(|s| (s.stage.clone(), s.mean_ns as f64))
+        .collect();
+    let inside: f64 = parts.iter().map(|p| p.1).sum();
+    let rest = mean_ns(c) - inside;
+    if rest > 0.0 {
+        parts.push((OUTSIDE_CLONE.into(), rest));
+    }
+    parts
+}
+
+/// The part of the spawner's call outside the clone syscall.
+const OUTSIDE_CLONE: &str = "rest of the call, outside clone()";
+
+/// Stacked bars of `picked` configurations' calls (see [`call_parts`]),
+/// each stage in its family's colour; `shares` draws each bar as shares of
+/// its call, topped by the call's mean.
+fn call_bars(title: &str, picked: &[(String, &ConfigResult)], shares: bool) -> Option<String> {
+    let parts: Vec<Vec<(String, f64)>> = picked.iter().map(|(_, c)| call_parts(c)).collect();
+    let mut names: Vec<String> = Vec::new();
+    for p in parts.iter().flatten() {
+        if !names.contains(&p.0) {
+            names.push(p.0.clone());
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    let colors: Vec<&str> = names
+        .iter()
+        .map(|n| {
+            let stage = n.trim_end_matches(" (rest)");
+            charts::stage_color(stage).unwrap_or("#bdbdbd")
+        })
+        .collect();
+    let values: Vec<Vec<f64>> = parts
+        .iter()
+        .map(|p| {
+            names
+                .iter()
+                .map(|n| p.iter().find(|x| &x.0 == n).map_or(0.0, |x| x.1))
+                .collect()
+        })
+        .collect();
+    let cats: Vec<&str> = picked.iter().map(|(l, _)| l.as_str()).collect();
+    Some(if shares {
+        charts::share_bars(title, &cats, &names, &colors, &values)
+    } else {
+        charts::stacked_bars_colored(
+            title,
+            &Axis::new("mean spawn call", Unit::Nanos),
+            &cats,
+            &names,
+            &colors,
+            &values,
+        )
+    })
+}
+
+/// Fork with and without huge pages, on its own: the stages of each call.
+fn thp_chart(r: &BenchReport) -> Option<Chart> {
+    let picked: Vec<(String, &ConfigResult)> = in_experiment(r, "thp")
+        .map(|c| {
+            let pages = match c.config.spawner.huge_pages.to_string().as_str() {
+                "none" => "4 KiB pages".to_string(),
+                other => format!("{} huge pages", other.to_uppercase()),
+            };
+            (pages, c)
+        })
+        .collect();
+    let size = picked
+        .first()
+        .map(|(_, c)| format_bytes(c.spawner.rss_requested))?;
+    Some(chart(
+        "bench-thp.svg",
+        "Fork with transparent huge pages",
+        call_bars(
+            &format!("fork-exec at {size}: 4 KiB pages against huge pages (mean call)"),
+            &picked,
+            false,
+        )?,
+        "The same fork at the same size, its memory in 4 KiB pages or in 2 MiB transparent huge pages: a huge page is one page-table entry to copy where 4 KiB pages need 512, so dup_mmap shrinks by about that much.",
     ))
 }
 
@@ -113,15 +224,20 @@ fn env_chart(r: &BenchReport) -> Option<Chart> {
         return None;
     }
     let series: Vec<(String, Vec<(f64, f64)>)> = by_env.into_iter().collect();
-    Some((
+    let counts: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.0))
+        .collect();
+    Some(chart(
         "bench-env.svg",
         "Spawn time vs environment size",
         charts::line_chart_with(
             "Spawn call and exec_load (which copies the environment) vs extra variables",
-            &Axis::new("extra variables", Unit::Plain),
+            &Axis::new("extra variables", Unit::Plain).at(counts),
             &median_call(),
             &series,
         ),
+        "The median spawn call and its exec_load stage, where the kernel copies the environment into the new program, as variables are added (serial spawns pinned to one CPU).",
     ))
 }
 
@@ -146,7 +262,7 @@ fn path_chart(r: &BenchReport) -> Option<Chart> {
     if path.is_empty() {
         return None;
     }
-    Some((
+    Some(chart(
         "bench-path.svg",
         "Spawn time vs PATH misses",
         charts::line_chart_with(
@@ -158,30 +274,65 @@ fn path_chart(r: &BenchReport) -> Option<Chart> {
             &median_call(),
             &path,
         ),
+        "The median spawn call and its path_search stage (the failed execve calls themselves) against the failed attempts each spawn made.",
     ))
 }
 
-/// The tokio modes, as bars.
+/// The tokio modes: each mean call cut into its stages, and a caption
+/// that names what dominates the slowest.
 fn tokio_chart(r: &BenchReport) -> Option<Chart> {
     let tokio: Vec<&ConfigResult> = in_experiment(r, "tokio").collect();
-    if tokio.is_empty() {
-        return None;
-    }
-    let names: Vec<String> = tokio
+    let picked: Vec<(String, &ConfigResult)> = tokio
         .iter()
-        .map(|c| c.config.spawner.method.to_string())
+        .map(|c| {
+            (
+                c.config.spawner.method.to_string().replace("tokio-", ""),
+                *c,
+            )
+        })
         .collect();
-    let values: Vec<Vec<f64>> = tokio.iter().map(|c| vec![mean_ns(c)]).collect();
-    Some((
+    let svg = call_bars(
+        "The tokio modes, batched: what the spawn call is made of (mean)",
+        &picked,
+        false,
+    )?;
+    Some(chart(
         "bench-tokio.svg",
         "tokio modes",
-        charts::stacked_bars(
-            "Mean spawn time per tokio mode",
-            &names,
-            &["spawn call"],
-            &values,
-        ),
+        svg,
+        tokio_caption(r, &tokio),
     ))
+}
+
+/// Why the slowest tokio mode is slow, from its own stages.
+fn tokio_caption(r: &BenchReport, tokio: &[&ConfigResult]) -> String {
+    let base = "Every spawn of a batch is submitted at once, like the seeds' async harness, so each call also waits for a CPU";
+    let Some(slow) = tokio
+        .iter()
+        .max_by(|a, b| mean_ns(a).total_cmp(&mean_ns(b)))
+    else {
+        return format!("{base}.");
+    };
+    let parts = call_parts(slow);
+    let call: f64 = parts.iter().map(|p| p.1).sum();
+    let top = parts
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .filter(|_| call > 0.0)
+        .map(|(stage, v)| format!("{stage} is {:.0}% of it", 100.0 * v / call));
+    let why = match (slow.config.spawner.method.to_string().as_str(), top) {
+        ("tokio-single-blocking", Some(top)) => format!(
+            "; tokio-single-blocking is slowest ({} mean): it runs each spawn on its own thread of tokio's blocking pool, many more threads than the {} CPUs, so each thread spends its call waiting its turn for a CPU, mostly in user space around the clone syscall rather than in it: {top}",
+            format_ns(mean_ns(slow) as u64),
+            r.node.cpus_online
+        ),
+        (name, Some(top)) => format!(
+            "; {name} is slowest ({} mean): {top}",
+            format_ns(mean_ns(slow) as u64)
+        ),
+        _ => String::new(),
+    };
+    format!("{base}{why}.")
 }
 
 /// The fork chain: mean fork time per tenth of its length.
@@ -193,7 +344,7 @@ fn fork_chain_chart(r: &BenchReport) -> Option<Chart> {
         .enumerate()
         .map(|(i, &v)| ((i + 1) as f64, v as f64))
         .collect();
-    Some((
+    Some(chart(
         "bench-fork-chain.svg",
         "Fork chain",
         charts::line_chart_with(
@@ -202,59 +353,33 @@ fn fork_chain_chart(r: &BenchReport) -> Option<Chart> {
             &Axis::new("mean fork call", Unit::Nanos),
             &[("fork-chain", points)],
         ),
+        "Each child forks the next and its parent exits: on kernels without the anon_vma bound (before 3.19) the fork slowed down along the chain.",
     ))
 }
 
-/// Which stages make up the spawn call: every method at the largest RSS
-/// of the sweep, and fork with and without huge pages (all 49
-/// configurations in one chart would be unreadable; bench.json has them).
+/// Which stages make up the spawn call, every method at the largest RSS
+/// of the sweep, as shares of each call: fork is a thousand times the
+/// others there, which on one scale would leave them invisible.
 fn stages_chart(r: &BenchReport) -> Option<Chart> {
     let max_rss = in_experiment(r, "method-rss")
         .map(|c| c.spawner.rss_requested)
-        .max();
-    let picked: Vec<&ConfigResult> = r
-        .configs
-        .iter()
-        .filter(|c| {
-            (c.config.experiment == "method-rss" && Some(c.spawner.rss_requested) == max_rss)
-                || c.config.experiment == "thp"
-        })
+        .max()?;
+    let picked: Vec<(String, &ConfigResult)> = in_experiment(r, "method-rss")
+        .filter(|c| c.spawner.rss_requested == max_rss)
+        .map(|c| (short_label(c), c))
         .collect();
-    let mut stage_names: Vec<String> = Vec::new();
-    for c in &picked {
-        for s in &c.breakdown {
-            if !stage_names.contains(&s.stage) {
-                stage_names.push(s.stage.clone());
-            }
-        }
-    }
-    if stage_names.is_empty() {
-        return None;
-    }
-    let categories: Vec<String> = picked.iter().map(|c| short_label(c)).collect();
-    let values: Vec<Vec<f64>> = picked
-        .iter()
-        .map(|c| {
-            stage_names
-                .iter()
-                .map(|n| {
-                    c.breakdown
-                        .iter()
-                        .find(|s| &s.stage == n)
-                        .map_or(0.0, |s| s.mean_ns as f64)
-                })
-                .collect()
-        })
-        .collect();
-    Some((
+    Some(chart(
         "bench-stages.svg",
         "Where the spawn call goes",
-        charts::stacked_bars(
-            "Stages of the spawn call at the largest RSS, and fork with THP (mean)",
-            &categories,
-            &stage_names,
-            &values,
-        ),
+        call_bars(
+            &format!(
+                "What the spawn call is made of at {}, per method (share of the mean call)",
+                format_bytes(max_rss)
+            ),
+            &picked,
+            true,
+        )?,
+        "Each bar is one method's mean spawn call (its total on top), cut into the stages inside the clone syscall and the rest of the call outside it; std-fork's rest is its wait for the child's exec.",
     ))
 }
 
@@ -273,112 +398,4 @@ fn short_label(c: &ConfigResult) -> String {
     } else {
         m
     }
-}
-
-/// Writes every chart as an SVG and `bench.html` gathering them with the node facts.
-pub fn write(dir: &Path, r: &BenchReport) -> Result<()> {
-    let charts = charts(r);
-    let mut html = String::new();
-    let n = &r.node;
-    let _ = write!(
-        html,
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>spawnprof bench: {host}</title>\
-         <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}\
-         td,th{{padding:2px 8px;text-align:left}}td.n{{text-align:right;white-space:nowrap}}svg{{max-width:100%;height:auto}}</style></head><body>\
-         <h1>spawnprof bench: {host}</h1><table>\
-         <tr><th>kernel</th><td>{kernel}</td></tr>\
-         <tr><th>glibc</th><td>{glibc} (Rust std {std})</td></tr>\
-         <tr><th>THP</th><td>{thp}</td></tr><tr><th>CPUs</th><td>{cpus}{wakeup}</td></tr>\
-         <tr><th>sweep</th><td>{sweep}</td></tr></table>",
-        host = charts::escape(&n.hostname),
-        kernel = charts::escape(&n.kernel_release),
-        glibc = charts::escape(&n.glibc_version),
-        std = n.std_spawn_path(),
-        thp = charts::escape(n.thp_enabled.as_deref().unwrap_or("?")),
-        cpus = n.cpus_online,
-        sweep = charts::escape(&sweep_line(r)),
-        wakeup = n
-            .cpu_wakeup_summary()
-            .map_or(String::new(), |w| format!(" ({})", charts::escape(&w))),
-    );
-    if let Some(note) = interrupted_note(r) {
-        let _ = write!(html, "<p><strong>{}</strong></p>", charts::escape(&note));
-    }
-    configurations_table(&mut html, r);
-    for (file, title, svg) in &charts {
-        let path = dir.join(file);
-        fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
-        let _ = write!(html, "<h2>{}</h2>{svg}", charts::escape(title));
-    }
-    for line in placement_findings(r) {
-        let _ = write!(html, "<p>{}</p>", charts::escape(&line));
-    }
-    if let Some(o) = &r.overhead {
-        let _ = write!(html, "<p>{}.</p>", charts::escape(&o.describe()));
-    }
-    html.push_str("</body></html>\n");
-    let path = dir.join("bench.html");
-    fs::write(&path, html).with_context(|| format!("writing {}", path.display()))
-}
-
-/// The figures the terminal prints, one row per configuration, each linked
-/// to its own recording's report.
-fn configurations_table(html: &mut String, r: &BenchReport) {
-    if r.configs.is_empty() {
-        return;
-    }
-    html.push_str(
-        "<h2>Configurations</h2><table><tr><th>configuration</th><th>how it spawns</th>\
-         <th>spawns/s</th><th>p50</th><th>p99</th><th>where the spawn call goes</th></tr>",
-    );
-    for c in &r.configs {
-        let cfg = &c.config.spawner;
-        let mut how = vec![cfg.mode.to_string()];
-        if cfg.threads > 1 {
-            how.push(format!("{} threads", cfg.threads));
-        }
-        if let Some(cpus) = &cfg.cpus {
-            how.push(format!("pinned to CPU {cpus}"));
-        }
-        if let Some(failed) = c.failed_execs_per_spawn.filter(|&f| f > 0.0) {
-            how.push(format!("{failed:.1} failed execs per spawn"));
-        }
-        let lost = if c.lost_spawns > 0 {
-            format!(" ({} spawns lost)", c.lost_spawns)
-        } else {
-            String::new()
-        };
-        let _ = write!(
-            html,
-            "<tr><td><a href=\"{link}/report.html\">{name}</a></td><td>{how}</td>\
-             <td class=\"n\">{rate:.0}</td><td class=\"n\">{p50}</td><td class=\"n\">{p99}</td>\
-             <td>{top}{lost}</td></tr>",
-            link = charts::escape(&c.recording),
-            name = charts::escape(&c.config.name),
-            how = charts::escape(&how.join(", ")),
-            rate = c.spawner.spawns_per_sec,
-            p50 = format_ns(c.spawner.latency_ns.p50),
-            p99 = format_ns(c.spawner.latency_ns.p99),
-            top = charts::escape(&c.top_stages(3)),
-        );
-    }
-    html.push_str("</table>");
-}
-
-/// `full sweep, 61 configurations, started 2026-12-06 08:55:42 UTC, 3 min 14 s, spawnprof 0.1.0`
-fn sweep_line(r: &BenchReport) -> String {
-    let mut parts = vec![format!(
-        "{} sweep, {} configuration{}",
-        if r.quick { "quick" } else { "full" },
-        r.configs.len(),
-        if r.configs.len() == 1 { "" } else { "s" }
-    )];
-    if let Some(t) = r.start_unix_s {
-        parts.push(format!("started {}", crate::report::html::utc(t)));
-    }
-    parts.push(format!("took {}", format_ns(r.duration_ns)));
-    if let Some(v) = &r.spawnprof_version {
-        parts.push(format!("spawnprof {v}"));
-    }
-    parts.join(", ")
 }

@@ -227,66 +227,22 @@ pub fn run(a_dir: &Path, b_dir: &Path, out: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        analysis::StageStats,
-        bench::results::{BenchConfig, StageShare},
-        workload::{Config, Latency, Method, SpawnResult},
-    };
+    use crate::{bench::results::testing, workload::Method};
 
     fn config(name: &str, rate: f64, p50: u64, dup_mmap: u64) -> ConfigResult {
-        let spawner: SpawnResult = serde_json::from_value(serde_json::json!({
-            "method": "fork-exec", "count": 10, "warmup": 0, "threads": 1, "mode": "serial",
-            "rss_requested": 0, "rss_mapped": 0, "rss_baseline": 0, "rss_measured": 0,
-            "anon_huge_bytes": 0, "hugetlb_bytes": 0, "huge_pages": "none",
-            "env_count": 0, "env_bytes": 0, "environ_count": 0, "environ_bytes": 0,
-            "program": "/bin/true", "program_resolved": "/bin/true", "args": [],
-            "path_misses": 0, "path_entries": 1, "total_ns": 1, "window_ns": 1,
-            "spawns_per_sec": rate,
-            "latency_ns": Latency { p50, ..Default::default() },
-            "parent_user_ns": 0, "parent_sys_ns": 0, "helper_user_ns": null,
-            "helper_sys_ns": null, "helper_rss": null, "failed_spawns": 0,
-            "children_exit_127": 0, "glibc_version": "2.36", "kernel_release": "6.18",
-            "t_start_mono_ns": 0, "t_end_mono_ns": 1, "spawner_pid": 1
-        }))
-        .expect("a spawner result");
-        let share = |stage: &str, mean_ns| StageShare {
-            stage: stage.into(),
-            mean_ns,
-            share_of_call: 0.5,
-        };
-        ConfigResult {
-            config: BenchConfig {
-                name: name.into(),
-                experiment: name.split('/').next().unwrap().into(),
-                spawner: Config::new(Method::ForkExec),
-            },
-            spawner,
-            spawns_in_window: 10,
-            stages: BTreeMap::from([("clone".to_string(), StageStats::default())]),
-            breakdown: vec![share("dup_mmap", dup_mmap), share("fork_wakeup", 5_000)],
-            placement: None,
-            failed_execs_per_spawn: None,
-            lost_spawns: 0,
-            recording: name.into(),
-        }
+        let mut c = testing::config(name, Method::ForkExec, 0, p50);
+        c.spawner.spawns_per_sec = rate;
+        c.breakdown = vec![
+            testing::share("dup_mmap", dup_mmap),
+            testing::share("fork_wakeup", 5_000),
+        ];
+        c
     }
 
     fn bench(host: &str, configs: Vec<ConfigResult>) -> BenchReport {
-        let mut node = NodeFacts::collect();
-        node.hostname = host.into();
-        BenchReport {
-            schema_version: crate::recording::SCHEMA_VERSION,
-            node,
-            plan: Vec::new(),
-            quick: true,
-            duration_ns: 1,
-            configs,
-            overhead: None,
-            interrupted: false,
-            unfinished: false,
-            start_unix_s: None,
-            spawnprof_version: None,
-        }
+        let mut b = testing::bench(configs);
+        b.node.hostname = host.into();
+        b
     }
 
     #[test]

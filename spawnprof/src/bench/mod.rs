@@ -10,19 +10,23 @@
 //!                                                                                  │
 //!   file: bench.json ◀── BenchReport (results) ◀──────────────────────────────────┘
 //!          │
-//!          ├─▶ text::render (terminal), charts (SVGs, bench.html)   also from `report DIR`
+//!          ├─▶ findings ─▶ text::render (terminal), page (charts, bench.html)   also from `report DIR`
 //!          └─▶ diff (two benches, node against node)
 //! ```
 //!
 //! `sweep.rs` says what runs, `run.rs` runs it, `record.rs` records one
 //! configuration and `overhead.rs` the cost of the probes; `results.rs`
-//! holds what `bench.json` keeps, `file.rs` reads and writes it, and
-//! `text.rs`, `charts.rs` and `diff.rs` present it.
+//! holds what `bench.json` keeps, `file.rs` reads and writes it,
+//! `findings.rs` says what it shows against the published figures, and
+//! `text.rs` (the terminal), `charts.rs`, `page.rs` (bench.html) and
+//! `diff.rs` present it.
 
 pub mod charts;
 pub mod diff;
 mod file;
+pub mod findings;
 mod overhead;
+pub mod page;
 mod record;
 mod results;
 mod run;

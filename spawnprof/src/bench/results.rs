@@ -117,3 +117,73 @@ pub struct BenchReport {
     #[serde(default)]
     pub spawnprof_version: Option<String>,
 }
+
+/// Bench results made up for tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::workload::{Config, Latency, Method};
+
+    /// A configuration of `method` at `rss` whose spawn call's p50 (and
+    /// mean) is `p50`, with a clone stage and no breakdown.
+    pub fn config(name: &str, method: Method, rss: u64, p50: u64) -> ConfigResult {
+        let spawner: SpawnResult = serde_json::from_value(serde_json::json!({
+            "method": method.to_string(), "count": 10, "warmup": 0, "threads": 1, "mode": "serial",
+            "rss_requested": rss, "rss_mapped": rss, "rss_baseline": 0, "rss_measured": rss,
+            "anon_huge_bytes": 0, "hugetlb_bytes": 0, "huge_pages": "none",
+            "env_count": 0, "env_bytes": 0, "environ_count": 0, "environ_bytes": 0,
+            "program": "/bin/true", "program_resolved": "/bin/true", "args": [],
+            "path_misses": 0, "path_entries": 1, "total_ns": 1, "window_ns": 1,
+            "spawns_per_sec": 1e9 / p50.max(1) as f64,
+            "latency_ns": Latency { p50, mean: p50 as f64, ..Default::default() },
+            "parent_user_ns": 0, "parent_sys_ns": 0, "helper_user_ns": null,
+            "helper_sys_ns": null, "helper_rss": null, "failed_spawns": 0,
+            "children_exit_127": 0, "glibc_version": "2.36", "kernel_release": "6.18",
+            "t_start_mono_ns": 0, "t_end_mono_ns": 1, "spawner_pid": 1
+        }))
+        .expect("a spawner result");
+        let mut cfg = Config::new(method);
+        cfg.rss = rss;
+        ConfigResult {
+            config: BenchConfig {
+                name: name.into(),
+                experiment: name.split('/').next().unwrap().into(),
+                spawner: cfg,
+            },
+            spawner,
+            spawns_in_window: 10,
+            stages: BTreeMap::from([("clone".to_string(), StageStats::default())]),
+            breakdown: Vec::new(),
+            placement: None,
+            failed_execs_per_spawn: None,
+            lost_spawns: 0,
+            recording: name.into(),
+        }
+    }
+
+    /// A stage of the call with its mean (and a half share).
+    pub fn share(stage: &str, mean_ns: u64) -> StageShare {
+        StageShare {
+            stage: stage.into(),
+            mean_ns,
+            share_of_call: 0.5,
+        }
+    }
+
+    /// A finished bench of `configs` on this node.
+    pub fn bench(configs: Vec<ConfigResult>) -> BenchReport {
+        BenchReport {
+            schema_version: crate::recording::SCHEMA_VERSION,
+            node: NodeFacts::collect(),
+            plan: Vec::new(),
+            quick: true,
+            duration_ns: 1,
+            configs,
+            overhead: None,
+            interrupted: false,
+            unfinished: false,
+            start_unix_s: None,
+            spawnprof_version: None,
+        }
+    }
+}

@@ -6,9 +6,9 @@ use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{
-    charts,
     file::{BENCH_FILE, write_bench_json},
     overhead::measure_overhead,
+    page,
     record::{run_config, spawner_path},
     results::{BenchConfig, BenchReport, ConfigResult, Overhead},
     sweep::{BenchOptions, sweep},
@@ -32,7 +32,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport> {
     let overhead = running.overhead().await?;
     let report = running.finish(overhead);
     write_bench_json(&opts.out_dir, &report)?;
-    if let Err(e) = charts::write(&opts.out_dir, &report) {
+    if let Err(e) = page::write(&opts.out_dir, &report) {
         crate::say!("spawnprof: bench.json is saved, but drawing its charts failed: {e:#}");
     }
     out_dir.hand_to_invoking_user()?;
@@ -134,16 +134,18 @@ impl<'a> SweepRun<'a> {
     /// Records each configuration in turn, until all are done or a signal
     /// stops the sweep.
     async fn run_configs(&mut self, configs: &[BenchConfig]) -> Result<()> {
-        for cfg in configs {
+        for (done, cfg) in configs.iter().enumerate() {
             if self.interrupts.arrived().await.is_some() {
                 self.interrupted = true;
                 break;
             }
             self.bar.set_message(cfg.name.clone());
             let session = &self.opts.session;
+            let started = Instant::now();
             let outcome = run_config(cfg, &self.spawner, &self.opts.out_dir, session, false).await;
             match outcome {
                 Ok((r, p, _)) => {
+                    self.progress_line(done + 1, configs.len(), &r, started);
                     // Each recording leaves signal handling in its writing
                     // phase; between configurations the sweep is tokio's to
                     // stop again. (After an interrupt it stays as the recording
@@ -166,6 +168,21 @@ impl<'a> SweepRun<'a> {
         Ok(())
     }
 
+    /// Without a terminal (CI, a log file) the bar is not drawn: one line
+    /// per configuration instead, so the log shows the sweep advance.
+    fn progress_line(&self, done: usize, of: usize, r: &ConfigResult, started: Instant) {
+        if !self.bar.is_hidden() {
+            return;
+        }
+        crate::say!(
+            "[{done}/{of}] {}: {:.0} spawns/s, p50 {} ({:.1} s)",
+            r.config.name,
+            r.spawner.spawns_per_sec,
+            crate::units::format_ns(r.spawner.latency_ns.p50),
+            started.elapsed().as_secs_f64()
+        );
+    }
+
     /// The spawner with and without probes, unless skipped or interrupted.
     async fn overhead(&mut self) -> Result<Option<Overhead>> {
         if !self.opts.overhead || self.interrupted {
@@ -173,6 +190,9 @@ impl<'a> SweepRun<'a> {
         }
         self.bar
             .set_message("overhead: spawner with and without probes");
+        if self.bar.is_hidden() {
+            crate::say!("overhead: the spawner with and without probes");
+        }
         let outcome = measure_overhead(
             &self.spawner,
             &self.opts.out_dir,

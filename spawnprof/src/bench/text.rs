@@ -82,14 +82,31 @@ pub fn interrupted_note(report: &BenchReport) -> Option<String> {
     })
 }
 
-/// The terminal summary: node facts, then one row per configuration, then
-/// what the experiments found.
+/// The terminal summary: node facts, what this node showed (each finding
+/// with the published figures), then one row per configuration, then the
+/// rest of what the experiments found.
 pub fn render(report: &BenchReport) -> String {
     let mut out = String::new();
     node_lines(&mut out, report);
+    story(&mut out, report);
     configuration_rows(&mut out, report);
     finding_lines(&mut out, report);
     out
+}
+
+/// The findings, one line each and the published figures under it.
+fn story(out: &mut String, report: &BenchReport) {
+    let found = super::findings::findings(report);
+    if found.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nwhat this node showed:");
+    for f in found {
+        let chart = f.chart.map_or_else(String::new, |c| format!(" [{c}]"));
+        let _ = writeln!(out, "- {}: {}{chart}", f.title, f.here);
+        let _ = writeln!(out, "    published: {}", f.published);
+    }
+    out.push('\n');
 }
 
 /// The node's facts, and whether the bench was cut short.
@@ -121,17 +138,18 @@ fn node_lines(out: &mut String, report: &BenchReport) {
 fn configuration_rows(out: &mut String, report: &BenchReport) {
     let _ = writeln!(
         out,
-        "{:<34} {:>10} {:>10} {:>10}  where the spawn call goes",
-        "configuration", "spawns/s", "p50", "p99"
+        "{:<34} {:>10} {:>10} {:>10} {:>10}  where the spawn call goes",
+        "configuration", "spawns/s", "p50", "p99", "mean"
     );
     for r in &report.configs {
         let _ = writeln!(
             out,
-            "{:<34} {:>10.0} {:>10} {:>10}  {}",
+            "{:<34} {:>10.0} {:>10} {:>10} {:>10}  {}",
             r.config.name,
             r.spawner.spawns_per_sec,
             format_ns(r.spawner.latency_ns.p50),
             format_ns(r.spawner.latency_ns.p99),
+            format_ns(r.spawner.latency_ns.mean as u64),
             r.top_stages(2)
         );
     }

@@ -4,7 +4,8 @@ use anyhow::{Context as _, Result};
 use spawnprof::{
     cli::{RecordArgs, UsageError, usage},
     recorder::{self, RecordOptions, Target, interrupt},
-    report::{html, table, unavailable_stages},
+    report::{breakdown, html, table},
+    sys::term,
     units,
 };
 
@@ -30,6 +31,11 @@ pub fn run(args: RecordArgs) -> Result<i32> {
 /// The recording's options from the command line; values clap accepts but
 /// spawnprof cannot use are usage errors.
 fn options(args: &RecordArgs) -> Result<RecordOptions> {
+    if args.follow && args.pid.is_none() {
+        let alone = "--follow goes with -p PID (a running process's descendants); with -- CMD \
+                     every descendant of CMD is recorded already";
+        return Err(UsageError(alone.into()).into());
+    }
     let target = match (args.pid, args.command.is_empty()) {
         (Some(pid), _) => Target::Pid(pid),
         (None, false) => Target::Command(args.command.clone()),
@@ -68,6 +74,7 @@ fn options(args: &RecordArgs) -> Result<RecordOptions> {
         force: args.force,
         sample_hz,
         probe_cost: args.probe_cost,
+        live: !args.no_live,
         ..RecordOptions::new(target, out_dir)
     })
 }
@@ -80,12 +87,14 @@ fn print_report(recording: &recorder::Recorded, rows: usize) {
         None => "all of them in spawns.jsonl",
         Some(_) => "spawns.jsonl is incomplete: see below",
     };
+    let width = term::width(&std::io::stderr());
+    let total = s.counts.processes();
     spawnprof::say_raw!(
         "{}",
-        table::processes(&recording.records, rows, s.counts.spawns, where_rest)
+        table::processes(&recording.records, rows, total, where_rest, width)
     );
     spawnprof::say!();
-    spawnprof::say_raw!("{}", table::breakdown(&s.stages, &unavailable_stages(s)));
+    spawnprof::say_raw!("{}", table::breakdown(&breakdown::of_summary(s), width));
     spawnprof::say!(
         "\n{} spawns ({} threads), {} execs, {} failed exec attempts, {} lost spawns",
         s.counts.spawns,

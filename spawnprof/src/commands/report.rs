@@ -3,9 +3,11 @@ use std::path::Path;
 
 use anyhow::Result;
 use spawnprof::{
+    analysis::Accumulator,
     bench,
     recording::{Recording, SPAWNS_FILE, Summary, ensure_writable, write_summary},
-    report::{export, table, unavailable_stages},
+    report::{breakdown, export, table},
+    sys::term,
 };
 
 /// Rows of the process table printed.
@@ -41,19 +43,21 @@ pub fn run(dir: &Path) -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     rec.hand_to_invoking_user()?;
+    let width = term::width(&std::io::stdout());
     print!(
         "{}",
         table::processes(
             &records,
             ROWS,
-            summary.counts.spawns,
-            "all of them in spawns.jsonl"
+            summary.counts.processes(),
+            "all of them in spawns.jsonl",
+            width
         )
     );
     println!();
     print!(
         "{}",
-        table::breakdown(&summary.stages, &unavailable_stages(&summary))
+        table::breakdown(&breakdown::of_summary(&summary), width)
     );
     if let Some(p) = &summary.placement {
         print!("{}", table::placement(p));
@@ -65,7 +69,7 @@ pub fn run(dir: &Path) -> Result<()> {
 fn redraw_bench(dir: &Path) -> Result<()> {
     let report = bench::load_report(dir)?;
     let rec = Recording::open(dir);
-    bench::charts::write(dir, &report)?;
+    bench::page::write(dir, &report)?;
     rec.hand_to_invoking_user()?;
     print!("{}", bench::render(&report));
     eprintln!("charts and bench.html written to {}", dir.display());
@@ -76,9 +80,20 @@ fn redraw_bench(dir: &Path) -> Result<()> {
 /// spawns.jsonl is saved, so every output and a later `spawnprof diff`
 /// read the rebuilt figures.
 fn summary(dir: &Path) -> Result<Summary> {
-    let summary = Recording::open(dir).summary()?;
+    let mut summary = Recording::open(dir).summary()?;
     if let Some(why) = &summary.unfinished {
         eprintln!("warning: {why}");
+        write_summary(dir, &summary)?;
+    }
+    if summary.spawn_time.is_none() && summary.counts.spawns + summary.counts.threads > 0 {
+        // A recording made before spawnprof kept the spawn-time tree: it
+        // is rebuilt from the spawns and kept, for the next report and diff.
+        let mut acc = Accumulator::default();
+        Recording::open(dir).records(|r| {
+            acc.add(r);
+            Ok(true)
+        })?;
+        summary.spawn_time = acc.spawn_time();
         write_summary(dir, &summary)?;
     }
     if let Some(why) = &summary.spawns_incomplete {

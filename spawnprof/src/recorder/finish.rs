@@ -1,5 +1,9 @@
 //! Phase 4: the last records, the detach, and everything written out.
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    time::Duration,
+};
 
 use anyhow::Result;
 
@@ -7,9 +11,11 @@ use super::{
     RecordOptions, Recorded, Stop, Target, interrupt::Interrupts, pump::drain_ring, start::Live,
 };
 use crate::{
+    probe::RawSample,
+    recording::{SPAWNS_FILE, light},
     report::export,
     sys::clock::mono_ns,
-    trace::stacks::{self, KernelSymbols},
+    trace::stacks::{self, KernelSymbols, MapsCache},
 };
 
 /// How long a command ended by spawnprof (SIGTERM) gets to exit, so its
@@ -52,14 +58,15 @@ impl Live {
             .cost
             .take()
             .map(|m| m.finish(&self.session, self.spawns));
-        // What could not be saved (a full disk): the recording still ends
-        // normally, and the report is still printed from memory.
-        let mut unsaved: Vec<String> = self.write_stacks(opts).err().into_iter().collect();
+        // Read before the probes are detached; folded once the recording
+        // is written, which names the program each sampled process ran.
+        let samples = self.stack_samples();
         let Live {
             session,
             mut ring,
             mut writer,
             mut summary,
+            maps,
             ..
         } = self;
         // Detached first: then nothing changes under the last drain and the
@@ -73,8 +80,14 @@ impl Live {
         let lost = kernel.lost();
         (summary.lost, summary.lost_spawns) = (lost.by_reason, lost.spawns);
         summary.unfinished = None;
-        let (recording, records, not_written) = writer.finish(&mut summary);
-        unsaved.extend(not_written);
+        let (recording, records, mut unsaved) = writer.finish(&mut summary);
+        // What could not be saved (a full disk): the recording still ends
+        // normally, and the report is still printed from memory.
+        if let Some(samples) = samples
+            && let Err(e) = write_stacks(recording.dir(), &samples, &maps, opts.sample_hz)
+        {
+            unsaved.push(e);
+        }
         if unsaved.is_empty() {
             // The recording itself is safe on disk by now; a failed picture
             // must not lose it.
@@ -127,14 +140,45 @@ impl Live {
             .flatten()
     }
 
-    /// Symbolizes and folds the stack samples into stacks.svg.
-    fn write_stacks(&mut self, opts: &RecordOptions) -> Result<(), String> {
+    /// The stack samples the kernel holds (`None` without sampling).
+    fn stack_samples(&mut self) -> Option<Vec<RawSample>> {
         if !self.sampling.active {
-            return Ok(());
+            return None;
         }
         let samples = self.session.stack_samples().unwrap_or_default();
         self.summary.stack_samples = samples.iter().map(|s| s.count).sum();
-        let lines = stacks::fold(&samples, &self.maps, &KernelSymbols::load());
-        stacks::write(self.writer.dir(), &lines, opts.sample_hz).map_err(|e| format!("{e:#}"))
+        Some(samples)
     }
+}
+
+/// Symbolizes and folds the stack samples into stacks.svg, each process
+/// under the program it exec'd.
+fn write_stacks(
+    dir: &Path,
+    samples: &[RawSample],
+    maps: &MapsCache,
+    hz: u64,
+) -> Result<(), String> {
+    let sampled: HashSet<u32> = samples.iter().map(|s| s.tgid).collect();
+    // Without the programs the stacks still fold, under process names alone.
+    let exes = exec_paths(dir, &sampled).unwrap_or_default();
+    let lines = stacks::fold(samples, maps, &KernelSymbols::load(), &exes);
+    stacks::write(dir, &lines, hz).map_err(|e| format!("{e:#}"))
+}
+
+/// The program each of `pids` exec'd, from the recording's spawns.
+fn exec_paths(dir: &Path, pids: &HashSet<u32>) -> anyhow::Result<HashMap<u32, String>> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    light::fold(
+        &dir.join(SPAWNS_FILE),
+        workers,
+        |acc: &mut HashMap<u32, String>, r| {
+            if let (Some(pid), Some(path)) = (r.child_pid, &r.exec_path)
+                && pids.contains(&pid)
+            {
+                acc.insert(pid, path.0.to_string());
+            }
+        },
+        |acc, other| acc.extend(other),
+    )
 }

@@ -16,6 +16,7 @@
 mod cost;
 mod finish;
 pub mod interrupt;
+mod live;
 mod prepare;
 mod pump;
 mod start;
@@ -45,6 +46,8 @@ pub struct RecordOptions {
     pub command_stdout: Option<PathBuf>,
     /// Print the 'tracing' line when the probes are attached.
     pub announce: bool,
+    /// Draw the live count on a terminal (with `announce`).
+    pub live: bool,
     /// On-CPU stack sampling frequency (0: off).
     pub sample_hz: u64,
     /// Measure spawnprof's own cost (BPF run-time statistics and the
@@ -67,6 +70,7 @@ impl RecordOptions {
             force: false,
             command_stdout: None,
             announce: true,
+            live: true,
             sample_hz: 999,
             probe_cost: false,
             owns_command: false,

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::{
     RecordOptions, Stop, Target,
     interrupt::{self, Interrupts},
+    live::LiveCount,
     start::Live,
 };
 use spawnprof_common::rec;
@@ -42,7 +43,7 @@ const ALIVE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the memory-map snapshots of processes that ended unsampled
 /// are dropped (each prune walks the kernel's sample map).
 const MAPS_PRUNE_INTERVAL: Duration = Duration::from_secs(10);
-/// How often the live count of a `-p` recording is redrawn.
+/// How often the live count is redrawn.
 const LIVE_UPDATE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// What woke the loop.
@@ -60,9 +61,10 @@ struct Chores {
     drain_every: Duration,
     alive_checked: Instant,
     maps_pruned: Instant,
-    /// The live count, drawn on a terminal (`-p` only).
-    live: Option<indicatif::ProgressBar>,
+    /// The live count, drawn on a terminal (see [`LiveCount`]).
+    live: Option<LiveCount>,
     live_shown: Instant,
+    started: Instant,
     panic_at: Option<Instant>,
 }
 
@@ -97,8 +99,8 @@ impl Live {
             }
             self.feed_ready()?;
         };
-        if let Some(bar) = chores.live {
-            bar.finish_and_clear();
+        if let Some(live) = chores.live {
+            live.finish();
         }
         Ok(stop)
     }
@@ -160,12 +162,11 @@ impl Live {
             chores.busy_interval
         };
         let now = Instant::now();
-        if let Some(bar) = &chores.live
+        if let Some(live) = &mut chores.live
             && now - chores.live_shown >= LIVE_UPDATE_INTERVAL
         {
             chores.live_shown = now;
-            bar.set_message(format!("{} spawns", self.spawns));
-            bar.tick();
+            live.show(now - chores.started, self.spawns);
         }
         if self.sampling.snapshot_maps && now - chores.maps_pruned >= MAPS_PRUNE_INTERVAL {
             chores.maps_pruned = now;
@@ -177,11 +178,14 @@ impl Live {
         if opts.target_is_pid() && now - chores.alive_checked >= ALIVE_CHECK_INTERVAL {
             chores.alive_checked = now;
             if !pid_alive(self.root_pid) {
-                if let Some(bar) = chores.live.take() {
-                    bar.finish_and_clear();
+                if let Some(live) = chores.live.take() {
+                    live.finish();
                 }
                 if opts.announce {
-                    crate::say!("spawnprof: {} exited; stopping", self.summary.target);
+                    crate::say!(
+                        "spawnprof: {} exited; stopping",
+                        crate::units::elide(&self.summary.target, crate::units::SHOWN_COMMAND)
+                    );
                 }
                 return Some(Stop::TargetExited(None));
             }
@@ -227,25 +231,15 @@ impl Chores {
         } else {
             DRAIN_INTERVAL
         };
-        // With -p the terminal is otherwise silent until the end. Not with a
-        // command, whose own output shares the terminal and would be torn up
-        // by a redrawn line.
-        let live_count = (opts.announce && opts.target_is_pid()).then(|| {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} recording [{elapsed}] {msg}")
-                    .expect("valid template"),
-            );
-            bar
-        });
         let now = Instant::now();
         Self {
             busy_interval,
             drain_every: busy_interval,
             alive_checked: now,
             maps_pruned: now,
-            live: live_count,
+            live: LiveCount::for_recording(opts),
             live_shown: now,
+            started: now,
             panic_at: test_panic_deadline(),
         }
     }

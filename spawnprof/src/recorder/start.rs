@@ -114,6 +114,7 @@ impl Live {
 
     /// The line tools and tests wait for before starting the workload.
     fn announce(&self, host: &Host, opts: &RecordOptions, desc: &str) {
+        let desc = crate::units::elide(desc, crate::units::SHOWN_COMMAND);
         if self.gone_before_tracing {
             crate::say!(
                 "spawnprof: {desc} exited while the probes were loading: nothing was recorded (the empty recording is kept)"
@@ -202,6 +203,7 @@ fn provisional_summary(
         fault_coverage: Some(session.fault_coverage()),
         stages: Default::default(),
         placement: None,
+        spawn_time: None,
         plan: session.plan.clone(),
         captured: captured(session_opts),
         stack_sampling: sampling.note.clone(),

@@ -3,7 +3,7 @@
 //! Parsing every [`SpawnRecord`](crate::model::SpawnRecord) in full costs
 //! about 8 µs a line (a million spawns: over 8 s on one core), mostly
 //! allocating strings and map nodes that aggregate reports never look at.
-//! Those need six fields, so the bulk of the file is read as
+//! Those need a few fields, so the bulk of the file is read as
 //! [`LightRecord`]s, which borrow from the line and skip everything else,
 //! on every core, in blocks of whole lines.
 use std::{
@@ -63,7 +63,31 @@ pub struct LightRecord<'a> {
     #[serde(borrow, default)]
     pub method: Option<Str<'a>>,
     #[serde(default)]
+    pub child_pid: Option<u32>,
+    #[serde(borrow, default)]
+    pub exec_path: Option<Str<'a>>,
+    #[serde(default)]
+    pub failed_exec_attempts: u64,
+    #[serde(default)]
     pub durations: StageDurations,
+}
+
+impl<'a> LightRecord<'a> {
+    /// The same fields of a full record, borrowed.
+    pub fn of(r: &'a crate::model::SpawnRecord) -> Self {
+        let str = |s: &'a Option<String>| s.as_deref().map(|s| Str(Cow::Borrowed(s)));
+        LightRecord {
+            parent_comm: str(&r.parent_comm),
+            thread: r.thread,
+            root: r.root,
+            syscall: str(&r.syscall),
+            method: str(&r.method),
+            child_pid: r.child_pid,
+            exec_path: str(&r.exec_path),
+            failed_exec_attempts: r.failed_exec_attempts,
+            durations: r.durations,
+        }
+    }
 }
 
 /// Bytes of the file each work item covers.
@@ -295,8 +319,8 @@ fn parse_lines<A>(
 
 // The fast path. serde_json skips the fields nobody reads at about
 // 400 MB/s, which for a million 1.6 kB lines is four seconds of CPU. Here
-// the six fields are read by hand, everything else is skipped by bracket
-// matching, and once all six have been seen the rest of the line is not
+// the fields are read by hand, everything else is skipped by bracket
+// matching, and once all of them have been seen the rest of the line is not
 // read at all. Anything unexpected (escapes in a key, floats, a non-object
 // line) returns None and the line goes through serde_json instead, which
 // also produces the error message for bad lines. What the fast path does
@@ -410,6 +434,20 @@ fn opt_str(b: &[u8], i: usize) -> Option<(Option<Str<'_>>, usize)> {
     Some((Some(Str(s)), end))
 }
 
+/// A whole number or null.
+fn opt_u64(b: &[u8], mut i: usize) -> Option<(Option<u64>, usize)> {
+    if b[i..].starts_with(b"null") {
+        return Some((None, i + 4));
+    }
+    let start = i;
+    let mut v: u64 = 0;
+    while let Some(d) = b.get(i).filter(|c| c.is_ascii_digit()) {
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        i += 1;
+    }
+    (i > start).then_some((Some(v), i))
+}
+
 fn boolean(b: &[u8], i: usize) -> Option<(bool, usize)> {
     if b[i..].starts_with(b"true") {
         Some((true, i + 4))
@@ -478,21 +516,8 @@ fn durations(b: &[u8], mut i: usize, out: &mut StageDurations) -> Option<usize> 
                 std::str::from_utf8(key).ok().and_then(stage_position)
             }
         };
-        let value = if b[i..].starts_with(b"null") {
-            i += 4;
-            None
-        } else {
-            let start = i;
-            let mut v: u64 = 0;
-            while let Some(d) = b.get(i).filter(|c| c.is_ascii_digit()) {
-                v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-                i += 1;
-            }
-            if i == start {
-                return None;
-            }
-            Some(v)
-        };
+        let value;
+        (value, i) = opt_u64(b, i)?;
         if let Some(p) = slot {
             out.0[p] = value;
         }
@@ -507,7 +532,7 @@ fn durations(b: &[u8], mut i: usize, out: &mut StageDurations) -> Option<usize> 
 
 /// The fast path over one line (see above).
 pub fn scan_line(b: &[u8]) -> Option<LightRecord<'_>> {
-    const ALL: u8 = 0b11_1111;
+    const ALL: u16 = 0b1_1111_1111;
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
@@ -519,9 +544,12 @@ pub fn scan_line(b: &[u8]) -> Option<LightRecord<'_>> {
         root: false,
         syscall: None,
         method: None,
+        child_pid: None,
+        exec_path: None,
+        failed_exec_attempts: 0,
         durations: StageDurations::default(),
     };
-    let mut seen = 0u8;
+    let mut seen = 0u16;
     loop {
         i = skip_ws(b, i);
         match *b.get(i)? {
@@ -556,6 +584,22 @@ pub fn scan_line(b: &[u8]) -> Option<LightRecord<'_>> {
                 i = durations(b, i, &mut r.durations)?;
                 32
             }
+            b"child_pid" => {
+                let pid;
+                (pid, i) = opt_u64(b, i)?;
+                r.child_pid = pid.map(u32::try_from).transpose().ok()?;
+                64
+            }
+            b"exec_path" => {
+                (r.exec_path, i) = opt_str(b, i)?;
+                128
+            }
+            b"failed_exec_attempts" => {
+                let n;
+                (n, i) = opt_u64(b, i)?;
+                r.failed_exec_attempts = n?;
+                256
+            }
             _ => {
                 i = skip_value(b, i)?;
                 0
@@ -587,6 +631,9 @@ mod tests {
         assert_eq!(a.root, b.root);
         assert_eq!(a.thread, b.thread);
         assert_eq!(a.durations.0, b.durations.0);
+        assert_eq!(a.child_pid, b.child_pid);
+        assert_eq!(text(&a.exec_path), text(&b.exec_path));
+        assert_eq!(a.failed_exec_attempts, b.failed_exec_attempts);
     }
 
     #[test]
@@ -603,6 +650,12 @@ mod tests {
             assert_eq!(light.syscall.as_ref().map(|s| &*s.0), r.syscall.as_deref());
             assert_eq!(light.root, r.root);
             assert_eq!(light.thread, r.thread);
+            assert_eq!(light.child_pid, r.child_pid);
+            assert_eq!(
+                light.exec_path.as_ref().map(|s| &*s.0),
+                r.exec_path.as_deref()
+            );
+            assert_eq!(light.failed_exec_attempts, r.failed_exec_attempts);
             same(
                 &scan_line(line.as_bytes()).expect("fast path takes our own lines"),
                 &light,

@@ -198,6 +198,7 @@ impl RecordingWriter {
                 summary.counts = c.stats.counts();
                 summary.stages = c.stats.stage_stats();
                 summary.placement = c.stats.placement();
+                summary.spawn_time = c.stats.spawn_time();
                 summary.assembly = c.assembly;
                 (std::mem::take(&mut c.kept), Ok(()))
             }

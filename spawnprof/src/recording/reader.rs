@@ -14,11 +14,16 @@ use crate::model::SpawnRecord;
 /// Reads `summary.json` of a recording.
 pub fn read_summary(dir: &Path) -> Result<Summary> {
     let summary_path = dir.join(SUMMARY_FILE);
-    let text = fs::read_to_string(&summary_path).with_context(|| {
-        format!(
+    let text = fs::read_to_string(&summary_path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!(
             "{} is not a spawnprof recording (no {SUMMARY_FILE})",
             dir.display()
-        )
+        ),
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "cannot read {}: permission denied; run as a user who may read it (or with sudo)",
+            summary_path.display()
+        ),
+        _ => anyhow::Error::new(e).context(format!("reading {}", summary_path.display())),
     })?;
     parse_summary(&text, &summary_path)
 }

@@ -93,6 +93,7 @@ fn rebuild(dir: &Path, mut s: Summary) -> Result<Summary> {
     s.counts = acc.counts();
     s.stages = acc.stage_stats();
     s.placement = acc.placement();
+    s.spawn_time = acc.spawn_time();
     s.duration_ns = s.duration_ns.max(latest);
     s.unfinished = Some(rebuilt_note(n, cut + raw_cut));
     // The space the recording set aside for its final summary.
@@ -185,6 +186,7 @@ fn without_summary(dir: &Path) -> Summary {
         stack_samples: 0,
         probe_cost: None,
         placement: None,
+        spawn_time: None,
         spawns_incomplete: None,
         unfinished: None,
     }

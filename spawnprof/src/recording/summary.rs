@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    analysis::{Counts, Placement, StageStats},
+    analysis::{Counts, Placement, SpawnTime, StageStats},
     model::FaultCoverage,
     probe::plan::PlanRow,
     sys::node::NodeFacts,
@@ -69,13 +69,18 @@ pub struct Summary {
     pub stack_sampling: String,
     #[serde(default)]
     pub stack_samples: u64,
-    /// What spawnprof itself cost while recording (`--probe-cost`).
-    #[serde(default)]
+    /// What spawnprof itself cost while recording (`--probe-cost`; absent
+    /// without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_cost: Option<ProbeCost>,
     /// Where the children first ran relative to their parent's CPU, and
     /// their wait to first run on each (absent without the first_run stage).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+    /// Where spawn time goes, each nanosecond counted once (absent in
+    /// older recordings, and when no spawn had a known start and end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawn_time: Option<SpawnTime>,
     /// Why `spawns.jsonl` holds fewer records than `counts` (its writing
     /// failed, say on a full disk); absent when it holds them all.
     #[serde(default, skip_serializing_if = "Option::is_none")]

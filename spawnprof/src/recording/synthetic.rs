@@ -316,6 +316,7 @@ pub fn synthetic_summary(
         stack_samples: 0,
         probe_cost: None,
         placement: None,
+        spawn_time: None,
         spawns_incomplete: None,
         unfinished: None,
     }
@@ -333,11 +334,12 @@ pub fn write_synthetic_recording(dir: &Path, n: usize, seed: u64) -> Result<()> 
         writer.write(&r);
     }
     writer.finish()?;
-    let summary = synthetic_summary(
+    let mut summary = synthetic_summary(
         &format!("synthetic: {n} spawns"),
         acc.stage_stats(),
         acc.counts(),
     );
+    summary.spawn_time = acc.spawn_time();
     write_summary(dir, &summary)
 }
 

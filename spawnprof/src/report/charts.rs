@@ -8,13 +8,18 @@
 //! usable both as a file and inline in HTML.
 use std::fmt::Write as _;
 
-use crate::units::{format_bytes, format_ns};
+use crate::{
+    model::Family,
+    units::{format_bytes, format_ns},
+};
 
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 380.0;
 const LEFT: f64 = 78.0;
 const TOP: f64 = 44.0;
 const BOTTOM: f64 = 58.0;
+/// Width a bar's slot needs for its labels (category below, total above).
+const MIN_SLOT: f64 = 78.0;
 const FONT: &str = "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif\"";
 
 /// Twenty distinguishable colours; series and stages take them in order.
@@ -23,6 +28,50 @@ pub const PALETTE: &[&str] = &[
     "#9c755f", "#bab0ac", "#1f77b4", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c49c94",
     "#f7b6d2", "#dbdb8d", "#9edae5", "#393b79",
 ];
+
+/// Each stage's colour: one hue per [`Family`] (mm copy orange, scheduler
+/// blue, exec green, user work purple, the task copy tan), a shade per
+/// stage, the same in every chart and flamegraph.
+pub fn stage_color(stage: &str) -> Option<&'static str> {
+    Some(match stage {
+        "copy_process" => "#c2ab8a",
+        "clone" => "#d8cab3",
+        "dup_mmap" => "#e8743b",
+        "mm_lock_wait" => "#f5b77a",
+        "copy_page_range" => "#cf4a2a",
+        "anon_vma_fork" => "#f09a5c",
+        "fork_wakeup" => "#8fb4dc",
+        "sched_delay" => "#3d74b0",
+        "parent_return" => "#a9c7e8",
+        "vfork_resume" => "#5d8fc8",
+        "reap_delay" => "#c3d8ef",
+        "path_search" => "#a3d495",
+        "exec" => "#4ca653",
+        "exec_load" => "#2f8a3d",
+        "exec_replace" => "#6bbf60",
+        "exec_finish" => "#b6e0ad",
+        "pre_exec" => "#a57cc4",
+        "run" => "#cdb3e0",
+        _ => return None,
+    })
+}
+
+/// A family's colour in legends: its main stage's.
+pub fn family_color(f: Family) -> &'static str {
+    match f {
+        Family::Task => "#c2ab8a",
+        Family::MmCopy => "#e8743b",
+        Family::Scheduler => "#3d74b0",
+        Family::Exec => "#4ca653",
+        Family::UserWork => "#a57cc4",
+    }
+}
+
+/// `#rrggbb` as its three components.
+pub fn rgb(hex: &str) -> (u8, u8, u8) {
+    let c = |i: usize| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("80"), 16).unwrap_or(128);
+    (c(1), c(3), c(5))
+}
 
 /// How an axis's numbers are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +112,9 @@ pub struct Axis {
     pub label: String,
     pub unit: Unit,
     pub log: bool,
+    /// Ticks at these values instead of computed ones (say the sizes a
+    /// bench measured: 256 MiB, 1 GiB, 4 GiB rather than 954 MiB).
+    pub ticks: Option<Vec<f64>>,
 }
 
 impl Axis {
@@ -71,11 +123,20 @@ impl Axis {
             label: label.into(),
             unit,
             log: false,
+            ticks: None,
         }
     }
 
     pub fn log(mut self) -> Self {
         self.log = true;
+        self
+    }
+
+    /// Ticks at `values` (sorted, duplicates dropped).
+    pub fn at(mut self, mut values: Vec<f64>) -> Self {
+        values.sort_by(f64::total_cmp);
+        values.dedup();
+        self.ticks = Some(values);
         self
     }
 }
@@ -168,6 +229,9 @@ impl Scale {
 }
 
 fn ticks_for(axis: &Axis, lo: f64, hi: f64, target: usize) -> Vec<f64> {
+    if let Some(t) = &axis.ticks {
+        return t.clone();
+    }
     if axis.log {
         log_ticks(lo, hi)
     } else {
@@ -257,13 +321,19 @@ impl Plot {
     /// Opens the chart (title) and draws its frame: gridlines, ticks and
     /// the axis labels. The x label is the x axis's; the y ticks are
     /// labelled in the y axis's unit.
-    fn begin(title: &str, height: f64, plot_right: f64, x: Ruler<'_>, y: Ruler<'_>) -> Self {
+    fn begin(
+        title: &str,
+        (width, height): (f64, f64),
+        plot_right: f64,
+        x: Ruler<'_>,
+        y: Ruler<'_>,
+    ) -> Self {
         let mut plot = Plot {
             out: String::new(),
             x: x.scale(LEFT, plot_right),
             y: y.scale(height - BOTTOM, TOP),
         };
-        open(&mut plot.out, title, WIDTH, height);
+        open(&mut plot.out, title, width, height);
         plot.axes(&x, &y);
         plot
     }
@@ -282,14 +352,28 @@ impl Plot {
                 label = escape(&yr.axis.unit.format(t)),
             );
         }
+        // A tick label too close to the last one drawn is left out (its
+        // gridline stays): 0 and 256 MiB on a 4 GiB axis would overlap.
+        let mut last_label: Option<(f64, usize)> = None;
         for &t in &xr.ticks {
             let px = x.at(t);
+            let label = xr.axis.unit.format(t);
+            let chars = label.chars().count();
+            let clear =
+                last_label.is_none_or(|(lx, lc)| px - lx >= 3.6 * (lc + chars) as f64 + 6.0);
             let _ = write!(
                 out,
-                r##"<line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bottom}" stroke="#efefef"/><text x="{px:.1}" y="{ty}" text-anchor="middle" fill="#444">{label}</text>"##,
-                ty = bottom + 16.0,
-                label = escape(&xr.axis.unit.format(t)),
+                r##"<line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bottom}" stroke="#efefef"/>"##
             );
+            if clear {
+                let _ = write!(
+                    out,
+                    r##"<text x="{px:.1}" y="{ty}" text-anchor="middle" fill="#444">{label}</text>"##,
+                    ty = bottom + 16.0,
+                    label = escape(&label),
+                );
+                last_label = Some((px, chars));
+            }
         }
         let _ = write!(
             out,
@@ -361,17 +445,87 @@ pub fn stacked_bars_with<C: AsRef<str>, S: AsRef<str>>(
     stage_names: &[S],
     values: &[Vec<f64>],
 ) -> String {
-    let totals: Vec<f64> = values
+    let colors: Vec<&str> = (0..stage_names.len())
+        .map(|i| PALETTE[i % PALETTE.len()])
+        .collect();
+    stacked_bars_colored(title, y_axis, categories, stage_names, &colors, values)
+}
+
+/// [`stacked_bars_with`] with a colour per stage (`colors[stage]`).
+pub fn stacked_bars_colored<C: AsRef<str>, S: AsRef<str>>(
+    title: &str,
+    y_axis: &Axis,
+    categories: &[C],
+    stage_names: &[S],
+    colors: &[&str],
+    values: &[Vec<f64>],
+) -> String {
+    stacked_bars_labelled(title, y_axis, categories, stage_names, colors, values, None)
+}
+
+/// Each bar's height: the sum of its drawable segments.
+fn bar_totals(values: &[Vec<f64>]) -> Vec<f64> {
+    values
         .iter()
         .map(|v| v.iter().filter(|x| x.is_finite() && **x > 0.0).sum())
+        .collect()
+}
+
+/// One bar per category, each its stages' shares of it (stacked to 100%),
+/// topped by `totals` (what 100% is, e.g. the call's mean), so methods a
+/// thousand times apart read alike. `values[category][stage]` are ns.
+pub fn share_bars<C: AsRef<str>, S: AsRef<str>>(
+    title: &str,
+    categories: &[C],
+    stage_names: &[S],
+    colors: &[&str],
+    values: &[Vec<f64>],
+) -> String {
+    let totals = bar_totals(values);
+    let shares: Vec<Vec<f64>> = values
+        .iter()
+        .zip(&totals)
+        .map(|(v, t)| {
+            v.iter()
+                .map(|x| if *t > 0.0 { 100.0 * x / t } else { 0.0 })
+                .collect()
+        })
         .collect();
-    let max = totals.iter().copied().fold(0.0, f64::max);
+    let labels: Vec<String> = totals.iter().map(|t| format_ns(t.round() as u64)).collect();
+    stacked_bars_labelled(
+        title,
+        &Axis::new("share of the spawn call (%)", Unit::Plain),
+        categories,
+        stage_names,
+        colors,
+        &shares,
+        Some(&labels),
+    )
+}
+
+/// [`stacked_bars_colored`], topped by `top_labels` instead of the totals.
+fn stacked_bars_labelled<C: AsRef<str>, S: AsRef<str>>(
+    title: &str,
+    y_axis: &Axis,
+    categories: &[C],
+    stage_names: &[S],
+    colors: &[&str],
+    values: &[Vec<f64>],
+    top_labels: Option<&[String]>,
+) -> String {
+    let totals = bar_totals(values);
+    // Rounded to a millionth, so shares that add up to 100.0000001 still
+    // end the axis at 100.
+    let max = (totals.iter().copied().fold(0.0, f64::max) * 1e6).round() / 1e6;
     if categories.is_empty() || max <= 0.0 {
         return no_data(title);
     }
-    let legend_w = legend_width(stage_names.iter().map(|s| s.as_ref()));
+    let legend_w = legend_width(stage_names.iter().map(|s| s.as_ref())).clamp(110.0, 260.0);
     let height = HEIGHT.max(TOP + BOTTOM + 17.0 * stage_names.len() as f64 + 20.0);
-    let plot_right = WIDTH - legend_w.clamp(110.0, 260.0) - 10.0;
+    // Wider than the usual chart when the bars would be too narrow for
+    // their labels.
+    let plot_right = (WIDTH - legend_w - 10.0).max(LEFT + MIN_SLOT * categories.len() as f64);
+    let width = plot_right + legend_w + 10.0;
     // The categories along x need no ticks or label: each bar places itself.
     let categories_axis = Axis::new("", Unit::Plain);
     let categories_ruler = Ruler {
@@ -382,7 +536,7 @@ pub fn stacked_bars_with<C: AsRef<str>, S: AsRef<str>>(
         ticks: Vec::new(),
     };
     let y = Ruler::from_zero(y_axis, max, 6);
-    let mut plot = Plot::begin(title, height, plot_right, categories_ruler, y);
+    let mut plot = Plot::begin(title, (width, height), plot_right, categories_ruler, y);
     let slot = (plot_right - LEFT) / categories.len() as f64;
     let bar_w = (slot * 0.6).min(120.0);
     for (ci, cat) in categories.iter().enumerate() {
@@ -393,15 +547,16 @@ pub fn stacked_bars_with<C: AsRef<str>, S: AsRef<str>>(
             width: bar_w,
             category: cat.as_ref(),
             total: totals[ci],
+            label: top_labels.and_then(|l| l.get(ci)).map(String::as_str),
         };
-        plot.stacked_bar(&bar, stage_names, row, y_axis);
+        plot.stacked_bar(&bar, stage_names, colors, row, y_axis);
     }
     // Legend top to bottom in the order the segments stack, top first.
     let entries: Vec<(&str, &str)> = stage_names
         .iter()
-        .enumerate()
+        .zip(colors)
         .rev()
-        .map(|(i, s)| (s.as_ref(), PALETTE[i % PALETTE.len()]))
+        .map(|(s, c)| (s.as_ref(), *c))
         .collect();
     plot.end(&entries)
 }
@@ -412,6 +567,8 @@ struct Bar<'a> {
     width: f64,
     category: &'a str,
     total: f64,
+    /// Printed above the bar instead of its total.
+    label: Option<&'a str>,
 }
 
 impl Plot {
@@ -421,6 +578,7 @@ impl Plot {
         &mut self,
         bar: &Bar<'_>,
         stage_names: &[S],
+        colors: &[&str],
         row: &[f64],
         y_axis: &Axis,
     ) {
@@ -430,6 +588,7 @@ impl Plot {
             width: bar_w,
             category,
             total,
+            label,
         } = *bar;
         let cat = escape(category);
         let mut acc = 0.0;
@@ -445,7 +604,7 @@ impl Plot {
                 out,
                 r##"<rect x="{bx:.1}" y="{y1:.1}" width="{bar_w:.1}" height="{h:.2}" fill="{color}" stroke="#fff" stroke-width="0.5"><title>{cat}: {stage} {val} ({share:.1}%)</title></rect>"##,
                 h = (y0 - y1).max(0.0),
-                color = PALETTE[si % PALETTE.len()],
+                color = colors.get(si).copied().unwrap_or("#999999"),
                 stage = escape(stage.as_ref()),
                 val = escape(&y_axis.unit.format(v)),
             );
@@ -455,7 +614,7 @@ impl Plot {
             r##"<text x="{cx:.1}" y="{ty:.1}" text-anchor="middle" fill="#222" font-weight="600">{total}</text><text x="{cx:.1}" y="{ly:.1}" text-anchor="middle" fill="#222">{cat}</text>"##,
             cx = bx + bar_w / 2.0,
             ty = y.at(total) - 5.0,
-            total = escape(&y_axis.unit.format(total)),
+            total = escape(&label.map_or_else(|| y_axis.unit.format(total), str::to_string)),
             ly = y.px0 + 18.0,
         );
     }
@@ -493,7 +652,7 @@ pub fn line_chart_with<S: AsRef<str>>(
     let plot_right = WIDTH - legend_w.clamp(90.0, 240.0) - 10.0;
     let x = Ruler::covering(x_axis, xlo, xhi, ticks_for(x_axis, xlo, xhi, 7));
     let y = Ruler::covering(y_axis, ylo, yhi, ticks_for(y_axis, ylo, yhi, 6));
-    let mut plot = Plot::begin(title, HEIGHT, plot_right, x, y);
+    let mut plot = Plot::begin(title, (WIDTH, HEIGHT), plot_right, x, y);
     for (si, (name, pts)) in series.iter().enumerate() {
         let color = PALETTE[si % PALETTE.len()];
         let mut pts: Vec<(f64, f64)> = pts
@@ -621,7 +780,7 @@ pub fn histogram(title: &str, x_axis: &Axis, bins: &[Bin], markers: &[(&str, f64
     let spawns = Axis::new("spawns", Unit::Plain);
     let mut plot = Plot::begin(
         title,
-        HEIGHT,
+        (WIDTH, HEIGHT),
         plot_right,
         x,
         Ruler::from_zero(&spawns, max as f64, 5),
@@ -725,6 +884,23 @@ impl LogHistogram {
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;
         }
+    }
+
+    /// The value below which a fraction `q` of the values lie: the
+    /// geometric middle of its bin, so within a bin's width (26%) of the
+    /// true one. `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let n = self.total();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        let mut seen = 0;
+        let i = self.counts.iter().position(|&c| {
+            seen += c;
+            seen >= rank
+        })?;
+        Some((Self::edge(i) * Self::edge(i + 1)).sqrt().round() as u64)
     }
 
     /// The bins from the first to the last non-empty one.
@@ -871,5 +1047,9 @@ mod tests {
         );
         let doc = parse(&svg);
         assert!(texts(&doc).iter().any(|t| t.starts_with("p50 160 µs")));
+        // Three of five at or below 155 µs: the median is in that bin.
+        let p50 = h.quantile(0.5).unwrap();
+        assert!((141_000..=178_000).contains(&p50), "{p50}");
+        assert_eq!(LogHistogram::new().quantile(0.5), None);
     }
 }

@@ -19,7 +19,8 @@ use super::unavailable_stages;
 use super::{
     charts, flamegraph,
     folded::{self, StageFolder},
-    html::{self, Figure, Flame, ProcessRow},
+    html::{self, Figure, Flame},
+    processes::ProcessRow,
     stream::{self, Aggregates},
     trace::{self, TraceWriter},
 };
@@ -40,28 +41,6 @@ pub const LATENCY_CHART: &str = "spawn_to_exec_hist.svg";
 
 /// Rows of the per-process table in the page.
 pub const PROCESS_ROWS: usize = 200;
-
-/// The stages stacked in the "where spawn time goes" chart: the path from
-/// the parent's clone to the child's exec return, as self times (so the
-/// segments add up). parent_return is left out: it runs alongside the
-/// child (fork) or waits for the child's exec (vfork), so stacking it
-/// would count that time twice.
-const CHART_STAGES: &[&str] = &[
-    "clone",
-    "copy_process",
-    "dup_mmap",
-    "mm_lock_wait",
-    "copy_page_range",
-    "anon_vma_fork",
-    "fork_wakeup",
-    "sched_delay",
-    "pre_exec",
-    "path_search",
-    "exec",
-    "exec_load",
-    "exec_replace",
-    "exec_finish",
-];
 
 /// At most this many categories (spawn methods) in the stage chart.
 const CHART_CATEGORIES: usize = 8;
@@ -168,6 +147,8 @@ fn finish(dir: &Path, summary: &Summary, agg: Aggregates, head: Head) -> Result<
         figures,
         processes: &head.rows,
         processes_total: agg.processes,
+        programs: &agg.programs,
+        headline: super::headline::headline(&agg.folder),
         trace: trace_stats,
         files: out.listing(),
     };
@@ -251,7 +232,7 @@ fn figures(agg: &Aggregates, summary: &Summary) -> Vec<Figure> {
     vec![
         Figure {
             file: STAGE_CHART.into(),
-            caption: "Mean time per spawn in each stage on the way from the parent's clone to the child's exec, by spawn method. Stages with sub-stages count only their own time, so the bars add up to about spawn_to_exec; parent_return (alongside the child) is left out.".into(),
+            caption: "Mean time per spawn in each stage from the parent's clone entry to the child's exec (its first run when it never execs), by spawn method, each nanosecond once: stages with sub-stages count only their own time, so a bar is the mean spawn time. The parent's return runs alongside the child (fork) or waits for its exec (vfork) and is not stacked again.".into(),
             svg: stage_chart(&agg.folder),
         },
         Figure {
@@ -262,14 +243,12 @@ fn figures(agg: &Aggregates, summary: &Summary) -> Vec<Figure> {
     ]
 }
 
-/// Mean self time per spawn of each chart stage, per spawn method (the
-/// busiest methods first). The root command is left out: spawnprof forks
-/// it and holds it before its exec, which is not the target's spawn cost.
+/// Mean time per spawn of each node of the spawn-time tree, per spawn
+/// method (the busiest methods first): the same nanoseconds as the stage
+/// flamegraph, so the bars add up to each method's mean spawn time. The
+/// root command is left out: spawnprof forks it and holds it before its
+/// exec, which is not the target's spawn cost.
 fn stage_chart(folder: &StageFolder) -> String {
-    let idx: Vec<usize> = CHART_STAGES
-        .iter()
-        .filter_map(|s| folded::flame_index(s))
-        .collect();
     let mut by_method: Vec<(String, u64, Vec<f64>)> = Vec::new();
     for (_, method, g) in folder.groups() {
         if method == "root command" {
@@ -278,32 +257,36 @@ fn stage_chart(folder: &StageFolder) -> String {
         let pos = match by_method.iter().position(|m| m.0 == method) {
             Some(p) => p,
             None => {
-                by_method.push((method, 0, vec![0.0; idx.len()]));
+                by_method.push((method, 0, vec![0.0; folded::WEIGHTS]));
                 by_method.len() - 1
             }
         };
         let m = &mut by_method[pos];
         m.1 += g.spawns;
-        for (sum, &i) in m.2.iter_mut().zip(&idx) {
-            *sum += g.self_ns[i] as f64;
+        for (sum, &ns) in m.2.iter_mut().zip(&g.self_ns) {
+            *sum += ns as f64;
         }
     }
     by_method.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     by_method.truncate(CHART_CATEGORIES);
     // Stages never seen in this recording stay out of the legend.
-    let keep: Vec<usize> = (0..idx.len())
+    let keep: Vec<usize> = (0..folded::WEIGHTS)
         .filter(|&k| by_method.iter().any(|m| m.2[k] > 0.0))
         .collect();
     let frames = folded::flame_stages();
-    let names: Vec<String> = keep
+    let label = |k: usize| match frames.get(k) {
+        Some(f) if f.children.is_empty() => f.name.to_string(),
+        Some(f) => format!("{} (own)", f.name),
+        None => "(not split by a probe)".to_string(),
+    };
+    let names: Vec<String> = keep.iter().map(|&k| label(k)).collect();
+    let colors: Vec<&str> = keep
         .iter()
         .map(|&k| {
-            let f = &frames[idx[k]];
-            if f.children.is_empty() {
-                f.name.to_string()
-            } else {
-                format!("{} (own)", f.name)
-            }
+            frames
+                .get(k)
+                .and_then(|f| charts::stage_color(f.name))
+                .unwrap_or("#bdbdbd")
         })
         .collect();
     let cats: Vec<String> = by_method
@@ -314,7 +297,14 @@ fn stage_chart(folder: &StageFolder) -> String {
         .iter()
         .map(|m| keep.iter().map(|&k| m.2[k] / m.1.max(1) as f64).collect())
         .collect();
-    charts::stacked_bars("Where spawn time goes", &cats, &names, &values)
+    charts::stacked_bars_colored(
+        "Where spawn time goes",
+        &charts::Axis::new("mean time per spawn", charts::Unit::Nanos),
+        &cats,
+        &names,
+        &colors,
+        &values,
+    )
 }
 
 fn latency_chart(h: &charts::LogHistogram, summary: &Summary) -> String {
@@ -390,11 +380,15 @@ mod tests {
     }
 
     fn summary_of(records: &[SpawnRecord]) -> Summary {
-        synthetic_summary(
+        let mut acc = analysis::Accumulator::default();
+        records.iter().for_each(|r| acc.add(r));
+        let mut s = synthetic_summary(
             "test <target> & \"quotes\"",
-            analysis::stage_stats(records),
-            analysis::counts(records),
-        )
+            acc.stage_stats(),
+            acc.counts(),
+        );
+        s.spawn_time = acc.spawn_time();
+        s
     }
 
     /// Forks of a process with 1 GiB of touched memory: copying its page
@@ -471,19 +465,20 @@ mod tests {
                 .map(|(_, w)| w)
                 .sum()
         };
-        let (clone, dup_mmap) = (under("clone"), under("dup_mmap"));
+        let all: u64 = lines.iter().map(|(_, w)| w).sum();
+        let dup_mmap = under("dup_mmap");
         assert!(
-            dup_mmap as f64 > 0.9 * clone as f64,
-            "dup_mmap {dup_mmap} of clone {clone}"
+            dup_mmap as f64 > 0.9 * all as f64,
+            "dup_mmap {dup_mmap} of all spawn time {all}"
         );
+        assert_eq!(all, 20 * 24_950_000, "clone entry to exec return, once");
         // Weights are nanoseconds: dup_mmap's frame is exactly its total.
         assert_eq!(dup_mmap, 20 * 23_971_000);
         for (frames, _) in &lines {
             assert_eq!(frames[..3], ["all spawns", "bigheap", "fork (clone)"]);
         }
         assert!(lines.iter().any(|(f, _)| f.ends_with(&[
-            "clone".to_string(),
-            "copy_process".into(),
+            "copy_process".to_string(),
             "dup_mmap".into(),
             "copy_page_range".into()
         ])));
@@ -500,7 +495,7 @@ mod tests {
                 .any(|t| t.starts_with("dup_mmap (479,420,000 ns")),
             "{titles:?}"
         );
-        assert!(svg.contains("nanoseconds of spawn time"));
+        assert!(svg.contains("(or first run), each ns once"));
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -561,13 +556,15 @@ mod tests {
         (dir, summary, written)
     }
 
-    /// No script or outside resource in the page, and the hostile comm
-    /// shown as text.
+    /// No script but the page's own sorting one, no outside resource, and
+    /// the hostile comm shown as text.
     fn assert_escaped_and_offline(html: &str) {
-        assert!(
-            !html.contains("<script"),
-            "no script in the page itself, and the evil comm is escaped"
+        assert_eq!(
+            html.matches("<script").count(),
+            1,
+            "only the table-sorting script, and the evil comm is escaped"
         );
+        assert!(html.contains(super::super::sortable::SCRIPT));
         assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"));
         for external in ["http://", "https://", "src=\"/", "<link", "@import", "url("] {
             let outside_svg_ns = html.replace("http://www.w3.org/2000/svg", "");
@@ -603,13 +600,39 @@ mod tests {
                 .count()
         };
         assert_eq!(rows("plan-table"), summary.plan.len() + 1);
+        // One block per program, every process counted in one of them;
+        // processes listed one by one only from the first PROCESS_ROWS.
+        let table = by_id(doc, "process-table").unwrap();
+        let groups: Vec<_> = table
+            .children()
+            .filter(|n| n.attribute("class") == Some("group"))
+            .collect();
+        assert!(groups.len() > 1, "several programs");
+        let counted: u64 = groups
+            .iter()
+            .map(|g| {
+                let head = g.children().find(|n| n.has_tag_name("tr")).unwrap();
+                let cells: Vec<_> = head.children().filter(|n| n.has_tag_name("td")).collect();
+                cells[1]
+                    .attribute("data-v")
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .sum();
         assert_eq!(
-            rows("process-table"),
-            PROCESS_ROWS + 1,
-            "capped at PROCESS_ROWS"
+            counted,
+            summary.counts.processes(),
+            "every process in a group"
         );
+        let members = table
+            .descendants()
+            .filter(|n| n.attribute("class") == Some("members") && n.has_tag_name("table"))
+            .flat_map(|t| t.descendants().filter(|n| n.has_tag_name("tr")).skip(1))
+            .count();
+        assert!(members > 0 && members <= PROCESS_ROWS, "{members} listed");
         let html = doc.input_text();
-        assert!(html.contains(&format!("The first {PROCESS_ROWS} of")));
+        assert!(html.contains(&format!("among the first {PROCESS_ROWS} of")));
         let node_text: String = by_id(doc, "node-table")
             .unwrap()
             .descendants()

@@ -1,9 +1,13 @@
 //! Flamegraph SVGs drawn by inferno from folded stacks, and the small
 //! adjustment that lets one run inside the HTML report.
 use anyhow::{Context as _, Result, bail};
-use inferno::flamegraph::{self, Options, Palette, color::BasicPalette};
+use inferno::flamegraph::{
+    self, Options, Palette,
+    color::{BasicPalette, Color, PaletteMap},
+};
 
-use super::folded::StageFolder;
+use super::{charts, folded::StageFolder};
+use crate::model::{Family, SPAWN_TIME};
 
 /// What a flamegraph shows, for its title and hover text.
 pub struct Labels<'a> {
@@ -52,16 +56,88 @@ impl Default for Render {
 /// differential graph, drawn at the second count) as an interactive SVG
 /// (search, zoom, hover).
 pub fn render_lines(lines: &[&str], labels: &Labels<'_>, render: Render) -> Result<String> {
+    render_with(lines, labels, render, None)
+}
+
+/// [`render_lines`] with fixed colours for the frames `colors` names
+/// (the others: a shade of grey of their own).
+pub fn render_colored(
+    lines: &[&str],
+    labels: &Labels<'_>,
+    colors: &mut PaletteMap,
+) -> Result<String> {
+    render_with(lines, labels, Render::default(), Some(colors))
+}
+
+fn render_with(
+    lines: &[&str],
+    labels: &Labels<'_>,
+    render: Render,
+    colors: Option<&mut PaletteMap>,
+) -> Result<String> {
     if lines.is_empty() {
         bail!("nothing to draw: no stage was measured");
     }
     let mut opt = options(labels);
     opt.factor = render.factor;
     opt.negate_differentials = render.negate_differentials;
+    if let Some(map) = colors {
+        // Frames not in the map (process and method names) get inferno's
+        // per-name colour from a quiet palette.
+        opt.colors = Palette::Basic(BasicPalette::Yellow);
+        opt.palette_map = Some(map);
+    }
     let mut svg = Vec::new();
     flamegraph::from_lines(&mut opt, lines.iter().copied(), &mut svg)
         .with_context(|| format!("drawing the flamegraph {:?}", labels.title))?;
     String::from_utf8(svg).context("inferno wrote an SVG that is not UTF-8")
+}
+
+/// A colour from `#rrggbb`.
+pub fn color(hex: &str) -> Color {
+    let (r, g, b) = charts::rgb(hex);
+    Color { r, g, b }
+}
+
+/// Every stage of the spawn-time tree in its family's colours.
+pub fn stage_palette() -> PaletteMap {
+    let mut map = PaletteMap::default();
+    for n in SPAWN_TIME {
+        if let Some(c) = charts::stage_color(n.name) {
+            map.insert(n.name, color(c));
+        }
+    }
+    map
+}
+
+/// The colour key of a picture: `orange: mm copy · blue: scheduler · …`.
+pub fn family_key() -> String {
+    let name = |f: Family| match f {
+        Family::MmCopy => "orange",
+        Family::Scheduler => "blue",
+        Family::Exec => "green",
+        Family::UserWork => "purple",
+        Family::Task => "tan",
+    };
+    [
+        Family::MmCopy,
+        Family::Scheduler,
+        Family::Exec,
+        Family::UserWork,
+        Family::Task,
+    ]
+    .map(|f| format!("{} {}", name(f), f.label()))
+    .join(" · ")
+}
+
+/// Light greys for the frames that are not stages (the root, process and
+/// method frames), a shade per name so neighbours stay apart.
+pub fn grey_for(name: &str) -> Color {
+    const GREYS: [&str; 4] = ["#dadada", "#cfcfcf", "#e4e4e4", "#c6c6c6"];
+    let h = name
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+    color(GREYS[h % GREYS.len()])
 }
 
 /// The stage flamegraph of a recording (`stages.svg`).
@@ -69,16 +145,28 @@ pub fn stages_svg(folder: &StageFolder) -> Result<String> {
     let lines = folder.lines();
     let text: Vec<String> = lines.iter().map(|(s, w)| format!("{s} {w}")).collect();
     let refs: Vec<&str> = text.iter().map(String::as_str).collect();
+    let mut palette = stage_palette();
+    // inferno's own root frame ("all"), which it names with an empty string.
+    palette.insert("", grey_for("all"));
+    for (stack, _) in &lines {
+        // root;parent;method: grey, under the coloured stages.
+        for frame in stack.split(';').take(3) {
+            if palette.get(frame).is_none() {
+                palette.insert(frame, grey_for(frame));
+            }
+        }
+    }
     let labels = Labels {
         title: "spawnprof: where spawn time goes, by stage",
         subtitle: format!(
-            "width = nanoseconds of spawn time summed over {} spawns (each stage's own time; run and reap excluded)",
-            folder.spawns()
+            "{} spawns, clone entry to the child's exec (or first run), each ns once · {}",
+            folder.spawns(),
+            family_key()
         ),
         count_name: "ns",
         name_type: "Stage:",
     };
-    render_lines(&refs, &labels, Render::default())
+    render_colored(&refs, &labels, &mut palette)
 }
 
 /// Makes an inferno SVG safe to show from a `data:` URL inside the report.
@@ -125,7 +213,7 @@ mod tests {
     #[test]
     fn a_flamegraph_is_valid_xml_with_its_script_and_labels() {
         let lines = [
-            "all spawns;sh;vfork;clone;copy_process 700",
+            "all spawns;sh;vfork;copy_process 700",
             "all spawns;sh;vfork;exec;exec_load 300",
         ];
         let labels = Labels {

@@ -3,11 +3,12 @@
 //! recording of any size folds in constant memory.
 //!
 //! A stack is `all spawns;<parent comm>;<method>;<stage path>`, where the
-//! stage path follows the `parent` links of [`STAGES`] (and
-//! [`KERNEL_FN_STAGES`]): `clone;copy_process;dup_mmap;copy_page_range`.
-//! Weights are nanoseconds of *self* time: a stage's duration minus the
-//! durations of its child stages, so a frame drawn by a flamegraph tool is
-//! exactly as wide as the stage's total.
+//! stage path follows the spawn-time tree ([`SPAWN_TIME`]):
+//! `copy_process;dup_mmap;copy_page_range`. Weights are nanoseconds of
+//! *self* time: a node's time minus its children's, so a frame drawn by a
+//! flamegraph tool is exactly as wide as the node's time, and a spawn's
+//! frames add up to its wall time, each nanosecond once. Time no stage
+//! accounts for stays on the method frame.
 use std::{
     collections::{BTreeMap, HashMap},
     fmt::Write as _,
@@ -16,57 +17,48 @@ use std::{
     sync::OnceLock,
 };
 
-use crate::model::{Durations, KERNEL_FN_STAGES, STAGES, SpawnRecord, stage_position};
+use crate::model::{Durations, Family, SPAWN_TIME, SPAWN_TIME_NODES, SpawnRecord, spawn_times};
 
 /// The root frame of every stack.
 pub const ROOT_FRAME: &str = "all spawns";
-
-/// Stages left out of the stage flamegraph, and why:
-/// - `spawn_to_exec` spans `clone` and the child's stages; drawing it too
-///   would count that time twice;
-/// - `run` is the new program doing its own work, not spawning;
-/// - `reap_delay` is the parent getting round to `wait()`, after the fact.
-pub const NOT_SPAWN_TIME: &[&str] = &["spawn_to_exec", "run", "reap_delay"];
 
 /// A stage as a flamegraph frame: its full path below the method frame and
 /// the indices of its child stages.
 #[derive(Debug)]
 pub struct FlameStage {
     pub name: &'static str,
-    /// `clone;copy_process;dup_mmap`.
+    /// `copy_process;dup_mmap`.
     pub path: String,
     pub parent: Option<usize>,
     pub children: Vec<usize>,
+    pub family: Family,
 }
 
-/// The stage frames in [`STAGES`] order, then the kernel-summed stages.
-/// Built once: the stage table is static.
+/// The stage frames, in [`SPAWN_TIME`] order. Built once: the tree is static.
 pub fn flame_stages() -> &'static [FlameStage] {
     static FRAMES: OnceLock<Vec<FlameStage>> = OnceLock::new();
     FRAMES.get_or_init(|| {
-        let named = STAGES
-            .iter()
-            .filter(|s| !NOT_SPAWN_TIME.contains(&s.name))
-            .map(|s| (s.name, s.parent))
-            .chain(KERNEL_FN_STAGES.iter().map(|(n, p)| (*n, Some(*p))));
         let mut frames: Vec<FlameStage> = Vec::new();
-        for (name, parent) in named {
-            // STAGES lists parents before children (a model.rs test checks
-            // it), so the parent's frame already exists here.
-            let parent = parent.and_then(|p| frames.iter().position(|f| f.name == p));
+        for n in SPAWN_TIME {
+            // SPAWN_TIME lists parents before children (a model.rs test
+            // checks it), so the parent's frame already exists here.
+            let parent = n
+                .parent
+                .and_then(|p| frames.iter().position(|f| f.name == p));
             let path = match parent {
-                Some(p) => format!("{};{name}", frames[p].path),
-                None => name.to_string(),
+                Some(p) => format!("{};{}", frames[p].path, n.name),
+                None => n.name.to_string(),
             };
             let idx = frames.len();
             if let Some(p) = parent {
                 frames[p].children.push(idx);
             }
             frames.push(FlameStage {
-                name,
+                name: n.name,
                 path,
                 parent,
                 children: Vec::new(),
+                family: n.family,
             });
         }
         frames
@@ -78,34 +70,21 @@ pub fn flame_index(name: &str) -> Option<usize> {
     flame_stages().iter().position(|f| f.name == name)
 }
 
-/// For each flame stage: its position in [`Durations`].
-fn flame_positions() -> &'static [usize] {
-    static POS: OnceLock<Vec<usize>> = OnceLock::new();
-    POS.get_or_init(|| {
-        flame_stages()
-            .iter()
-            .map(|f| stage_position(f.name).expect("flame stages come from the stage tables"))
-            .collect()
-    })
-}
+/// Weights per record and group: one per flame stage, then the time no
+/// stage accounts for (drawn on the method frame).
+pub const WEIGHTS: usize = SPAWN_TIME_NODES + 1;
 
-/// Self time of every flame stage of one record, in [`flame_stages`] order.
-///
-/// A child can come out longer than its parent: the two are often measured
-/// by different probes (e.g. `copy_page_range` is summed inside the kernel
-/// while `dup_mmap` is bracketed by mmap_lock tracepoints), and clocks are
-/// read a few instructions apart. The parent's self time is then clamped at
-/// zero rather than going negative, which would corrupt the stack weights;
-/// the children keep their full widths, so the parent is drawn as wide as
-/// its children together.
+/// Self time of every flame stage of one record, in [`flame_stages`]
+/// order, then its unsplit time ([`WEIGHTS`] values; all zero for a record
+/// with no place in the spawn-time tree).
 pub fn self_times(d: &Durations, out: &mut Vec<u64>) {
-    let frames = flame_stages();
-    let pos = flame_positions();
     out.clear();
-    out.extend(pos.iter().map(|&p| d[p].unwrap_or(0)));
-    for (i, f) in frames.iter().enumerate() {
-        let children: u64 = f.children.iter().filter_map(|&c| d[pos[c]]).sum();
-        out[i] = out[i].saturating_sub(children);
+    match spawn_times(d) {
+        Some(t) => {
+            out.extend(t.self_times());
+            out.push(t.unsplit());
+        }
+        None => out.resize(WEIGHTS, 0),
     }
 }
 
@@ -299,7 +278,7 @@ impl StageFolder {
                     key.owned(),
                     Group {
                         spawns: 0,
-                        self_ns: vec![0; flame_stages().len()],
+                        self_ns: vec![0; WEIGHTS],
                     },
                 ));
                 bucket.push(self.groups.len() - 1);
@@ -367,6 +346,10 @@ impl StageFolder {
                     out.push((format!("{ROOT_FRAME};{parent};{method};{}", f.path), w));
                 }
             }
+            let unsplit = scale(&g, g.self_ns[SPAWN_TIME_NODES]);
+            if unsplit > 0 {
+                out.push((format!("{ROOT_FRAME};{parent};{method}"), unsplit));
+            }
         }
         out.sort();
         out
@@ -430,41 +413,77 @@ mod tests {
     }
 
     #[test]
-    fn stage_paths_follow_the_parent_links() {
+    fn stage_paths_follow_the_spawn_time_tree() {
         let paths: Vec<&str> = flame_stages().iter().map(|f| f.path.as_str()).collect();
         for p in [
-            "clone;copy_process;dup_mmap;mm_lock_wait",
-            "clone;copy_process;dup_mmap;copy_page_range",
-            "clone;copy_process;dup_mmap;anon_vma_fork",
-            "clone;parent_return",
+            "copy_process;dup_mmap;mm_lock_wait",
+            "copy_process;dup_mmap;copy_page_range",
+            "copy_process;dup_mmap;anon_vma_fork",
+            "fork_wakeup",
             "sched_delay",
             "exec;exec_load",
         ] {
             assert!(paths.contains(&p), "{p} missing from {paths:?}");
         }
-        for skipped in NOT_SPAWN_TIME {
-            assert!(!paths.iter().any(|p| p.contains(skipped)), "{skipped}");
+        // The parent's side overlaps the child's stages: never drawn.
+        for left_out in [
+            "clone",
+            "parent_return",
+            "vfork_resume",
+            "spawn_to_exec",
+            "run",
+        ] {
+            assert!(!paths.iter().any(|p| p.contains(left_out)), "{left_out}");
         }
     }
 
     #[test]
-    fn self_time_subtracts_children_and_clamps_at_zero() {
+    fn self_time_subtracts_children_and_widens_parents() {
         let r = fork_record("sh");
         let mut v = Vec::new();
         self_times(&r.durations.0, &mut v);
-        let at = |n: &str| v[flame_index(n).unwrap()];
+        let at = |v: &[u64], n: &str| v[flame_index(n).unwrap()];
         // dup_mmap = 2000..9000 = 7000; children: lock 500, cpr 5000, avf 600.
-        assert_eq!(at("dup_mmap"), 900);
-        assert_eq!(at("copy_page_range"), 5_000);
-        // clone 11000 = copy_process 9000 + fork_wakeup 1000 + parent_return 1000.
-        assert_eq!(at("clone"), 0);
-        // A kernel-summed child longer than its parent: clamped, not negative.
+        assert_eq!(at(&v, "dup_mmap"), 900);
+        assert_eq!(at(&v, "copy_page_range"), 5_000);
+        // copy_process 9000 = dup_mmap 7000 + 2000 of its own.
+        assert_eq!(at(&v, "copy_process"), 2_000);
+        // Every nanosecond of clone entry → exec return, once.
+        assert_eq!(v.iter().sum::<u64>(), r.duration("spawn_to_exec").unwrap());
+        assert_eq!(v[SPAWN_TIME_NODES], 0, "nothing unsplit");
+        // A kernel-summed child longer than its parent: the parent is
+        // widened to it, never negative, and the spawn with it.
         let mut r2 = r.clone();
         r2.kernel_fn.as_mut().unwrap().copy_page_range_ns = 50_000;
         r2.derive_durations();
         self_times(&r2.durations.0, &mut v);
-        assert_eq!(v[flame_index("dup_mmap").unwrap()], 0);
-        assert_eq!(v[flame_index("copy_page_range").unwrap()], 50_000);
+        assert_eq!(at(&v, "dup_mmap"), 0);
+        assert_eq!(at(&v, "copy_process"), 0);
+        assert_eq!(at(&v, "copy_page_range"), 50_000);
+        assert_eq!(
+            v.iter().sum::<u64>(),
+            51_100 + 1_000 + 2_000 + 1_000 + 4_000
+        );
+    }
+
+    #[test]
+    fn a_child_that_never_execs_is_spawned_once_it_runs() {
+        let mut r = fork_record("sh");
+        for t in [
+            &mut r.ts.exec_first_enter,
+            &mut r.ts.exec_enter,
+            &mut r.ts.exec_prepare,
+            &mut r.ts.exec_done,
+            &mut r.ts.exec_return,
+        ] {
+            *t = None;
+        }
+        r.derive_durations();
+        let mut v = Vec::new();
+        self_times(&r.durations.0, &mut v);
+        // copy_process 9000 + fork_wakeup 1000 + sched_delay 2000.
+        assert_eq!(v.iter().sum::<u64>(), 12_000);
+        assert_eq!(v[flame_index("exec").unwrap()], 0);
     }
 
     #[test]
@@ -491,6 +510,12 @@ mod tests {
         }
         // Three spawns of 7000 ns in dup_mmap (self + children).
         assert_eq!(dup_mmap_total, 3 * 7_000);
+        let all: u64 = f.lines().iter().map(|(_, w)| w).sum();
+        assert_eq!(
+            all,
+            3 * 17_000,
+            "three spawns of 17 µs, clone entry to exec return"
+        );
         assert_eq!(f.spawns(), 3);
         assert_eq!(f.groups().len(), 2);
     }

@@ -9,85 +9,7 @@
 use std::fmt::Write as _;
 
 use super::{Summary, charts::escape, trace::TraceStats};
-use crate::{
-    model::{KERNEL_FN_STAGES, STAGES, SpawnRecord, stage},
-    units::{format_bytes, format_ns},
-};
-
-/// One row of the per-process table, already formatted.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ProcessRow {
-    pub cells: Vec<String>,
-}
-
-const PROCESS_COLUMNS: &[(&str, bool)] = &[
-    ("pid", true),
-    ("ppid", true),
-    ("method", false),
-    ("comm", false),
-    ("exec'd path", false),
-    ("failed execs", true),
-    ("fork→exec", true),
-    ("pre-exec faults (CoW)", true),
-    ("exec→exit", true),
-    ("status", false),
-];
-
-fn opt_ns(v: Option<u64>) -> String {
-    v.map_or_else(|| "-".into(), format_ns)
-}
-
-impl ProcessRow {
-    /// The same reading of a record as the terminal table.
-    pub fn of(r: &SpawnRecord) -> Self {
-        let comm = match (&r.comm_before, &r.comm_after) {
-            (Some(a), Some(b)) if a != b => format!("{a}→{b}"),
-            (Some(a), _) | (None, Some(a)) => a.clone(),
-            _ => "-".into(),
-        };
-        let status = match (r.exit_signal, r.exit_status) {
-            (Some(s), _) => format!("signal {s}"),
-            (None, Some(s)) => format!("exit {s}"),
-            _ => "-".into(),
-        };
-        let path = match (&r.exec_path, r.exec_attempts.last()) {
-            (Some(p), _) => p.clone(),
-            (None, Some(a)) => match a.ret {
-                Some(ret) => format!("{} (failed: {})", a.path, super::trace::errno_name(ret)),
-                None => format!("{} (exec not seen to return)", a.path),
-            },
-            (None, None) => "-".into(),
-        };
-        let fork_exec =
-            r.ts.exec_return
-                .zip(r.ts.clone_enter.or(r.ts.fork_done))
-                .and_then(|(e, s)| e.checked_sub(s));
-        let faults = match (r.faults.pre_exec, r.faults.pre_exec_cow) {
-            (Some(a), Some(c)) => format!("{a} ({c})"),
-            (Some(a), None) => a.to_string(),
-            _ => "-".into(),
-        };
-        let method = if r.root {
-            "root".into()
-        } else {
-            r.method.clone().unwrap_or_else(|| "-".into())
-        };
-        Self {
-            cells: vec![
-                r.child_pid.map_or("-".into(), |p| p.to_string()),
-                r.parent_pid.map_or("-".into(), |p| p.to_string()),
-                method,
-                comm,
-                path,
-                r.failed_exec_attempts.to_string(),
-                opt_ns(fork_exec),
-                faults,
-                opt_ns(r.duration("run")),
-                status,
-            ],
-        }
-    }
-}
+use crate::units::{format_bytes, format_ns};
 
 /// A chart with the sentence that says how to read it.
 pub struct Figure {
@@ -111,8 +33,12 @@ pub struct Page<'a> {
     pub unavailable: Vec<super::Unmeasured>,
     pub flames: Vec<Flame>,
     pub figures: Vec<Figure>,
-    pub processes: &'a [ProcessRow],
+    pub processes: &'a [super::processes::ProcessRow],
     pub processes_total: u64,
+    /// Every process, by the program it exec'd.
+    pub programs: &'a super::stream::Programs,
+    /// One sentence of what dominates the spawn time, for the top.
+    pub headline: Option<String>,
     pub trace: TraceStats,
     pub files: Vec<String>,
 }
@@ -152,12 +78,16 @@ td.path, td.mono { font-family: ui-monospace, Menlo, Consolas, monospace; font-s
 .mech-unavailable { background: #f9dcdc; color: #8a1f1f; }
 ul.rej { margin: 0; padding-left: 16px; color: #7a4a00; font-size: 12px; }
 .share { display: inline-block; height: 9px; background: #4e79a7; border-radius: 2px; vertical-align: middle; margin-right: 6px; }
+.swatch { display: inline-block; width: 9px; height: 9px; border-radius: 2px; margin-right: 6px; vertical-align: middle; }
 .figs { display: flex; flex-wrap: wrap; gap: 18px; }
 figure { margin: 0; max-width: 100%; }
 figure svg { max-width: 100%; height: auto; }
 figcaption { font-size: 12.5px; color: #59636e; max-width: 760px; margin-top: 4px; }
 iframe.flame { display: block; width: 100%; border: 1px solid #e1e4e8; border-radius: 4px; background: #fff; }
 code { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12.5px; }
+p.headline { margin: 16px 0 0; padding: 12px 18px; background: #fff; border: 1px solid #e1e4e8; border-left: 5px solid #e8743b; border-radius: 8px; font-size: 16px; font-weight: 600; }
+details summary { cursor: pointer; }
+details summary h2 { display: inline; }
 "#;
 
 fn num_cell(out: &mut String, v: &str) {
@@ -332,7 +262,19 @@ fn node(out: &mut String, json: &serde_json::Value) {
     let Some(node) = json.get("node").and_then(|n| n.as_object()) else {
         return;
     };
-    out.push_str(r#"<section id="node"><h2>Node</h2><table id="node-table"><tbody>"#);
+    let brief: Vec<String> = ["hostname", "kernel_release", "cpus_online", "thp_enabled"]
+        .iter()
+        .filter_map(|k| match node.get(*k)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) if *k == "cpus_online" => Some(format!("{n} CPUs")),
+            _ => None,
+        })
+        .collect();
+    let _ = write!(
+        out,
+        r#"<section id="node"><details><summary><h2>Node</h2> <span class="note">{}; click for every fact</span></summary><table id="node-table"><tbody>"#,
+        escape(&brief.join(", "))
+    );
     for (k, v) in node {
         let v = match v {
             serde_json::Value::Null => "-".to_string(),
@@ -349,7 +291,7 @@ fn node(out: &mut String, json: &serde_json::Value) {
             escape(&v)
         );
     }
-    out.push_str("</tbody></table></section>");
+    out.push_str("</tbody></table></details></section>");
 }
 
 fn plan(out: &mut String, s: &Summary) {
@@ -403,8 +345,27 @@ fn plan(out: &mut String, s: &Summary) {
 }
 
 fn breakdown(out: &mut String, s: &Summary, unavailable: &[super::Unmeasured]) {
-    let spawn_total = s.stages.get("spawn_to_exec").map_or(0, |st| st.total_ns);
-    out.push_str(r#"<section id="breakdown"><h2>Stage breakdown</h2><p class="note">Per stage, over the spawns where it was measured. Share is of the total spawn_to_exec time (clone on vfork includes the wait for the child's exec, so shares can pass 100%; run and reap_delay are not spawn time).</p><table id="breakdown-table">"#);
+    let vfork = s.counts.by_method.contains_key("vfork");
+    let b = super::breakdown::breakdown(&s.stages, s.spawn_time.as_ref(), unavailable, vfork);
+    out.push_str(r#"<section id="breakdown"><h2>Stage breakdown</h2>"#);
+    if b.is_empty() {
+        out.push_str(r#"<p class="note">No spawn was recorded, so there is no stage breakdown.</p></section>"#);
+        return;
+    }
+    if !b.tree.is_empty() {
+        out.push_str(r#"<p class="note">Spawn time, from the parent's clone entry to the child's exec (or its first run, without one), each nanosecond once: the stages follow one another, sub-stages add up to their stage, and share is of all spawn time. Count, mean and percentiles are each stage's own, over the spawns that measured it.</p>"#);
+        breakdown_table(out, "breakdown-table", &b.tree);
+    }
+    out.push_str(r#"<p class="note">Overlapping the spawn time: the parent's call, and the time after the exec.</p>"#);
+    breakdown_table(out, "overlap-table", &b.overlapping);
+    if let Some(note) = &b.vfork_note {
+        let _ = write!(out, r#"<p class="note">{}.</p>"#, escape(note));
+    }
+    out.push_str("</section>");
+}
+
+fn breakdown_table(out: &mut String, id: &str, rows: &[super::breakdown::Row]) {
+    let _ = write!(out, r#"<table id="{id}">"#);
     header_row(
         out,
         &[
@@ -413,57 +374,50 @@ fn breakdown(out: &mut String, s: &Summary, unavailable: &[super::Unmeasured]) {
             ("mean", true),
             ("p50", true),
             ("p99", true),
-            ("total", true),
+            ("time", true),
             ("share", true),
             ("note", false),
         ],
     );
     out.push_str("<tbody>");
-    let names = STAGES.iter().map(|st| (st.name, st.parent, st.what)).chain(
-        KERNEL_FN_STAGES
-            .iter()
-            .map(|(n, p)| (*n, Some(*p), "summed inside the kernel over the clone")),
-    );
-    for (name, parent, what) in names {
-        let depth = std::iter::successors(parent, |p| stage(p).and_then(|st| st.parent)).count();
+    for r in rows {
+        let color = super::charts::stage_color(&r.label).unwrap_or("transparent");
         let _ = write!(
             out,
-            r#"<tr><td style="padding-left: {}px" title="{}"><code>{}</code></td>"#,
-            8 + 18 * depth,
-            escape(what),
-            escape(name)
+            r#"<tr><td style="padding-left: {}px" title="{}"><span class="swatch" style="background: {color}"></span><code>{}</code></td>"#,
+            8 + 18 * r.depth,
+            escape(&r.what),
+            escape(&r.label)
         );
-        match s.stages.get(name).filter(|st| st.count > 0) {
+        match &r.stats {
             Some(st) => {
                 num_cell(out, &st.count.to_string());
-                for v in [st.mean_ns, st.p50_ns, st.p99_ns, st.total_ns] {
+                for v in [st.mean_ns, st.p50_ns, st.p99_ns] {
                     num_cell(out, &format_ns(v));
                 }
-                let not_spawn = matches!(name, "run" | "reap_delay");
-                if spawn_total > 0 && !not_spawn {
-                    let pct = 100.0 * st.total_ns as f64 / spawn_total as f64;
-                    let _ = write!(
-                        out,
-                        r#"<td class="num"><span class="share" style="width: {:.0}px"></span>{pct:.1}%</td>"#,
-                        (pct.min(100.0) * 0.6).max(1.0)
-                    );
-                } else {
-                    num_cell(out, "");
-                }
-                cell(out, "");
             }
+            None if r.time.is_some() => (0..4).for_each(|_| num_cell(out, "")),
             None => {
                 num_cell(out, "0");
-                for _ in 0..5 {
-                    num_cell(out, "-");
-                }
-                let why = super::why_no_data(unavailable, name);
-                cell(out, why);
+                (0..3).for_each(|_| num_cell(out, "-"));
             }
         }
+        match r.time {
+            Some((ns, share)) => {
+                num_cell(out, &format_ns(ns));
+                let pct = 100.0 * share;
+                let _ = write!(
+                    out,
+                    r#"<td class="num"><span class="share" style="width: {:.0}px; background: {color}"></span>{pct:.1}%</td>"#,
+                    (pct.min(100.0) * 0.6).max(1.0)
+                );
+            }
+            None => (0..2).for_each(|_| num_cell(out, "")),
+        }
+        cell(out, &r.note);
         out.push_str("</tr>");
     }
-    out.push_str("</tbody></table></section>");
+    out.push_str("</tbody></table>");
 }
 
 /// Standard base64 (RFC 4648, padded), for `data:` URLs.
@@ -528,39 +482,6 @@ fn figures(out: &mut String, figs: &[Figure]) {
     out.push_str("</div></section>");
 }
 
-fn processes(out: &mut String, rows: &[ProcessRow], total: u64) {
-    let _ = write!(
-        out,
-        r#"<section id="processes"><h2>Processes</h2><p class="note">{}</p><table id="process-table">"#,
-        if total as usize > rows.len() {
-            escape(&format!(
-                "The first {} of {total} processes created (threads left out); all of them are in spawns.jsonl.",
-                rows.len()
-            ))
-        } else {
-            escape(&format!(
-                "All {total} processes created (threads left out)."
-            ))
-        }
-    );
-    header_row(out, PROCESS_COLUMNS);
-    out.push_str("<tbody>");
-    for row in rows {
-        out.push_str("<tr>");
-        for (v, (name, num)) in row.cells.iter().zip(PROCESS_COLUMNS) {
-            if *num {
-                num_cell(out, v);
-            } else if *name == "exec'd path" {
-                let _ = write!(out, r#"<td class="path">{}</td>"#, escape(v));
-            } else {
-                cell(out, v);
-            }
-        }
-        out.push_str("</tr>");
-    }
-    out.push_str("</tbody></table></section>");
-}
-
 fn files(out: &mut String, page: &Page<'_>) {
     out.push_str(r#"<section id="files"><h2>Files</h2><ul>"#);
     for f in &page.files {
@@ -594,9 +515,17 @@ pub fn render(page: &Page<'_>) -> String {
     let _ = write!(
         out,
         r##"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"/><meta name="viewport" content="width=device-width, initial-scale=1"/><title>spawnprof: {t}</title><style>{CSS}</style></head><body><header><h1>spawnprof report</h1><div class="target">{t}</div><nav><a href="#breakdown">stages</a><a href="#flamegraphs">flamegraphs</a><a href="#charts">charts</a><a href="#processes">processes</a><a href="#plan">attach plan</a><a href="#files">files</a></nav></header><main>"##,
-        t = escape(&s.target)
+<html lang="en"><head><meta charset="utf-8"/><meta name="viewport" content="width=device-width, initial-scale=1"/><title>spawnprof: {t}</title><style>{CSS}{sort_css}</style></head><body><header><h1>spawnprof report</h1><div class="target">{t}</div><nav><a href="#breakdown">stages</a><a href="#flamegraphs">flamegraphs</a><a href="#charts">charts</a><a href="#processes">processes</a><a href="#plan">attach plan</a><a href="#files">files</a></nav></header><main>"##,
+        t = escape(&crate::units::elide(&s.target, crate::units::SHOWN_COMMAND)),
+        sort_css = super::sortable::CSS,
     );
+    if let Some(line) = &page.headline {
+        let _ = write!(
+            out,
+            r#"<p class="headline" id="headline">{}</p>"#,
+            escape(line)
+        );
+    }
     warnings(&mut out, s);
     out.push_str(r#"<section id="overview"><h2>Recording</h2>"#);
     facts(&mut out, s);
@@ -605,13 +534,19 @@ pub fn render(page: &Page<'_>) -> String {
     breakdown(&mut out, s, &page.unavailable);
     flames(&mut out, &page.flames);
     figures(&mut out, &page.figures);
-    processes(&mut out, page.processes, page.processes_total);
+    super::processes::table(
+        &mut out,
+        page.programs,
+        page.processes,
+        page.processes_total,
+    );
     plan(&mut out, s);
     files(&mut out, page);
     let _ = writeln!(
         out,
-        r#"<p class="note">Generated by spawnprof {} from summary.json and spawns.jsonl; <code>spawnprof report DIR</code> regenerates it.</p></main></body></html>"#,
-        escape(&s.spawnprof_version)
+        r#"<p class="note">Generated by spawnprof {} from summary.json and spawns.jsonl; <code>spawnprof report DIR</code> regenerates it.</p></main>{}</body></html>"#,
+        escape(&s.spawnprof_version),
+        super::sortable::SCRIPT
     );
     out
 }
@@ -640,39 +575,5 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(utc(1_767_225_599), "2025-12-31 23:59:59 UTC");
-    }
-
-    #[test]
-    fn process_rows_read_records_like_the_terminal_table() {
-        let mut r = SpawnRecord {
-            child_pid: Some(7),
-            parent_pid: Some(1),
-            method: Some("vfork".into()),
-            comm_before: Some("sh".into()),
-            comm_after: Some("true".into()),
-            exec_path: Some("/bin/true".into()),
-            exit_status: Some(0),
-            ..Default::default()
-        };
-        r.ts.clone_enter = Some(1_000);
-        r.ts.exec_return = Some(151_000);
-        r.faults.pre_exec = Some(3);
-        r.faults.pre_exec_cow = Some(1);
-        let row = ProcessRow::of(&r);
-        assert_eq!(
-            row.cells,
-            vec![
-                "7",
-                "1",
-                "vfork",
-                "sh→true",
-                "/bin/true",
-                "0",
-                "150 µs",
-                "3 (1)",
-                "-",
-                "exit 0"
-            ]
-        );
     }
 }

@@ -6,12 +6,17 @@
 //! (terminal), `folded`/`flamegraph` (stage flamegraph), `trace`
 //! (Perfetto), `charts` (SVG), `html` (the one page); `stream` aggregates
 //! a large spawns.jsonl on every core; `diff` compares two recordings.
+pub mod breakdown;
 pub mod charts;
+pub mod compare;
 pub mod diff;
 pub mod export;
 pub mod flamegraph;
 pub mod folded;
+pub mod headline;
 pub mod html;
+pub mod processes;
+pub mod sortable;
 pub mod stream;
 pub mod table;
 pub mod timing;

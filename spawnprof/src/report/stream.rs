@@ -1,7 +1,7 @@
 //! The aggregates every report needs from all of a recording's spawns
 //! (stage stacks, the latency histogram, counts), folded on every core
 //! from the light reading of `spawns.jsonl` ([`crate::recording::light`]).
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use anyhow::Result;
 
@@ -25,6 +25,114 @@ pub fn light_key<'a>(r: &'a LightRecord<'_>) -> StackKey<'a> {
     }
 }
 
+/// The processes that ran one program (or did not exec): how many, how,
+/// and how long they took to get there and to run.
+#[derive(Clone, Debug, Default)]
+pub struct Program {
+    pub spawns: u64,
+    /// Spawn method → processes.
+    pub methods: BTreeMap<String, u64>,
+    pub failed_execs: u64,
+    /// clone entry → exec return (`spawn_to_exec`).
+    pub to_exec: LogHistogram,
+    pub to_exec_ns: u128,
+    pub to_exec_max: u64,
+    /// exec return → exit (`run`), of those that exec'd.
+    pub run_ns: u128,
+    pub runs: u64,
+}
+
+impl Program {
+    fn merge(&mut self, o: Program) {
+        self.spawns += o.spawns;
+        for (m, n) in o.methods {
+            *self.methods.entry(m).or_default() += n;
+        }
+        self.failed_execs += o.failed_execs;
+        self.to_exec.merge(&o.to_exec);
+        self.to_exec_ns += o.to_exec_ns;
+        self.to_exec_max = self.to_exec_max.max(o.to_exec_max);
+        self.run_ns += o.run_ns;
+        self.runs += o.runs;
+    }
+
+    /// Mean clone entry → exec return.
+    pub fn to_exec_mean(&self) -> Option<u64> {
+        let n = self.to_exec.total();
+        (n > 0).then(|| (self.to_exec_ns / u128::from(n)) as u64)
+    }
+
+    /// Mean exec return → exit.
+    pub fn run_mean(&self) -> Option<u64> {
+        (self.runs > 0).then(|| (self.run_ns / u128::from(self.runs)) as u64)
+    }
+}
+
+/// The group of a process without a program: it never exec'd.
+pub const NO_EXEC: &str = "(no exec)";
+/// … or every exec it tried failed.
+pub const EXEC_FAILED: &str = "(every exec failed)";
+/// Distinct programs kept; the rest are counted together, so a recording
+/// of a million different scripts keeps bounded memory.
+const MAX_PROGRAMS: usize = 2_000;
+/// Where processes of programs past [`MAX_PROGRAMS`] are counted.
+pub const OTHER_PROGRAMS: &str = "(other programs)";
+
+/// Processes by the program they exec'd.
+#[derive(Debug, Default)]
+pub struct Programs(pub BTreeMap<String, Program>);
+
+impl Programs {
+    fn add(&mut self, r: &LightRecord<'_>) {
+        let path = match (&r.exec_path, r.failed_exec_attempts) {
+            (Some(p), _) => &*p.0,
+            (None, 0) => NO_EXEC,
+            (None, _) => EXEC_FAILED,
+        };
+        let key = if self.0.contains_key(path) || self.0.len() < MAX_PROGRAMS {
+            path
+        } else {
+            OTHER_PROGRAMS
+        };
+        if !self.0.contains_key(key) {
+            self.0.insert(key.to_string(), Program::default());
+        }
+        let g = self.0.get_mut(key).expect("inserted above");
+        g.spawns += 1;
+        let method = r
+            .method
+            .as_ref()
+            .map_or(if r.root { "root" } else { "-" }, |m| &*m.0);
+        match g.methods.get_mut(method) {
+            Some(n) => *n += 1,
+            None => {
+                g.methods.insert(method.to_string(), 1);
+            }
+        }
+        g.failed_execs += r.failed_exec_attempts;
+        static AT: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+        let (to_exec, run) = *AT.get_or_init(|| {
+            let at = |s| stage_position(s).expect("a stage");
+            (at("spawn_to_exec"), at("run"))
+        });
+        if let Some(v) = r.durations.0[to_exec] {
+            g.to_exec.add(v);
+            g.to_exec_ns += u128::from(v);
+            g.to_exec_max = g.to_exec_max.max(v);
+        }
+        if let (Some(v), Some(_)) = (r.durations.0[run], &r.exec_path) {
+            g.run_ns += u128::from(v);
+            g.runs += 1;
+        }
+    }
+
+    fn merge(&mut self, other: Programs) {
+        for (k, v) in other.0 {
+            self.0.entry(k).or_default().merge(v);
+        }
+    }
+}
+
 /// What the aggregate reports need from every record; partial aggregates
 /// from different threads merge.
 #[derive(Debug, Default)]
@@ -36,6 +144,8 @@ pub struct Aggregates {
     pub records: u64,
     /// Records that are processes (not threads).
     pub processes: u64,
+    /// Those processes by the program they exec'd.
+    pub programs: Programs,
 }
 
 impl Aggregates {
@@ -58,11 +168,14 @@ impl Aggregates {
     }
 
     pub fn add(&mut self, r: &SpawnRecord) {
-        self.add_parts(StackKey::of(r), &r.durations.0, r.thread);
+        self.add_light(&LightRecord::of(r));
     }
 
     pub fn add_light(&mut self, r: &LightRecord<'_>) {
         self.add_parts(light_key(r), &r.durations.0, r.thread);
+        if !r.thread {
+            self.programs.add(r);
+        }
     }
 
     pub fn merge(&mut self, other: Aggregates) {
@@ -70,6 +183,7 @@ impl Aggregates {
         self.spawn_to_exec.merge(&other.spawn_to_exec);
         self.records += other.records;
         self.processes += other.processes;
+        self.programs.merge(other.programs);
     }
 }
 

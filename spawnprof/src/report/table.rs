@@ -1,23 +1,25 @@
 //! Terminal tables: one row per process created, and the stage breakdown.
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::fmt::Write as _;
 
+use super::breakdown::{Breakdown, Row as BreakdownRow};
 use crate::{
     analysis::{Placement, StageStats},
-    model::{KERNEL_FN_STAGES, STAGES, SpawnRecord},
+    model::SpawnRecord,
     recording::ProbeCost,
     units::format_ns,
 };
-
-fn opt_ns(v: Option<u64>) -> String {
-    v.map_or_else(|| "-".into(), format_ns)
-}
 
 /// Fixed-width columns, left-aligned text and right-aligned numbers.
 pub struct Table {
     header: Vec<&'static str>,
     right: Vec<bool>,
     pub(crate) rows: Vec<Vec<String>>,
+    /// Columns to fit in (`None`: as wide as the widest row).
+    width: Option<usize>,
 }
+
+/// A text column is never cut below this many characters.
+const MIN_CUT_COLUMN: usize = 12;
 
 impl Table {
     pub fn new(columns: &[(&'static str, bool)]) -> Self {
@@ -25,7 +27,15 @@ impl Table {
             header: columns.iter().map(|c| c.0).collect(),
             right: columns.iter().map(|c| c.1).collect(),
             rows: Vec::new(),
+            width: None,
         }
+    }
+
+    /// Fits the table into `width` columns (a terminal's) by cutting its
+    /// widest text columns.
+    pub fn fit(mut self, width: Option<usize>) -> Self {
+        self.width = width;
+        self
     }
 
     pub fn render(&self) -> String {
@@ -35,6 +45,7 @@ impl Table {
                 *w = (*w).max(cell.chars().count());
             }
         }
+        self.narrow(&mut widths);
         let mut out = String::new();
         let line = |cells: Vec<&str>, out: &mut String| {
             let parts: Vec<String> = cells
@@ -42,6 +53,7 @@ impl Table {
                 .zip(&widths)
                 .zip(&self.right)
                 .map(|((c, w), right)| {
+                    let c = cut(c, *w);
                     if *right {
                         format!("{c:>w$}")
                     } else {
@@ -57,12 +69,46 @@ impl Table {
         }
         out
     }
+
+    /// Takes characters from the widest text column, one at a time, until
+    /// the rows fit (or every text column is down to [`MIN_CUT_COLUMN`]).
+    fn narrow(&self, widths: &mut [usize]) {
+        let Some(max) = self.width else { return };
+        let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+        while total(widths) > max {
+            let widest = (0..widths.len())
+                .filter(|&i| !self.right[i] && widths[i] > MIN_CUT_COLUMN)
+                .max_by_key(|&i| widths[i]);
+            match widest {
+                Some(i) => widths[i] -= 1,
+                None => return,
+            }
+        }
+    }
+}
+
+/// A cell cut to `width` characters: its end is kept (a path's file name
+/// says more than its first directories), behind a `…`.
+fn cut(cell: &str, width: usize) -> std::borrow::Cow<'_, str> {
+    let n = cell.chars().count();
+    if n <= width || width == 0 {
+        return cell.into();
+    }
+    let tail: String = cell.chars().skip(n - (width - 1)).collect();
+    format!("…{tail}").into()
 }
 
 /// One row per process created (threads are left out), at most `limit`,
-/// of the recording's `total` process spawns (the root command's row
-/// aside); `where_rest` says where the others are.
-pub fn processes(records: &[SpawnRecord], limit: usize, total: u64, where_rest: &str) -> String {
+/// fitted into `width` columns; `total`: the processes the recording holds
+/// (the records passed in may be only its first ones), and `where_rest`
+/// says where the others are.
+pub fn processes(
+    records: &[SpawnRecord],
+    limit: usize,
+    total: u64,
+    where_rest: &str,
+    width: Option<usize>,
+) -> String {
     let mut t = Table::new(&[
         ("pid", true),
         ("ppid", true),
@@ -72,61 +118,45 @@ pub fn processes(records: &[SpawnRecord], limit: usize, total: u64, where_rest: 
         ("fork→exec", true),
         ("exec→exit", true),
         ("status", false),
-    ]);
+    ])
+    .fit(width);
     let procs: Vec<&SpawnRecord> = records.iter().filter(|r| !r.thread).collect();
     for r in procs.iter().take(limit) {
-        let comm = match (&r.comm_before, &r.comm_after) {
-            (Some(a), Some(b)) if a != b => format!("{a}→{b}"),
-            (Some(a), _) | (None, Some(a)) => a.clone(),
-            _ => "-".into(),
-        };
-        let status = if let Some(s) = r.exit_signal {
-            format!("signal {s}")
-        } else if let Some(s) = r.exit_status {
-            format!("exit {s}")
-        } else {
-            "-".into()
-        };
-        let path = match (&r.exec_path, r.exec_attempts.last()) {
-            (Some(p), _) => p.clone(),
-            (None, Some(a)) => format!("{} (failed {})", a.path, a.ret.unwrap_or(0)),
-            (None, None) => "-".into(),
-        };
-        let fork_exec =
-            r.ts.exec_return
-                .zip(r.ts.clone_enter.or(r.ts.fork_done))
-                .and_then(|(e, s)| e.checked_sub(s));
-        t.rows.push(vec![
-            r.child_pid.map_or("-".into(), |p| p.to_string()),
-            r.parent_pid.map_or("-".into(), |p| p.to_string()),
-            if r.root {
-                "root".into()
-            } else {
-                r.method.clone().unwrap_or_else(|| "-".into())
-            },
-            comm,
-            path,
-            opt_ns(fork_exec),
-            opt_ns(r.duration("run")),
-            status,
-        ]);
+        let row = super::processes::ProcessRow::of(r);
+        let cell = |name: &str| row.cell(name).to_string();
+        t.rows.push(
+            [
+                "pid",
+                "ppid",
+                "method",
+                "comm",
+                "exec'd path",
+                "fork→exec",
+                "exec→exit",
+                "status",
+            ]
+            .map(cell)
+            .to_vec(),
+        );
     }
     let mut out = t.render();
     let shown = procs.len().min(limit) as u64;
-    let total = total + u64::from(procs.iter().any(|r| r.root));
+    let total = total.max(procs.len() as u64);
     if total > shown {
         let _ = writeln!(out, "… and {} more ({where_rest})", total - shown);
     }
     out
 }
 
-/// Per stage: count, mean, p50, p99, total and share of the spawn time.
-/// Stages never measured say why instead of showing zeros.
-pub fn breakdown(
-    stats: &BTreeMap<String, StageStats>,
-    unavailable: &[super::Unmeasured],
-) -> String {
-    let spawn_total = stats.get("spawn_to_exec").map_or(0, |s| s.total_ns);
+/// The stage breakdown: the spawn-time tree (per stage: count, mean, p50,
+/// p99, max, its time in the tree and share of the whole, adding up), then
+/// the intervals that overlap it. Stages never measured say why instead of
+/// showing zeros; a recording with no spawn gets one line, not a table of
+/// them.
+pub fn breakdown(b: &Breakdown, width: Option<usize>) -> String {
+    if b.is_empty() {
+        return "no spawn was recorded, so there is no stage breakdown\n".into();
+    }
     let mut t = Table::new(&[
         ("stage", false),
         ("count", true),
@@ -134,50 +164,59 @@ pub fn breakdown(
         ("p50", true),
         ("p99", true),
         ("max", true),
-        ("total", true),
+        ("time", true),
         ("share", true),
         ("note", false),
-    ]);
-    let names = STAGES
-        .iter()
-        .map(|s| (s.name, s.parent))
-        .chain(KERNEL_FN_STAGES.iter().map(|(n, p)| (*n, Some(*p))));
-    for (name, parent) in names {
-        let depth =
-            std::iter::successors(parent, |p| crate::model::stage(p).and_then(|s| s.parent))
-                .count();
-        let label = format!("{}{name}", "  ".repeat(depth));
-        let Some(s) = stats.get(name).filter(|s| s.count > 0) else {
-            let why = super::why_no_data(unavailable, name);
-            let mut row = vec![label, "0".into()];
-            row.extend(std::iter::repeat_n("-".to_string(), 6));
-            row.push(why.into());
-            t.rows.push(row);
-            continue;
-        };
-        let share = if spawn_total > 0 && name != "run" && name != "reap_delay" {
-            format!("{:.1}%", 100.0 * s.total_ns as f64 / spawn_total as f64)
-        } else {
-            String::new()
-        };
-        t.rows.push(vec![
-            label,
-            s.count.to_string(),
-            format_ns(s.mean_ns),
-            format_ns(s.p50_ns),
-            format_ns(s.p99_ns),
-            format_ns(s.max_ns),
-            format_ns(s.total_ns),
-            share,
-            String::new(),
-        ]);
+    ])
+    .fit(width);
+    for r in &b.tree {
+        t.rows.push(breakdown_cells(r));
     }
-    let mut out = t.render();
-    out.push_str(
-        "share: of all spawn_to_exec time; a vfork parent's clone overlaps its child's exec, \
-         so shares can add up past 100%\n",
-    );
+    let mut out = String::new();
+    if !b.tree.is_empty() {
+        out.push_str(
+            "spawn time, each nanosecond once (clone entry to the child's exec, or to its first run \
+             without one); share: of all of it\n",
+        );
+        out.push_str(&t.render());
+        out.push('\n');
+        t.rows.clear();
+    }
+    out.push_str("overlapping the spawn time: the parent's call, and after the exec\n");
+    for r in &b.overlapping {
+        t.rows.push(breakdown_cells(r));
+    }
+    out.push_str(&t.render());
+    if let Some(note) = &b.vfork_note {
+        let _ = writeln!(out, "{note}");
+    }
     out
+}
+
+fn breakdown_cells(r: &BreakdownRow) -> Vec<String> {
+    let mut row = vec![format!("{}{}", "  ".repeat(r.depth), r.label)];
+    match &r.stats {
+        Some(s) => {
+            row.push(s.count.to_string());
+            for v in [s.mean_ns, s.p50_ns, s.p99_ns, s.max_ns] {
+                row.push(format_ns(v));
+            }
+        }
+        None if r.time.is_some() => row.extend(std::iter::repeat_n(String::new(), 5)),
+        None => {
+            row.push("0".into());
+            row.extend(std::iter::repeat_n("-".to_string(), 4));
+        }
+    }
+    match r.time {
+        Some((ns, share)) => {
+            row.push(format_ns(ns));
+            row.push(format!("{:.1}%", 100.0 * share));
+        }
+        None => row.extend([String::new(), String::new()]),
+    }
+    row.push(r.note.clone());
+    row
 }
 
 /// Waits below this are scheduling noise, not a woken CPU.
@@ -222,25 +261,57 @@ pub fn placement(p: &Placement) -> String {
             parts.join(", ")
         );
     }
-    if let Some(extra) = p.other_cpu_extra_wait_ns()
-        && extra.median_ns.max(extra.mean_ns) >= NOTABLE_EXTRA_WAIT_NS
-    {
-        let ns = |v: i64| format_ns(v.max(0) as u64);
-        let _ = writeln!(
-            out,
-            "  starting on another CPU added {} at the median and {} on average to a child's start \
-             ({} over {} children): that CPU had to be woken (deep idle states; on a VM, a halted \
-             vCPU the host must schedule). A serial spawn loop pinned to one CPU (taskset -c N) \
-             keeps its children on the parent's CPU.",
-            ns(extra.median_ns),
-            ns(extra.mean_ns),
-            ns(extra
-                .mean_ns
-                .saturating_mul(p.sched_delay_other_cpu.count as i64)),
-            p.sched_delay_other_cpu.count
-        );
+    if let Some(line) = other_cpu_cost(p) {
+        let _ = writeln!(out, "  {line}");
     }
     out
+}
+
+/// What starting on another CPU cost, when it cost enough to act on: the
+/// typical child waited longer there (a CPU woken from idle), or only a few
+/// did, but long enough to show in the mean. Only what the figures say:
+/// no cost at the median is never called one.
+fn other_cpu_cost(p: &Placement) -> Option<String> {
+    let extra = p.other_cpu_extra_wait_ns()?;
+    let (same, other) = (&p.sched_delay_same_cpu, &p.sched_delay_other_cpu);
+    let advice = "A serial spawn loop pinned to one CPU (taskset -c N) keeps its children on the \
+                  parent's CPU.";
+    let woken = "that CPU had to be woken (deep idle states; on a VM, a halted vCPU the host must \
+                 schedule)";
+    // What the children on another CPU waited beyond what they would have
+    // on their parent's, in all; said only when it is positive.
+    let beyond = other
+        .total_ns
+        .saturating_sub(other.count.saturating_mul(same.mean_ns));
+    let lost = if beyond > 0 {
+        format!(
+            "; {} in all over {} children",
+            format_ns(beyond),
+            other.count
+        )
+    } else {
+        String::new()
+    };
+    if extra.median_ns >= NOTABLE_EXTRA_WAIT_NS {
+        return Some(format!(
+            "a child that first ran on another CPU waited {} (p50) to start, against {} on its \
+             parent's CPU: {woken}{lost}. {advice}",
+            format_ns(other.p50_ns),
+            format_ns(same.p50_ns),
+        ));
+    }
+    (extra.mean_ns >= NOTABLE_EXTRA_WAIT_NS).then(|| {
+        format!(
+            "most children that first ran on another CPU started as soon as on their parent's \
+             (p50 {} against {}), but some waited long (p99 {}), raising the mean to {} against \
+             {}: each time, {woken}{lost}. {advice}",
+            format_ns(other.p50_ns),
+            format_ns(same.p50_ns),
+            format_ns(other.p99_ns),
+            format_ns(other.mean_ns),
+            format_ns(same.mean_ns),
+        )
+    })
 }
 
 /// What tracing cost: in-kernel probe time per program, per spawn, and the
@@ -298,6 +369,8 @@ mod tests {
             count,
             p50_ns,
             mean_ns: p50_ns * 2,
+            p99_ns: p50_ns * 5,
+            total_ns: count * p50_ns * 2,
             ..Default::default()
         };
         Placement {
@@ -319,10 +392,11 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("added 32.7 µs at the median and 65.4 µs on average"),
+            text.contains("waited 34 µs (p50) to start, against 1.3 µs on its parent's CPU"),
             "{text}"
         );
-        assert!(text.contains("(3.92 ms over 60 children)"), "{text}");
+        // 60 × 68 µs, less the 2.6 µs each would have waited on theirs.
+        assert!(text.contains("3.92 ms in all over 60 children"), "{text}");
         assert!(text.contains("taskset"), "{text}");
         assert!(
             text.contains("released them (p50 / mean): 68 µs / 136 µs after a child on another CPU, 3 µs / 6 µs after one on theirs"),
@@ -334,5 +408,29 @@ mod tests {
         cheap.vfork_resume_same_cpu = StageStats::default();
         let text = super::placement(&cheap);
         assert_eq!(text.lines().count(), 1, "{text}");
+    }
+
+    #[test]
+    fn placement_never_calls_nothing_a_cost() {
+        // The median says no cost, a few long waits raise the mean: no
+        // "added 0 ns at the median", but the few long waits, said so.
+        let mut few = placement(3_000, 3_000);
+        few.sched_delay_other_cpu.mean_ns = 900_000;
+        few.sched_delay_other_cpu.total_ns = 60 * 900_000;
+        let text = super::placement(&few);
+        assert!(!text.contains("0 ns"), "{text}");
+        assert!(
+            text.contains("most children that first ran on another CPU started as soon as"),
+            "{text}"
+        );
+        assert!(text.contains("mean to 900 µs against 6 µs"), "{text}");
+        // A longer median but no longer in all: no total of 0 ns.
+        let mut median_only = placement(16_100, 1_000);
+        median_only.sched_delay_other_cpu.count = 2;
+        median_only.sched_delay_other_cpu.total_ns = 2_000;
+        median_only.sched_delay_other_cpu.mean_ns = 1_000;
+        let text = super::placement(&median_only);
+        assert!(text.contains("waited 16.1 µs (p50)"), "{text}");
+        assert!(!text.contains("in all") && !text.contains("0 ns"), "{text}");
     }
 }

@@ -42,6 +42,25 @@ use crate::model::{STAGES, Side, SpawnRecord, Timestamps};
 pub const DEFAULT_CAP: u64 = 20_000;
 
 /// `(start, end)` of a stage in ns, when both ends were seen in order.
+/// Where a spawn's flow leaves the parent's clone slice and enters the
+/// child's first slice: at the child's wake-up (or creation), kept strictly
+/// inside the clone, and no earlier than that in the child's slice, so the
+/// arrow never points back in time.
+fn flow_ends(r: &SpawnRecord, clone: Slice, first: Slice) -> (u64, u64) {
+    let inside = |t: u64, (start, end): Slice| {
+        if end > start + 2 {
+            t.clamp(start + 1, end - 1)
+        } else {
+            start + (end - start) / 2
+        }
+    };
+    let handoff = r.ts.wakeup_new.or(r.ts.newtask).or(r.ts.fork_done);
+    let from = inside(handoff.unwrap_or(clone.0 + (clone.1 - clone.0) / 2), clone);
+    let middle = first.0 + (first.1 - first.0) / 2;
+    let to = inside(middle.max(from), first);
+    (from.min(to), to)
+}
+
 /// `spawn_to_exec` is not drawn as a slice: the flow arrow shows it.
 pub fn stage_bounds(name: &str, ts: &Timestamps) -> Option<(u64, u64)> {
     if name == "spawn_to_exec" {
@@ -245,7 +264,7 @@ impl<W: Write> TraceWriter<W> {
         if let (Some(parent), Some(child), Some(c), Some(f)) =
             (tracks.parent, tracks.child, clone_slice, first_child_slice)
         {
-            self.flow(record, (parent, c), (child, f))?;
+            self.flow(record, r, (parent, c), (child, f))?;
         }
         Ok(())
     }
@@ -340,18 +359,23 @@ impl<W: Write> TraceWriter<W> {
 
     /// The flow from the parent's clone slice to the child's first: bound
     /// by timestamp to the slice open at that moment, so both ends sit
-    /// strictly inside their slice rather than on an edge.
+    /// strictly inside their slice rather than on an edge. It leaves the
+    /// clone when the child is handed to the scheduler (its wake-up), not
+    /// at the clone's middle: a vfork parent's clone lasts until the
+    /// child's exec, so its middle comes after the child started, and the
+    /// arrow pointed back in time.
     fn flow(
         &mut self,
         record: u64,
+        r: &SpawnRecord,
         ((ppid, ptid), clone): (Track, Slice),
         ((cpid, ctid), first): (Track, Slice),
     ) -> io::Result<()> {
-        let middle = |(start, end): Slice| start + (end - start) / 2;
-        let mut s = Event::new("spawn", "s", middle(clone), ppid, ptid);
+        let (from, to) = flow_ends(r, clone, first);
+        let mut s = Event::new("spawn", "s", from, ppid, ptid);
         s.id = Some(record);
         self.emit(&s)?;
-        let mut e = Event::new("spawn", "f", middle(first), cpid, ctid);
+        let mut e = Event::new("spawn", "f", to, cpid, ctid);
         e.id = Some(record);
         e.bp = Some("e");
         self.emit(&e)
@@ -616,6 +640,9 @@ mod tests {
             let t = s["ts"].as_f64().unwrap();
             assert!(c0 < t && t < c0 + cd);
             assert_ne!(f["pid"], s["pid"]);
+            // Forward in time, the vfork's too (its clone lasts until the
+            // child's exec, long after the child started).
+            assert!(t <= f["ts"].as_f64().unwrap(), "{s} → {f}");
         }
 
         let meta: Vec<_> = of("M").collect();

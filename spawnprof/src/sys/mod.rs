@@ -4,3 +4,4 @@ pub mod clock;
 pub mod memlock;
 pub mod node;
 pub mod procfs;
+pub mod term;

@@ -1,0 +1,117 @@
+//! The Debian package, the way a user who is not a Rust developer gets
+//! spawnprof: installed with dpkg on this machine, used, and removed,
+//! leaving the machine as it was. `cargo xtask test` builds the package
+//! (`cargo xtask deb`) and passes its path in `SPAWNPROF_DEB`.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use spawnprof_tests::{out_dir, require_root};
+
+const PACKAGE: &str = "spawnprof";
+
+fn installed() -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", PACKAGE])
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"install ok installed"))
+}
+
+fn dpkg(args: &[&str]) -> std::process::Output {
+    let out = Command::new("dpkg").args(args).output().expect("run dpkg");
+    assert!(
+        out.status.success(),
+        "dpkg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Removes the package however the test ends, so a failure does not leave
+/// it installed.
+struct Installed;
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        if installed() {
+            let _ = Command::new("dpkg").args(["-r", PACKAGE]).status();
+        }
+    }
+}
+
+#[test]
+fn the_deb_installs_records_and_removes_cleanly() {
+    let Some(deb) = std::env::var_os("SPAWNPROF_DEB").map(PathBuf::from) else {
+        println!(
+            "SKIPPED: no package to test: `cargo xtask test` builds one with `cargo xtask deb` (or set SPAWNPROF_DEB)"
+        );
+        return;
+    };
+    require_root();
+    assert!(deb.is_file(), "{} is not a file", deb.display());
+    // Never replace what someone installed on this machine.
+    assert!(
+        !installed() && !Path::new("/usr/bin/spawnprof").exists(),
+        "spawnprof is already installed in /usr/bin; this test installs and removes its own package: remove it first (dpkg -r spawnprof)"
+    );
+    let info =
+        String::from_utf8_lossy(&dpkg(&["--info", deb.to_str().unwrap()]).stdout).into_owned();
+    assert!(
+        info.contains("Package: spawnprof") && info.contains("Depends: libc6"),
+        "{info}"
+    );
+
+    let guard = Installed;
+    dpkg(&["-i", deb.to_str().unwrap()]);
+    assert!(installed());
+    let files = String::from_utf8_lossy(&dpkg(&["-L", PACKAGE]).stdout).into_owned();
+    for f in [
+        "/usr/bin/spawnprof",
+        "/usr/bin/spawnprof-spawner",
+        "/usr/share/doc/spawnprof/README.md",
+    ] {
+        assert!(
+            files.lines().any(|l| l == f),
+            "{f} not in the package:\n{files}"
+        );
+    }
+    used_as_a_user_would();
+
+    dpkg(&["-r", PACKAGE]);
+    drop(guard);
+    assert!(!installed());
+    assert!(
+        !Path::new("/usr/bin/spawnprof").exists(),
+        "removed with the package"
+    );
+    assert!(!Path::new("/usr/bin/spawnprof-spawner").exists());
+}
+
+/// `spawnprof record -- /bin/true` from PATH, as the README says, and the
+/// reference spawner next to it.
+fn used_as_a_user_would() {
+    let dir = out_dir("deb-record");
+    let out = Command::new("spawnprof")
+        .env("PATH", "/usr/bin:/bin")
+        .args(["record", "-o"])
+        .arg(&dir)
+        .args(["--", "/bin/true"])
+        .output()
+        .expect("run the installed spawnprof");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("recording written to"), "{stderr}");
+    for f in ["summary.json", "spawns.jsonl", "report.html"] {
+        assert!(dir.join(f).is_file(), "{f} in {}", dir.display());
+    }
+    let spawner = Command::new("/usr/bin/spawnprof-spawner")
+        .args(["--method", "posix-spawn", "--count", "5"])
+        .output()
+        .expect("run the installed spawner");
+    assert!(
+        spawner.status.success()
+            && String::from_utf8_lossy(&spawner.stdout).contains("spawns_per_sec"),
+        "{spawner:?}"
+    );
+}
