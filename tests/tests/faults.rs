@@ -142,7 +142,7 @@ fn low_overhead_leaves_out_the_per_event_probes_and_remembers_no_child() {
         &["--method", "fork-exec", "--count", "10", "--warmup", "0"],
     );
     let s = &run.summary;
-    assert_eq!(s.stack_sampling, "off (--sample-hz 0)");
+    assert_eq!(s.stack_sampling, "off (--sample-hz 999 turns it on)");
     let cost = s.probe_cost.as_ref().unwrap();
     let per_event: Vec<&str> = cost
         .programs

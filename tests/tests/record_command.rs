@@ -290,7 +290,7 @@ fn inside_a_pid_namespace_commands_and_pids_are_still_traced() {
 
     let dir = out_dir("pidns-command");
     let out = in_namespace(&format!(
-        "exec {} record -o {} -- sh -c '/bin/true; /bin/true; exit 3'",
+        "exec {} record --sample-hz 999 -o {} -- sh -c '/bin/true; /bin/true; exit 3'",
         spawnprof_bin().display(),
         dir.display()
     ));

@@ -71,7 +71,7 @@ impl RecordOptions {
             command_stdout: None,
             announce: true,
             live: true,
-            sample_hz: 999,
+            sample_hz: 0,
             probe_cost: false,
             owns_command: false,
         }
