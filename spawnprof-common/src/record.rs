@@ -105,6 +105,9 @@ pub mod spawn {
     /// It exited still awaiting its first run: the probes missed its first
     /// switch-in (rare, under load).
     pub const FIRST_RUN_MISSED: u32 = 1 << 16;
+    /// Its tid is in its first-run slot (`AWAITED`), so the context-switch
+    /// probes find it without a hash lookup per switch.
+    pub const FIRST_RUN_SLOT: u32 = 1 << 17;
     /// Bytes of [`super::SpawnEvent::progress`].
     pub const COUNT: usize = 24;
 

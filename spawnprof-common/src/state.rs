@@ -75,6 +75,10 @@ pub struct Gates {
     /// wait probes translate that pid through `NS_REAP` only then.
     #[cfg_attr(feature = "user", serde(default))]
     pub ns_reap_keys: u64,
+    /// Tasks awaiting their first run whose slot in `AWAITED` another held:
+    /// while non-zero, every context switch looks the next task up.
+    #[cfg_attr(feature = "user", serde(default))]
+    pub awaiting_unslotted: u64,
 }
 
 /// Per-thread state kept while a traced thread is inside a clone syscall,

@@ -45,6 +45,15 @@ pub static NS_REAP: HashMap<ReapKey, u32> = HashMap::with_max_entries(4096, 0);
 #[map]
 pub static TRACED: LruHashMap<u32, TracedProc> = LruHashMap::with_max_entries(65536, 0);
 
+/// Tasks awaiting their first run, each at slot `tid % AWAITED_SLOTS` (0:
+/// free). A context switch to a task not in its slot returns after this
+/// array read (inlined by the verifier) unless some awaited task found its
+/// slot taken ([`Gate::AwaitingUnslotted`]).
+#[map]
+pub static AWAITED: Array<u32> = Array::with_max_entries(AWAITED_SLOTS, 0);
+
+pub const AWAITED_SLOTS: u32 = 256;
+
 /// Traced threads currently inside a clone syscall.
 #[map]
 pub static CLONES: HashMap<u32, CloneState> = HashMap::with_max_entries(16384, 0);
@@ -85,6 +94,7 @@ pub static mut GATES: Gates = Gates {
     await_child_attached: 0,
     zombies: 0,
     ns_reap_keys: 0,
+    awaiting_unslotted: 0,
 };
 
 /// The [`spawnprof_common::await_child`] stages a new child is remembered
@@ -102,6 +112,7 @@ pub enum Gate {
     AwaitingFirstRun,
     Zombies,
     NsReapKeys,
+    AwaitingUnslotted,
 }
 
 #[inline(always)]
@@ -115,6 +126,7 @@ fn counter(gate: Gate) -> *mut u64 {
             Gate::AwaitingFirstRun => &raw mut GATES.awaiting_first_run,
             Gate::Zombies => &raw mut GATES.zombies,
             Gate::NsReapKeys => &raw mut GATES.ns_reap_keys,
+            Gate::AwaitingUnslotted => &raw mut GATES.awaiting_unslotted,
         }
     }
 }

@@ -140,7 +140,6 @@ const WAITID_ARGS: &[(&str, &str)] = &[syscall_arg_field(2), syscall_arg_field(3
 pub(super) const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
     ("raw_sched_switch", &[("task_struct", "pid")]),
     ("raw_sched_process_fork", &[("task_struct", "pid")]),
-    ("raw_task_newtask", &[("task_struct", "pid")]),
     ("raw_sched_wakeup_new", &[("task_struct", "pid")]),
     ("fentry_kernel_clone", CLONE_ARGS),
     ("kprobe_kernel_clone", CLONE_ARGS),

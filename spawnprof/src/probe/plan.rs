@@ -330,17 +330,13 @@ pub const PLAN: &[ProbeStage] = &[
         candidates: &[
             COPY_PROCESS.0,
             COPY_PROCESS.1,
+            // task_newtask would end it a few hundred ns earlier, at the
+            // price of one more program per spawn.
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
-                attaches: &[raw_tp!("task_newtask")],
-                how: "syscall entry to raw task_newtask (fired at the end of copy_process)",
+                attaches: &[],
+                how: "syscall entry to sched_process_fork, fired as copy_process returns (the fork_done probe: nothing more attached)",
             },
-            Candidate {
-                mechanism: Mechanism::Tracepoint,
-                attaches: &[tp("task_newtask", "task", "task_newtask")],
-                how: "syscall entry to task:task_newtask (fired at the end of copy_process)",
-            },
-            UNAVAILABLE,
         ],
     },
     ProbeStage {
