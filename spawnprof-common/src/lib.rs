@@ -100,6 +100,9 @@ pub const MAP_NS_REGISTRATIONS: &str = "NS_REGISTRATIONS";
 /// One-entry array, set by userspace: 1 while a registration waits for its
 /// process (the probes look at the map only then).
 pub const MAP_NS_PENDING: &str = "NS_PENDING";
+/// One-entry array, set by userspace when the recording ends: the probes
+/// send nothing more.
+pub const MAP_STOPPED: &str = "STOPPED";
 /// Stack trace map (kernel and user stacks by id).
 pub const MAP_STACKS: &str = "STACKS";
 /// Hash StackKey -> sample count.

@@ -58,6 +58,17 @@ pub const AWAITED_SLOTS: u32 = 256;
 #[map]
 pub static CLONES: HashMap<u32, CloneState> = HashMap::with_max_entries(16384, 0);
 
+/// Entry 0 is non-zero once the recording has ended (set by userspace):
+/// nothing more is sent and no spawn is started, while the probes, still
+/// attached, are detached in the background.
+#[map]
+pub static STOPPED: Array<u32> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn stopped() -> bool {
+    STOPPED.get(0).is_some_and(|v| *v != 0)
+}
+
 /// Processes to trace named by their pid in spawnprof's PID namespace:
 /// see [`NsRegistration`]. Used only when spawnprof runs in one.
 #[map]

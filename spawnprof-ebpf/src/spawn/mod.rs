@@ -33,7 +33,7 @@ use crate::{
     emit::{count_lost, current, send_spawn},
     maps::{
         AWAITED, AWAITED_SLOTS, CLONES, CONFIG, Gate, NS_REAP, SCRATCH, SPAWNS, TRACED, arm, armed,
-        awaited_stages, config, disarm,
+        awaited_stages, config, disarm, stopped,
     },
 };
 
@@ -99,7 +99,11 @@ pub fn finish_if_done(key: u32, s: *mut SpawnEvent) {
     if !done || has(s, spawn::EMIT_PENDING) {
         return;
     }
-    if send_spawn(s) {
+    // Once stopped, the ring is drained for the last time: the record
+    // waits in the map for the final sweep.
+    if stopped() {
+        set(s, spawn::EMIT_PENDING);
+    } else if send_spawn(s) {
         let _ = SPAWNS.remove(key);
     } else {
         set(s, spawn::EMIT_PENDING);
@@ -160,6 +164,9 @@ pub fn start_root(tgid: u32) {
 /// parent): the record is created from the parent's clone state.
 #[inline(always)]
 pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
+    if stopped() {
+        return;
+    }
     let (tid, tgid) = current();
     let clone = CLONES.get_ptr_mut(tid);
     // Unknown flags (the clone's entry was not seen) count as neither.
@@ -387,6 +394,9 @@ pub fn clone_returned(t: u64, tid: u32, ret: i64) {
 /// A clone that failed: the parent's side alone, sent at once.
 #[inline(always)]
 fn failed_clone(t: u64, c: *const CloneState, ret: i64) {
+    if stopped() {
+        return;
+    }
     let (tid, tgid) = current();
     let Some(s) = blank(t, 0, 0) else {
         return;

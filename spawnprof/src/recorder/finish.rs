@@ -69,9 +69,9 @@ impl Live {
             maps,
             ..
         } = self;
-        // Detached first: then nothing changes under the last drain and the
-        // sweep, and no record sent before the detach is left behind.
-        let mut kernel = session.detach();
+        // Stopped first: then nothing is sent after the last drain, and
+        // the sweep finds every spawn not sent before the stop.
+        let mut kernel = session.stop();
         drain_ring(ring.get_mut(), &mut writer, None);
         drop(ring);
         for r in kernel.sweep() {
