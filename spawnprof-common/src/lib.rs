@@ -103,6 +103,9 @@ pub const MAP_NS_PENDING: &str = "NS_PENDING";
 /// One-entry array, set by userspace when the recording ends: the probes
 /// send nothing more.
 pub const MAP_STOPPED: &str = "STOPPED";
+/// One-entry array, set by userspace while the fork-only probes are
+/// detached (parked).
+pub const MAP_PARKED: &str = "PARKED";
 /// Stack trace map (kernel and user stacks by id).
 pub const MAP_STACKS: &str = "STACKS";
 /// Hash StackKey -> sample count.

@@ -215,6 +215,18 @@ pub fn send_text(kind: u16, spawn_id: u64, child_tgid: u32, p: *const u8, n: u64
     entry.submit(wakeup_flags());
 }
 
+/// Wakes userspace at once: a fork began while the fork-only probes were
+/// parked.
+#[inline(always)]
+pub fn send_fork_wake(tgid: u32) {
+    let notice = Notice {
+        kind: rec::NOTICE_FORK,
+        _pad: 0,
+        tgid,
+    };
+    let _ = RECORDS.output::<Notice>(&notice, BPF_RB_FORCE_WAKEUP);
+}
+
 /// Tells userspace (only while it samples stacks) that `tgid` exec'd or exited.
 #[inline(always)]
 pub fn send_notice(kind: u16, tgid: u32) {

@@ -69,6 +69,11 @@ pub fn stopped() -> bool {
     STOPPED.get(0).is_some_and(|v| *v != 0)
 }
 
+/// Entry 0 is non-zero while userspace has the fork-only probes (mmap
+/// lock, page faults) detached: a fork then marks its record.
+#[map]
+pub static PARKED: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Processes to trace named by their pid in spawnprof's PID namespace:
 /// see [`NsRegistration`]. Used only when spawnprof runs in one.
 #[map]
@@ -106,6 +111,7 @@ pub static mut GATES: Gates = Gates {
     zombies: 0,
     ns_reap_keys: 0,
     awaiting_unslotted: 0,
+    forks_seen: 0,
 };
 
 /// The [`spawnprof_common::await_child`] stages a new child is remembered
@@ -124,6 +130,7 @@ pub enum Gate {
     Zombies,
     NsReapKeys,
     AwaitingUnslotted,
+    ForksSeen,
 }
 
 #[inline(always)]
@@ -138,6 +145,7 @@ fn counter(gate: Gate) -> *mut u64 {
             Gate::Zombies => &raw mut GATES.zombies,
             Gate::NsReapKeys => &raw mut GATES.ns_reap_keys,
             Gate::AwaitingUnslotted => &raw mut GATES.awaiting_unslotted,
+            Gate::ForksSeen => &raw mut GATES.forks_seen,
         }
     }
 }

@@ -215,7 +215,6 @@ fn raw_and_classic_sched_tracepoints_see_the_same_boundaries() {
         for r in &trues {
             let t = &r.ts;
             for (what, v) in [
-                ("newtask", t.newtask),
                 ("fork_done", t.fork_done),
                 ("wakeup_new", t.wakeup_new),
                 ("exec_prepare", t.exec_prepare),

@@ -214,7 +214,12 @@ pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
             } else {
                 0
             }
-            | if slotted { spawn::FIRST_RUN_SLOT } else { 0 },
+            | if slotted { spawn::FIRST_RUN_SLOT } else { 0 }
+            | if clone.is_some_and(|c| unsafe { (*c).unwatched } != 0) {
+                spawn::FORK_UNWATCHED
+            } else {
+                0
+            },
     );
     if !keep(child, s) {
         if slotted {

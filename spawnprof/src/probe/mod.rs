@@ -19,6 +19,7 @@ mod detach;
 pub mod features;
 pub mod host;
 mod options;
+pub mod park;
 pub mod plan;
 pub mod session;
 mod spawns;

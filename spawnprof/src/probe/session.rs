@@ -21,9 +21,10 @@ use spawnprof_common::{
 
 use super::{
     Host,
-    attach::{Resolver, program, resolve_stage},
+    attach::{ForkLinks, Resolver, program, resolve_stage},
     config::probe_config,
     options::SessionOptions,
+    park::Parking,
     plan::{Mechanism, PLAN, PlanRow},
     spawns::{KernelSpawns, Lost, traced_flags},
 };
@@ -66,7 +67,10 @@ fn spawns_capacity() -> u32 {
 
 /// Loaded and attached probes.
 pub struct Session {
-    ebpf: Ebpf,
+    pub(super) ebpf: Ebpf,
+    /// The fork-only programs' links, while attached (see [`super::park`]).
+    pub(super) fork_links: ForkLinks,
+    pub(super) parking: Parking,
     /// The spawn state, held apart so it outlives the programs ([`Session::detach`]).
     kernel: KernelSpawns,
     pub plan: Vec<PlanRow>,
@@ -99,20 +103,29 @@ impl Session {
             .context("loading the eBPF object into the kernel")?;
         let aya_btf = aya::Btf::from_sys_fs().ok();
         let mut attached = HashSet::new();
+        let mut fork_links = Vec::new();
         let mut resolver = Resolver {
             ebpf: &mut ebpf,
             btf: aya_btf.as_ref(),
             host,
             opts,
             attached: &mut attached,
+            fork_links: &mut fork_links,
         };
         let plan = PLAN
             .iter()
             .map(|stage| resolve_stage(stage, &mut resolver))
             .collect::<Result<Vec<_>>>()?;
         let kernel = KernelSpawns::take(&mut ebpf)?;
+        // Where no kernel counter gives fault totals, the fault probe counts
+        // every fault of the traced processes: it must stay.
+        if !config.kernel.has_fault_counters() {
+            fork_links.retain(|(p, _)| *p != "raw_page_fault_user");
+        }
         let mut session = Self {
             ebpf,
+            fork_links,
+            parking: Parking::default(),
             kernel,
             plan,
             kernel_fault_counters: config.kernel.has_fault_counters(),
@@ -269,6 +282,9 @@ impl Session {
     /// the kernel serve every wait with the same grace periods.
     pub fn detach(mut self) -> KernelSpawns {
         std::thread::scope(|threads| {
+            for (_, link) in self.fork_links.drain(..) {
+                threads.spawn(move || drop(link));
+            }
             for (_, program) in self.ebpf.programs_mut() {
                 threads.spawn(move || unload(program));
             }

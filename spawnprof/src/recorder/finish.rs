@@ -52,6 +52,7 @@ impl Live {
         // next one (after an interrupt, the very next) ends the process at once.
         interrupts.writing(interrupted);
         self.drain();
+        self.summary.fork_probes = self.session.park_counts();
         // Measured before the stacks are symbolized: that is after-the-fact
         // work, like writing the reports.
         self.summary.probe_cost = self

@@ -202,10 +202,12 @@ impl Live {
     }
 
     /// Between ticks: the resolution of a root in a PID namespace, the
-    /// finished spawns the kernel kept for lack of room in the ring buffer,
-    /// and the once-a-second flush of the recording.
+    /// fork-only probes parked or brought back, the finished spawns the
+    /// kernel kept for lack of room in the ring buffer, and the
+    /// once-a-second flush of the recording.
     fn feed_ready(&mut self) -> Result<()> {
         self.root.resolve(&mut self.session)?;
+        self.session.keep_fork_probes(self.spawns)?;
         let (collected, seen) = self.session.collect_deferred(self.deferred);
         self.deferred = seen;
         for r in &collected {
@@ -274,6 +276,8 @@ pub(super) fn drain_ring(
             crate::say!("record {:?}", decode(&item));
         }
         match kind_of(&item) {
+            // Its work is the wake-up itself (see `Session::keep_fork_probes`).
+            Some(rec::NOTICE_FORK) => {}
             Some(rec::NOTICE_EXEC | rec::NOTICE_EXIT) => {
                 if let (Some(maps), Ok(Record::Notice(n))) = (maps.as_deref_mut(), decode(&item)) {
                     match n.kind {
