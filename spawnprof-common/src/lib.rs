@@ -141,7 +141,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<TextEvent>(), 24 + TEXT_LEN);
         assert_eq!(core::mem::size_of::<Notice>(), 8);
         assert_eq!(core::mem::size_of::<TracedProc>(), 32);
-        assert_eq!(core::mem::size_of::<CloneState>(), 152);
+        assert_eq!(core::mem::size_of::<CloneState>(), 160);
     }
 
     #[test]
