@@ -51,6 +51,11 @@ impl Live {
         // What follows is synchronous: from here a signal is noted, and the
         // next one (after an interrupt, the very next) ends the process at once.
         interrupts.writing(interrupted);
+        // `SPAWNPROF_TEST_WRITE_DELAY_MS`: a writing phase long enough for
+        // the tests to signal it (it takes some 40 ms for a small recording).
+        if let Some(delay) = super::test_hook_ms("SPAWNPROF_TEST_WRITE_DELAY_MS") {
+            std::thread::sleep(delay);
+        }
         self.drain();
         self.summary.fork_probes = self.session.park_counts();
         // Measured before the stacks are symbolized: that is after-the-fact

@@ -124,3 +124,14 @@ pub async fn record(opts: RecordOptions) -> Result<Recorded> {
     let stop = live.pump(&opts, &mut interrupts).await?;
     live.finish(stop, &opts, interrupts).await
 }
+
+/// A test hook's duration, from the environment variable `name` (N ms);
+/// always `None` in release builds, whatever the environment says. Only
+/// the integration tests' debug binaries obey them.
+fn test_hook_ms(name: &str) -> Option<std::time::Duration> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let ms: u64 = std::env::var(name).ok()?.parse().ok()?;
+    Some(std::time::Duration::from_millis(ms))
+}

@@ -300,17 +300,9 @@ pub(super) fn drain_ring(
     d
 }
 
-/// Debug builds only (the integration tests' binaries):
 /// `SPAWNPROF_TEST_PANIC_AFTER_MS=N` panics in the recording loop N ms in,
 /// to prove that a panic still detaches every probe and keeps the spawns
 /// written so far.
 fn test_panic_deadline() -> Option<Instant> {
-    if !cfg!(debug_assertions) {
-        return None;
-    }
-    let ms: u64 = std::env::var("SPAWNPROF_TEST_PANIC_AFTER_MS")
-        .ok()?
-        .parse()
-        .ok()?;
-    Some(Instant::now() + Duration::from_millis(ms))
+    super::test_hook_ms("SPAWNPROF_TEST_PANIC_AFTER_MS").map(|d| Instant::now() + d)
 }
