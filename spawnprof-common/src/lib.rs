@@ -100,6 +100,12 @@ pub const MAP_NS_REGISTRATIONS: &str = "NS_REGISTRATIONS";
 /// One-entry array, set by userspace: 1 while a registration waits for its
 /// process (the probes look at the map only then).
 pub const MAP_NS_PENDING: &str = "NS_PENDING";
+/// One-entry array, set by userspace when the recording ends: the probes
+/// send nothing more.
+pub const MAP_STOPPED: &str = "STOPPED";
+/// One-entry array, set by userspace while the fork-only probes are
+/// detached (parked).
+pub const MAP_PARKED: &str = "PARKED";
 /// Stack trace map (kernel and user stacks by id).
 pub const MAP_STACKS: &str = "STACKS";
 /// Hash StackKey -> sample count.
@@ -135,7 +141,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<TextEvent>(), 24 + TEXT_LEN);
         assert_eq!(core::mem::size_of::<Notice>(), 8);
         assert_eq!(core::mem::size_of::<TracedProc>(), 32);
-        assert_eq!(core::mem::size_of::<CloneState>(), 152);
+        assert_eq!(core::mem::size_of::<CloneState>(), 160);
     }
 
     #[test]

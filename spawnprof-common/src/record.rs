@@ -15,6 +15,9 @@ pub mod rec {
     pub const NOTICE_EXEC: u16 = 5;
     /// A traced process exited (only while stacks are sampled).
     pub const NOTICE_EXIT: u16 = 6;
+    /// A traced fork began while the fork-only probes were parked: wakes
+    /// the reader to bring them back.
+    pub const NOTICE_FORK: u16 = 7;
 }
 
 /// Slots of [`SpawnEvent::ts`]: stage boundaries, `bpf_ktime_get_ns`, 0
@@ -105,6 +108,12 @@ pub mod spawn {
     /// It exited still awaiting its first run: the probes missed its first
     /// switch-in (rare, under load).
     pub const FIRST_RUN_MISSED: u32 = 1 << 16;
+    /// Its tid is in its first-run slot (`AWAITED`), so the context-switch
+    /// probes find it without a hash lookup per switch.
+    pub const FIRST_RUN_SLOT: u32 = 1 << 17;
+    /// A fork begun while the fork-only probes (mmap lock, page faults)
+    /// were parked: its dup_mmap and copy-on-write counts were not seen.
+    pub const FORK_UNWATCHED: u32 = 1 << 18;
     /// Bytes of [`super::SpawnEvent::progress`].
     pub const COUNT: usize = 24;
 

@@ -75,6 +75,15 @@ pub struct Gates {
     /// wait probes translate that pid through `NS_REAP` only then.
     #[cfg_attr(feature = "user", serde(default))]
     pub ns_reap_keys: u64,
+    /// Tasks awaiting their first run whose slot in `AWAITED` another held:
+    /// while non-zero, every context switch looks the next task up.
+    #[cfg_attr(feature = "user", serde(default))]
+    pub awaiting_unslotted: u64,
+    /// Not a gate: traced clones without CLONE_VM seen so far. Userspace
+    /// parks the fork-only probes while it stays still, and brings them
+    /// back when it moves.
+    #[cfg_attr(feature = "user", serde(default))]
+    pub forks_seen: u64,
 }
 
 /// Per-thread state kept while a traced thread is inside a clone syscall,
@@ -92,6 +101,9 @@ pub struct CloneState {
     /// syscall takes it apart from the flags (clone3, kernel_clone);
     /// [`crate::SIGNAL_IN_FLAGS`] where it is their low byte (clone, fork).
     pub exit_signal: u8,
+    /// A fork that began while the fork-only probes were parked: its
+    /// dup_mmap and copy-on-write counts are not seen.
+    pub unwatched: u8,
     /// The child, once the fork named it (0 before).
     pub child: u32,
     /// The mm whose write lock brackets dup_mmap (0 until seen).

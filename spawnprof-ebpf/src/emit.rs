@@ -14,7 +14,7 @@ use spawnprof_common::{
 };
 
 use crate::{
-    maps::{CONFIG, LOST, NS_PENDING, NS_REGISTRATIONS, RECORDS, TRACED, config},
+    maps::{CONFIG, LOST, NS_PENDING, NS_REGISTRATIONS, RECORDS, TRACED, config, stopped},
     spawn,
 };
 
@@ -153,6 +153,9 @@ pub enum Path {
 /// Sends one exec attempt that is not its spawn's first success.
 #[inline(always)]
 pub fn send_exec(a: &Attempt, path: Path) {
+    if stopped() {
+        return;
+    }
     let Some(mut entry) = RECORDS.reserve::<ExecEvent>(0) else {
         count_lost(lost::EXEC_RING);
         return;
@@ -185,6 +188,9 @@ pub fn send_exec(a: &Attempt, path: Path) {
 /// Sends `n` bytes of user memory at `p` (argument or environment strings).
 #[inline(always)]
 pub fn send_text(kind: u16, spawn_id: u64, child_tgid: u32, p: *const u8, n: u64) {
+    if stopped() {
+        return;
+    }
     let Some(mut entry) = RECORDS.reserve::<TextEvent>(0) else {
         count_lost(lost::TEXT_RING);
         return;
@@ -209,10 +215,22 @@ pub fn send_text(kind: u16, spawn_id: u64, child_tgid: u32, p: *const u8, n: u64
     entry.submit(wakeup_flags());
 }
 
+/// Wakes userspace at once: a fork began while the fork-only probes were
+/// parked.
+#[inline(always)]
+pub fn send_fork_wake(tgid: u32) {
+    let notice = Notice {
+        kind: rec::NOTICE_FORK,
+        _pad: 0,
+        tgid,
+    };
+    let _ = RECORDS.output::<Notice>(&notice, BPF_RB_FORCE_WAKEUP);
+}
+
 /// Tells userspace (only while it samples stacks) that `tgid` exec'd or exited.
 #[inline(always)]
 pub fn send_notice(kind: u16, tgid: u32) {
-    if config(&CONFIG.notices) == 0 {
+    if config(&CONFIG.notices) == 0 || stopped() {
         return;
     }
     let notice = Notice {

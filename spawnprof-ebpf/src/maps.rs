@@ -45,9 +45,34 @@ pub static NS_REAP: HashMap<ReapKey, u32> = HashMap::with_max_entries(4096, 0);
 #[map]
 pub static TRACED: LruHashMap<u32, TracedProc> = LruHashMap::with_max_entries(65536, 0);
 
+/// Tasks awaiting their first run, each at slot `tid % AWAITED_SLOTS` (0:
+/// free). A context switch to a task not in its slot returns after this
+/// array read (inlined by the verifier) unless some awaited task found its
+/// slot taken ([`Gate::AwaitingUnslotted`]).
+#[map]
+pub static AWAITED: Array<u32> = Array::with_max_entries(AWAITED_SLOTS, 0);
+
+pub const AWAITED_SLOTS: u32 = 256;
+
 /// Traced threads currently inside a clone syscall.
 #[map]
 pub static CLONES: HashMap<u32, CloneState> = HashMap::with_max_entries(16384, 0);
+
+/// Entry 0 is non-zero once the recording has ended (set by userspace):
+/// nothing more is sent and no spawn is started, while the probes, still
+/// attached, are detached in the background.
+#[map]
+pub static STOPPED: Array<u32> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn stopped() -> bool {
+    STOPPED.get(0).is_some_and(|v| *v != 0)
+}
+
+/// Entry 0 is non-zero while userspace has the fork-only probes (mmap
+/// lock, page faults) detached: a fork then marks its record.
+#[map]
+pub static PARKED: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Processes to trace named by their pid in spawnprof's PID namespace:
 /// see [`NsRegistration`]. Used only when spawnprof runs in one.
@@ -85,6 +110,8 @@ pub static mut GATES: Gates = Gates {
     await_child_attached: 0,
     zombies: 0,
     ns_reap_keys: 0,
+    awaiting_unslotted: 0,
+    forks_seen: 0,
 };
 
 /// The [`spawnprof_common::await_child`] stages a new child is remembered
@@ -102,6 +129,8 @@ pub enum Gate {
     AwaitingFirstRun,
     Zombies,
     NsReapKeys,
+    AwaitingUnslotted,
+    ForksSeen,
 }
 
 #[inline(always)]
@@ -115,6 +144,8 @@ fn counter(gate: Gate) -> *mut u64 {
             Gate::AwaitingFirstRun => &raw mut GATES.awaiting_first_run,
             Gate::Zombies => &raw mut GATES.zombies,
             Gate::NsReapKeys => &raw mut GATES.ns_reap_keys,
+            Gate::AwaitingUnslotted => &raw mut GATES.awaiting_unslotted,
+            Gate::ForksSeen => &raw mut GATES.forks_seen,
         }
     }
 }

@@ -99,7 +99,7 @@ pub struct ProbeArgs {
     pub skip_stages: Vec<String>,
     /// Leave out every probe that would fire on each mmap lock, page fault
     /// or context switch of the machine (the tracepoint tier of dup_mmap,
-    /// mm_lock_wait, page_faults and first_run), and stack sampling. On
+    /// mm_lock_wait, page_faults and first_run). On
     /// kernels with fentry or kprobes those stages use per-spawn functions
     /// and stay; on tracepoint-only kernels they are reported left out.
     #[arg(long)]
@@ -131,8 +131,8 @@ pub struct RecordArgs {
     /// default: environments hold secrets.
     #[arg(long)]
     pub capture_env: bool,
-    /// On-CPU stack sampling frequency per CPU for stacks.svg (0: off).
-    /// Default 999, or 0 with --low-overhead.
+    /// On-CPU stack sampling frequency per CPU for stacks.svg, e.g. 999.
+    /// Off (0) by default: at 999 Hz it costs about 6 µs per spawn.
     #[arg(long, value_name = "HZ", value_parser = parse_sample_hz, allow_negative_numbers = true)]
     pub sample_hz: Option<u64>,
     /// Measure spawnprof's own cost: each probe's in-kernel run time (the

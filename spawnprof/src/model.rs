@@ -203,6 +203,12 @@ impl StageDef {
     }
 }
 
+/// copy_process's return, or the nearest boundary seen: task_newtask in
+/// older recordings, else sched_process_fork (just after it returns).
+fn copy_process_end(t: &Timestamps) -> Option<u64> {
+    t.copy_process_exit.or(t.newtask).or(t.fork_done)
+}
+
 fn or(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     a.or(b)
 }
@@ -231,9 +237,9 @@ pub const STAGES: &[StageDef] = &[
         name: "copy_process",
         parent: Some("clone"),
         side: Side::Parent,
-        what: "copy_process: duplicating the task (from syscall entry to task_newtask where fentry/kprobe are missing)",
+        what: "copy_process: duplicating the task (from syscall entry to sched_process_fork where fentry/kprobe are missing)",
         start: |t| or(t.copy_process_enter, t.clone_enter),
-        end: |t| or(t.copy_process_exit, t.newtask),
+        end: copy_process_end,
     },
     StageDef {
         name: "dup_mmap",
@@ -256,7 +262,7 @@ pub const STAGES: &[StageDef] = &[
         parent: Some("clone"),
         side: Side::Parent,
         what: "end of copy_process to the child being put on a run queue",
-        start: |t| or(t.copy_process_exit, t.newtask),
+        start: copy_process_end,
         end: |t| t.wakeup_new,
     },
     StageDef {

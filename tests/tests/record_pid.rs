@@ -346,9 +346,13 @@ fn ctrl_c_while_the_probes_load(presses: usize) {
 #[test]
 fn a_ctrl_c_while_the_recording_is_written_is_noted_and_the_next_quits_at_once() {
     let dir = out_dir("sigint-writing");
-    // /bin/true ends the recording at once; with stack sampling on, writing
-    // it (symbolizing stacks, drawing reports) then takes a second or more.
-    let mut rec = spawn_recording(&dir, &["--", "/bin/true"], &[]);
+    // /bin/true ends the recording at once; the debug binary's hook then
+    // makes the writing last long enough to be interrupted.
+    let mut rec = spawn_recording(
+        &dir,
+        &["--", "/bin/true"],
+        &[("SPAWNPROF_TEST_WRITE_DELAY_MS", "3000")],
+    );
     let pid = rec.id();
     let mut stderr = Stderr::of(&mut rec);
     stderr.wait_for(&["spawnprof: tracing"]);

@@ -27,6 +27,8 @@ fn small_recording(test: &str) -> Run {
     let run = record(
         test,
         &[
+            "--sample-hz",
+            "999",
             "--",
             "sh",
             "-c",
@@ -207,7 +209,7 @@ fn check_trace(run: &Run) {
 /// the program, and the picture is a few hundred pixels tall.
 fn check_stacks(run: &Run) {
     let folded = std::fs::read_to_string(run.dir.join("stacks.folded")).unwrap();
-    assert!(!folded.is_empty(), "stacks sampled at the default 999 Hz");
+    assert!(!folded.is_empty(), "stacks sampled at 999 Hz");
     for line in folded.lines() {
         let (stack, _) = line.rsplit_once(' ').unwrap();
         let frames: Vec<&str> = stack.split(';').collect();

@@ -8,6 +8,8 @@ fn a_big_fork_shows_copy_page_range_in_the_sampled_stacks() {
     let run = record(
         "stacks",
         &[
+            "--sample-hz",
+            "999",
             "--",
             spawner.to_str().unwrap(),
             "--method",

@@ -52,12 +52,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// The reference spawner's rate without probes, under spawnprof, under
-    /// a bpftrace script of the same tracepoints and under strace -f
-    /// (docs/BENCHMARKS.md).
+    /// A C spawn loop without probes, under spawnprof and under bpftrace
+    /// timing the same stages, as ratios in interleaved rounds; the probes'
+    /// cost per spawn, the end-to-exit time, the spawner against C, and
+    /// strace -f (docs/BENCHMARKS.md).
     BenchOverhead {
         /// Runs per setup (the median is reported).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
     /// Both cores spawning /bin/true under spawnprof for a while: lost spawns

@@ -19,8 +19,8 @@ use spawnprof_common::{
 
 use super::field;
 use crate::{
-    emit::{comm, count_lost, current, now, traced, traces_spawns},
-    maps::{CLONES, CONFIG, Gate, SPAWNS, arm, config},
+    emit::{comm, count_lost, current, now, send_fork_wake, traced, traces_spawns},
+    maps::{CLONES, CONFIG, Gate, PARKED, SPAWNS, arm, config},
     spawn,
 };
 
@@ -46,6 +46,13 @@ fn enter(flags: u64, which: u16, exit_signal: u8) -> u32 {
         ..CloneState::default()
     };
     state.ts[ts::CLONE_ENTER] = t;
+    if copies_mm(flags) {
+        arm(Gate::ForksSeen);
+        if PARKED.get(0).is_some_and(|v| *v != 0) {
+            state.unwatched = 1;
+            send_fork_wake(tgid);
+        }
+    }
     match CLONES.insert(tid, state, 0) {
         Ok(()) if copies_mm(flags) => arm(Gate::ForksInFlight),
         Ok(()) => {}

@@ -19,7 +19,7 @@ use spawnprof_common::{
 use super::field;
 use crate::{
     emit::{current, now, send_notice, send_text, traced},
-    maps::{CLONES, CONFIG, Gate, armed, config},
+    maps::{CONFIG, Gate, armed, config},
     spawn::{self, exec::Image},
     task,
 };
@@ -75,30 +75,6 @@ fn fork_done(child: u32) -> u32 {
     0
 }
 
-/// `task:task_newtask`, fired at the end of copy_process: the tracepoint-only
-/// end of the copy_process stage.
-#[tracepoint]
-pub fn task_newtask(_ctx: TracePointContext) -> u32 {
-    newtask()
-}
-
-/// TP_PROTO(struct task_struct *task, u64 clone_flags)
-#[raw_tracepoint(tracepoint = "task_newtask")]
-pub fn raw_task_newtask(_ctx: RawTracePointContext) -> u32 {
-    newtask()
-}
-
-/// Only threads inside a traced clone have a clone state.
-#[inline(always)]
-fn newtask() -> u32 {
-    let t = now();
-    let (tid, _) = current();
-    if let Some(c) = CLONES.get_ptr_mut(tid) {
-        unsafe { (*c).ts[ts::NEWTASK] = t };
-    }
-    0
-}
-
 #[tracepoint]
 pub fn sched_wakeup_new(ctx: TracePointContext) -> u32 {
     match field::<i32>(&ctx, config(&CONFIG.tp.wakeup_new_pid)) {
@@ -132,8 +108,8 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
         return 0;
     }
     match field::<i32>(&ctx, config(&CONFIG.tp.switch_next_pid)) {
-        Some(next) => first_run(next as u32),
-        None => 0,
+        Some(next) if spawn::may_await(next as u32) => first_run(next as u32),
+        _ => 0,
     }
 }
 
@@ -148,8 +124,8 @@ pub fn raw_sched_switch(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     match task::pid_of(ctx.arg(2)) {
-        Some(next) => first_run(next),
-        None => 0,
+        Some(next) if spawn::may_await(next) => first_run(next),
+        _ => 0,
     }
 }
 
@@ -175,8 +151,8 @@ fn first_run_of_current() -> u32 {
     first_run(current().0)
 }
 
-/// Runs on every context switch of the machine while a spawned task awaits
-/// its first run: one hash lookup.
+/// Runs on a context switch to a task that may await its first run: one
+/// hash lookup.
 #[inline(always)]
 fn first_run(next: u32) -> u32 {
     spawn::first_run(now(), next, cpu());

@@ -32,8 +32,8 @@ pub use exec::{exec_done, exec_entered, exec_prepared, exec_returned};
 use crate::{
     emit::{count_lost, current, send_spawn},
     maps::{
-        CLONES, CONFIG, Gate, NS_REAP, SCRATCH, SPAWNS, TRACED, arm, armed, awaited_stages, config,
-        disarm,
+        AWAITED, AWAITED_SLOTS, CLONES, CONFIG, Gate, NS_REAP, SCRATCH, SPAWNS, TRACED, arm, armed,
+        awaited_stages, config, disarm, stopped,
     },
 };
 
@@ -99,7 +99,11 @@ pub fn finish_if_done(key: u32, s: *mut SpawnEvent) {
     if !done || has(s, spawn::EMIT_PENDING) {
         return;
     }
-    if send_spawn(s) {
+    // Once stopped, the ring is drained for the last time: the record
+    // waits in the map for the final sweep.
+    if stopped() {
+        set(s, spawn::EMIT_PENDING);
+    } else if send_spawn(s) {
         let _ = SPAWNS.remove(key);
     } else {
         set(s, spawn::EMIT_PENDING);
@@ -160,6 +164,9 @@ pub fn start_root(tgid: u32) {
 /// parent): the record is created from the parent's clone state.
 #[inline(always)]
 pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
+    if stopped() {
+        return;
+    }
     let (tid, tgid) = current();
     let clone = CLONES.get_ptr_mut(tid);
     // Unknown flags (the clone's entry was not seen) count as neither.
@@ -197,6 +204,7 @@ pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
         }
     }
     let awaited = awaited_stages() & await_child::FIRST_RUN != 0;
+    let slotted = awaited && claim_slot(child);
     set(
         s,
         if is_thread { spawn::THREAD } else { 0 }
@@ -205,10 +213,70 @@ pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
                 spawn::AWAITING_FIRST_RUN
             } else {
                 0
+            }
+            | if slotted { spawn::FIRST_RUN_SLOT } else { 0 }
+            | if clone.is_some_and(|c| unsafe { (*c).unwatched } != 0) {
+                spawn::FORK_UNWATCHED
+            } else {
+                0
             },
     );
-    if keep(child, s) && awaited {
+    if !keep(child, s) {
+        if slotted {
+            free_slot(child);
+        }
+    } else if awaited {
         arm(Gate::AwaitingFirstRun);
+        if !slotted {
+            arm(Gate::AwaitingUnslotted);
+        }
+    }
+}
+
+/// Puts `tid` in its first-run slot if the slot is free. Two CPUs racing
+/// for one slot can both succeed (no compare-and-swap before 5.12): the
+/// loser's first run is then missed, and its record says so.
+#[inline(always)]
+fn claim_slot(tid: u32) -> bool {
+    match AWAITED.get_ptr_mut(tid % AWAITED_SLOTS) {
+        Some(slot) if unsafe { *slot } == 0 => {
+            unsafe { *slot = tid };
+            true
+        }
+        _ => false,
+    }
+}
+
+#[inline(always)]
+fn free_slot(tid: u32) {
+    if let Some(slot) = AWAITED.get_ptr_mut(tid % AWAITED_SLOTS)
+        && unsafe { *slot } == tid
+    {
+        unsafe { *slot = 0 };
+    }
+}
+
+/// Whether the task switched to may be awaiting its first run: called on
+/// every context switch of the machine while any task is awaited.
+#[inline(always)]
+pub fn may_await(tid: u32) -> bool {
+    armed(Gate::AwaitingUnslotted)
+        || AWAITED
+            .get(tid % AWAITED_SLOTS)
+            .is_some_and(|slot| *slot == tid)
+}
+
+/// `s` stops awaiting its first run: its slot, or its count outside the
+/// slots, goes.
+#[inline(always)]
+fn end_await(tid: u32, s: *mut SpawnEvent) {
+    clear(s, spawn::AWAITING_FIRST_RUN);
+    disarm(Gate::AwaitingFirstRun);
+    if has(s, spawn::FIRST_RUN_SLOT) {
+        clear(s, spawn::FIRST_RUN_SLOT);
+        free_slot(tid);
+    } else {
+        disarm(Gate::AwaitingUnslotted);
     }
 }
 
@@ -331,6 +399,9 @@ pub fn clone_returned(t: u64, tid: u32, ret: i64) {
 /// A clone that failed: the parent's side alone, sent at once.
 #[inline(always)]
 fn failed_clone(t: u64, c: *const CloneState, ret: i64) {
+    if stopped() {
+        return;
+    }
     let (tid, tgid) = current();
     let Some(s) = blank(t, 0, 0) else {
         return;
@@ -357,8 +428,7 @@ pub fn first_run(t: u64, tid: u32, cpu: u32) {
     if !has(s, spawn::AWAITING_FIRST_RUN) {
         return;
     }
-    clear(s, spawn::AWAITING_FIRST_RUN);
-    disarm(Gate::AwaitingFirstRun);
+    end_await(tid, s);
     // A switch-in after the child's own return or exec is not its first:
     // that one was missed (rare, under load), and is not made up.
     let ran = unsafe { (*s).ts[ts::CHILD_RETURN] | (*s).ts[ts::EXEC_FIRST_ENTER] };
@@ -373,11 +443,10 @@ pub fn first_run(t: u64, tid: u32, cpu: u32) {
 /// A task that ends without having been seen to run stops being awaited,
 /// and its record says its first run was missed.
 #[inline(always)]
-fn stop_awaiting(s: *mut SpawnEvent) {
+fn stop_awaiting(tid: u32, s: *mut SpawnEvent) {
     if has(s, spawn::AWAITING_FIRST_RUN) {
-        clear(s, spawn::AWAITING_FIRST_RUN);
+        end_await(tid, s);
         set(s, spawn::FIRST_RUN_MISSED);
-        disarm(Gate::AwaitingFirstRun);
     }
 }
 
@@ -395,7 +464,7 @@ pub fn thread_ended(t: u64, tid: u32, by_exec: bool) {
         s,
         spawn::EXITED | if by_exec { spawn::EXEC_TOOK_OVER } else { 0 },
     );
-    stop_awaiting(s);
+    stop_awaiting(tid, s);
     finish_if_done(tid, s);
 }
 
@@ -422,7 +491,7 @@ pub fn process_exited(t: u64, tgid: u32, faults: (u32, u32), code: Option<u32>) 
         }
     }
     set(s, spawn::EXITED);
-    stop_awaiting(s);
+    stop_awaiting(tgid, s);
     if has(s, spawn::ROOT) {
         finish_if_done(tgid, s);
         return;

@@ -85,6 +85,22 @@ fn per_mib(slope_ns_per_byte: f64) -> String {
     format_ns((slope_ns_per_byte * MIB).max(0.0).round() as u64)
 }
 
+/// What the smallest fork copies of the spawner itself: its own mappings,
+/// more than a minimal C program's, which makes its fork-exec at 0 RSS
+/// slower than such a program's (docs/BENCHMARKS.md: 0.84× on the
+/// development VM).
+fn own_mappings(c: &ConfigResult) -> String {
+    c.spawner
+        .own_mappings
+        .map(|n| {
+            format!(
+                "; the smallest fork still copies the spawner's own {n} mappings (a C program \
+                 that only spawns has about 24: each mapping adds to every fork)"
+            )
+        })
+        .unwrap_or_default()
+}
+
 fn fork_per_mib(r: &BenchReport) -> Option<Finding> {
     let fork = rss_series(r, Method::ForkExec);
     let points: Vec<(f64, f64)> = fork
@@ -114,11 +130,12 @@ fn fork_per_mib(r: &BenchReport) -> Option<Finding> {
         id: "fork-per-mib",
         title: "fork cost per MiB of RSS",
         here: format!(
-            "fork-exec: {} per MiB of resident memory (least squares over {} sizes, r² {r2:.3}; p50 {} → {}){dup}",
+            "fork-exec: {} per MiB of resident memory (least squares over {} sizes, r² {r2:.3}; p50 {} → {}){dup}{floor}",
             per_mib(slope),
             fork.len(),
             format_ns(first.spawner.latency_ns.p50),
             format_ns(last.spawner.latency_ns.p50),
+            floor = own_mappings(first),
         ),
         published: format!(
             "{ratio:.0}× the ≈0.48 µs per MiB of Kobzol's HPC cluster (0.49 ms per GiB per spawn, 1–5 GiB){thp}; \

@@ -59,12 +59,10 @@ fn options(args: &RecordArgs) -> Result<RecordOptions> {
         .output
         .clone()
         .unwrap_or_else(|| super::default_out_dir(""));
-    let sample_hz = args
-        .sample_hz
-        .unwrap_or(if args.probes.low_overhead { 0 } else { 999 });
+    let sample_hz = args.sample_hz.unwrap_or(0);
     if sample_hz > 100_000 {
         return Err(UsageError(format!(
-            "--sample-hz {sample_hz} is too high; use at most 100000 (999 is the default)"
+            "--sample-hz {sample_hz} is too high; use at most 100000 (999 is usual)"
         ))
         .into());
     }

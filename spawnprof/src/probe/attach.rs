@@ -7,7 +7,10 @@ use std::collections::HashSet;
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf,
-    programs::{FEntry, FExit, KProbe, Program, ProgramError, RawTracePoint, TracePoint},
+    programs::{
+        FEntry, FExit, KProbe, Program, ProgramError, RawTracePoint, TracePoint,
+        raw_trace_point::RawTracePointLink,
+    },
 };
 
 use super::{
@@ -15,7 +18,8 @@ use super::{
     arch::syscall_arg_field,
     options::SessionOptions,
     plan::{
-        Attach, Candidate, LOW_OVERHEAD, Mechanism, PlanRow, ProbeStage, Rejection, SKIP_STAGE,
+        Attach, Candidate, FORK_ONLY, LOW_OVERHEAD, Mechanism, PlanRow, ProbeStage, Rejection,
+        SKIP_STAGE,
     },
 };
 
@@ -27,7 +31,13 @@ pub(super) struct Resolver<'a> {
     pub host: &'a Host,
     pub opts: &'a SessionOptions,
     pub attached: &'a mut HashSet<&'static str>,
+    /// The links of the fork-only programs, held apart so that they can be
+    /// parked ([`super::park`]).
+    pub fork_links: &'a mut ForkLinks,
 }
+
+/// The links of attached [`FORK_ONLY`] programs, by program.
+pub(super) type ForkLinks = Vec<(&'static str, RawTracePointLink)>;
 
 /// Tries `stage`'s candidates best first and returns the row of the first
 /// that attaches (or ends the list as "unavailable"). A required stage
@@ -77,7 +87,7 @@ impl Resolver<'_> {
                     self.btf,
                     &self.host.tracefs,
                     candidate,
-                    self.attached,
+                    (self.attached, self.fork_links),
                 )
             })
             .map_err(|e| format!("{e:#}"))
@@ -140,7 +150,6 @@ const WAITID_ARGS: &[(&str, &str)] = &[syscall_arg_field(2), syscall_arg_field(3
 pub(super) const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
     ("raw_sched_switch", &[("task_struct", "pid")]),
     ("raw_sched_process_fork", &[("task_struct", "pid")]),
-    ("raw_task_newtask", &[("task_struct", "pid")]),
     ("raw_sched_wakeup_new", &[("task_struct", "pid")]),
     ("fentry_kernel_clone", CLONE_ARGS),
     ("kprobe_kernel_clone", CLONE_ARGS),
@@ -351,7 +360,7 @@ fn attach_candidate(
     btf: Option<&aya::Btf>,
     tracefs: &Tracefs,
     candidate: &Candidate,
-    attached: &mut HashSet<&'static str>,
+    (attached, fork_links): (&mut HashSet<&'static str>, &mut ForkLinks),
 ) -> Result<()> {
     let mut mine = Vec::new();
     for a in candidate.attaches {
@@ -369,16 +378,17 @@ fn attach_candidate(
         {
             continue;
         }
-        match attach_one(ebpf, btf, a) {
+        match attach_one(ebpf, btf, a, fork_links) {
             Ok(()) => {
                 attached.insert(program);
                 mine.push(program);
             }
             Err(e) => {
-                for p in mine {
+                for &p in &mine {
                     attached.remove(p);
                     unload(ebpf, p);
                 }
+                fork_links.retain(|(p, _)| !mine_or(p, &mine, program));
                 unload(ebpf, program);
                 return Err(e.context(format!("attaching {} to {}", program, a.target())));
             }
@@ -392,7 +402,16 @@ pub(super) fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Prog
         .with_context(|| format!("program {name} is missing from the eBPF object"))
 }
 
-fn attach_one(ebpf: &mut Ebpf, btf: Option<&aya::Btf>, a: &Attach) -> Result<()> {
+fn mine_or(p: &str, mine: &[&str], program: &str) -> bool {
+    p == program || mine.contains(&p)
+}
+
+fn attach_one(
+    ebpf: &mut Ebpf,
+    btf: Option<&aya::Btf>,
+    a: &Attach,
+    fork_links: &mut ForkLinks,
+) -> Result<()> {
     let btf_required = || btf.context("kernel BTF could not be loaded");
     match *a {
         Attach::Tracepoint {
@@ -428,7 +447,10 @@ fn attach_one(ebpf: &mut Ebpf, btf: Option<&aya::Btf>, a: &Attach) -> Result<()>
         Attach::RawTracepoint { program: p, name } => {
             let rt: &mut RawTracePoint = program(ebpf, p)?.try_into()?;
             rt.load()?;
-            rt.attach(name).map_err(|e| raw_attach_error(name, e))?;
+            let link = rt.attach(name).map_err(|e| raw_attach_error(name, e))?;
+            if FORK_ONLY.contains(&p) {
+                fork_links.push((p, rt.take_link(link)?));
+            }
         }
         Attach::Kprobe {
             program: p,

@@ -93,14 +93,6 @@ const TRACEPOINT_FIELDS: &[FieldSource] = &[
         "next_pid",
         4,
     ),
-    (|o| &mut o.newtask_pid, "task", "task_newtask", "pid", 4),
-    (
-        |o| &mut o.newtask_clone_flags,
-        "task",
-        "task_newtask",
-        "clone_flags",
-        8,
-    ),
     (
         |o| &mut o.mmap_lock_mm,
         "mmap_lock",

@@ -9,14 +9,17 @@
 //!
 //! [`plan::PLAN`] is the table (stage → candidates: fentry → kprobe → raw
 //! tracepoint → tracepoint → unavailable); nothing here branches on a kernel
-//! version. Dropping the [`Session`] detaches every program.
+//! version. Dropping the [`Session`] detaches every program;
+//! [`Session::stop`] ends a recording without waiting for that (`detach`).
 mod arch;
 mod attach;
 pub mod btf;
 mod config;
+mod detach;
 pub mod features;
 pub mod host;
 mod options;
+pub mod park;
 pub mod plan;
 pub mod session;
 mod spawns;

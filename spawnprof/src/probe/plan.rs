@@ -174,6 +174,19 @@ const RAW_MMAP_LOCK: &[Attach] = &[
 ];
 
 /// The same before about 6.14, when a memcg_path came before `write`.
+/// The raw programs only a fork needs (dup_mmap's lock bracket, the CoW
+/// fault count) that fire on every such event of the machine: parked
+/// while the traced processes do not fork (see `park`).
+pub const FORK_ONLY: &[&str] = &[
+    "raw_mmap_lock_start_locking",
+    "raw_mmap_lock_acquire_returned",
+    "raw_mmap_lock_released",
+    "raw_mmap_lock_start_locking_memcg",
+    "raw_mmap_lock_acquire_returned_memcg",
+    "raw_mmap_lock_released_memcg",
+    "raw_page_fault_user",
+];
+
 const RAW_MMAP_LOCK_MEMCG: &[Attach] = &[
     Attach::RawTracepoint {
         program: "raw_mmap_lock_start_locking_memcg",
@@ -330,15 +343,17 @@ pub const PLAN: &[ProbeStage] = &[
         candidates: &[
             COPY_PROCESS.0,
             COPY_PROCESS.1,
+            // task_newtask would end it a few hundred ns earlier, at the
+            // price of one more program per spawn.
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
-                attaches: &[raw_tp!("task_newtask")],
-                how: "syscall entry to raw task_newtask (fired at the end of copy_process)",
+                attaches: &[],
+                how: "syscall entry to raw sched_process_fork, fired as copy_process returns (the fork_done probe: nothing more attached)",
             },
             Candidate {
                 mechanism: Mechanism::Tracepoint,
-                attaches: &[tp("task_newtask", "task", "task_newtask")],
-                how: "syscall entry to task:task_newtask (fired at the end of copy_process)",
+                attaches: &[],
+                how: "syscall entry to sched:sched_process_fork, fired as copy_process returns (the fork_done probe: nothing more attached)",
             },
             UNAVAILABLE,
         ],

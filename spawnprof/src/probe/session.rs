@@ -10,7 +10,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, RingBuf, StackTraceMap},
     programs::{
-        PerfEvent,
+        PerfEvent, Program,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
@@ -21,9 +21,10 @@ use spawnprof_common::{
 
 use super::{
     Host,
-    attach::{Resolver, program, resolve_stage},
+    attach::{ForkLinks, Resolver, program, resolve_stage},
     config::probe_config,
     options::SessionOptions,
+    park::Parking,
     plan::{Mechanism, PLAN, PlanRow},
     spawns::{KernelSpawns, Lost, traced_flags},
 };
@@ -40,6 +41,21 @@ pub struct RawSample {
     pub count: u64,
 }
 
+/// Detaches a program's links and unloads it (what dropping it does).
+fn unload(program: &mut Program) {
+    let _ = match program {
+        Program::TracePoint(p) => p.unload(),
+        Program::RawTracePoint(p) => p.unload(),
+        Program::BtfTracePoint(p) => p.unload(),
+        Program::FEntry(p) => p.unload(),
+        Program::FExit(p) => p.unload(),
+        Program::KProbe(p) => p.unload(),
+        Program::PerfEvent(p) => p.unload(),
+        Program::UProbe(p) => p.unload(),
+        _ => Ok(()),
+    };
+}
+
 /// Room for a spawn record per task the kernel can have at once: its
 /// pid_max (tids come from the same numbers), within sane bounds.
 fn spawns_capacity() -> u32 {
@@ -51,7 +67,10 @@ fn spawns_capacity() -> u32 {
 
 /// Loaded and attached probes.
 pub struct Session {
-    ebpf: Ebpf,
+    pub(super) ebpf: Ebpf,
+    /// The fork-only programs' links, while attached (see [`super::park`]).
+    pub(super) fork_links: ForkLinks,
+    pub(super) parking: Parking,
     /// The spawn state, held apart so it outlives the programs ([`Session::detach`]).
     kernel: KernelSpawns,
     pub plan: Vec<PlanRow>,
@@ -84,20 +103,29 @@ impl Session {
             .context("loading the eBPF object into the kernel")?;
         let aya_btf = aya::Btf::from_sys_fs().ok();
         let mut attached = HashSet::new();
+        let mut fork_links = Vec::new();
         let mut resolver = Resolver {
             ebpf: &mut ebpf,
             btf: aya_btf.as_ref(),
             host,
             opts,
             attached: &mut attached,
+            fork_links: &mut fork_links,
         };
         let plan = PLAN
             .iter()
             .map(|stage| resolve_stage(stage, &mut resolver))
             .collect::<Result<Vec<_>>>()?;
         let kernel = KernelSpawns::take(&mut ebpf)?;
+        // Where no kernel counter gives fault totals, the fault probe counts
+        // every fault of the traced processes: it must stay.
+        if !config.kernel.has_fault_counters() {
+            fork_links.retain(|(p, _)| *p != "raw_page_fault_user");
+        }
         let mut session = Self {
             ebpf,
+            fork_links,
+            parking: Parking::default(),
             kernel,
             plan,
             kernel_fault_counters: config.kernel.has_fault_counters(),
@@ -237,8 +265,30 @@ impl Session {
         (self.kernel.collect_deferred(), now)
     }
 
+    /// Stops the probes at once (they send nothing more) and leaves their
+    /// detaching to a background holder that outlives this process (see
+    /// [`super::detach`]); detaches here if that cannot be done. The spawn
+    /// state stays readable.
+    pub fn stop(mut self) -> KernelSpawns {
+        if super::detach::stop(&mut self.ebpf).is_ok() && super::detach::hand_off() {
+            return self.kernel;
+        }
+        self.detach()
+    }
+
     /// Detaches and unloads every program; the spawn state stays readable.
-    pub fn detach(self) -> KernelSpawns {
+    /// Each detach waits for an RCU grace period (about 90 ms each on the
+    /// development VM, 1.4 s for all in turn); one thread per program lets
+    /// the kernel serve every wait with the same grace periods.
+    pub fn detach(mut self) -> KernelSpawns {
+        std::thread::scope(|threads| {
+            for (_, link) in self.fork_links.drain(..) {
+                threads.spawn(move || drop(link));
+            }
+            for (_, program) in self.ebpf.programs_mut() {
+                threads.spawn(move || unload(program));
+            }
+        });
         self.kernel
     }
 

@@ -31,7 +31,15 @@ impl CostMeter {
         })
     }
 
+    /// Counts our CPU time from here, when the target runs traced: loading
+    /// the probes and starting the command are paid once, not per spawn.
+    pub fn tracing_started(&mut self) {
+        self.cpu_ns_at_start = own_cpu_ns();
+    }
+
     pub fn finish(self, session: &Session, spawns: u64) -> ProbeCost {
+        // Before the statistics are read: that is the measurement's cost.
+        let reader_cpu_ns = own_cpu_ns().saturating_sub(self.cpu_ns_at_start);
         let mut programs: Vec<ProgramCost> = session
             .program_stats()
             .into_iter()
@@ -42,7 +50,7 @@ impl CostMeter {
             bpf_ns: programs.iter().map(|p| p.run_ns).sum(),
             bpf_runs: programs.iter().map(|p| p.runs).sum(),
             programs,
-            reader_cpu_ns: own_cpu_ns().saturating_sub(self.cpu_ns_at_start),
+            reader_cpu_ns,
             spawns,
             gates_at_end: session.gates().ok(),
         }

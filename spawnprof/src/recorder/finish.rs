@@ -51,7 +51,13 @@ impl Live {
         // What follows is synchronous: from here a signal is noted, and the
         // next one (after an interrupt, the very next) ends the process at once.
         interrupts.writing(interrupted);
+        // `SPAWNPROF_TEST_WRITE_DELAY_MS`: a writing phase long enough for
+        // the tests to signal it (it takes some 40 ms for a small recording).
+        if let Some(delay) = super::test_hook_ms("SPAWNPROF_TEST_WRITE_DELAY_MS") {
+            std::thread::sleep(delay);
+        }
         self.drain();
+        self.summary.fork_probes = self.session.park_counts();
         // Measured before the stacks are symbolized: that is after-the-fact
         // work, like writing the reports.
         self.summary.probe_cost = self
@@ -69,9 +75,9 @@ impl Live {
             maps,
             ..
         } = self;
-        // Detached first: then nothing changes under the last drain and the
-        // sweep, and no record sent before the detach is left behind.
-        let mut kernel = session.detach();
+        // Stopped first: then nothing is sent after the last drain, and
+        // the sweep finds every spawn not sent before the stop.
+        let mut kernel = session.stop();
         drain_ring(ring.get_mut(), &mut writer, None);
         drop(ring);
         for r in kernel.sweep() {

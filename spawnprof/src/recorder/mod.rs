@@ -71,7 +71,7 @@ impl RecordOptions {
             command_stdout: None,
             announce: true,
             live: true,
-            sample_hz: 999,
+            sample_hz: 0,
             probe_cost: false,
             owns_command: false,
         }
@@ -123,4 +123,15 @@ pub async fn record(opts: RecordOptions) -> Result<Recorded> {
     let mut live = start::Live::start(probes, target, &opts, &mut interrupts).await?;
     let stop = live.pump(&opts, &mut interrupts).await?;
     live.finish(stop, &opts, interrupts).await
+}
+
+/// A test hook's duration, from the environment variable `name` (N ms);
+/// always `None` in release builds, whatever the environment says. Only
+/// the integration tests' debug binaries obey them.
+fn test_hook_ms(name: &str) -> Option<std::time::Duration> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let ms: u64 = std::env::var(name).ok()?.parse().ok()?;
+    Some(std::time::Duration::from_millis(ms))
 }

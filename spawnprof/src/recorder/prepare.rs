@@ -103,7 +103,7 @@ pub(super) fn load(opts: &RecordOptions) -> Result<Probes> {
 /// recording goes on without stacks.svg.
 fn start_sampling(session: &mut Session, host: &Host, hz: u64) -> Sampling {
     let note = if hz == 0 {
-        "off (--sample-hz 0)".to_string()
+        "off (--sample-hz 999 turns it on)".to_string()
     } else {
         match session.start_sampling(hz) {
             Ok(()) => format!("cpu-clock, {hz} Hz per CPU"),

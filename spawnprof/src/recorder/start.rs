@@ -208,6 +208,7 @@ fn provisional_summary(
         captured: captured(session_opts),
         stack_sampling: sampling.note.clone(),
         stack_samples: 0,
+        fork_probes: Default::default(),
         probe_cost: None,
         spawns_incomplete: None,
         unfinished: Some(recover::WHILE_RECORDING.into()),

@@ -184,6 +184,7 @@ fn without_summary(dir: &Path) -> Summary {
         captured: vec!["unknown (summary.json missing)".into()],
         stack_sampling: "unknown (summary.json missing)".into(),
         stack_samples: 0,
+        fork_probes: Default::default(),
         probe_cost: None,
         placement: None,
         spawn_time: None,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     analysis::{Counts, Placement, SpawnTime, StageStats},
     model::FaultCoverage,
-    probe::plan::PlanRow,
+    probe::{park::ParkCounts, plan::PlanRow},
     sys::node::NodeFacts,
     trace::AssemblyStats,
 };
@@ -69,6 +69,11 @@ pub struct Summary {
     pub stack_sampling: String,
     #[serde(default)]
     pub stack_samples: u64,
+    /// How often the fork-only probes were parked while the traced
+    /// processes did not fork, and brought back at a fork (both 0 where
+    /// they are not tracepoints).
+    #[serde(default)]
+    pub fork_probes: ParkCounts,
     /// What spawnprof itself cost while recording (`--probe-cost`; absent
     /// without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

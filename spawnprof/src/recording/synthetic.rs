@@ -314,6 +314,7 @@ pub fn synthetic_summary(
         captured: vec!["synthetic".into()],
         stack_sampling: "off".into(),
         stack_samples: 0,
+        fork_probes: Default::default(),
         probe_cost: None,
         placement: None,
         spawn_time: None,

@@ -297,7 +297,9 @@ impl Assembler {
         let known = |v: u32, real: bool| (real && v != FAULTS_UNKNOWN).then_some(u64::from(v));
         let execed = s.state() & spawn::EXECED != 0;
         let exited = s.state() & spawn::EXITED != 0;
-        let (totals, cow) = (self.faults.totals, self.faults.cow);
+        let (totals, mut cow) = (self.faults.totals, self.faults.cow);
+        // The fault probe was parked when this fork began.
+        cow &= s.state() & spawn::FORK_UNWATCHED == 0;
         Faults {
             pre_exec: known(s.faults_pre_exec, totals && execed),
             pre_exec_cow: known(s.cow_pre_exec, cow && execed),
@@ -346,6 +348,12 @@ impl Assembler {
         }
         if has(spawn::FIRST_RUN_MISSED) {
             why.push("first run not seen (its first switch-in was missed)".into());
+        }
+        if has(spawn::FORK_UNWATCHED) {
+            why.push(
+                "forked while the fork-only probes were parked: no dup_mmap, no copy-on-write counts"
+                    .into(),
+            );
         }
         let sent = r.exec_attempts.len() as u64;
         let counted = u64::from(s.exec_attempts);

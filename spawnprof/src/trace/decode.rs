@@ -68,7 +68,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record> {
             }
             Record::Text(t)
         }
-        rec::NOTICE_EXEC | rec::NOTICE_EXIT => Record::Notice(read(bytes, "notice")?),
+        rec::NOTICE_EXEC | rec::NOTICE_EXIT | rec::NOTICE_FORK => {
+            Record::Notice(read(bytes, "notice")?)
+        }
         other => bail!("unknown record kind {other}"),
     })
 }

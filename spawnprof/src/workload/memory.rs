@@ -232,6 +232,12 @@ pub fn self_status(field: &str) -> Option<u64> {
     meminfo_field(&text, field)
 }
 
+/// This process's memory mappings (VMAs): a fork copies each one.
+pub fn self_mappings() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/maps").ok()?;
+    Some(text.lines().count() as u64)
+}
+
 /// AnonHugePages of this process (THP-backed anonymous memory) in bytes.
 pub fn self_anon_huge() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;

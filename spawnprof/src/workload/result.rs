@@ -58,6 +58,11 @@ pub struct SpawnResult {
     pub rss_mapped: u64,
     /// VmRSS before the ballast was allocated.
     pub rss_baseline: u64,
+    /// The spawner's own memory mappings (VMAs) before the timed part: a
+    /// fork copies each, so they set the floor of its fork-exec (a C
+    /// program that only spawns has about 24; absent in older results).
+    #[serde(default)]
+    pub own_mappings: Option<u64>,
     /// VmRSS (from /proc/self/status) just before the timed part. Hugetlb
     /// pages are not part of VmRSS: see `hugetlb_bytes`.
     pub rss_measured: u64,

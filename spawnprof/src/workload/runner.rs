@@ -230,6 +230,7 @@ struct MemoryFacts {
     rss_measured: u64,
     anon_huge_bytes: u64,
     hugetlb_bytes: u64,
+    mappings: Option<u64>,
 }
 
 /// The `--rss` ballast and what it made of the spawner's memory; warns when
@@ -248,6 +249,7 @@ fn allocate_ballast(cfg: &Config) -> Result<(Ballast, MemoryFacts)> {
         rss_measured: memory::self_status("VmRSS").unwrap_or(0),
         anon_huge_bytes: memory::self_anon_huge().unwrap_or(0),
         hugetlb_bytes: memory::self_status("HugetlbPages").unwrap_or(0),
+        mappings: memory::self_mappings(),
     };
     if cfg.huge_pages == HugePages::Thp && cfg.rss > 0 && facts.anon_huge_bytes < cfg.rss / 2 {
         eprintln!(
@@ -293,6 +295,7 @@ fn summarise(
         rss_measured: memory.rss_measured,
         anon_huge_bytes: memory.anon_huge_bytes,
         hugetlb_bytes: memory.hugetlb_bytes,
+        own_mappings: memory.mappings,
         huge_pages: cfg.huge_pages,
         env_count: checked.vars.len() as u64,
         env_bytes: env::bytes_of(&checked.vars),

@@ -1,0 +1,374 @@
+//! `cargo xtask bench-overhead`: what tracing costs a spawn loop, side by
+//! side with bpftrace, in interleaved rounds on this host.
+//!
+//! ```text
+//! build:    spawn_loop.c with gcc (the harness owes nothing to spawnprof)
+//! measure:  round r: for each workload, for each setup: one run
+//! ratios:   each run against the same round's run with no probes
+//! then:     --probe-cost per spawn, end-to-exit time, spawner vs C, strace
+//! ```
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::SystemTime,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::{loop_rate_and_p50, release_bin, spawns_per_sec, spread};
+use crate::cmd;
+
+/// bpftrace doing what spawnprof's default recording does on a
+/// tracepoint-only kernel, stage for stage: the clone call, fork to
+/// wake-up, wake-up to first run, the exec call, exec to exit, exit to
+/// reap, each into a histogram. Unlike spawnprof it filters on no traced
+/// set (it has none), and keeps no per-spawn record.
+const BPFTRACE_STAGES: &str = r#"
+tracepoint:syscalls:sys_enter_clone, tracepoint:syscalls:sys_enter_clone3,
+tracepoint:syscalls:sys_enter_vfork, tracepoint:syscalls:sys_enter_fork
+{ @clone_start[tid] = nsecs; }
+tracepoint:syscalls:sys_exit_clone, tracepoint:syscalls:sys_exit_clone3,
+tracepoint:syscalls:sys_exit_vfork, tracepoint:syscalls:sys_exit_fork
+/@clone_start[tid]/
+{ @clone = hist(nsecs - @clone_start[tid]); delete(@clone_start[tid]); }
+tracepoint:sched:sched_process_fork { @forked[args->child_pid] = nsecs; }
+tracepoint:sched:sched_wakeup_new /@forked[args->pid]/
+{ @wakeup = hist(nsecs - @forked[args->pid]); @woken[args->pid] = nsecs; }
+tracepoint:sched:sched_switch /@woken[args->next_pid]/
+{ @first_run = hist(nsecs - @woken[args->next_pid]); delete(@woken[args->next_pid]); }
+tracepoint:syscalls:sys_enter_execve { @exec_start[tid] = nsecs; }
+tracepoint:sched:sched_process_exec /@exec_start[tid]/
+{ @exec = hist(nsecs - @exec_start[tid]); delete(@exec_start[tid]); }
+tracepoint:sched:sched_process_exit /@forked[pid]/
+{ @life = hist(nsecs - @forked[pid]); delete(@forked[pid]); @exited[pid] = nsecs; }
+tracepoint:syscalls:sys_exit_wait4 /args->ret > 0 && @exited[args->ret]/
+{ @reap = hist(nsecs - @exited[args->ret]); delete(@exited[args->ret]); }
+"#;
+
+/// Spawns per run: long enough that the recording's start and end weigh
+/// little, short enough for several rounds.
+const COUNT: &str = "3000";
+
+/// Builds the command that runs a workload's argv under one setup.
+type Wrap = Box<dyn Fn(&[String]) -> Command>;
+
+struct Setup {
+    name: &'static str,
+    wrap: Wrap,
+}
+
+struct Workload {
+    name: &'static str,
+    argv: Vec<String>,
+}
+
+/// Per workload, per setup, per round: (loop rate, p50 call) ratios
+/// against the round's run with no probes.
+type Ratios = Vec<Vec<(Vec<f64>, Vec<f64>)>>;
+
+/// `rounds` runs of every setup on every workload, interleaved (setup A,
+/// B, C, then A, B, C again…) so a slow minute of this VM hits every setup
+/// alike.
+pub fn overhead(rounds: usize) -> Result<()> {
+    let out = cmd::target_dir().join("bench-overhead");
+    std::fs::create_dir_all(&out)?;
+    let spawn_loop = build_spawn_loop(&out)?;
+    let spawnprof = release_bin("spawnprof");
+    let (have_bpftrace, have_strace) = install_peers();
+    let setups = setups(&spawnprof, &out, have_bpftrace);
+    let workloads = workloads(&spawn_loop);
+    let ratios = measure(&setups, &workloads, rounds)?;
+    print_ratios(&setups, &workloads, &ratios, rounds);
+    probe_cost(&spawnprof, &out, &workloads[workloads.len() - 1])?;
+    end_to_exit(&spawnprof, &out)?;
+    spawner_against_c(&spawn_loop, rounds)?;
+    if have_strace {
+        strace_comparison(&spawn_loop)
+    } else {
+        println!("SKIPPED: strace comparison (apt-get install strace)");
+        Ok(())
+    }
+}
+
+/// Compiles the C harness into `out`.
+fn build_spawn_loop(out: &Path) -> Result<PathBuf> {
+    let source = out.join("spawn_loop.c");
+    let binary = out.join("spawn_loop");
+    std::fs::write(&source, include_str!("spawn_loop.c"))?;
+    let status = Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .context("running gcc (apt-get install gcc)")?;
+    if !status.success() {
+        bail!("gcc could not build the C spawn loop: {status}");
+    }
+    Ok(binary)
+}
+
+/// Installs the peers spawnprof is compared with from Debian; without them
+/// their rows are skipped, saying why. Returns (bpftrace, strace) present.
+fn install_peers() -> (bool, bool) {
+    for (tool, pkg) in [("bpftrace", "bpftrace"), ("strace", "strace")] {
+        if cmd::find_in_path(tool).is_none()
+            && let Err(e) = cmd::ensure_debian_packages("bench-overhead", &[pkg])
+        {
+            println!("{tool} could not be installed: {e:#}");
+        }
+    }
+    (
+        cmd::find_in_path("bpftrace").is_some(),
+        cmd::find_in_path("strace").is_some(),
+    )
+}
+
+/// The setups each workload runs under: alone, under spawnprof's default
+/// recording and `--low-overhead`, and under bpftrace timing the same
+/// stages when there is bpftrace.
+fn setups(spawnprof: &Path, out: &Path, have_bpftrace: bool) -> Vec<Setup> {
+    let rec = |extra: &'static [&'static str]| {
+        let spawnprof = spawnprof.to_path_buf();
+        let out = out.join("record");
+        Box::new(move |argv: &[String]| {
+            let mut c = Command::new(&spawnprof);
+            c.args(["record", "--force", "--no-live", "-o"])
+                .arg(&out)
+                .args(extra)
+                .arg("--")
+                .args(argv);
+            c
+        }) as Wrap
+    };
+    let mut setups = vec![
+        Setup {
+            name: "no probes",
+            wrap: Box::new(|argv: &[String]| {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }),
+        },
+        Setup {
+            name: "spawnprof record",
+            wrap: rec(&[]),
+        },
+        Setup {
+            name: "spawnprof record --low-overhead",
+            wrap: rec(&["--low-overhead"]),
+        },
+    ];
+    if have_bpftrace {
+        setups.push(Setup {
+            name: "bpftrace, the same stages",
+            wrap: Box::new(|argv: &[String]| {
+                let mut c = Command::new("bpftrace");
+                c.args(["-q", "-e", BPFTRACE_STAGES, "-c", &argv.join(" ")]);
+                c
+            }),
+        });
+    } else {
+        println!("SKIPPED: bpftrace comparison (apt-get install bpftrace)");
+    }
+    setups
+}
+
+/// The C loop's serial posix_spawn of /bin/true, unpinned and pinned to
+/// CPU 0 (parent and child on one CPU: every probe's cost lands in the
+/// loop) when taskset is there.
+fn workloads(spawn_loop: &Path) -> Vec<Workload> {
+    let c_loop = [
+        spawn_loop.display().to_string(),
+        "posix-spawn".into(),
+        COUNT.into(),
+    ];
+    let mut workloads = vec![Workload {
+        name: "C loop, posix_spawn /bin/true, serial",
+        argv: c_loop.to_vec(),
+    }];
+    match cmd::find_in_path("taskset") {
+        Some(t) => workloads.push(Workload {
+            name: "the same, pinned to CPU 0",
+            argv: [t.display().to_string(), "-c".into(), "0".into()]
+                .into_iter()
+                .chain(c_loop)
+                .collect(),
+        }),
+        None => println!("SKIPPED: the pinned workload (taskset, from util-linux, is missing)"),
+    }
+    workloads
+}
+
+/// Runs every setup on every workload `rounds` times, each as ratios
+/// against the same round's run without probes.
+fn measure(setups: &[Setup], workloads: &[Workload], rounds: usize) -> Result<Ratios> {
+    let mut ratios: Ratios = vec![vec![(Vec::new(), Vec::new()); setups.len()]; workloads.len()];
+    for round in 0..rounds {
+        eprintln!("bench-overhead: round {} of {rounds}", round + 1);
+        for (w, workload) in workloads.iter().enumerate() {
+            let mut base = (0.0, 0.0);
+            for (i, s) in setups.iter().enumerate() {
+                let output = (s.wrap)(&workload.argv).stderr(Stdio::null()).output()?;
+                if !output.status.success() {
+                    bail!("{} failed: {}", s.name, output.status);
+                }
+                let (rate, p50) = loop_rate_and_p50(&output.stdout)?;
+                if i == 0 {
+                    base = (rate, p50);
+                }
+                ratios[w][i].0.push(rate / base.0);
+                // A spawn call twice as slow is a ratio of 0.5, like the rate.
+                ratios[w][i].1.push(base.1 / p50);
+            }
+        }
+    }
+    Ok(ratios)
+}
+
+fn print_ratios(setups: &[Setup], workloads: &[Workload], ratios: &Ratios, rounds: usize) {
+    println!(
+        "| workload | setup | loop rate vs no probes (median of {rounds} [range]) | \
+         spawn call p50 vs no probes |"
+    );
+    println!("|---|---|---:|---:|");
+    for (workload, per_setup) in workloads.iter().zip(ratios) {
+        for (setup, (rates, p50s)) in setups.iter().zip(per_setup).skip(1) {
+            println!(
+                "| {} | {} | {} | {} |",
+                workload.name,
+                setup.name,
+                spread(rates, 3),
+                spread(p50s, 3)
+            );
+        }
+    }
+}
+
+/// What the probes themselves cost per spawn (`record --probe-cost`): a
+/// figure that does not swing with the VM's scheduling the way rates do.
+fn probe_cost(spawnprof: &Path, out: &Path, workload: &Workload) -> Result<()> {
+    let dir = out.join("probe-cost");
+    let status = Command::new(spawnprof)
+        .args(["record", "--force", "--no-live", "--probe-cost", "-o"])
+        .arg(&dir)
+        .arg("--")
+        .args(&workload.argv)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("spawnprof record --probe-cost failed: {status}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json"))?)?;
+    let cost = &summary["probe_cost"];
+    let spawns = cost["spawns"].as_u64().unwrap_or(0).max(1) as f64;
+    let per = |v: &serde_json::Value| v.as_u64().unwrap_or(0) as f64 / spawns / 1000.0;
+    println!(
+        "\n`record --probe-cost`, {}: {:.1} µs of probe run time per spawn in the kernel \
+         ({:.0} program runs per spawn); spawnprof's own CPU {:.2} µs per spawn; \
+         fork-only probes parked {} time(s)",
+        workload.name,
+        per(&cost["bpf_ns"]),
+        cost["bpf_runs"].as_u64().unwrap_or(0) as f64 / spawns,
+        per(&cost["reader_cpu_ns"]),
+        summary["fork_probes"]["parked"],
+    );
+    println!("\n| probe program | runs/spawn | mean | per spawn |\n|---|---:|---:|---:|");
+    let mut programs: Vec<_> = cost["programs"].as_array().into_iter().flatten().collect();
+    programs.sort_by_key(|p| std::cmp::Reverse(p["run_ns"].as_u64().unwrap_or(0)));
+    for p in programs {
+        let runs = p["runs"].as_u64().unwrap_or(0).max(1);
+        let ns = p["run_ns"].as_u64().unwrap_or(0);
+        println!(
+            "| {} | {:.1} | {} ns | {:.2} µs |",
+            p["name"].as_str().unwrap_or("?"),
+            runs as f64 / spawns,
+            ns / runs,
+            ns as f64 / spawns / 1000.0
+        );
+    }
+    Ok(())
+}
+
+/// From the end of a small recording (`record -- CMD`, CMD printing the
+/// time as it ends) to spawnprof's exit, five times.
+fn end_to_exit(spawnprof: &Path, out: &Path) -> Result<()> {
+    let mut ms = Vec::new();
+    for _ in 0..5 {
+        let output = Command::new(spawnprof)
+            .args(["record", "--force", "--no-live", "-o"])
+            .arg(out.join("end"))
+            .args(["--", "date", "+%s.%N"])
+            .stderr(Stdio::null())
+            .output()?;
+        let exited = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let ended: f64 = text
+            .lines()
+            .find_map(|l| l.trim().parse().ok())
+            .context("date printed no time")?;
+        ms.push((exited.as_secs_f64() - ended) * 1000.0);
+    }
+    println!(
+        "\nfrom the end of `record -- date` to spawnprof's exit: {} ms (median [range] of 5)",
+        spread(&ms, 0)
+    );
+    Ok(())
+}
+
+/// The reference spawner against the C loop, method by method, no probes,
+/// pinned to CPU 0 when taskset is there: its p50 spawn call as a fraction
+/// of C's speed (1.0: as fast).
+fn spawner_against_c(spawn_loop: &Path, rounds: usize) -> Result<()> {
+    let spawner = release_bin("spawnprof-spawner");
+    let pin: Vec<String> = cmd::find_in_path("taskset")
+        .map(|t| vec![t.display().to_string(), "-c".into(), "0".into()])
+        .unwrap_or_default();
+    println!("\n| method | spawner p50 speed vs the C loop (median of {rounds} [range]) |");
+    println!("|---|---:|");
+    for method in ["posix-spawn", "fork-exec", "vfork-exec"] {
+        let mut speed = Vec::new();
+        for _ in 0..rounds {
+            let c = run_p50(&pin, spawn_loop, &[method, COUNT])?;
+            let args = ["--method", method, "--count", COUNT, "--mode", "serial"];
+            let ours = run_p50(&pin, &spawner, &args)?;
+            speed.push(c / ours);
+        }
+        println!("| {method} | {} |", spread(&speed, 3));
+    }
+    Ok(())
+}
+
+/// The median spawn call (µs) of `program args`, run under `prefix`.
+fn run_p50(prefix: &[String], program: &Path, args: &[&str]) -> Result<f64> {
+    let mut argv: Vec<String> = prefix.to_vec();
+    argv.push(program.display().to_string());
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let output = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stderr(Stdio::null())
+        .output()?;
+    Ok(loop_rate_and_p50(&output.stdout)?.1)
+}
+
+/// The C loop alone and under `strace -f` (300 spawns: strace is slow).
+fn strace_comparison(spawn_loop: &Path) -> Result<()> {
+    let args = ["posix-spawn", "300"];
+    let plain = Command::new(spawn_loop).args(args).output()?;
+    let traced = Command::new("strace")
+        .args(["-f", "-o", "/dev/null"])
+        .arg(spawn_loop)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()?;
+    let (plain, traced) = (
+        spawns_per_sec(&plain.stdout)?,
+        spawns_per_sec(&traced.stdout)?,
+    );
+    println!(
+        "\nstrace -f: {traced:.0}/s vs {plain:.0}/s without: {:.1}x slower (C loop, posix_spawn, 300)",
+        plain / traced
+    );
+    Ok(())
+}
