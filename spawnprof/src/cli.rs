@@ -182,12 +182,17 @@ pub struct BenchArgs {
     /// Skip the with/without-probes overhead measurement.
     #[arg(long)]
     pub no_overhead: bool,
-    /// Output directory (default: spawnprof-bench-<timestamp>).
+    /// Output directory (default: spawnprof-bench-<timestamp>). `%n` stands for the node's
+    /// name and `%%` for `%`: `srun spawnprof bench -o shared/%n` gives each node its own.
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// Overwrite a bench already in the output directory.
     #[arg(long)]
     pub force: bool,
+    /// The node's name in a fleet report (default: Slurm's name for the node, else the host
+    /// name), for nodes whose host name does not tell them apart (containers, pods).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
     #[command(flatten)]
     pub probes: ProbeArgs,
 }
