@@ -66,6 +66,9 @@ configurations that finished are written, marked interrupted); 1 on an error; 2 
         #[arg(short, long, value_name = "DIR", default_value = "spawnprof-diff")]
         output: PathBuf,
     },
+    /// Compare the benches of many nodes (a fleet): fleet.html and fleet.json, one row per
+    /// node, outliers flagged with the node fact that explains them.
+    Compare(CompareArgs),
     /// Time rendering every report of a synthetic recording (docs/BENCHMARKS.md).
     BenchReport {
         #[arg(long, default_value_t = 1_000_000, value_parser = parse_report_spawns, allow_negative_numbers = true)]
@@ -195,6 +198,31 @@ pub struct BenchArgs {
     pub node_name: Option<String>,
     #[command(flatten)]
     pub probes: ProbeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Bench directories (written by `spawnprof bench -o DIR`), or directories holding them.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where fleet.html, fleet.json, the charts and the diffs go.
+    #[arg(short, long, value_name = "DIR", default_value = "spawnprof-fleet")]
+    pub output: PathBuf,
+    /// Flag a figure this many times the fleet median or more (or as far below it).
+    #[arg(long, default_value_t = 1.5, value_parser = parse_threshold, allow_negative_numbers = true)]
+    pub threshold: f64,
+    /// Also diff this node against the fleet median (repeatable); flagged nodes always are.
+    #[arg(long = "diff", value_name = "NODE")]
+    pub diff_nodes: Vec<String>,
+}
+
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 1.0 => Ok(t),
+        _ => Err(format!(
+            "{s:?} is not a ratio above 1 (e.g. --threshold 1.5: flag figures 1.5× the fleet median)"
+        )),
+    }
 }
 
 // Numbers on the command line: clap would read `--rows -1` as an unknown
