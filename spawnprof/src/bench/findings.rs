@@ -278,7 +278,9 @@ fn per_variable(r: &BenchReport) -> Option<Finding> {
     })
 }
 
-fn per_path_miss(r: &BenchReport) -> Option<Finding> {
+/// The path experiment's slopes over the failed execs per spawn: the
+/// spawn call's and path_search's, and how many configurations.
+pub(crate) fn path_slopes(r: &BenchReport) -> Option<(Method, f64, Option<f64>, usize)> {
     let points = series(
         r,
         "path",
@@ -290,6 +292,11 @@ fn per_path_miss(r: &BenchReport) -> Option<Finding> {
     );
     let m = points.first()?.0;
     let (call, search, n) = slopes(&points, m)?;
+    Some((m, call, search, n))
+}
+
+fn per_path_miss(r: &BenchReport) -> Option<Finding> {
+    let (m, call, search, n) = path_slopes(r)?;
     if n < 2 {
         return None;
     }

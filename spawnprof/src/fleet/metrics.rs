@@ -4,7 +4,7 @@
 use crate::{
     bench::{
         BenchReport,
-        findings::{MIB, fit, p50, rss_series, series, slopes},
+        findings::{MIB, fit, p50, path_slopes, rss_series, series, slopes},
     },
     report::charts::Unit,
     workload::{HugePages, Method},
@@ -160,17 +160,7 @@ fn env_vars_per_spawn(r: &BenchReport) -> Option<f64> {
 }
 
 fn ns_per_path_miss(r: &BenchReport) -> Option<f64> {
-    let points = series(
-        r,
-        "path",
-        |c| {
-            c.failed_execs_per_spawn
-                .unwrap_or(c.config.spawner.path_misses as f64)
-        },
-        "path_search",
-    );
-    let m = points.first()?.0;
-    Some(slopes(&points, m)?.0)
+    Some(path_slopes(r)?.1)
 }
 
 /// Failed execve calls per spawn by name with no added misses: the

@@ -218,3 +218,62 @@ fn table(html: &mut String, r: &FleetReport) {
     }
     html.push_str("</tbody></table>");
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{
+        fleet::file::{FLEET_SCHEMA_VERSION, Flag},
+        sys::node::NodeFacts,
+    };
+
+    fn node(name: &str, fork: f64) -> NodeRow {
+        NodeRow {
+            name: name.into(),
+            dir: name.into(),
+            facts: NodeFacts::collect(),
+            figures: BTreeMap::from([("fork_ns_per_mib".to_string(), fork)]),
+            quick: true,
+            incomplete: false,
+        }
+    }
+
+    #[test]
+    fn the_page_is_well_formed_and_leads_with_the_flags() {
+        let r = FleetReport {
+            schema_version: FLEET_SCHEMA_VERSION,
+            threshold: 1.5,
+            nodes: vec![
+                node("a<1>", 8_000.0),
+                node("b", 8_100.0),
+                node("c", 30_000.0),
+            ],
+            medians: BTreeMap::from([("fork_ns_per_mib".to_string(), 8_100.0)]),
+            flags: vec![Flag {
+                node: "c".into(),
+                metric: "fork_ns_per_mib".into(),
+                value: Some(30_000.0),
+                median: 8_100.0,
+                ratio: Some(3.7),
+                reasons: vec!["THP never".into()],
+                text: "c: fork per MiB of RSS 3.7× the fleet median; THP never".into(),
+            }],
+            skipped: Vec::new(),
+            diffs: BTreeMap::from([("c".to_string(), "diffs/c.txt".to_string())]),
+        };
+        let m = METRICS.iter().find(|m| m.id == "fork_ns_per_mib").unwrap();
+        let charts = vec![(chart_file(m), chart(&r, m).unwrap())];
+        let html = render(&r, &charts);
+        roxmltree::Document::parse(html.trim_start_matches("<!DOCTYPE html>"))
+            .expect("well-formed");
+        let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("no {needle}"));
+        assert!(at("3.7× the fleet median; THP never") < at("id=\"charts\""));
+        assert!(at("href=\"diffs/c.txt\"") < at("id=\"node-table\""));
+        assert!(html.contains("a&lt;1&gt;"));
+        assert_eq!(html.matches("<tr class=\"flagged\">").count(), 1);
+        assert!(html.contains("fleet-fork-ns-per-mib.svg"));
+        assert!(chart(&r, &METRICS[1]).is_none(), "no chart without figures");
+    }
+}

@@ -143,3 +143,57 @@ fn unique_names(nodes: &mut [NodeRow]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::results::testing;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("spawnprof-fleet-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn write_bench(dir: &Path, host: &str) {
+        let mut r = testing::bench(Vec::new());
+        r.node.hostname = host.into();
+        r.node.node_name = None;
+        r.node.slurm = None;
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(BENCH_FILE), serde_json::to_string(&r).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_parent_directory_gives_its_benches_and_a_bad_one_is_left_out_with_why() {
+        let base = scratch("read");
+        write_bench(&base.join("n2"), "same");
+        write_bench(&base.join("n1"), "same");
+        write_bench(&base.join("n3"), "other");
+        std::fs::create_dir_all(base.join("n4")).unwrap();
+        std::fs::write(base.join("n4").join(BENCH_FILE), "{").unwrap();
+        std::fs::create_dir_all(base.join("not-a-bench")).unwrap();
+        let dirs = discover(std::slice::from_ref(&base)).unwrap();
+        let names: Vec<_> = dirs.iter().map(|d| d.file_name().unwrap()).collect();
+        assert_eq!(names, ["n1", "n2", "n3", "n4"]);
+        let read = read_all(&dirs);
+        let names: Vec<&str> = read.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["same (n1)", "same (n2)", "other"]);
+        assert_eq!(read.skipped.len(), 1);
+        assert!(
+            read.skipped[0].reason.contains("corrupt"),
+            "{:?}",
+            read.skipped
+        );
+
+        let empty = base.join("not-a-bench");
+        let err = discover(&[empty]).unwrap_err().to_string();
+        assert!(
+            err.contains("holds no bench.json") && err.contains("spawnprof bench -o DIR"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(base);
+    }
+}
