@@ -619,3 +619,35 @@ fn compare_reads_a_thousand_nodes_and_names_the_slow_one() {
     assert!(took < Duration::from_secs(60), "{took:?}");
     let _ = std::fs::remove_dir_all(&nodes);
 }
+
+#[test]
+fn bad_fleet_input_is_refused_with_the_remedy() {
+    let dir = out_dir("fleet-bad");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(spawnprof_bin())
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run spawnprof");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["compare", empty.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("holds no bench.json") && err.contains("spawnprof bench -o DIR"),
+        "{err}"
+    );
+    let (code, err) = run(&["compare", "--threshold", "1", "x"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a ratio above 1"), "{err}");
+    // Checked before anything is loaded: no root needed to be told.
+    let (code, err) = run(&["bench", "--quick", "-o", "shared/%j"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("%j is not a placeholder"), "{err}");
+    assert!(!dir.join("shared").exists());
+}
