@@ -5,7 +5,7 @@ use spawnprof::{
     cli::{BenchArgs, usage},
     recorder::interrupt,
     report::timing,
-    sys::node::{NodeFacts, SlurmIds},
+    sys::node::NodeFacts,
     units,
 };
 
@@ -54,13 +54,13 @@ pub fn run(args: BenchArgs) -> Result<i32> {
             .transpose()
             .context("--experiments"),
     )?;
-    let node_name = args
-        .node_name
-        .clone()
-        .or_else(|| SlurmIds::from_env()?.node_name)
-        .unwrap_or_else(|| NodeFacts::collect().hostname);
+    // The name the bench will record, by the same rule.
+    let node = NodeFacts {
+        node_name: args.node_name.clone(),
+        ..NodeFacts::collect()
+    };
     let out_dir = match &args.output {
-        Some(pattern) => usage(bench::expand_node_name(pattern, &node_name).context("-o"))?,
+        Some(pattern) => usage(bench::expand_node_name(pattern, node.name()).context("-o"))?,
         None => super::default_out_dir("bench-"),
     };
     let opts = BenchOptions {
