@@ -27,6 +27,7 @@ th, td { padding: 3px 6px; text-align: left; border-bottom: 1px solid #eceef1; v
 th { background: #f0f2f5; white-space: nowrap; }
 td.num, th.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 tr.flagged td:first-child { border-left: 4px solid #e15759; }
+div.wide { overflow-x: auto; }
 "#;
 
 /// A chart's file name for a metric.
@@ -59,9 +60,14 @@ fn chart(r: &FleetReport, m: &Metric) -> Option<String> {
         Unit::Nanos => Unit::Nanos,
         _ => Unit::Plain,
     };
+    let mut x_axis = Axis::new("node (sorted by this figure)", Unit::Plain);
+    if values.len() <= 12 {
+        // A rank is a whole number: no tick at node 1.5.
+        x_axis = x_axis.at((1..=values.len()).map(|i| i as f64).collect());
+    }
     Some(line_chart_with(
         &format!("{} across {} nodes", m.name, values.len()),
-        &Axis::new("node (sorted by this figure)", Unit::Plain),
+        &x_axis,
         &Axis::new(m.name, unit),
         &series,
     ))
@@ -171,7 +177,9 @@ fn fact_cells(n: &NodeRow) -> [String; 6] {
 const FACT_COLUMNS: [&str; 6] = ["THP", "glibc", "kernel", "environment", "PATH", "CPUs"];
 
 fn table(html: &mut String, r: &FleetReport) {
-    html.push_str("<h2 id=\"nodes\">Nodes</h2><table id=\"node-table\" class=\"sortable\">");
+    html.push_str(
+        "<h2 id=\"nodes\">Nodes</h2><div class=\"wide\"><table id=\"node-table\" class=\"sortable\">",
+    );
     let mut columns = vec![Column {
         name: "node",
         key: "node",
@@ -216,7 +224,7 @@ fn table(html: &mut String, r: &FleetReport) {
             .map_or(String::new(), |s| s.summary());
         let _ = write!(html, "<td>{}</td></tr>", escape(&slurm));
     }
-    html.push_str("</tbody></table>");
+    html.push_str("</tbody></table></div>");
 }
 
 #[cfg(test)]
@@ -275,5 +283,8 @@ mod tests {
         assert_eq!(html.matches("<tr class=\"flagged\">").count(), 1);
         assert!(html.contains("fleet-fork-ns-per-mib.svg"));
         assert!(chart(&r, &METRICS[1]).is_none(), "no chart without figures");
+        assert!(!charts[0].1.contains(">1.5<"), "whole ranks only");
+        let per_miss = METRICS.iter().find(|m| m.id == "ns_per_path_miss").unwrap();
+        assert_eq!(format(per_miss, -8045.5), "-8.05 µs");
     }
 }
