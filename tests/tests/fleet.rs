@@ -651,3 +651,34 @@ fn bad_fleet_input_is_refused_with_the_remedy() {
     assert!(err.contains("%j is not a placeholder"), "{err}");
     assert!(!dir.join("shared").exists());
 }
+
+#[test]
+fn the_fleet_page_renders_and_sorts_in_a_browser() {
+    use spawnprof_tests::browser::{NO_CHROMIUM, Page, chromium, png_size, screenshot_dir};
+    let Some(browser) = chromium() else {
+        println!("{NO_CHROMIUM}");
+        return;
+    };
+    let parent = simulated_fleet();
+    let out = out_dir("fleet-browser");
+    let (r, stdout, _) = compare(&[parent], &out);
+    let page = out.join(fleet::FLEET_HTML).canonicalize().unwrap();
+    let profile = out.join("chromium-profile");
+    let at = |fragment| Page {
+        browser: &browser,
+        page: &page,
+        fragment,
+        profile: &profile,
+    };
+    let png = screenshot_dir().join("fleet.png");
+    let bytes = at("").screenshot(&png, 1280, 2000);
+    assert_eq!(png_size(&bytes), (1280, 2000));
+    assert!(bytes.len() > 20_000, "a blank page would be tiny");
+    // Sorted by the variables each child gets, largest first: bigenv leads.
+    let dom = at("#sort=-env_vars_per_spawn").dom();
+    let table = &dom[dom.find("id=\"node-table\"").expect("the node table")..];
+    let first_row = &table[table.find("<tbody>").unwrap()..];
+    let first_row = &first_row[..first_row.find("</tr>").unwrap()];
+    assert!(first_row.contains(">bigenv<"), "{first_row}\n{stdout}");
+    assert_eq!(r.nodes.len(), 4);
+}
