@@ -517,21 +517,11 @@ fn compare_flags_each_simulated_node_for_its_own_condition() {
         "{stdout}"
     );
 
-    // Pinned to one CPU, no child can start on another: the figure is
-    // missing, and the reason is the pinning.
-    let pinned: Vec<_> = r.flags.iter().filter(|f| f.node == "pinned").collect();
-    let wake = pinned
-        .iter()
-        .find(|f| f.metric == "other_cpu_wait_ns")
-        .unwrap_or_else(|| panic!("pinned is not flagged for its wake-up: {stdout}"));
-    assert_eq!(wake.value, None, "{stdout}");
-    assert!(
-        wake.reasons.iter().any(|w| w.starts_with("pinned to 1 of")),
-        "{stdout}"
-    );
-    // No other node is blamed on these conditions.
-    for f in r.flags.iter().filter(|f| f.node != "pinned") {
-        assert!(!f.text.contains("pinned to"), "{}", f.text);
+    // With one CPU every node is pinned: nothing sets "pinned" apart.
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        check_pinned(&r, &stdout);
+    } else {
+        println!("note: one CPU here, so the pinned node's check is left out");
     }
     for f in r.flags.iter().filter(|f| f.node != "bigenv") {
         assert!(!f.text.contains("environment of"), "{}", f.text);
@@ -546,6 +536,25 @@ fn compare_flags_each_simulated_node_for_its_own_condition() {
         diff.contains("fleet median") && diff.contains("bigenv"),
         "{diff}"
     );
+}
+
+/// Pinned to one CPU, no child can start on another: the wake-up figure
+/// is missing, and the reason given is the pinning, for that node alone.
+fn check_pinned(r: &FleetReport, stdout: &str) {
+    let pinned: Vec<_> = r.flags.iter().filter(|f| f.node == "pinned").collect();
+    let wake = pinned
+        .iter()
+        .find(|f| f.metric == "other_cpu_wait_ns")
+        .unwrap_or_else(|| panic!("pinned is not flagged for its wake-up: {stdout}"));
+    assert_eq!(wake.value, None, "{stdout}");
+    assert!(
+        wake.reasons.iter().any(|w| w.starts_with("pinned to 1 of")),
+        "{stdout}"
+    );
+    // No other node is blamed on the pinning.
+    for f in r.flags.iter().filter(|f| f.node != "pinned") {
+        assert!(!f.text.contains("pinned to"), "{}", f.text);
+    }
 }
 
 /// A copy of `base` as node `i` of a synthetic fleet: its times scaled by
