@@ -66,6 +66,9 @@ configurations that finished are written, marked interrupted); 1 on an error; 2 
         #[arg(short, long, value_name = "DIR", default_value = "spawnprof-diff")]
         output: PathBuf,
     },
+    /// Compare the benches of many nodes (a fleet): fleet.html and fleet.json, one row per
+    /// node, outliers flagged with the node fact that explains them.
+    Compare(CompareArgs),
     /// Time rendering every report of a synthetic recording (docs/BENCHMARKS.md).
     BenchReport {
         #[arg(long, default_value_t = 1_000_000, value_parser = parse_report_spawns, allow_negative_numbers = true)]
@@ -182,14 +185,44 @@ pub struct BenchArgs {
     /// Skip the with/without-probes overhead measurement.
     #[arg(long)]
     pub no_overhead: bool,
-    /// Output directory (default: spawnprof-bench-<timestamp>).
+    /// Output directory (default: spawnprof-bench-<timestamp>). `%n` stands for the node's
+    /// name and `%%` for `%`: `srun spawnprof bench -o shared/%n` gives each node its own.
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// Overwrite a bench already in the output directory.
     #[arg(long)]
     pub force: bool,
+    /// The node's name in a fleet report (default: Slurm's name for the node, else the host
+    /// name), for nodes whose host name does not tell them apart (containers, pods).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
     #[command(flatten)]
     pub probes: ProbeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Bench directories (written by `spawnprof bench -o DIR`), or directories holding them.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where fleet.html, fleet.json, the charts and the diffs go.
+    #[arg(short, long, value_name = "DIR", default_value = "spawnprof-fleet")]
+    pub output: PathBuf,
+    /// Flag a figure this many times the fleet median or more (or as far below it).
+    #[arg(long, default_value_t = 1.5, value_parser = parse_threshold, allow_negative_numbers = true)]
+    pub threshold: f64,
+    /// Also diff this node against the fleet median (repeatable); flagged nodes always are.
+    #[arg(long = "diff", value_name = "NODE")]
+    pub diff_nodes: Vec<String>,
+}
+
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 1.0 => Ok(t),
+        _ => Err(format!(
+            "{s:?} is not a ratio above 1 (e.g. --threshold 1.5: flag figures 1.5× the fleet median)"
+        )),
+    }
 }
 
 // Numbers on the command line: clap would read `--rows -1` as an unknown

@@ -49,6 +49,7 @@ macro_rules! out_raw {
 pub mod analysis;
 pub mod bench;
 pub mod cli;
+pub mod fleet;
 pub mod model;
 pub mod probe;
 pub mod recorder;

@@ -42,6 +42,7 @@ fn main() -> ExitCode {
             eprintln!("differential flamegraphs written to {}", output.display());
             0
         }),
+        Command::Compare(args) => commands::compare::run(args),
         Command::BenchReport { spawns } => commands::bench::report_timing(spawns).map(|()| 0),
     };
     match result {

@@ -2,6 +2,7 @@
 //! .cargo/config.toml). The eBPF side needs a nightly toolchain, LLVM and
 //! bpf-linker; every command that builds checks for them first, so a fresh
 //! machine needs nothing but `cargo xtask test` (or `build`, `run`...).
+mod bench_fleet;
 mod benches;
 mod cmd;
 mod elf;
@@ -67,6 +68,12 @@ enum Task {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
+    /// `spawnprof compare` of N synthetic nodes made from one real quick
+    /// bench: wall time, CPU and peak RSS (docs/BENCHMARKS.md).
+    BenchFleet {
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+    },
     /// Everything CI checks: fmt, clippy, build, unit, integration and VM
     /// tests. Ends with `N passed, M failed, K skipped`.
     Test,
@@ -124,6 +131,10 @@ fn dispatch(task: Task) -> Result<ExitCode> {
         Task::BenchStorm { seconds } => {
             build(true, &["spawnprof"])?;
             benches::storm(seconds.max(1))?
+        }
+        Task::BenchFleet { nodes } => {
+            build(true, &["spawnprof"])?;
+            bench_fleet::fleet(nodes.max(1))?
         }
         Task::Test => return test::run(),
         Task::Install { prefix } => install::install(&prefix)?,

@@ -121,6 +121,7 @@ pub fn run() -> Result<ExitCode> {
     })];
     results.extend(cargo_steps());
     ensure_chromium();
+    ensure_slurm();
     let (packaging, deb) = packaging();
     results.push(packaging);
     results.push(integration_tests(deb.as_deref()));
@@ -388,6 +389,14 @@ fn ensure_chromium() {
     }
     if let Err(e) = cmd::ensure_debian_packages("test", &["chromium"]) {
         println!("chromium could not be installed ({e:#}); the browser test will be skipped");
+    }
+}
+
+/// The fleet test runs a real one-node Slurm from Debian's packages. Try
+/// to install them; without them that test fails and says how to.
+fn ensure_slurm() {
+    if let Err(e) = cmd::ensure_debian_packages("test", &["slurmctld", "slurmd", "munge"]) {
+        println!("Slurm could not be installed ({e:#}); the Slurm fleet test will fail");
     }
 }
 

@@ -35,7 +35,13 @@ pub fn is_bench(dir: &Path) -> bool {
 fn node_rows(a: &NodeFacts, b: &NodeFacts) -> Vec<[String; 3]> {
     type Fact = (&'static str, fn(&NodeFacts) -> String);
     let facts: [Fact; 9] = [
-        ("host", |n| n.hostname.clone()),
+        ("node", |n| {
+            if n.name() == n.hostname {
+                n.hostname.clone()
+            } else {
+                format!("{} (host {})", n.name(), n.hostname)
+            }
+        }),
         ("kernel", |n| n.kernel_release.clone()),
         ("glibc", |n| {
             format!("{} (Rust std {})", n.glibc_version, n.std_spawn_path())
@@ -54,7 +60,10 @@ fn node_rows(a: &NodeFacts, b: &NodeFacts) -> Vec<[String; 3]> {
         ("environment", |n| {
             format!("{} vars / {}", n.env_count, format_bytes(n.env_bytes))
         }),
-        ("PATH", |n| format!("{} entries", n.path_entries)),
+        ("PATH", |n| match n.path_missing {
+            Some(m) if m > 0 => format!("{} entries, {m} missing", n.path_entries),
+            _ => format!("{} entries", n.path_entries),
+        }),
     ];
     facts
         .iter()
@@ -86,7 +95,7 @@ pub fn render(a: &BenchReport, b: &BenchReport, a_dir: &Path, b_dir: &Path) -> S
             out,
             "{side}: {} (bench of {}, {} configurations{})",
             dir.display(),
-            r.node.hostname,
+            r.node.name(),
             r.configs.len(),
             if r.quick { ", --quick" } else { "" }
         );
@@ -276,7 +285,7 @@ mod tests {
         assert!(text.contains("only in B: tokio/tokio-multi-2"), "{text}");
         assert!(
             text.lines()
-                .any(|l| l.starts_with("host") && l.contains("cluster"))
+                .any(|l| l.starts_with("node") && l.contains("cluster"))
         );
     }
 

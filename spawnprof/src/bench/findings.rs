@@ -40,10 +40,10 @@ pub fn findings(r: &BenchReport) -> Vec<Finding> {
     each.iter().filter_map(|f| f(r)).collect()
 }
 
-const MIB: f64 = (1u64 << 20) as f64;
+pub(crate) const MIB: f64 = (1u64 << 20) as f64;
 
 /// The median spawn call, the figure the table shows too.
-fn p50(c: &ConfigResult) -> f64 {
+pub(crate) fn p50(c: &ConfigResult) -> f64 {
     c.spawner.latency_ns.p50 as f64
 }
 
@@ -70,7 +70,7 @@ pub fn fit(points: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
 }
 
 /// `method`'s method-rss configurations, by resident size.
-fn rss_series(r: &BenchReport, method: Method) -> Vec<&ConfigResult> {
+pub(crate) fn rss_series(r: &BenchReport, method: Method) -> Vec<&ConfigResult> {
     let mut v: Vec<&ConfigResult> = r
         .configs
         .iter()
@@ -229,7 +229,7 @@ fn thp_factor(r: &BenchReport) -> Option<Finding> {
 }
 
 /// The env or path experiment's points for `method`: (x, p50, a stage's p50).
-fn series(
+pub(crate) fn series(
     r: &BenchReport,
     experiment: &str,
     x: impl Fn(&ConfigResult) -> f64,
@@ -250,7 +250,7 @@ fn series(
 }
 
 /// Slope of the spawn call, and of `stage`, over x, for one method.
-fn slopes(
+pub(crate) fn slopes(
     points: &[(Method, f64, f64, Option<f64>)],
     m: Method,
 ) -> Option<(f64, Option<f64>, usize)> {
@@ -295,7 +295,9 @@ fn per_variable(r: &BenchReport) -> Option<Finding> {
     })
 }
 
-fn per_path_miss(r: &BenchReport) -> Option<Finding> {
+/// The path experiment's slopes over the failed execs per spawn: the
+/// spawn call's and path_search's, and how many configurations.
+pub(crate) fn path_slopes(r: &BenchReport) -> Option<(Method, f64, Option<f64>, usize)> {
     let points = series(
         r,
         "path",
@@ -307,6 +309,11 @@ fn per_path_miss(r: &BenchReport) -> Option<Finding> {
     );
     let m = points.first()?.0;
     let (call, search, n) = slopes(&points, m)?;
+    Some((m, call, search, n))
+}
+
+fn per_path_miss(r: &BenchReport) -> Option<Finding> {
+    let (m, call, search, n) = path_slopes(r)?;
     if n < 2 {
         return None;
     }

@@ -57,7 +57,7 @@ pub fn render(r: &BenchReport, charts: &[Chart]) -> String {
         html,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"/><title>spawnprof bench: {host}</title><style>{CSS}{sort_css}</style></head><body>\
          <h1>spawnprof bench: {host}</h1><p class=\"node\">{facts}</p>",
-        host = escape(&n.hostname),
+        host = escape(n.name()),
         sort_css = sortable::CSS,
         facts = escape(&node_line(r)),
     );
@@ -103,6 +103,9 @@ fn node_line(r: &BenchReport) -> String {
     ];
     if let Some(w) = n.cpu_wakeup_summary() {
         parts.push(w);
+    }
+    if let Some(ids) = &n.slurm {
+        parts.push(ids.summary());
     }
     parts.push(sweep_line(r));
     parts.join("; ")

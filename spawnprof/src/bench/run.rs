@@ -106,7 +106,10 @@ impl<'a> SweepRun<'a> {
             interrupts,
             started,
             bar,
-            node: NodeFacts::collect(),
+            node: NodeFacts {
+                node_name: opts.node_name.clone(),
+                ..NodeFacts::collect()
+            },
             start_unix_s: crate::sys::clock::unix_seconds_now(),
             results: Vec::new(),
             plan: Vec::new(),

@@ -27,6 +27,8 @@ pub struct BenchOptions {
     pub overhead: bool,
     pub force: bool,
     pub session: SessionOptions,
+    /// The node's name in a fleet (`--node-name`), kept in its facts.
+    pub node_name: Option<String>,
 }
 
 /// An experiment: its configurations, each named within it.
@@ -97,6 +99,34 @@ pub fn sweep(opts: &BenchOptions) -> Vec<BenchConfig> {
                 })
         })
         .collect()
+}
+
+/// `-o shared/%n` → `shared/node017`: `%n` is the node's name, `%%` a `%`.
+/// A name that would leave the directory (`/`, `..`) is refused.
+pub fn expand_node_name(pattern: &std::path::Path, node: &str) -> Result<PathBuf> {
+    let text = pattern.to_string_lossy();
+    if !text.contains('%') {
+        return Ok(pattern.to_path_buf());
+    }
+    if node.is_empty() || node.contains('/') || node == "." || node == ".." {
+        bail!("the node name {node:?} cannot name a directory; pass --node-name");
+    }
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == '%') {
+            (_, false) => out.push(c),
+            (_, true) => match chars.next() {
+                Some('n') => out.push_str(node),
+                Some('%') => out.push('%'),
+                other => bail!(
+                    "{text:?}: %{} is not a placeholder; %n is the node's name, %% a %",
+                    other.map_or(String::new(), String::from)
+                ),
+            },
+        }
+    }
+    Ok(out.into())
 }
 
 /// The options with the defaults of a quick or full sweep filled in.
@@ -354,6 +384,7 @@ mod tests {
             overhead: true,
             force: false,
             session: SessionOptions::default(),
+            node_name: None,
         }
     }
 
@@ -396,6 +427,20 @@ mod tests {
         }
         let err = experiment_name("placment").unwrap_err().to_string();
         assert!(err.contains("placement"), "{err}");
+    }
+
+    #[test]
+    fn the_output_pattern_takes_the_node_name() {
+        let x = |p: &str, n: &str| expand_node_name(std::path::Path::new(p), n);
+        assert_eq!(
+            x("shared/%n", "node017").unwrap(),
+            PathBuf::from("shared/node017")
+        );
+        assert_eq!(x("a/%n-%%/b", "n1").unwrap(), PathBuf::from("a/n1-%/b"));
+        assert_eq!(x("plain", "../x").unwrap(), PathBuf::from("plain"));
+        assert!(x("s/%n", "../x").is_err());
+        let err = x("s/%j", "n").unwrap_err().to_string();
+        assert!(err.contains("%j is not a placeholder"), "{err}");
     }
 
     #[test]

@@ -114,18 +114,29 @@ fn node_lines(out: &mut String, report: &BenchReport) {
     let n = &report.node;
     let _ = writeln!(
         out,
-        "node {}: kernel {}, glibc {} (Rust std {}), THP {}, {} CPUs, {} RAM, env {} vars / {}, PATH {} entries",
-        n.hostname,
+        "node {}: kernel {}, glibc {} (Rust std {}), THP {}, {} CPUs{}, {} RAM, env {} vars / {}, PATH {} entries{}",
+        n.name(),
         n.kernel_release,
         n.glibc_version,
         n.std_spawn_path(),
         n.thp_enabled.as_deref().unwrap_or("?"),
         n.cpus_online,
+        match n.usable_cpus {
+            Some(u) if u < n.cpus_online => format!(" ({u} usable)"),
+            _ => String::new(),
+        },
         n.mem_total.map_or("?".into(), format_bytes),
         n.env_count,
         format_bytes(n.env_bytes),
-        n.path_entries
+        n.path_entries,
+        match n.path_missing {
+            Some(m) if m > 0 => format!(" ({m} missing)"),
+            _ => String::new(),
+        }
     );
+    if let Some(ids) = &n.slurm {
+        let _ = writeln!(out, "{}", ids.summary());
+    }
     if let Some(cpus) = n.cpu_wakeup_summary() {
         let _ = writeln!(out, "CPUs: {cpus}");
     }

@@ -5,6 +5,7 @@ use spawnprof::{
     cli::{BenchArgs, usage},
     recorder::interrupt,
     report::timing,
+    sys::node::NodeFacts,
     units,
 };
 
@@ -53,10 +54,15 @@ pub fn run(args: BenchArgs) -> Result<i32> {
             .transpose()
             .context("--experiments"),
     )?;
-    let out_dir = args
-        .output
-        .clone()
-        .unwrap_or_else(|| super::default_out_dir("bench-"));
+    // The name the bench will record, by the same rule.
+    let node = NodeFacts {
+        node_name: args.node_name.clone(),
+        ..NodeFacts::collect()
+    };
+    let out_dir = match &args.output {
+        Some(pattern) => usage(bench::expand_node_name(pattern, node.name()).context("-o"))?,
+        None => super::default_out_dir("bench-"),
+    };
     let opts = BenchOptions {
         out_dir: out_dir.clone(),
         quick: args.quick,
@@ -69,6 +75,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         overhead: !args.no_overhead,
         force: args.force,
         session: super::session_options(&args.probes)?,
+        node_name: args.node_name.clone(),
     };
     let report = super::runtime()?.block_on(bench::run(opts))?;
     spawnprof::out_raw!("{}", bench::render(&report));

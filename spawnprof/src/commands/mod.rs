@@ -1,6 +1,7 @@
 //! One module per subcommand: turn the parsed options into a call, make
 //! it, print the result. Nothing here knows how spawns are traced.
 pub mod bench;
+pub mod compare;
 pub mod diff;
 pub mod probes;
 pub mod record;

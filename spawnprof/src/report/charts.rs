@@ -88,6 +88,8 @@ impl Unit {
         match self {
             Unit::Nanos if v >= 0.0 => format_ns(v.round() as u64),
             Unit::Bytes if v >= 0.0 => format_bytes(v.round() as u64),
+            // A fitted slope can come out below zero: "-8.05 µs", not "-8045.5".
+            Unit::Nanos | Unit::Bytes if v < 0.0 => format!("-{}", self.format(-v)),
             _ => plain(v),
         }
     }

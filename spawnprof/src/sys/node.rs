@@ -2,7 +2,8 @@
 //! glibc version (which decides whether Rust's `Command` can use
 //! `posix_spawn`), transparent huge pages, overcommit, hugetlb reservations,
 //! the size of the environment and `PATH`, cores and memory, and what
-//! waking an idle CPU involves (idle driver, virtual CPUs, steal time).
+//! waking an idle CPU involves (idle driver, virtual CPUs, steal time),
+//! and where the node sits in a fleet (its name, its Slurm job and node ids).
 //!
 //! Everything here is read once, from `/proc`, `/sys` and libc; a missing
 //! file yields `None` rather than an error so `collect()` works in
@@ -59,9 +60,80 @@ pub struct NodeFacts {
     /// while this node's vCPUs wanted to run (/proc/stat steal).
     #[serde(default)]
     pub steal_share: Option<f64>,
+    /// The name this node goes by in a fleet (`bench --node-name`), where
+    /// the host name does not tell nodes apart (containers, pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// CPUs this process may run on (its affinity mask): fewer than
+    /// `cpus_online` when pinned by taskset, a cpuset or an allocation.
+    #[serde(default)]
+    pub usable_cpus: Option<u64>,
+    /// PATH entries that are not directories: every spawn by name tries
+    /// each of them (one failed execve) before the one that holds it.
+    #[serde(default)]
+    pub path_missing: Option<u64>,
+    /// The Slurm job this ran in, when it ran under `srun`/`sbatch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmIds>,
+}
+
+/// Slurm's ids of the job step a bench ran in (its `SLURM_*` variables),
+/// so a fleet report can be tied back to `sacct` and the node list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlurmIds {
+    pub job_id: Option<String>,
+    pub step_id: Option<String>,
+    /// `SLURMD_NODENAME`: the node's name in slurm.conf.
+    pub node_name: Option<String>,
+    /// `SLURM_NODEID`: the node's index within the allocation.
+    pub node_id: Option<String>,
+    /// `SLURM_PROCID`: the task's rank within the step.
+    pub proc_id: Option<String>,
+    pub cluster_name: Option<String>,
+}
+
+impl SlurmIds {
+    /// From this process's environment; `None` outside a Slurm job.
+    pub fn from_env() -> Option<SlurmIds> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let ids = SlurmIds {
+            job_id: var("SLURM_JOB_ID").or_else(|| var("SLURM_JOBID")),
+            step_id: var("SLURM_STEP_ID").or_else(|| var("SLURM_STEPID")),
+            node_name: var("SLURMD_NODENAME"),
+            node_id: var("SLURM_NODEID"),
+            proc_id: var("SLURM_PROCID"),
+            cluster_name: var("SLURM_CLUSTER_NAME"),
+        };
+        (ids != SlurmIds::default()).then_some(ids)
+    }
+
+    /// `Slurm job 42 (step 0), node node017 (#3), task 3`.
+    pub fn summary(&self) -> String {
+        let or_q = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+        let step = self
+            .step_id
+            .as_ref()
+            .map_or(String::new(), |s| format!(" (step {s})"));
+        format!(
+            "Slurm job {}{step}, node {} (#{}), task {}",
+            or_q(&self.job_id),
+            or_q(&self.node_name),
+            or_q(&self.node_id),
+            or_q(&self.proc_id)
+        )
+    }
 }
 
 impl NodeFacts {
+    /// The node's name in a fleet: `--node-name`, else Slurm's name for it,
+    /// else the host name.
+    pub fn name(&self) -> &str {
+        self.node_name
+            .as_deref()
+            .or_else(|| self.slurm.as_ref()?.node_name.as_deref())
+            .unwrap_or(&self.hostname)
+    }
+
     /// How Rust's `Command` spawns here, for "glibc 2.36 (Rust std …)".
     pub fn std_spawn_path(&self) -> &'static str {
         if self.std_posix_spawn_fast_path {
@@ -126,6 +198,10 @@ impl NodeFacts {
             virtual_cpus: cpuinfo.as_deref().and_then(virtual_cpus),
             cpuidle: cpuidle(),
             steal_share: read("/proc/stat").and_then(|s| steal_share(&s)),
+            node_name: None,
+            usable_cpus: usable_cpus(),
+            path_missing: Some(path_missing(&path)),
+            slurm: SlurmIds::from_env(),
         }
     }
 }
@@ -211,6 +287,32 @@ fn steal_share(stat: &str) -> Option<f64> {
     (ticks.len() == 8 && total > 0).then(|| (ticks[7] as f64 / total as f64 * 1e4).round() / 1e4)
 }
 
+/// CPUs in this process's affinity mask.
+fn usable_cpus() -> Option<u64> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
+    // writes at most its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        Some(libc::CPU_COUNT(&set) as u64)
+    }
+}
+
+/// PATH entries that are not directories (an empty entry is the current
+/// directory, which exists).
+fn path_missing(path: &std::ffi::OsStr) -> u64 {
+    if path.is_empty() {
+        return 0;
+    }
+    path.as_bytes()
+        .split(|&b| b == b':')
+        .filter(|dir| !dir.is_empty())
+        .filter(|dir| !std::path::Path::new(std::ffi::OsStr::from_bytes(dir)).is_dir())
+        .count() as u64
+}
+
 fn hostname_libc() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
@@ -280,10 +382,35 @@ mod tests {
     }
 
     #[test]
+    fn path_entries_that_are_not_directories_are_counted() {
+        let path = std::ffi::OsStr::new("/nonexistent-a:/usr/bin::/nonexistent-b:/bin");
+        assert_eq!(path_missing(path), 2);
+        assert_eq!(path_missing(std::ffi::OsStr::new("")), 0);
+    }
+
+    #[test]
+    fn the_fleet_name_prefers_the_option_then_slurm_then_the_host() {
+        let mut facts = NodeFacts::collect();
+        facts.hostname = "host1".into();
+        facts.slurm = None;
+        facts.node_name = None;
+        assert_eq!(facts.name(), "host1");
+        facts.slurm = Some(SlurmIds {
+            node_name: Some("node017".into()),
+            ..SlurmIds::default()
+        });
+        assert_eq!(facts.name(), "node017");
+        facts.node_name = Some("rack3-17".into());
+        assert_eq!(facts.name(), "rack3-17");
+    }
+
+    #[test]
     fn collect_on_this_machine() {
         let facts = NodeFacts::collect();
         assert!(facts.cpus_online >= 1);
         assert!(parse_glibc_version(&facts.glibc_version).is_some());
+        let usable = facts.usable_cpus.expect("an affinity mask");
+        assert!(usable >= 1 && usable <= facts.cpus_online.max(usable));
         let json = serde_json::to_string(&facts).unwrap();
         let back: NodeFacts = serde_json::from_str(&json).unwrap();
         assert_eq!(back, facts);
