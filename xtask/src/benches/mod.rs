@@ -7,9 +7,11 @@
 //!   rounds, as ratios against no probes; the probes' own run time and
 //!   spawnprof's CPU per spawn (`record --probe-cost`); the time from a
 //!   small recording's end to spawnprof's exit; the reference spawner
-//!   against the C loop; and `strace -f`.
+//!   against the C loop; `strace -f`; and the same ratio for the fentry
+//!   and kprobe tiers inside the QEMU guests (`guests.rs`).
 //! - `bench-storm` (`storm.rs`): both cores spawning /bin/true for 60 s
 //!   under `spawnprof record`: spawns lost, and spawnprof's memory over time.
+mod guests;
 mod overhead;
 mod storm;
 

@@ -5,7 +5,8 @@
 //! build:    spawn_loop.c with gcc (the harness owes nothing to spawnprof)
 //! measure:  round r: for each workload, for each setup: one run
 //! ratios:   each run against the same round's run with no probes
-//! then:     --probe-cost per spawn, end-to-exit time, spawner vs C, strace
+//! then:     --probe-cost per spawn, end-to-exit time, spawner vs C, strace,
+//!           and the same ratio in the QEMU guests (guests.rs)
 //! ```
 use std::{
     path::{Path, PathBuf},
@@ -83,11 +84,14 @@ pub fn overhead(rounds: usize) -> Result<()> {
     end_to_exit(&spawnprof, &out)?;
     spawner_against_c(&spawn_loop, rounds)?;
     if have_strace {
-        strace_comparison(&spawn_loop)
+        strace_comparison(&spawn_loop)?;
     } else {
         println!("SKIPPED: strace comparison (apt-get install strace)");
-        Ok(())
     }
+    if let Err(e) = super::guests::guest_ratios(rounds) {
+        println!("SKIPPED: the guests' ratios (cargo xtask vm-test): {e:#}");
+    }
+    Ok(())
 }
 
 /// Compiles the C harness into `out`.
