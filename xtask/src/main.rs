@@ -2,7 +2,6 @@
 //! .cargo/config.toml). The eBPF side needs a nightly toolchain, LLVM and
 //! bpf-linker; every command that builds checks for them first, so a fresh
 //! machine needs nothing but `cargo xtask test` (or `build`, `run`...).
-mod bench_fleet;
 mod benches;
 mod cmd;
 mod elf;
@@ -134,7 +133,7 @@ fn dispatch(task: Task) -> Result<ExitCode> {
         }
         Task::BenchFleet { nodes } => {
             build(true, &["spawnprof"])?;
-            bench_fleet::fleet(nodes.max(1))?
+            benches::fleet(nodes.max(1))?
         }
         Task::Test => return test::run(),
         Task::Install { prefix } => install::install(&prefix)?,

@@ -11,10 +11,14 @@
 //!   and kprobe tiers inside the QEMU guests (`guests.rs`).
 //! - `bench-storm` (`storm.rs`): both cores spawning /bin/true for 60 s
 //!   under `spawnprof record`: spawns lost, and spawnprof's memory over time.
+//! - `bench-fleet` (`fleet.rs`): `spawnprof compare` on 1,000 synthetic
+//!   nodes made from one real bench.
+mod fleet;
 mod guests;
 mod overhead;
 mod storm;
 
+pub use fleet::fleet;
 pub use overhead::overhead;
 pub use storm::storm;
 
