@@ -17,13 +17,14 @@
 //! counts, and its record says so; the forks after it have both.
 use anyhow::{Context as _, Result};
 use aya::{
+    Ebpf,
     maps::{Array, MapData},
     programs::RawTracePoint,
 };
 use serde::{Deserialize, Serialize};
-use spawnprof_common::MAP_PARKED;
+use spawnprof_common::{Gates, MAP_GATES, MAP_PARKED};
 
-use super::{attach::program, session::Session};
+use super::attach::{ForkLinks, program};
 
 /// Spawns without a fork before the fork-only probes are parked.
 pub const QUIET_SPAWNS: u64 = 200;
@@ -35,9 +36,12 @@ pub struct ParkCounts {
     pub resumed: u32,
 }
 
-/// Where the parking stands.
-#[derive(Debug, Default)]
-pub struct Parking {
+/// The fork-only programs' links while attached, and where the parking
+/// stands.
+#[derive(Default)]
+pub struct ForkProbes {
+    /// The links of the attached fork-only programs.
+    pub links: ForkLinks,
     /// The kernel's count of traced forks when last looked at.
     forks_seen: u64,
     /// Spawns recorded when that count last moved.
@@ -47,74 +51,84 @@ pub struct Parking {
     pub counts: ParkCounts,
 }
 
-impl Session {
+impl ForkProbes {
+    pub fn new(links: ForkLinks) -> Self {
+        Self {
+            links,
+            ..Self::default()
+        }
+    }
+
     /// Parks or brings back the fork-only probes, given the spawns recorded
     /// so far. Called by the reader on each wake-up: one map read.
-    pub fn keep_fork_probes(&mut self, spawns: u64) -> Result<()> {
-        if self.fork_links.is_empty() && self.parking.parked.is_empty() {
+    pub fn keep(&mut self, ebpf: &mut Ebpf, spawns: u64) -> Result<()> {
+        if self.links.is_empty() && self.parked.is_empty() {
             return Ok(());
         }
-        let gates = self.gates()?;
-        if gates.forks_seen != self.parking.forks_seen {
-            self.parking.forks_seen = gates.forks_seen;
-            self.parking.spawns_then = spawns;
-            return self.resume_fork_probes();
+        let gates = read_gates(ebpf)?;
+        if gates.forks_seen != self.forks_seen {
+            self.forks_seen = gates.forks_seen;
+            self.spawns_then = spawns;
+            return self.resume(ebpf);
         }
-        let quiet = spawns.saturating_sub(self.parking.spawns_then) >= QUIET_SPAWNS
+        let quiet = spawns.saturating_sub(self.spawns_then) >= QUIET_SPAWNS
             && gates.forks_in_flight == 0
             && gates.cow_windows == 0;
-        if quiet && self.parking.parked.is_empty() {
-            self.park_fork_probes()?;
+        if quiet && self.parked.is_empty() {
+            self.park(ebpf)?;
         }
         Ok(())
     }
 
-    fn park_fork_probes(&mut self) -> Result<()> {
-        self.set_parked(true)?;
+    fn park(&mut self, ebpf: &mut Ebpf) -> Result<()> {
+        set_parked(ebpf, true)?;
         // A fork that began before the flag was up would be half seen.
-        let gates = self.gates()?;
-        if gates.forks_seen != self.parking.forks_seen
+        let gates = read_gates(ebpf)?;
+        if gates.forks_seen != self.forks_seen
             || gates.forks_in_flight != 0
             || gates.cow_windows != 0
         {
-            return self.set_parked(false);
+            return set_parked(ebpf, false);
         }
-        let links = std::mem::take(&mut self.fork_links);
-        self.parking.parked = links.iter().map(|(p, _)| *p).collect();
-        self.parking.counts.parked += 1;
+        let links = std::mem::take(&mut self.links);
+        self.parked = links.iter().map(|(p, _)| *p).collect();
+        self.counts.parked += 1;
         // Each detach waits for an RCU grace period: not on the reader's time.
         std::thread::spawn(move || drop(links));
         Ok(())
     }
 
-    fn resume_fork_probes(&mut self) -> Result<()> {
-        if self.parking.parked.is_empty() {
+    fn resume(&mut self, ebpf: &mut Ebpf) -> Result<()> {
+        if self.parked.is_empty() {
             return Ok(());
         }
-        for name in std::mem::take(&mut self.parking.parked) {
-            let rt: &mut RawTracePoint = program(&mut self.ebpf, name)?.try_into()?;
+        for name in std::mem::take(&mut self.parked) {
+            let rt: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
             let tracepoint = name.trim_start_matches("raw_").trim_end_matches("_memcg");
             let link = rt
                 .attach(tracepoint)
                 .with_context(|| format!("attaching {name} again"))?;
-            self.fork_links.push((name, rt.take_link(link)?));
+            self.links.push((name, rt.take_link(link)?));
         }
-        self.parking.counts.resumed += 1;
-        self.set_parked(false)
+        self.counts.resumed += 1;
+        set_parked(ebpf, false)
     }
+}
 
-    fn set_parked(&mut self, on: bool) -> Result<()> {
-        let mut flag: Array<&mut MapData, u32> = Array::try_from(
-            self.ebpf
-                .map_mut(MAP_PARKED)
-                .context("the PARKED map is missing")?,
-        )?;
-        flag.set(0, u32::from(on), 0)?;
-        Ok(())
-    }
+/// The probes' gate counters now (see [`spawnprof_common::Gates`]).
+pub(super) fn read_gates(ebpf: &Ebpf) -> Result<Gates> {
+    let map = ebpf
+        .map(MAP_GATES)
+        .context("the probes' gate counters (.bss) are missing")?;
+    let gates: Array<_, Gates> = Array::try_from(map)?;
+    Ok(gates.get(&0, 0)?)
+}
 
-    /// How often the fork-only probes were parked and brought back.
-    pub fn park_counts(&self) -> ParkCounts {
-        self.parking.counts
-    }
+fn set_parked(ebpf: &mut Ebpf, on: bool) -> Result<()> {
+    let mut flag: Array<&mut MapData, u32> = Array::try_from(
+        ebpf.map_mut(MAP_PARKED)
+            .context("the PARKED map is missing")?,
+    )?;
+    flag.set(0, u32::from(on), 0)?;
+    Ok(())
 }

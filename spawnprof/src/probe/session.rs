@@ -21,10 +21,10 @@ use spawnprof_common::{
 
 use super::{
     Host,
-    attach::{ForkLinks, Resolver, program, resolve_stage},
+    attach::{Resolver, program, resolve_stage},
     config::probe_config,
     options::SessionOptions,
-    park::Parking,
+    park::{ForkProbes, ParkCounts, read_gates},
     plan::{Mechanism, PLAN, PlanRow},
     spawns::{KernelSpawns, Lost, traced_flags},
 };
@@ -67,10 +67,9 @@ fn spawns_capacity() -> u32 {
 
 /// Loaded and attached probes.
 pub struct Session {
-    pub(super) ebpf: Ebpf,
-    /// The fork-only programs' links, while attached (see [`super::park`]).
-    pub(super) fork_links: ForkLinks,
-    pub(super) parking: Parking,
+    ebpf: Ebpf,
+    /// The fork-only programs, parked while nothing forks ([`super::park`]).
+    fork_probes: ForkProbes,
     /// The spawn state, held apart so it outlives the programs ([`Session::detach`]).
     kernel: KernelSpawns,
     pub plan: Vec<PlanRow>,
@@ -124,8 +123,7 @@ impl Session {
         }
         let mut session = Self {
             ebpf,
-            fork_links,
-            parking: Parking::default(),
+            fork_probes: ForkProbes::new(fork_links),
             kernel,
             plan,
             kernel_fault_counters: config.kernel.has_fault_counters(),
@@ -282,7 +280,7 @@ impl Session {
     /// the kernel serve every wait with the same grace periods.
     pub fn detach(mut self) -> KernelSpawns {
         std::thread::scope(|threads| {
-            for (_, link) in self.fork_links.drain(..) {
+            for (_, link) in self.fork_probes.links.drain(..) {
                 threads.spawn(move || drop(link));
             }
             for (_, program) in self.ebpf.programs_mut() {
@@ -363,12 +361,18 @@ impl Session {
 
     /// The probes' gate counters now (see [`spawnprof_common::Gates`]).
     pub fn gates(&self) -> Result<Gates> {
-        let map = self
-            .ebpf
-            .map(MAP_GATES)
-            .context("the probes' gate counters (.bss) are missing")?;
-        let gates: aya::maps::Array<_, Gates> = aya::maps::Array::try_from(map)?;
-        Ok(gates.get(&0, 0)?)
+        read_gates(&self.ebpf)
+    }
+
+    /// Parks or brings back the fork-only probes ([`super::park`]), given
+    /// the spawns recorded so far.
+    pub fn keep_fork_probes(&mut self, spawns: u64) -> Result<()> {
+        self.fork_probes.keep(&mut self.ebpf, spawns)
+    }
+
+    /// How often the fork-only probes were parked and brought back.
+    pub fn park_counts(&self) -> ParkCounts {
+        self.fork_probes.counts
     }
 
     /// Per-program run time and run count (non-zero only while BPF stats are enabled).
