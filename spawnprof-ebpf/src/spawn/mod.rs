@@ -37,6 +37,9 @@ use crate::{
     },
 };
 
+/// The kernel-internal errno of an interrupted fork (include/linux/errno.h).
+const ERESTARTNOINTR: i64 = 513;
+
 /// Sets a boundary once: the first time it is crossed counts.
 #[inline(always)]
 pub fn stamp(s: *mut SpawnEvent, slot: usize, t: u64) {
@@ -373,7 +376,9 @@ pub fn clone_returned(t: u64, tid: u32, ret: i64) {
         return;
     };
     let (flags, child) = unsafe { ((*c).clone_flags, (*c).child) };
-    if ret < 0 {
+    // A fork interrupted by a signal returns ERESTARTNOINTR, which the
+    // kernel always turns into a fresh attempt: not a failure anyone sees.
+    if ret < 0 && ret != -ERESTARTNOINTR {
         failed_clone(t, c, ret);
     }
     // Every entry was inserted at clone entry, which armed the gate for it
