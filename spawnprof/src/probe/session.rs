@@ -23,6 +23,7 @@ use super::{
     Host,
     attach::{Resolver, program, resolve_stage},
     config::probe_config,
+    metrics::{self, KernelMetrics},
     options::SessionOptions,
     plan::{Mechanism, PLAN, PlanRow},
     spawns::{KernelSpawns, Lost, traced_flags},
@@ -68,10 +69,15 @@ impl Session {
         let size = opts.ring_buffer_bytes;
         let config = probe_config(host, opts)?;
         let memlock = raise_memlock_limit();
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global(GLOBAL_CONFIG, &config, true)
             .map_max_entries(MAP_RECORDS, size)
-            .map_max_entries(MAP_SPAWNS, spawns_capacity())
+            .map_max_entries(MAP_SPAWNS, spawns_capacity());
+        if let Some(top_k) = opts.metrics {
+            metrics::size_maps(&mut loader, top_k);
+        }
+        let mut ebpf = loader
             .load(crate::PROBES)
             .map_err(anyhow::Error::from)
             .map_err(|e| match memlock {
@@ -235,6 +241,11 @@ impl Session {
             return (Vec::new(), seen);
         }
         (self.kernel.collect_deferred(), now)
+    }
+
+    /// The metrics maps (`serve`, `top`: [`SessionOptions::metrics`]), taken once.
+    pub fn take_metrics(&mut self) -> Result<KernelMetrics> {
+        KernelMetrics::take(&mut self.ebpf)
     }
 
     /// Detaches and unloads every program; the spawn state stays readable.

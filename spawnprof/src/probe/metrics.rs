@@ -1,0 +1,83 @@
+//! The kernel's metrics maps as userspace reads them (`serve`, `top`):
+//! taken out of the loaded object like the spawn state, and read whole at
+//! each scrape. See [`spawnprof_common::metrics`].
+use anyhow::{Context as _, Result};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData},
+};
+use spawnprof_common::metrics::{
+    CountKey, Counters, ERRNO_SLOTS, Hist, HistKey, MAP_COUNTS, MAP_EXEC_ERRNO, MAP_HIST,
+    MAP_LABELS, MAP_METRICS_STATE, MetricsState, method, stage,
+};
+
+/// The maps' entries at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct RawMetrics {
+    pub hists: Vec<(HistKey, Hist)>,
+    pub counts: Vec<(CountKey, Counters)>,
+    /// (errno, failed exec attempts), the non-zero ones.
+    pub exec_errno: Vec<(u32, u64)>,
+    pub state: MetricsState,
+}
+
+pub struct KernelMetrics {
+    hists: HashMap<MapData, HistKey, Hist>,
+    counts: HashMap<MapData, CountKey, Counters>,
+    errno: Array<MapData, u64>,
+    state: Array<MapData, MetricsState>,
+}
+
+/// Sizes the metrics maps for `top_k` labels (and the `other` one): every
+/// (label, stage, method) has room, so an update never finds the map full.
+pub(super) fn size_maps(loader: &mut EbpfLoader<'_>, top_k: u32) {
+    let labels = top_k + 1;
+    loader
+        .map_max_entries(MAP_LABELS, top_k.max(1))
+        .map_max_entries(MAP_HIST, labels * (stage::COUNT * method::COUNT) as u32)
+        .map_max_entries(MAP_COUNTS, labels * method::COUNT as u32);
+}
+
+/// The most memory the metrics maps can take for `top_k` labels, in bytes
+/// (values and keys, without the kernel's per-entry overhead).
+pub fn max_bytes(top_k: u32) -> u64 {
+    let labels = u64::from(top_k) + 1;
+    let hist = (size_of::<HistKey>() + size_of::<Hist>()) as u64;
+    let count = (size_of::<CountKey>() + size_of::<Counters>()) as u64;
+    labels * (stage::COUNT * method::COUNT) as u64 * hist
+        + labels * method::COUNT as u64 * count
+        + u64::from(ERRNO_SLOTS) * 8
+}
+
+impl KernelMetrics {
+    pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self> {
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("the {name} map is missing"))
+        };
+        Ok(Self {
+            hists: HashMap::try_from(take(MAP_HIST)?)?,
+            counts: HashMap::try_from(take(MAP_COUNTS)?)?,
+            errno: Array::try_from(take(MAP_EXEC_ERRNO)?)?,
+            state: Array::try_from(take(MAP_METRICS_STATE)?)?,
+        })
+    }
+
+    /// Every entry now. Entries only ever grow, so a read racing an update
+    /// sees an older or newer count, never a torn key.
+    pub fn read(&self) -> RawMetrics {
+        let hists = self.hists.iter().filter_map(Result::ok).collect();
+        let counts = self.counts.iter().filter_map(Result::ok).collect();
+        let exec_errno = (0..ERRNO_SLOTS)
+            .filter_map(|e| Some((e, self.errno.get(&e, 0).ok()?)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let state = self.state.get(&0, 0).unwrap_or_default();
+        RawMetrics {
+            hists,
+            counts,
+            exec_errno,
+            state,
+        }
+    }
+}
