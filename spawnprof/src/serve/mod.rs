@@ -28,7 +28,8 @@ pub struct ServeOptions {
 /// Runs until a stop signal; returns the signal's name.
 pub async fn run(opts: ServeOptions) -> Result<&'static str> {
     let stop = StopSignals::new()?;
-    let live = Live::start(&opts.target, opts.top_k, &opts.probes)?;
+    // Bound first, so a port in use fails before anything is loaded; no
+    // connection is accepted (so /ready answers) until the probes are up.
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| {
@@ -38,6 +39,7 @@ pub async fn run(opts: ServeOptions) -> Result<&'static str> {
                 opts.listen
             )
         })?;
+    let live = Live::start(&opts.target, opts.top_k, &opts.probes)?;
     crate::say!(
         "spawnprof serve: {} on http://{}/metrics (ready at /ready), {}",
         describe(&opts.target),
