@@ -2,6 +2,7 @@
 //! .cargo/config.toml). The eBPF side needs a nightly toolchain, LLVM and
 //! bpf-linker; every command that builds checks for them first, so a fresh
 //! machine needs nothing but `cargo xtask test` (or `build`, `run`...).
+mod bench_serve;
 mod benches;
 mod cmd;
 mod elf;
@@ -66,6 +67,17 @@ enum Task {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
+    /// What always-on `spawnprof serve --all` costs: the serial posix_spawn
+    /// rate against no probes, serve's CPU at 1,000 spawns/s, and its
+    /// memory and scrapes through a storm (docs/BENCHMARKS.md).
+    BenchServe {
+        /// Interleaved rounds of the rate comparison (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Length of the storm.
+        #[arg(long, default_value_t = 60)]
+        storm_seconds: u64,
+    },
     /// Everything CI checks: fmt, clippy, build, unit, integration and VM
     /// tests. Ends with `N passed, M failed, K skipped`.
     Test,
@@ -123,6 +135,13 @@ fn dispatch(task: Task) -> Result<ExitCode> {
         Task::BenchStorm { seconds } => {
             build(true, &["spawnprof"])?;
             benches::storm(seconds.max(1))?
+        }
+        Task::BenchServe {
+            rounds,
+            storm_seconds,
+        } => {
+            build(true, &["spawnprof"])?;
+            bench_serve::run(rounds.max(1), storm_seconds.max(1))?
         }
         Task::Test => return test::run(),
         Task::Install { prefix } => install::install(&prefix)?,
