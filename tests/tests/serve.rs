@@ -320,3 +320,64 @@ fn bad_input_names_the_remedy() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("--listen"), "{err}");
 }
+
+#[test]
+fn the_dashboard_and_the_alert_rules_use_only_what_serve_exports() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let page = spawnprof::metrics::exposition::render(&spawnprof::metrics::Snapshot::default(), 32);
+    let families: Vec<&str> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let known = |name: &str| {
+        families.iter().any(|f| {
+            name == *f
+                || ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s) == Some(f))
+        })
+    };
+    let names_in = |text: &str| -> Vec<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("spawnprof_"))
+            .map(String::from)
+            .collect()
+    };
+    let dashboard =
+        std::fs::read_to_string(root.join("docs/serve/grafana-dashboard.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let exprs: Vec<&str> = json["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .map(|t| t["expr"].as_str().unwrap())
+        .collect();
+    assert!(exprs.len() >= 8, "{exprs:?}");
+    let alerts = std::fs::read_to_string(root.join("docs/serve/alerts.yml")).unwrap();
+    for name in exprs
+        .iter()
+        .flat_map(|e| names_in(e))
+        .chain(names_in(&alerts))
+    {
+        assert!(
+            known(&name),
+            "{name} is not a metric serve exports ({families:?})"
+        );
+    }
+    let Some(_) = prometheus_bin() else {
+        println!("SKIPPED: promtool check rules: Debian's prometheus package is not installed");
+        return;
+    };
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(root.join("docs/serve/alerts.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
