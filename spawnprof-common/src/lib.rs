@@ -125,10 +125,8 @@ mod pod {
     unsafe impl aya::Pod for super::PidNamespace {}
     unsafe impl aya::Pod for super::Scope {}
     unsafe impl aya::Pod for super::NsRegistration {}
-    unsafe impl aya::Pod for super::metrics::HistKey {}
-    unsafe impl aya::Pod for super::metrics::Hist {}
-    unsafe impl aya::Pod for super::metrics::CountKey {}
-    unsafe impl aya::Pod for super::metrics::Counters {}
+    unsafe impl aya::Pod for super::metrics::SeriesKey {}
+    unsafe impl aya::Pod for super::metrics::Series {}
     unsafe impl aya::Pod for super::metrics::MetricsState {}
 }
 

@@ -79,7 +79,7 @@ fn floor_log2(v: u64) -> u32 {
     n
 }
 
-/// The stages a histogram is kept for ([`HistKey::stage`]). Each is the
+/// The stages a histogram is kept for ([`Series::hists`] index). Each is the
 /// same pair of boundaries as the stage of that name in a recording
 /// (`spawnprof::model::STAGES`), except `first_run` (there `sched_delay`).
 pub mod stage {
@@ -115,7 +115,7 @@ pub mod stage {
     ];
 }
 
-/// How a spawn was made ([`HistKey::method`], [`CountKey::method`]).
+/// How a spawn was made ([`SeriesKey::method`]).
 pub mod method {
     use crate::{clone_flags as cf, syscall};
 
@@ -163,15 +163,15 @@ pub mod method {
 /// task has.
 pub const OTHER: [u8; COMM_LEN] = [0; COMM_LEN];
 
-/// Key of the `HIST` map.
+/// Key of the `SERIES` map: one entry per label and method.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct HistKey {
+pub struct SeriesKey {
     /// The spawning process's comm, or [`OTHER`].
     pub comm: [u8; COMM_LEN],
-    pub stage: u16,
     pub method: u16,
-    pub _pad: u32,
+    pub _pad: u16,
+    pub _pad2: u32,
 }
 
 /// One latency histogram, updated with atomic adds.
@@ -191,16 +191,6 @@ impl Default for Hist {
             buckets: [0; BUCKETS],
         }
     }
-}
-
-/// Key of the `COUNTS` map.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CountKey {
-    pub comm: [u8; COMM_LEN],
-    pub method: u16,
-    pub _pad: u16,
-    pub _pad2: u32,
 }
 
 /// Counters per (comm, method), updated with atomic adds.
@@ -223,6 +213,24 @@ pub struct Counters {
     pub _pad: u32,
 }
 
+/// Everything kept for one (comm, method): its counters and a histogram
+/// per stage, in one map value so a finished spawn costs one lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Series {
+    pub counters: Counters,
+    pub hists: [Hist; stage::COUNT],
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Self {
+            counters: Counters::default(),
+            hists: [Hist::default(); stage::COUNT],
+        }
+    }
+}
+
 /// Slots of the `EXEC_ERRNO` array: failed exec attempts by errno; larger
 /// ones share the last.
 pub const ERRNO_SLOTS: u32 = 256;
@@ -239,10 +247,8 @@ pub struct MetricsState {
     pub no_room: u64,
 }
 
-/// Hash [`HistKey`] -> [`Hist`].
-pub const MAP_HIST: &str = "HIST";
-/// Hash [`CountKey`] -> [`Counters`].
-pub const MAP_COUNTS: &str = "COUNTS";
+/// Hash [`SeriesKey`] -> [`Series`].
+pub const MAP_SERIES: &str = "SERIES";
 /// Hash comm -> u32 (unused value): the labels taken, at most top-k.
 pub const MAP_LABELS: &str = "LABELS";
 /// Array of u64 by errno ([`ERRNO_SLOTS`]).

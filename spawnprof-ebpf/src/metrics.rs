@@ -4,15 +4,15 @@
 //! buffer. See [`spawnprof_common::metrics`] for the buckets and labels.
 //! Everything is updated with atomic adds on shared (not per-CPU) values:
 //! a scrape reads one value per key, and memory does not grow with CPUs.
+//! A (comm, method) keeps its counters and every stage's histogram in one
+//! value, so a finished spawn costs two lookups (its label, its series).
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, PerCpuArray},
 };
 use spawnprof_common::{
     COMM_LEN, SpawnEvent, clone_flags as cf,
-    metrics::{
-        CountKey, Counters, ERRNO_SLOTS, Hist, HistKey, MetricsState, OTHER, bucket, method, stage,
-    },
+    metrics::{ERRNO_SLOTS, Hist, MetricsState, OTHER, Series, SeriesKey, bucket, method, stage},
     spawn as sp, ts,
 };
 
@@ -22,14 +22,10 @@ use crate::spawn::has;
 #[map]
 static LABELS: HashMap<[u8; COMM_LEN], u32> = HashMap::with_max_entries(32, 0);
 
-/// The histograms; the loader sizes it to every label, stage and method.
-/// Entries are allocated as first used.
+/// Counters and histograms per label and method; the loader sizes it to
+/// every label and method. Entries are allocated as first used.
 #[map]
-static HIST: HashMap<HistKey, Hist> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
-
-/// Counters per label and method; sized like `HIST`, per label and method.
-#[map]
-static COUNTS: HashMap<CountKey, Counters> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
+static SERIES: HashMap<SeriesKey, Series> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
 
 /// Failed exec attempts by errno.
 #[map]
@@ -38,10 +34,10 @@ static EXEC_ERRNO: Array<u64> = Array::with_max_entries(ERRNO_SLOTS, 0);
 #[map]
 static METRICS_STATE: Array<MetricsState> = Array::with_max_entries(1, 0);
 
-/// Never written: the zeroed value new histogram entries are copied from
-/// (too large for the BPF stack).
+/// Never written: the zeroed value new entries are copied from (too large
+/// for the BPF stack).
 #[map]
-static ZERO_HIST: PerCpuArray<Hist> = PerCpuArray::with_max_entries(1, 0);
+static ZERO: PerCpuArray<Series> = PerCpuArray::with_max_entries(1, 0);
 
 const BPF_F_NO_PREALLOC: u32 = 1;
 /// `bpf_map_update_elem` flag: only if the key is new.
@@ -65,17 +61,17 @@ pub fn spawn_ended(s: *const SpawnEvent) {
     }
     let (flags, syscall) = unsafe { ((*s).clone_flags, (*s).syscall) };
     let m = method::of(flags, syscall);
-    let comm = label(s);
-    let key = CountKey {
-        comm,
+    let key = SeriesKey {
+        comm: label(s),
         method: m,
         _pad: 0,
         _pad2: 0,
     };
-    let Some(c) = counters(&key) else {
+    let Some(series) = series(&key) else {
         return;
     };
     unsafe {
+        let c = &raw mut (*series).counters;
         if has(s, sp::CLONE_FAILED) {
             add(&raw mut (*c).clone_failures, 1);
             return;
@@ -89,17 +85,17 @@ pub fn spawn_ended(s: *const SpawnEvent) {
             add(&raw mut (*c).path_misses, (*s).failed_attempts as u64);
         }
     }
-    stages(s, comm, m, flags);
+    stages(s, series, flags);
 }
 
 /// Each stage the record has both boundaries of.
 #[inline(always)]
-fn stages(s: *const SpawnEvent, comm: [u8; COMM_LEN], m: u16, flags: u64) {
+fn stages(s: *const SpawnEvent, series: *mut Series, flags: u64) {
     let t = |i: usize| unsafe { (*s).ts[i] };
     let or = |a: usize, b: usize| if t(a) != 0 { t(a) } else { t(b) };
     let put = |st: u16, start: u64, end: u64| {
         if start != 0 && end >= start {
-            observe(comm, st, m, end - start);
+            observe(series, st, end - start);
         }
     };
     put(stage::CLONE, t(ts::CLONE_ENTER), t(ts::CLONE_EXIT));
@@ -115,10 +111,10 @@ fn stages(s: *const SpawnEvent, comm: [u8; COMM_LEN], m: u16, flags: u64) {
     );
     unsafe {
         if (*s).cpr_calls != 0 {
-            observe(comm, stage::COPY_PAGE_RANGE, m, (*s).cpr_ns);
+            observe(series, stage::COPY_PAGE_RANGE, (*s).cpr_ns);
         }
         if (*s).avf_calls != 0 {
-            observe(comm, stage::ANON_VMA_FORK, m, (*s).avf_ns);
+            observe(series, stage::ANON_VMA_FORK, (*s).avf_ns);
         }
     }
     put(stage::FIRST_RUN, t(ts::WAKEUP_NEW), t(ts::FIRST_RUN));
@@ -176,43 +172,29 @@ fn no_room() {
     }
 }
 
+/// The series of `key`, made (zeroed) when new.
 #[inline(always)]
-fn counters(key: &CountKey) -> Option<*mut Counters> {
-    if let Some(c) = COUNTS.get_ptr_mut(key) {
-        return Some(c);
+fn series(key: &SeriesKey) -> Option<*mut Series> {
+    if let Some(v) = SERIES.get_ptr_mut(key) {
+        return Some(v);
     }
-    let _ = COUNTS.insert(key, &Counters::default(), BPF_NOEXIST);
-    let c = COUNTS.get_ptr_mut(key);
-    if c.is_none() {
+    let zero = ZERO.get_ptr(0)?;
+    let _ = SERIES.insert(key, unsafe { &*zero }, BPF_NOEXIST);
+    let v = SERIES.get_ptr_mut(key);
+    if v.is_none() {
         no_room();
     }
-    c
+    v
 }
 
-/// Adds one duration to the histogram of (comm, stage, method).
+/// Adds one duration to the series' histogram of stage `st`.
 #[inline(always)]
-fn observe(comm: [u8; COMM_LEN], st: u16, m: u16, ns: u64) {
-    let key = HistKey {
-        comm,
-        stage: st,
-        method: m,
-        _pad: 0,
-    };
-    let h = match HIST.get_ptr_mut(&key) {
-        Some(h) => h,
-        None => {
-            let Some(zero) = ZERO_HIST.get_ptr(0) else {
-                return;
-            };
-            let _ = HIST.insert(&key, unsafe { &*zero }, BPF_NOEXIST);
-            let Some(h) = HIST.get_ptr_mut(&key) else {
-                no_room();
-                return;
-            };
-            h
-        }
-    };
+fn observe(series: *mut Series, st: u16, ns: u64) {
     unsafe {
+        let Some(h) = (*series).hists.get_mut(st as usize) else {
+            return;
+        };
+        let h: *mut Hist = h;
         add(&raw mut (*h).count, 1);
         add(&raw mut (*h).sum_ns, ns);
         if let Some(b) = (*h).buckets.get_mut(bucket(ns)) {

@@ -1,7 +1,7 @@
 //! One reading of the kernel's metrics maps, with labels as text.
 use std::collections::BTreeMap;
 
-use spawnprof_common::metrics::{Hist, OTHER, method, stage};
+use spawnprof_common::metrics::{Hist, OTHER, method};
 
 use crate::probe::{Lost, RawMetrics};
 
@@ -46,23 +46,12 @@ impl Snapshot {
     /// Decodes a reading; `rss` gives a live process's resident bytes
     /// when its comm is still the label (the pid may have been reused).
     pub fn new(raw: RawMetrics, lost: &Lost, rss: impl Fn(u32, &str) -> Option<u64>) -> Self {
-        let hists = raw
-            .hists
-            .into_iter()
-            .filter(|(k, _)| {
-                (k.stage as usize) < stage::COUNT && (k.method as usize) < method::COUNT
-            })
-            .map(|(k, h)| {
-                (
-                    (comm_label(&k.comm), k.stage as usize, k.method as usize),
-                    h,
-                )
-            })
-            .collect();
+        let mut hists = BTreeMap::new();
         let mut counts = BTreeMap::new();
         let mut parent_rss = BTreeMap::new();
-        for (k, c) in raw.counts {
+        for (k, v) in raw.series {
             let label = comm_label(&k.comm);
+            let c = v.counters;
             if c.parent_tgid != 0
                 && !parent_rss.contains_key(&label)
                 && let Some(bytes) = rss(c.parent_tgid, &label)
@@ -70,6 +59,9 @@ impl Snapshot {
                 parent_rss.insert(label.clone(), bytes);
             }
             let m = (k.method as usize).min(method::COUNT - 1);
+            for (st, h) in v.hists.iter().enumerate().filter(|(_, h)| h.count > 0) {
+                hists.insert((label.clone(), st, m), *h);
+            }
             counts.insert(
                 (label, m),
                 SpawnCounts {
@@ -133,7 +125,7 @@ pub fn proc_rss(pid: u32, comm: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use spawnprof_common::metrics::{CountKey, Counters, HistKey, MetricsState};
+    use spawnprof_common::metrics::{Counters, MetricsState, Series, SeriesKey, stage};
 
     use super::*;
 
@@ -145,32 +137,30 @@ mod tests {
 
     #[test]
     fn labels_are_decoded_and_methods_added_up() {
-        let mut h = Hist {
-            count: 2,
-            ..Hist::default()
-        };
+        let mut series = Series::default();
+        let h = &mut series.hists[stage::DUP_MMAP as usize];
+        h.count = 2;
         h.buckets[3] = 2;
-        let key = |m| HistKey {
-            comm: comm("redis-server"),
-            stage: stage::DUP_MMAP,
-            method: m,
+        let key = |comm, method| SeriesKey {
+            comm,
+            method,
             _pad: 0,
+            _pad2: 0,
+        };
+        let other = Series {
+            counters: Counters {
+                spawns: 5,
+                parent_tgid: 7,
+                ..Counters::default()
+            },
+            ..Series::default()
         };
         let raw = RawMetrics {
-            hists: vec![(key(method::FORK), h), (key(method::VFORK), h)],
-            counts: vec![(
-                CountKey {
-                    comm: OTHER,
-                    method: method::FORK,
-                    _pad: 0,
-                    _pad2: 0,
-                },
-                Counters {
-                    spawns: 5,
-                    parent_tgid: 7,
-                    ..Counters::default()
-                },
-            )],
+            series: vec![
+                (key(comm("redis-server"), method::FORK), series),
+                (key(comm("redis-server"), method::VFORK), series),
+                (key(OTHER, method::FORK), other),
+            ],
             exec_errno: vec![(2, 3)],
             state: MetricsState {
                 capped: 1,
@@ -183,6 +173,8 @@ mod tests {
         assert!(snap.capped);
         assert_eq!(snap.spawns_by_comm()["other"], 5);
         assert_eq!(snap.parent_rss["other"], 4096);
+        // Only the histograms with observations become series.
+        assert_eq!(snap.hists.len(), 2);
         let both = snap
             .stage_of("redis-server", stage::DUP_MMAP as usize)
             .unwrap();

@@ -7,46 +7,39 @@ use aya::{
     maps::{Array, HashMap, MapData},
 };
 use spawnprof_common::metrics::{
-    CountKey, Counters, ERRNO_SLOTS, Hist, HistKey, MAP_COUNTS, MAP_EXEC_ERRNO, MAP_HIST,
-    MAP_LABELS, MAP_METRICS_STATE, MetricsState, method, stage,
+    ERRNO_SLOTS, MAP_EXEC_ERRNO, MAP_LABELS, MAP_METRICS_STATE, MAP_SERIES, MetricsState, Series,
+    SeriesKey, method,
 };
 
 /// The maps' entries at one moment.
 #[derive(Clone, Debug, Default)]
 pub struct RawMetrics {
-    pub hists: Vec<(HistKey, Hist)>,
-    pub counts: Vec<(CountKey, Counters)>,
+    /// Per (comm, method): counters and a histogram per stage.
+    pub series: Vec<(SeriesKey, Series)>,
     /// (errno, failed exec attempts), the non-zero ones.
     pub exec_errno: Vec<(u32, u64)>,
     pub state: MetricsState,
 }
 
 pub struct KernelMetrics {
-    hists: HashMap<MapData, HistKey, Hist>,
-    counts: HashMap<MapData, CountKey, Counters>,
+    series: HashMap<MapData, SeriesKey, Series>,
     errno: Array<MapData, u64>,
     state: Array<MapData, MetricsState>,
 }
 
 /// Sizes the metrics maps for `top_k` labels (and the `other` one): every
-/// (label, stage, method) has room, so an update never finds the map full.
+/// (label, method) has room, so an update never finds the map full.
 pub(super) fn size_maps(loader: &mut EbpfLoader<'_>, top_k: u32) {
-    let labels = top_k + 1;
     loader
         .map_max_entries(MAP_LABELS, top_k.max(1))
-        .map_max_entries(MAP_HIST, labels * (stage::COUNT * method::COUNT) as u32)
-        .map_max_entries(MAP_COUNTS, labels * method::COUNT as u32);
+        .map_max_entries(MAP_SERIES, (top_k + 1) * method::COUNT as u32);
 }
 
 /// The most memory the metrics maps can take for `top_k` labels, in bytes
 /// (values and keys, without the kernel's per-entry overhead).
 pub fn max_bytes(top_k: u32) -> u64 {
-    let labels = u64::from(top_k) + 1;
-    let hist = (size_of::<HistKey>() + size_of::<Hist>()) as u64;
-    let count = (size_of::<CountKey>() + size_of::<Counters>()) as u64;
-    labels * (stage::COUNT * method::COUNT) as u64 * hist
-        + labels * method::COUNT as u64 * count
-        + u64::from(ERRNO_SLOTS) * 8
+    let entry = (size_of::<SeriesKey>() + size_of::<Series>()) as u64;
+    (u64::from(top_k) + 1) * method::COUNT as u64 * entry + u64::from(ERRNO_SLOTS) * 8
 }
 
 impl KernelMetrics {
@@ -56,8 +49,7 @@ impl KernelMetrics {
                 .with_context(|| format!("the {name} map is missing"))
         };
         Ok(Self {
-            hists: HashMap::try_from(take(MAP_HIST)?)?,
-            counts: HashMap::try_from(take(MAP_COUNTS)?)?,
+            series: HashMap::try_from(take(MAP_SERIES)?)?,
             errno: Array::try_from(take(MAP_EXEC_ERRNO)?)?,
             state: Array::try_from(take(MAP_METRICS_STATE)?)?,
         })
@@ -66,16 +58,14 @@ impl KernelMetrics {
     /// Every entry now. Entries only ever grow, so a read racing an update
     /// sees an older or newer count, never a torn key.
     pub fn read(&self) -> RawMetrics {
-        let hists = self.hists.iter().filter_map(Result::ok).collect();
-        let counts = self.counts.iter().filter_map(Result::ok).collect();
+        let series = self.series.iter().filter_map(Result::ok).collect();
         let exec_errno = (0..ERRNO_SLOTS)
             .filter_map(|e| Some((e, self.errno.get(&e, 0).ok()?)))
             .filter(|(_, n)| *n > 0)
             .collect();
         let state = self.state.get(&0, 0).unwrap_or_default();
         RawMetrics {
-            hists,
-            counts,
+            series,
             exec_errno,
             state,
         }
