@@ -38,10 +38,11 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(spawnprof: &Path) -> Result<Self> {
+    fn start(spawnprof: &Path, args: &[&str]) -> Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(spawnprof)
-            .args(["serve", "--all", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .stderr(Stdio::null())
             .spawn()
             .context("starting spawnprof serve")?;
@@ -106,9 +107,27 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     ))
 }
 
+/// How a round runs the benchmark: alone, under a serve started for the
+/// run (its extra arguments), or under `record` for reference.
+enum Setup {
+    Alone,
+    Serve(&'static [&'static str]),
+    Record,
+}
+
+const SETUPS: [(&str, Setup); 4] = [
+    ("no probes", Setup::Alone),
+    ("spawnprof serve --all", Setup::Serve(&["--all"])),
+    (
+        "spawnprof serve --all --low-overhead",
+        Setup::Serve(&["--all", "--low-overhead"]),
+    ),
+    ("spawnprof record --sample-hz 0", Setup::Record),
+];
+
 /// The serial posix_spawn benchmark of bench-overhead (3000 spawns of
-/// /bin/true; pinned to CPU 0 when taskset is there), alone and under
-/// serve, interleaved.
+/// /bin/true; pinned to CPU 0 when taskset is there) under each setup,
+/// rounds interleaved: (spawns/s, p50 of the spawn call in µs) per run.
 fn rate_ratio(spawnprof: &Path, spawner: &Path, rounds: usize) -> Result<()> {
     let taskset = cmd::find_in_path("taskset");
     let mut argv: Vec<String> = Vec::new();
@@ -127,41 +146,73 @@ fn rate_ratio(spawnprof: &Path, spawner: &Path, rounds: usize) -> Result<()> {
         ]
         .map(String::from),
     );
-    let run = || -> Result<f64> {
-        let out = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stderr(Stdio::null())
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
+    let out = cmd::target_dir().join("bench-serve-record");
+    let run = |setup: &Setup| -> Result<(f64, f64)> {
+        let _serve = match setup {
+            Setup::Serve(args) => Some(Serve::start(spawnprof, args)?),
+            _ => None,
+        };
+        let mut c = match setup {
+            Setup::Record => {
+                let mut c = Command::new(spawnprof);
+                c.args(["record", "--force", "--no-live", "--sample-hz", "0", "-o"])
+                    .arg(&out)
+                    .arg("--");
+                c.args(&argv);
+                c
+            }
+            _ => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+        };
+        let output = c.stderr(Stdio::null()).output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
         let line = text
             .lines()
             .rev()
             .find(|l| l.contains("\"spawns_per_sec\""))
             .context("no spawner result")?;
         let v: serde_json::Value = serde_json::from_str(line)?;
-        v["spawns_per_sec"].as_f64().context("no spawns_per_sec")
+        Ok((
+            v["spawns_per_sec"].as_f64().context("no spawns_per_sec")?,
+            v["latency_ns"]["p50"].as_f64().context("no p50")? / 1000.0,
+        ))
     };
-    let (mut alone, mut served) = (Vec::new(), Vec::new());
+    let mut results = vec![(Vec::new(), Vec::new()); SETUPS.len()];
     for round in 0..rounds {
         eprintln!("bench-serve: round {} of {rounds}", round + 1);
-        alone.push(run()?);
-        let serve = Serve::start(spawnprof)?;
-        served.push(run()?);
-        drop(serve);
+        for (i, (_, setup)) in SETUPS.iter().enumerate() {
+            let (rate, p50) = run(setup)?;
+            results[i].0.push(rate);
+            results[i].1.push(p50);
+        }
     }
-    let (a, s) = (median(alone.clone()), median(served.clone()));
     println!(
-        "serial posix-spawn /bin/true, 3000{}, median of {rounds}:",
+        "serial posix-spawn /bin/true, 3000{}, median of {rounds} interleaved rounds:\n",
         if taskset.is_some() {
             ", pinned to CPU 0"
         } else {
             ""
         }
     );
-    println!("| setup | spawns/s | range |\n|---|---:|---:|");
-    println!("| no probes | {a:.0} | {} |", range(&alone));
-    println!("| spawnprof serve --all | {s:.0} | {} |", range(&served));
-    println!("ratio serve / no probes: {:.3} (target >= 0.98)\n", s / a);
+    println!("| setup | spawns/s [range] | ratio | p50 spawn call [range] | p50 ratio |");
+    println!("|---|---:|---:|---:|---:|");
+    let (base_rate, base_p50) = (median(results[0].0.clone()), median(results[0].1.clone()));
+    for ((name, _), (rates, p50s)) in SETUPS.iter().zip(&results) {
+        let (r, p) = (median(rates.clone()), median(p50s.clone()));
+        println!(
+            "| {name} | {r:.0}/s [{}] | {:.3} | {p:.1} µs [{}] | {:.3} |",
+            range(rates),
+            r / base_rate,
+            range(p50s),
+            base_p50 / p
+        );
+    }
+    println!(
+        "\n(ratio: spawns/s against no probes, target >= 0.98; p50 ratio: no probes' p50 / this p50)\n"
+    );
     Ok(())
 }
 
@@ -173,13 +224,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn range(v: &[f64]) -> String {
     let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = v.iter().copied().fold(0.0, f64::max);
-    format!("{lo:.0}–{hi:.0}")
+    if hi < 100.0 {
+        format!("{lo:.1}–{hi:.1}")
+    } else {
+        format!("{lo:.0}–{hi:.0}")
+    }
 }
 
 /// serve's CPU while `rate` spawns a second of /bin/true run for `length`
 /// (paced here: spawn, wait, sleep to the next slot), scraped every 5 s.
 fn cpu_at_rate(spawnprof: &Path, rate: u32, length: Duration) -> Result<()> {
-    let serve = Serve::start(spawnprof)?;
+    let serve = Serve::start(spawnprof, &["--all"])?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let before = serve.cpu_ticks().context("serve's CPU time")?;
@@ -212,7 +267,7 @@ fn cpu_at_rate(spawnprof: &Path, rate: u32, length: Duration) -> Result<()> {
 /// Both cores spawning /bin/true for `seconds` under serve --all, scraped
 /// every second: serve's memory every 5 s and the scrapes that failed.
 fn storm(spawnprof: &Path, seconds: u64) -> Result<()> {
-    let serve = Serve::start(spawnprof)?;
+    let serve = Serve::start(spawnprof, &["--all"])?;
     let script = "(while :; do /bin/true; done) & (while :; do /bin/true; done) & wait";
     let mut load = Command::new("timeout")
         .args([&seconds.to_string(), "sh", "-c", script])
