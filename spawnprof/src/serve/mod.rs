@@ -41,10 +41,13 @@ pub async fn run(opts: ServeOptions) -> Result<&'static str> {
         })?;
     let live = Live::start(&opts.target, opts.top_k, &opts.probes)?;
     crate::say!(
-        "spawnprof serve: {} on http://{}/metrics (ready at /ready), {}",
+        "spawnprof serve: {} on http://{}/metrics (ready at /ready), {}; metrics maps at most {} \
+         ({} comm labels)",
         describe(&opts.target),
         listener.local_addr()?,
-        attached_summary(&live)
+        attached_summary(&live),
+        crate::units::format_bytes(crate::probe::metrics::max_bytes(opts.top_k)),
+        opts.top_k
     );
     let live = Arc::new(Mutex::new(live));
     let handler = {
