@@ -62,11 +62,16 @@ where
 }
 
 async fn connection<H: Fn(&str) -> Response>(mut stream: TcpStream, handle: &H) {
-    let response = match read_head(&mut stream).await {
-        Ok(head) => route(&head, handle),
-        Err(status) => Response::text(status, "bad request\n"),
+    let (response, head_only) = match read_head(&mut stream).await {
+        Ok(head) => (route(&head, handle), head.starts_with("HEAD ")),
+        Err(status) => (Response::text(status, "bad request\n"), false),
     };
-    let _ = stream.write_all(&encode(&response)).await;
+    let mut bytes = encode(&response);
+    if head_only {
+        // The same headers (Content-Length included), without the body.
+        bytes.truncate(bytes.len() - response.body.len());
+    }
+    let _ = stream.write_all(&bytes).await;
     let _ = stream.shutdown().await;
 }
 
@@ -95,11 +100,7 @@ fn route<H: Fn(&str) -> Response>(head: &str, handle: &H) -> Response {
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     match method {
-        "GET" => handle(path),
-        "HEAD" => Response {
-            body: String::new(),
-            ..handle(path)
-        },
+        "GET" | "HEAD" => handle(path),
         _ => Response::text(405, "only GET and HEAD\n"),
     }
 }
@@ -139,7 +140,7 @@ mod tests {
         let ok = route("GET /ready?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", &handle);
         assert_eq!((ok.status, ok.body.as_str()), (200, "/ready"));
         let head = route("HEAD /ready HTTP/1.1\r\n\r\n", &handle);
-        assert_eq!((head.status, head.body.as_str()), (200, ""));
+        assert_eq!((head.status, head.body.as_str()), (200, "/ready"));
         assert_eq!(route("POST /ready HTTP/1.1\r\n\r\n", &handle).status, 405);
         assert_eq!(route("GET /nope HTTP/1.1\r\n\r\n", &handle).status, 404);
         let bytes = encode(&Response::text(200, "hi"));
