@@ -16,7 +16,12 @@ use spawnprof_common::{
     spawn as sp, ts,
 };
 
-use crate::spawn::has;
+/// Whether a progress bit ([`sp`]) is set: each is a byte of its own.
+#[inline(always)]
+fn has(s: *const SpawnEvent, bit: u32) -> bool {
+    let i = bit.trailing_zeros() as usize;
+    unsafe { (*s).progress.get(i).is_some_and(|b| *b != 0) }
+}
 
 /// Labels taken, comm -> 0. The loader sizes it to `--top-k`.
 #[map]

@@ -2,18 +2,17 @@
 //! --cgroup`): the first probe that runs in a process of the scope adds it
 //! to `TRACED`, with its spawns recorded. Outside these modes the scope is
 //! a loader constant of none, and the verifier drops all of this.
-use aya_ebpf::helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id};
+use aya_ebpf::helpers::{
+    bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
+};
 use spawnprof_common::{TracedProc, scope, traced};
 
-use crate::{
-    emit::current,
-    maps::{CONFIG, TRACED, config},
-};
+use crate::maps::{CONFIG, TRACED, config};
 
 #[inline(always)]
 pub fn adopt(tgid: u32) -> Option<*mut TracedProc> {
     let kind = config(&CONFIG.scope.kind);
-    if kind == scope::NONE || current().1 != tgid {
+    if kind == scope::NONE || (bpf_get_current_pid_tgid() >> 32) as u32 != tgid {
         return None;
     }
     if kind == scope::CGROUP && !in_cgroup() {
