@@ -71,3 +71,20 @@ impl KernelMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stated_memory_bound_holds() {
+        // docs/SERVE.md: at most 2.1 MiB at the default top-k, 66 MiB at 1024.
+        assert!(
+            max_bytes(32) < (2.2 * 1024.0 * 1024.0) as u64,
+            "{}",
+            max_bytes(32)
+        );
+        assert!(max_bytes(1024) < 66 * 1024 * 1024, "{}", max_bytes(1024));
+        assert_eq!(size_of::<Series>(), 40 + 12 * (16 + 114 * 8));
+    }
+}
