@@ -94,8 +94,8 @@ pub fn check_full(guest: &Guest, sections: &[Section], bins: &Binaries) -> Resul
     bail!("{}", failures.join("\n"))
 }
 
-/// `spawnprof serve` counted every fork of the spawner, with a clone,
-/// dup_mmap and exec duration each, and stopped cleanly on SIGTERM.
+/// `spawnprof serve` counted every fork of the spawner, with a clone and a
+/// dup_mmap duration each and exec durations, and stopped cleanly on SIGTERM.
 fn check_serve(sections: &[Section]) -> Result<String> {
     let s = ok_section(sections, "serve")?;
     let body = &s.body;
@@ -109,7 +109,8 @@ fn check_serve(sections: &[Section]) -> Result<String> {
         format!("{name}{{comm=\"spawnprof-spawn\",method=\"fork\"{extra}}} {n}")
     };
     let mut want = vec![series("spawnprof_spawns_total", "")];
-    for stage in ["clone", "dup_mmap", "exec"] {
+    // Not exec: 5.10's kretprobes miss some execve returns (KERNELS.md).
+    for stage in ["clone", "dup_mmap"] {
         want.push(series(
             "spawnprof_stage_duration_seconds_count",
             &format!(",stage=\"{stage}\""),
@@ -122,6 +123,13 @@ fn check_serve(sections: &[Section]) -> Result<String> {
             indent(body)
         );
     }
+    ensure!(
+        body.lines().any(|l| l.starts_with(
+            "spawnprof_stage_duration_seconds_count{comm=\"spawnprof-spawn\",method=\"fork\",stage=\"exec\"}"
+        )),
+        "serve: no exec durations in:\n{}",
+        indent(body)
+    );
     let stages = body.lines().filter(|l| l.contains("stage=\"")).count();
     Ok(format!(
         "serve: {n} forks counted, {stages} stage histograms, clean stop"
