@@ -4,7 +4,7 @@
 //! 1. the serial posix_spawn benchmark's rate under serve against no
 //!    probes, in interleaved rounds (serve started and stopped each round);
 //! 2. serve's own CPU while the machine spawns 1,000 processes a second
-//!    and serve is scraped every 5 s;
+//!    (four pacing threads) and serve is scraped every 5 s;
 //! 3. a storm (both cores spawning as fast as they can) with scrapes every
 //!    second: serve's memory over time, and every scrape's answer.
 use std::{
@@ -231,28 +231,46 @@ fn range(v: &[f64]) -> String {
     }
 }
 
+/// Threads pacing the spawns of [`cpu_at_rate`]: one alone cannot spawn
+/// and wait 1,000 times a second on a loaded 2-core host.
+const PACERS: u32 = 4;
+
 /// serve's CPU while `rate` spawns a second of /bin/true run for `length`
-/// (paced here: spawn, wait, sleep to the next slot), scraped every 5 s.
+/// (PACERS threads, each spawning, waiting and sleeping to its next slot),
+/// with a scrape every 5 s.
 fn cpu_at_rate(spawnprof: &Path, rate: u32, length: Duration) -> Result<()> {
     let serve = Serve::start(spawnprof, &["--all"])?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let before = serve.cpu_ticks().context("serve's CPU time")?;
     let start = Instant::now();
-    let (mut spawned, mut scrapes) = (0u64, 0);
-    let mut next_scrape = start + Duration::from_secs(5);
-    while start.elapsed() < length {
-        let slot = start + Duration::from_secs_f64(spawned as f64 / f64::from(rate));
-        if let Some(wait) = slot.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        Command::new("/bin/true").status()?;
-        spawned += 1;
-        if Instant::now() >= next_scrape {
+    let per_thread = f64::from(rate) / f64::from(PACERS);
+    let (spawned, scrapes) = std::thread::scope(|scope| {
+        let pacers: Vec<_> = (0..PACERS)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut n = 0u64;
+                    while start.elapsed() < length {
+                        let slot = start + Duration::from_secs_f64(n as f64 / per_thread);
+                        if let Some(wait) = slot.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        if Command::new("/bin/true").status().is_ok() {
+                            n += 1;
+                        }
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut scrapes = 0;
+        while start.elapsed() + Duration::from_secs(5) < length {
+            std::thread::sleep(Duration::from_secs(5));
             scrapes += serve.scrape().is_some() as u32;
-            next_scrape += Duration::from_secs(5);
         }
-    }
+        let spawned: u64 = pacers.into_iter().map(|p| p.join().unwrap_or(0)).sum();
+        (spawned, scrapes)
+    });
     let secs = start.elapsed().as_secs_f64();
     let cpu = (serve.cpu_ticks().context("serve's CPU time")? - before) as f64 / hz;
     println!(
