@@ -10,6 +10,28 @@ pub mod capture {
     pub const ENV: u32 = 2;
 }
 
+/// Values of [`Scope::kind`].
+pub mod scope {
+    /// Only the processes userspace adds (and their children, with follow).
+    pub const NONE: u32 = 0;
+    /// Every process: the first probe that runs in one adds it.
+    pub const ALL: u32 = 1;
+    /// The processes of a cgroup v2 subtree, added by the first probe
+    /// that runs in them there.
+    pub const CGROUP: u32 = 2;
+}
+
+/// Which processes the probes trace on their own ([`scope`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub kind: u32,
+    /// The cgroup's depth below the cgroup2 root (`bpf_get_current_ancestor_cgroup_id`'s level).
+    pub cgroup_level: u32,
+    /// Its id (the directory's inode number).
+    pub cgroup_id: u64,
+}
+
 /// Byte offsets of the tracepoint fields the probes read, parsed from tracefs
 /// `format` files at load time because they differ between kernels.
 /// [`NO_FIELD`] marks a field this kernel does not have.
@@ -168,10 +190,15 @@ pub struct ProbeConfig {
     /// 1: send a [`crate::record::Notice`] at every exec and exit of a
     /// traced process (stack sampling reads its memory maps then).
     pub notices: u32,
-    pub _pad: u32,
+    /// 1: `serve`/`top`: each finished spawn is folded into the metrics
+    /// maps ([`crate::metrics`]) and nothing per spawn goes to `RECORDS`.
+    pub metrics: u32,
     /// spawnprof's own PID namespace, when it is not the host's (see
     /// [`crate::NsRegistration`]); zeros otherwise.
     pub pid_ns: PidNamespace,
+    /// Processes the probes adopt on sight, beyond those userspace adds
+    /// (`serve --all`, `serve --cgroup`).
+    pub scope: Scope,
     pub tp: TracepointOffsets,
     pub kernel: KernelOffsets,
 }
@@ -183,8 +210,13 @@ impl ProbeConfig {
         count_every_fault: 1,
         ring_buffer_bytes: 0,
         notices: 0,
-        _pad: 0,
+        metrics: 0,
         pid_ns: PidNamespace { dev: 0, ino: 0 },
+        scope: Scope {
+            kind: scope::NONE,
+            cgroup_level: 0,
+            cgroup_id: 0,
+        },
         tp: TracepointOffsets::MISSING,
         kernel: KernelOffsets {
             task_mm: 0,

@@ -8,13 +8,15 @@
 //! - [`state`]: what the kernel keeps between probe runs (traced processes,
 //!   clones and execs in flight, gates).
 //! - [`config`]: what the loader sets before loading.
+//! - [`metrics`]: the histograms and counters of `serve` and `top`.
 #![cfg_attr(not(test), no_std)]
 
 pub mod config;
+pub mod metrics;
 pub mod record;
 pub mod state;
 
-pub use config::{KernelOffsets, ProbeConfig, TracepointOffsets, capture};
+pub use config::{KernelOffsets, ProbeConfig, Scope, TracepointOffsets, capture, scope};
 pub use record::{
     ExecEvent, FAULTS_UNKNOWN, Notice, PATH_LEN_MASK, PATH_TRUNCATED, PATH_UNREADABLE,
     SIGNAL_IN_FLAGS, SpawnEvent, TEXT_TRUNCATED, TextEvent, lost, rec, spawn, ts,
@@ -127,7 +129,11 @@ mod pod {
     unsafe impl aya::Pod for super::ProbeConfig {}
     unsafe impl aya::Pod for super::StackKey {}
     unsafe impl aya::Pod for super::PidNamespace {}
+    unsafe impl aya::Pod for super::Scope {}
     unsafe impl aya::Pod for super::NsRegistration {}
+    unsafe impl aya::Pod for super::metrics::SeriesKey {}
+    unsafe impl aya::Pod for super::metrics::Series {}
+    unsafe impl aya::Pod for super::metrics::MetricsState {}
 }
 
 #[cfg(test)]

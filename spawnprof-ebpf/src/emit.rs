@@ -42,6 +42,7 @@ pub fn traced(tgid: u32) -> Option<*mut TracedProc> {
     TRACED
         .get_ptr_mut(tgid)
         .or_else(|| registered_from_namespace(tgid))
+        .or_else(|| crate::scope::adopt(tgid))
 }
 
 /// When spawnprof runs in a PID namespace, a process it was asked to trace
@@ -120,9 +121,14 @@ pub fn count_lost(reason: u32) {
     }
 }
 
-/// Sends a finished spawn; false when the ring buffer is full.
+/// Sends a finished spawn; false when the ring buffer is full. With
+/// metrics on (`serve`, `top`) it is folded into them instead.
 #[inline(always)]
 pub fn send_spawn(s: *const SpawnEvent) -> bool {
+    if config(&CONFIG.metrics) != 0 {
+        crate::metrics::spawn_ended(s);
+        return true;
+    }
     // SAFETY: a pointer into a map value, valid for this program run.
     RECORDS
         .output::<SpawnEvent>(unsafe { &*s }, wakeup_flags())
@@ -154,6 +160,10 @@ pub enum Path {
 #[inline(always)]
 pub fn send_exec(a: &Attempt, path: Path) {
     if stopped() {
+        return;
+    }
+    if config(&CONFIG.metrics) != 0 {
+        crate::metrics::exec_failed(a.ret);
         return;
     }
     let Some(mut entry) = RECORDS.reserve::<ExecEvent>(0) else {

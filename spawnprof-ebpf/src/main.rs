@@ -13,7 +13,8 @@
 //!   functions; the loader attaches whichever the kernel allows.
 //! - `probes::stacks` on-CPU stack samples, counted in the kernel.
 //!
-//! `spawn` is the record's state machine, `task` reads kernel structures
+//! `metrics` folds finished spawns into histograms instead of sending
+//! them (`serve`, `top`). `spawn` is the record's state machine, `task` reads kernel structures
 //! through BTF offsets, `emit` sends records, `maps` holds the state.
 #![no_std]
 #![no_main]
@@ -23,7 +24,9 @@
 
 mod emit;
 mod maps;
+mod metrics;
 mod probes;
+mod scope;
 mod spawn;
 mod task;
 

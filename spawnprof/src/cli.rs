@@ -69,6 +69,16 @@ configurations that finished are written, marked interrupted); 1 on an error; 2 
     /// Compare the benches of many nodes (a fleet): fleet.html and fleet.json, one row per
     /// node, outliers flagged with the node fact that explains them.
     Compare(CompareArgs),
+    /// Serve per-stage spawn latency histograms to Prometheus, always on (docs/SERVE.md).
+    #[command(
+        after_help = "Endpoints: /metrics (Prometheus text format), /ready (200 once every probe \
+is attached). Nothing per spawn leaves the kernel: each finished spawn is added to histograms in \
+BPF maps, which a scrape reads. Stops on SIGTERM, SIGINT or SIGHUP with every probe detached \
+(exit 0). Exit status: 1 on an error, whose message names the remedy; 2 on a bad command line."
+    )]
+    Serve(ServeArgs),
+    /// A live view of spawn latencies per program, refreshed every second (q quits).
+    Top(TopArgs),
     /// Time rendering every report of a synthetic recording (docs/BENCHMARKS.md).
     BenchReport {
         #[arg(long, default_value_t = 1_000_000, value_parser = parse_report_spawns, allow_negative_numbers = true)]
@@ -155,6 +165,51 @@ pub struct RecordArgs {
     /// The command to run and trace, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// Which processes `serve` and `top` count: every one by default.
+#[derive(Debug, Args, Clone)]
+pub struct ScopeArgs {
+    /// Count every process's spawns (the default).
+    #[arg(long, conflicts_with_all = ["cgroup", "pid"])]
+    pub all: bool,
+    /// Count the spawns of the processes in this cgroup v2 directory and
+    /// below it (a systemd unit or a container), e.g.
+    /// /sys/fs/cgroup/system.slice/redis.service.
+    #[arg(long, value_name = "PATH", conflicts_with = "pid")]
+    pub cgroup: Option<PathBuf>,
+    /// Count the spawns of this running process.
+    #[arg(short, long, value_name = "PID", value_parser = parse_pid, allow_negative_numbers = true)]
+    pub pid: Option<u32>,
+    /// With -p: its descendants' spawns too.
+    #[arg(long, requires = "pid")]
+    pub follow: bool,
+    /// Distinct comm labels kept; the spawns of later ones are counted as
+    /// `other` (and spawnprof_comm_labels_capped says so).
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = parse_top_k, allow_negative_numbers = true)]
+    pub top_k: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to serve on.
+    #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub probes: ProbeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1, value_name = "S", value_parser = parse_interval, allow_negative_numbers = true)]
+    pub interval: u64,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub probes: ProbeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +311,24 @@ fn parse_bench_count(s: &str) -> Result<u64, String> {
     match parse_u64_named(s, "--count", "--count 1000")? {
         0 => Err("--count must be at least 1; e.g. --count 1000".into()),
         n => Ok(n),
+    }
+}
+
+fn parse_top_k(s: &str) -> Result<u32, String> {
+    match parse_u64_named(s, "--top-k", "--top-k 32")? {
+        n @ 1..=1024 => Ok(n as u32),
+        n => Err(format!(
+            "--top-k {n}: between 1 and 1024 labels; e.g. --top-k 32"
+        )),
+    }
+}
+
+fn parse_interval(s: &str) -> Result<u64, String> {
+    match parse_u64_named(s, "--interval", "--interval 1")? {
+        n @ 1..=3600 => Ok(n),
+        n => Err(format!(
+            "--interval {n}: between 1 and 3600 seconds; e.g. --interval 1"
+        )),
     }
 }
 

@@ -10,6 +10,8 @@
 //! report        pure renderers of a saved recording
 //! recording     the on-disk format: write, read, recover
 //! trace         ring buffer → decode → reorder → correlate → SpawnRecord
+//! serve, top    always-on metrics: the HTTP endpoint, the live view
+//! metrics       snapshots of the kernel histograms, exposition, quantiles
 //! probe         host checks, the attach plan, loading and attaching
 //! model, analysis  SpawnRecord and its stages; statistics
 //! workload      the reference spawner (its own binary)
@@ -50,12 +52,15 @@ pub mod analysis;
 pub mod bench;
 pub mod cli;
 pub mod fleet;
+pub mod metrics;
 pub mod model;
 pub mod probe;
 pub mod recorder;
 pub mod recording;
 pub mod report;
+pub mod serve;
 pub mod sys;
+pub mod top;
 pub mod trace;
 pub mod units;
 pub mod workload;

@@ -26,9 +26,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands that only print end quietly on a closed pipe (`| head`, or
     // quitting `less`), as any Unix filter does. Record and bench keep
-    // SIGPIPE ignored and print with say!, which never panics: a terminal
+    // SIGPIPE ignored and print with say! (serve writes to sockets a
+    // client may close), which never panics: a terminal
     // that went away must not cost a recording.
-    if !matches!(cli.command, Command::Record(_) | Command::Bench(_)) {
+    if !matches!(
+        cli.command,
+        Command::Record(_) | Command::Bench(_) | Command::Serve(_) | Command::Top(_)
+    ) {
         // SAFETY: restoring the default disposition before any thread starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
@@ -43,6 +47,8 @@ fn main() -> ExitCode {
             0
         }),
         Command::Compare(args) => commands::compare::run(args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Top(args) => commands::top::run(args),
         Command::BenchReport { spawns } => commands::bench::report_timing(spawns).map(|()| 0),
     };
     match result {

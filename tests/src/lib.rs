@@ -16,6 +16,7 @@ use spawnprof::{
 };
 
 pub mod browser;
+pub mod serve;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -70,6 +70,8 @@ fn the_deb_installs_records_and_removes_cleanly() {
         "/usr/bin/spawnprof",
         "/usr/bin/spawnprof-spawner",
         "/usr/share/doc/spawnprof/README.md",
+        "/usr/share/doc/spawnprof/SERVE.md",
+        "/lib/systemd/system/spawnprof-serve.service",
     ] {
         assert!(
             files.lines().any(|l| l == f),

@@ -73,6 +73,17 @@ enum Task {
         #[arg(long, default_value_t = 1000)]
         nodes: usize,
     },
+    /// What always-on `spawnprof serve --all` costs: the serial posix_spawn
+    /// rate against no probes, serve's CPU at 1,000 spawns/s, and its
+    /// memory and scrapes through a storm (docs/BENCHMARKS.md).
+    BenchServe {
+        /// Interleaved rounds of the rate comparison (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Length of the storm.
+        #[arg(long, default_value_t = 60)]
+        storm_seconds: u64,
+    },
     /// Everything CI checks: fmt, clippy, build, unit, integration and VM
     /// tests. Ends with `N passed, M failed, K skipped`.
     Test,
@@ -134,6 +145,13 @@ fn dispatch(task: Task) -> Result<ExitCode> {
         Task::BenchFleet { nodes } => {
             build(true, &["spawnprof"])?;
             benches::fleet(nodes.max(1))?
+        }
+        Task::BenchServe {
+            rounds,
+            storm_seconds,
+        } => {
+            build(true, &["spawnprof"])?;
+            benches::serve(rounds.max(1), storm_seconds.max(1))?
         }
         Task::Test => return test::run(),
         Task::Install { prefix } => install::install(&prefix)?,

@@ -122,6 +122,7 @@ pub fn run() -> Result<ExitCode> {
     results.extend(cargo_steps());
     ensure_chromium();
     ensure_slurm();
+    ensure_serve_tools();
     let (packaging, deb) = packaging();
     results.push(packaging);
     results.push(integration_tests(deb.as_deref()));
@@ -397,6 +398,26 @@ fn ensure_chromium() {
 fn ensure_slurm() {
     if let Err(e) = cmd::ensure_debian_packages("test", &["slurmctld", "slurmd", "munge"]) {
         println!("Slurm could not be installed ({e:#}); the Slurm fleet test will fail");
+    }
+}
+
+/// The serve tests scrape with Debian's Prometheus (and check the page
+/// with its promtool); the top test drives a terminal with tmux. Without
+/// them those tests print SKIPPED with the reason.
+fn ensure_serve_tools() {
+    let missing: Vec<&str> = [("prometheus", "prometheus"), ("tmux", "tmux")]
+        .into_iter()
+        .filter(|(bin, _)| cmd::find_in_path(bin).is_none())
+        .map(|(_, pkg)| pkg)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    if let Err(e) = cmd::ensure_debian_packages("test", &missing) {
+        println!(
+            "{} could not be installed ({e:#}); the serve and top tests will be skipped",
+            missing.join(" ")
+        );
     }
 }
 

@@ -6,6 +6,8 @@ pub mod diff;
 pub mod probes;
 pub mod record;
 pub mod report;
+pub mod serve;
+pub mod top;
 
 use std::path::PathBuf;
 

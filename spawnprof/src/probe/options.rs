@@ -28,6 +28,11 @@ pub struct SessionOptions {
     /// The probes tell userspace of every exec and exit of a traced
     /// process (stack sampling reads its memory maps then).
     pub notices: bool,
+    /// `serve`/`top`: the kernel keeps histograms and counters with at
+    /// most this many comm labels, and sends no record per spawn.
+    pub metrics: Option<u32>,
+    /// Processes the probes adopt on their own (`serve --all`, `--cgroup`).
+    pub scope: spawnprof_common::Scope,
 }
 
 impl SessionOptions {
@@ -72,6 +77,8 @@ impl Default for SessionOptions {
             notices: false,
             capture_args: false,
             capture_env: false,
+            metrics: None,
+            scope: spawnprof_common::Scope::default(),
         }
     }
 }

@@ -23,6 +23,7 @@ use super::{
     Host,
     attach::{Resolver, program, resolve_stage},
     config::probe_config,
+    metrics::{self, KernelMetrics},
     options::SessionOptions,
     park::{ForkProbes, ParkCounts, read_gates},
     plan::{Mechanism, PLAN, PlanRow},
@@ -86,10 +87,15 @@ impl Session {
         let size = opts.ring_buffer_bytes;
         let config = probe_config(host, opts)?;
         let memlock = raise_memlock_limit();
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global(GLOBAL_CONFIG, &config, true)
             .map_max_entries(MAP_RECORDS, size)
-            .map_max_entries(MAP_SPAWNS, spawns_capacity())
+            .map_max_entries(MAP_SPAWNS, spawns_capacity());
+        if let Some(top_k) = opts.metrics {
+            metrics::size_maps(&mut loader, top_k);
+        }
+        let mut ebpf = loader
             .load(crate::PROBES)
             .map_err(anyhow::Error::from)
             .map_err(|e| match memlock {
@@ -272,6 +278,11 @@ impl Session {
             return self.kernel;
         }
         self.detach()
+    }
+
+    /// The metrics maps (`serve`, `top`: [`SessionOptions::metrics`]), taken once.
+    pub fn take_metrics(&mut self) -> Result<KernelMetrics> {
+        KernelMetrics::take(&mut self.ebpf)
     }
 
     /// Detaches and unloads every program; the spawn state stays readable.

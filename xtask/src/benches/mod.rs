@@ -11,15 +11,18 @@
 //!   and kprobe tiers inside the QEMU guests (`guests.rs`).
 //! - `bench-storm` (`storm.rs`): both cores spawning /bin/true for 60 s
 //!   under `spawnprof record`: spawns lost, and spawnprof's memory over time.
+//! - `bench-serve` (`serve.rs`): what always-on `spawnprof serve` costs.
 //! - `bench-fleet` (`fleet.rs`): `spawnprof compare` on 1,000 synthetic
 //!   nodes made from one real bench.
 mod fleet;
 mod guests;
 mod overhead;
+mod serve;
 mod storm;
 
 pub use fleet::fleet;
 pub use overhead::overhead;
+pub use serve::run as serve;
 pub use storm::storm;
 
 use std::path::PathBuf;

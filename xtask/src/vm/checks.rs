@@ -78,9 +78,11 @@ pub fn check_full(guest: &Guest, sections: &[Section], bins: &Binaries) -> Resul
     }
     failures.extend(stale_gaps(&exp, guest.name, &resolved));
     if with_spawner {
-        match check_raw_methods(sections) {
-            Ok(line) => lines.push(line),
-            Err(e) => failures.push(format!("{e:#}")),
+        for check in [check_raw_methods, check_serve] {
+            match check(sections) {
+                Ok(line) => lines.push(line),
+                Err(e) => failures.push(format!("{e:#}")),
+            }
         }
     }
     if failures.is_empty() {
@@ -90,6 +92,48 @@ pub fn check_full(guest: &Guest, sections: &[Section], bins: &Binaries) -> Resul
         failures.push("note: the workload was the busybox fallback loop".to_string());
     }
     bail!("{}", failures.join("\n"))
+}
+
+/// `spawnprof serve` counted every fork of the spawner, with a clone and a
+/// dup_mmap duration each and exec durations, and stopped cleanly on SIGTERM.
+fn check_serve(sections: &[Section]) -> Result<String> {
+    let s = ok_section(sections, "serve")?;
+    let body = &s.body;
+    let n = super::runs::SERVE_FORKS;
+    ensure!(
+        body.contains("serve exit 0"),
+        "serve did not exit 0 on SIGTERM:\n{}",
+        indent(body)
+    );
+    let series = |name: &str, extra: &str| {
+        format!("{name}{{comm=\"spawnprof-spawn\",method=\"fork\"{extra}}} {n}")
+    };
+    let mut want = vec![series("spawnprof_spawns_total", "")];
+    // Not exec: 5.10's kretprobes miss some execve returns (KERNELS.md).
+    for stage in ["clone", "dup_mmap"] {
+        want.push(series(
+            "spawnprof_stage_duration_seconds_count",
+            &format!(",stage=\"{stage}\""),
+        ));
+    }
+    for w in &want {
+        ensure!(
+            body.lines().any(|l| l == w),
+            "serve: no `{w}` in:\n{}",
+            indent(body)
+        );
+    }
+    ensure!(
+        body.lines().any(|l| l.starts_with(
+            "spawnprof_stage_duration_seconds_count{comm=\"spawnprof-spawn\",method=\"fork\",stage=\"exec\"}"
+        )),
+        "serve: no exec durations in:\n{}",
+        indent(body)
+    );
+    let stages = body.lines().filter(|l| l.contains("stage=\"")).count();
+    Ok(format!(
+        "serve: {n} forks counted, {stages} stage histograms, clean stop"
+    ))
 }
 
 /// Each of RAW_METHODS ran (its result line is JSON with a rate).

@@ -161,8 +161,29 @@ pub fn full_commands(guest: &Guest, bins: &Binaries) -> Vec<VmCommand> {
             format!("cat /tmp/{d}/spawns.jsonl"),
         ));
     }
+    if bins.spawner.is_some() {
+        cmds.push(vm_command("serve", serve_run()));
+    }
     cmds.push(vm_command("dmesg", "dmesg"));
     cmds
+}
+
+/// Forks the spawner makes under `spawnprof serve` in the guest.
+pub const SERVE_FORKS: u32 = 30;
+
+/// `spawnprof serve --all` in the background (the loopback brought up first), SERVE_FORKS forks, a scrape
+/// with busybox's wget, SIGTERM: its exit status and the page's counts.
+fn serve_run() -> String {
+    format!(
+        "(ip link set lo up || ifconfig lo 127.0.0.1 up) 2>/dev/null; \
+         /spawnprof serve --all --listen 127.0.0.1:9464 2>/tmp/serve.log & S=$!; i=0; \
+         until wget -qO- http://127.0.0.1:9464/ready >/dev/null 2>&1; do \
+         sleep 1; i=$((i+1)); [ $i -gt 90 ] && break; done; \
+         /spawnprof-spawner --method fork-exec --count {SERVE_FORKS} --warmup 0 --program true \
+         >/dev/null; sleep 1; wget -qO /tmp/metrics.txt http://127.0.0.1:9464/metrics; \
+         kill -TERM $S; wait $S; echo \"serve exit $?\"; cat /tmp/serve.log; \
+         grep -E '^spawnprof_(spawns_total|stage_duration_seconds_count)' /tmp/metrics.txt"
+    )
 }
 
 pub fn shell_commands(cmds: &[String]) -> Vec<VmCommand> {

@@ -1,0 +1,29 @@
+//! `spawnprof serve`: options → [`spawnprof::serve::run`].
+use anyhow::Result;
+use spawnprof::{
+    cli::{ScopeArgs, ServeArgs},
+    serve::{self, ServeOptions, Target},
+};
+
+pub fn run(args: ServeArgs) -> Result<i32> {
+    let opts = ServeOptions {
+        listen: args.listen,
+        target: target(&args.scope),
+        top_k: args.scope.top_k,
+        probes: super::session_options(&args.probes)?,
+    };
+    super::runtime()?.block_on(serve::run(opts))?;
+    Ok(0)
+}
+
+/// The processes asked for: every one unless told otherwise.
+pub fn target(scope: &ScopeArgs) -> Target {
+    match (&scope.cgroup, scope.pid) {
+        (Some(path), _) => Target::Cgroup(path.clone()),
+        (None, Some(pid)) => Target::Pid {
+            pid,
+            follow: scope.follow,
+        },
+        (None, None) => Target::All,
+    }
+}

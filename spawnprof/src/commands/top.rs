@@ -1,0 +1,18 @@
+//! `spawnprof top`: options → [`spawnprof::top::run`].
+use std::time::Duration;
+
+use anyhow::Result;
+use spawnprof::{
+    cli::TopArgs,
+    top::{self, TopOptions},
+};
+
+pub fn run(args: TopArgs) -> Result<i32> {
+    top::run(TopOptions {
+        target: super::serve::target(&args.scope),
+        top_k: args.scope.top_k,
+        interval: Duration::from_secs(args.interval),
+        probes: super::session_options(&args.probes)?,
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,265 @@
+//! The Prometheus text exposition format (0.0.4) of a [`Snapshot`]:
+//! `# HELP`/`# TYPE` before each family, histograms as cumulative
+//! `_bucket{le}` series with `_sum` and `_count`, durations in seconds.
+//!
+//! The kernel keeps four buckets per power of two; the exposition gives
+//! two of their bounds per power of two (2^k and 1.5·2^k ns, both exact
+//! bucket edges), which halves the series a scrape carries and keeps
+//! `histogram_quantile` within 50% of the value.
+use std::fmt::Write as _;
+
+use spawnprof_common::metrics::{BUCKETS, Hist, SUBS, bucket_upper_ns, method, stage};
+
+use super::Snapshot;
+
+/// The media type of the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether bucket `i`'s upper bound is one the exposition gives.
+fn exposed(i: usize) -> bool {
+    i == 0 || (i < BUCKETS - 1 && ((i - 1) % SUBS as usize) % 2 == 1)
+}
+
+/// A label value, escaped (backslash, double quote, newline).
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// The whole page for one scrape. `top_k`: the label limit in force.
+pub fn render(snap: &Snapshot, top_k: u32) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    histograms(&mut out, snap);
+    counters(&mut out, snap);
+    gauges(&mut out, snap, top_k);
+    out
+}
+
+fn histograms(out: &mut String, snap: &Snapshot) {
+    const NAME: &str = "spawnprof_stage_duration_seconds";
+    family(
+        out,
+        NAME,
+        "histogram",
+        "Duration of each spawn stage, by spawning comm (top-k, the rest as other) and method.",
+    );
+    for ((comm, st, m), h) in &snap.hists {
+        let labels = format!(
+            "comm=\"{}\",method=\"{}\",stage=\"{}\"",
+            escape(comm),
+            method::NAMES[*m],
+            stage::NAMES[*st]
+        );
+        histogram(out, NAME, &labels, h);
+    }
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Hist) {
+    let mut cumulative = 0u64;
+    for (i, n) in h.buckets.iter().enumerate() {
+        cumulative += n;
+        if !exposed(i) {
+            continue;
+        }
+        if let Some(upper) = bucket_upper_ns(i) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}",
+                seconds(upper)
+            );
+        }
+    }
+    // The bucket counts and the count are separate atomic adds: a scrape
+    // in the middle of an update must still see +Inf equal to _count.
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", seconds(h.sum_ns));
+    let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+}
+
+fn counters(out: &mut String, snap: &Snapshot) {
+    type Field = fn(&super::SpawnCounts) -> u64;
+    let per_comm: [(&str, &str, Field); 4] = [
+        (
+            "spawnprof_spawns_total",
+            "Spawns (processes and threads) that ended, by spawning comm and method.",
+            |c| c.spawns,
+        ),
+        (
+            "spawnprof_clone_failures_total",
+            "Clones that failed, by spawning comm and method.",
+            |c| c.clone_failures,
+        ),
+        (
+            "spawnprof_path_misses_total",
+            "Failed exec attempts before a child's exec succeeded (PATH directories tried).",
+            |c| c.path_misses,
+        ),
+        (
+            "spawnprof_cow_faults_total",
+            "Copy-on-write faults of the parent after each fork, until its next fork, exec or exit.",
+            |c| c.cow_faults,
+        ),
+    ];
+    for (name, help, field) in per_comm {
+        family(out, name, "counter", help);
+        for ((comm, m), c) in &snap.counts {
+            let _ = writeln!(
+                out,
+                "{name}{{comm=\"{}\",method=\"{}\"}} {}",
+                escape(comm),
+                method::NAMES[*m],
+                field(c)
+            );
+        }
+    }
+    family(
+        out,
+        "spawnprof_exec_failures_total",
+        "counter",
+        "Failed exec attempts of traced processes, by errno.",
+    );
+    for (errno, n) in &snap.exec_errno {
+        let _ = writeln!(
+            out,
+            "spawnprof_exec_failures_total{{errno=\"{}\"}} {n}",
+            errno_name(*errno)
+        );
+    }
+    family(
+        out,
+        "spawnprof_lost_events_total",
+        "counter",
+        "What the kernel side could not keep, by reason.",
+    );
+    for (reason, n) in &snap.lost {
+        let _ = writeln!(
+            out,
+            "spawnprof_lost_events_total{{reason=\"{}\"}} {n}",
+            escape(reason)
+        );
+    }
+    family(
+        out,
+        "spawnprof_map_full_total",
+        "counter",
+        "Histogram or counter updates that found their map full (expected 0).",
+    );
+    let _ = writeln!(out, "spawnprof_map_full_total {}", snap.no_room);
+}
+
+fn gauges(out: &mut String, snap: &Snapshot, top_k: u32) {
+    family(
+        out,
+        "spawnprof_parent_rss_bytes",
+        "gauge",
+        "Resident memory of the latest spawning parent of each comm, while it runs.",
+    );
+    for (comm, bytes) in &snap.parent_rss {
+        let _ = writeln!(
+            out,
+            "spawnprof_parent_rss_bytes{{comm=\"{}\"}} {bytes}",
+            escape(comm)
+        );
+    }
+    family(
+        out,
+        "spawnprof_comm_labels_capped",
+        "gauge",
+        "1 once every comm label slot was taken and later comms were counted as other.",
+    );
+    let _ = writeln!(out, "spawnprof_comm_labels_capped {}", snap.capped as u8);
+    family(
+        out,
+        "spawnprof_comm_labels_limit",
+        "gauge",
+        "The most distinct comm labels kept (--top-k).",
+    );
+    let _ = writeln!(out, "spawnprof_comm_labels_limit {top_k}");
+}
+
+/// The symbolic name of an exec errno (the common ones), else its number.
+pub fn errno_name(errno: u32) -> String {
+    let name = match errno as i32 {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EIO => "EIO",
+        libc::E2BIG => "E2BIG",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ELOOP => "ELOOP",
+        libc::ELIBBAD => "ELIBBAD",
+        libc::EINTR => "EINTR",
+        _ => return errno.to_string(),
+    };
+    name.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use spawnprof_common::metrics::bucket;
+
+    use super::*;
+    use crate::metrics::SpawnCounts;
+
+    #[test]
+    fn a_histogram_is_cumulative_and_ends_at_its_count() {
+        let mut h = Hist::default();
+        for v in [300u64, 10_000, 10_000, 2_000_000_000] {
+            h.count += 1;
+            h.sum_ns += v;
+            h.buckets[bucket(v)] += 1;
+        }
+        let mut snap = Snapshot::default();
+        snap.hists
+            .insert(("sh\"x".into(), stage::CLONE as usize, 0), h);
+        snap.counts.insert(
+            ("sh\"x".into(), 0),
+            SpawnCounts {
+                spawns: 4,
+                ..SpawnCounts::default()
+            },
+        );
+        snap.exec_errno.push((2, 7));
+        let page = render(&snap, 32);
+        let buckets: Vec<u64> = page
+            .lines()
+            .filter(|l| l.starts_with("spawnprof_stage_duration_seconds_bucket"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{page}");
+        assert_eq!(*buckets.last().unwrap(), 4);
+        assert!(page.contains("le=\"+Inf\"} 4\n"), "{page}");
+        assert!(page.contains("_count{comm=\"sh\\\"x\",method=\"fork\",stage=\"clone\"} 4"));
+        assert!(page.contains("spawnprof_spawns_total{comm=\"sh\\\"x\",method=\"fork\"} 4"));
+        assert!(page.contains("spawnprof_exec_failures_total{errno=\"ENOENT\"} 7"));
+        // Two bounds per power of two, from 256 ns to 2^35·1.5 ns, and +Inf.
+        assert_eq!(buckets.len(), 1 + 2 * 28 + 1);
+    }
+}

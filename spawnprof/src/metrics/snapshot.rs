@@ -1,0 +1,183 @@
+//! One reading of the kernel's metrics maps, with labels as text.
+use std::collections::BTreeMap;
+
+use spawnprof_common::metrics::{Hist, OTHER, method};
+
+use crate::probe::{Lost, RawMetrics};
+
+/// The spawn counters of one (comm, method).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpawnCounts {
+    pub spawns: u64,
+    pub clone_failures: u64,
+    pub path_misses: u64,
+    pub cow_faults: u64,
+}
+
+/// The metrics at one moment. Keys: (comm label, stage or method index).
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// (comm, stage, method) -> histogram.
+    pub hists: BTreeMap<(String, usize, usize), Hist>,
+    /// (comm, method) -> counters.
+    pub counts: BTreeMap<(String, usize), SpawnCounts>,
+    /// (errno, failed exec attempts).
+    pub exec_errno: Vec<(u32, u64)>,
+    /// By reason, what the kernel side could not keep.
+    pub lost: BTreeMap<String, u64>,
+    /// Every label slot was taken: later names were counted as `other`.
+    pub capped: bool,
+    /// Updates that found no room in a map.
+    pub no_room: u64,
+    /// comm -> resident bytes of its latest spawning parent, if alive.
+    pub parent_rss: BTreeMap<String, u64>,
+}
+
+/// The label of a comm: its text, or `other`.
+pub fn comm_label(comm: &[u8; 16]) -> String {
+    if *comm == OTHER {
+        return "other".into();
+    }
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+impl Snapshot {
+    /// Decodes a reading; `rss` gives a live process's resident bytes
+    /// when its comm is still the label (the pid may have been reused).
+    pub fn new(raw: RawMetrics, lost: &Lost, rss: impl Fn(u32, &str) -> Option<u64>) -> Self {
+        let mut hists = BTreeMap::new();
+        let mut counts = BTreeMap::new();
+        let mut parent_rss = BTreeMap::new();
+        for (k, v) in raw.series {
+            let label = comm_label(&k.comm);
+            let c = v.counters;
+            if c.parent_tgid != 0
+                && !parent_rss.contains_key(&label)
+                && let Some(bytes) = rss(c.parent_tgid, &label)
+            {
+                parent_rss.insert(label.clone(), bytes);
+            }
+            let m = (k.method as usize).min(method::COUNT - 1);
+            for (st, h) in v.hists.iter().enumerate().filter(|(_, h)| h.count > 0) {
+                hists.insert((label.clone(), st, m), *h);
+            }
+            counts.insert(
+                (label, m),
+                SpawnCounts {
+                    spawns: c.spawns,
+                    clone_failures: c.clone_failures,
+                    path_misses: c.path_misses,
+                    cow_faults: c.cow_faults,
+                },
+            );
+        }
+        Self {
+            hists,
+            counts,
+            exec_errno: raw.exec_errno,
+            lost: lost.by_reason.clone(),
+            capped: raw.state.capped != 0,
+            no_room: raw.state.no_room,
+            parent_rss,
+        }
+    }
+
+    /// Spawns per comm, all methods.
+    pub fn spawns_by_comm(&self) -> BTreeMap<&str, u64> {
+        let mut out = BTreeMap::new();
+        for ((comm, _), c) in &self.counts {
+            *out.entry(comm.as_str()).or_default() += c.spawns;
+        }
+        out
+    }
+
+    /// The histogram of `comm`'s `stage`, all methods added up.
+    pub fn stage_of(&self, comm: &str, stage: usize) -> Option<Hist> {
+        let mut sum: Option<Hist> = None;
+        for ((c, s, _), h) in &self.hists {
+            if c == comm && *s == stage {
+                let acc = sum.get_or_insert_with(Hist::default);
+                acc.count += h.count;
+                acc.sum_ns += h.sum_ns;
+                for (a, b) in acc.buckets.iter_mut().zip(h.buckets.iter()) {
+                    *a += b;
+                }
+            }
+        }
+        sum
+    }
+}
+
+/// The resident bytes of `pid` if its comm is still `comm`
+/// (/proc/PID/statm, in pages).
+pub fn proc_rss(pid: u32, comm: &str) -> Option<u64> {
+    let now = crate::sys::procfs::read_trim(&format!("/proc/{pid}/comm"))?;
+    if now != comm {
+        return None;
+    }
+    let statm = crate::sys::procfs::read(&format!("/proc/{pid}/statm"))?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page.max(4096) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use spawnprof_common::metrics::{Counters, MetricsState, Series, SeriesKey, stage};
+
+    use super::*;
+
+    fn comm(s: &str) -> [u8; 16] {
+        let mut c = [0u8; 16];
+        c[..s.len()].copy_from_slice(s.as_bytes());
+        c
+    }
+
+    #[test]
+    fn labels_are_decoded_and_methods_added_up() {
+        let mut series = Series::default();
+        let h = &mut series.hists[stage::DUP_MMAP as usize];
+        h.count = 2;
+        h.buckets[3] = 2;
+        let key = |comm, method| SeriesKey {
+            comm,
+            method,
+            _pad: 0,
+            _pad2: 0,
+        };
+        let other = Series {
+            counters: Counters {
+                spawns: 5,
+                parent_tgid: 7,
+                ..Counters::default()
+            },
+            ..Series::default()
+        };
+        let raw = RawMetrics {
+            series: vec![
+                (key(comm("redis-server"), method::FORK), series),
+                (key(comm("redis-server"), method::VFORK), series),
+                (key(OTHER, method::FORK), other),
+            ],
+            exec_errno: vec![(2, 3)],
+            state: MetricsState {
+                capped: 1,
+                no_room: 0,
+            },
+        };
+        let snap = Snapshot::new(raw, &Lost::default(), |pid, c| {
+            (pid == 7 && c == "other").then_some(4096)
+        });
+        assert!(snap.capped);
+        assert_eq!(snap.spawns_by_comm()["other"], 5);
+        assert_eq!(snap.parent_rss["other"], 4096);
+        // Only the histograms with observations become series.
+        assert_eq!(snap.hists.len(), 2);
+        let both = snap
+            .stage_of("redis-server", stage::DUP_MMAP as usize)
+            .unwrap();
+        assert_eq!((both.count, both.buckets[3]), (4, 4));
+    }
+}

@@ -1,0 +1,131 @@
+//! `spawnprof serve`: the probes with metrics on, and an HTTP endpoint
+//! serving them to Prometheus. start (load, attach, scope) → listen →
+//! serve until SIGTERM/SIGINT/SIGHUP → stop (dropping the probes detaches
+//! every program; the kernel would do the same if we died).
+pub mod http;
+pub mod live;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::{Context as _, Result};
+use tokio::signal::unix::{SignalKind, signal};
+
+pub use live::{Live, Target};
+
+use crate::{metrics::exposition, probe::SessionOptions};
+use http::Response;
+
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub target: Target,
+    pub top_k: u32,
+    pub probes: SessionOptions,
+}
+
+/// Runs until a stop signal; returns the signal's name.
+pub async fn run(opts: ServeOptions) -> Result<&'static str> {
+    let stop = StopSignals::new()?;
+    // Bound first, so a port in use fails before anything is loaded; no
+    // connection is accepted (so /ready answers) until the probes are up.
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {}: is another serve (or exporter) on that port? pick another \
+                 with --listen ADDR:PORT",
+                opts.listen
+            )
+        })?;
+    let live = Live::start(&opts.target, opts.top_k, &opts.probes)?;
+    crate::say!(
+        "spawnprof serve: {} on http://{}/metrics (ready at /ready), {}; metrics maps at most {} \
+         ({} comm labels)",
+        describe(&opts.target),
+        listener.local_addr()?,
+        attached_summary(&live),
+        crate::units::format_bytes(crate::probe::metrics::max_bytes(opts.top_k)),
+        opts.top_k
+    );
+    let live = Arc::new(Mutex::new(live));
+    let handler = {
+        let live = live.clone();
+        move |path: &str| respond(&live, path)
+    };
+    let signal = tokio::select! {
+        () = http::serve(listener, handler) => "listener closed",
+        s = stop.wait() => s,
+    };
+    crate::say!("spawnprof serve: {signal}, detaching the probes");
+    drop(live);
+    Ok(signal)
+}
+
+fn respond(live: &Mutex<Live>, path: &str) -> Response {
+    let Ok(live) = live.lock() else {
+        return Response::text(503, "probes unavailable\n");
+    };
+    match path {
+        "/metrics" => Response {
+            status: 200,
+            content_type: exposition::CONTENT_TYPE,
+            body: exposition::render(&live.snapshot(), live.top_k),
+        },
+        // The listener opens only once every probe is attached.
+        "/ready" => Response::text(200, "ready\n"),
+        "/" => Response::text(200, "spawnprof serve: /metrics, /ready\n"),
+        _ => Response::text(404, "not found: try /metrics or /ready\n"),
+    }
+}
+
+pub fn describe(target: &Target) -> String {
+    match target {
+        Target::All => "every process".into(),
+        Target::Cgroup(p) => format!("cgroup {}", p.display()),
+        Target::Pid { pid, follow: true } => format!("pid {pid} and its descendants"),
+        Target::Pid { pid, .. } => format!("pid {pid}"),
+    }
+}
+
+/// How many stages attached, and which did not.
+pub fn attached_summary(live: &Live) -> String {
+    use crate::probe::plan::Mechanism;
+    let missing: Vec<&str> = live
+        .plan
+        .iter()
+        .filter(|r| r.mechanism == Mechanism::Unavailable)
+        .map(|r| r.stage.as_str())
+        .collect();
+    match missing.len() {
+        0 => "every stage attached".into(),
+        _ => format!("unavailable here: {}", missing.join(", ")),
+    }
+}
+
+/// SIGTERM, SIGINT and SIGHUP, registered before the probes load so a
+/// stop during loading is not lost.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
+}

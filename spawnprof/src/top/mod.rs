@@ -1,0 +1,115 @@
+//! `spawnprof top`: a live view of the same kernel histograms `serve`
+//! exports, one row per comm, refreshed every interval. start the probes →
+//! take the terminal (ratatui restores it on exit and, through its panic
+//! hook, on a panic) → loop: read, draw, handle keys → give the terminal
+//! back → detach.
+pub mod rows;
+pub mod view;
+
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+
+use crate::{
+    metrics::Snapshot,
+    probe::SessionOptions,
+    serve::{Live, Target},
+};
+use rows::SortBy;
+
+pub struct TopOptions {
+    pub target: Target,
+    pub top_k: u32,
+    pub interval: Duration,
+    pub probes: SessionOptions,
+}
+
+/// Set by SIGTERM or SIGHUP: the loop ends and the terminal is restored.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop() {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// What the keys have set.
+struct Keys {
+    sort: SortBy,
+    reverse: bool,
+    quit: bool,
+}
+
+pub fn run(opts: TopOptions) -> Result<()> {
+    for sig in [libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { signal_hook_registry::register(sig, || on_stop()) }
+            .context("installing the SIGTERM handler")?;
+    }
+    let live = Live::start(&opts.target, opts.top_k, &opts.probes)?;
+    let scope = super::serve::describe(&opts.target);
+    let mut terminal = ratatui::try_init().context("taking over the terminal")?;
+    let result = event_loop(&mut terminal, &live, &scope, opts.interval);
+    ratatui::restore();
+    result
+}
+
+fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    live: &Live,
+    scope: &str,
+    interval: Duration,
+) -> Result<()> {
+    let mut keys = Keys {
+        sort: SortBy::Rate,
+        reverse: false,
+        quit: false,
+    };
+    let mut before: Snapshot = live.snapshot();
+    let mut taken = Instant::now();
+    let mut shown = Vec::new();
+    let mut next = Instant::now();
+    while !keys.quit && !STOP.load(Ordering::Relaxed) {
+        if Instant::now() >= next {
+            let now = live.snapshot();
+            let seconds = taken.elapsed().as_secs_f64();
+            shown = rows::rows(&now, &before, seconds);
+            (before, taken) = (now, Instant::now());
+            next = taken + interval;
+        }
+        rows::sort(&mut shown, keys.sort, keys.reverse);
+        let header = view::Header {
+            scope,
+            sort: keys.sort,
+            reverse: keys.reverse,
+            capped: before.capped,
+            lost: before.lost.values().sum(),
+        };
+        terminal.draw(|f| view::draw(f, &shown, &header))?;
+        let wait = next.saturating_duration_since(Instant::now());
+        if event::poll(wait.min(Duration::from_millis(250)))? {
+            handle(event::read()?, &mut keys);
+        }
+    }
+    Ok(())
+}
+
+fn handle(ev: Event, keys: &mut Keys) {
+    let Event::Key(k) = ev else {
+        return;
+    };
+    if k.kind != KeyEventKind::Press {
+        return;
+    }
+    match k.code {
+        KeyCode::Char('q') | KeyCode::Esc => keys.quit = true,
+        KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => keys.quit = true,
+        KeyCode::Char('s') | KeyCode::Right | KeyCode::Tab => keys.sort = keys.sort.next(),
+        KeyCode::Char('r') => keys.reverse = !keys.reverse,
+        KeyCode::Char('n') => keys.sort = SortBy::Comm,
+        KeyCode::Char('t') => keys.sort = SortBy::Total,
+        _ => {}
+    }
+}

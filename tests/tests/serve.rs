@@ -1,0 +1,383 @@
+//! `spawnprof serve` against a real Prometheus (Debian's package, started
+//! and stopped here): exact counts and dup_mmap buckets that follow the
+//! parent's RSS, metric names promtool accepts, a short storm with flat
+//! memory and no failed scrape, a clean stop on SIGTERM, another
+//! spawnprof's probes alongside, and the errors of bad input.
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use spawnprof_tests::{
+    require_root,
+    serve::{
+        Cgroup, Prometheus, Serve, bpf_prog_ids, http_get, prometheus_bin, rss_kib, sample,
+        spawner_named, wait_for,
+    },
+    spawnprof_bin,
+};
+
+/// Prometheus, or the reason the test cannot run (printed as SKIPPED).
+fn prometheus_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    let bin = prometheus_bin();
+    if bin.is_none() {
+        println!(
+            "SKIPPED: {test}: Debian's prometheus package is not installed (`cargo xtask test` \
+             installs it; or apt-get install prometheus)"
+        );
+    }
+    bin
+}
+
+fn cgroup_or_skip(test: &str) -> Option<Cgroup> {
+    match Cgroup::new(test) {
+        Ok(c) => Some(c),
+        Err(why) => {
+            println!("SKIPPED: {test}: cannot make a cgroup v2 directory: {why}");
+            None
+        }
+    }
+}
+
+fn run_in(cg: &Cgroup, program: &std::path::Path, args: &[&str]) {
+    let out = cg
+        .command(program, args)
+        .stdout(Stdio::null())
+        .output()
+        .expect("running the spawner");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn prometheus_sees_every_fork_and_dup_mmap_growing_with_rss() {
+    require_root();
+    let test = "serve-prometheus";
+    let (Some(prom_bin), Some(cg)) = (prometheus_or_skip(test), cgroup_or_skip(test)) else {
+        return;
+    };
+    const N: u64 = 100;
+    let small = spawner_named(test, "sp-rss0");
+    let large = spawner_named(test, "sp-rss1g");
+    let serve = Serve::start(test, &["--cgroup", cg.path.to_str().unwrap()]);
+    let prom = Prometheus::start(test, &prom_bin, serve.port);
+    let count = N.to_string();
+    let fork = ["--method", "fork-exec", "--warmup", "0", "--count", &count];
+    run_in(&cg, &small, &fork);
+    run_in(&cg, &large, &[&fork[..], &["--rss", "1G"]].concat());
+
+    // Every fork is counted once its parent exited (its last CoW window closed).
+    for comm in ["sp-rss0", "sp-rss1g"] {
+        let q = format!("sum(spawnprof_spawns_total{{comm=\"{comm}\",method=\"fork\"}})");
+        let seen = wait_for(Duration::from_secs(30), || {
+            prom.query(&q).filter(|v| *v as u64 == N)
+        });
+        assert!(
+            seen.is_some(),
+            "{q} = {:?}, want {N}\n{}",
+            prom.query(&q),
+            serve.metrics()
+        );
+        let dup = format!(
+            "sum(spawnprof_stage_duration_seconds_count{{comm=\"{comm}\",stage=\"dup_mmap\"}})"
+        );
+        assert_eq!(prom.query(&dup), Some(N as f64), "{dup}");
+    }
+    let p50 = |comm: &str| {
+        let q = format!(
+            "histogram_quantile(0.5, sum by (le) (spawnprof_stage_duration_seconds_bucket\
+             {{comm=\"{comm}\",stage=\"dup_mmap\"}}))"
+        );
+        prom.query(&q).unwrap_or_else(|| panic!("no value for {q}"))
+    };
+    let (p_small, p_large) = (p50("sp-rss0"), p50("sp-rss1g"));
+    println!(
+        "dup_mmap p50: {:.1} µs at 0 RSS, {:.1} µs at 1 GiB",
+        p_small * 1e6,
+        p_large * 1e6
+    );
+    assert!(
+        p_large >= 20.0 * p_small,
+        "dup_mmap p50 at 1 GiB ({p_large}) is not 20x that at 0 RSS ({p_small})"
+    );
+    // The lowest non-empty bucket of the 1 GiB forks is above the 0 RSS p50 too.
+    let page = serve.metrics();
+    let lowest = page
+        .lines()
+        .filter(|l| {
+            l.starts_with("spawnprof_stage_duration_seconds_bucket{comm=\"sp-rss1g\",method=\"fork\",stage=\"dup_mmap\"")
+        })
+        .find(|l| !l.ends_with(" 0"))
+        .expect("a non-empty bucket");
+    println!("lowest 1 GiB bucket: {lowest}");
+    promtool_accepts(&page);
+    assert_eq!(
+        prom.query("min_over_time(up{job=\"spawnprof\"}[1m])"),
+        Some(1.0),
+        "a scrape failed: {}",
+        prom.log_text()
+    );
+}
+
+/// `promtool check metrics` reads the page on stdin: no lint problem.
+fn promtool_accepts(page: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running promtool (Debian's prometheus package)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+}
+
+#[test]
+fn a_storm_keeps_memory_flat_and_every_scrape_answers() {
+    require_root();
+    let test = "serve-storm";
+    let (Some(prom_bin), Some(cg)) = (prometheus_or_skip(test), cgroup_or_skip(test)) else {
+        return;
+    };
+    let storm = spawner_named(test, "sp-storm");
+    let serve = Serve::start(test, &["--cgroup", cg.path.to_str().unwrap()]);
+    let prom = Prometheus::start(test, &prom_bin, serve.port);
+    // Four spawners, each as fast as it can, for 15 s (60 s in bench-serve).
+    let mut spawners: Vec<_> = ["posix-spawn", "fork-exec", "vfork-exec", "clone3-vfork"]
+        .iter()
+        .map(|m| {
+            cg.command(
+                &storm,
+                &[
+                    "--method", m, "--mode", "serial", "--warmup", "0", "--count", "5000000",
+                ],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting a spawner")
+        })
+        .collect();
+    let start = Instant::now();
+    let (mut rss, mut scrapes, mut failed) = (Vec::new(), 0, Vec::new());
+    while start.elapsed() < Duration::from_secs(15) {
+        match http_get(serve.port, "/metrics") {
+            Ok((200, _)) => scrapes += 1,
+            other => failed.push(format!("{other:?}")),
+        }
+        if start.elapsed() > Duration::from_secs(3) {
+            rss.push(rss_kib(serve.pid()).expect("serve's VmRSS"));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for s in &mut spawners {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    let page = serve.metrics();
+    let spawned = sample(
+        &page,
+        "spawnprof_spawns_total{comm=\"sp-storm\",method=\"clone3-vfork\"}",
+    )
+    .unwrap_or(0.0);
+    let (first, last) = (rss[0], *rss.last().unwrap());
+    let max = *rss.iter().max().unwrap();
+    println!(
+        "storm: {scrapes} scrapes, {spawned} clone3-vfork spawns, serve RSS {first} KiB after 3 s, \
+         {last} KiB at 15 s (max {max} KiB)"
+    );
+    assert!(failed.is_empty(), "failed scrapes: {failed:?}");
+    assert!(spawned > 1000.0, "the storm hardly ran: {spawned}\n{page}");
+    assert!(
+        max <= first + 2048,
+        "serve's memory grew from {first} KiB to {max} KiB during the storm"
+    );
+    let up = prom.query("min_over_time(up{job=\"spawnprof\"}[30s])");
+    let scraped = prom.query("count_over_time(up{job=\"spawnprof\"}[30s])");
+    assert_eq!(
+        up,
+        Some(1.0),
+        "Prometheus saw a failed scrape: {}",
+        prom.log_text()
+    );
+    assert!(
+        scraped.is_some_and(|n| n >= 10.0),
+        "Prometheus scrapes: {scraped:?}"
+    );
+}
+
+#[test]
+fn sigterm_leaves_no_program_in_the_kernel_and_another_spawnprof_can_run_alongside() {
+    require_root();
+    let test = "serve-stop";
+    let Some(cg) = cgroup_or_skip(test) else {
+        return;
+    };
+    let mut serve = Serve::start(test, &["--cgroup", cg.path.to_str().unwrap()]);
+    let ours = bpf_prog_ids(serve.pid());
+    assert!(ours.len() > 5, "serve holds programs: {ours:?}");
+
+    // A second spawnprof attaches its own probes to the same hooks, and goes.
+    let record = Command::new(spawnprof_bin())
+        .args(["record", "--no-live", "-o"])
+        .arg(spawnprof_tests::out_dir("serve-stop-record"))
+        .args(["--", "sh", "-c", "/bin/true; /bin/true"])
+        .output()
+        .unwrap();
+    assert!(
+        record.status.success(),
+        "{}",
+        String::from_utf8_lossy(&record.stderr)
+    );
+    let spawner = spawner_named(test, "sp-after");
+    run_in(
+        &cg,
+        &spawner,
+        &["--method", "posix-spawn", "--warmup", "0", "--count", "25"],
+    );
+    let counted = wait_for(Duration::from_secs(10), || {
+        sample(
+            &serve.metrics(),
+            "spawnprof_spawns_total{comm=\"sp-after\",method=\"clone3-vfork\"}",
+        )
+        .filter(|n| *n == 25.0)
+    });
+    assert!(
+        counted.is_some(),
+        "serve stopped counting:\n{}",
+        serve.metrics()
+    );
+
+    let status = serve.stop();
+    assert!(
+        status.success(),
+        "serve exited with {status}: {}",
+        serve.log_text()
+    );
+    assert!(serve.log_text().contains("SIGTERM"), "{}", serve.log_text());
+    let left = wait_for(Duration::from_secs(10), || {
+        let loaded: Vec<u32> = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .map(|p| p.id())
+            .filter(|id| ours.contains(id))
+            .collect();
+        loaded.is_empty().then_some(())
+    });
+    assert!(
+        left.is_some(),
+        "programs of serve still loaded after its exit"
+    );
+}
+
+#[test]
+fn bad_input_names_the_remedy() {
+    require_root();
+    let serve = |args: &[&str]| {
+        let out = Command::new(spawnprof_bin())
+            .arg("serve")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = serve(&["--cgroup", "/nonexistent/cgroup"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--cgroup /nonexistent/cgroup: no such directory"),
+        "{err}"
+    );
+    let (code, err) = serve(&["--cgroup", "/tmp"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not in a cgroup v2 hierarchy"), "{err}");
+    let (code, err) = serve(&["--top-k", "0"]);
+    assert_eq!(code, Some(2), "{err}");
+    // The port is taken: the error says so, and nothing stays loaded.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, err) = serve(&["--listen", &addr, "-p", &std::process::id().to_string()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--listen"), "{err}");
+}
+
+#[test]
+fn the_dashboard_and_the_alert_rules_use_only_what_serve_exports() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let page = spawnprof::metrics::exposition::render(&spawnprof::metrics::Snapshot::default(), 32);
+    let families: Vec<&str> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let known = |name: &str| {
+        families.iter().any(|f| {
+            name == *f
+                || ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s) == Some(f))
+        })
+    };
+    let names_in = |text: &str| -> Vec<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("spawnprof_"))
+            .map(String::from)
+            .collect()
+    };
+    let dashboard =
+        std::fs::read_to_string(root.join("docs/serve/grafana-dashboard.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let exprs: Vec<&str> = json["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .map(|t| t["expr"].as_str().unwrap())
+        .collect();
+    assert!(exprs.len() >= 8, "{exprs:?}");
+    let alerts = std::fs::read_to_string(root.join("docs/serve/alerts.yml")).unwrap();
+    for name in exprs
+        .iter()
+        .flat_map(|e| names_in(e))
+        .chain(names_in(&alerts))
+    {
+        assert!(
+            known(&name),
+            "{name} is not a metric serve exports ({families:?})"
+        );
+    }
+    let Some(_) = prometheus_bin() else {
+        println!("SKIPPED: promtool check rules: Debian's prometheus package is not installed");
+        return;
+    };
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(root.join("docs/serve/alerts.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -1,0 +1,176 @@
+//! `spawnprof top` in a real terminal (tmux): its rows appear while a
+//! spawner runs, a key changes the sort, and `q` leaves the terminal as
+//! it found it.
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use spawnprof_tests::{
+    require_root,
+    serve::{Cgroup, spawner_named, wait_for},
+    spawnprof_bin,
+};
+
+struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    fn start(name: &str) -> Self {
+        let session = format!("{name}-{}", std::process::id());
+        let ok = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &session,
+                "-x",
+                "200",
+                "-y",
+                "40",
+                "sh",
+            ])
+            .status()
+            .expect("running tmux (Debian's tmux package)")
+            .success();
+        assert!(ok, "tmux new-session failed");
+        Self { session }
+    }
+
+    fn send(&self, keys: &[&str]) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.session])
+            .args(keys)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux send-keys {keys:?}");
+    }
+
+    fn pane(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.session])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn format(&self, what: &str) -> String {
+        let out = Command::new("tmux")
+            .args(["display-message", "-p", "-t", &self.session, what])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn wait_for_text(&self, text: &str, secs: u64) -> Option<String> {
+        wait_for(Duration::from_secs(secs), || {
+            let pane = self.pane();
+            pane.contains(text).then_some(pane)
+        })
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .status();
+    }
+}
+
+fn tmux_installed() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn top_shows_a_row_per_binary_sorts_and_quits_with_the_terminal_restored() {
+    require_root();
+    if !tmux_installed() {
+        println!("SKIPPED: top under tmux: tmux is not installed (`cargo xtask test` installs it)");
+        return;
+    }
+    let cg = match Cgroup::new("top") {
+        Ok(c) => c,
+        Err(why) => {
+            println!("SKIPPED: top under tmux: cannot make a cgroup v2 directory: {why}");
+            return;
+        }
+    };
+    let tmux = Tmux::start("spawnprof-top");
+    let bin = spawnprof_bin();
+    let cgroup = cg.path.display().to_string();
+    let line = format!(
+        // The markers are split with quotes so the typed line does not match them.
+        "S=$(stty -g); {} top --cgroup {cgroup}; echo TOP_\"\"EXIT=$?; \
+         [ \"$(stty -g)\" = \"$S\" ] && echo TTY_\"\"SAME",
+        bin.display()
+    );
+    tmux.send(&[&line, "Enter"]);
+    assert!(
+        tmux.wait_for_text("SPAWNS/S", 90).is_some(),
+        "top never drew its table:\n{}",
+        tmux.pane()
+    );
+    let spawner = spawner_named("top", "sp-top-row");
+    let mut run = spawn_in(&cg, &spawner);
+    let pane = tmux.wait_for_text("sp-top-row", 20);
+    let _ = run.kill();
+    let _ = run.wait();
+    let pane = pane.unwrap_or_else(|| panic!("no row for the spawner:\n{}", tmux.pane()));
+    let row = pane.lines().find(|l| l.starts_with("sp-top-row")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    let total: u64 = cells[2].parse().unwrap_or(0);
+    assert!(total > 0, "the row counts no spawn: {row}");
+    assert!(
+        row.contains("µs") || row.contains("ms"),
+        "no latency in the row: {row}"
+    );
+    assert!(pane.contains("sorted by spawns/s"), "{pane}");
+    tmux.send(&["s"]);
+    assert!(
+        tmux.wait_for_text("sorted by total", 5).is_some(),
+        "s did not change the sort:\n{}",
+        tmux.pane()
+    );
+    tmux.send(&["q"]);
+    let after = tmux.wait_for_text("TOP_EXIT=", 20);
+    let after = after.unwrap_or_else(|| panic!("q did not quit top:\n{}", tmux.pane()));
+    assert!(after.contains("TOP_EXIT=0"), "{after}");
+    assert!(
+        after.contains("TTY_SAME"),
+        "terminal modes not restored:\n{after}"
+    );
+    assert_eq!(
+        tmux.format("#{alternate_on}"),
+        "0",
+        "still on the alternate screen"
+    );
+    assert_eq!(tmux.format("#{cursor_flag}"), "1", "cursor left hidden");
+}
+
+fn spawn_in(cg: &Cgroup, spawner: &Path) -> std::process::Child {
+    cg.command(
+        spawner,
+        &[
+            "--method",
+            "fork-exec",
+            "--mode",
+            "serial",
+            "--warmup",
+            "0",
+            "--count",
+            "5000000",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("starting the spawner")
+}
