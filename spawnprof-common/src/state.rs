@@ -84,6 +84,10 @@ pub struct Gates {
     /// back when it moves.
     #[cfg_attr(feature = "user", serde(default))]
     pub forks_seen: u64,
+    /// Not a gate: spawns the probes started records for, so that the
+    /// parking needs no count from userspace (`serve` reads no records).
+    #[cfg_attr(feature = "user", serde(default))]
+    pub spawns_seen: u64,
 }
 
 /// Per-thread state kept while a traced thread is inside a clone syscall,

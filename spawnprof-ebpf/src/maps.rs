@@ -112,6 +112,7 @@ pub static mut GATES: Gates = Gates {
     ns_reap_keys: 0,
     awaiting_unslotted: 0,
     forks_seen: 0,
+    spawns_seen: 0,
 };
 
 /// The [`spawnprof_common::await_child`] stages a new child is remembered
@@ -131,6 +132,7 @@ pub enum Gate {
     NsReapKeys,
     AwaitingUnslotted,
     ForksSeen,
+    SpawnsSeen,
 }
 
 #[inline(always)]
@@ -146,6 +148,7 @@ fn counter(gate: Gate) -> *mut u64 {
             Gate::NsReapKeys => &raw mut GATES.ns_reap_keys,
             Gate::AwaitingUnslotted => &raw mut GATES.awaiting_unslotted,
             Gate::ForksSeen => &raw mut GATES.forks_seen,
+            Gate::SpawnsSeen => &raw mut GATES.spawns_seen,
         }
     }
 }

@@ -288,6 +288,54 @@ fn sigterm_leaves_no_program_in_the_kernel_and_another_spawnprof_can_run_alongsi
     );
 }
 
+/// While the counted processes do not fork, serve parks the fork-only
+/// probes (mmap lock, page faults) after 200 spawns, and a fork brings
+/// them back: the forks after the first have their dup_mmap again.
+#[test]
+fn fork_only_probes_park_while_nothing_forks_and_return_at_a_fork() {
+    require_root();
+    let test = "serve-park";
+    let Some(cg) = cgroup_or_skip(test) else {
+        return;
+    };
+    let mut serve = Serve::start(test, &["--cgroup", cg.path.to_str().unwrap()]);
+    let script = "import os, time\n\
+        for _ in range(400):\n    os.waitpid(os.posix_spawn('/bin/true', ['true'], {}), 0)\n\
+        time.sleep(0.5)\n\
+        for _ in range(10):\n    \
+            pid = os.fork()\n    \
+            if pid == 0:\n        os._exit(0)\n    \
+            os.waitpid(pid, 0)\n    time.sleep(0.2)\n";
+    run_in(
+        &cg,
+        std::path::Path::new("/usr/bin/python3"),
+        &["-c", script],
+    );
+    let forks = "{comm=\"python3\",method=\"fork\",stage=\"dup_mmap\"}";
+    let timed = wait_for(Duration::from_secs(10), || {
+        sample(
+            &serve.metrics(),
+            &format!("spawnprof_stage_duration_seconds_count{forks}"),
+        )
+    });
+    let page = serve.metrics();
+    for (name, at_least) in [
+        ("spawnprof_fork_probes_parked_total", 1.0),
+        ("spawnprof_fork_probes_resumed_total", 1.0),
+    ] {
+        let n = sample(&page, name).unwrap_or(0.0);
+        assert!(n >= at_least, "{name} {n}:\n{page}");
+    }
+    // The fork that finds them parked has none; a 50 ms check brings them
+    // back well before the next, 200 ms later.
+    let timed = timed.unwrap_or(0.0);
+    assert!(
+        (8.0..=10.0).contains(&timed),
+        "{timed} of 10 forks timed:\n{page}"
+    );
+    assert!(serve.stop().success(), "{}", serve.log_text());
+}
+
 #[test]
 fn bad_input_names_the_remedy() {
     require_root();

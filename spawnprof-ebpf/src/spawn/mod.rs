@@ -228,7 +228,10 @@ pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
         if slotted {
             free_slot(child);
         }
-    } else if awaited {
+        return;
+    }
+    arm(Gate::SpawnsSeen);
+    if awaited {
         arm(Gate::AwaitingFirstRun);
         if !slotted {
             arm(Gate::AwaitingUnslotted);

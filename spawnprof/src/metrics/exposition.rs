@@ -162,6 +162,22 @@ fn counters(out: &mut String, snap: &Snapshot) {
         "Histogram or counter updates that found their map full (expected 0).",
     );
     let _ = writeln!(out, "spawnprof_map_full_total {}", snap.no_room);
+    for (name, help, n) in [
+        (
+            "spawnprof_fork_probes_parked_total",
+            "Times the mmap-lock and page-fault probes, which only forks need, were detached \
+             after 200 spawns without a fork (the fork that brings them back has no dup_mmap).",
+            snap.fork_probes.parked,
+        ),
+        (
+            "spawnprof_fork_probes_resumed_total",
+            "Times a fork brought the parked mmap-lock and page-fault probes back.",
+            snap.fork_probes.resumed,
+        ),
+    ] {
+        family(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {n}");
+    }
 }
 
 fn gauges(out: &mut String, snap: &Snapshot, top_k: u32) {

@@ -1,4 +1,5 @@
 //! One reading of the kernel's metrics maps, with labels as text.
+use crate::probe::park::ParkCounts;
 use std::collections::BTreeMap;
 
 use spawnprof_common::metrics::{Hist, OTHER, method};
@@ -31,6 +32,9 @@ pub struct Snapshot {
     pub no_room: u64,
     /// comm -> resident bytes of its latest spawning parent, if alive.
     pub parent_rss: BTreeMap<String, u64>,
+    /// How often the fork-only probes were parked and brought back (set
+    /// by whoever holds the session).
+    pub fork_probes: ParkCounts,
 }
 
 /// The label of a comm: its text, or `other`.
@@ -80,6 +84,7 @@ impl Snapshot {
             capped: raw.state.capped != 0,
             no_room: raw.state.no_room,
             parent_rss,
+            fork_probes: ParkCounts::default(),
         }
     }
 

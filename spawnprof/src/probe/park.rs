@@ -59,13 +59,14 @@ impl ForkProbes {
         }
     }
 
-    /// Parks or brings back the fork-only probes, given the spawns recorded
-    /// so far. Called by the reader on each wake-up: one map read.
-    pub fn keep(&mut self, ebpf: &mut Ebpf, spawns: u64) -> Result<()> {
+    /// Parks or brings back the fork-only probes. Called by the reader on
+    /// each wake-up (`serve` and `top`: on a timer): one map read.
+    pub fn keep(&mut self, ebpf: &mut Ebpf) -> Result<()> {
         if self.links.is_empty() && self.parked.is_empty() {
             return Ok(());
         }
         let gates = read_gates(ebpf)?;
+        let spawns = gates.spawns_seen;
         if gates.forks_seen != self.forks_seen {
             self.forks_seen = gates.forks_seen;
             self.spawns_then = spawns;

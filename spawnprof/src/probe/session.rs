@@ -375,10 +375,9 @@ impl Session {
         read_gates(&self.ebpf)
     }
 
-    /// Parks or brings back the fork-only probes ([`super::park`]), given
-    /// the spawns recorded so far.
-    pub fn keep_fork_probes(&mut self, spawns: u64) -> Result<()> {
-        self.fork_probes.keep(&mut self.ebpf, spawns)
+    /// Parks or brings back the fork-only probes ([`super::park`]).
+    pub fn keep_fork_probes(&mut self) -> Result<()> {
+        self.fork_probes.keep(&mut self.ebpf)
     }
 
     /// How often the fork-only probes were parked and brought back.

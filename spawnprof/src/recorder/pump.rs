@@ -212,7 +212,7 @@ impl Live {
     /// once-a-second flush of the recording.
     fn feed_ready(&mut self) -> Result<()> {
         self.root.resolve(&mut self.session)?;
-        self.session.keep_fork_probes(self.spawns)?;
+        self.session.keep_fork_probes()?;
         let (collected, seen) = self.session.collect_deferred(self.deferred);
         self.deferred = seen;
         for r in &collected {

@@ -68,9 +68,22 @@ impl Live {
         })
     }
 
+    /// Parks the fork-only probes while nothing forks, and brings them
+    /// back at a fork ([`crate::probe::park`]).
+    pub fn keep_fork_probes(&mut self) -> Result<()> {
+        self.session.keep_fork_probes()
+    }
+
+    /// How often the fork-only probes were parked and brought back.
+    pub fn park_counts(&self) -> crate::probe::park::ParkCounts {
+        self.session.park_counts()
+    }
+
     /// The metrics now.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::new(self.kernel.read(), &self.session.lost(), proc_rss)
+        let mut snapshot = Snapshot::new(self.kernel.read(), &self.session.lost(), proc_rss);
+        snapshot.fork_probes = self.session.park_counts();
+        snapshot
     }
 }
 

@@ -56,11 +56,29 @@ pub async fn run(opts: ServeOptions) -> Result<&'static str> {
     };
     let signal = tokio::select! {
         () = http::serve(listener, handler) => "listener closed",
+        e = keep_fork_probes(live.clone()) => return Err(e),
         s = stop.wait() => s,
     };
     crate::say!("spawnprof serve: {signal}, detaching the probes");
     drop(live);
     Ok(signal)
+}
+
+/// Every 50 ms (one map read), parks the fork-only probes while nothing
+/// forks and brings them back at a fork ([`crate::probe::park`]): a fork
+/// in that gap has no dup_mmap. Returns only if that fails (then serve
+/// stops, every probe detached, with the error).
+async fn keep_fork_probes(live: Arc<Mutex<Live>>) -> anyhow::Error {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        let Ok(mut live) = live.lock() else {
+            return anyhow::anyhow!("the probes' lock was poisoned");
+        };
+        if let Err(e) = live.keep_fork_probes() {
+            return e.context("parking or bringing back the fork-only probes");
+        }
+    }
 }
 
 fn respond(live: &Mutex<Live>, path: &str) -> Response {

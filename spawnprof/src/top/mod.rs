@@ -48,17 +48,17 @@ pub fn run(opts: TopOptions) -> Result<()> {
         unsafe { signal_hook_registry::register(sig, || on_stop()) }
             .context("installing the SIGTERM handler")?;
     }
-    let live = Live::start(&opts.target, opts.top_k, &opts.probes)?;
+    let mut live = Live::start(&opts.target, opts.top_k, &opts.probes)?;
     let scope = super::serve::describe(&opts.target);
     let mut terminal = ratatui::try_init().context("taking over the terminal")?;
-    let result = event_loop(&mut terminal, &live, &scope, opts.interval);
+    let result = event_loop(&mut terminal, &mut live, &scope, opts.interval);
     ratatui::restore();
     result
 }
 
 fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
-    live: &Live,
+    live: &mut Live,
     scope: &str,
     interval: Duration,
 ) -> Result<()> {
@@ -72,6 +72,7 @@ fn event_loop(
     let mut shown = Vec::new();
     let mut next = Instant::now();
     while !keys.quit && !STOP.load(Ordering::Relaxed) {
+        live.keep_fork_probes()?;
         if Instant::now() >= next {
             let now = live.snapshot();
             let seconds = taken.elapsed().as_secs_f64();
