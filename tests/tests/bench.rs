@@ -123,6 +123,26 @@ fn the_child_sees_the_requested_environment() {
 }
 
 /// `bench.json` of a bench directory.
+/// The most processes named spawnprof seen at once, sampled every 100 ms
+/// until `done`.
+fn most_spawnprof_processes(done: &std::sync::atomic::AtomicBool) -> usize {
+    let mut most = 0;
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        let now = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "spawnprof")
+            })
+            .count();
+        most = most.max(now);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    most
+}
+
 fn bench_json(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap()
 }
@@ -132,11 +152,25 @@ fn bench_json(dir: &Path) -> Value {
 fn a_quick_bench_covers_every_configuration_with_stage_data() {
     require_root();
     let dir = out_dir("bench");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || most_spawnprof_processes(&done))
+    };
     let out = Command::new(spawnprof_bin())
         .args(["bench", "--quick", "-o"])
         .arg(&dir)
         .output()
         .expect("run spawnprof bench");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Each recording hands its probes to a holder process that detaches
+    // them in the background: it must go with its recording, not pile up
+    // until the bench ends (one per configuration, each holding probes).
+    let most = sampler.join().unwrap();
+    assert!(
+        most <= 4,
+        "{most} spawnprof processes at once during the bench"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");

@@ -8,12 +8,13 @@
 //! stop: STOPPED[0] = 1, then a grace period (membarrier): no program is
 //!       still sending, and none will (they check STOPPED before sending)
 //! hand-off: a detached grandchild inherits the BPF descriptors and holds
-//!       them until this process exits; its exit detaches the programs
+//!       them until this process has dropped its own; its exit then
+//!       detaches the programs, while spawnprof writes the recording
 //! ```
 //!
 //! The programs that still run until then return early, or touch only
 //! map entries already read.
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd as _, OwnedFd, RawFd};
 
 use anyhow::{Context as _, Result};
 use aya::{
@@ -39,13 +40,14 @@ pub fn stop(ebpf: &mut Ebpf) -> Result<()> {
 
 /// Forks the holder of this process's BPF descriptors, so that dropping
 /// them here is only a reference count and the kernel detaches the
-/// programs once the holder exits, after this process. False when it
-/// could not: the caller then detaches itself.
-pub fn hand_off() -> bool {
+/// programs when the holder exits: once the returned descriptor is
+/// dropped, which the caller does right after its own BPF objects. `None`
+/// when it could not: the caller then detaches itself.
+pub fn hand_off() -> Option<OwnedFd> {
     let mut pipe = [0; 2];
     // SAFETY: `pipe` has room for two descriptors.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return false;
+        return None;
     }
     let [read_end, write_end] = pipe;
     // Listed after the pipe is made, so no number in the list can be
@@ -55,7 +57,14 @@ pub fn hand_off() -> bool {
     // SAFETY: between fork and _exit the children call only
     // async-signal-safe functions (fork, setsid, close, read, _exit).
     match unsafe { libc::fork() } {
-        -1 => false,
+        -1 => {
+            // SAFETY: both ends are ours and used nowhere else.
+            unsafe {
+                libc::close(read_end);
+                libc::close(write_end);
+            }
+            None
+        }
         0 => unsafe {
             if libc::fork() == 0 {
                 libc::setsid();
@@ -69,16 +78,19 @@ pub fn hand_off() -> bool {
                 libc::waitpid(middle, std::ptr::null_mut(), 0);
                 libc::close(read_end);
             }
-            // The write end stays open until this process exits: its
-            // closing is the holder's signal.
-            true
+            // Its closing (the drop, or this process's exit) is the
+            // holder's signal.
+            // SAFETY: a descriptor of ours, owned from here on.
+            Some(unsafe { OwnedFd::from_raw_fd(write_end) })
         }
     }
 }
 
 /// In the holder: drops everything but the BPF descriptors (so that no
 /// pipe or terminal is kept open for whoever reads this process's output),
-/// waits for the recorder's exit, and exits.
+/// waits for the recorder to drop its own, and exits. A `spawnprof bench`
+/// records many times in one process: each holder must go with its
+/// recording, not pile up until the bench ends.
 unsafe fn hold(close: &[RawFd], read_end: RawFd, write_end: RawFd) -> ! {
     unsafe {
         for &fd in close {

@@ -274,10 +274,22 @@ impl Session {
     /// [`super::detach`]); detaches here if that cannot be done. The spawn
     /// state stays readable.
     pub fn stop(mut self) -> KernelSpawns {
-        if super::detach::stop(&mut self.ebpf).is_ok() && super::detach::hand_off() {
-            return self.kernel;
-        }
-        self.detach()
+        let holder = super::detach::stop(&mut self.ebpf)
+            .ok()
+            .and_then(|()| super::detach::hand_off());
+        let Some(holder) = holder else {
+            return self.detach();
+        };
+        let Session {
+            kernel,
+            ebpf,
+            fork_probes,
+            ..
+        } = self;
+        // Only references now: the holder has every descriptor too.
+        drop((fork_probes, ebpf));
+        drop(holder);
+        kernel
     }
 
     /// The metrics maps (`serve`, `top`: [`SessionOptions::metrics`]), taken once.
