@@ -190,8 +190,9 @@ pub struct ProbeConfig {
     /// 1: send a [`crate::record::Notice`] at every exec and exit of a
     /// traced process (stack sampling reads its memory maps then).
     pub notices: u32,
-    /// 1: `serve`/`top`: each finished spawn is folded into the metrics
-    /// maps ([`crate::metrics`]) and nothing per spawn goes to `RECORDS`.
+    /// `serve`/`top` ([`crate::metrics::mode`] bits): each finished spawn
+    /// is folded into the metrics maps ([`crate::metrics`]) and nothing per
+    /// spawn goes to `RECORDS`.
     pub metrics: u32,
     /// spawnprof's own PID namespace, when it is not the host's (see
     /// [`crate::NsRegistration`]); zeros otherwise.

@@ -163,6 +163,17 @@ pub mod method {
 /// task has.
 pub const OTHER: [u8; COMM_LEN] = [0; COMM_LEN];
 
+/// The cgroup label of the spawns past the cgroup limit.
+pub const OTHER_CGROUP: u32 = u32::MAX;
+
+/// Bits of `ProbeConfig::metrics`.
+pub mod mode {
+    /// Finished spawns go into the metrics maps, not to the ring buffer.
+    pub const ON: u32 = 1;
+    /// Series are also labelled by the spawning parent's cgroup.
+    pub const BY_CGROUP: u32 = 2;
+}
+
 /// Key of the `SERIES` map: one entry per label and method.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -171,7 +182,10 @@ pub struct SeriesKey {
     pub comm: [u8; COMM_LEN],
     pub method: u16,
     pub _pad: u16,
-    pub _pad2: u32,
+    /// With `serve --cgroup-label`, the spawning parent's cgroup: the low
+    /// half of its id (in [`MAP_CGROUPS`]), or [`OTHER_CGROUP`] past the
+    /// limit; 0 without.
+    pub cgroup: u32,
 }
 
 /// One latency histogram, updated with atomic adds.
@@ -245,12 +259,18 @@ pub struct MetricsState {
     /// Histogram or counter entries that found no room (not expected:
     /// the maps are sized for every label, stage and method).
     pub no_room: u64,
+    /// Non-zero once a spawn was labelled [`OTHER_CGROUP`] because every
+    /// cgroup slot was taken.
+    pub cgroups_capped: u64,
 }
 
 /// Hash [`SeriesKey`] -> [`Series`].
 pub const MAP_SERIES: &str = "SERIES";
 /// Hash comm -> u32 (unused value): the labels taken, at most top-k.
 pub const MAP_LABELS: &str = "LABELS";
+/// Hash cgroup id (u64) -> u32 (unused value): the cgroups labelled, at
+/// most the cgroup limit.
+pub const MAP_CGROUPS: &str = "CGROUPS";
 /// Array of u64 by errno ([`ERRNO_SLOTS`]).
 pub const MAP_EXEC_ERRNO: &str = "EXEC_ERRNO";
 /// Array of one [`MetricsState`].

@@ -201,7 +201,9 @@ pub struct SpawnEvent {
     /// (PID namespaces), and the reaper.
     pub reap_ns_pid: u32,
     pub reaper_tgid: u32,
-    pub _pad: u32,
+    /// `serve --cgroup-label`: the spawning parent's cgroup label (see
+    /// `metrics::SeriesKey::cgroup`); 0 otherwise.
+    pub cgroup_slot: u32,
     /// copy_page_range and anon_vma_fork time and calls inside the clone
     /// (fentry/kprobe tiers).
     pub cpr_ns: u64,

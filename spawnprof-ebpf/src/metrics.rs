@@ -6,15 +6,21 @@
 //! a scrape reads one value per key, and memory does not grow with CPUs.
 //! A (comm, method) keeps its counters and every stage's histogram in one
 //! value, so a finished spawn costs two lookups (its label, its series).
+use aya_ebpf::helpers::bpf_get_current_cgroup_id;
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, PerCpuArray},
 };
 use spawnprof_common::{
     COMM_LEN, SpawnEvent, clone_flags as cf,
-    metrics::{ERRNO_SLOTS, Hist, MetricsState, OTHER, Series, SeriesKey, bucket, method, stage},
+    metrics::{
+        ERRNO_SLOTS, Hist, MetricsState, OTHER, OTHER_CGROUP, Series, SeriesKey, bucket, method,
+        mode, stage,
+    },
     spawn as sp, ts,
 };
+
+use crate::maps::{CONFIG, config};
 
 /// Whether a progress bit ([`sp`]) is set: each is a byte of its own.
 #[inline(always)]
@@ -26,6 +32,11 @@ fn has(s: *const SpawnEvent, bit: u32) -> bool {
 /// Labels taken, comm -> 0. The loader sizes it to `--top-k`.
 #[map]
 static LABELS: HashMap<[u8; COMM_LEN], u32> = HashMap::with_max_entries(32, 0);
+
+/// Cgroups labelled (`serve --cgroup-label`), id -> 0. The loader sizes it
+/// to `--cgroup-k`.
+#[map]
+static CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(1, 0);
 
 /// Counters and histograms per label and method; the loader sizes it to
 /// every label and method. Entries are allocated as first used.
@@ -70,7 +81,7 @@ pub fn spawn_ended(s: *const SpawnEvent) {
         comm: label(s),
         method: m,
         _pad: 0,
-        _pad2: 0,
+        cgroup: unsafe { (*s).cgroup_slot },
     };
     let Some(series) = series(&key) else {
         return;
@@ -168,6 +179,28 @@ fn label(s: *const SpawnEvent) -> [u8; COMM_LEN] {
         unsafe { (*st).capped = 1 };
     }
     OTHER
+}
+
+/// The label of the current task's cgroup with `--cgroup-label` (0
+/// without): the low half of its id, which no other live cgroup shares
+/// (ids count up), or [`OTHER_CGROUP`] once every slot is taken.
+#[inline(always)]
+pub fn cgroup_slot() -> u32 {
+    if config(&CONFIG.metrics) & mode::BY_CGROUP == 0 {
+        return 0;
+    }
+    let id = unsafe { bpf_get_current_cgroup_id() };
+    if unsafe { CGROUPS.get(&id) }.is_some()
+        || CGROUPS.insert(&id, &0, BPF_NOEXIST).is_ok()
+        // Taken by another CPU at the same moment.
+        || unsafe { CGROUPS.get(&id) }.is_some()
+    {
+        return id as u32;
+    }
+    if let Some(st) = METRICS_STATE.get_ptr_mut(0) {
+        unsafe { (*st).cgroups_capped = 1 };
+    }
+    OTHER_CGROUP
 }
 
 #[inline(always)]

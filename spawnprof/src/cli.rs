@@ -197,6 +197,14 @@ pub struct ServeArgs {
     pub listen: std::net::SocketAddr,
     #[command(flatten)]
     pub scope: ScopeArgs,
+    /// Label each series by the spawning parent's cgroup too (a systemd
+    /// unit or a container), as its path below the cgroup2 mount.
+    #[arg(long)]
+    pub cgroup_label: bool,
+    /// With --cgroup-label: distinct cgroups kept; the spawns of later
+    /// ones are labelled `other` (spawnprof_cgroup_labels_capped says so).
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = parse_cgroup_k, allow_negative_numbers = true, requires = "cgroup_label")]
+    pub cgroup_k: u32,
     #[command(flatten)]
     pub probes: ProbeArgs,
 }
@@ -319,6 +327,15 @@ fn parse_top_k(s: &str) -> Result<u32, String> {
         n @ 1..=1024 => Ok(n as u32),
         n => Err(format!(
             "--top-k {n}: between 1 and 1024 labels; e.g. --top-k 32"
+        )),
+    }
+}
+
+fn parse_cgroup_k(s: &str) -> Result<u32, String> {
+    match parse_u64_named(s, "--cgroup-k", "--cgroup-k 8")? {
+        n @ 1..=256 => Ok(n as u32),
+        n => Err(format!(
+            "--cgroup-k {n}: between 1 and 256 cgroup labels; e.g. --cgroup-k 8"
         )),
     }
 }

@@ -336,6 +336,60 @@ fn fork_only_probes_park_while_nothing_forks_and_return_at_a_fork() {
     assert!(serve.stop().success(), "{}", serve.log_text());
 }
 
+/// `--cgroup-label`: each fork is counted under its parent's cgroup, up
+/// to `--cgroup-k` cgroups; later ones are `other`, and a gauge says so.
+#[test]
+fn cgroup_labels_name_each_parents_cgroup_up_to_the_limit() {
+    require_root();
+    let test = "serve-cgroup-label";
+    let Some(parent) = cgroup_or_skip(test) else {
+        return;
+    };
+    let subs: Vec<Cgroup> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let path = parent.path.join(name);
+            std::fs::create_dir_all(&path).expect("making a sub-cgroup");
+            Cgroup { path }
+        })
+        .collect();
+    let spawner = spawner_named(test, "sp-cg");
+    let mut serve = Serve::start(
+        test,
+        &[
+            "--cgroup",
+            parent.path.to_str().unwrap(),
+            "--cgroup-label",
+            "--cgroup-k",
+            "2",
+        ],
+    );
+    let root = parent.path.file_name().unwrap().to_str().unwrap();
+    for (cg, n) in subs.iter().zip([20, 30, 10]) {
+        let count = n.to_string();
+        let args = ["--method", "fork-exec", "--warmup", "0", "--count", &count];
+        run_in(cg, &spawner, &args);
+    }
+    for (label, n) in [
+        (format!("/{root}/a"), 20),
+        (format!("/{root}/b"), 30),
+        ("other".into(), 10),
+    ] {
+        let series =
+            format!("spawnprof_spawns_total{{comm=\"sp-cg\",cgroup=\"{label}\",method=\"fork\"}}");
+        let seen = wait_for(Duration::from_secs(20), || {
+            sample(&serve.metrics(), &series).filter(|v| *v as u64 == n)
+        });
+        assert!(seen.is_some(), "{series} != {n}:\n{}", serve.metrics());
+    }
+    let page = serve.metrics();
+    assert_eq!(sample(&page, "spawnprof_cgroup_labels_capped"), Some(1.0));
+    assert_eq!(sample(&page, "spawnprof_cgroup_labels_limit"), Some(2.0));
+    promtool_accepts(&page);
+    assert!(serve.stop().success(), "{}", serve.log_text());
+    drop(subs);
+}
+
 #[test]
 fn bad_input_names_the_remedy() {
     require_root();
@@ -361,6 +415,9 @@ fn bad_input_names_the_remedy() {
     assert!(err.contains("not in a cgroup v2 hierarchy"), "{err}");
     let (code, err) = serve(&["--top-k", "0"]);
     assert_eq!(code, Some(2), "{err}");
+    let (code, err) = serve(&["--cgroup-k", "4"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--cgroup-label"), "{err}");
     // The port is taken: the error says so, and nothing stays loaded.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
@@ -372,7 +429,12 @@ fn bad_input_names_the_remedy() {
 #[test]
 fn the_dashboard_and_the_alert_rules_use_only_what_serve_exports() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let page = spawnprof::metrics::exposition::render(&spawnprof::metrics::Snapshot::default(), 32);
+    let limits = spawnprof::probe::metrics::Labels {
+        top_k: 32,
+        cgroup_k: Some(8),
+    };
+    let page =
+        spawnprof::metrics::exposition::render(&spawnprof::metrics::Snapshot::default(), limits);
     let families: Vec<&str> = page
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -196,6 +196,7 @@ pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
         (*s).parent_tgid = tgid;
         (*s).parent_tid = tid;
         (*s).parent_cpu = cpu as u16;
+        (*s).cgroup_slot = crate::metrics::cgroup_slot();
         (*s).ts[ts::FORK_DONE] = t;
         match clone {
             Some(c) => {

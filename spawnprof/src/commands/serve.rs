@@ -9,7 +9,10 @@ pub fn run(args: ServeArgs) -> Result<i32> {
     let opts = ServeOptions {
         listen: args.listen,
         target: target(&args.scope),
-        top_k: args.scope.top_k,
+        labels: spawnprof::probe::metrics::Labels {
+            top_k: args.scope.top_k,
+            cgroup_k: args.cgroup_label.then_some(args.cgroup_k),
+        },
         probes: super::session_options(&args.probes)?,
     };
     super::runtime()?.block_on(serve::run(opts))?;

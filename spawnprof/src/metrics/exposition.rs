@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 
 use spawnprof_common::metrics::{BUCKETS, Hist, SUBS, bucket_upper_ns, method, stage};
 
-use super::Snapshot;
+use super::{Snapshot, snapshot::Label};
+use crate::probe::metrics::Labels;
 
 /// The media type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -43,13 +44,22 @@ fn seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-/// The whole page for one scrape. `top_k`: the label limit in force.
-pub fn render(snap: &Snapshot, top_k: u32) -> String {
+/// The whole page for one scrape. `limits`: the label limits in force.
+pub fn render(snap: &Snapshot, limits: Labels) -> String {
     let mut out = String::with_capacity(64 * 1024);
     histograms(&mut out, snap);
     counters(&mut out, snap);
-    gauges(&mut out, snap, top_k);
+    gauges(&mut out, snap, limits);
     out
+}
+
+/// `comm="…"` and, when labelled by cgroup, `,cgroup="…"`.
+fn label_pairs(label: &Label) -> String {
+    let comm = format!("comm=\"{}\"", escape(&label.comm));
+    match &label.cgroup {
+        Some(cgroup) => format!("{comm},cgroup=\"{}\"", escape(cgroup)),
+        None => comm,
+    }
 }
 
 fn histograms(out: &mut String, snap: &Snapshot) {
@@ -58,12 +68,13 @@ fn histograms(out: &mut String, snap: &Snapshot) {
         out,
         NAME,
         "histogram",
-        "Duration of each spawn stage, by spawning comm (top-k, the rest as other) and method.",
+        "Duration of each spawn stage, by spawning comm (top-k, the rest as other), cgroup \
+         (with --cgroup-label) and method.",
     );
-    for ((comm, st, m), h) in &snap.hists {
+    for ((label, st, m), h) in &snap.hists {
         let labels = format!(
-            "comm=\"{}\",method=\"{}\",stage=\"{}\"",
-            escape(comm),
+            "{},method=\"{}\",stage=\"{}\"",
+            label_pairs(label),
             method::NAMES[*m],
             stage::NAMES[*st]
         );
@@ -119,11 +130,11 @@ fn counters(out: &mut String, snap: &Snapshot) {
     ];
     for (name, help, field) in per_comm {
         family(out, name, "counter", help);
-        for ((comm, m), c) in &snap.counts {
+        for ((label, m), c) in &snap.counts {
             let _ = writeln!(
                 out,
-                "{name}{{comm=\"{}\",method=\"{}\"}} {}",
-                escape(comm),
+                "{name}{{{},method=\"{}\"}} {}",
+                label_pairs(label),
                 method::NAMES[*m],
                 field(c)
             );
@@ -180,7 +191,7 @@ fn counters(out: &mut String, snap: &Snapshot) {
     }
 }
 
-fn gauges(out: &mut String, snap: &Snapshot, top_k: u32) {
+fn gauges(out: &mut String, snap: &Snapshot, limits: Labels) {
     family(
         out,
         "spawnprof_parent_rss_bytes",
@@ -207,7 +218,25 @@ fn gauges(out: &mut String, snap: &Snapshot, top_k: u32) {
         "gauge",
         "The most distinct comm labels kept (--top-k).",
     );
-    let _ = writeln!(out, "spawnprof_comm_labels_limit {top_k}");
+    let _ = writeln!(out, "spawnprof_comm_labels_limit {}", limits.top_k);
+    let Some(cgroup_k) = limits.cgroup_k else {
+        return;
+    };
+    family(
+        out,
+        "spawnprof_cgroup_labels_capped",
+        "gauge",
+        "1 once every cgroup label slot was taken and later cgroups were counted as other.",
+    );
+    let capped = snap.cgroups_capped as u8;
+    let _ = writeln!(out, "spawnprof_cgroup_labels_capped {capped}");
+    family(
+        out,
+        "spawnprof_cgroup_labels_limit",
+        "gauge",
+        "The most distinct cgroup labels kept (--cgroup-k).",
+    );
+    let _ = writeln!(out, "spawnprof_cgroup_labels_limit {cgroup_k}");
 }
 
 /// The symbolic name of an exec errno (the common ones), else its number.
@@ -254,16 +283,22 @@ mod tests {
         }
         let mut snap = Snapshot::default();
         snap.hists
-            .insert(("sh\"x".into(), stage::CLONE as usize, 0), h);
+            .insert((Label::comm("sh\"x"), stage::CLONE as usize, 0), h);
         snap.counts.insert(
-            ("sh\"x".into(), 0),
+            (Label::comm("sh\"x"), 0),
             SpawnCounts {
                 spawns: 4,
                 ..SpawnCounts::default()
             },
         );
         snap.exec_errno.push((2, 7));
-        let page = render(&snap, 32);
+        let page = render(
+            &snap,
+            Labels {
+                top_k: 32,
+                cgroup_k: None,
+            },
+        );
         let buckets: Vec<u64> = page
             .lines()
             .filter(|l| l.starts_with("spawnprof_stage_duration_seconds_bucket"))
@@ -277,5 +312,24 @@ mod tests {
         assert!(page.contains("spawnprof_exec_failures_total{errno=\"ENOENT\"} 7"));
         // Two bounds per power of two, from 256 ns to 2^35·1.5 ns, and +Inf.
         assert_eq!(buckets.len(), 1 + 2 * 28 + 1);
+    }
+
+    #[test]
+    fn a_cgroup_label_follows_the_comm() {
+        let mut snap = Snapshot::default();
+        let label = Label {
+            comm: "make".into(),
+            cgroup: Some("/system.slice/ci.service".into()),
+        };
+        snap.counts.insert((label, 1), SpawnCounts::default());
+        let limits = Labels {
+            top_k: 32,
+            cgroup_k: Some(8),
+        };
+        let page = render(&snap, limits);
+        assert!(page.contains(
+            "spawnprof_spawns_total{comm=\"make\",cgroup=\"/system.slice/ci.service\",method=\"vfork\"} 0"
+        ));
+        assert!(page.contains("spawnprof_cgroup_labels_limit 8\n"), "{page}");
     }
 }

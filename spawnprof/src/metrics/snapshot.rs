@@ -2,7 +2,7 @@
 use crate::probe::park::ParkCounts;
 use std::collections::BTreeMap;
 
-use spawnprof_common::metrics::{Hist, OTHER, method};
+use spawnprof_common::metrics::{Hist, OTHER, OTHER_CGROUP, method};
 
 use crate::probe::{Lost, RawMetrics};
 
@@ -15,19 +15,40 @@ pub struct SpawnCounts {
     pub cow_faults: u64,
 }
 
-/// The metrics at one moment. Keys: (comm label, stage or method index).
+/// What a series is labelled by, beside its method (and stage).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Label {
+    /// The spawning comm, or `other`.
+    pub comm: String,
+    /// With `--cgroup-label`: the spawning parent's cgroup path below the
+    /// cgroup2 mount, or `other`.
+    pub cgroup: Option<String>,
+}
+
+impl Label {
+    pub fn comm(comm: &str) -> Self {
+        Self {
+            comm: comm.into(),
+            cgroup: None,
+        }
+    }
+}
+
+/// The metrics at one moment. Keys: (label, stage or method index).
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    /// (comm, stage, method) -> histogram.
-    pub hists: BTreeMap<(String, usize, usize), Hist>,
-    /// (comm, method) -> counters.
-    pub counts: BTreeMap<(String, usize), SpawnCounts>,
+    /// (label, stage, method) -> histogram.
+    pub hists: BTreeMap<(Label, usize, usize), Hist>,
+    /// (label, method) -> counters.
+    pub counts: BTreeMap<(Label, usize), SpawnCounts>,
     /// (errno, failed exec attempts).
     pub exec_errno: Vec<(u32, u64)>,
     /// By reason, what the kernel side could not keep.
     pub lost: BTreeMap<String, u64>,
     /// Every label slot was taken: later names were counted as `other`.
     pub capped: bool,
+    /// The same for cgroup labels.
+    pub cgroups_capped: bool,
     /// Updates that found no room in a map.
     pub no_room: u64,
     /// comm -> resident bytes of its latest spawning parent, if alive.
@@ -46,22 +67,47 @@ pub fn comm_label(comm: &[u8; 16]) -> String {
     String::from_utf8_lossy(&comm[..end]).into_owned()
 }
 
+/// How a reading's label numbers become text.
+pub struct Namers<'a> {
+    /// A live process's resident bytes when its comm is still the label
+    /// (the pid may have been reused).
+    pub rss: &'a dyn Fn(u32, &str) -> Option<u64>,
+    /// The name of a cgroup id, when series are labelled by cgroup.
+    pub cgroup: Option<&'a dyn Fn(u64) -> String>,
+}
+
+/// The text of a cgroup label (the low half of an id), given the ids
+/// labelled.
+fn cgroup_label(low: u32, ids: &[u64], name: &dyn Fn(u64) -> String) -> String {
+    if low == OTHER_CGROUP {
+        return "other".into();
+    }
+    ids.iter()
+        .find(|id| **id as u32 == low)
+        .map_or_else(|| "unknown".into(), |id| name(*id))
+}
+
 impl Snapshot {
-    /// Decodes a reading; `rss` gives a live process's resident bytes
-    /// when its comm is still the label (the pid may have been reused).
-    pub fn new(raw: RawMetrics, lost: &Lost, rss: impl Fn(u32, &str) -> Option<u64>) -> Self {
+    /// Decodes a reading, naming its labels with `names`.
+    pub fn new(raw: RawMetrics, lost: &Lost, names: &Namers<'_>) -> Self {
         let mut hists = BTreeMap::new();
         let mut counts = BTreeMap::new();
         let mut parent_rss = BTreeMap::new();
         for (k, v) in raw.series {
-            let label = comm_label(&k.comm);
+            let comm = comm_label(&k.comm);
             let c = v.counters;
             if c.parent_tgid != 0
-                && !parent_rss.contains_key(&label)
-                && let Some(bytes) = rss(c.parent_tgid, &label)
+                && !parent_rss.contains_key(&comm)
+                && let Some(bytes) = (names.rss)(c.parent_tgid, &comm)
             {
-                parent_rss.insert(label.clone(), bytes);
+                parent_rss.insert(comm.clone(), bytes);
             }
+            let label = Label {
+                comm,
+                cgroup: names
+                    .cgroup
+                    .map(|name| cgroup_label(k.cgroup, &raw.cgroups, name)),
+            };
             let m = (k.method as usize).min(method::COUNT - 1);
             for (st, h) in v.hists.iter().enumerate().filter(|(_, h)| h.count > 0) {
                 hists.insert((label.clone(), st, m), *h);
@@ -82,6 +128,7 @@ impl Snapshot {
             exec_errno: raw.exec_errno,
             lost: lost.by_reason.clone(),
             capped: raw.state.capped != 0,
+            cgroups_capped: raw.state.cgroups_capped != 0,
             no_room: raw.state.no_room,
             parent_rss,
             fork_probes: ParkCounts::default(),
@@ -91,17 +138,17 @@ impl Snapshot {
     /// Spawns per comm, all methods.
     pub fn spawns_by_comm(&self) -> BTreeMap<&str, u64> {
         let mut out = BTreeMap::new();
-        for ((comm, _), c) in &self.counts {
-            *out.entry(comm.as_str()).or_default() += c.spawns;
+        for ((label, _), c) in &self.counts {
+            *out.entry(label.comm.as_str()).or_default() += c.spawns;
         }
         out
     }
 
-    /// The histogram of `comm`'s `stage`, all methods added up.
+    /// The histogram of `comm`'s `stage`, all methods and cgroups added up.
     pub fn stage_of(&self, comm: &str, stage: usize) -> Option<Hist> {
         let mut sum: Option<Hist> = None;
-        for ((c, s, _), h) in &self.hists {
-            if c == comm && *s == stage {
+        for ((label, s, _), h) in &self.hists {
+            if label.comm == comm && *s == stage {
                 let acc = sum.get_or_insert_with(Hist::default);
                 acc.count += h.count;
                 acc.sum_ns += h.sum_ns;
@@ -150,7 +197,7 @@ mod tests {
             comm,
             method,
             _pad: 0,
-            _pad2: 0,
+            cgroup: 0,
         };
         let other = Series {
             counters: Counters {
@@ -166,15 +213,19 @@ mod tests {
                 (key(comm("redis-server"), method::VFORK), series),
                 (key(OTHER, method::FORK), other),
             ],
+            cgroups: Vec::new(),
             exec_errno: vec![(2, 3)],
             state: MetricsState {
                 capped: 1,
-                no_room: 0,
+                ..MetricsState::default()
             },
         };
-        let snap = Snapshot::new(raw, &Lost::default(), |pid, c| {
-            (pid == 7 && c == "other").then_some(4096)
-        });
+        let rss = |pid, c: &str| (pid == 7 && c == "other").then_some(4096);
+        let names = Namers {
+            rss: &rss,
+            cgroup: None,
+        };
+        let snap = Snapshot::new(raw, &Lost::default(), &names);
         assert!(snap.capped);
         assert_eq!(snap.spawns_by_comm()["other"], 5);
         assert_eq!(snap.parent_rss["other"], 4096);
@@ -184,5 +235,36 @@ mod tests {
             .stage_of("redis-server", stage::DUP_MMAP as usize)
             .unwrap();
         assert_eq!((both.count, both.buckets[3]), (4, 4));
+    }
+
+    #[test]
+    fn cgroup_slots_are_named() {
+        let key = |cgroup| SeriesKey {
+            comm: comm("make"),
+            method: method::VFORK,
+            _pad: 0,
+            cgroup,
+        };
+        let raw = RawMetrics {
+            series: vec![
+                (key(4242), Series::default()),
+                (key(77), Series::default()),
+                (key(OTHER_CGROUP), Series::default()),
+            ],
+            cgroups: vec![(1 << 32) + 4242, 77],
+            ..RawMetrics::default()
+        };
+        let name = |id: u64| format!("/id{id}");
+        let names = Namers {
+            rss: &|_, _| None,
+            cgroup: Some(&name),
+        };
+        let snap = Snapshot::new(raw, &Lost::default(), &names);
+        let cgroups: Vec<_> = snap
+            .counts
+            .keys()
+            .map(|(l, _)| l.cgroup.clone().unwrap())
+            .collect();
+        assert_eq!(cgroups, ["/id4294971538", "/id77", "other"]);
     }
 }

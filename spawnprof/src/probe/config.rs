@@ -17,7 +17,7 @@ pub(super) fn probe_config(host: &Host, opts: &SessionOptions) -> Result<ProbeCo
         count_every_fault: !kernel.has_fault_counters() as u32,
         ring_buffer_bytes: opts.ring_buffer_bytes,
         notices: opts.notices as u32,
-        metrics: opts.metrics.is_some() as u32,
+        metrics: opts.metrics.map_or(0, |labels| labels.mode()),
         pid_ns: host.pid_ns.unwrap_or_default(),
         scope: opts.scope,
         tp: tracepoint_offsets(&host.tracefs)?,

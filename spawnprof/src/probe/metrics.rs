@@ -7,15 +7,45 @@ use aya::{
     maps::{Array, HashMap, MapData},
 };
 use spawnprof_common::metrics::{
-    ERRNO_SLOTS, MAP_EXEC_ERRNO, MAP_LABELS, MAP_METRICS_STATE, MAP_SERIES, MetricsState, Series,
-    SeriesKey, method,
+    ERRNO_SLOTS, MAP_CGROUPS, MAP_EXEC_ERRNO, MAP_LABELS, MAP_METRICS_STATE, MAP_SERIES,
+    MetricsState, Series, SeriesKey, method, mode,
 };
+
+/// How many distinct label values the kernel keeps; later ones share
+/// `other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Labels {
+    /// Spawning comms (`--top-k`).
+    pub top_k: u32,
+    /// Spawning parents' cgroups (`--cgroup-label`, `--cgroup-k`); `None`:
+    /// series are not labelled by cgroup.
+    pub cgroup_k: Option<u32>,
+}
+
+impl Labels {
+    /// The `ProbeConfig::metrics` bits.
+    pub fn mode(self) -> u32 {
+        mode::ON
+            | if self.cgroup_k.is_some() {
+                mode::BY_CGROUP
+            } else {
+                0
+            }
+    }
+
+    /// Series per comm and method: one per cgroup label and `other`.
+    fn cgroup_values(self) -> u32 {
+        self.cgroup_k.map_or(1, |k| k + 1)
+    }
+}
 
 /// The maps' entries at one moment.
 #[derive(Clone, Debug, Default)]
 pub struct RawMetrics {
-    /// Per (comm, method): counters and a histogram per stage.
+    /// Per (comm, method, cgroup): counters and a histogram per stage.
     pub series: Vec<(SeriesKey, Series)>,
+    /// The ids of the cgroups labelled.
+    pub cgroups: Vec<u64>,
     /// (errno, failed exec attempts), the non-zero ones.
     pub exec_errno: Vec<(u32, u64)>,
     pub state: MetricsState,
@@ -23,23 +53,30 @@ pub struct RawMetrics {
 
 pub struct KernelMetrics {
     series: HashMap<MapData, SeriesKey, Series>,
+    cgroups: HashMap<MapData, u64, u32>,
     errno: Array<MapData, u64>,
     state: Array<MapData, MetricsState>,
 }
 
-/// Sizes the metrics maps for `top_k` labels (and the `other` one): every
-/// (label, method) has room, so an update never finds the map full.
-pub(super) fn size_maps(loader: &mut EbpfLoader<'_>, top_k: u32) {
+/// Sizes the metrics maps for `labels` (and the `other` ones): every
+/// (comm, method, cgroup) has room, so an update never finds the map full.
+pub(super) fn size_maps(loader: &mut EbpfLoader<'_>, labels: Labels) {
     loader
-        .map_max_entries(MAP_LABELS, top_k.max(1))
-        .map_max_entries(MAP_SERIES, (top_k + 1) * method::COUNT as u32);
+        .map_max_entries(MAP_LABELS, labels.top_k.max(1))
+        .map_max_entries(MAP_CGROUPS, labels.cgroup_k.unwrap_or(1).max(1))
+        .map_max_entries(MAP_SERIES, series_entries(labels));
 }
 
-/// The most memory the metrics maps can take for `top_k` labels, in bytes
+fn series_entries(labels: Labels) -> u32 {
+    (labels.top_k + 1) * method::COUNT as u32 * labels.cgroup_values()
+}
+
+/// The most memory the metrics maps can take for `labels`, in bytes
 /// (values and keys, without the kernel's per-entry overhead).
-pub fn max_bytes(top_k: u32) -> u64 {
+pub fn max_bytes(labels: Labels) -> u64 {
     let entry = (size_of::<SeriesKey>() + size_of::<Series>()) as u64;
-    (u64::from(top_k) + 1) * method::COUNT as u64 * entry + u64::from(ERRNO_SLOTS) * 8
+    let cgroups = u64::from(labels.cgroup_k.unwrap_or(0)) * 12;
+    u64::from(series_entries(labels)) * entry + u64::from(ERRNO_SLOTS) * 8 + cgroups
 }
 
 impl KernelMetrics {
@@ -50,6 +87,7 @@ impl KernelMetrics {
         };
         Ok(Self {
             series: HashMap::try_from(take(MAP_SERIES)?)?,
+            cgroups: HashMap::try_from(take(MAP_CGROUPS)?)?,
             errno: Array::try_from(take(MAP_EXEC_ERRNO)?)?,
             state: Array::try_from(take(MAP_METRICS_STATE)?)?,
         })
@@ -64,8 +102,10 @@ impl KernelMetrics {
             .filter(|(_, n)| *n > 0)
             .collect();
         let state = self.state.get(&0, 0).unwrap_or_default();
+        let cgroups = self.cgroups.keys().filter_map(Result::ok).collect();
         RawMetrics {
             series,
+            cgroups,
             exec_errno,
             state,
         }
@@ -79,12 +119,20 @@ mod tests {
     #[test]
     fn the_stated_memory_bound_holds() {
         // docs/SERVE.md: at most 2.1 MiB at the default top-k, 66 MiB at 1024.
+        let labels = |top_k, cgroup_k| Labels { top_k, cgroup_k };
+        let mib = |l| max_bytes(l) as f64 / (1024.0 * 1024.0);
+        assert!(mib(labels(32, None)) < 2.2, "{}", mib(labels(32, None)));
         assert!(
-            max_bytes(32) < (2.2 * 1024.0 * 1024.0) as u64,
+            mib(labels(1024, None)) < 66.0,
             "{}",
-            max_bytes(32)
+            mib(labels(1024, None))
         );
-        assert!(max_bytes(1024) < 66 * 1024 * 1024, "{}", max_bytes(1024));
+        // With cgroup labels: (32 + 1) x 6 x (8 + 1) series.
+        assert!(
+            mib(labels(32, Some(8))) < 19.5,
+            "{}",
+            mib(labels(32, Some(8)))
+        );
         assert_eq!(size_of::<Series>(), 40 + 12 * (16 + 114 * 8));
     }
 }

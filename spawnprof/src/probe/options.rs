@@ -29,8 +29,8 @@ pub struct SessionOptions {
     /// process (stack sampling reads its memory maps then).
     pub notices: bool,
     /// `serve`/`top`: the kernel keeps histograms and counters with at
-    /// most this many comm labels, and sends no record per spawn.
-    pub metrics: Option<u32>,
+    /// most these many labels, and sends no record per spawn.
+    pub metrics: Option<super::metrics::Labels>,
     /// Processes the probes adopt on their own (`serve --all`, `--cgroup`).
     pub scope: spawnprof_common::Scope,
 }

@@ -77,8 +77,8 @@ impl Session {
             .override_global(GLOBAL_CONFIG, &config, true)
             .map_max_entries(MAP_RECORDS, size)
             .map_max_entries(MAP_SPAWNS, spawns_capacity());
-        if let Some(top_k) = opts.metrics {
-            metrics::size_maps(&mut loader, top_k);
+        if let Some(labels) = opts.metrics {
+            metrics::size_maps(&mut loader, labels);
         }
         let mut ebpf = loader
             .load(crate::PROBES)

@@ -7,9 +7,15 @@ use anyhow::{Context as _, Result};
 use spawnprof_common::{Scope, scope};
 
 use crate::{
-    metrics::{Snapshot, snapshot::proc_rss},
-    probe::{Host, KernelMetrics, Session, SessionOptions},
-    sys::procfs::{descendants, tgid_of},
+    metrics::{
+        Snapshot,
+        snapshot::{Namers, proc_rss},
+    },
+    probe::{Host, KernelMetrics, Session, SessionOptions, metrics::Labels},
+    sys::{
+        cgroup::CgroupNames,
+        procfs::{descendants, tgid_of},
+    },
 };
 
 /// Which processes' spawns are counted.
@@ -27,16 +33,16 @@ pub enum Target {
 pub struct Live {
     session: Session,
     kernel: KernelMetrics,
-    pub top_k: u32,
+    cgroups: CgroupNames,
+    pub labels: Labels,
     pub plan: Vec<crate::probe::plan::PlanRow>,
 }
 
 impl Live {
-    /// Loads and attaches the probes for `target`, with at most `top_k`
-    /// comm labels.
-    pub fn start(target: &Target, top_k: u32, probes: &SessionOptions) -> Result<Self> {
+    /// Loads and attaches the probes for `target`, with at most `labels`.
+    pub fn start(target: &Target, labels: Labels, probes: &SessionOptions) -> Result<Self> {
         let opts = SessionOptions {
-            metrics: Some(top_k),
+            metrics: Some(labels),
             scope: probe_scope(target)?,
             follow: !matches!(target, Target::Pid { follow: false, .. }),
             // Nothing per spawn goes through it: the smallest ring there is.
@@ -63,7 +69,8 @@ impl Live {
         Ok(Self {
             session,
             kernel,
-            top_k,
+            cgroups: CgroupNames::new(),
+            labels,
             plan,
         })
     }
@@ -80,8 +87,19 @@ impl Live {
     }
 
     /// The metrics now.
-    pub fn snapshot(&self) -> Snapshot {
-        let mut snapshot = Snapshot::new(self.kernel.read(), &self.session.lost(), proc_rss);
+    pub fn snapshot(&mut self) -> Snapshot {
+        let raw = self.kernel.read();
+        self.cgroups.resolve(raw.cgroups.iter().copied());
+        let cgroups = &self.cgroups;
+        let name = |id| cgroups.name(id);
+        let names = Namers {
+            rss: &proc_rss,
+            cgroup: self
+                .labels
+                .cgroup_k
+                .map(|_| &name as &dyn Fn(u64) -> String),
+        };
+        let mut snapshot = Snapshot::new(raw, &self.session.lost(), &names);
         snapshot.fork_probes = self.session.park_counts();
         snapshot
     }
@@ -121,7 +139,7 @@ pub fn cgroup_of(path: &std::path::Path) -> Result<(u64, u32)> {
         .canonicalize()
         .with_context(|| format!("--cgroup {}: no such directory", path.display()))?;
     let mounts = crate::sys::procfs::read("/proc/self/mountinfo").unwrap_or_default();
-    let root = cgroup2_mounts(&mounts)
+    let root = crate::sys::cgroup::cgroup2_mounts(&mounts)
         .into_iter()
         .filter(|m| path.starts_with(m))
         .max_by_key(|m| m.as_os_str().len())
@@ -130,7 +148,7 @@ pub fn cgroup_of(path: &std::path::Path) -> Result<(u64, u32)> {
                 "--cgroup {}: not in a cgroup v2 hierarchy (cgroup2 mounts: {}); pass a \
                  directory under one, e.g. /sys/fs/cgroup/system.slice/NAME.service",
                 path.display(),
-                cgroup2_mounts(&mounts)
+                crate::sys::cgroup::cgroup2_mounts(&mounts)
                     .iter()
                     .map(|m| m.display().to_string())
                     .collect::<Vec<_>>()
@@ -143,32 +161,4 @@ pub fn cgroup_of(path: &std::path::Path) -> Result<(u64, u32)> {
         .unwrap_or(0) as u32;
     let id = std::fs::metadata(&path)?.ino();
     Ok((id, level))
-}
-
-/// Where cgroup2 is mounted, from /proc/self/mountinfo.
-fn cgroup2_mounts(mountinfo: &str) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            (right.split_whitespace().next()? == "cgroup2")
-                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))
-                .flatten()
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cgroup2_mounts_are_found_in_mountinfo() {
-        let info = "30 24 0:26 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw\n\
-                    31 24 0:27 / /sys/fs/cgroup/cpu rw shared:10 - cgroup cgroup rw,cpu\n";
-        assert_eq!(
-            cgroup2_mounts(info),
-            vec![PathBuf::from("/sys/fs/cgroup/unified")]
-        );
-    }
 }

@@ -15,13 +15,16 @@ use tokio::signal::unix::{SignalKind, signal};
 
 pub use live::{Live, Target};
 
-use crate::{metrics::exposition, probe::SessionOptions};
+use crate::{
+    metrics::exposition,
+    probe::{SessionOptions, metrics::Labels},
+};
 use http::Response;
 
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub target: Target,
-    pub top_k: u32,
+    pub labels: Labels,
     pub probes: SessionOptions,
 }
 
@@ -39,15 +42,18 @@ pub async fn run(opts: ServeOptions) -> Result<&'static str> {
                 opts.listen
             )
         })?;
-    let live = Live::start(&opts.target, opts.top_k, &opts.probes)?;
+    let live = Live::start(&opts.target, opts.labels, &opts.probes)?;
     crate::say!(
         "spawnprof serve: {} on http://{}/metrics (ready at /ready), {}; metrics maps at most {} \
-         ({} comm labels)",
+         ({} comm labels{})",
         describe(&opts.target),
         listener.local_addr()?,
         attached_summary(&live),
-        crate::units::format_bytes(crate::probe::metrics::max_bytes(opts.top_k)),
-        opts.top_k
+        crate::units::format_bytes(crate::probe::metrics::max_bytes(opts.labels)),
+        opts.labels.top_k,
+        opts.labels
+            .cgroup_k
+            .map_or(String::new(), |k| format!(", {k} cgroup labels"))
     );
     let live = Arc::new(Mutex::new(live));
     let handler = {
@@ -82,14 +88,14 @@ async fn keep_fork_probes(live: Arc<Mutex<Live>>) -> anyhow::Error {
 }
 
 fn respond(live: &Mutex<Live>, path: &str) -> Response {
-    let Ok(live) = live.lock() else {
+    let Ok(mut live) = live.lock() else {
         return Response::text(503, "probes unavailable\n");
     };
     match path {
         "/metrics" => Response {
             status: 200,
             content_type: exposition::CONTENT_TYPE,
-            body: exposition::render(&live.snapshot(), live.top_k),
+            body: exposition::render(&live.snapshot(), live.labels),
         },
         // The listener opens only once every probe is attached.
         "/ready" => Response::text(200, "ready\n"),

@@ -1,5 +1,6 @@
 //! The machine and this process: clocks, /proc and /sys, and the node
 //! facts that explain spawn costs.
+pub mod cgroup;
 pub mod clock;
 pub mod memlock;
 pub mod node;

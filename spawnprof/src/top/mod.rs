@@ -48,7 +48,11 @@ pub fn run(opts: TopOptions) -> Result<()> {
         unsafe { signal_hook_registry::register(sig, || on_stop()) }
             .context("installing the SIGTERM handler")?;
     }
-    let mut live = Live::start(&opts.target, opts.top_k, &opts.probes)?;
+    let labels = crate::probe::metrics::Labels {
+        top_k: opts.top_k,
+        cgroup_k: None,
+    };
+    let mut live = Live::start(&opts.target, labels, &opts.probes)?;
     let scope = super::serve::describe(&opts.target);
     let mut terminal = ratatui::try_init().context("taking over the terminal")?;
     let result = event_loop(&mut terminal, &mut live, &scope, opts.interval);

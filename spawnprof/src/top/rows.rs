@@ -112,7 +112,7 @@ mod tests {
     fn snap(comm: &str, spawns: u64, clone_ns: &[u64]) -> Snapshot {
         let mut s = Snapshot::default();
         s.counts.insert(
-            (comm.into(), 0),
+            (crate::metrics::snapshot::Label::comm(comm), 0),
             SpawnCounts {
                 spawns,
                 ..SpawnCounts::default()
@@ -123,7 +123,14 @@ mod tests {
             h.count += 1;
             h.buckets[bucket(v)] += 1;
         }
-        s.hists.insert((comm.into(), stage::CLONE as usize, 0), h);
+        s.hists.insert(
+            (
+                crate::metrics::snapshot::Label::comm(comm),
+                stage::CLONE as usize,
+                0,
+            ),
+            h,
+        );
         s
     }
 
