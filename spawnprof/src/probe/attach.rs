@@ -37,7 +37,14 @@ pub(super) struct Resolver<'a> {
 }
 
 /// The links of attached [`FORK_ONLY`] programs, by program.
-pub(super) type ForkLinks = Vec<(&'static str, RawTracePointLink)>;
+pub(super) type ForkLinks = Vec<(ForkProgram, RawTracePointLink)>;
+
+/// A [`FORK_ONLY`] program and the raw tracepoint it is attached to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ForkProgram {
+    pub program: &'static str,
+    pub tracepoint: &'static str,
+}
 
 /// Tries `stage`'s candidates best first and returns the row of the first
 /// that attaches (or ends the list as "unavailable"). A required stage
@@ -388,7 +395,7 @@ fn attach_candidate(
                     attached.remove(p);
                     unload(ebpf, p);
                 }
-                fork_links.retain(|(p, _)| !mine_or(p, &mine, program));
+                fork_links.retain(|(p, _)| !mine_or(p.program, &mine, program));
                 unload(ebpf, program);
                 return Err(e.context(format!("attaching {} to {}", program, a.target())));
             }
@@ -449,7 +456,11 @@ fn attach_one(
             rt.load()?;
             let link = rt.attach(name).map_err(|e| raw_attach_error(name, e))?;
             if FORK_ONLY.contains(&p) {
-                fork_links.push((p, rt.take_link(link)?));
+                let fork = ForkProgram {
+                    program: p,
+                    tracepoint: name,
+                };
+                fork_links.push((fork, rt.take_link(link)?));
             }
         }
         Attach::Kprobe {

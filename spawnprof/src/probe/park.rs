@@ -24,7 +24,7 @@ use aya::{
 use serde::{Deserialize, Serialize};
 use spawnprof_common::{Gates, MAP_GATES, MAP_PARKED};
 
-use super::attach::{ForkLinks, program};
+use super::attach::{ForkLinks, ForkProgram, program};
 
 /// Spawns without a fork before the fork-only probes are parked.
 pub const QUIET_SPAWNS: u64 = 200;
@@ -41,18 +41,18 @@ pub struct ParkCounts {
 #[derive(Default)]
 pub struct ForkProbes {
     /// The links of the attached fork-only programs.
-    pub links: ForkLinks,
+    pub(super) links: ForkLinks,
     /// The kernel's count of traced forks when last looked at.
     forks_seen: u64,
     /// Spawns recorded when that count last moved.
     spawns_then: u64,
     /// The parked programs, to attach again.
-    parked: Vec<&'static str>,
+    parked: Vec<ForkProgram>,
     pub counts: ParkCounts,
 }
 
 impl ForkProbes {
-    pub fn new(links: ForkLinks) -> Self {
+    pub(super) fn new(links: ForkLinks) -> Self {
         Self {
             links,
             ..Self::default()
@@ -103,13 +103,12 @@ impl ForkProbes {
         if self.parked.is_empty() {
             return Ok(());
         }
-        for name in std::mem::take(&mut self.parked) {
-            let rt: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
-            let tracepoint = name.trim_start_matches("raw_").trim_end_matches("_memcg");
+        for fork in std::mem::take(&mut self.parked) {
+            let rt: &mut RawTracePoint = program(ebpf, fork.program)?.try_into()?;
             let link = rt
-                .attach(tracepoint)
-                .with_context(|| format!("attaching {name} again"))?;
-            self.links.push((name, rt.take_link(link)?));
+                .attach(fork.tracepoint)
+                .with_context(|| format!("attaching {} again", fork.program))?;
+            self.links.push((fork, rt.take_link(link)?));
         }
         self.counts.resumed += 1;
         set_parked(ebpf, false)

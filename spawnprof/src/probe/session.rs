@@ -110,7 +110,7 @@ impl Session {
         // Where no kernel counter gives fault totals, the fault probe counts
         // every fault of the traced processes: it must stay.
         if !config.kernel.has_fault_counters() {
-            fork_links.retain(|(p, _)| *p != "raw_page_fault_user");
+            fork_links.retain(|(p, _)| p.program != "raw_page_fault_user");
         }
         let mut session = Self {
             ebpf,
