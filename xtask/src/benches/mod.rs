@@ -5,7 +5,8 @@
 //!   alone, under `spawnprof record` (default and `--low-overhead`) and
 //!   under a bpftrace script timing the same stages, in interleaved
 //!   rounds, as ratios against no probes; the probes' own run time and
-//!   spawnprof's CPU per spawn (`record --probe-cost`); the time from a
+//!   spawnprof's CPU per spawn (`record --probe-cost`), beside bpftrace's
+//!   programs' run time (`peer_cost.rs`); the time from a
 //!   small recording's end to spawnprof's exit; the reference spawner
 //!   against the C loop; `strace -f`; and the same ratio for the fentry
 //!   and kprobe tiers inside the QEMU guests (`guests.rs`).
@@ -17,6 +18,7 @@
 mod fleet;
 mod guests;
 mod overhead;
+mod peer_cost;
 mod serve;
 mod storm;
 

@@ -80,7 +80,12 @@ pub fn overhead(rounds: usize) -> Result<()> {
     let workloads = workloads(&spawn_loop);
     let ratios = measure(&setups, &workloads, rounds)?;
     print_ratios(&setups, &workloads, &ratios, rounds);
-    probe_cost(&spawnprof, &out, &workloads[workloads.len() - 1])?;
+    let costed = &workloads[workloads.len() - 1];
+    probe_cost(&spawnprof, &out, costed)?;
+    if have_bpftrace {
+        let spawns = COUNT.parse::<u64>()? + 1;
+        super::peer_cost::bpftrace_cost(BPFTRACE_STAGES, &costed.argv, spawns)?;
+    }
     end_to_exit(&spawnprof, &out)?;
     spawner_against_c(&spawn_loop, rounds)?;
     if have_strace {

@@ -1,0 +1,109 @@
+//! The in-kernel run time of bpftrace's programs per spawn, doing the same
+//! stages as spawnprof's default recording: the yardstick for
+//! `record --probe-cost`. Run-time statistics are on only for this run
+//! (`kernel.bpf_stats_enabled`), never while rates are timed.
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader},
+    process::{Child, Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// bpftrace runs `script` while `argv` makes `spawns` spawns; prints its
+/// programs' run time per spawn.
+pub fn bpftrace_cost(script: &str, argv: &[String], spawns: u64) -> Result<()> {
+    let _stats = Stats::on()?;
+    let mut bpftrace = start(script)?;
+    let result = measure(bpftrace.id(), argv);
+    // SIGINT: bpftrace prints its maps (to the null device) and detaches.
+    unsafe { libc::kill(bpftrace.id() as i32, libc::SIGINT) };
+    let _ = bpftrace.wait();
+    let (runs, ns) = result?;
+    let spawns = spawns.max(1) as f64;
+    println!(
+        "bpftrace running the same stages, same workload: {:.1} µs of BPF run time per spawn \
+         ({:.0} program runs per spawn)",
+        ns as f64 / spawns / 1000.0,
+        runs as f64 / spawns
+    );
+    Ok(())
+}
+
+/// bpftrace with `script`, once its probes are attached.
+fn start(script: &str) -> Result<Child> {
+    let script = format!("BEGIN {{ printf(\"attached\\n\"); }}\n{script}");
+    let mut child = Command::new("bpftrace")
+        .args(["-q", "-e", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting bpftrace")?;
+    let stdout = child.stdout.take().context("bpftrace's stdout")?;
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first)?;
+    if first.trim() != "attached" {
+        let _ = child.kill();
+        bail!("bpftrace did not attach its probes: {first:?}");
+    }
+    Ok(child)
+}
+
+/// (runs, ns) of `pid`'s programs over one run of `argv`.
+fn measure(pid: u32, argv: &[String]) -> Result<(u64, u64)> {
+    let before = programs(pid)?;
+    let status = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("{} failed under bpftrace: {status}", argv.join(" "));
+    }
+    let after = programs(pid)?;
+    Ok(after.iter().fold((0, 0), |(runs, ns), (id, (r, n))| {
+        let (r0, n0) = before.get(id).copied().unwrap_or_default();
+        (runs + r - r0, ns + n - n0)
+    }))
+}
+
+/// Program id -> (run_cnt, run_time_ns) of every BPF program `pid` holds,
+/// from its file descriptors' fdinfo.
+fn programs(pid: u32) -> Result<BTreeMap<u64, (u64, u64)>> {
+    let mut out = BTreeMap::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let Ok(info) = std::fs::read_to_string(fd?.path()) else {
+            continue;
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+        };
+        if let (Some(id), Some(runs), Some(ns)) =
+            (field("prog_id:"), field("run_cnt:"), field("run_time_ns:"))
+        {
+            out.insert(id, (runs, ns));
+        }
+    }
+    Ok(out)
+}
+
+/// BPF run-time statistics on, and back as they were on drop.
+struct Stats {
+    was: String,
+}
+
+impl Stats {
+    fn on() -> Result<Self> {
+        let was = std::fs::read_to_string(STATS_SYSCTL).context("reading bpf_stats_enabled")?;
+        std::fs::write(STATS_SYSCTL, "1").context("turning BPF statistics on")?;
+        Ok(Self { was })
+    }
+}
+
+impl Drop for Stats {
+    fn drop(&mut self) {
+        let _ = std::fs::write(STATS_SYSCTL, self.was.trim());
+    }
+}
