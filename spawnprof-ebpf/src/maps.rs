@@ -89,6 +89,9 @@ pub static NS_PENDING: Array<u32> = Array::with_max_entries(1, 0);
 #[unsafe(no_mangle)]
 pub static CONFIG: ProbeConfig = ProbeConfig::DEFAULT;
 
+/// `bpf_map_update_elem` flag: only if the key is new.
+pub const BPF_NOEXIST: u64 = 1;
+
 /// Reads one configuration value. The volatile read stops the compiler from
 /// folding the default in at build time.
 #[inline(always)]

@@ -20,7 +20,7 @@ use spawnprof_common::{
     spawn as sp, ts,
 };
 
-use crate::maps::{CONFIG, config};
+use crate::maps::{BPF_NOEXIST, CONFIG, config};
 
 /// Whether a progress bit ([`sp`]) is set: each is a byte of its own.
 #[inline(always)]
@@ -56,8 +56,6 @@ static METRICS_STATE: Array<MetricsState> = Array::with_max_entries(1, 0);
 static ZERO: PerCpuArray<Series> = PerCpuArray::with_max_entries(1, 0);
 
 const BPF_F_NO_PREALLOC: u32 = 1;
-/// `bpf_map_update_elem` flag: only if the key is new.
-const BPF_NOEXIST: u64 = 1;
 
 #[inline(always)]
 fn add(p: *mut u64, v: u64) {

@@ -32,8 +32,8 @@ pub use exec::{exec_done, exec_entered, exec_prepared, exec_returned};
 use crate::{
     emit::{count_lost, current, send_spawn},
     maps::{
-        AWAITED, AWAITED_SLOTS, CLONES, CONFIG, Gate, NS_REAP, SCRATCH, SPAWNS, TRACED, arm, armed,
-        awaited_stages, config, disarm, stopped,
+        AWAITED, AWAITED_SLOTS, BPF_NOEXIST, CLONES, CONFIG, Gate, NS_REAP, SCRATCH, SPAWNS,
+        TRACED, arm, armed, awaited_stages, config, disarm, stopped,
     },
 };
 
@@ -141,6 +141,10 @@ fn blank(spawn_id: u64, child: u32, child_tgid: u32) -> Option<*mut SpawnEvent> 
 /// still waiting there under the same tid (pid reuse) is sent first.
 #[inline(always)]
 fn keep(child: u32, s: *const SpawnEvent) -> bool {
+    // Nearly always a new key: one hash operation instead of two.
+    if SPAWNS.insert(child, unsafe { &*s }, BPF_NOEXIST).is_ok() {
+        return true;
+    }
     if let Some(old) = SPAWNS.get_ptr_mut(child)
         && has(old, spawn::EMIT_PENDING)
         && !send_spawn(old)
