@@ -167,15 +167,39 @@ fn dispatch(task: Task) -> Result<ExitCode> {
 /// `cargo build` of `packages`, or of the default members when empty.
 pub(crate) fn build(release: bool, packages: &[&str]) -> Result<()> {
     setup::ensure(true)?;
+    let with_spawnprof = packages.contains(&"spawnprof");
     // Never `--workspace`: that would build spawnprof-ebpf for the host and
     // fail (duplicate lang item); spawnprof's build.rs builds it for BPF.
     let mut cargo = cmd::cargo(["build"]);
     for package in packages {
         cargo.args(["-p", package]);
     }
+    if with_spawnprof {
+        // The spawner is linked below; building it here too would relink it
+        // dynamically on every call.
+        cargo.args(["--lib", "--bin", "spawnprof"]);
+    }
     if release {
         cargo.arg("--release");
     }
+    cmd::run(&mut cargo)?;
+    if with_spawnprof {
+        static_spawner(release)?;
+    }
+    Ok(())
+}
+
+/// Links the reference spawner statically (glibc's static-pie), so that
+/// its address space is as small as a C loop's: dynamically linked, it has
+/// about 22 more mappings, which every fork copies (fork-exec p50 0.82 of
+/// the C loop's speed; static, 1.0: docs/BENCHMARKS.md). Only its own
+/// crate is compiled with the flag; its dependencies stay shared.
+fn static_spawner(release: bool) -> Result<()> {
+    let mut cargo = cmd::cargo(["rustc", "-p", "spawnprof", "--bin", "spawnprof-spawner"]);
+    if release {
+        cargo.arg("--release");
+    }
+    cargo.args(["--", "-C", "target-feature=+crt-static"]);
     cmd::run(&mut cargo)
 }
 
