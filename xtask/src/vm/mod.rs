@@ -89,7 +89,10 @@ pub fn run(args: &[String]) -> Result<()> {
         .map(|o| o.guest.name)
         .collect();
     if !failed.is_empty() {
-        bail!("vm-test failed on {} (see above)", failed.join(", "));
+        bail!(
+            "vm-test failed on {}, on two boots each (see above)",
+            failed.join(", ")
+        );
     }
     Ok(())
 }
