@@ -149,14 +149,9 @@ impl Cgroup {
     /// Under the first cgroup2 mount; None (with the reason) when there is none.
     pub fn new(test: &str) -> Result<Self, String> {
         let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-        let mount = info
-            .lines()
-            .find_map(|l| {
-                let (left, right) = l.split_once(" - ")?;
-                (right.split_whitespace().next()? == "cgroup2")
-                    .then(|| left.split_whitespace().nth(4).map(PathBuf::from))
-                    .flatten()
-            })
+        let mount = spawnprof::sys::cgroup::cgroup2_mounts(&info)
+            .into_iter()
+            .next()
             .ok_or("no cgroup2 mount on this machine")?;
         let path = mount.join(format!("spawnprof-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
