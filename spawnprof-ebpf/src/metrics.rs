@@ -166,17 +166,23 @@ fn label(s: *const SpawnEvent) -> [u8; COMM_LEN] {
             (*s).comm_before
         }
     };
-    if unsafe { LABELS.get(&comm) }.is_some() || LABELS.insert(&comm, &0, BPF_NOEXIST).is_ok() {
-        return comm;
-    }
-    // Taken by another CPU at the same moment, or the map is full.
-    if unsafe { LABELS.get(&comm) }.is_some() {
+    if holds_slot(&LABELS, &comm) {
         return comm;
     }
     if let Some(st) = METRICS_STATE.get_ptr_mut(0) {
         unsafe { (*st).capped = 1 };
     }
     OTHER
+}
+
+/// Whether `key` has one of the bounded label slots of `map`, taking one
+/// if it is new and the map has room.
+#[inline(always)]
+fn holds_slot<K>(map: &HashMap<K, u32>, key: &K) -> bool {
+    unsafe { map.get(key) }.is_some()
+        || map.insert(key, &0, BPF_NOEXIST).is_ok()
+        // Taken by another CPU at the same moment (not full after all).
+        || unsafe { map.get(key) }.is_some()
 }
 
 /// The label of the current task's cgroup with `--cgroup-label` (0
@@ -188,11 +194,7 @@ pub fn cgroup_slot() -> u32 {
         return 0;
     }
     let id = unsafe { bpf_get_current_cgroup_id() };
-    if unsafe { CGROUPS.get(&id) }.is_some()
-        || CGROUPS.insert(&id, &0, BPF_NOEXIST).is_ok()
-        // Taken by another CPU at the same moment.
-        || unsafe { CGROUPS.get(&id) }.is_some()
-    {
+    if holds_slot(&CGROUPS, &id) {
         return id as u32;
     }
     if let Some(st) = METRICS_STATE.get_ptr_mut(0) {
