@@ -113,6 +113,31 @@ impl Run {
     }
 }
 
+/// The one gap a record may show on this host. During a spawn storm about
+/// one context switch in 1,500 never reaches the sched_switch tracepoint's
+/// programs (spawnprof's raw one and bpftrace's classic one miss the same
+/// switches, with no recursion miss counted), so now and then a child's
+/// first switch-in goes unseen. The record says so, and it must stay rare.
+pub const FIRST_RUN_MISSED: &str = "first run not seen (its first switch-in was missed)";
+
+/// Asserts every record is complete, except that at most one of them may
+/// have had its first switch-in missed (see [`FIRST_RUN_MISSED`]).
+pub fn assert_complete(what: &str, records: &[&SpawnRecord]) {
+    let mut missed = 0;
+    for r in records {
+        if r.incomplete == [FIRST_RUN_MISSED] {
+            missed += 1;
+            continue;
+        }
+        assert!(r.incomplete.is_empty(), "{what}: {:?}", r.incomplete);
+    }
+    assert!(
+        missed <= 1,
+        "{what}: {missed} of {} first runs missed",
+        records.len()
+    );
+}
+
 /// Runs `spawnprof record -o DIR <args>` and loads the recording.
 pub fn record(test: &str, args: &[&str]) -> Run {
     require_root();

@@ -1,6 +1,6 @@
 //! `spawnprof record -- CMD`: the foundation's end-to-end checks.
 use spawnprof::{model::Timestamps, probe::plan::Mechanism};
-use spawnprof_tests::record;
+use spawnprof_tests::{FIRST_RUN_MISSED, assert_complete, record};
 
 /// Every recorded boundary of one process, in the order a spawn crosses them.
 fn ordered_boundaries(t: &Timestamps) -> Vec<(&'static str, Option<u64>)> {
@@ -43,7 +43,7 @@ fn a_loop_of_200_true_gives_exactly_200_linked_children() {
     assert_eq!(run.children().len(), 200, "no other spawns in this loop");
     // About one child in 3,000 on this host has its first switch-in missed
     // (docs/OUTPUT.md, `incomplete`); it must say so, and be rare.
-    const MISSED: &str = "first run not seen (its first switch-in was missed)";
+    const MISSED: &str = FIRST_RUN_MISSED;
     let missed = trues.iter().filter(|r| r.incomplete == [MISSED]).count();
     assert!(missed <= 2, "{missed} of 200 first runs missed");
     for r in &trues {
@@ -222,8 +222,8 @@ fn raw_and_classic_sched_tracepoints_see_the_same_boundaries() {
             ] {
                 assert!(v.is_some(), "{name}: no {what} in {t:?}");
             }
-            assert!(r.incomplete.is_empty(), "{name}: {:?}", r.incomplete);
         }
+        assert_complete(name, &trues);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The probe engine against the reference spawner: every spawn method is seen
 //! with the right syscall and flags, the mm copy grows with RSS, PATH misses
 //! and environment sizes are measured.
-use spawnprof_tests::{Run, record_spawner};
+use spawnprof_tests::{Run, assert_complete, record_spawner};
 
 /// Records the spawner with `args` and returns the run.
 fn spawner(test: &str, args: &[&str]) -> Run {
@@ -70,8 +70,8 @@ fn each_method_gives_exactly_n_records_with_its_syscall_and_flags() {
                 "{method}: {:?}",
                 r.flags
             );
-            assert!(r.incomplete.is_empty(), "{method}: {:?}", r.incomplete);
         }
+        assert_complete(method, &kids);
         let pids: std::collections::HashSet<_> = kids.iter().map(|r| r.child_pid).collect();
         assert_eq!(pids.len(), N, "{method}: distinct children");
     }
@@ -310,12 +310,8 @@ fn children_waited_for_with_waitid_are_reaped_like_waitpid_ones() {
                     exit.is_some() && reaped > exit,
                     "{method} {reap}: exit {exit:?}, reap {reaped:?}"
                 );
-                assert!(
-                    r.incomplete.is_empty(),
-                    "{method} {reap}: {:?}",
-                    r.incomplete
-                );
             }
+            assert_complete(&format!("{method} {reap}"), &kids);
         }
     }
 }
@@ -344,8 +340,8 @@ fn a_minimal_child_is_spawned_exec_d_and_cleaned_up() {
     for r in &kids {
         assert_eq!(r.exec_path.as_deref(), Some(path.as_str()));
         assert_eq!(r.exit_status, Some(0));
-        assert!(r.incomplete.is_empty(), "{:?}", r.incomplete);
     }
+    assert_complete("minimal child", &kids);
     assert!(!std::path::Path::new(&path).exists(), "{path} left behind");
 }
 
