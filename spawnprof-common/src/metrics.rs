@@ -81,7 +81,7 @@ fn floor_log2(v: u64) -> u32 {
 
 /// The stages a histogram is kept for ([`Series::hists`] index). Each is the
 /// same pair of boundaries as the stage of that name in a recording
-/// (`spawnprof::model::STAGES`), except `first_run` (there `sched_delay`).
+/// (`spawnprof::model::STAGES`).
 pub mod stage {
     pub const CLONE: u16 = 0;
     pub const COPY_PROCESS: u16 = 1;
@@ -90,7 +90,7 @@ pub mod stage {
     pub const COPY_PAGE_RANGE: u16 = 3;
     pub const ANON_VMA_FORK: u16 = 4;
     /// Woken to first on a CPU.
-    pub const FIRST_RUN: u16 = 5;
+    pub const SCHED_DELAY: u16 = 5;
     pub const PATH_SEARCH: u16 = 6;
     pub const EXEC: u16 = 7;
     pub const EXEC_LOAD: u16 = 8;
@@ -105,7 +105,7 @@ pub mod stage {
         "dup_mmap",
         "copy_page_range",
         "anon_vma_fork",
-        "first_run",
+        "sched_delay",
         "path_search",
         "exec",
         "exec_load",

@@ -131,7 +131,7 @@ fn stages(s: *const SpawnEvent, series: *mut Series, flags: u64) {
             observe(series, stage::ANON_VMA_FORK, (*s).avf_ns);
         }
     }
-    put(stage::FIRST_RUN, t(ts::WAKEUP_NEW), t(ts::FIRST_RUN));
+    put(stage::SCHED_DELAY, t(ts::WAKEUP_NEW), t(ts::FIRST_RUN));
     // Only a search that missed: a first-try exec would fill it with zeros.
     if unsafe { (*s).failed_attempts } != 0 {
         put(

@@ -14,7 +14,7 @@ pub const STAGES: [(u16, &str); 4] = [
     (stage::CLONE, "clone"),
     (stage::DUP_MMAP, "dup_mmap"),
     (stage::EXEC, "exec"),
-    (stage::FIRST_RUN, "first run"),
+    (stage::SCHED_DELAY, "first run"),
 ];
 
 #[derive(Clone, Debug, PartialEq)]
