@@ -188,6 +188,11 @@ pub struct ScopeArgs {
     /// `other` (and spawnprof_comm_labels_capped says so).
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = parse_top_k, allow_negative_numbers = true)]
     pub top_k: u32,
+    /// Give a comm (or cgroup) label back once its name has spawned
+    /// nothing for this long while others are counted as `other`, so the
+    /// labels go to the names that spawn; `off` keeps the first ones.
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_label_idle)]
+    pub label_idle: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -328,6 +333,14 @@ fn parse_top_k(s: &str) -> Result<u32, String> {
         n => Err(format!(
             "--top-k {n}: between 1 and 1024 labels; e.g. --top-k 32"
         )),
+    }
+}
+
+fn parse_label_idle(s: &str) -> Result<std::time::Duration, String> {
+    match s {
+        "off" | "0" => Ok(std::time::Duration::ZERO),
+        _ => crate::units::parse_duration(s)
+            .map_err(|e| format!("--label-idle {s}: {e}; or `off` to keep the first labels")),
     }
 }
 

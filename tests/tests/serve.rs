@@ -390,6 +390,61 @@ fn cgroup_labels_name_each_parents_cgroup_up_to_the_limit() {
     drop(subs);
 }
 
+/// `--label-idle`: a comm that stopped spawning gives its label back once
+/// another is counted as `other`, and the next name to spawn takes it.
+#[test]
+fn an_idle_comm_gives_its_label_to_one_counted_as_other() {
+    require_root();
+    let test = "serve-label-idle";
+    let Some(cg) = cgroup_or_skip(test) else {
+        return;
+    };
+    let (a, b) = (
+        spawner_named(test, "sp-idle-a"),
+        spawner_named(test, "sp-idle-b"),
+    );
+    let mut serve = Serve::start(
+        test,
+        &[
+            "--cgroup",
+            cg.path.to_str().unwrap(),
+            "--top-k",
+            "1",
+            "--label-idle",
+            "2s",
+        ],
+    );
+    let spawns = |comm: &str| format!("spawnprof_spawns_total{{comm=\"{comm}\",method=\"fork\"}}");
+    let reaches = |series: &str, n: u64| {
+        let seen = wait_for(Duration::from_secs(20), || {
+            sample(&serve.metrics(), series).filter(|v| *v as u64 == n)
+        });
+        assert!(seen.is_some(), "{series} != {n}:\n{}", serve.metrics());
+    };
+    let fork = |program: &std::path::Path, n: &str| {
+        run_in(
+            &cg,
+            program,
+            &["--method", "fork-exec", "--warmup", "0", "--count", n],
+        )
+    };
+    fork(&a, "10");
+    reaches(&spawns("sp-idle-a"), 10);
+    std::thread::sleep(Duration::from_millis(2500));
+    // b finds the one label taken; the scrape that sees it in `other`
+    // frees a's, idle for 2.5 s.
+    fork(&b, "5");
+    reaches(&spawns("other"), 5);
+    fork(&b, "7");
+    reaches(&spawns("sp-idle-b"), 7);
+    let page = serve.metrics();
+    assert_eq!(sample(&page, &spawns("sp-idle-a")), None, "{page}");
+    assert_eq!(sample(&page, &spawns("other")), Some(5.0), "{page}");
+    assert_eq!(sample(&page, "spawnprof_labels_recycled_total"), Some(1.0));
+    promtool_accepts(&page);
+    assert!(serve.stop().success(), "{}", serve.log_text());
+}
+
 #[test]
 fn bad_input_names_the_remedy() {
     require_root();
@@ -415,6 +470,9 @@ fn bad_input_names_the_remedy() {
     assert!(err.contains("not in a cgroup v2 hierarchy"), "{err}");
     let (code, err) = serve(&["--top-k", "0"]);
     assert_eq!(code, Some(2), "{err}");
+    let (code, err) = serve(&["--label-idle", "5 fortnights"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`off`"), "{err}");
     let (code, err) = serve(&["--cgroup-k", "4"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--cgroup-label"), "{err}");

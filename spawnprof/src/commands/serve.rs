@@ -13,6 +13,7 @@ pub fn run(args: ServeArgs) -> Result<i32> {
             top_k: args.scope.top_k,
             cgroup_k: args.cgroup_label.then_some(args.cgroup_k),
         },
+        label_idle: args.scope.label_idle,
         probes: super::session_options(&args.probes)?,
     };
     super::runtime()?.block_on(serve::run(opts))?;

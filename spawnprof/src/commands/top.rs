@@ -11,6 +11,7 @@ pub fn run(args: TopArgs) -> Result<i32> {
     top::run(TopOptions {
         target: super::serve::target(&args.scope),
         top_k: args.scope.top_k,
+        label_idle: args.scope.label_idle,
         interval: Duration::from_secs(args.interval),
         probes: super::session_options(&args.probes)?,
     })?;

@@ -178,12 +178,18 @@ fn counters(out: &mut String, snap: &Snapshot) {
             "spawnprof_fork_probes_parked_total",
             "Times the mmap-lock and page-fault probes, which only forks need, were detached \
              after 200 spawns without a fork (the fork that brings them back has no dup_mmap).",
-            snap.fork_probes.parked,
+            u64::from(snap.fork_probes.parked),
         ),
         (
             "spawnprof_fork_probes_resumed_total",
             "Times a fork brought the parked mmap-lock and page-fault probes back.",
-            snap.fork_probes.resumed,
+            u64::from(snap.fork_probes.resumed),
+        ),
+        (
+            "spawnprof_labels_recycled_total",
+            "Comm and cgroup label slots given back after their name spawned nothing for \
+             --label-idle while others were counted as other; a name that returns counts from 0.",
+            snap.labels_recycled,
         ),
     ] {
         family(out, name, "counter", help);

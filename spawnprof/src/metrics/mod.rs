@@ -4,6 +4,7 @@
 //! Pure functions of what was read: no kernel access here.
 pub mod exposition;
 pub mod quantile;
+pub mod recycle;
 pub mod snapshot;
 
 pub use snapshot::{Snapshot, SpawnCounts};

@@ -51,6 +51,9 @@ pub struct Snapshot {
     pub cgroups_capped: bool,
     /// Updates that found no room in a map.
     pub no_room: u64,
+    /// Label slots given back after their name stopped spawning (set by
+    /// whoever holds the session).
+    pub labels_recycled: u64,
     /// comm -> resident bytes of its latest spawning parent, if alive.
     pub parent_rss: BTreeMap<String, u64>,
     /// How often the fork-only probes were parked and brought back (set
@@ -130,6 +133,7 @@ impl Snapshot {
             capped: raw.state.capped != 0,
             cgroups_capped: raw.state.cgroups_capped != 0,
             no_room: raw.state.no_room,
+            labels_recycled: 0,
             parent_rss,
             fork_probes: ParkCounts::default(),
         }

@@ -6,9 +6,12 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData},
 };
-use spawnprof_common::metrics::{
-    ERRNO_SLOTS, MAP_CGROUPS, MAP_EXEC_ERRNO, MAP_LABELS, MAP_METRICS_STATE, MAP_SERIES,
-    MetricsState, Series, SeriesKey, method, mode,
+use spawnprof_common::{
+    COMM_LEN,
+    metrics::{
+        ERRNO_SLOTS, MAP_CGROUPS, MAP_EXEC_ERRNO, MAP_LABELS, MAP_METRICS_STATE, MAP_SERIES,
+        MetricsState, OTHER, OTHER_CGROUP, Series, SeriesKey, method, mode,
+    },
 };
 
 /// How many distinct label values the kernel keeps; later ones share
@@ -53,6 +56,7 @@ pub struct RawMetrics {
 
 pub struct KernelMetrics {
     series: HashMap<MapData, SeriesKey, Series>,
+    labels: HashMap<MapData, [u8; COMM_LEN], u32>,
     cgroups: HashMap<MapData, u64, u32>,
     errno: Array<MapData, u64>,
     state: Array<MapData, MetricsState>,
@@ -87,6 +91,7 @@ impl KernelMetrics {
         };
         Ok(Self {
             series: HashMap::try_from(take(MAP_SERIES)?)?,
+            labels: HashMap::try_from(take(MAP_LABELS)?)?,
             cgroups: HashMap::try_from(take(MAP_CGROUPS)?)?,
             errno: Array::try_from(take(MAP_EXEC_ERRNO)?)?,
             state: Array::try_from(take(MAP_METRICS_STATE)?)?,
@@ -109,6 +114,42 @@ impl KernelMetrics {
             exec_errno,
             state,
         }
+    }
+
+    /// Frees the label slots of `comms` and `cgroups` (low halves of ids),
+    /// and removes their series and any series left without a label (a
+    /// spawn racing an earlier free), given the series keys of a reading
+    /// taken before. Returns the labels freed.
+    pub fn forget(
+        &mut self,
+        comms: &[[u8; COMM_LEN]],
+        cgroups: &[u32],
+        read: &[SeriesKey],
+    ) -> usize {
+        let mut freed = 0;
+        for comm in comms {
+            freed += usize::from(self.labels.remove(comm).is_ok());
+        }
+        let ids: Vec<u64> = self.cgroups.keys().filter_map(Result::ok).collect();
+        for id in ids.iter().filter(|id| cgroups.contains(&(**id as u32))) {
+            freed += usize::from(self.cgroups.remove(id).is_ok());
+        }
+        // Read after the series, so a label taken since is in it: a series
+        // is only made once its label is.
+        let labelled: Vec<[u8; COMM_LEN]> = self.labels.keys().filter_map(Result::ok).collect();
+        let groups: Vec<u32> = self
+            .cgroups
+            .keys()
+            .filter_map(|id| Some(id.ok()? as u32))
+            .collect();
+        for key in read {
+            let orphan = (key.comm != OTHER && !labelled.contains(&key.comm))
+                || (key.cgroup != 0 && key.cgroup != OTHER_CGROUP && !groups.contains(&key.cgroup));
+            if orphan {
+                let _ = self.series.remove(key);
+            }
+        }
+        freed
     }
 }
 

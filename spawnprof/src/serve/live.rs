@@ -1,7 +1,10 @@
 //! The probes of `serve` and `top`: loaded with metrics on, scoped to the
 //! processes asked for, read into [`Snapshot`]s. Dropping a [`Live`]
 //! detaches every program.
-use std::path::PathBuf;
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result};
 use spawnprof_common::{Scope, scope};
@@ -9,6 +12,7 @@ use spawnprof_common::{Scope, scope};
 use crate::{
     metrics::{
         Snapshot,
+        recycle::Recycler,
         snapshot::{Namers, proc_rss},
     },
     probe::{Host, KernelMetrics, Session, SessionOptions, metrics::Labels},
@@ -34,6 +38,10 @@ pub struct Live {
     session: Session,
     kernel: KernelMetrics,
     cgroups: CgroupNames,
+    /// Frees idle label slots (`--label-idle`); `None`: never.
+    recycler: Option<Recycler>,
+    /// Label slots freed so far.
+    recycled: u64,
     pub labels: Labels,
     pub plan: Vec<crate::probe::plan::PlanRow>,
 }
@@ -70,6 +78,8 @@ impl Live {
             session,
             kernel,
             cgroups: CgroupNames::new(),
+            recycler: None,
+            recycled: 0,
             labels,
             plan,
         })
@@ -86,9 +96,23 @@ impl Live {
         self.session.park_counts()
     }
 
-    /// The metrics now.
+    /// Frees a label slot once its name has not spawned for `idle` while
+    /// others wait in `other` ([`crate::metrics::recycle`]); zero: never.
+    pub fn recycle_labels_after(&mut self, idle: Duration) {
+        self.recycler = (!idle.is_zero()).then(|| Recycler::new(idle));
+    }
+
+    /// The metrics now. Labels idle too long are freed after this reading,
+    /// so it is their last.
     pub fn snapshot(&mut self) -> Snapshot {
         let raw = self.kernel.read();
+        if let Some(r) = &mut self.recycler {
+            let idle = r.idle(&raw.series, Instant::now());
+            if !idle.is_empty() {
+                let keys: Vec<_> = raw.series.iter().map(|(k, _)| *k).collect();
+                self.recycled += self.kernel.forget(&idle.comms, &idle.cgroups, &keys) as u64;
+            }
+        }
         self.cgroups.resolve(raw.cgroups.iter().copied());
         let cgroups = &self.cgroups;
         let name = |id| cgroups.name(id);
@@ -101,6 +125,7 @@ impl Live {
         };
         let mut snapshot = Snapshot::new(raw, &self.session.lost(), &names);
         snapshot.fork_probes = self.session.park_counts();
+        snapshot.labels_recycled = self.recycled;
         snapshot
     }
 }

@@ -25,6 +25,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     pub target: Target,
     pub labels: Labels,
+    /// Free a label idle this long (zero: never).
+    pub label_idle: std::time::Duration,
     pub probes: SessionOptions,
 }
 
@@ -42,7 +44,8 @@ pub async fn run(opts: ServeOptions) -> Result<&'static str> {
                 opts.listen
             )
         })?;
-    let live = Live::start(&opts.target, opts.labels, &opts.probes)?;
+    let mut live = Live::start(&opts.target, opts.labels, &opts.probes)?;
+    live.recycle_labels_after(opts.label_idle);
     crate::say!(
         "spawnprof serve: {} on http://{}/metrics (ready at /ready), {}; metrics maps at most {} \
          ({} comm labels{})",

@@ -24,6 +24,8 @@ use rows::SortBy;
 pub struct TopOptions {
     pub target: Target,
     pub top_k: u32,
+    /// Free a label idle this long (zero: never).
+    pub label_idle: Duration,
     pub interval: Duration,
     pub probes: SessionOptions,
 }
@@ -53,6 +55,7 @@ pub fn run(opts: TopOptions) -> Result<()> {
         cgroup_k: None,
     };
     let mut live = Live::start(&opts.target, labels, &opts.probes)?;
+    live.recycle_labels_after(opts.label_idle);
     let scope = super::serve::describe(&opts.target);
     let mut terminal = ratatui::try_init().context("taking over the terminal")?;
     let result = event_loop(&mut terminal, &mut live, &scope, opts.interval);
