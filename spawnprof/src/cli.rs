@@ -193,6 +193,14 @@ pub struct ScopeArgs {
     /// labels go to the names that spawn; `off` keeps the first ones.
     #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_label_idle)]
     pub label_idle: std::time::Duration,
+    /// Label each series (each `top` row) by the spawning parent's cgroup too (a systemd
+    /// unit or a container), as its path below the cgroup2 mount.
+    #[arg(long)]
+    pub cgroup_label: bool,
+    /// With --cgroup-label: distinct cgroups kept; the spawns of later
+    /// ones are labelled `other` (spawnprof_cgroup_labels_capped says so).
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = parse_cgroup_k, allow_negative_numbers = true, requires = "cgroup_label")]
+    pub cgroup_k: u32,
 }
 
 #[derive(Debug, Args)]
@@ -202,14 +210,6 @@ pub struct ServeArgs {
     pub listen: std::net::SocketAddr,
     #[command(flatten)]
     pub scope: ScopeArgs,
-    /// Label each series by the spawning parent's cgroup too (a systemd
-    /// unit or a container), as its path below the cgroup2 mount.
-    #[arg(long)]
-    pub cgroup_label: bool,
-    /// With --cgroup-label: distinct cgroups kept; the spawns of later
-    /// ones are labelled `other` (spawnprof_cgroup_labels_capped says so).
-    #[arg(long, default_value_t = 8, value_name = "N", value_parser = parse_cgroup_k, allow_negative_numbers = true, requires = "cgroup_label")]
-    pub cgroup_k: u32,
     #[command(flatten)]
     pub probes: ProbeArgs,
 }

@@ -174,3 +174,53 @@ fn spawn_in(cg: &Cgroup, spawner: &Path) -> std::process::Child {
     .spawn()
     .expect("starting the spawner")
 }
+
+/// `--cgroup-label`: a row per comm and cgroup, the cgroup named by its
+/// path below the cgroup2 mount.
+#[test]
+fn top_with_cgroup_labels_names_each_rows_cgroup() {
+    require_root();
+    if !tmux_installed() {
+        println!(
+            "SKIPPED: top --cgroup-label: tmux is not installed (`cargo xtask test` installs it)"
+        );
+        return;
+    }
+    let cg = match Cgroup::new("top-cg") {
+        Ok(c) => c,
+        Err(why) => {
+            println!("SKIPPED: top --cgroup-label: cannot make a cgroup v2 directory: {why}");
+            return;
+        }
+    };
+    let tmux = Tmux::start("spawnprof-top-cg");
+    let cgroup = cg.path.display().to_string();
+    let line = format!(
+        "{} top --cgroup {cgroup} --cgroup-label; echo TOP_\"\"EXIT=$?",
+        spawnprof_bin().display()
+    );
+    tmux.send(&[&line, "Enter"]);
+    assert!(
+        tmux.wait_for_text("CGROUP", 90).is_some(),
+        "top drew no CGROUP column:\n{}",
+        tmux.pane()
+    );
+    let spawner = spawner_named("top-cg", "sp-top-cg");
+    let mut run = spawn_in(&cg, &spawner);
+    let pane = tmux.wait_for_text("sp-top-cg ", 20);
+    let _ = run.kill();
+    let _ = run.wait();
+    let pane = pane.unwrap_or_else(|| panic!("no row for the spawner:\n{}", tmux.pane()));
+    let row = pane.lines().find(|l| l.starts_with("sp-top-cg ")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    let name = format!("/{}", cg.path.file_name().unwrap().to_str().unwrap());
+    assert_eq!(cells[1], name, "the row's cgroup: {row}");
+    assert!(
+        cells[3].parse::<u64>().unwrap_or(0) > 0,
+        "no spawn counted: {row}"
+    );
+    tmux.send(&["q"]);
+    let after = tmux.wait_for_text("TOP_EXIT=", 20);
+    let after = after.unwrap_or_else(|| panic!("q did not quit top:\n{}", tmux.pane()));
+    assert!(after.contains("TOP_EXIT=0"), "{after}");
+}

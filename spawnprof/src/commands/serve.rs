@@ -11,7 +11,7 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         target: target(&args.scope),
         labels: spawnprof::probe::metrics::Labels {
             top_k: args.scope.top_k,
-            cgroup_k: args.cgroup_label.then_some(args.cgroup_k),
+            cgroup_k: args.scope.cgroup_label.then_some(args.scope.cgroup_k),
         },
         label_idle: args.scope.label_idle,
         probes: super::session_options(&args.probes)?,

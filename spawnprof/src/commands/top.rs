@@ -10,7 +10,10 @@ use spawnprof::{
 pub fn run(args: TopArgs) -> Result<i32> {
     top::run(TopOptions {
         target: super::serve::target(&args.scope),
-        top_k: args.scope.top_k,
+        labels: spawnprof::probe::metrics::Labels {
+            top_k: args.scope.top_k,
+            cgroup_k: args.scope.cgroup_label.then_some(args.scope.cgroup_k),
+        },
         label_idle: args.scope.label_idle,
         interval: Duration::from_secs(args.interval),
         probes: super::session_options(&args.probes)?,

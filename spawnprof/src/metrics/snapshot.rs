@@ -139,20 +139,20 @@ impl Snapshot {
         }
     }
 
-    /// Spawns per comm, all methods.
-    pub fn spawns_by_comm(&self) -> BTreeMap<&str, u64> {
+    /// Spawns per label (comm, and cgroup where labelled), all methods.
+    pub fn spawns_by_label(&self) -> BTreeMap<&Label, u64> {
         let mut out = BTreeMap::new();
         for ((label, _), c) in &self.counts {
-            *out.entry(label.comm.as_str()).or_default() += c.spawns;
+            *out.entry(label).or_default() += c.spawns;
         }
         out
     }
 
-    /// The histogram of `comm`'s `stage`, all methods and cgroups added up.
-    pub fn stage_of(&self, comm: &str, stage: usize) -> Option<Hist> {
+    /// The histogram of `label`'s `stage`, all methods added up.
+    pub fn stage_of_label(&self, label: &Label, stage: usize) -> Option<Hist> {
         let mut sum: Option<Hist> = None;
-        for ((label, s, _), h) in &self.hists {
-            if label.comm == comm && *s == stage {
+        for ((l, s, _), h) in &self.hists {
+            if *s == stage && l == label {
                 let acc = sum.get_or_insert_with(Hist::default);
                 acc.count += h.count;
                 acc.sum_ns += h.sum_ns;
@@ -231,12 +231,12 @@ mod tests {
         };
         let snap = Snapshot::new(raw, &Lost::default(), &names);
         assert!(snap.capped);
-        assert_eq!(snap.spawns_by_comm()["other"], 5);
+        assert_eq!(snap.spawns_by_label()[&Label::comm("other")], 5);
         assert_eq!(snap.parent_rss["other"], 4096);
         // Only the histograms with observations become series.
         assert_eq!(snap.hists.len(), 2);
         let both = snap
-            .stage_of("redis-server", stage::DUP_MMAP as usize)
+            .stage_of_label(&Label::comm("redis-server"), stage::DUP_MMAP as usize)
             .unwrap();
         assert_eq!((both.count, both.buckets[3]), (4, 4));
     }

@@ -23,7 +23,7 @@ use rows::SortBy;
 
 pub struct TopOptions {
     pub target: Target,
-    pub top_k: u32,
+    pub labels: crate::probe::metrics::Labels,
     /// Free a label idle this long (zero: never).
     pub label_idle: Duration,
     pub interval: Duration,
@@ -50,11 +50,7 @@ pub fn run(opts: TopOptions) -> Result<()> {
         unsafe { signal_hook_registry::register(sig, || on_stop()) }
             .context("installing the SIGTERM handler")?;
     }
-    let labels = crate::probe::metrics::Labels {
-        top_k: opts.top_k,
-        cgroup_k: None,
-    };
-    let mut live = Live::start(&opts.target, labels, &opts.probes)?;
+    let mut live = Live::start(&opts.target, opts.labels, &opts.probes)?;
     live.recycle_labels_after(opts.label_idle);
     let scope = super::serve::describe(&opts.target);
     let mut terminal = ratatui::try_init().context("taking over the terminal")?;
@@ -94,6 +90,7 @@ fn event_loop(
             reverse: keys.reverse,
             capped: before.capped,
             lost: before.lost.values().sum(),
+            by_cgroup: live.labels.cgroup_k.is_some(),
         };
         terminal.draw(|f| view::draw(f, &shown, &header))?;
         let wait = next.saturating_duration_since(Instant::now());

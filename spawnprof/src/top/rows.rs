@@ -1,12 +1,14 @@
-//! The rows of `top`, one per comm, from two snapshots: spawns per second
-//! and p50/p99 of the main stages over the interval between them.
-use std::{cmp::Ordering, collections::BTreeSet};
+//! The rows of `top`, one per comm (per comm and cgroup with
+//! `--cgroup-label`), from two snapshots: spawns per second and p50/p99 of
+//! the main stages over the interval between them.
+use std::cmp::Ordering;
 
 use spawnprof_common::metrics::stage;
 
 use crate::metrics::{
     Snapshot,
     quantile::{delta, quantile_ns},
+    snapshot::Label,
 };
 
 /// The stages shown, with their column titles.
@@ -20,6 +22,8 @@ pub const STAGES: [(u16, &str); 4] = [
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     pub comm: String,
+    /// The spawning parents' cgroup, with `--cgroup-label`.
+    pub cgroup: Option<String>,
     pub per_second: f64,
     pub total: u64,
     /// (p50, p99) in ns per [`STAGES`] entry, over the interval.
@@ -57,25 +61,24 @@ impl SortBy {
     }
 }
 
-/// One row per comm seen so far; rates and quantiles over `seconds`.
+/// One row per label seen so far; rates and quantiles over `seconds`.
 pub fn rows(now: &Snapshot, before: &Snapshot, seconds: f64) -> Vec<Row> {
-    let totals = now.spawns_by_comm();
-    let earlier = before.spawns_by_comm();
-    let comms: BTreeSet<&str> = totals.keys().copied().collect();
-    comms
+    let earlier = before.spawns_by_label();
+    now.spawns_by_label()
         .into_iter()
-        .map(|comm| {
-            let total = totals.get(comm).copied().unwrap_or(0);
-            let new = total.saturating_sub(earlier.get(comm).copied().unwrap_or(0));
+        .map(|(label, total)| {
+            let new = total.saturating_sub(earlier.get(label).copied().unwrap_or(0));
             let stages = STAGES.map(|(st, _)| {
-                let Some(h) = now.stage_of(comm, st as usize) else {
+                let Some(h) = now.stage_of_label(label, st as usize) else {
                     return (None, None);
                 };
-                let d = delta(&h, before.stage_of(comm, st as usize).as_ref());
+                let d = delta(&h, before.stage_of_label(label, st as usize).as_ref());
                 (quantile_ns(&d, 0.5), quantile_ns(&d, 0.99))
             });
+            let Label { comm, cgroup } = label.clone();
             Row {
-                comm: comm.to_string(),
+                comm,
+                cgroup,
                 per_second: new as f64 / seconds.max(1e-3),
                 total,
                 stages,
@@ -93,11 +96,12 @@ pub fn sort(rows: &mut [Row], by: SortBy, reverse: bool) {
         SortBy::Comm => 0.0,
     };
     rows.sort_by(|a, b| {
+        let name = |r: &Row| (r.comm.clone(), r.cgroup.clone());
         let o = match by {
-            SortBy::Comm => a.comm.cmp(&b.comm),
+            SortBy::Comm => name(a).cmp(&name(b)),
             _ => key(b).partial_cmp(&key(a)).unwrap_or(Ordering::Equal),
         };
-        let o = o.then_with(|| a.comm.cmp(&b.comm));
+        let o = o.then_with(|| name(a).cmp(&name(b)));
         if reverse { o.reverse() } else { o }
     });
 }

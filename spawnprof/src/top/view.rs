@@ -17,6 +17,8 @@ pub struct Header<'a> {
     pub reverse: bool,
     pub capped: bool,
     pub lost: u64,
+    /// Rows are per comm and cgroup (`--cgroup-label`).
+    pub by_cgroup: bool,
 }
 
 pub fn draw(frame: &mut Frame<'_>, rows: &[Row], header: &Header<'_>) {
@@ -33,7 +35,7 @@ pub fn draw(frame: &mut Frame<'_>, rows: &[Row], header: &Header<'_>) {
     };
     frame.render_widget(
         Line::from(format!(
-            "spawnprof top: {}, {} comms, lost {}{capped}",
+            "spawnprof top: {}, {} rows, lost {}{capped}",
             header.scope,
             rows.len(),
             header.lost
@@ -56,7 +58,13 @@ pub fn draw(frame: &mut Frame<'_>, rows: &[Row], header: &Header<'_>) {
 }
 
 fn table<'a>(rows: &'a [Row], header: &Header<'_>) -> Table<'a> {
-    let mut titles = vec!["COMM".to_string(), "SPAWNS/S".into(), "TOTAL".into()];
+    // With --cgroup-label, the cgroup follows the comm.
+    let by_cgroup = header.by_cgroup;
+    let mut titles = vec!["COMM".to_string()];
+    if by_cgroup {
+        titles.push("CGROUP".into());
+    }
+    titles.extend(["SPAWNS/S".into(), "TOTAL".into()]);
     for (_, name) in STAGES {
         titles.push(format!("{} p50", name.to_uppercase()));
         titles.push(format!("{} p99", name.to_uppercase()));
@@ -66,7 +74,7 @@ fn table<'a>(rows: &'a [Row], header: &Header<'_>) -> Table<'a> {
         SortBy::Rate => 1,
         SortBy::Total => 2,
         SortBy::P99(i) => 4 + 2 * i,
-    };
+    } + usize::from(by_cgroup && header.sort != SortBy::Comm);
     let head = TableRow::new(titles.into_iter().enumerate().map(|(i, t)| {
         let style = Style::default().add_modifier(Modifier::BOLD);
         if i == sorted {
@@ -76,22 +84,22 @@ fn table<'a>(rows: &'a [Row], header: &Header<'_>) -> Table<'a> {
         }
     }));
     let body = rows.iter().map(|r| {
-        let mut cells = vec![
-            r.comm.clone(),
-            format!("{:.1}", r.per_second),
-            r.total.to_string(),
-        ];
+        let mut cells = vec![r.comm.clone()];
+        if by_cgroup {
+            cells.push(r.cgroup.clone().unwrap_or_default());
+        }
+        cells.extend([format!("{:.1}", r.per_second), r.total.to_string()]);
         for (p50, p99) in r.stages {
             cells.push(cell(p50));
             cells.push(cell(p99));
         }
         TableRow::new(cells)
     });
-    let mut widths = vec![
-        Constraint::Length(16),
-        Constraint::Length(9),
-        Constraint::Length(9),
-    ];
+    let mut widths = vec![Constraint::Length(16)];
+    if by_cgroup {
+        widths.push(Constraint::Length(32));
+    }
+    widths.extend([Constraint::Length(9), Constraint::Length(9)]);
     widths.extend(std::iter::repeat_n(
         Constraint::Length(14),
         2 * STAGES.len(),
