@@ -224,3 +224,37 @@ fn top_with_cgroup_labels_names_each_rows_cgroup() {
     let after = after.unwrap_or_else(|| panic!("q did not quit top:\n{}", tmux.pane()));
     assert!(after.contains("TOP_EXIT=0"), "{after}");
 }
+
+/// A closed terminal (its tmux session killed) ends `top` and detaches its
+/// probes; crossterm alone would spin on the hung-up tty for ever.
+#[test]
+fn top_exits_when_its_terminal_goes_away() {
+    require_root();
+    if !tmux_installed() {
+        println!("SKIPPED: top hang-up: tmux is not installed (`cargo xtask test` installs it)");
+        return;
+    }
+    let tmux = Tmux::start("spawnprof-top-hup");
+    // exec: the pane's process is top itself.
+    let line = format!("exec {} top --top-k 4", spawnprof_bin().display());
+    tmux.send(&[&line, "Enter"]);
+    assert!(
+        tmux.wait_for_text("SPAWNS/S", 90).is_some(),
+        "top never drew its table:\n{}",
+        tmux.pane()
+    );
+    let pid = tmux.format("#{pane_pid}");
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    let comm = std::fs::read_to_string(proc_dir.join("comm")).unwrap_or_default();
+    assert_eq!(comm.trim(), "spawnprof", "pane {pid} is not top");
+    drop(tmux);
+    let gone = wait_for(Duration::from_secs(10), || {
+        (!proc_dir.exists()).then_some(())
+    });
+    if gone.is_none() {
+        let state = std::fs::read_to_string(proc_dir.join("status")).unwrap_or_default();
+        // SAFETY: ending the process this test left behind.
+        unsafe { libc::kill(pid.parse().unwrap_or(0), libc::SIGKILL) };
+        panic!("top still runs 10 s after its terminal closed:\n{state}");
+    }
+}

@@ -65,6 +65,7 @@ fn event_loop(
     scope: &str,
     interval: Duration,
 ) -> Result<()> {
+    let tty = Tty::open()?;
     let mut keys = Keys {
         sort: SortBy::Rate,
         reverse: false,
@@ -94,11 +95,70 @@ fn event_loop(
         };
         terminal.draw(|f| view::draw(f, &shown, &header))?;
         let wait = next.saturating_duration_since(Instant::now());
-        if event::poll(wait.min(Duration::from_millis(250)))? {
-            handle(event::read()?, &mut keys);
+        match tty.input(wait.min(Duration::from_millis(250))) {
+            Input::Ready if event::poll(Duration::ZERO)? => handle(event::read()?, &mut keys),
+            Input::Ready | Input::None => {}
+            Input::HungUp => keys.quit = true,
         }
     }
     Ok(())
+}
+
+enum Input {
+    Ready,
+    None,
+    /// The terminal is gone (its window or tmux session closed).
+    HungUp,
+}
+
+/// The terminal keys come from: stdin, or /dev/tty when stdin is not one
+/// (as crossterm reads them).
+struct Tty {
+    fd: i32,
+    _file: Option<std::fs::File>,
+}
+
+impl Tty {
+    fn open() -> Result<Self> {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: isatty only looks at the descriptor.
+        if unsafe { libc::isatty(libc::STDIN_FILENO) } == 1 {
+            return Ok(Self {
+                fd: libc::STDIN_FILENO,
+                _file: None,
+            });
+        }
+        let file = std::fs::File::open("/dev/tty").context("top needs a terminal: /dev/tty")?;
+        Ok(Self {
+            fd: file.as_raw_fd(),
+            _file: Some(file),
+        })
+    }
+
+    /// Waits up to `wait` for a key with poll(2). Crossterm's own poll
+    /// spins for ever on a terminal that hung up, deaf to SIGTERM, so it is
+    /// only asked once there is input; a signal ends the wait early.
+    fn input(&self, wait: Duration) -> Input {
+        poll_input(self.fd, wait)
+    }
+}
+
+fn poll_input(fd: i32, wait: Duration) -> Input {
+    let mut fd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = wait.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd for the duration of the call.
+    if unsafe { libc::poll(&mut fd, 1, ms) } <= 0 {
+        return Input::None;
+    }
+    if fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        Input::HungUp
+    } else {
+        Input::Ready
+    }
 }
 
 fn handle(ev: Event, keys: &mut Keys) {
