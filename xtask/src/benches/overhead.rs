@@ -176,11 +176,25 @@ fn setups(spawnprof: &Path, out: &Path, have_bpftrace: bool) -> Vec<Setup> {
                 c
             }),
         });
+        // The floor of any tool on the syscall tracepoints: one attached
+        // to a syscall nobody makes still sends every syscall of every
+        // task through the kernel's slow entry and exit path.
+        setups.push(Setup {
+            name: "one idle syscall tracepoint (floor)",
+            wrap: Box::new(|argv: &[String]| {
+                let mut c = Command::new("bpftrace");
+                c.args(["-q", "-e", IDLE_SYSCALL_TP, "-c", &argv.join(" ")]);
+                c
+            }),
+        });
     } else {
         println!("SKIPPED: bpftrace comparison (apt-get install bpftrace)");
     }
     setups
 }
+
+/// A program on the tracepoint of acct(2), which no workload here calls.
+const IDLE_SYSCALL_TP: &str = "tracepoint:syscalls:sys_enter_acct { @n = count(); }";
 
 /// The C loop's serial posix_spawn of /bin/true, unpinned and pinned to
 /// CPU 0 (parent and child on one CPU: every probe's cost lands in the
