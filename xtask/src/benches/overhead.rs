@@ -194,7 +194,7 @@ fn setups(spawnprof: &Path, out: &Path, have_bpftrace: bool) -> Vec<Setup> {
 }
 
 /// A program on the tracepoint of acct(2), which no workload here calls.
-const IDLE_SYSCALL_TP: &str = "tracepoint:syscalls:sys_enter_acct { @n = count(); }";
+pub(super) const IDLE_SYSCALL_TP: &str = "tracepoint:syscalls:sys_enter_acct { @n = count(); }";
 
 /// The C loop's serial posix_spawn of /bin/true, unpinned and pinned to
 /// CPU 0 (parent and child on one CPU: every probe's cost lands in the

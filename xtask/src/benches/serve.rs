@@ -113,9 +113,12 @@ enum Setup {
     Alone,
     Serve(&'static [&'static str]),
     Record,
+    /// One bpftrace program on a syscall nobody makes: the slow syscall
+    /// path every syscall-tracepoint tool pays, as a floor.
+    IdleSyscallTp,
 }
 
-const SETUPS: [(&str, Setup); 4] = [
+const SETUPS: [(&str, Setup); 5] = [
     ("no probes", Setup::Alone),
     ("spawnprof serve --all", Setup::Serve(&["--all"])),
     (
@@ -123,6 +126,7 @@ const SETUPS: [(&str, Setup); 4] = [
         Setup::Serve(&["--all", "--low-overhead"]),
     ),
     ("spawnprof record --sample-hz 0", Setup::Record),
+    ("one idle syscall tracepoint (floor)", Setup::IdleSyscallTp),
 ];
 
 /// The serial posix_spawn benchmark of bench-overhead (3000 spawns of
@@ -147,6 +151,10 @@ fn rate_ratio(spawnprof: &Path, spawner: &Path, rounds: usize) -> Result<()> {
         .map(String::from),
     );
     let out = cmd::target_dir().join("bench-serve-record");
+    let have_bpftrace = cmd::find_in_path("bpftrace").is_some();
+    if !have_bpftrace {
+        println!("SKIPPED: the idle syscall tracepoint floor (apt-get install bpftrace)");
+    }
     let run = |setup: &Setup| -> Result<(f64, f64)> {
         let _serve = match setup {
             Setup::Serve(args) => Some(Serve::start(spawnprof, args)?),
@@ -159,6 +167,17 @@ fn rate_ratio(spawnprof: &Path, spawner: &Path, rounds: usize) -> Result<()> {
                     .arg(&out)
                     .arg("--");
                 c.args(&argv);
+                c
+            }
+            Setup::IdleSyscallTp => {
+                let mut c = Command::new("bpftrace");
+                c.args([
+                    "-q",
+                    "-e",
+                    super::overhead::IDLE_SYSCALL_TP,
+                    "-c",
+                    &argv.join(" "),
+                ]);
                 c
             }
             _ => {
@@ -184,6 +203,9 @@ fn rate_ratio(spawnprof: &Path, spawner: &Path, rounds: usize) -> Result<()> {
     for round in 0..rounds {
         eprintln!("bench-serve: round {} of {rounds}", round + 1);
         for (i, (_, setup)) in SETUPS.iter().enumerate() {
+            if matches!(setup, Setup::IdleSyscallTp) && !have_bpftrace {
+                continue;
+            }
             let (rate, p50) = run(setup)?;
             results[i].0.push(rate);
             results[i].1.push(p50);
@@ -201,6 +223,9 @@ fn rate_ratio(spawnprof: &Path, spawner: &Path, rounds: usize) -> Result<()> {
     println!("|---|---:|---:|---:|---:|");
     let (base_rate, base_p50) = (median(results[0].0.clone()), median(results[0].1.clone()));
     for ((name, _), (rates, p50s)) in SETUPS.iter().zip(&results) {
+        if rates.is_empty() {
+            continue;
+        }
         let (r, p) = (median(rates.clone()), median(p50s.clone()));
         println!(
             "| {name} | {r:.0}/s [{}] | {:.3} | {p:.1} µs [{}] | {:.3} |",
