@@ -89,19 +89,40 @@ fn tmux_installed() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// tmux and a cgroup for the spawner, or None once the reason is printed.
+fn tmux_and_cgroup_or_skip(what: &str, cgroup: &str) -> Option<Cgroup> {
+    if !tmux_installed() {
+        println!("SKIPPED: {what}: tmux is not installed (`cargo xtask test` installs it)");
+        return None;
+    }
+    Cgroup::new(cgroup)
+        .inspect_err(|why| println!("SKIPPED: {what}: cannot make a cgroup v2 directory: {why}"))
+        .ok()
+}
+
+/// Runs a spawner named `comm` in `cg` until top shows its row; returns
+/// the pane then and the row.
+fn row_of_a_spawner(tmux: &Tmux, cg: &Cgroup, test: &str, comm: &str) -> (String, String) {
+    let spawner = spawner_named(test, comm);
+    let mut run = spawn_in(cg, &spawner);
+    let prefix = format!("{comm} ");
+    let pane = tmux.wait_for_text(&prefix, 20);
+    let _ = run.kill();
+    let _ = run.wait();
+    let pane = pane.unwrap_or_else(|| panic!("no row for the spawner:\n{}", tmux.pane()));
+    let row = pane
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap()
+        .to_string();
+    (pane, row)
+}
+
 #[test]
 fn top_shows_a_row_per_binary_sorts_and_quits_with_the_terminal_restored() {
     require_root();
-    if !tmux_installed() {
-        println!("SKIPPED: top under tmux: tmux is not installed (`cargo xtask test` installs it)");
+    let Some(cg) = tmux_and_cgroup_or_skip("top under tmux", "top") else {
         return;
-    }
-    let cg = match Cgroup::new("top") {
-        Ok(c) => c,
-        Err(why) => {
-            println!("SKIPPED: top under tmux: cannot make a cgroup v2 directory: {why}");
-            return;
-        }
     };
     let tmux = Tmux::start("spawnprof-top");
     let bin = spawnprof_bin();
@@ -118,13 +139,7 @@ fn top_shows_a_row_per_binary_sorts_and_quits_with_the_terminal_restored() {
         "top never drew its table:\n{}",
         tmux.pane()
     );
-    let spawner = spawner_named("top", "sp-top-row");
-    let mut run = spawn_in(&cg, &spawner);
-    let pane = tmux.wait_for_text("sp-top-row", 20);
-    let _ = run.kill();
-    let _ = run.wait();
-    let pane = pane.unwrap_or_else(|| panic!("no row for the spawner:\n{}", tmux.pane()));
-    let row = pane.lines().find(|l| l.starts_with("sp-top-row")).unwrap();
+    let (pane, row) = row_of_a_spawner(&tmux, &cg, "top", "sp-top-row");
     let cells: Vec<&str> = row.split_whitespace().collect();
     let total: u64 = cells[2].parse().unwrap_or(0);
     assert!(total > 0, "the row counts no spawn: {row}");
@@ -180,18 +195,8 @@ fn spawn_in(cg: &Cgroup, spawner: &Path) -> std::process::Child {
 #[test]
 fn top_with_cgroup_labels_names_each_rows_cgroup() {
     require_root();
-    if !tmux_installed() {
-        println!(
-            "SKIPPED: top --cgroup-label: tmux is not installed (`cargo xtask test` installs it)"
-        );
+    let Some(cg) = tmux_and_cgroup_or_skip("top --cgroup-label", "top-cg") else {
         return;
-    }
-    let cg = match Cgroup::new("top-cg") {
-        Ok(c) => c,
-        Err(why) => {
-            println!("SKIPPED: top --cgroup-label: cannot make a cgroup v2 directory: {why}");
-            return;
-        }
     };
     let tmux = Tmux::start("spawnprof-top-cg");
     let cgroup = cg.path.display().to_string();
@@ -205,13 +210,7 @@ fn top_with_cgroup_labels_names_each_rows_cgroup() {
         "top drew no CGROUP column:\n{}",
         tmux.pane()
     );
-    let spawner = spawner_named("top-cg", "sp-top-cg");
-    let mut run = spawn_in(&cg, &spawner);
-    let pane = tmux.wait_for_text("sp-top-cg ", 20);
-    let _ = run.kill();
-    let _ = run.wait();
-    let pane = pane.unwrap_or_else(|| panic!("no row for the spawner:\n{}", tmux.pane()));
-    let row = pane.lines().find(|l| l.starts_with("sp-top-cg ")).unwrap();
+    let (_, row) = row_of_a_spawner(&tmux, &cg, "top-cg", "sp-top-cg");
     let cells: Vec<&str> = row.split_whitespace().collect();
     let name = format!("/{}", cg.path.file_name().unwrap().to_str().unwrap());
     assert_eq!(cells[1], name, "the row's cgroup: {row}");

@@ -96,8 +96,13 @@ fn event_loop(
         terminal.draw(|f| view::draw(f, &shown, &header))?;
         let wait = next.saturating_duration_since(Instant::now());
         match tty.input(wait.min(Duration::from_millis(250))) {
-            Input::Ready if event::poll(Duration::ZERO)? => handle(event::read()?, &mut keys),
-            Input::Ready | Input::None => {}
+            // Every key crossterm has read, not only the first.
+            Input::Ready => {
+                while event::poll(Duration::ZERO)? {
+                    handle(event::read()?, &mut keys);
+                }
+            }
+            Input::None => {}
             Input::HungUp => keys.quit = true,
         }
     }
@@ -139,25 +144,21 @@ impl Tty {
     /// spins for ever on a terminal that hung up, deaf to SIGTERM, so it is
     /// only asked once there is input; a signal ends the wait early.
     fn input(&self, wait: Duration) -> Input {
-        poll_input(self.fd, wait)
-    }
-}
-
-fn poll_input(fd: i32, wait: Duration) -> Input {
-    let mut fd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = wait.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd for the duration of the call.
-    if unsafe { libc::poll(&mut fd, 1, ms) } <= 0 {
-        return Input::None;
-    }
-    if fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-        Input::HungUp
-    } else {
-        Input::Ready
+        let mut fd = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = wait.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd for the duration of the call.
+        if unsafe { libc::poll(&mut fd, 1, ms) } <= 0 {
+            return Input::None;
+        }
+        if fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            Input::HungUp
+        } else {
+            Input::Ready
+        }
     }
 }
 
