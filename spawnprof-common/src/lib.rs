@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn wire_sizes_are_stable() {
-        assert_eq!(core::mem::size_of::<SpawnEvent>(), 664);
+        assert_eq!(core::mem::size_of::<SpawnEvent>(), 688);
         assert_eq!(core::mem::size_of::<ExecEvent>(), 48 + TEXT_LEN);
         assert_eq!(core::mem::size_of::<TextEvent>(), 24 + TEXT_LEN);
         assert_eq!(core::mem::size_of::<Notice>(), 8);

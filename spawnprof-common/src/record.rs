@@ -3,7 +3,7 @@
 //! [`ExecEvent`]s (every exec attempt but a spawn's first successful one),
 //! [`TextEvent`]s (`--capture-args`/`--capture-env`) and [`Notice`]s (for
 //! stack symbolization). Every record starts with a `u16` of [`rec`].
-use crate::{COMM_LEN, TEXT_LEN};
+use crate::{COMM_LEN, ExecState, TEXT_LEN};
 
 /// Record kinds: the first two bytes of every ring-buffer record.
 pub mod rec {
@@ -218,6 +218,10 @@ pub struct SpawnEvent {
     pub comm_after: [u8; COMM_LEN],
     /// The successful exec's path as the kernel got it (`linux_binprm.filename`).
     pub exec_path: [u8; TEXT_LEN],
+    /// The process leader's exec attempt in flight (`enter` 0: none). An
+    /// attempt from another thread waits in the kernel's `EXECS` hash
+    /// instead; the leader's, the usual case, costs no hash insert.
+    pub attempt: ExecState,
 }
 
 impl SpawnEvent {

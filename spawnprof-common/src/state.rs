@@ -124,8 +124,8 @@ pub struct CloneState {
     pub comm: [u8; COMM_LEN],
 }
 
-/// An exec attempt between its entry and its return, keyed by the tid
-/// that made it.
+/// An exec attempt between its entry and its return: in its spawn record
+/// when the process leader made it, else in a hash keyed by the tid.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExecState {

@@ -1,7 +1,8 @@
-//! Exec attempts of spawned processes. An attempt is kept in `EXECS` under
-//! the tid that made it, from entry to return. The record is found by the
-//! process's tgid, which stays the same when an exec from another thread
-//! makes that thread the leader (de_thread turns its tid into the tgid).
+//! Exec attempts of spawned processes. From entry to return, the leader's
+//! attempt is kept in its record and another thread's in `EXECS` under its
+//! tid. The record is found by the process's tgid, which stays the same
+//! when an exec from another thread makes that thread the leader
+//! (de_thread turns its tid into the tgid).
 //! The record gets the first successful attempt; every other attempt (the
 //! failures of a PATH search, a later exec) is sent on its own.
 use spawnprof_common::{ExecState, SpawnEvent, spawn, ts};
@@ -33,7 +34,27 @@ pub fn exec_entered(t: u64, path: u64, syscall: u16) {
         _pad: 0,
         tgid,
     };
-    let _ = EXECS.insert(tid, state, 0);
+    if tid == tgid {
+        unsafe { (*s).attempt = state };
+    } else {
+        let _ = EXECS.insert(tid, state, 0);
+    }
+}
+
+/// Takes the attempt in flight of thread `tid` of the process whose record
+/// is `s` (zeroed when none was seen: see [`exec_done`]).
+#[inline(always)]
+fn take_attempt(s: *mut SpawnEvent, tid: u32, tgid: u32) -> ExecState {
+    if tid == tgid {
+        let a = unsafe { (*s).attempt };
+        unsafe { (*s).attempt.enter = 0 };
+        return a;
+    }
+    let a = unsafe { EXECS.get(tid) }.copied().unwrap_or_default();
+    if a.enter != 0 {
+        let _ = EXECS.remove(tid);
+    }
+    a
 }
 
 /// The current process's exec passed its point of no return.
@@ -72,10 +93,7 @@ pub fn exec_done(t: u64, img: &Image) -> Option<u64> {
     // Zeroed when the entry was not seen, not an Option: 5.10's verifier
     // refuses the uninitialised stack an Option's None leaves, which the
     // compiler reads on both branches.
-    let a = unsafe { EXECS.get(img.old_tid) }
-        .copied()
-        .unwrap_or_default();
-    let _ = EXECS.remove(img.old_tid);
+    let a = take_attempt(s, img.old_tid, tgid);
     unsafe { (*s).exec_attempts += 1 };
     if has(s, spawn::EXECED) {
         // A later exec: a record of its own.
@@ -139,24 +157,21 @@ fn attempt_of(s: *const SpawnEvent, tid: u32, a: &ExecState, exit: u64, ret: i64
 #[inline(always)]
 pub fn exec_returned(t: u64, ret: i64) {
     let (tid, tgid) = current();
-    match unsafe { EXECS.get(tid) }.copied() {
-        Some(a) => {
+    let Some(s) = SPAWNS.get_ptr_mut(tgid) else {
+        // A thread's attempt outlived its process's record.
+        if tid != tgid {
             let _ = EXECS.remove(tid);
-            let Some(s) = SPAWNS.get_ptr_mut(a.tgid) else {
-                return;
-            };
-            attempt_returned(s, tid, &a, t, ret);
         }
-        None if ret == 0 => {
-            if let Some(s) = SPAWNS.get_ptr_mut(tgid)
-                && has(s, spawn::EXECED)
-            {
-                stamp(s, ts::EXEC_RETURN, t);
-                unsafe { (*s).exec_ret = 0 };
-                clear(s, spawn::EXEC_IN_FLIGHT);
-            }
-        }
-        None => {}
+        return;
+    };
+    let a = take_attempt(s, tid, tgid);
+    if a.enter != 0 {
+        attempt_returned(s, tid, &a, t, ret);
+    } else if ret == 0 && has(s, spawn::EXECED) {
+        // The new image took the attempt (exec_done): its return.
+        stamp(s, ts::EXEC_RETURN, t);
+        unsafe { (*s).exec_ret = 0 };
+        clear(s, spawn::EXEC_IN_FLIGHT);
     }
 }
 
