@@ -21,9 +21,8 @@ pub const STAGES: [(u16, &str); 4] = [
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
-    pub comm: String,
-    /// The spawning parents' cgroup, with `--cgroup-label`.
-    pub cgroup: Option<String>,
+    /// The comm, and the spawning parents' cgroup with `--cgroup-label`.
+    pub label: Label,
     pub per_second: f64,
     pub total: u64,
     /// (p50, p99) in ns per [`STAGES`] entry, over the interval.
@@ -75,10 +74,8 @@ pub fn rows(now: &Snapshot, before: &Snapshot, seconds: f64) -> Vec<Row> {
                 let d = delta(&h, before.stage_of_label(label, st as usize).as_ref());
                 (quantile_ns(&d, 0.5), quantile_ns(&d, 0.99))
             });
-            let Label { comm, cgroup } = label.clone();
             Row {
-                comm,
-                cgroup,
+                label: label.clone(),
                 per_second: new as f64 / seconds.max(1e-3),
                 total,
                 stages,
@@ -96,12 +93,12 @@ pub fn sort(rows: &mut [Row], by: SortBy, reverse: bool) {
         SortBy::Comm => 0.0,
     };
     rows.sort_by(|a, b| {
-        let name = |r: &Row| (r.comm.clone(), r.cgroup.clone());
+        // Labels order by comm, then cgroup.
         let o = match by {
-            SortBy::Comm => name(a).cmp(&name(b)),
+            SortBy::Comm => a.label.cmp(&b.label),
             _ => key(b).partial_cmp(&key(a)).unwrap_or(Ordering::Equal),
         };
-        let o = o.then_with(|| name(a).cmp(&name(b)));
+        let o = o.then_with(|| a.label.cmp(&b.label));
         if reverse { o.reverse() } else { o }
     });
 }
@@ -147,7 +144,7 @@ mod tests {
             &[&[1_000_000u64; 10][..], &[10_000; 20]].concat(),
         );
         let r = &rows(&now, &before, 2.0)[0];
-        assert_eq!((r.comm.as_str(), r.total), ("redis", 30));
+        assert_eq!((r.label.comm.as_str(), r.total), ("redis", 30));
         assert!((r.per_second - 10.0).abs() < 1e-9);
         let p99 = r.stages[0].1.unwrap();
         assert!(
@@ -164,11 +161,11 @@ mod tests {
             rows(&snap("b", 5, &[]), &Snapshot::default(), 1.0).remove(0),
         ];
         sort(&mut rows, SortBy::Rate, false);
-        assert_eq!(rows[0].comm, "b");
+        assert_eq!(rows[0].label.comm, "b");
         sort(&mut rows, SortBy::Comm, false);
-        assert_eq!(rows[0].comm, "a");
+        assert_eq!(rows[0].label.comm, "a");
         sort(&mut rows, SortBy::Comm, true);
-        assert_eq!(rows[0].comm, "b");
+        assert_eq!(rows[0].label.comm, "b");
         let mut by = SortBy::Rate;
         for _ in 0..7 {
             by = by.next();

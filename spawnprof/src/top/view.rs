@@ -84,9 +84,9 @@ fn table<'a>(rows: &'a [Row], header: &Header<'_>) -> Table<'a> {
         }
     }));
     let body = rows.iter().map(|r| {
-        let mut cells = vec![r.comm.clone()];
+        let mut cells = vec![r.label.comm.clone()];
         if by_cgroup {
-            cells.push(r.cgroup.clone().unwrap_or_default());
+            cells.push(r.label.cgroup.clone().unwrap_or_default());
         }
         cells.extend([format!("{:.1}", r.per_second), r.total.to_string()]);
         for (p50, p99) in r.stages {
