@@ -150,6 +150,11 @@ pub struct KernelOffsets {
     pub pid_numbers: u32,
     pub upid_size: u32,
     pub upid_nr: u32,
+    /// `task_struct.sched_info.pcount` and `.run_delay` (absolute offsets in
+    /// the task): the scheduler's own count of a task's switch-ins and of
+    /// its time waiting to run (0 when the kernel has no sched_info).
+    pub task_sched_pcount: u32,
+    pub task_sched_run_delay: u32,
 }
 
 impl Default for KernelOffsets {
@@ -248,6 +253,8 @@ impl ProbeConfig {
             pid_numbers: NO_FIELD,
             upid_size: NO_FIELD,
             upid_nr: NO_FIELD,
+            task_sched_pcount: 0,
+            task_sched_run_delay: 0,
         },
     };
 }

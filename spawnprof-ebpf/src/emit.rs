@@ -4,8 +4,8 @@ use aya_ebpf::{
     bindings::bpf_pidns_info,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_ns_current_pid_tgid,
-        bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf,
-        bpf_probe_read_user_str_bytes,
+        bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
+        bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
     },
 };
 use spawnprof_common::{
@@ -21,6 +21,12 @@ use crate::{
 #[inline(always)]
 pub fn now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
+}
+
+/// The CPU the program runs on.
+#[inline(always)]
+pub fn cpu() -> u32 {
+    unsafe { bpf_get_smp_processor_id() }
 }
 
 /// The calling thread: (tid, tgid).

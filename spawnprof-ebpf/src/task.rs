@@ -102,3 +102,15 @@ pub fn pid_for_reaper() -> Option<(u32, u32)> {
     let reaper = read::<i32>(parent, config(&k.task_tgid))?;
     Some((nr as u32, reaper as u32))
 }
+
+/// How long the current task waited to run before its first switch-in,
+/// from the scheduler's own statistics (`sched_info`): `None` once it has
+/// been switched in more than once (the wait then covers later waits too),
+/// or where this kernel has no `sched_info`.
+#[inline(always)]
+pub fn first_wait() -> Option<u64> {
+    let k = &CONFIG.kernel;
+    let task = current_task();
+    let runs = read::<u64>(task, config(&k.task_sched_pcount))?;
+    (runs == 1).then(|| read::<u64>(task, config(&k.task_sched_run_delay)))?
+}

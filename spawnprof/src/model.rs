@@ -125,6 +125,12 @@ pub struct SpawnRecord {
     pub parent_cpu: Option<u32>,
     #[serde(default)]
     pub child_first_cpu: Option<u32>,
+    /// The child's first switch-in never reached the context-switch
+    /// probes, so its first run is its wake-up plus the wait the scheduler
+    /// itself counted (`sched_info.run_delay`), read when it returned from
+    /// the clone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub first_run_from_run_delay: bool,
     /// A thread (CLONE_THREAD), not a process.
     pub thread: bool,
     /// The command spawnprof itself started (`record -- CMD`).

@@ -113,11 +113,12 @@ impl Run {
     }
 }
 
-/// The one gap a record may show on this host. During a spawn storm about
-/// one context switch in 1,500 never reaches the sched_switch tracepoint's
-/// programs (spawnprof's raw one and bpftrace's classic one miss the same
-/// switches, with no recursion miss counted), so now and then a child's
-/// first switch-in goes unseen. The record says so, and it must stay rare.
+/// The one gap a record may show on this host. Context switches away from
+/// PID 1's threads (this sandbox's agent) fire no sched_switch at all, so
+/// now and then a child's first switch-in goes unseen. Its first run then
+/// comes from the scheduler's wait count at its return from clone, unless
+/// it had been switched in twice by then: the record says so, and it must
+/// stay rare.
 pub const FIRST_RUN_MISSED: &str = "first run not seen (its first switch-in was missed)";
 
 /// Asserts every record is complete, except that at most one of them may

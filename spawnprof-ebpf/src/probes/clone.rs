@@ -14,13 +14,13 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use spawnprof_common::{
-    CloneState, NO_FIELD, SIGNAL_IN_FLAGS, clone_flags as cf, lost, spawn as sp, syscall, ts,
+    CloneState, NO_FIELD, SIGNAL_IN_FLAGS, clone_flags as cf, lost, syscall, ts,
 };
 
 use super::field;
 use crate::{
     emit::{comm, count_lost, current, now, send_fork_wake, traced, traces_spawns},
-    maps::{CLONES, CONFIG, Gate, PARKED, SPAWNS, arm, config},
+    maps::{CLONES, CONFIG, Gate, PARKED, arm, config},
     spawn,
 };
 
@@ -116,11 +116,8 @@ fn returned(ret: i64) -> u32 {
         return 0;
     }
     // The new task's own return to user space.
-    if traced(tgid).is_some()
-        && let Some(s) = SPAWNS.get_ptr_mut(tid)
-        && !spawn::has(s, sp::CLONE_FAILED)
-    {
-        spawn::stamp(s, ts::CHILD_RETURN, t);
+    if traced(tgid).is_some() {
+        spawn::child_returned(t, tid);
     }
     0
 }

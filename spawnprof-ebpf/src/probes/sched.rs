@@ -8,7 +8,6 @@
 //! CPU (a lost fork or exit). Task fields come from BTF offsets there.
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::bpf_get_smp_processor_id,
     macros::{fentry, kprobe, raw_tracepoint, tracepoint},
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
@@ -18,16 +17,11 @@ use spawnprof_common::{
 
 use super::field;
 use crate::{
-    emit::{current, now, send_notice, send_text, traced},
+    emit::{cpu, current, now, send_notice, send_text, traced},
     maps::{CONFIG, Gate, armed, config},
     spawn::{self, exec::Image},
     task,
 };
-
-#[inline(always)]
-fn cpu() -> u32 {
-    unsafe { bpf_get_smp_processor_id() }
-}
 
 /// (faults, CoW faults) of the current traced process, for its record.
 #[inline(always)]

@@ -453,6 +453,39 @@ pub fn first_run(t: u64, tid: u32, cpu: u32) {
     unsafe { (*s).first_cpu = cpu as u16 };
 }
 
+/// The new task `tid` returned from its clone: its first act in user space.
+#[inline(always)]
+pub fn child_returned(t: u64, tid: u32) {
+    let Some(s) = SPAWNS.get_ptr_mut(tid) else {
+        return;
+    };
+    if has(s, spawn::CLONE_FAILED) {
+        return;
+    }
+    stamp(s, ts::CHILD_RETURN, t);
+    if has(s, spawn::AWAITING_FIRST_RUN) {
+        first_run_from_run_delay(t, tid, s);
+    }
+}
+
+/// The child runs, but its switch-in never reached the context-switch
+/// probes: on some hosts the switches away from certain tasks (a sandbox's
+/// init) fire no sched_switch at all. If it has run exactly once, the
+/// scheduler's own wait count, added to its wake-up, is its first run.
+#[inline(always)]
+fn first_run_from_run_delay(t: u64, tid: u32, s: *mut SpawnEvent) {
+    end_await(tid, s);
+    let woken = unsafe { (*s).ts[ts::WAKEUP_NEW] };
+    match crate::task::first_wait() {
+        Some(wait) if woken != 0 => {
+            stamp(s, ts::FIRST_RUN, (woken + wait).min(t));
+            unsafe { (*s).first_cpu = crate::emit::cpu() as u16 };
+            set(s, spawn::FIRST_RUN_FROM_RUN_DELAY);
+        }
+        _ => set(s, spawn::FIRST_RUN_MISSED),
+    }
+}
+
 /// A task that ends without having been seen to run stops being awaited,
 /// and its record says its first run was missed.
 #[inline(always)]

@@ -215,6 +215,13 @@ fn kernel_offsets(host: &Host) -> KernelOffsets {
         btf.member_offset("pt_regs", member)
             .map_or(NO_FIELD, |at| at + within)
     };
+    let sched_info = |m: &str| match (
+        btf.member_offset("task_struct", "sched_info"),
+        btf.member_offset("sched_info", m),
+    ) {
+        (Some(at), Some(within)) => at + within,
+        _ => 0,
+    };
     KernelOffsets {
         task_mm: get("task_struct", "mm"),
         task_exit_code: get("task_struct", "exit_code"),
@@ -244,5 +251,7 @@ fn kernel_offsets(host: &Host) -> KernelOffsets {
         pid_numbers: field("pid", "numbers"),
         upid_size: btf.struct_size("upid").unwrap_or(NO_FIELD),
         upid_nr: field("upid", "nr"),
+        task_sched_pcount: sched_info("pcount"),
+        task_sched_run_delay: sched_info("run_delay"),
     }
 }

@@ -212,6 +212,7 @@ impl Assembler {
             child_pid: known(s.child_tid),
             parent_cpu: cpu(s.parent_cpu),
             child_first_cpu: cpu(s.first_cpu),
+            first_run_from_run_delay: s.state() & spawn::FIRST_RUN_FROM_RUN_DELAY != 0,
             thread: s.state() & spawn::THREAD != 0,
             root: s.state() & spawn::ROOT != 0,
             syscall: clone_seen.then(|| syscall_name(s.syscall).into()),

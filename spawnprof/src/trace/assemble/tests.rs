@@ -224,6 +224,20 @@ fn a_spawn_collected_at_the_end_says_what_had_not_happened() {
 }
 
 #[test]
+fn a_first_run_derived_from_the_wait_is_whole_and_says_so() {
+    let mut s = fork_exec();
+    s.mark(spawn::FIRST_RUN_FROM_RUN_DELAY);
+    let (recs, _) = assemble(vec![Record::Spawn(Box::new(s))], FaultCoverage::ALL);
+    assert!(recs[0].first_run_from_run_delay);
+    assert!(recs[0].incomplete.is_empty(), "{:?}", recs[0].incomplete);
+    let (recs, _) = assemble(
+        vec![Record::Spawn(Box::new(fork_exec()))],
+        FaultCoverage::ALL,
+    );
+    assert!(!recs[0].first_run_from_run_delay);
+}
+
+#[test]
 fn captures_and_missing_attempts_join_their_spawn() {
     let mut t: TextEvent = zeroed();
     t.kind = rec::CAPTURE_ARGS;
