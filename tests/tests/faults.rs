@@ -132,9 +132,10 @@ fn without_the_first_run_stage_no_child_stays_remembered() {
 }
 
 /// `--low-overhead` leaves out the context-switch probe on this kernel
-/// (no fentry or kprobe for schedule_tail), so first_run ends unavailable
-/// after the programs were loaded configured for it: the loader then tells
-/// the kernel side, and no child stays remembered either.
+/// (no fentry or kprobe for schedule_tail), so the first run comes from
+/// the scheduler's own wait count, read at the child's return from clone:
+/// each child then has one, between its wake-up and that return, and no
+/// child stays remembered.
 #[test]
 fn low_overhead_leaves_out_the_per_event_probes_and_remembers_no_child() {
     let run = record_spawner(
@@ -155,18 +156,21 @@ fn low_overhead_leaves_out_the_per_event_probes_and_remembers_no_child() {
         .collect();
     assert!(per_event.is_empty(), "per-event probes ran: {per_event:?}");
     let first_run = s.plan.iter().find(|r| r.stage == "first_run").unwrap();
-    if first_run.mechanism == spawnprof::probe::plan::Mechanism::Unavailable {
-        assert!(
-            first_run
-                .rejected
-                .iter()
-                .any(|r| r.reason.contains("--low-overhead")),
-            "{first_run:?}"
-        );
-    }
+    assert!(
+        first_run
+            .rejected
+            .iter()
+            .any(|r| r.reason.contains("--low-overhead")),
+        "{first_run:?}"
+    );
     assert_eq!(cost.gates_at_end.unwrap().awaiting_first_run, 0);
     let kids = run.children_of_root();
     assert_eq!(kids.len(), 10);
+    if first_run.mechanism == spawnprof::probe::plan::Mechanism::SchedInfo {
+        first_runs_come_from_the_wait(&kids);
+    } else {
+        println!("SKIPPED: first runs from sched_info: {first_run:?}");
+    }
     // The wake-up is still seen: its probe fires once per new task.
     assert!(kids.iter().all(|r| r.ts.wakeup_new.is_some()), "{kids:?}");
     assert!(kids.iter().all(|r| r.faults.total.is_some()));
@@ -180,6 +184,22 @@ fn low_overhead_leaves_out_the_per_event_probes_and_remembers_no_child() {
             "{:?}",
             kids[0].faults
         );
+    }
+}
+
+fn first_runs_come_from_the_wait(kids: &[&SpawnRecord]) {
+    for r in kids {
+        let t = &r.ts;
+        let (woken, ran, back) = (t.wakeup_new.unwrap(), t.first_run, t.child_return);
+        assert!(r.first_run_from_run_delay, "{r:?}");
+        assert!(r.incomplete.is_empty(), "{:?}", r.incomplete);
+        assert!(
+            ran.is_some_and(|ran| woken <= ran && Some(ran) <= back),
+            "woken {woken}, first run {ran:?}, returned {back:?}"
+        );
+        assert!(r.child_first_cpu.is_some(), "{r:?}");
+        let sched_delay = r.durations.iter().find(|(s, _)| *s == "sched_delay");
+        assert!(sched_delay.is_some_and(|(_, ns)| ns.is_some()), "{r:?}");
     }
 }
 

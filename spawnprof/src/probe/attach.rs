@@ -86,6 +86,7 @@ impl Resolver<'_> {
             return Ok(());
         }
         conflict(stage.name, candidate, self.attached)
+            .or_else(|| missing_input(candidate, self.attached))
             .map_or(Ok(()), |why| Err(anyhow::anyhow!(why)))
             .and_then(|()| precheck(self.host, self.opts, candidate))
             .and_then(|()| {
@@ -115,6 +116,15 @@ fn left_out(stage: &ProbeStage, candidate: &Candidate, opts: &SessionOptions) ->
     Some(format!(
         "fires on every {event} of the machine: left out ({LOW_OVERHEAD})"
     ))
+}
+
+/// Why a candidate that reads what other stages' programs record cannot
+/// work with what they attached: a first run derived from the wait needs
+/// the wake-up it is counted from.
+fn missing_input(candidate: &Candidate, attached: &HashSet<&'static str>) -> Option<String> {
+    let woken = attached.iter().any(|p| p.ends_with("sched_wakeup_new"));
+    (candidate.mechanism == Mechanism::SchedInfo && !woken)
+        .then(|| "needs the wakeup_new stage, which did not attach".to_string())
 }
 
 /// Why a candidate must not be combined with what earlier stages attached.
@@ -180,6 +190,13 @@ pub(super) const PROGRAM_BTF_FIELDS: &[(&str, &[(&str, &str)])] = &[
     ),
 ];
 
+/// What the first run is derived from without a context-switch probe.
+const SCHED_INFO_FIELDS: &[(&str, &str)] = &[
+    ("task_struct", "sched_info"),
+    ("sched_info", "pcount"),
+    ("sched_info", "run_delay"),
+];
+
 fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result<()> {
     match candidate.mechanism {
         Mechanism::Fentry => {
@@ -239,6 +256,17 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
                     && !host.tracefs.has_event(category, name)
                 {
                     bail!("tracepoint {category}:{name} does not exist on this kernel");
+                }
+            }
+        }
+        Mechanism::SchedInfo => {
+            let btf = host
+                .btf
+                .as_ref()
+                .context("no kernel BTF to locate sched_info")?;
+            for (s, m) in SCHED_INFO_FIELDS {
+                if btf.member_offset(s, m).is_none() {
+                    bail!("the kernel's BTF has no {s}.{m} (built without CONFIG_SCHED_INFO)");
                 }
             }
         }
@@ -534,5 +562,29 @@ mod tests {
         assert!(format!("{err:#}").contains("task_struct.pid"), "{err:#}");
         let err = precheck(&host, &opts, raw_candidate("exec_done")).unwrap_err();
         assert!(format!("{err:#}").contains("linux_binprm.argc"), "{err:#}");
+        let err = precheck(&host, &opts, sched_info_candidate()).unwrap_err();
+        assert!(format!("{err:#}").contains("sched_info"), "{err:#}");
+    }
+
+    fn sched_info_candidate() -> &'static Candidate {
+        PLAN.iter()
+            .flat_map(|s| s.candidates)
+            .find(|c| c.mechanism == Mechanism::SchedInfo)
+            .expect("first_run has a sched_info candidate")
+    }
+
+    #[test]
+    fn a_first_run_from_the_wait_needs_the_wake_up() {
+        let mut attached = HashSet::from(["raw_sched_process_fork"]);
+        let why = missing_input(sched_info_candidate(), &attached);
+        assert!(why.is_some_and(|w| w.contains("wakeup_new")));
+        for woken in ["raw_sched_wakeup_new", "sched_wakeup_new"] {
+            attached.insert(woken);
+            assert_eq!(missing_input(sched_info_candidate(), &attached), None);
+        }
+        assert_eq!(
+            missing_input(raw_candidate("first_run"), &HashSet::new()),
+            None
+        );
     }
 }

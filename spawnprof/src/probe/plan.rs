@@ -20,6 +20,10 @@ pub enum Mechanism {
     /// A raw tracepoint: the tracepoint's C arguments instead of its record.
     RawTracepoint,
     Tracepoint,
+    /// No program of its own: read from the kernel's scheduler statistics
+    /// by a program another stage attached.
+    #[serde(rename = "sched_info")]
+    SchedInfo,
     Unavailable,
 }
 
@@ -30,6 +34,7 @@ impl std::fmt::Display for Mechanism {
             Self::Kprobe => "kprobe",
             Self::RawTracepoint => "raw_tracepoint",
             Self::Tracepoint => "tracepoint",
+            Self::SchedInfo => "sched_info",
             Self::Unavailable => "unavailable",
         })
     }
@@ -532,6 +537,11 @@ pub const PLAN: &[ProbeStage] = &[
                 mechanism: Mechanism::Tracepoint,
                 attaches: &[tp("sched_switch", "sched", "sched_switch")],
                 how: "sched:sched_switch to the new task (may be skipped while another BPF user holds the CPU)",
+            },
+            Candidate {
+                mechanism: Mechanism::SchedInfo,
+                attaches: &[],
+                how: "the new task's wake-up plus the wait the scheduler counted (sched_info.run_delay), read at its return from the clone: no program per context switch",
             },
             UNAVAILABLE,
         ],
