@@ -54,9 +54,23 @@ pub static AWAITED: Array<u32> = Array::with_max_entries(AWAITED_SLOTS, 0);
 
 pub const AWAITED_SLOTS: u32 = 256;
 
-/// Traced threads currently inside a clone syscall.
+/// Traced threads inside a clone syscall, each at slot `tid %
+/// CLONE_SLOT_COUNT` (see `spawn::clones`).
 #[map]
-pub static CLONES: HashMap<u32, CloneState> = HashMap::with_max_entries(16384, 0);
+pub static CLONE_SLOTS: Array<CloneSlot> = Array::with_max_entries(CLONE_SLOT_COUNT, 0);
+
+pub const CLONE_SLOT_COUNT: u32 = 8192;
+
+/// A clone-state slot: `tid` 0 when free.
+#[repr(C)]
+pub struct CloneSlot {
+    pub tid: u32,
+    pub state: CloneState,
+}
+
+/// Traced threads inside a clone syscall whose slot another one holds.
+#[map]
+pub static CLONES: HashMap<u32, CloneState> = HashMap::with_max_entries(4096, 0);
 
 /// Entry 0 is non-zero once the recording has ended (set by userspace):
 /// nothing more is sent and no spawn is started, while the probes, still

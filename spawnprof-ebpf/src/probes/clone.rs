@@ -20,7 +20,7 @@ use spawnprof_common::{
 use super::field;
 use crate::{
     emit::{comm, count_lost, current, now, send_fork_wake, traced, traces_spawns},
-    maps::{CLONES, CONFIG, Gate, PARKED, arm, config},
+    maps::{CONFIG, Gate, PARKED, arm, config},
     spawn,
 };
 
@@ -53,10 +53,10 @@ fn enter(flags: u64, which: u16, exit_signal: u8) -> u32 {
             send_fork_wake(tgid);
         }
     }
-    match CLONES.insert(tid, state, 0) {
-        Ok(()) if copies_mm(flags) => arm(Gate::ForksInFlight),
-        Ok(()) => {}
-        Err(_) => count_lost(lost::CLONE_NO_ROOM),
+    if !spawn::clones::start(tid, &state) {
+        count_lost(lost::CLONE_NO_ROOM);
+    } else if copies_mm(flags) {
+        arm(Gate::ForksInFlight);
     }
     0
 }

@@ -25,14 +25,15 @@ use spawnprof_common::ts::{
 
 use crate::{
     emit::{current, now},
-    maps::{CLONES, Gate, armed},
+    maps::{Gate, armed},
+    spawn::clones,
 };
 
 /// Stamps a boundary of the calling thread's traced clone, if it is in one.
 #[inline(always)]
 fn clone_mark(slot: usize) -> u32 {
     let t = now();
-    if let Some(c) = CLONES.get_ptr_mut(current().0)
+    if let Some(c) = clones::get(current().0)
         && let Some(v) = unsafe { (*c).ts.get_mut(slot) }
     {
         *v = t;
@@ -60,7 +61,7 @@ enum Timed {
 #[inline(always)]
 fn timed_enter(which: Timed) -> u32 {
     let (tid, _) = current();
-    if let Some(s) = CLONES.get_ptr_mut(tid) {
+    if let Some(s) = clones::get(tid) {
         let t = now();
         unsafe {
             match which {
@@ -76,7 +77,7 @@ fn timed_enter(which: Timed) -> u32 {
 fn timed_exit(which: Timed) -> u32 {
     let t = now();
     let (tid, _) = current();
-    if let Some(s) = CLONES.get_ptr_mut(tid) {
+    if let Some(s) = clones::get(tid) {
         unsafe {
             match which {
                 Timed::CopyPageRange if (*s).cpr_enter_ns != 0 => {

@@ -16,7 +16,8 @@ use spawnprof_common::ts;
 use super::field;
 use crate::{
     emit::{current, now},
-    maps::{CLONES, CONFIG, Gate, armed, config},
+    maps::{CONFIG, Gate, armed, config},
+    spawn::clones,
 };
 
 const IDLE: u8 = 0;
@@ -30,7 +31,7 @@ fn start_locking(mm: u64, write: bool) -> u32 {
         return 0;
     }
     let t = now();
-    let Some(state) = CLONES.get_ptr_mut(current().0) else {
+    let Some(state) = clones::get(current().0) else {
         return 0;
     };
     if !write || unsafe { (*state).lock_phase } != IDLE {
@@ -50,7 +51,7 @@ fn acquire_returned(mm: u64, write: bool, success: bool) -> u32 {
         return 0;
     }
     let t = now();
-    let Some(state) = CLONES.get_ptr_mut(current().0) else {
+    let Some(state) = clones::get(current().0) else {
         return 0;
     };
     if unsafe { (*state).lock_phase != WAITING || (*state).lock_mm != mm } || !write {
@@ -71,7 +72,7 @@ fn released(mm: u64, write: bool) -> u32 {
         return 0;
     }
     let t = now();
-    let Some(state) = CLONES.get_ptr_mut(current().0) else {
+    let Some(state) = clones::get(current().0) else {
         return 0;
     };
     if unsafe { (*state).lock_phase != HELD || (*state).lock_mm != mm } || !write {

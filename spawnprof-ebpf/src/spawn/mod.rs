@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  parent thread P                   child C                    kept in
-//!  clone entry, copy_process,        .                          CLONES[P]
+//!  clone entry, copy_process,        .                          clone slot of P
 //!  mm lock, dup_mmap, newtask        .
 //!  fork done ──────────────────────▶ record created             SPAWNS[C]
 //!  wakeup_new                        first run                  SPAWNS[C]
@@ -25,6 +25,7 @@ use spawnprof_common::{
     clone_flags as cf, lost, rec, spawn, traced as tflags, ts,
 };
 
+pub mod clones;
 pub mod exec;
 
 pub use exec::{exec_done, exec_entered, exec_prepared, exec_returned};
@@ -32,8 +33,8 @@ pub use exec::{exec_done, exec_entered, exec_prepared, exec_returned};
 use crate::{
     emit::{count_lost, current, send_spawn},
     maps::{
-        AWAITED, AWAITED_SLOTS, BPF_NOEXIST, CLONES, CONFIG, Gate, NS_REAP, SCRATCH, SPAWNS,
-        TRACED, arm, armed, awaited_stages, config, disarm, stopped,
+        AWAITED, AWAITED_SLOTS, BPF_NOEXIST, CONFIG, Gate, NS_REAP, SCRATCH, SPAWNS, TRACED, arm,
+        armed, awaited_stages, config, disarm, stopped,
     },
 };
 
@@ -175,7 +176,7 @@ pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
         return;
     }
     let (tid, tgid) = current();
-    let clone = CLONES.get_ptr_mut(tid);
+    let clone = clones::get(tid);
     // Unknown flags (the clone's entry was not seen) count as neither.
     let flags = clone.map(|c| unsafe { (*c).clone_flags });
     let is_thread = flags.is_some_and(|f| f & cf::CLONE_THREAD != 0);
@@ -380,7 +381,7 @@ pub fn resolve_parent_cow(tgid: u32, p: *mut TracedProc) {
 /// The parent thread `tid` returned `ret` from its clone.
 #[inline(always)]
 pub fn clone_returned(t: u64, tid: u32, ret: i64) {
-    let Some(c) = CLONES.get_ptr(tid) else {
+    let Some(c) = clones::get(tid) else {
         return;
     };
     let (flags, child) = unsafe { ((*c).clone_flags, (*c).child) };
@@ -391,7 +392,7 @@ pub fn clone_returned(t: u64, tid: u32, ret: i64) {
     }
     // Every entry was inserted at clone entry, which armed the gate for it
     // exactly when the clone copies the mm.
-    if CLONES.remove(tid).is_ok() && flags & cf::CLONE_VM == 0 {
+    if clones::end(tid) && flags & cf::CLONE_VM == 0 {
         disarm(Gate::ForksInFlight);
     }
     if child == 0 {
