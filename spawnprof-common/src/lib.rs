@@ -22,8 +22,8 @@ pub use record::{
     SIGNAL_IN_FLAGS, SpawnEvent, TEXT_TRUNCATED, TextEvent, lost, rec, spawn, ts,
 };
 pub use state::{
-    CloneState, ExecState, Gates, NS_ROOT, NsRegistration, PidNamespace, ReapKey, StackKey,
-    TracedProc, await_child, traced,
+    CloneState, ExecState, Gates, NS_ROOT, NsRegistration, PidNamespace, QUIET_SPAWNS, ReapKey,
+    StackKey, TracedProc, await_child, traced,
 };
 
 /// Length of a kernel task name (`TASK_COMM_LEN`).

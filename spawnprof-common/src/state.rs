@@ -88,7 +88,15 @@ pub struct Gates {
     /// parking needs no count from userspace (`serve` reads no records).
     #[cfg_attr(feature = "user", serde(default))]
     pub spawns_seen: u64,
+    /// Not a gate: spawns since the latest traced clone without CLONE_VM
+    /// began. When it reaches [`QUIET_SPAWNS`] the probes wake userspace,
+    /// which then parks the fork-only probes.
+    #[cfg_attr(feature = "user", serde(default))]
+    pub spawns_since_fork: u64,
 }
+
+/// Spawns without a fork before the fork-only probes are parked.
+pub const QUIET_SPAWNS: u64 = 200;
 
 /// Per-thread state kept while a traced thread is inside a clone syscall,
 /// keyed by the parent's tid; copied into the spawn's record at the fork.

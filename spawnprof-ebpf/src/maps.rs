@@ -4,8 +4,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use spawnprof_common::{
-    CloneState, ExecState, Gates, NsRegistration, ProbeConfig, ReapKey, SpawnEvent, TracedProc,
-    lost,
+    CloneState, ExecState, Gates, NsRegistration, ProbeConfig, QUIET_SPAWNS, ReapKey, SpawnEvent,
+    TracedProc, lost,
 };
 
 /// Records to userspace. The loader resizes it (`--ring-buffer`).
@@ -130,6 +130,7 @@ pub static mut GATES: Gates = Gates {
     awaiting_unslotted: 0,
     forks_seen: 0,
     spawns_seen: 0,
+    spawns_since_fork: 0,
 };
 
 /// The [`spawnprof_common::await_child`] stages a new child is remembered
@@ -176,6 +177,23 @@ fn counter(gate: Gate) -> *mut u64 {
 #[inline(always)]
 pub fn armed(gate: Gate) -> bool {
     unsafe { core::ptr::read_volatile(counter(gate)) != 0 }
+}
+
+/// A traced fork began: the count of spawns without one starts again.
+#[inline(always)]
+pub fn fork_began() {
+    unsafe { core::ptr::write_volatile(&raw mut GATES.spawns_since_fork, 0) };
+}
+
+/// Counts a spawn toward [`QUIET_SPAWNS`]; true for the one that reaches
+/// it. Two CPUs may both see one value: a wake-up missed or doubled, and
+/// userspace's timer parks a little later.
+#[inline(always)]
+pub fn quiet_reached() -> bool {
+    let counter = unsafe { &raw mut GATES.spawns_since_fork };
+    let before = unsafe { core::ptr::read_volatile(counter) };
+    add(counter, 1);
+    before + 1 == QUIET_SPAWNS
 }
 
 #[inline(always)]

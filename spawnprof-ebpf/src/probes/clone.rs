@@ -20,7 +20,7 @@ use spawnprof_common::{
 use super::field;
 use crate::{
     emit::{comm, count_lost, current, now, send_fork_wake, traced, traces_spawns},
-    maps::{CONFIG, Gate, PARKED, arm, config},
+    maps::{CONFIG, Gate, PARKED, arm, config, fork_began},
     spawn,
 };
 
@@ -48,6 +48,7 @@ fn enter(flags: u64, which: u16, exit_signal: u8) -> u32 {
     state.ts[ts::CLONE_ENTER] = t;
     if copies_mm(flags) {
         arm(Gate::ForksSeen);
+        fork_began();
         if PARKED.get(0).is_some_and(|v| *v != 0) {
             state.unwatched = 1;
             send_fork_wake(tgid);

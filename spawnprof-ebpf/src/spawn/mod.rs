@@ -34,7 +34,7 @@ use crate::{
     emit::{count_lost, current, send_spawn},
     maps::{
         AWAITED, AWAITED_SLOTS, BPF_NOEXIST, CONFIG, Gate, NS_REAP, SCRATCH, SPAWNS, TRACED, arm,
-        armed, awaited_stages, config, disarm, stopped,
+        armed, awaited_stages, config, disarm, quiet_reached, stopped,
     },
 };
 
@@ -237,6 +237,9 @@ pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
         return;
     }
     arm(Gate::SpawnsSeen);
+    if quiet_reached() {
+        crate::emit::send_fork_wake(tgid);
+    }
     if awaited {
         arm(Gate::AwaitingFirstRun);
         if !slotted {

@@ -5,7 +5,8 @@
 //! for every such event of the machine: about 100 program runs per spawn
 //! of a posix_spawn loop that never forks, and 13 µs of BPF time with
 //! statistics on. After [`QUIET_SPAWNS`] spawns without a fork (and none
-//! in flight, no copy-on-write window open) they are detached:
+//! in flight, no copy-on-write window open) they are detached; the probes
+//! count those spawns and wake the reader at the 200th:
 //!
 //! ```text
 //! attached ──200 spawns, no fork──▶ PARKED[0] = 1, links dropped (in a thread)
@@ -22,12 +23,10 @@ use aya::{
     programs::RawTracePoint,
 };
 use serde::{Deserialize, Serialize};
+pub use spawnprof_common::QUIET_SPAWNS;
 use spawnprof_common::{Gates, MAP_GATES, MAP_PARKED};
 
 use super::attach::{ForkLinks, ForkProgram, program};
-
-/// Spawns without a fork before the fork-only probes are parked.
-pub const QUIET_SPAWNS: u64 = 200;
 
 /// How often the fork-only probes were parked and brought back.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,8 +43,6 @@ pub struct ForkProbes {
     pub(super) links: ForkLinks,
     /// The kernel's count of traced forks when last looked at.
     forks_seen: u64,
-    /// Spawns recorded when that count last moved.
-    spawns_then: u64,
     /// The parked programs, to attach again.
     parked: Vec<ForkProgram>,
     pub counts: ParkCounts,
@@ -66,13 +63,11 @@ impl ForkProbes {
             return Ok(());
         }
         let gates = read_gates(ebpf)?;
-        let spawns = gates.spawns_seen;
         if gates.forks_seen != self.forks_seen {
             self.forks_seen = gates.forks_seen;
-            self.spawns_then = spawns;
             return self.resume(ebpf);
         }
-        let quiet = spawns.saturating_sub(self.spawns_then) >= QUIET_SPAWNS
+        let quiet = gates.spawns_since_fork >= QUIET_SPAWNS
             && gates.forks_in_flight == 0
             && gates.cow_windows == 0;
         if quiet && self.parked.is_empty() {
