@@ -80,7 +80,7 @@ impl Live {
             return Ok(Stop::TargetExited(None));
         }
         if let Some(cost) = &mut self.cost {
-            cost.tracing_started();
+            cost.tracing_started(&self.session);
         }
         let mut chores = Chores::new(self, opts);
         let deadline = opts.duration.map(|d| Instant::now() + d);
