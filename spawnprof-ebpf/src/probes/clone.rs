@@ -13,9 +13,7 @@ use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
-use spawnprof_common::{
-    CloneState, NO_FIELD, SIGNAL_IN_FLAGS, clone_flags as cf, lost, syscall, ts,
-};
+use spawnprof_common::{NO_FIELD, SIGNAL_IN_FLAGS, clone_flags as cf, lost, syscall, ts};
 
 use super::field;
 use crate::{
@@ -38,25 +36,26 @@ fn enter(flags: u64, which: u16, exit_signal: u8) -> u32 {
     if !traces_spawns(tgid) {
         return 0;
     }
-    let mut state = CloneState {
-        clone_flags: flags,
-        syscall: which,
-        exit_signal,
-        comm: comm(),
-        ..CloneState::default()
-    };
-    state.ts[ts::CLONE_ENTER] = t;
     if copies_mm(flags) {
         arm(Gate::ForksSeen);
         fork_began();
+    }
+    let Some(c) = spawn::clones::start(tid) else {
+        count_lost(lost::CLONE_NO_ROOM);
+        return 0;
+    };
+    unsafe {
+        (*c).clone_flags = flags;
+        (*c).syscall = which;
+        (*c).exit_signal = exit_signal;
+        (*c).comm = comm();
+        (*c).ts[ts::CLONE_ENTER] = t;
+    }
+    if copies_mm(flags) {
         if PARKED.get(0).is_some_and(|v| *v != 0) {
-            state.unwatched = 1;
+            unsafe { (*c).unwatched = 1 };
             send_fork_wake(tgid);
         }
-    }
-    if !spawn::clones::start(tid, &state) {
-        count_lost(lost::CLONE_NO_ROOM);
-    } else if copies_mm(flags) {
         arm(Gate::ForksInFlight);
     }
     0

@@ -14,31 +14,34 @@
 //! ```
 use spawnprof_common::CloneState;
 
-use crate::maps::{CLONE_SLOT_COUNT, CLONE_SLOTS, CLONES, CloneSlot};
+use crate::{
+    emit::zero,
+    maps::{CLONE_SLOT_COUNT, CLONE_SLOTS, CLONES, CloneSlot},
+};
 
 #[inline(always)]
 fn slot_of(tid: u32) -> Option<*mut CloneSlot> {
     CLONE_SLOTS.get_ptr_mut(tid % CLONE_SLOT_COUNT)
 }
 
-/// Starts `tid`'s clone with `state`; false when there was no room.
-/// Two CPUs claiming one free slot at once can both write it (no
-/// compare-and-swap before 5.12): the later one wins and the other clone
-/// is then not followed, which needs two tids equal modulo the slot count
-/// entering clone in the same instant.
+/// Starts `tid`'s clone: its zeroed state, to fill in place, or `None`
+/// when there was no room. Two CPUs claiming one free slot at once can
+/// both write it (no compare-and-swap before 5.12): the later one wins and
+/// the other clone is then not followed, which needs two tids equal modulo
+/// the slot count entering clone in the same instant.
 #[inline(always)]
-pub fn start(tid: u32, state: &CloneState) -> bool {
+pub fn start(tid: u32) -> Option<*mut CloneState> {
     if let Some(slot) = slot_of(tid) {
         let owner = unsafe { (*slot).tid };
         if owner == 0 || owner == tid {
-            unsafe {
-                (*slot).state = *state;
-                (*slot).tid = tid;
-            }
-            return true;
+            let state = unsafe { &raw mut (*slot).state };
+            zero(state);
+            unsafe { (*slot).tid = tid };
+            return Some(state);
         }
     }
-    CLONES.insert(tid, state, 0).is_ok()
+    CLONES.insert(tid, CloneState::default(), 0).ok()?;
+    CLONES.get_ptr_mut(tid)
 }
 
 /// `tid`'s clone in flight, if it has one.

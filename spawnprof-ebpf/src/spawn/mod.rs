@@ -119,8 +119,8 @@ pub fn finish_if_done(key: u32, s: *mut SpawnEvent) {
 #[inline(always)]
 fn blank(spawn_id: u64, child: u32, child_tgid: u32) -> Option<*mut SpawnEvent> {
     let s = SCRATCH.get_ptr_mut(0)?;
+    crate::emit::zero(s);
     unsafe {
-        core::ptr::write_bytes(s, 0, 1);
         (*s).kind = rec::SPAWN;
         (*s).spawn_id = spawn_id;
         (*s).child_tid = child;
