@@ -38,6 +38,18 @@ pub fn zero<T>(p: *mut T) {
     }
 }
 
+/// A new traced-process entry with `flags` and every count zero, built
+/// without the byte-wise memset `..Default::default()` compiles to.
+#[inline(always)]
+pub fn traced_entry(flags: u32) -> TracedProc {
+    let mut entry = core::mem::MaybeUninit::<TracedProc>::uninit();
+    zero(entry.as_mut_ptr());
+    // SAFETY: every byte was just written, and zero is valid for each field.
+    let mut entry = unsafe { entry.assume_init() };
+    entry.flags = flags;
+    entry
+}
+
 /// The CPU the program runs on.
 #[inline(always)]
 pub fn cpu() -> u32 {
@@ -87,11 +99,9 @@ fn registered_from_namespace(tgid: u32) -> Option<*mut TracedProc> {
     let registration = NS_REGISTRATIONS.get_ptr_mut(ids.tgid)?;
     // SAFETY: a pointer into the map's value, valid for this program run.
     let flags = unsafe { (*registration).flags };
-    let entry = TracedProc {
-        flags: flags & !NS_ROOT,
-        ..TracedProc::default()
-    };
-    TRACED.insert(tgid, entry, 0).ok()?;
+    TRACED
+        .insert(tgid, traced_entry(flags & !NS_ROOT), 0)
+        .ok()?;
     if flags & NS_ROOT != 0 {
         spawn::start_root(tgid);
     }

@@ -18,11 +18,9 @@ pub fn adopt(tgid: u32) -> Option<*mut TracedProc> {
     if kind == scope::CGROUP && !in_cgroup() {
         return None;
     }
-    let entry = TracedProc {
-        flags: traced::SPAWNS,
-        ..TracedProc::default()
-    };
-    TRACED.insert(tgid, entry, 0).ok()?;
+    TRACED
+        .insert(tgid, crate::emit::traced_entry(traced::SPAWNS), 0)
+        .ok()?;
     TRACED.get_ptr_mut(tgid)
 }
 

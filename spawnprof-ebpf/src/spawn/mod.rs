@@ -326,11 +326,11 @@ fn trace_child(child: u32, copies_mm: bool) {
     if copies_mm {
         flags |= tflags::COW_WINDOW;
     }
-    let entry = TracedProc {
-        flags,
-        ..TracedProc::default()
-    };
-    if TRACED.insert(child, entry, 0).is_ok() && copies_mm {
+    if TRACED
+        .insert(child, crate::emit::traced_entry(flags), 0)
+        .is_ok()
+        && copies_mm
+    {
         arm(Gate::CowWindows);
     }
 }
