@@ -23,33 +23,6 @@ pub fn now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
-/// Zeroes `*p` eight bytes at a time. BPF has no memset: the compiler's
-/// fallback is a loop over single bytes (688 of them for a spawn record,
-/// most of a fork program's time), and the volatile stores keep it from
-/// turning this loop back into that call.
-#[inline(always)]
-pub fn zero<T>(p: *mut T) {
-    const { assert!(core::mem::size_of::<T>() % 8 == 0 && core::mem::align_of::<T>() >= 8) };
-    let words = p as *mut u64;
-    let mut i = 0;
-    while i < core::mem::size_of::<T>() / 8 {
-        unsafe { core::ptr::write_volatile(words.add(i), 0) };
-        i += 1;
-    }
-}
-
-/// A new traced-process entry with `flags` and every count zero, built
-/// without the byte-wise memset `..Default::default()` compiles to.
-#[inline(always)]
-pub fn traced_entry(flags: u32) -> TracedProc {
-    let mut entry = core::mem::MaybeUninit::<TracedProc>::uninit();
-    zero(entry.as_mut_ptr());
-    // SAFETY: every byte was just written, and zero is valid for each field.
-    let mut entry = unsafe { entry.assume_init() };
-    entry.flags = flags;
-    entry
-}
-
 /// The CPU the program runs on.
 #[inline(always)]
 pub fn cpu() -> u32 {
@@ -100,7 +73,7 @@ fn registered_from_namespace(tgid: u32) -> Option<*mut TracedProc> {
     // SAFETY: a pointer into the map's value, valid for this program run.
     let flags = unsafe { (*registration).flags };
     TRACED
-        .insert(tgid, traced_entry(flags & !NS_ROOT), 0)
+        .insert(tgid, crate::mem::traced_entry(flags & !NS_ROOT), 0)
         .ok()?;
     if flags & NS_ROOT != 0 {
         spawn::start_root(tgid);

@@ -14,8 +14,10 @@
 //! - `probes::stacks` on-CPU stack samples, counted in the kernel.
 //!
 //! `metrics` folds finished spawns into histograms instead of sending
-//! them (`serve`, `top`). `spawn` is the record's state machine, `task` reads kernel structures
-//! through BTF offsets, `emit` sends records, `maps` holds the state.
+//! them (`serve`, `top`). `spawn` is the record's state machine, `task`
+//! reads kernel structures through BTF offsets, `emit` sends records,
+//! `maps` holds the state, and `mem` fills memory without the byte-wise
+//! memset the BPF target falls back to.
 #![no_std]
 #![no_main]
 // atomic_xadd: the BPF target lacks core's atomic types.
@@ -24,6 +26,7 @@
 
 mod emit;
 mod maps;
+mod mem;
 mod metrics;
 mod probes;
 mod scope;

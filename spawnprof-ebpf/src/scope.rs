@@ -19,7 +19,7 @@ pub fn adopt(tgid: u32) -> Option<*mut TracedProc> {
         return None;
     }
     TRACED
-        .insert(tgid, crate::emit::traced_entry(traced::SPAWNS), 0)
+        .insert(tgid, crate::mem::traced_entry(traced::SPAWNS), 0)
         .ok()?;
     TRACED.get_ptr_mut(tgid)
 }

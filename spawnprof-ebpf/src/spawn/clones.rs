@@ -15,8 +15,8 @@
 use spawnprof_common::CloneState;
 
 use crate::{
-    emit::zero,
     maps::{CLONE_SLOT_COUNT, CLONE_SLOTS, CLONES, CloneSlot},
+    mem::zero,
 };
 
 #[inline(always)]

@@ -119,7 +119,7 @@ pub fn finish_if_done(key: u32, s: *mut SpawnEvent) {
 #[inline(always)]
 fn blank(spawn_id: u64, child: u32, child_tgid: u32) -> Option<*mut SpawnEvent> {
     let s = SCRATCH.get_ptr_mut(0)?;
-    crate::emit::zero(s);
+    crate::mem::zero(s);
     unsafe {
         (*s).kind = rec::SPAWN;
         (*s).spawn_id = spawn_id;
@@ -327,7 +327,7 @@ fn trace_child(child: u32, copies_mm: bool) {
         flags |= tflags::COW_WINDOW;
     }
     if TRACED
-        .insert(child, crate::emit::traced_entry(flags), 0)
+        .insert(child, crate::mem::traced_entry(flags), 0)
         .is_ok()
         && copies_mm
     {
