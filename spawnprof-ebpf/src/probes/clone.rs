@@ -29,13 +29,17 @@ fn copies_mm(flags: u64) -> bool {
     flags & cf::CLONE_VM == 0
 }
 
+/// A traced thread entered clone syscall `which`. `args` reads its flags
+/// and exit signal, only once the thread is known to be traced: every
+/// thread the machine creates passes here.
 #[inline(always)]
-fn enter(flags: u64, which: u16, exit_signal: u8) -> u32 {
+fn enter(which: u16, args: impl FnOnce() -> (u64, u8)) -> u32 {
     let t = now();
     let (tid, tgid) = current();
     if !traces_spawns(tgid) {
         return 0;
     }
+    let (flags, exit_signal) = args();
     if copies_mm(flags) {
         arm(Gate::ForksSeen);
         fork_began();
@@ -63,38 +67,41 @@ fn enter(flags: u64, which: u16, exit_signal: u8) -> u32 {
 
 #[tracepoint]
 pub fn sys_enter_clone(ctx: TracePointContext) -> u32 {
-    let flags = field::<u64>(&ctx, config(&CONFIG.tp.sys_enter_clone_flags)).unwrap_or(0);
-    enter(flags, syscall::CLONE, SIGNAL_IN_FLAGS)
+    enter(syscall::CLONE, || {
+        let flags = field::<u64>(&ctx, config(&CONFIG.tp.sys_enter_clone_flags)).unwrap_or(0);
+        (flags, SIGNAL_IN_FLAGS)
+    })
 }
 
 #[tracepoint]
 pub fn sys_enter_clone3(ctx: TracePointContext) -> u32 {
     // clone3 passes a struct clone_args { u64 flags, pidfd, child_tid,
-    // parent_tid, exit_signal, ... }. The exit signal stays apart: clone3's
-    // flags use the low byte clone() keeps it in (CLONE_NEWTIME).
-    let Some(uargs) = field::<u64>(&ctx, config(&CONFIG.tp.sys_enter_clone3_uargs)) else {
-        return enter(0, syscall::CLONE3, SIGNAL_IN_FLAGS);
-    };
-    let args = uargs as *const u64;
-    let flags = unsafe { bpf_probe_read_user(args) }.unwrap_or(0);
-    let signal = unsafe { bpf_probe_read_user(args.wrapping_add(4)) }.unwrap_or(0u64);
-    enter(flags, syscall::CLONE3, signal as u8)
+    // parent_tid, exit_signal, ... }, read with one copy. The exit signal
+    // stays apart: clone3's flags use the low byte clone() keeps it in
+    // (CLONE_NEWTIME).
+    enter(syscall::CLONE3, || {
+        let Some(uargs) = field::<u64>(&ctx, config(&CONFIG.tp.sys_enter_clone3_uargs)) else {
+            return (0, SIGNAL_IN_FLAGS);
+        };
+        match unsafe { bpf_probe_read_user(uargs as *const [u64; 5]) } {
+            Ok(args) => (args[0], args[4] as u8),
+            Err(_) => (0, 0),
+        }
+    })
 }
 
 #[tracepoint]
 pub fn sys_enter_fork(_ctx: TracePointContext) -> u32 {
     const SIGCHLD: u64 = 17;
-    enter(SIGCHLD, syscall::FORK, SIGNAL_IN_FLAGS)
+    enter(syscall::FORK, || (SIGCHLD, SIGNAL_IN_FLAGS))
 }
 
 #[tracepoint]
 pub fn sys_enter_vfork(_ctx: TracePointContext) -> u32 {
     const SIGCHLD: u64 = 17;
-    enter(
-        cf::CLONE_VM | cf::CLONE_VFORK | SIGCHLD,
-        syscall::VFORK,
-        SIGNAL_IN_FLAGS,
-    )
+    enter(syscall::VFORK, || {
+        (cf::CLONE_VM | cf::CLONE_VFORK | SIGCHLD, SIGNAL_IN_FLAGS)
+    })
 }
 
 #[inline(always)]
@@ -151,13 +158,12 @@ fn kernel_clone_enter(args: *const u8) -> u32 {
     if flags_off == NO_FIELD || signal_off == NO_FIELD {
         return 0;
     }
-    let (flags, signal) = unsafe {
+    enter(syscall::KERNEL_CLONE, || unsafe {
         (
             bpf_probe_read_kernel(args.add(flags_off as usize) as *const u64).unwrap_or(0),
-            bpf_probe_read_kernel(args.add(signal_off as usize) as *const i32).unwrap_or(0),
+            bpf_probe_read_kernel(args.add(signal_off as usize) as *const i32).unwrap_or(0) as u8,
         )
-    };
-    enter(flags, syscall::KERNEL_CLONE, signal as u8)
+    })
 }
 
 #[fentry(function = "kernel_clone")]
