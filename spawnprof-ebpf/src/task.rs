@@ -14,6 +14,17 @@ fn read<T>(base: *const u8, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const T) }.ok()
 }
 
+/// Two u64 fields of `base`: one copy where they sit side by side (as the
+/// fault counters and the mm's range bounds do), else two.
+#[inline(always)]
+fn read_pair(base: *const u8, first: u32, second: u32) -> Option<(u64, u64)> {
+    if first != 0 && first != NO_FIELD && second == first + 8 {
+        let [a, b] = read::<[u64; 2]>(base, first)?;
+        return Some((a, b));
+    }
+    Some((read::<u64>(base, first)?, read::<u64>(base, second)?))
+}
+
 #[inline(always)]
 fn current_task() -> *const u8 {
     unsafe { bpf_get_current_task() as *const u8 }
@@ -33,12 +44,10 @@ pub fn process_faults() -> Option<u64> {
     let k = &CONFIG.kernel;
     let task = current_task();
     let sig = read::<u64>(task, config(&k.task_signal))? as *const u8;
-    Some(
-        read::<u64>(task, config(&k.task_min_flt))?
-            + read::<u64>(task, config(&k.task_maj_flt))?
-            + read::<u64>(sig, config(&k.signal_min_flt))?
-            + read::<u64>(sig, config(&k.signal_maj_flt))?,
-    )
+    let (min, maj) = read_pair(task, config(&k.task_min_flt), config(&k.task_maj_flt))?;
+    let (gone_min, gone_maj) =
+        read_pair(sig, config(&k.signal_min_flt), config(&k.signal_maj_flt))?;
+    Some(min + maj + gone_min + gone_maj)
 }
 
 /// `task_struct.exit_code` of the current task.
@@ -53,7 +62,7 @@ pub fn exit_code() -> Option<u32> {
 #[inline(always)]
 pub fn mm_range(start_off: u32, end_off: u32) -> Option<(u64, u64)> {
     let mm = read::<u64>(current_task(), config(&CONFIG.kernel.task_mm))? as *const u8;
-    let (s, e) = (read::<u64>(mm, start_off)?, read::<u64>(mm, end_off)?);
+    let (s, e) = read_pair(mm, start_off, end_off)?;
     (e >= s).then_some((s, e))
 }
 
