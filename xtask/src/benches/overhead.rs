@@ -170,22 +170,14 @@ fn setups(spawnprof: &Path, out: &Path, have_bpftrace: bool) -> Vec<Setup> {
     if have_bpftrace {
         setups.push(Setup {
             name: "bpftrace, the same stages",
-            wrap: Box::new(|argv: &[String]| {
-                let mut c = Command::new("bpftrace");
-                c.args(["-q", "-e", BPFTRACE_STAGES, "-c", &argv.join(" ")]);
-                c
-            }),
+            wrap: Box::new(|argv: &[String]| bpftrace_running(BPFTRACE_STAGES, argv)),
         });
         // The floor of any tool on the syscall tracepoints: one attached
         // to a syscall nobody makes still sends every syscall of every
         // task through the kernel's slow entry and exit path.
         setups.push(Setup {
             name: "one idle syscall tracepoint (floor)",
-            wrap: Box::new(|argv: &[String]| {
-                let mut c = Command::new("bpftrace");
-                c.args(["-q", "-e", IDLE_SYSCALL_TP, "-c", &argv.join(" ")]);
-                c
-            }),
+            wrap: Box::new(|argv: &[String]| bpftrace_running(IDLE_SYSCALL_TP, argv)),
         });
     } else {
         println!("SKIPPED: bpftrace comparison (apt-get install bpftrace)");
@@ -195,6 +187,13 @@ fn setups(spawnprof: &Path, out: &Path, have_bpftrace: bool) -> Vec<Setup> {
 
 /// A program on the tracepoint of acct(2), which no workload here calls.
 pub(super) const IDLE_SYSCALL_TP: &str = "tracepoint:syscalls:sys_enter_acct { @n = count(); }";
+
+/// bpftrace running `script` for the life of the command `argv`.
+pub(super) fn bpftrace_running(script: &str, argv: &[String]) -> Command {
+    let mut c = Command::new("bpftrace");
+    c.args(["-q", "-e", script, "-c", &argv.join(" ")]);
+    c
+}
 
 /// The C loop's serial posix_spawn of /bin/true, unpinned and pinned to
 /// CPU 0 (parent and child on one CPU: every probe's cost lands in the

@@ -170,15 +170,7 @@ fn rate_ratio(spawnprof: &Path, spawner: &Path, rounds: usize) -> Result<()> {
                 c
             }
             Setup::IdleSyscallTp => {
-                let mut c = Command::new("bpftrace");
-                c.args([
-                    "-q",
-                    "-e",
-                    super::overhead::IDLE_SYSCALL_TP,
-                    "-c",
-                    &argv.join(" "),
-                ]);
-                c
+                super::overhead::bpftrace_running(super::overhead::IDLE_SYSCALL_TP, &argv)
             }
             _ => {
                 let mut c = Command::new(&argv[0]);
