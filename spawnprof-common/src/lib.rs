@@ -23,7 +23,7 @@ pub use record::{
 };
 pub use state::{
     CloneState, ExecState, Gates, NS_ROOT, NsRegistration, PidNamespace, QUIET_SPAWNS, ReapKey,
-    StackKey, TracedProc, await_child, traced,
+    SPAWN_SLOT_COUNT, Slot, StackKey, TRACED_SLOT_COUNT, TracedProc, await_child, traced,
 };
 
 /// Length of a kernel task name (`TASK_COMM_LEN`).
@@ -93,10 +93,16 @@ pub const MAP_GATES: &str = ".bss";
 pub const MAP_RECORDS: &str = "RECORDS";
 /// Per-CPU array, indexed by [`lost`]: what could not be kept.
 pub const MAP_LOST: &str = "LOST";
-/// Hash child tid -> [`SpawnEvent`]: spawns in progress.
+/// Hash child tid -> [`SpawnEvent`]: spawns in progress whose slot another
+/// holds.
 pub const MAP_SPAWNS: &str = "SPAWNS";
-/// LRU hash tgid -> [`TracedProc`]: the processes being traced.
+/// LRU hash tgid -> [`TracedProc`]: the processes being traced whose slot
+/// another holds.
 pub const MAP_TRACED: &str = "TRACED";
+/// Array of [`Slot`]s of [`TracedProc`]: most of the processes being traced.
+pub const MAP_TRACED_SLOTS: &str = "TRACED_SLOTS";
+/// Array of [`Slot`]s of [`SpawnEvent`]: most of the spawns in progress.
+pub const MAP_SPAWN_SLOTS: &str = "SPAWN_SLOTS";
 /// Hash namespace tgid -> [`NsRegistration`].
 pub const MAP_NS_REGISTRATIONS: &str = "NS_REGISTRATIONS";
 /// One-entry array, set by userspace: 1 while a registration waits for its
@@ -122,6 +128,8 @@ mod pod {
     // (fields are laid out at their natural alignment with explicit pads).
     unsafe impl aya::Pod for super::SpawnEvent {}
     unsafe impl aya::Pod for super::TracedProc {}
+    unsafe impl aya::Pod for super::Slot<super::TracedProc> {}
+    unsafe impl aya::Pod for super::Slot<super::SpawnEvent> {}
     unsafe impl aya::Pod for super::CloneState {}
     unsafe impl aya::Pod for super::Gates {}
     unsafe impl aya::Pod for super::TracepointOffsets {}

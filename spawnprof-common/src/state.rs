@@ -193,3 +193,21 @@ pub struct NsRegistration {
 /// Bit of [`NsRegistration::flags`] (beside [`traced`]'s): the process is
 /// the root command, whose spawn record the translating probe creates.
 pub const NS_ROOT: u32 = 1 << 16;
+
+/// An entry of a slot table: a value kept in an array at index `key %`
+/// its length, where the kernel side reads it without a hash lookup. `key`
+/// is 0 while the slot is free. A key whose slot another key holds lives
+/// in the table's hash instead (see the kernel side's `slots` module).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Slot<V> {
+    pub key: u32,
+    pub _pad: u32,
+    pub value: V,
+}
+
+/// Slots of the spawns in progress ([`crate::MAP_SPAWN_SLOTS`]), by the
+/// child's tid: 5.6 MiB of records.
+pub const SPAWN_SLOT_COUNT: u32 = 8192;
+/// Slots of the traced processes ([`crate::MAP_TRACED_SLOTS`]), by tgid.
+pub const TRACED_SLOT_COUNT: u32 = 32768;

@@ -14,7 +14,7 @@ use spawnprof_common::{
 };
 
 use crate::{
-    maps::{CONFIG, LOST, NS_PENDING, NS_REGISTRATIONS, RECORDS, TRACED, config, stopped},
+    maps::{CONFIG, LOST, NS_PENDING, NS_REGISTRATIONS, RECORDS, config, stopped, traced_table},
     spawn,
 };
 
@@ -45,8 +45,8 @@ pub fn comm() -> [u8; COMM_LEN] {
 /// is traced.
 #[inline(always)]
 pub fn traced(tgid: u32) -> Option<*mut TracedProc> {
-    TRACED
-        .get_ptr_mut(tgid)
+    traced_table()
+        .get(tgid)
         .or_else(|| registered_from_namespace(tgid))
         .or_else(|| crate::scope::adopt(tgid))
 }
@@ -72,15 +72,16 @@ fn registered_from_namespace(tgid: u32) -> Option<*mut TracedProc> {
     let registration = NS_REGISTRATIONS.get_ptr_mut(ids.tgid)?;
     // SAFETY: a pointer into the map's value, valid for this program run.
     let flags = unsafe { (*registration).flags };
-    TRACED
-        .insert(tgid, crate::mem::traced_entry(flags & !NS_ROOT), 0)
-        .ok()?;
+    let table = traced_table();
+    if !table.put(tgid, &crate::mem::traced_entry(flags & !NS_ROOT)) {
+        return None;
+    }
     if flags & NS_ROOT != 0 {
         spawn::start_root(tgid);
     }
     // Two threads may both get here; they write the same value.
     unsafe { (*registration).host_tgid = tgid };
-    TRACED.get_ptr_mut(tgid)
+    table.get(tgid)
 }
 
 /// Whether `tgid` is traced with its own spawns recorded.

@@ -30,6 +30,7 @@ mod mem;
 mod metrics;
 mod probes;
 mod scope;
+mod slots;
 mod spawn;
 mod task;
 

@@ -4,9 +4,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use spawnprof_common::{
-    CloneState, ExecState, Gates, NsRegistration, ProbeConfig, QUIET_SPAWNS, ReapKey, SpawnEvent,
-    TracedProc, lost,
+    CloneState, ExecState, Gates, NsRegistration, ProbeConfig, QUIET_SPAWNS, ReapKey,
+    SPAWN_SLOT_COUNT, Slot, SpawnEvent, TRACED_SLOT_COUNT, TracedProc, lost,
 };
+
+use crate::slots::Table;
 
 /// Records to userspace. The loader resizes it (`--ring-buffer`).
 #[map]
@@ -17,12 +19,26 @@ pub static RECORDS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::COUNT, 0);
 
 /// Spawns in progress, keyed by the child's tid: the record each is sent
-/// as when it ends. Entries go when their record is sent (or collected by
-/// userspace). The loader sizes it to the kernel's pid_max, the most tasks
-/// that can exist at once (a benchmark can hold 30,000 unreaped children);
-/// entries are allocated as spawns start, not up front.
+/// as when it ends ([`spawn_table`]). Entries go when their record is sent (or
+/// collected by userspace).
+#[map]
+pub static SPAWN_SLOTS: Array<Slot<SpawnEvent>> = Array::with_max_entries(SPAWN_SLOT_COUNT, 0);
+
+/// Spawns in progress whose slot another holds. The loader sizes it to the
+/// kernel's pid_max, the most tasks that can exist at once (a benchmark can
+/// hold 30,000 unreaped children); entries are allocated as they are
+/// inserted, not up front.
 #[map]
 pub static SPAWNS: HashMap<u32, SpawnEvent> = HashMap::with_max_entries(32768, BPF_F_NO_PREALLOC);
+
+#[inline(always)]
+pub fn spawn_table() -> Table<SpawnEvent, HashMap<u32, SpawnEvent>> {
+    Table {
+        slots: &SPAWN_SLOTS,
+        count: SPAWN_SLOT_COUNT,
+        spill: &SPAWNS,
+    }
+}
 
 /// Map flag: allocate entries as they are inserted.
 const BPF_F_NO_PREALLOC: u32 = 1;
@@ -40,10 +56,23 @@ pub static EXECS: HashMap<u32, ExecState> = HashMap::with_max_entries(16384, 0);
 #[map]
 pub static NS_REAP: HashMap<ReapKey, u32> = HashMap::with_max_entries(4096, 0);
 
-/// The traced processes (tgid), grown at fork. LRU so a storm of processes
-/// that never exit cannot wedge the filter.
+/// The traced processes (tgid), grown at fork ([`traced_table`]).
+#[map]
+pub static TRACED_SLOTS: Array<Slot<TracedProc>> = Array::with_max_entries(TRACED_SLOT_COUNT, 0);
+
+/// The traced processes whose slot another holds. LRU so a storm of
+/// processes that never exit cannot wedge the filter.
 #[map]
 pub static TRACED: LruHashMap<u32, TracedProc> = LruHashMap::with_max_entries(65536, 0);
+
+#[inline(always)]
+pub fn traced_table() -> Table<TracedProc, LruHashMap<u32, TracedProc>> {
+    Table {
+        slots: &TRACED_SLOTS,
+        count: TRACED_SLOT_COUNT,
+        spill: &TRACED,
+    }
+}
 
 /// Tasks awaiting their first run, each at slot `tid % AWAITED_SLOTS` (0:
 /// free). A context switch to a task not in its slot returns after this
@@ -54,23 +83,24 @@ pub static AWAITED: Array<u32> = Array::with_max_entries(AWAITED_SLOTS, 0);
 
 pub const AWAITED_SLOTS: u32 = 256;
 
-/// Traced threads inside a clone syscall, each at slot `tid %
-/// CLONE_SLOT_COUNT` (see `spawn::clones`).
+/// Traced threads inside a clone syscall, by tid ([`clone_table`]).
 #[map]
-pub static CLONE_SLOTS: Array<CloneSlot> = Array::with_max_entries(CLONE_SLOT_COUNT, 0);
+pub static CLONE_SLOTS: Array<Slot<CloneState>> = Array::with_max_entries(CLONE_SLOT_COUNT, 0);
 
-pub const CLONE_SLOT_COUNT: u32 = 8192;
-
-/// A clone-state slot: `tid` 0 when free.
-#[repr(C)]
-pub struct CloneSlot {
-    pub tid: u32,
-    pub state: CloneState,
-}
+const CLONE_SLOT_COUNT: u32 = 8192;
 
 /// Traced threads inside a clone syscall whose slot another one holds.
 #[map]
 pub static CLONES: HashMap<u32, CloneState> = HashMap::with_max_entries(4096, 0);
+
+#[inline(always)]
+pub fn clone_table() -> Table<CloneState, HashMap<u32, CloneState>> {
+    Table {
+        slots: &CLONE_SLOTS,
+        count: CLONE_SLOT_COUNT,
+        spill: &CLONES,
+    }
+}
 
 /// Entry 0 is non-zero once the recording has ended (set by userspace):
 /// nothing more is sent and no spawn is started, while the probes, still

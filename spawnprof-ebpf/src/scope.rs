@@ -7,7 +7,7 @@ use aya_ebpf::helpers::{
 };
 use spawnprof_common::{TracedProc, scope, traced};
 
-use crate::maps::{CONFIG, TRACED, config};
+use crate::maps::{CONFIG, config, traced_table};
 
 #[inline(always)]
 pub fn adopt(tgid: u32) -> Option<*mut TracedProc> {
@@ -18,10 +18,11 @@ pub fn adopt(tgid: u32) -> Option<*mut TracedProc> {
     if kind == scope::CGROUP && !in_cgroup() {
         return None;
     }
-    TRACED
-        .insert(tgid, crate::mem::traced_entry(traced::SPAWNS), 0)
-        .ok()?;
-    TRACED.get_ptr_mut(tgid)
+    let table = traced_table();
+    if !table.put(tgid, &crate::mem::traced_entry(traced::SPAWNS)) {
+        return None;
+    }
+    table.get(tgid)
 }
 
 /// Whether the current task is in the configured cgroup or below it.

@@ -1,6 +1,6 @@
 //! A ring buffer too small for a burst loses no spawn: the kernel keeps
 //! each finished spawn it could not send, and spawnprof collects it.
-use spawnprof_tests::record;
+use spawnprof_tests::{record, record_spawner};
 
 #[test]
 fn a_one_page_ring_buffer_under_a_burst_keeps_every_spawn() {
@@ -35,4 +35,35 @@ fn a_one_page_ring_buffer_under_a_burst_keeps_every_spawn() {
         "each collected spawn is whole"
     );
     assert!(!run.stderr().contains("WARNING"), "{}", run.stderr());
+}
+
+/// More unreaped children than the kernel keeps spawn slots for (8,192):
+/// the rest, whose slot a sibling holds, go to the spill hash and are all
+/// recorded whole.
+#[test]
+fn more_live_spawns_than_slots_are_all_recorded() {
+    let run = record_spawner(
+        "slots_full",
+        &["--sample-hz", "0"],
+        &[
+            "--method",
+            "posix-spawn",
+            "--mode",
+            "batched",
+            "--count",
+            "10000",
+            "--warmup",
+            "0",
+        ],
+    );
+    let s = &run.summary;
+    assert_eq!(s.lost_spawns, 0, "{:?}", s.lost);
+    let children = run.children();
+    assert_eq!(children.len(), 10000, "every spawn has its record");
+    assert!(
+        children
+            .iter()
+            .all(|r| r.ts.reap.is_some() && r.ts.exec_done.is_some()),
+        "each spawn is whole"
+    );
 }

@@ -90,7 +90,7 @@ pub fn raw_sched_wakeup_new(ctx: RawTracePointContext) -> u32 {
 #[inline(always)]
 fn wakeup_new(child: u32) -> u32 {
     let t = now();
-    if let Some(s) = crate::maps::SPAWNS.get_ptr_mut(child) {
+    if let Some(s) = crate::maps::spawn_table().get(child) {
         spawn::stamp(s, ts::WAKEUP_NEW, t);
     }
     0
@@ -298,7 +298,7 @@ fn exited(tid: u32, tgid: u32, group_dead: bool) -> u32 {
     spawn::resolve_parent_cow(tgid, p);
     spawn::close_cow_window(p);
     send_notice(rec::NOTICE_EXIT, tgid);
-    let _ = crate::maps::TRACED.remove(tgid);
+    crate::maps::traced_table().remove(tgid);
     0
 }
 

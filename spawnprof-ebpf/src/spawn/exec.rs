@@ -10,14 +10,14 @@ use spawnprof_common::{ExecState, SpawnEvent, spawn, ts};
 use super::{clear, has, set, stamp, thread_ended};
 use crate::{
     emit::{Attempt, Path, comm, current, send_exec},
-    maps::{EXECS, SPAWNS},
+    maps::{EXECS, spawn_table},
 };
 
 /// The current thread enters execve/execveat with the user path at `path`.
 #[inline(always)]
 pub fn exec_entered(t: u64, path: u64, syscall: u16) {
     let (tid, tgid) = current();
-    let Some(s) = SPAWNS.get_ptr_mut(tgid) else {
+    let Some(s) = spawn_table().get(tgid) else {
         return;
     };
     stamp(s, ts::EXEC_FIRST_ENTER, t);
@@ -61,7 +61,7 @@ fn take_attempt(s: *mut SpawnEvent, tid: u32, tgid: u32) -> ExecState {
 #[inline(always)]
 pub fn exec_prepared(t: u64) {
     let (_, tgid) = current();
-    if let Some(s) = SPAWNS.get_ptr_mut(tgid)
+    if let Some(s) = spawn_table().get(tgid)
         && !has(s, spawn::EXECED)
     {
         stamp(s, ts::EXEC_PREPARE, t);
@@ -89,7 +89,7 @@ pub fn exec_done(t: u64, img: &Image) -> Option<u64> {
     if img.old_tid != tgid {
         thread_ended(t, img.old_tid, true);
     }
-    let s = SPAWNS.get_ptr_mut(tgid)?;
+    let s = spawn_table().get(tgid)?;
     // Zeroed when the entry was not seen, not an Option: 5.10's verifier
     // refuses the uninitialised stack an Option's None leaves, which the
     // compiler reads on both branches.
@@ -157,7 +157,7 @@ fn attempt_of(s: *const SpawnEvent, tid: u32, a: &ExecState, exit: u64, ret: i64
 #[inline(always)]
 pub fn exec_returned(t: u64, ret: i64) {
     let (tid, tgid) = current();
-    let Some(s) = SPAWNS.get_ptr_mut(tgid) else {
+    let Some(s) = spawn_table().get(tgid) else {
         // A thread's attempt outlived its process's record.
         if tid != tgid {
             let _ = EXECS.remove(tid);

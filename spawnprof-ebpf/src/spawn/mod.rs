@@ -21,8 +21,8 @@
 //! caught when its task is released. Whatever is left when the recording
 //! ends is collected by userspace from the map.
 use spawnprof_common::{
-    CloneState, FAULTS_UNKNOWN, ReapKey, SpawnEvent, TracedProc, UNKNOWN, UNKNOWN_U32, await_child,
-    clone_flags as cf, lost, rec, spawn, traced as tflags, ts,
+    CloneState, FAULTS_UNKNOWN, ReapKey, Slot, SpawnEvent, TracedProc, UNKNOWN, UNKNOWN_U32,
+    await_child, clone_flags as cf, lost, rec, spawn, traced as tflags, ts,
 };
 
 pub mod clones;
@@ -33,9 +33,10 @@ pub use exec::{exec_done, exec_entered, exec_prepared, exec_returned};
 use crate::{
     emit::{count_lost, current, send_spawn},
     maps::{
-        AWAITED, AWAITED_SLOTS, BPF_NOEXIST, CONFIG, Gate, NS_REAP, SCRATCH, SPAWNS, TRACED, arm,
-        armed, awaited_stages, config, disarm, quiet_reached, stopped,
+        AWAITED, AWAITED_SLOTS, BPF_NOEXIST, CONFIG, Gate, NS_REAP, SCRATCH, SPAWNS, arm, armed,
+        awaited_stages, config, disarm, quiet_reached, spawn_table, stopped, traced_table,
     },
+    slots::seal,
 };
 
 /// The kernel-internal errno of an interrupted fork (include/linux/errno.h).
@@ -108,17 +109,45 @@ pub fn finish_if_done(key: u32, s: *mut SpawnEvent) {
     if stopped() {
         set(s, spawn::EMIT_PENDING);
     } else if send_spawn(s) {
-        let _ = SPAWNS.remove(key);
+        spawn_table().remove(key);
     } else {
         set(s, spawn::EMIT_PENDING);
         count_lost(lost::SPAWN_DEFERRED);
     }
 }
 
-/// A zeroed record in per-CPU scratch space, with every "unknown" value set.
+/// A new record being built: in the child's slot, published by [`keep`],
+/// or in per-CPU scratch space when another spawn holds that slot.
+struct Building {
+    s: *mut SpawnEvent,
+    slot: Option<*mut Slot<SpawnEvent>>,
+}
+
+/// Starts `child`'s record, blank. A finished record still waiting in the
+/// slot under the same tid (pid reuse) is sent first.
 #[inline(always)]
-fn blank(spawn_id: u64, child: u32, child_tgid: u32) -> Option<*mut SpawnEvent> {
-    let s = SCRATCH.get_ptr_mut(0)?;
+fn open(spawn_id: u64, child: u32, child_tgid: u32) -> Option<Building> {
+    let slot = spawn_table().claim(child);
+    let s = match slot {
+        Some(slot) => unsafe {
+            let old = &raw mut (*slot).value;
+            if (*slot).key == child {
+                (*slot).key = 0;
+                if has(old, spawn::EMIT_PENDING) && !send_spawn(old) {
+                    count_lost(lost::SPAWN_OVERWRITTEN);
+                }
+            }
+            old
+        },
+        None => SCRATCH.get_ptr_mut(0)?,
+    };
+    blank(s, spawn_id, child, child_tgid);
+    Some(Building { s, slot })
+}
+
+/// Zeroes `s` and sets every "unknown" value.
+#[inline(always)]
+fn blank(s: *mut SpawnEvent, spawn_id: u64, child: u32, child_tgid: u32) {
     crate::mem::zero(s);
     unsafe {
         (*s).kind = rec::SPAWN;
@@ -135,18 +164,23 @@ fn blank(spawn_id: u64, child: u32, child_tgid: u32) -> Option<*mut SpawnEvent> 
         (*s).faults_total = FAULTS_UNKNOWN;
         (*s).cow_total = FAULTS_UNKNOWN;
     }
-    Some(s)
 }
 
-/// Puts a record built in scratch space into `SPAWNS`. A finished record
-/// still waiting there under the same tid (pid reuse) is sent first.
+/// Publishes a record [`open`] started: its slot gets its key, or the
+/// record goes into the spill hash, replacing one left there under the
+/// same tid (sent first if it was finished).
 #[inline(always)]
-fn keep(child: u32, s: *const SpawnEvent) -> bool {
+fn keep(child: u32, b: Building) -> bool {
+    if let Some(slot) = b.slot {
+        seal(slot, child);
+        return true;
+    }
+    let s = b.s;
     // Nearly always a new key: one hash operation instead of two.
     if SPAWNS.insert(child, unsafe { &*s }, BPF_NOEXIST).is_ok() {
         return true;
     }
-    if let Some(old) = SPAWNS.get_ptr_mut(child)
+    if let Some(old) = spawn_table().get(child)
         && has(old, spawn::EMIT_PENDING)
         && !send_spawn(old)
     {
@@ -162,9 +196,9 @@ fn keep(child: u32, s: *const SpawnEvent) -> bool {
 /// The root command's record, started when it is first traced.
 #[inline(always)]
 pub fn start_root(tgid: u32) {
-    if let Some(s) = blank(crate::emit::now(), tgid, tgid) {
-        set(s, spawn::ROOT | spawn::PARENT_RETURNED);
-        keep(tgid, s);
+    if let Some(b) = open(crate::emit::now(), tgid, tgid) {
+        set(b.s, spawn::ROOT | spawn::PARENT_RETURNED);
+        keep(tgid, b);
     }
 }
 
@@ -194,9 +228,10 @@ pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
             (*parent).cow_at_fork = (*parent).cow_faults;
         }
     }
-    let Some(s) = blank(t, child, child_tgid) else {
+    let Some(b) = open(t, child, child_tgid) else {
         return;
     };
+    let s = b.s;
     unsafe {
         (*s).parent_tgid = tgid;
         (*s).parent_tid = tid;
@@ -230,7 +265,7 @@ pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
                 0
             },
     );
-    if !keep(child, s) {
+    if !keep(child, b) {
         if slotted {
             free_slot(child);
         }
@@ -326,11 +361,7 @@ fn trace_child(child: u32, copies_mm: bool) {
     if copies_mm {
         flags |= tflags::COW_WINDOW;
     }
-    if TRACED
-        .insert(child, crate::mem::traced_entry(flags), 0)
-        .is_ok()
-        && copies_mm
-    {
+    if traced_table().put(child, &crate::mem::traced_entry(flags)) && copies_mm {
         arm(Gate::CowWindows);
     }
 }
@@ -367,7 +398,7 @@ pub fn resolve_parent_cow(tgid: u32, p: *mut TracedProc) {
         return;
     }
     unsafe { (*p).cow_child = 0 };
-    let Some(s) = SPAWNS.get_ptr_mut(child) else {
+    let Some(s) = spawn_table().get(child) else {
         return;
     };
     unsafe {
@@ -401,7 +432,7 @@ pub fn clone_returned(t: u64, tid: u32, ret: i64) {
     if child == 0 {
         return;
     }
-    let Some(s) = SPAWNS.get_ptr_mut(child) else {
+    let Some(s) = spawn_table().get(child) else {
         return;
     };
     if unsafe { (*s).parent_tid } != tid {
@@ -420,9 +451,10 @@ fn failed_clone(t: u64, c: *const CloneState, ret: i64) {
         return;
     }
     let (tid, tgid) = current();
-    let Some(s) = blank(t, 0, 0) else {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
+    blank(s, t, 0, 0);
     unsafe {
         from_clone(s, &*c);
         (*s).parent_tgid = tgid;
@@ -439,7 +471,7 @@ fn failed_clone(t: u64, c: *const CloneState, ret: i64) {
 /// The spawned task `tid` ran for the first time, on `cpu`.
 #[inline(always)]
 pub fn first_run(t: u64, tid: u32, cpu: u32) {
-    let Some(s) = SPAWNS.get_ptr_mut(tid) else {
+    let Some(s) = spawn_table().get(tid) else {
         return;
     };
     if !has(s, spawn::AWAITING_FIRST_RUN) {
@@ -460,7 +492,7 @@ pub fn first_run(t: u64, tid: u32, cpu: u32) {
 /// The new task `tid` returned from its clone: its first act in user space.
 #[inline(always)]
 pub fn child_returned(t: u64, tid: u32) {
-    let Some(s) = SPAWNS.get_ptr_mut(tid) else {
+    let Some(s) = spawn_table().get(tid) else {
         return;
     };
     if has(s, spawn::CLONE_FAILED) {
@@ -503,7 +535,7 @@ fn stop_awaiting(tid: u32, s: *mut SpawnEvent) {
 /// A spawned thread `tid` exited, or took over its process by an exec.
 #[inline(always)]
 pub fn thread_ended(t: u64, tid: u32, by_exec: bool) {
-    let Some(s) = SPAWNS.get_ptr_mut(tid) else {
+    let Some(s) = spawn_table().get(tid) else {
         return;
     };
     if !has(s, spawn::THREAD) {
@@ -522,7 +554,7 @@ pub fn thread_ended(t: u64, tid: u32, by_exec: bool) {
 /// fault counts then; `code`: its exit code.
 #[inline(always)]
 pub fn process_exited(t: u64, tgid: u32, faults: (u32, u32), code: Option<u32>) {
-    let Some(s) = SPAWNS.get_ptr_mut(tgid) else {
+    let Some(s) = spawn_table().get(tgid) else {
         return;
     };
     if has(s, spawn::THREAD) {
@@ -579,7 +611,7 @@ pub fn reaped(t: u64, seen: u32) {
         None
     };
     let child = translated.unwrap_or(seen);
-    let Some(s) = SPAWNS.get_ptr_mut(child) else {
+    let Some(s) = spawn_table().get(child) else {
         return;
     };
     // A stop or continue report (WUNTRACED, WCONTINUED) is not a reap; nor
@@ -600,7 +632,7 @@ pub fn reaped(t: u64, seen: u32) {
 /// (an untraced reaper), or a task that needed no reap.
 #[inline(always)]
 pub fn released(pid: u32) {
-    let Some(s) = SPAWNS.get_ptr_mut(pid) else {
+    let Some(s) = spawn_table().get(pid) else {
         return;
     };
     if has(s, spawn::THREAD) || !has(s, spawn::EXITED) || has(s, spawn::REAPED) {

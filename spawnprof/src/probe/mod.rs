@@ -23,6 +23,7 @@ mod options;
 pub mod park;
 pub mod plan;
 pub mod session;
+mod slots;
 mod spawns;
 pub mod tracefs;
 

@@ -1,20 +1,21 @@
 //! The kernel's spawn state as userspace sees it: the spawns in progress
-//! (`SPAWNS`), the traced processes (`TRACED`) and what could not be kept
-//! (`LOST`). Taken out of the loaded object at load time, so they outlive
-//! the programs: after the detach, what is left in `SPAWNS` is collected
-//! with nothing changing under the sweep.
+//! (`SPAWN_SLOTS` and `SPAWNS`), the traced processes (`TRACED_SLOTS` and
+//! `TRACED`) and what could not be kept (`LOST`). Taken out of the loaded
+//! object at load time, so they outlive the programs: after the detach,
+//! the spawns left are collected with nothing changing under the sweep.
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
-    maps::{HashMap, MapData, PerCpuArray},
+    maps::{MapData, PerCpuArray},
 };
 use spawnprof_common::{
-    FAULTS_UNKNOWN, MAP_LOST, MAP_SPAWNS, MAP_TRACED, SpawnEvent, TracedProc, UNKNOWN, UNKNOWN_U32,
-    lost, rec, spawn, traced,
+    FAULTS_UNKNOWN, MAP_LOST, MAP_SPAWN_SLOTS, MAP_SPAWNS, MAP_TRACED, MAP_TRACED_SLOTS,
+    SpawnEvent, TracedProc, UNKNOWN, UNKNOWN_U32, lost, rec, spawn, traced,
 };
 
+use super::slots::SlotTable;
 use crate::{sys::clock::mono_ns, trace::decode::bytes_of};
 
 /// What could not be kept, summed over the CPUs.
@@ -27,8 +28,8 @@ pub struct Lost {
 }
 
 pub struct KernelSpawns {
-    spawns: HashMap<MapData, u32, SpawnEvent>,
-    traced: HashMap<MapData, u32, TracedProc>,
+    spawns: SlotTable<SpawnEvent>,
+    traced: SlotTable<TracedProc>,
     lost: PerCpuArray<MapData, u64>,
 }
 
@@ -39,8 +40,8 @@ impl KernelSpawns {
                 .with_context(|| format!("the {name} map is missing"))
         };
         Ok(Self {
-            spawns: HashMap::try_from(take(MAP_SPAWNS)?)?,
-            traced: HashMap::try_from(take(MAP_TRACED)?)?,
+            spawns: SlotTable::new(take(MAP_SPAWN_SLOTS)?, take(MAP_SPAWNS)?)?,
+            traced: SlotTable::new(take(MAP_TRACED_SLOTS)?, take(MAP_TRACED)?)?,
             lost: PerCpuArray::try_from(take(MAP_LOST)?)?,
         })
     }
@@ -53,11 +54,11 @@ impl KernelSpawns {
             ..TracedProc::default()
         };
         self.traced
-            .insert(tgid, entry, 0)
+            .insert(tgid, entry)
             .with_context(|| format!("adding pid {tgid} to the traced set"))?;
         if root {
             self.spawns
-                .insert(tgid, root_record(tgid), 0)
+                .insert(tgid, root_record(tgid))
                 .context("starting the command's spawn record")?;
         }
         Ok(())
@@ -96,14 +97,11 @@ impl KernelSpawns {
     /// Takes the finished spawns that waited in the map for room in the
     /// ring buffer, as raw records.
     pub fn collect_deferred(&mut self) -> Vec<Vec<u8>> {
-        take_all(
-            &mut self.spawns,
-            |s| s.state() & spawn::EMIT_PENDING != 0,
-            |_| {},
-        )
-        .into_iter()
-        .map(|(_, bytes)| bytes)
-        .collect()
+        self.spawns
+            .take(|s| s.state() & spawn::EMIT_PENDING != 0)
+            .iter()
+            .map(bytes_of)
+            .collect()
     }
 
     /// Takes every spawn left once the probes are detached: the finished
@@ -111,48 +109,22 @@ impl KernelSpawns {
     /// whose parent is still counting its copy-on-write faults gets the
     /// count so far.
     pub fn sweep(&mut self) -> Vec<Vec<u8>> {
-        let traced = &self.traced;
-        let mut records = take_all(
-            &mut self.spawns,
-            |_| true,
-            |s| {
-                if s.state() & spawn::EMIT_PENDING == 0 {
-                    s.mark(spawn::RECORDING_ENDED);
-                }
-                if s.state() & spawn::COW_PENDING != 0
-                    && let Ok(p) = traced.get(&s.parent_tgid, 0)
-                    && p.cow_child == s.child_tid
-                {
-                    s.parent_cow = p.cow_faults.saturating_sub(p.cow_at_fork) as u32;
-                    s.mark(spawn::PARENT_COW_KNOWN);
-                }
-            },
-        );
-        records.sort_by_key(|(id, _)| *id);
-        records.into_iter().map(|(_, bytes)| bytes).collect()
+        let mut records = self.spawns.take(|_| true);
+        for s in &mut records {
+            if s.state() & spawn::EMIT_PENDING == 0 {
+                s.mark(spawn::RECORDING_ENDED);
+            }
+            if s.state() & spawn::COW_PENDING != 0
+                && let Some(p) = self.traced.get(s.parent_tgid)
+                && p.cow_child == s.child_tid
+            {
+                s.parent_cow = p.cow_faults.saturating_sub(p.cow_at_fork) as u32;
+                s.mark(spawn::PARENT_COW_KNOWN);
+            }
+        }
+        records.sort_by_key(|s| s.spawn_id);
+        records.iter().map(bytes_of).collect()
     }
-}
-
-/// Removes the entries `pick` chooses; returns them, changed by `mark`,
-/// as (spawn id, raw record).
-fn take_all(
-    spawns: &mut HashMap<MapData, u32, SpawnEvent>,
-    pick: impl Fn(&SpawnEvent) -> bool,
-    mark: impl Fn(&mut SpawnEvent),
-) -> Vec<(u64, Vec<u8>)> {
-    let chosen: Vec<(u32, SpawnEvent)> = spawns
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|(_, s)| pick(s))
-        .collect();
-    chosen
-        .into_iter()
-        .filter_map(|(key, mut s)| {
-            spawns.remove(&key).ok()?;
-            mark(&mut s);
-            Some((s.spawn_id, bytes_of(&s)))
-        })
-        .collect()
 }
 
 /// The record of the command spawnprof started: its spawn happened in
