@@ -50,11 +50,17 @@ pub fn process_faults() -> Option<u64> {
     Some(min + maj + gone_min + gone_maj)
 }
 
-/// `task_struct.exit_code` of the current task.
+/// `task_struct.exit_code` of the current task, or [`NO_EXIT_CODE`]. Not
+/// an `Option`: LLVM loaded its payload before testing it, a read of
+/// uninitialised stack that 5.10's verifier rejects.
 #[inline(always)]
-pub fn exit_code() -> Option<u32> {
-    read::<i32>(current_task(), config(&CONFIG.kernel.task_exit_code)).map(|c| c as u32)
+pub fn exit_code() -> u64 {
+    read::<i32>(current_task(), config(&CONFIG.kernel.task_exit_code))
+        .map_or(NO_EXIT_CODE, |c| u64::from(c as u32))
 }
+
+/// [`exit_code`] when the field cannot be read.
+pub const NO_EXIT_CODE: u64 = u64::MAX;
 
 /// The `[start, end)` range of the current process's memory at the
 /// `mm_struct` offsets given (the environment or argument strings the

@@ -553,7 +553,7 @@ pub fn thread_ended(t: u64, tid: u32, by_exec: bool) {
 /// The spawned process `tgid` exited (its last thread). `faults`: its
 /// fault counts then; `code`: its exit code.
 #[inline(always)]
-pub fn process_exited(t: u64, tgid: u32, faults: (u32, u32), code: Option<u32>) {
+pub fn process_exited(t: u64, tgid: u32, faults: (u32, u32), code: u64) {
     let Some(s) = spawn_table().get(tgid) else {
         return;
     };
@@ -564,9 +564,10 @@ pub fn process_exited(t: u64, tgid: u32, faults: (u32, u32), code: Option<u32>) 
     unsafe {
         (*s).faults_total = faults.0;
         (*s).cow_total = faults.1;
-        match code {
-            Some(c) => (*s).exit_code = c,
-            None => set(s, spawn::EXIT_CODE_UNKNOWN),
+        if code == crate::task::NO_EXIT_CODE {
+            set(s, spawn::EXIT_CODE_UNKNOWN);
+        } else {
+            (*s).exit_code = code as u32;
         }
         if (*s).comm_before[0] == 0 {
             (*s).comm_before = crate::emit::comm();
