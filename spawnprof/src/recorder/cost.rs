@@ -41,12 +41,13 @@ impl CostMeter {
     /// not per spawn. bpftrace's figure in `bench-overhead` is taken the
     /// same way, over its workload alone.
     pub fn tracing_started(&mut self, session: &Session) {
-        self.cpu_ns_at_start = own_cpu_ns();
         self.programs_at_start = session
             .program_stats()
             .into_iter()
             .map(|(name, run_ns, runs)| (name, (run_ns, runs)))
             .collect();
+        // After reading the statistics: that is the measurement's cost.
+        self.cpu_ns_at_start = own_cpu_ns();
     }
 
     pub fn finish(self, session: &Session, spawns: u64) -> ProbeCost {
