@@ -26,20 +26,28 @@ use crate::{
 };
 
 /// How often records are collected from the ring buffer when the probes have
-/// not asked for an early wake-up. Each wake-up of the reader costs about
-/// 100 µs of CPU on the development VM, more than the records it collects
-/// at a thousand spawns a second: at 200 ms instead of 40 ms spawnprof's
-/// CPU per extra spawn fell from 3.3 to 1.3 µs (serial posix_spawn). A
-/// burst that fills half the ring (some 6,000 records at the default 8 MiB)
-/// wakes the reader at once, so the ring is not at risk.
-const DRAIN_INTERVAL: Duration = Duration::from_millis(200);
+/// not asked for an early wake-up. Each wake-up of the reader costs 100–250
+/// µs of CPU on the development VM, more than the records it collects at a
+/// thousand spawns a second: at 200 ms instead of 40 ms spawnprof's CPU per
+/// extra spawn fell from 3.3 to 1.3 µs (serial posix_spawn), and 500 ms
+/// took the average over a 3,000-spawn run from 2.3 to 1.5 µs. A burst
+/// that fills half the ring (some 6,000 records at the default 8 MiB) wakes
+/// the reader at once, so the ring is not at risk.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(500);
+/// The interval while something needs a faster tick: the live count on a
+/// terminal, or `-p`'s check that its target lives (the recording ends
+/// within this of the target's exit).
+const DRAIN_INTERVAL_WATCHING: Duration = Duration::from_millis(200);
 /// With stack sampling, the memory maps of each process that just exec'd
 /// are read while draining; short-lived processes must still be there.
 const DRAIN_INTERVAL_SAMPLING: Duration = Duration::from_millis(10);
 /// While drains come back empty the interval doubles up to this, so an idle
-/// recording (`-p` on a quiet server) rarely wakes; the first records after a
-/// lull wait at most this long.
-const IDLE_DRAIN_INTERVAL: Duration = Duration::from_millis(400);
+/// recording rarely wakes; the first records after a lull wait at most this
+/// long.
+const IDLE_DRAIN_INTERVAL: Duration = Duration::from_millis(1000);
+/// The same with the live count or `-p` (the end within this of the
+/// target's exit).
+const IDLE_DRAIN_INTERVAL_WATCHING: Duration = Duration::from_millis(400);
 /// How often `-p` checks that its target is still alive.
 const ALIVE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the memory-map snapshots of processes that ended unsampled
@@ -60,6 +68,7 @@ enum Wake {
 /// The loop's timers and the periodic chores of its tick.
 struct Chores {
     busy_interval: Duration,
+    idle_interval: Duration,
     drain_every: Duration,
     alive_checked: Instant,
     maps_pruned: Instant,
@@ -162,7 +171,7 @@ impl Live {
     fn tick(&mut self, chores: &mut Chores, opts: &RecordOptions) -> Option<Stop> {
         let drained = self.drain();
         chores.drain_every = if drained.records == 0 {
-            (chores.drain_every * 2).min(IDLE_DRAIN_INTERVAL)
+            (chores.drain_every * 2).min(chores.idle_interval)
         } else {
             chores.busy_interval
         };
@@ -233,18 +242,25 @@ impl Chores {
     fn new(live: &Live, opts: &RecordOptions) -> Self {
         // The probes wake us only when the ring buffer is half full;
         // otherwise records are collected on this timer (spawnprof-ebpf emit.rs).
-        let busy_interval = if live.sampling.active {
-            DRAIN_INTERVAL_SAMPLING
-        } else {
-            DRAIN_INTERVAL
+        let live_count = LiveCount::for_recording(opts);
+        let watching = live_count.is_some() || opts.target_is_pid();
+        let busy_interval = match (live.sampling.active, watching) {
+            (true, _) => DRAIN_INTERVAL_SAMPLING,
+            (false, true) => DRAIN_INTERVAL_WATCHING,
+            (false, false) => DRAIN_INTERVAL,
         };
         let now = Instant::now();
         Self {
             busy_interval,
+            idle_interval: if watching {
+                IDLE_DRAIN_INTERVAL_WATCHING
+            } else {
+                IDLE_DRAIN_INTERVAL
+            },
             drain_every: busy_interval,
             alive_checked: now,
             maps_pruned: now,
-            live: LiveCount::for_recording(opts),
+            live: live_count,
             live_shown: now,
             started: now,
             panic_at: test_panic_deadline(),
