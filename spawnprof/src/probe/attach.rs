@@ -269,10 +269,34 @@ fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result
                     bail!("the kernel's BTF has no {s}.{m} (built without CONFIG_SCHED_INFO)");
                 }
             }
+            if !sched_info_counting() {
+                bail!(
+                    "the scheduler counts no run delays here (/proc/self/schedstat reads 0 \
+                     time slices: a kernel before 5.14 without schedstats, booted with \
+                     `nodelayacct`; boot without it)"
+                );
+            }
         }
         Mechanism::Unavailable => {}
     }
     check_btf_fields(host, candidate)
+}
+
+/// Whether the kernel fills `sched_info` at run time: before 5.14 a
+/// kernel without schedstats fills it only while delay accounting is on,
+/// and otherwise every task's `pcount` stays 0, as the third field
+/// of our own schedstat shows (we have run, so it is at least 1 when on).
+fn sched_info_counting() -> bool {
+    crate::sys::procfs::read_trim("/proc/self/schedstat").is_some_and(|line| slices_counted(&line))
+}
+
+/// Whether a schedstat line (run time, run delay, time slices) counts time
+/// slices.
+fn slices_counted(line: &str) -> bool {
+    line.split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse::<u64>().ok())
+        .is_some_and(|slices| slices > 0)
 }
 
 /// Raw tracepoint programs written for one prototype of their tracepoint:
@@ -564,6 +588,15 @@ mod tests {
         assert!(format!("{err:#}").contains("linux_binprm.argc"), "{err:#}");
         let err = precheck(&host, &opts, sched_info_candidate()).unwrap_err();
         assert!(format!("{err:#}").contains("sched_info"), "{err:#}");
+    }
+
+    #[test]
+    fn sched_info_off_at_run_time_shows_as_zero_time_slices() {
+        assert!(slices_counted("5301291 2182918 12"));
+        assert!(!slices_counted("0 0 0"));
+        assert!(!slices_counted("5301291"));
+        // This kernel (6.18) always fills sched_info.
+        assert!(sched_info_counting());
     }
 
     fn sched_info_candidate() -> &'static Candidate {
