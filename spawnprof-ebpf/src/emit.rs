@@ -1,22 +1,15 @@
-//! The traced-process filter every probe starts with, and the records sent
-//! to userspace.
-use aya_ebpf::{
-    bindings::bpf_pidns_info,
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_ns_current_pid_tgid,
-        bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
-        bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
-    },
+//! The records sent to userspace, and the small helpers every probe uses
+//! (clock, CPU, current task).
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+    bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
 };
 use spawnprof_common::{
-    COMM_LEN, ExecEvent, NS_ROOT, Notice, PATH_TRUNCATED, PATH_UNREADABLE, SpawnEvent, TEXT_LEN,
-    TEXT_TRUNCATED, TextEvent, TracedProc, lost, rec, traced,
+    COMM_LEN, ExecEvent, Notice, PATH_TRUNCATED, PATH_UNREADABLE, SpawnEvent, TEXT_LEN,
+    TEXT_TRUNCATED, TextEvent, lost, rec,
 };
 
-use crate::{
-    maps::{CONFIG, LOST, NS_PENDING, NS_REGISTRATIONS, RECORDS, config, stopped, traced_table},
-    spawn,
-};
+use crate::maps::{CONFIG, LOST, RECORDS, config, stopped};
 
 #[inline(always)]
 pub fn now() -> u64 {
@@ -39,58 +32,6 @@ pub fn current() -> (u32, u32) {
 #[inline(always)]
 pub fn comm() -> [u8; COMM_LEN] {
     bpf_get_current_comm().unwrap_or([0; COMM_LEN])
-}
-
-/// The traced-process entry of `tgid`, the current task's process, if it
-/// is traced.
-#[inline(always)]
-pub fn traced(tgid: u32) -> Option<*mut TracedProc> {
-    traced_table()
-        .get(tgid)
-        .or_else(|| registered_from_namespace(tgid))
-        .or_else(|| crate::scope::adopt(tgid))
-}
-
-/// When spawnprof runs in a PID namespace, a process it was asked to trace
-/// is known by its pid there: the first probe that runs in it adds it to
-/// `TRACED` by its host tgid (see [`spawnprof_common::NsRegistration`]), and
-/// starts the root command's record. Outside a namespace the configuration
-/// is zero and the verifier drops all of this (and the helper, which older
-/// kernels lack).
-#[inline(always)]
-fn registered_from_namespace(tgid: u32) -> Option<*mut TracedProc> {
-    let (dev, ino) = (config(&CONFIG.pid_ns.dev), config(&CONFIG.pid_ns.ino));
-    if ino == 0 || NS_PENDING.get(0).copied().unwrap_or(0) == 0 || current().1 != tgid {
-        return None;
-    }
-    let mut ids = bpf_pidns_info { pid: 0, tgid: 0 };
-    let size = core::mem::size_of::<bpf_pidns_info>() as u32;
-    // SAFETY: `ids` is a valid, writable bpf_pidns_info of `size` bytes.
-    if unsafe { bpf_get_ns_current_pid_tgid(dev, ino, &mut ids, size) } != 0 {
-        return None;
-    }
-    let registration = NS_REGISTRATIONS.get_ptr_mut(ids.tgid)?;
-    // SAFETY: a pointer into the map's value, valid for this program run.
-    let flags = unsafe { (*registration).flags };
-    let table = traced_table();
-    if !table.put(tgid, &crate::mem::traced_entry(flags & !NS_ROOT)) {
-        return None;
-    }
-    if flags & NS_ROOT != 0 {
-        spawn::start_root(tgid);
-    }
-    // Two threads may both get here; they write the same value.
-    unsafe { (*registration).host_tgid = tgid };
-    table.get(tgid)
-}
-
-/// Whether `tgid` is traced with its own spawns recorded.
-#[inline(always)]
-pub fn traces_spawns(tgid: u32) -> bool {
-    match traced(tgid) {
-        Some(p) => unsafe { (*p).flags & traced::SPAWNS != 0 },
-        None => false,
-    }
 }
 
 /// `bpf_ringbuf_submit` flags and `bpf_ringbuf_query` selectors.

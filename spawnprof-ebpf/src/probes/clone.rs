@@ -17,8 +17,9 @@ use spawnprof_common::{NO_FIELD, SIGNAL_IN_FLAGS, clone_flags as cf, lost, sysca
 
 use super::field;
 use crate::{
-    emit::{comm, count_lost, current, now, send_fork_wake, traced, traces_spawns},
+    emit::{comm, count_lost, current, now, send_fork_wake},
     maps::{CONFIG, Gate, PARKED, arm, config, fork_began},
+    scope::{traced, traces_spawns},
     spawn,
 };
 

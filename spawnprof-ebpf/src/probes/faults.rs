@@ -22,8 +22,9 @@ use spawnprof_common::{TracedProc, traced as tflags};
 
 use super::field;
 use crate::{
-    emit::{current, traced},
+    emit::current,
     maps::{CONFIG, Gate, armed, config},
+    scope::traced,
 };
 
 /// x86 page-fault error code bits: the page was present / the access was a write.

@@ -11,8 +11,9 @@
 //! (a "reap" before the child's exit).
 use super::{field, syscall_arg};
 use crate::{
-    emit::{current, now, traced},
+    emit::{current, now},
     maps::{CONFIG, Gate, armed, config},
+    scope::traced,
     spawn,
 };
 use aya_ebpf::{

@@ -17,8 +17,9 @@ use spawnprof_common::{
 
 use super::field;
 use crate::{
-    emit::{cpu, current, now, send_notice, send_text, traced},
+    emit::{cpu, current, now, send_notice, send_text},
     maps::{CONFIG, Gate, armed, config},
+    scope::traced,
     spawn::{self, exec::Image},
     task,
 };

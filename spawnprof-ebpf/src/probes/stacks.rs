@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use spawnprof_common::StackKey;
 
-use crate::emit::{current, traced};
+use crate::{emit::current, scope::traced};
 
 /// `BPF_F_USER_STACK`: take the user-space stack instead of the kernel's.
 const BPF_F_USER_STACK: u64 = 1 << 8;
