@@ -25,35 +25,28 @@ pub trait Spill<V> {
     fn forget(&self, key: u32) -> bool;
 }
 
-impl<V> Spill<V> for HashMap<u32, V> {
-    #[inline(always)]
-    fn find(&self, key: u32) -> Option<*mut V> {
-        self.get_ptr_mut(key)
-    }
-    #[inline(always)]
-    fn put(&self, key: u32, value: &V) -> bool {
-        self.insert(key, value, 0).is_ok()
-    }
-    #[inline(always)]
-    fn forget(&self, key: u32) -> bool {
-        self.remove(key).is_ok()
-    }
+/// The same three calls on either kind of hash.
+macro_rules! spill_into {
+    ($map:ident) => {
+        impl<V> Spill<V> for $map<u32, V> {
+            #[inline(always)]
+            fn find(&self, key: u32) -> Option<*mut V> {
+                self.get_ptr_mut(key)
+            }
+            #[inline(always)]
+            fn put(&self, key: u32, value: &V) -> bool {
+                self.insert(key, value, 0).is_ok()
+            }
+            #[inline(always)]
+            fn forget(&self, key: u32) -> bool {
+                self.remove(key).is_ok()
+            }
+        }
+    };
 }
 
-impl<V> Spill<V> for LruHashMap<u32, V> {
-    #[inline(always)]
-    fn find(&self, key: u32) -> Option<*mut V> {
-        self.get_ptr_mut(key)
-    }
-    #[inline(always)]
-    fn put(&self, key: u32, value: &V) -> bool {
-        self.insert(key, value, 0).is_ok()
-    }
-    #[inline(always)]
-    fn forget(&self, key: u32) -> bool {
-        self.remove(key).is_ok()
-    }
-}
+spill_into!(HashMap);
+spill_into!(LruHashMap);
 
 /// A slot array of `count` entries and the hash it spills into.
 pub struct Table<V: 'static, S: 'static> {

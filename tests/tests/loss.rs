@@ -42,20 +42,10 @@ fn a_one_page_ring_buffer_under_a_burst_keeps_every_spawn() {
 /// recorded whole.
 #[test]
 fn more_live_spawns_than_slots_are_all_recorded() {
-    let run = record_spawner(
-        "slots_full",
-        &["--sample-hz", "0"],
-        &[
-            "--method",
-            "posix-spawn",
-            "--mode",
-            "batched",
-            "--count",
-            "10000",
-            "--warmup",
-            "0",
-        ],
-    );
+    let spawner: Vec<&str> = "--method posix-spawn --mode batched --count 10000 --warmup 0"
+        .split(' ')
+        .collect();
+    let run = record_spawner("slots_full", &["--sample-hz", "0"], &spawner);
     let s = &run.summary;
     assert_eq!(s.lost_spawns, 0, "{:?}", s.lost);
     let children = run.children();
