@@ -18,7 +18,7 @@ use super::binaries::Binaries;
 use super::console::marker;
 use super::files::{copy_file, create_dir, read_dir, remove_dir_if_exists, set_executable};
 use super::guests::Arch;
-use super::runs::VmCommand;
+use super::runs::{VmCommand, sh_quote};
 use crate::elf;
 
 /// Limit for each command inside the VM, so one hung command still leaves
@@ -307,8 +307,4 @@ echo "{mark} ready"
     }
     s.push_str("sync\npoweroff -f\n");
     s
-}
-
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }

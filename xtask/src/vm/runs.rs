@@ -3,7 +3,6 @@
 //! wrote, and the `--shell` commands.
 use super::binaries::Binaries;
 use super::guests::Guest;
-use super::initramfs::sh_quote;
 
 /// Spawns of the run's method each run must report (the workload makes
 /// exactly this many).
@@ -191,4 +190,9 @@ pub fn shell_commands(cmds: &[String]) -> Vec<VmCommand> {
         .enumerate()
         .map(|(i, cmd)| vm_command(&format!("shell-{}", i + 1), cmd.as_str()))
         .collect()
+}
+
+/// `s` as one word of a POSIX shell command line.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }

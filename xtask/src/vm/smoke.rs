@@ -6,8 +6,7 @@ use anyhow::{Result, ensure};
 
 use super::console::{Section, ok_section, section};
 use super::guests::Guest;
-use super::initramfs::sh_quote;
-use super::runs::{SPAWN_COUNT, VmCommand, busybox_fork_loop, vm_command};
+use super::runs::{SPAWN_COUNT, VmCommand, busybox_fork_loop, sh_quote, vm_command};
 
 pub fn smoke_commands() -> Vec<VmCommand> {
     let traced = |setup: &str, teardown: &str, pattern: &str| {
