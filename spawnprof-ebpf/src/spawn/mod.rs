@@ -209,12 +209,7 @@ pub fn start_root(tgid: u32) {
 }
 
 /// The parent's fork of `child` completed (`sched_process_fork`, in the
-/// parent): the record is created from the parent's clone state. For a
-/// fork, the previous fork's copy-on-write window closes and this one's
-/// opens; the previous record, which may end with it, is settled last,
-/// when no other map pointer is live: ending a record inlines `serve`'s
-/// histogram folding, which the verifier would otherwise walk once for
-/// each kind of pointer held (slot or hash, for each table).
+/// parent): the record is created from the parent's clone state.
 #[inline(always)]
 pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
     if stopped() {
@@ -223,36 +218,26 @@ pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
     let (tid, tgid) = current();
     // Unknown flags (the clone's entry was not seen) count as neither.
     let flags = clones::get(tid).map(|c| unsafe { (*c).clone_flags });
-    let copies_mm = flags.is_some_and(|f| f & cf::CLONE_VM == 0);
-    let previous = if copies_mm {
-        let previous = take_parent_cow(parent);
-        open_cow_window(parent);
-        unsafe {
-            (*parent).cow_child = child;
-            (*parent).cow_at_fork = (*parent).cow_faults;
-        }
-        previous
-    } else {
-        None
-    };
-    start_record(t, child, cpu, flags);
-    if let Some((previous, cow)) = previous {
-        settle_parent_cow(tgid, previous, cow);
-    }
-}
-
-/// Creates the record of `child`, forked by the current thread with clone
-/// `flags` (if its clone was seen).
-#[inline(always)]
-fn start_record(t: u64, child: u32, cpu: u32, flags: Option<u64>) {
-    let (tid, tgid) = current();
-    let clone = clones::get(tid);
     let is_thread = flags.is_some_and(|f| f & cf::CLONE_THREAD != 0);
     let copies_mm = flags.is_some_and(|f| f & cf::CLONE_VM == 0);
     let child_tgid = if is_thread { tgid } else { child };
     if !is_thread {
         trace_child(child, copies_mm);
     }
+    if copies_mm {
+        // The previous fork's window closes; this one's opens.
+        resolve_parent_cow(tgid, parent);
+        open_cow_window(parent);
+        unsafe {
+            (*parent).cow_child = child;
+            (*parent).cow_at_fork = (*parent).cow_faults;
+        }
+    }
+    // Looked up again after the copy-on-write count, which may end a
+    // record: with `serve`'s histogram folding inlined there, each map
+    // pointer still held (slot or hash) is one more walk of it for the
+    // verifier, past its limit with --cgroup-label.
+    let clone = clones::get(tid);
     let Some(b) = open(t, child, child_tgid) else {
         return;
     };
@@ -418,28 +403,11 @@ pub fn close_cow_window(p: *mut TracedProc) {
 /// fork's record: its next fork, exec or exit ends the count.
 #[inline(always)]
 pub fn resolve_parent_cow(tgid: u32, p: *mut TracedProc) {
-    if let Some((child, cow)) = take_parent_cow(p) {
-        settle_parent_cow(tgid, child, cow);
+    let child = unsafe { (*p).cow_child };
+    if child == 0 {
+        return;
     }
-}
-
-/// Ends the parent's count: the child of its latest fork and the
-/// copy-on-write faults since, if a count was open.
-#[inline(always)]
-fn take_parent_cow(p: *mut TracedProc) -> Option<(u32, u32)> {
-    unsafe {
-        let child = (*p).cow_child;
-        if child == 0 {
-            return None;
-        }
-        (*p).cow_child = 0;
-        Some((child, ((*p).cow_faults - (*p).cow_at_fork) as u32))
-    }
-}
-
-/// Puts the count into the record of `child`, which may end with it.
-#[inline(always)]
-fn settle_parent_cow(tgid: u32, child: u32, cow: u32) {
+    unsafe { (*p).cow_child = 0 };
     let Some(s) = spawn_table().get(child) else {
         return;
     };
@@ -447,7 +415,7 @@ fn settle_parent_cow(tgid: u32, child: u32, cow: u32) {
         if (*s).parent_tgid != tgid || !has(s, spawn::COW_PENDING) {
             return;
         }
-        (*s).parent_cow = cow;
+        (*s).parent_cow = ((*p).cow_faults - (*p).cow_at_fork) as u32;
         set(s, spawn::PARENT_COW_KNOWN);
         clear(s, spawn::COW_PENDING);
     }
