@@ -29,11 +29,14 @@ use crate::{
 /// not asked for an early wake-up. Each wake-up of the reader costs 100–250
 /// µs of CPU on the development VM, more than the records it collects at a
 /// thousand spawns a second: at 200 ms instead of 40 ms spawnprof's CPU per
-/// extra spawn fell from 3.3 to 1.3 µs (serial posix_spawn), and 500 ms
-/// took the average over a 3,000-spawn run from 2.3 to 1.5 µs. A burst
+/// extra spawn fell from 3.3 to 1.3 µs (serial posix_spawn); the average
+/// over a 3,000-spawn run went from 2.3 µs at 200 ms to 1.6 at 500 ms and
+/// 1.3–1.5 at 1 s. Nothing waits on this timer: the command's exit, the
+/// duration and signals end the loop at once, and the fork-only probes are
+/// parked and brought back on the probes' own wake-ups. A burst
 /// that fills half the ring (some 6,000 records at the default 8 MiB) wakes
 /// the reader at once, so the ring is not at risk.
-const DRAIN_INTERVAL: Duration = Duration::from_millis(500);
+const DRAIN_INTERVAL: Duration = Duration::from_millis(1000);
 /// The interval while something needs a faster tick: the live count on a
 /// terminal, or `-p`'s check that its target lives (the recording ends
 /// within this of the target's exit).
@@ -44,7 +47,7 @@ const DRAIN_INTERVAL_SAMPLING: Duration = Duration::from_millis(10);
 /// While drains come back empty the interval doubles up to this, so an idle
 /// recording rarely wakes; the first records after a lull wait at most this
 /// long.
-const IDLE_DRAIN_INTERVAL: Duration = Duration::from_millis(1000);
+const IDLE_DRAIN_INTERVAL: Duration = Duration::from_millis(2000);
 /// The same with the live count or `-p` (the end within this of the
 /// target's exit).
 const IDLE_DRAIN_INTERVAL_WATCHING: Duration = Duration::from_millis(400);
