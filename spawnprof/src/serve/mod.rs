@@ -45,6 +45,7 @@ pub async fn run(opts: ServeOptions) -> Result<&'static str> {
             )
         })?;
     let mut live = Live::start(&opts.target, opts.labels, &opts.probes)?;
+    crate::sys::release_freed_heap();
     live.recycle_labels_after(opts.label_idle);
     crate::say!(
         "spawnprof serve: {} on http://{}/metrics (ready at /ready), {}; metrics maps at most {} \
