@@ -72,9 +72,10 @@ impl<V, S: Spill<V>> Table<V, S> {
         self.spill.find(key)
     }
 
-    /// `key`'s slot if it is free or already `key`'s, with the key not yet
-    /// written: the caller fills the value, then [`seal`]s it, so no
-    /// reader sees a half-written value under `key`. `None`: spill.
+    /// `key`'s slot if it is free or already `key`'s. The caller fills the
+    /// value, then [`seal`]s it: a free slot shows no reader a half-written
+    /// value under `key` (one already `key`'s does unless the caller frees
+    /// it first, as a new spawn record does). `None`: spill.
     #[inline(always)]
     pub fn claim(&self, key: u32) -> Option<*mut Slot<V>> {
         let slot = self.slot(key)?;

@@ -1,5 +1,7 @@
-//! The spawn record, kept in `SPAWNS` under the child's tid from the fork
-//! until the spawn ends, then sent whole. Every probe that sees a stage of
+//! The spawn record, kept in the spawn table (`maps::spawn_table`: the
+//! child's slot of `SPAWN_SLOTS`, or the `SPAWNS` hash when another spawn
+//! holds it) under the child's tid from the fork until the spawn ends,
+//! then sent whole. Every probe that sees a stage of
 //! a spawn calls one function here; the probes themselves only read their
 //! context.
 //!
@@ -7,10 +9,10 @@
 //!  parent thread P                   child C                    kept in
 //!  clone entry, copy_process,        .                          clone slot of P
 //!  mm lock, dup_mmap, newtask        .
-//!  fork done ──────────────────────▶ record created             SPAWNS[C]
-//!  wakeup_new                        first run                  SPAWNS[C]
-//!  clone return (PARENT_RETURNED)    exec attempts (by tgid)    SPAWNS[C], EXECS[tid]
-//!                                    exit (EXITED)              SPAWNS[C]
+//!  fork done ──────────────────────▶ record created             spawns[C]
+//!  wakeup_new                        first run                  spawns[C]
+//!  clone return (PARENT_RETURNED)    exec attempts (by tgid)    spawns[C], EXECS[tid]
+//!                                    exit (EXITED)              spawns[C]
 //!  wait returns C (REAPED) ─────────▶ sent, removed
 //! ```
 //!
@@ -19,7 +21,7 @@
 //! fork, exec or exit); a thread once it exited and its parent returned;
 //! the root command once it exited. A spawn whose reaper no probe saw is
 //! caught when its task is released. Whatever is left when the recording
-//! ends is collected by userspace from the map.
+//! ends is collected by userspace from the table.
 use spawnprof_common::{
     CloneState, FAULTS_UNKNOWN, ReapKey, Slot, SpawnEvent, TracedProc, UNKNOWN, UNKNOWN_U32,
     await_child, clone_flags as cf, lost, rec, spawn, traced as tflags, ts,
