@@ -18,14 +18,24 @@ pub fn zero<T>(p: *mut T) {
     }
 }
 
-/// A new traced-process entry with `flags` and every count zero, built
-/// without the byte-wise memset `..Default::default()` compiles to.
+/// A value of all zero bytes, built without the byte-wise memset
+/// `Default::default()` compiles to.
+///
+/// # Safety
+/// Zero must be a valid value of every field of `T`.
+#[inline(always)]
+pub unsafe fn zeroed<T>() -> T {
+    let mut value = core::mem::MaybeUninit::<T>::uninit();
+    zero(value.as_mut_ptr());
+    // SAFETY: every byte was just written; the caller vouches for zero.
+    unsafe { value.assume_init() }
+}
+
+/// A new traced-process entry with `flags` and every count zero.
 #[inline(always)]
 pub fn traced_entry(flags: u32) -> TracedProc {
-    let mut entry = core::mem::MaybeUninit::<TracedProc>::uninit();
-    zero(entry.as_mut_ptr());
-    // SAFETY: every byte was just written, and zero is valid for each field.
-    let mut entry = unsafe { entry.assume_init() };
+    // SAFETY: TracedProc is integers only.
+    let mut entry: TracedProc = unsafe { zeroed() };
     entry.flags = flags;
     entry
 }

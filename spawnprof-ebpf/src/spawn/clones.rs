@@ -18,7 +18,9 @@ pub fn start(tid: u32) -> Option<*mut CloneState> {
         return Some(state);
     }
     // Rare (a tid equal modulo the slot count is mid-clone): the hash.
-    table.spill.insert(tid, CloneState::default(), 0).ok()?;
+    // SAFETY: CloneState is integers and arrays of them only.
+    let state: CloneState = unsafe { crate::mem::zeroed() };
+    table.spill.insert(tid, &state, 0).ok()?;
     table.spill.get_ptr_mut(tid)
 }
 
