@@ -8,8 +8,7 @@
 use aya_ebpf::{
     bindings::bpf_pidns_info,
     helpers::{
-        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
-        bpf_get_ns_current_pid_tgid,
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_ns_current_pid_tgid,
     },
 };
 use spawnprof_common::{NS_ROOT, TracedProc, scope, traced};
@@ -51,15 +50,23 @@ fn registered_from_namespace(tgid: u32) -> Option<*mut TracedProc> {
     let registration = NS_REGISTRATIONS.get_ptr_mut(ids.tgid)?;
     // SAFETY: a pointer into the map's value, valid for this program run.
     let flags = unsafe { (*registration).flags };
-    let table = traced_table();
-    if !table.put(tgid, &crate::mem::traced_entry(flags & !NS_ROOT)) {
-        return None;
-    }
+    let entry = add(tgid, flags & !NS_ROOT)?;
     if flags & NS_ROOT != 0 {
         spawn::start_root(tgid);
     }
     // Two threads may both get here; they write the same value.
     unsafe { (*registration).host_tgid = tgid };
+    Some(entry)
+}
+
+/// Adds `tgid` to the traced set with `flags` ([`traced`]); its entry.
+/// (The fork path adds children with `put` alone: it needs no pointer.)
+#[inline(always)]
+fn add(tgid: u32, flags: u32) -> Option<*mut TracedProc> {
+    let table = traced_table();
+    if !table.put(tgid, &crate::mem::traced_entry(flags)) {
+        return None;
+    }
     table.get(tgid)
 }
 
@@ -75,17 +82,13 @@ pub fn traces_spawns(tgid: u32) -> bool {
 #[inline(always)]
 fn adopt(tgid: u32) -> Option<*mut TracedProc> {
     let kind = config(&CONFIG.scope.kind);
-    if kind == scope::NONE || (bpf_get_current_pid_tgid() >> 32) as u32 != tgid {
+    if kind == scope::NONE || current().1 != tgid {
         return None;
     }
     if kind == scope::CGROUP && !in_cgroup() {
         return None;
     }
-    let table = traced_table();
-    if !table.put(tgid, &crate::mem::traced_entry(traced::SPAWNS)) {
-        return None;
-    }
-    table.get(tgid)
+    add(tgid, traced::SPAWNS)
 }
 
 /// Whether the current task is in the configured cgroup or below it.
