@@ -2,14 +2,15 @@
 //! timing goals are measured, not asserted).
 //!
 //! - `bench-overhead` (`overhead.rs`): a plain C spawn loop (`spawn_loop.c`)
-//!   alone, under `spawnprof record` (default and `--low-overhead`) and
-//!   under a bpftrace script timing the same stages, in interleaved
-//!   rounds, as ratios against no probes; the probes' own run time and
-//!   spawnprof's CPU per spawn (`record --probe-cost`), beside bpftrace's
-//!   programs' run time (`peer_cost.rs`); the time from a
-//!   small recording's end to spawnprof's exit; the reference spawner
-//!   against the C loop; `strace -f`; and the same ratio for the fentry
-//!   and kprobe tiers inside the QEMU guests (`guests.rs`).
+//!   alone, under `spawnprof record` (default and `--low-overhead`), beside
+//!   an always-on `spawnprof serve --all`, and under a bpftrace script
+//!   timing the same stages, in interleaved rounds, as ratios against no
+//!   probes; the probes' own run time and spawnprof's CPU per spawn
+//!   (`record --probe-cost`), beside bpftrace's programs' run time
+//!   (`peer_cost.rs`); serve's CPU at 1,000 spawns/s (`serve.rs`); the time
+//!   from a small recording's end to spawnprof's exit; the reference
+//!   spawner against the C loop; `strace -f`; and the same ratio for the
+//!   fentry and kprobe tiers inside the QEMU guests (`guests.rs`).
 //! - `bench-storm` (`storm.rs`): both cores spawning /bin/true for 60 s
 //!   under `spawnprof record`: spawns lost, and spawnprof's memory over time.
 //! - `bench-serve` (`serve.rs`): what always-on `spawnprof serve` costs.

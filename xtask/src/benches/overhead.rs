@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! build:    spawn_loop.c with gcc (the harness owes nothing to spawnprof)
-//! measure:  round r: for each workload, for each setup: one run
+//! measure:  round r: for each workload, for each setup: one run (serve's
+//!           setup starts a `serve --all` first and stops it after)
 //! ratios:   each run against the same round's run with no probes
-//! then:     --probe-cost per spawn, end-to-exit time, spawner vs C, strace,
+//! then:     --probe-cost per spawn, serve's CPU at 1,000 spawns/s,
+//!           end-to-exit time, spawner vs C, strace,
 //!           and the same ratio in the QEMU guests (guests.rs)
 //! ```
 use std::{
@@ -16,7 +18,11 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{loop_rate_and_p50, release_bin, spawns_per_sec, spread};
+use super::{
+    loop_rate_and_p50, release_bin,
+    serve::{self, Serve},
+    spawns_per_sec, spread,
+};
 use crate::cmd;
 
 /// bpftrace doing what spawnprof's default recording does on a
@@ -56,7 +62,12 @@ type Wrap = Box<dyn Fn(&[String]) -> Command>;
 struct Setup {
     name: &'static str,
     wrap: Wrap,
+    /// A daemon each run needs up first (`serve`), stopped when dropped.
+    daemon: Option<Daemon>,
 }
+
+/// Starts a setup's daemon for one run.
+type Daemon = Box<dyn Fn() -> Result<Serve>>;
 
 struct Workload {
     name: &'static str,
@@ -82,6 +93,7 @@ pub fn overhead(rounds: usize) -> Result<()> {
     print_ratios(&setups, &workloads, &ratios, rounds);
     let costed = &workloads[workloads.len() - 1];
     probe_cost(&spawnprof, &out, costed)?;
+    serve::cpu_at_rate(&spawnprof, 1000, std::time::Duration::from_secs(30))?;
     if have_bpftrace {
         let spawns = COUNT.parse::<u64>()? + 1;
         super::peer_cost::bpftrace_cost(BPFTRACE_STAGES, &costed.argv, spawns)?;
@@ -149,28 +161,43 @@ fn setups(spawnprof: &Path, out: &Path, have_bpftrace: bool) -> Vec<Setup> {
             c
         }) as Wrap
     };
+    let alone = || {
+        Box::new(|argv: &[String]| {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }) as Wrap
+    };
+    let serve_all = spawnprof.to_path_buf();
     let mut setups = vec![
         Setup {
             name: "no probes",
-            wrap: Box::new(|argv: &[String]| {
-                let mut c = Command::new(&argv[0]);
-                c.args(&argv[1..]);
-                c
-            }),
+            wrap: alone(),
+            daemon: None,
         },
         Setup {
             name: "spawnprof record",
             wrap: rec(&[]),
+            daemon: None,
         },
         Setup {
             name: "spawnprof record --low-overhead",
             wrap: rec(&["--low-overhead"]),
+            daemon: None,
+        },
+        // Always on (issue 20): the workload runs alone while a serve
+        // started for the run keeps the histograms.
+        Setup {
+            name: "spawnprof serve --all",
+            wrap: alone(),
+            daemon: Some(Box::new(move || Serve::start(&serve_all, &["--all"]))),
         },
     ];
     if have_bpftrace {
         setups.push(Setup {
             name: "bpftrace, the same stages",
             wrap: Box::new(|argv: &[String]| bpftrace_running(BPFTRACE_STAGES, argv)),
+            daemon: None,
         });
         // The floor of any tool on the syscall tracepoints: one attached
         // to a syscall nobody makes still sends every syscall of every
@@ -178,6 +205,7 @@ fn setups(spawnprof: &Path, out: &Path, have_bpftrace: bool) -> Vec<Setup> {
         setups.push(Setup {
             name: "one idle syscall tracepoint (floor)",
             wrap: Box::new(|argv: &[String]| bpftrace_running(IDLE_SYSCALL_TP, argv)),
+            daemon: None,
         });
     } else {
         println!("SKIPPED: bpftrace comparison (apt-get install bpftrace)");
@@ -230,6 +258,7 @@ fn measure(setups: &[Setup], workloads: &[Workload], rounds: usize) -> Result<Ra
         for (w, workload) in workloads.iter().enumerate() {
             let mut base = (0.0, 0.0);
             for (i, s) in setups.iter().enumerate() {
+                let _daemon = s.daemon.as_ref().map(|start| start()).transpose()?;
                 let output = (s.wrap)(&workload.argv).stderr(Stdio::null()).output()?;
                 if !output.status.success() {
                     bail!("{} failed: {}", s.name, output.status);

@@ -10,18 +10,15 @@
 use std::{
     io::{Read as _, Write as _},
     net::{TcpListener, TcpStream},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
 
+use super::{median, release_bin};
 use crate::cmd;
-
-fn release_bin(name: &str) -> PathBuf {
-    cmd::target_dir().join("release").join(name)
-}
 
 pub fn run(rounds: usize, storm_seconds: u64) -> Result<()> {
     let spawnprof = release_bin("spawnprof");
@@ -32,13 +29,13 @@ pub fn run(rounds: usize, storm_seconds: u64) -> Result<()> {
 }
 
 /// A running `spawnprof serve --all` on a free loopback port.
-struct Serve {
+pub(super) struct Serve {
     child: Child,
     port: u16,
 }
 
 impl Serve {
-    fn start(spawnprof: &Path, args: &[&str]) -> Result<Self> {
+    pub(super) fn start(spawnprof: &Path, args: &[&str]) -> Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(spawnprof)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -233,11 +230,6 @@ fn rate_ratio(spawnprof: &Path, spawner: &Path, rounds: usize) -> Result<()> {
     Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn range(v: &[f64]) -> String {
     let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = v.iter().copied().fold(0.0, f64::max);
@@ -255,7 +247,7 @@ const PACERS: u32 = 4;
 /// serve's CPU while `rate` spawns a second of /bin/true run for `length`
 /// (PACERS threads, each spawning, waiting and sleeping to its next slot),
 /// with a scrape every 5 s.
-fn cpu_at_rate(spawnprof: &Path, rate: u32, length: Duration) -> Result<()> {
+pub(super) fn cpu_at_rate(spawnprof: &Path, rate: u32, length: Duration) -> Result<()> {
     let serve = Serve::start(spawnprof, &["--all"])?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
