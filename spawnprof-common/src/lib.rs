@@ -19,7 +19,8 @@ pub mod state;
 pub use config::{KernelOffsets, ProbeConfig, Scope, TracepointOffsets, capture, scope};
 pub use record::{
     ExecEvent, FAULTS_UNKNOWN, Notice, PATH_LEN_MASK, PATH_TRUNCATED, PATH_UNREADABLE,
-    SIGNAL_IN_FLAGS, SpawnEvent, TEXT_TRUNCATED, TextEvent, lost, rec, spawn, ts,
+    SIGNAL_IN_FLAGS, SPAWN_PATH_OFFSET, SpawnEvent, TEXT_TRUNCATED, TextEvent, lost, rec, spawn,
+    ts,
 };
 pub use state::{
     CloneState, ExecState, Gates, NS_ROOT, NsRegistration, PidNamespace, QUIET_SPAWNS, ReapKey,
@@ -165,7 +166,8 @@ mod tests {
         assert_eq!(core::mem::offset_of!(TextEvent, kind), 0);
         assert_eq!(core::mem::offset_of!(Notice, kind), 0);
         assert_eq!(core::mem::offset_of!(SpawnEvent, ts), 168);
-        assert_eq!(core::mem::offset_of!(SpawnEvent, exec_path), 408);
+        assert_eq!(core::mem::offset_of!(SpawnEvent, exec_path), 432);
+        assert_eq!(SPAWN_PATH_OFFSET + TEXT_LEN, 688);
     }
 
     #[test]

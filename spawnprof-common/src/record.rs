@@ -219,15 +219,33 @@ pub struct SpawnEvent {
     pub parent_comm: [u8; COMM_LEN],
     pub comm_before: [u8; COMM_LEN],
     pub comm_after: [u8; COMM_LEN],
-    /// The successful exec's path as the kernel got it (`linux_binprm.filename`).
-    pub exec_path: [u8; TEXT_LEN],
     /// The process leader's exec attempt in flight (`enter` 0: none). An
     /// attempt from another thread waits in the kernel's `EXECS` hash
     /// instead; the leader's, the usual case, costs no hash insert.
     pub attempt: ExecState,
+    /// The successful exec's path as the kernel got it (`linux_binprm.filename`).
+    /// Last, so that a record is sent only as far as its path goes (see
+    /// [`SpawnEvent::wire_len`]).
+    pub exec_path: [u8; TEXT_LEN],
 }
 
+/// Where a spawn record's path starts: the shortest record on the wire.
+pub const SPAWN_PATH_OFFSET: usize = core::mem::offset_of!(SpawnEvent, exec_path);
+
 impl SpawnEvent {
+    /// The bytes the kernel sends: up to the path's NUL. "/bin/true" makes
+    /// a record of 442 bytes instead of 688; the reader zero-fills the rest.
+    /// (Not rounded to words: LLVM turns that into a mask whose bound the
+    /// verifier cannot see.)
+    #[inline(always)]
+    pub fn wire_len(&self) -> usize {
+        let mut n = (self.exec_path_len & PATH_LEN_MASK) as usize;
+        if n > TEXT_LEN - 1 {
+            n = TEXT_LEN - 1;
+        }
+        SPAWN_PATH_OFFSET + n + 1
+    }
+
     /// The [`spawn`] bits of its progress bytes.
     pub fn state(&self) -> u32 {
         spawn::state(&self.progress)

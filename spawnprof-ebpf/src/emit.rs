@@ -75,10 +75,10 @@ pub fn send_spawn(s: *const SpawnEvent) -> bool {
         crate::metrics::spawn_ended(s);
         return true;
     }
-    // SAFETY: a pointer into a map value, valid for this program run.
-    RECORDS
-        .output::<SpawnEvent>(unsafe { &*s }, wakeup_flags())
-        .is_ok()
+    // SAFETY: a pointer into a map value of a whole SpawnEvent, valid for
+    // this program run; wire_len is at most its size.
+    let bytes = unsafe { core::slice::from_raw_parts(s as *const u8, (*s).wire_len()) };
+    RECORDS.output::<[u8]>(bytes, wakeup_flags()).is_ok()
 }
 
 /// An exec attempt to send, without its path.

@@ -1,10 +1,12 @@
 //! Ring-buffer records → [`Record`]s. Every record starts with its kind
-//! ([`rec`]); its size must be the size of that kind's struct. Anything
+//! ([`rec`]); its size must be the size of that kind's struct (a spawn
+//! record may stop after its path). Anything
 //! else (short, oversized, unknown kind, a length past its buffer) is
 //! rejected here rather than trusted.
 use anyhow::{Result, bail};
 use spawnprof_common::{
-    COMM_LEN, ExecEvent, Notice, PATH_LEN_MASK, TEXT_LEN, TEXT_TRUNCATED, TextEvent, rec,
+    COMM_LEN, ExecEvent, Notice, PATH_LEN_MASK, SPAWN_PATH_OFFSET, TEXT_LEN, TEXT_TRUNCATED,
+    TextEvent, rec,
 };
 
 pub use spawnprof_common::SpawnEvent;
@@ -35,22 +37,40 @@ fn read<T: Copy>(bytes: &[u8], what: &str) -> Result<T> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
 }
 
+/// A spawn record, sent only as far as its path goes
+/// ([`SpawnEvent::wire_len`]): the rest is zero.
+fn read_spawn(bytes: &[u8]) -> Result<SpawnEvent> {
+    let full = size_of::<SpawnEvent>();
+    if !(SPAWN_PATH_OFFSET..=full).contains(&bytes.len()) {
+        bail!(
+            "spawn record of {} bytes, expected {SPAWN_PATH_OFFSET} to {full}",
+            bytes.len()
+        );
+    }
+    let mut s: SpawnEvent = zeroed();
+    // SAFETY: plain data valid for any bit pattern; at most its size copied.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut s).cast::<u8>(), bytes.len())
+    };
+    // The path came with the record, and its NUL.
+    let path = usize::from(s.exec_path_len & PATH_LEN_MASK);
+    let carried = bytes.len() - SPAWN_PATH_OFFSET;
+    if path > 0 && path >= carried {
+        bail!(
+            "spawn record of {} bytes with an exec path of {path} bytes",
+            bytes.len()
+        );
+    }
+    Ok(s)
+}
+
 /// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<Record> {
     let Some(kind) = kind_of(bytes) else {
         bail!("record of {} bytes is too short for a kind", bytes.len());
     };
     Ok(match kind {
-        rec::SPAWN => {
-            let s: SpawnEvent = read(bytes, "spawn")?;
-            if usize::from(s.exec_path_len & PATH_LEN_MASK) > TEXT_LEN {
-                bail!(
-                    "spawn record with an exec path of {} bytes",
-                    s.exec_path_len
-                );
-            }
-            Record::Spawn(Box::new(s))
-        }
+        rec::SPAWN => Record::Spawn(Box::new(read_spawn(bytes)?)),
         rec::EXEC => {
             let e: ExecEvent = read(bytes, "exec")?;
             if usize::from(e.path_len & PATH_LEN_MASK) > TEXT_LEN {
@@ -139,6 +159,19 @@ mod tests {
 
         assert!(decode(&[1]).is_err(), "too short");
         assert!(decode(&bytes_of(&s)[..100]).is_err(), "truncated spawn");
+        // As the kernel sends it: only as far as the path goes.
+        s.exec_path[..10].copy_from_slice(b"/bin/true\0");
+        s.exec_path_len = 9;
+        let wire = &bytes_of(&s)[..s.wire_len()];
+        assert_eq!(wire.len(), 442);
+        let Record::Spawn(got) = decode(wire).unwrap() else {
+            panic!("not a spawn")
+        };
+        assert_eq!(path_str(&got.exec_path, got.exec_path_len), "/bin/true");
+        assert!(
+            decode(&bytes_of(&s)[..SPAWN_PATH_OFFSET + 9]).is_err(),
+            "a path past the record's end"
+        );
         let mut long = bytes_of(&e);
         long.push(0);
         assert!(decode(&long).is_err(), "oversized exec");
