@@ -235,14 +235,15 @@ pub const SPAWN_PATH_OFFSET: usize = core::mem::offset_of!(SpawnEvent, exec_path
 impl SpawnEvent {
     /// The bytes the kernel sends: up to the path's NUL. "/bin/true" makes
     /// a record of 442 bytes instead of 688; the reader zero-fills the rest.
-    /// (Not rounded to words: LLVM turns that into a mask whose bound the
-    /// verifier cannot see.)
+    /// The kernel's path is at most `TEXT_LEN - 1` bytes, so a mask bounds
+    /// it: a compare would not do for 5.10's verifier, which loses the
+    /// bound when LLVM compares a copy of the register. Not rounded to
+    /// words either: LLVM turns that into a mask the verifier reads as up
+    /// to 504.
     #[inline(always)]
     pub fn wire_len(&self) -> usize {
-        let mut n = (self.exec_path_len & PATH_LEN_MASK) as usize;
-        if n > TEXT_LEN - 1 {
-            n = TEXT_LEN - 1;
-        }
+        const _: () = assert!(TEXT_LEN.is_power_of_two());
+        let n = (self.exec_path_len & PATH_LEN_MASK) as usize & (TEXT_LEN - 1);
         SPAWN_PATH_OFFSET + n + 1
     }
 
