@@ -371,7 +371,7 @@ impl Session {
 
     /// How often the fork-only probes were parked and brought back.
     pub fn park_counts(&self) -> ParkCounts {
-        self.fork_probes.counts
+        self.fork_probes.counts()
     }
 
     /// Per-program run time and run count (non-zero only while BPF stats are enabled).

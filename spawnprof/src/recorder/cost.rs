@@ -75,6 +75,7 @@ impl CostMeter {
             bpf_runs: programs.iter().map(|p| p.runs).sum(),
             programs,
             reader_cpu_ns,
+            parking_cpu_ns: session.park_counts().cpu_ns,
             spawns,
             gates_at_end: session.gates().ok(),
         }

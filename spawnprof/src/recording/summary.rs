@@ -111,6 +111,10 @@ pub struct ProbeCost {
     pub bpf_runs: u64,
     /// CPU time (user + system) of spawnprof's own process while recording.
     pub reader_cpu_ns: u64,
+    /// The part of it spent parking and bringing back the fork-only probes:
+    /// a few ms each time, not a cost per spawn.
+    #[serde(default)]
+    pub parking_cpu_ns: u64,
     /// Spawns recorded, the denominator of the per-spawn figures.
     pub spawns: u64,
     /// The probes' gate counters at the end (all zero once every traced

@@ -350,6 +350,15 @@ pub fn probe_cost(cost: &ProbeCost) -> String {
         per(cost.reader_cpu_ns),
         cost.spawns
     );
+    if cost.parking_cpu_ns > 0 {
+        let _ = writeln!(
+            out,
+            "of spawnprof's CPU, {} per spawn went to parking or bringing back the fork-only probes \
+             ({} in all, paid each time, not per spawn)",
+            per(cost.parking_cpu_ns),
+            format_ns(cost.parking_cpu_ns)
+        );
+    }
     if let Some(g) = &cost.gates_at_end {
         let _ = writeln!(
             out,

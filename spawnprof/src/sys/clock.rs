@@ -46,6 +46,17 @@ pub fn rusage_self() -> (u64, u64) {
     (ns(ru.ru_utime), ns(ru.ru_stime))
 }
 
+/// CPU time of the calling thread so far, ns.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Wall-clock seconds since the Unix epoch, for dating a recording or a
 /// bench; `None` with a clock set before 1970.
 pub fn unix_seconds_now() -> Option<u64> {
