@@ -295,9 +295,44 @@ fn print_ratios(setups: &[Setup], workloads: &[Workload], ratios: &Ratios, round
     }
 }
 
-/// What the probes themselves cost per spawn (`record --probe-cost`): a
-/// figure that does not swing with the VM's scheduling the way rates do.
+/// What the probes themselves and spawnprof cost per spawn (`record
+/// --probe-cost`), the median of a few runs.
 fn probe_cost(spawnprof: &Path, out: &Path, workload: &Workload) -> Result<()> {
+    let mut runs = Vec::new();
+    for _ in 0..PROBE_COST_RUNS {
+        runs.push(probe_cost_run(spawnprof, out, workload)?);
+    }
+    let per_spawn = |pointer: &str| -> Vec<f64> {
+        runs.iter()
+            .map(|s| {
+                let spawns = s["probe_cost"]["spawns"].as_u64().unwrap_or(0).max(1) as f64;
+                s.pointer(pointer).and_then(|v| v.as_u64()).unwrap_or(0) as f64 / spawns / 1000.0
+            })
+            .collect()
+    };
+    let bpf = per_spawn("/probe_cost/bpf_ns");
+    println!(
+        "\n`record --probe-cost`, {} (median of {PROBE_COST_RUNS} runs [range]): {} µs of probe \
+         run time per spawn in the kernel; spawnprof's own CPU {} µs per spawn, of which {} µs \
+         parking the fork-only probes (once a run: the kernel re-patches their call sites)",
+        workload.name,
+        spread(&bpf, 2),
+        spread(&per_spawn("/probe_cost/reader_cpu_ns"), 2),
+        spread(&per_spawn("/probe_cost/parking_cpu_ns"), 2),
+    );
+    // The programs of the run whose total is the median.
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|&a, &b| bpf[a].total_cmp(&bpf[b]));
+    program_table(&runs[order[order.len() / 2]]);
+    Ok(())
+}
+
+/// `--probe-cost` varies by ±10% from run to run on this host, as the
+/// ratios do.
+const PROBE_COST_RUNS: usize = 3;
+
+/// One `record --probe-cost` of `workload`: its summary.json.
+fn probe_cost_run(spawnprof: &Path, out: &Path, workload: &Workload) -> Result<serde_json::Value> {
     let dir = out.join("probe-cost");
     let status = Command::new(spawnprof)
         .args(["record", "--force", "--no-live", "--probe-cost", "-o"])
@@ -310,22 +345,19 @@ fn probe_cost(spawnprof: &Path, out: &Path, workload: &Workload) -> Result<()> {
     if !status.success() {
         bail!("spawnprof record --probe-cost failed: {status}");
     }
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json"))?)?;
+    Ok(serde_json::from_str(&std::fs::read_to_string(
+        dir.join("summary.json"),
+    )?)?)
+}
+
+/// Each probe program's runs and run time per spawn in one summary.
+fn program_table(summary: &serde_json::Value) {
     let cost = &summary["probe_cost"];
     let spawns = cost["spawns"].as_u64().unwrap_or(0).max(1) as f64;
-    let per = |v: &serde_json::Value| v.as_u64().unwrap_or(0) as f64 / spawns / 1000.0;
     println!(
-        "\n`record --probe-cost`, {}: {:.1} µs of probe run time per spawn in the kernel \
-         ({:.0} program runs per spawn); spawnprof's own CPU {:.2} µs per spawn; \
-         fork-only probes parked {} time(s)",
-        workload.name,
-        per(&cost["bpf_ns"]),
-        cost["bpf_runs"].as_u64().unwrap_or(0) as f64 / spawns,
-        per(&cost["reader_cpu_ns"]),
-        summary["fork_probes"]["parked"],
+        "\nits programs ({:.0} runs per spawn):\n\n| probe program | runs/spawn | mean | per spawn |\n|---|---:|---:|---:|",
+        cost["bpf_runs"].as_u64().unwrap_or(0) as f64 / spawns
     );
-    println!("\n| probe program | runs/spawn | mean | per spawn |\n|---|---:|---:|---:|");
     let mut programs: Vec<_> = cost["programs"].as_array().into_iter().flatten().collect();
     programs.sort_by_key(|p| std::cmp::Reverse(p["run_ns"].as_u64().unwrap_or(0)));
     for p in programs {
@@ -339,7 +371,6 @@ fn probe_cost(spawnprof: &Path, out: &Path, workload: &Workload) -> Result<()> {
             ns as f64 / spawns / 1000.0
         );
     }
-    Ok(())
 }
 
 /// From the end of a small recording (`record -- CMD`, CMD printing the
