@@ -6,8 +6,8 @@
 //!   an always-on `spawnprof serve --all`, and under a bpftrace script
 //!   timing the same stages, in interleaved rounds, as ratios against no
 //!   probes; the probes' own run time and spawnprof's CPU per spawn
-//!   (`record --probe-cost`), beside bpftrace's programs' run time
-//!   (`peer_cost.rs`); serve's CPU at 1,000 spawns/s (`serve.rs`); the time
+//!   (`record --probe-cost`), beside bpftrace's programs' run time and
+//!   what the run-time statistics cost themselves (`peer_cost.rs`); serve's CPU at 1,000 spawns/s (`serve.rs`); the time
 //!   from a small recording's end to spawnprof's exit; the reference
 //!   spawner against the C loop; `strace -f`; and the same ratio for the
 //!   fentry and kprobe tiers inside the QEMU guests (`guests.rs`).
@@ -40,12 +40,18 @@ fn release_bin(name: &str) -> PathBuf {
 
 /// The spawner's (or the C loop's) JSON line in `stdout`.
 fn spawner_result(stdout: &[u8]) -> Result<serde_json::Value> {
+    spawner_json(stdout, "spawns_per_sec")
+}
+
+/// The last JSON line in `stdout` that has `key`.
+fn spawner_json(stdout: &[u8], key: &str) -> Result<serde_json::Value> {
     let text = String::from_utf8_lossy(stdout);
+    let quoted = format!("\"{key}\"");
     let line = text
         .lines()
         .rev()
-        .find(|l| l.contains("\"spawns_per_sec\""))
-        .context("no spawner result line")?;
+        .find(|l| l.contains(&quoted))
+        .with_context(|| format!("no result line with {key}"))?;
     Ok(serde_json::from_str(line)?)
 }
 

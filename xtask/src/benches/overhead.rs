@@ -7,6 +7,7 @@
 //!           setup starts a `serve --all` first and stops it after)
 //! ratios:   each run against the same round's run with no probes
 //! then:     --probe-cost per spawn, serve's CPU at 1,000 spawns/s,
+//!           bpftrace's BPF time per spawn and what the statistics cost,
 //!           end-to-exit time, spawner vs C, strace,
 //!           and the same ratio in the QEMU guests (guests.rs)
 //! ```
@@ -97,6 +98,7 @@ pub fn overhead(rounds: usize) -> Result<()> {
     if have_bpftrace {
         let spawns = COUNT.parse::<u64>()? + 1;
         super::peer_cost::bpftrace_cost(BPFTRACE_STAGES, &costed.argv, spawns)?;
+        super::peer_cost::statistics_cost(&spawn_loop, rounds)?;
     }
     end_to_exit(&spawnprof, &out)?;
     spawner_against_c(&spawn_loop, rounds)?;

@@ -1,10 +1,12 @@
 //! The in-kernel run time of bpftrace's programs per spawn, doing the same
 //! stages as spawnprof's default recording: the yardstick for
-//! `record --probe-cost`. Run-time statistics are on only for this run
-//! (`kernel.bpf_stats_enabled`), never while rates are timed.
+//! `record --probe-cost`. And what those run-time statistics cost by
+//! themselves. They are on only for these runs (`kernel.bpf_stats_enabled`),
+//! never while rates are timed.
 use std::{
     collections::BTreeMap,
     io::{BufRead as _, BufReader},
+    path::Path,
     process::{Child, Command, Stdio},
 };
 
@@ -30,6 +32,72 @@ pub fn bpftrace_cost(script: &str, argv: &[String], spawns: u64) -> Result<()> {
         runs as f64 / spawns
     );
     Ok(())
+}
+
+/// A program that only compares its pid, on the tracepoint of getppid(2).
+const NEAR_EMPTY: &str = "tracepoint:syscalls:sys_enter_getppid /pid == 1/ { @n = count(); }";
+
+/// getppid() calls per timed run.
+const CALLS: &str = "3000000";
+
+/// What the run-time statistics add to each program run on this host, and
+/// what they report for a near-empty program (mostly their own clock):
+/// `rounds` pairs of a pinned getppid() loop under [`NEAR_EMPTY`],
+/// statistics off then on.
+pub fn statistics_cost(spawn_loop: &Path, rounds: usize) -> Result<()> {
+    let mut bpftrace = start(NEAR_EMPTY)?;
+    let result = statistics_rounds(bpftrace.id(), spawn_loop, rounds);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(bpftrace.id() as i32, libc::SIGINT) };
+    let _ = bpftrace.wait();
+    let (off, on, reported) = result?;
+    println!(
+        "BPF run-time statistics on this host (pinned getppid() loop, one bpftrace program that \
+         only compares its pid, median of {rounds} rounds): {} ns a call with them off, {} on; \
+         they add {:.0} ns to each program run and report {reported:.0} ns for it",
+        super::spread(&off, 0),
+        super::spread(&on, 0),
+        super::median(on.clone()) - super::median(off.clone()),
+    );
+    Ok(())
+}
+
+/// (ns per call with statistics off, with them on, reported ns per run).
+fn statistics_rounds(
+    pid: u32,
+    spawn_loop: &Path,
+    rounds: usize,
+) -> Result<(Vec<f64>, Vec<f64>, f64)> {
+    let (mut off, mut on, mut runs, mut ns) = (Vec::new(), Vec::new(), 0, 0);
+    for _ in 0..rounds {
+        off.push(getppid_ns(spawn_loop)?);
+        let _stats = Stats::on()?;
+        let before = programs(pid)?;
+        on.push(getppid_ns(spawn_loop)?);
+        for (id, (r, n)) in programs(pid)? {
+            let (r0, n0) = before.get(&id).copied().unwrap_or_default();
+            runs += r - r0;
+            ns += n - n0;
+        }
+    }
+    Ok((off, on, ns as f64 / runs.max(1) as f64))
+}
+
+/// One timed getppid() loop, pinned to CPU 0 when taskset is there.
+fn getppid_ns(spawn_loop: &Path) -> Result<f64> {
+    let mut c = match crate::cmd::find_in_path("taskset") {
+        Some(t) => {
+            let mut c = Command::new(t);
+            c.args(["-c", "0"]).arg(spawn_loop);
+            c
+        }
+        None => Command::new(spawn_loop),
+    };
+    let output = c.args(["getppid", CALLS]).output()?;
+    super::number(
+        &super::spawner_json(&output.stdout, "ns_per_call")?,
+        "/ns_per_call",
+    )
 }
 
 /// bpftrace with `script`, once its probes are attached.

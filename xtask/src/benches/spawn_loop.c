@@ -2,15 +2,18 @@
  * that spawns PROGRAM COUNT times, one at a time, and waits for each.
  *
  *   spawn_loop posix-spawn|fork-exec|vfork-exec COUNT [PROGRAM]
+ *   spawn_loop getppid COUNT
  *
  * Prints one JSON line in the spawner's terms: spawns_per_sec over the
  * summed spawn calls, loop_per_sec over the whole loop (spawn, the child's
- * life, the wait), and the median spawn call. */
+ * life, the wait), and the median spawn call. `getppid` times COUNT bare
+ * syscalls instead: the yardstick for what one probe run costs. */
 #define _GNU_SOURCE
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +56,14 @@ int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: %s posix-spawn|fork-exec|vfork-exec COUNT [PROGRAM]\n", argv[0]);
         return 2;
+    }
+    if (strcmp(argv[1], "getppid") == 0) {
+        long n = atol(argv[2]);
+        long long a = now_ns();
+        for (long i = 0; i < n; i++)
+            syscall(SYS_getppid);
+        printf("{\"ns_per_call\":%.1f}\n", (now_ns() - a) / (double)(n > 0 ? n : 1));
+        return 0;
     }
     const char *method = argv[1];
     int count = atoi(argv[2]);
