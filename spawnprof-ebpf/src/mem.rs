@@ -9,10 +9,17 @@ use spawnprof_common::TracedProc;
 /// turning this loop back into that call.
 #[inline(always)]
 pub fn zero<T>(p: *mut T) {
+    zero_first(p, core::mem::size_of::<T>());
+}
+
+/// Zeroes the first `bytes` of `*p` the same way; `bytes` is a constant
+/// at every call, so the loop unrolls.
+#[inline(always)]
+pub fn zero_first<T>(p: *mut T, bytes: usize) {
     const { assert!(core::mem::size_of::<T>() % 8 == 0 && core::mem::align_of::<T>() >= 8) };
     let words = p as *mut u64;
     let mut i = 0;
-    while i < core::mem::size_of::<T>() / 8 {
+    while i < bytes.min(core::mem::size_of::<T>()) / 8 {
         unsafe { core::ptr::write_volatile(words.add(i), 0) };
         i += 1;
     }

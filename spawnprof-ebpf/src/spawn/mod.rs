@@ -23,8 +23,8 @@
 //! caught when its task is released. Whatever is left when the recording
 //! ends is collected by userspace from the table.
 use spawnprof_common::{
-    CloneState, FAULTS_UNKNOWN, ReapKey, Slot, SpawnEvent, TracedProc, UNKNOWN, UNKNOWN_U32,
-    await_child, clone_flags as cf, lost, rec, spawn, traced as tflags, ts,
+    CloneState, FAULTS_UNKNOWN, ReapKey, SPAWN_PATH_OFFSET, Slot, SpawnEvent, TracedProc, UNKNOWN,
+    UNKNOWN_U32, await_child, clone_flags as cf, lost, rec, spawn, traced as tflags, ts,
 };
 
 pub mod clones;
@@ -150,10 +150,13 @@ fn open(spawn_id: u64, child: u32, child_tgid: u32) -> Option<Building> {
     Some(Building { s, slot })
 }
 
-/// Zeroes `s` and sets every "unknown" value.
+/// Zeroes `s` up to its path's first word and sets every "unknown" value.
+/// The rest of the path buffer (248 bytes, four cache lines a fork would
+/// have to own) is never read: the record goes out only up to its path's
+/// NUL ([`SpawnEvent::wire_len`]), written whenever its length is.
 #[inline(always)]
 fn blank(s: *mut SpawnEvent, spawn_id: u64, child: u32, child_tgid: u32) {
-    crate::mem::zero(s);
+    crate::mem::zero_first(s, SPAWN_PATH_OFFSET + 8);
     unsafe {
         (*s).kind = rec::SPAWN;
         (*s).spawn_id = spawn_id;

@@ -100,7 +100,7 @@ impl KernelSpawns {
         self.spawns
             .take(|s| s.state() & spawn::EMIT_PENDING != 0)
             .iter()
-            .map(bytes_of)
+            .map(wire_bytes)
             .collect()
     }
 
@@ -123,8 +123,16 @@ impl KernelSpawns {
             }
         }
         records.sort_by_key(|s| s.spawn_id);
-        records.iter().map(bytes_of).collect()
+        records.iter().map(wire_bytes).collect()
     }
+}
+
+/// A record as the ring buffer would carry it: up to its path's NUL. The
+/// path buffer's tail in the kernel's map is not cleared, and not kept.
+fn wire_bytes(s: &SpawnEvent) -> Vec<u8> {
+    let mut bytes = bytes_of(s);
+    bytes.truncate(s.wire_len());
+    bytes
 }
 
 /// The record of the command spawnprof started: its spawn happened in
