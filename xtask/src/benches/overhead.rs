@@ -20,7 +20,9 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use super::{
-    loop_rate_and_p50, release_bin,
+    loop_rate_and_p50,
+    peer_cost::{IDLE_SYSCALL_TP, bpftrace_running},
+    release_bin,
     serve::{self, Serve},
     spawns_per_sec, spread,
 };
@@ -213,16 +215,6 @@ fn setups(spawnprof: &Path, out: &Path, have_bpftrace: bool) -> Vec<Setup> {
         println!("SKIPPED: bpftrace comparison (apt-get install bpftrace)");
     }
     setups
-}
-
-/// A program on the tracepoint of acct(2), which no workload here calls.
-pub(super) const IDLE_SYSCALL_TP: &str = "tracepoint:syscalls:sys_enter_acct { @n = count(); }";
-
-/// bpftrace running `script` for the life of the command `argv`.
-pub(super) fn bpftrace_running(script: &str, argv: &[String]) -> Command {
-    let mut c = Command::new("bpftrace");
-    c.args(["-q", "-e", script, "-c", &argv.join(" ")]);
-    c
 }
 
 /// The C loop's serial posix_spawn of /bin/true, unpinned and pinned to

@@ -2,7 +2,8 @@
 //! stages as spawnprof's default recording: the yardstick for
 //! `record --probe-cost`. And what those run-time statistics cost by
 //! themselves. They are on only for these runs (`kernel.bpf_stats_enabled`),
-//! never while rates are timed.
+//! never while rates are timed. Also the bpftrace setups the rate benches
+//! share (`bench-overhead`, `bench-serve`).
 use std::{
     collections::BTreeMap,
     io::{BufRead as _, BufReader},
@@ -32,6 +33,16 @@ pub fn bpftrace_cost(script: &str, argv: &[String], spawns: u64) -> Result<()> {
         runs as f64 / spawns
     );
     Ok(())
+}
+
+/// A program on the tracepoint of acct(2), which no workload here calls.
+pub(super) const IDLE_SYSCALL_TP: &str = "tracepoint:syscalls:sys_enter_acct { @n = count(); }";
+
+/// bpftrace running `script` for the life of the command `argv`.
+pub(super) fn bpftrace_running(script: &str, argv: &[String]) -> Command {
+    let mut c = Command::new("bpftrace");
+    c.args(["-q", "-e", script, "-c", &argv.join(" ")]);
+    c
 }
 
 /// A program that only compares its pid, on the tracepoint of getppid(2).

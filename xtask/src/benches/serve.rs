@@ -167,7 +167,7 @@ fn rate_ratio(spawnprof: &Path, spawner: &Path, rounds: usize) -> Result<()> {
                 c
             }
             Setup::IdleSyscallTp => {
-                super::overhead::bpftrace_running(super::overhead::IDLE_SYSCALL_TP, &argv)
+                super::peer_cost::bpftrace_running(super::peer_cost::IDLE_SYSCALL_TP, &argv)
             }
             _ => {
                 let mut c = Command::new(&argv[0]);
