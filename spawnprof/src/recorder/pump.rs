@@ -33,9 +33,9 @@ use crate::{
 /// over a 3,000-spawn run went from 2.3 µs at 200 ms to 1.6 at 500 ms and
 /// 1.3–1.5 at 1 s. Nothing waits on this timer: the command's exit, the
 /// duration and signals end the loop at once, and the fork-only probes are
-/// parked and brought back on the probes' own wake-ups. A burst
-/// that fills half the ring (some 6,000 records at the default 8 MiB) wakes
-/// the reader at once, so the ring is not at risk.
+/// parked and brought back on the probes' own wake-ups. A burst that fills
+/// half the ring (some 18,000 records of /bin/true at the default 16 MiB)
+/// wakes the reader at once, so the ring is not at risk.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(1000);
 /// The interval while something needs a faster tick: the live count on a
 /// terminal, or `-p`'s check that its target lives (the recording ends
