@@ -21,7 +21,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{
     loop_rate_and_p50,
-    peer_cost::{IDLE_SYSCALL_TP, bpftrace_running},
+    peer_cost::{self, IDLE_SYSCALL_TP, RunTime, bpftrace_running},
     release_bin,
     serve::{self, Serve},
     spawns_per_sec, spread,
@@ -95,12 +95,20 @@ pub fn overhead(rounds: usize) -> Result<()> {
     let ratios = measure(&setups, &workloads, rounds)?;
     print_ratios(&setups, &workloads, &ratios, rounds);
     let costed = &workloads[workloads.len() - 1];
-    probe_cost(&spawnprof, &out, costed)?;
+    let ours = probe_cost(&spawnprof, &out, costed)?;
     serve::cpu_at_rate(&spawnprof, 1000, std::time::Duration::from_secs(30))?;
     if have_bpftrace {
         let spawns = COUNT.parse::<u64>()? + 1;
-        super::peer_cost::bpftrace_cost(BPFTRACE_STAGES, &costed.argv, spawns)?;
-        super::peer_cost::statistics_cost(&spawn_loop, rounds)?;
+        let theirs = peer_cost::bpftrace_cost(BPFTRACE_STAGES, &costed.argv, spawns)?;
+        let empty_ns = peer_cost::statistics_cost(&spawn_loop, rounds)?;
+        println!(
+            "net of the statistics' own clock ({empty_ns:.0} ns a run): spawnprof {:.2} µs of BPF \
+             run time per spawn ({:.0} runs), bpftrace {:.2} µs ({:.0} runs)",
+            ours.net_of(empty_ns),
+            ours.runs_per_spawn,
+            theirs.net_of(empty_ns),
+            theirs.runs_per_spawn
+        );
     }
     end_to_exit(&spawnprof, &out)?;
     spawner_against_c(&spawn_loop, rounds)?;
@@ -290,8 +298,9 @@ fn print_ratios(setups: &[Setup], workloads: &[Workload], ratios: &Ratios, round
 }
 
 /// What the probes themselves and spawnprof cost per spawn (`record
-/// --probe-cost`), the median of a few runs.
-fn probe_cost(spawnprof: &Path, out: &Path, workload: &Workload) -> Result<()> {
+/// --probe-cost`), the median of a few runs; returns that run's in-kernel
+/// time.
+fn probe_cost(spawnprof: &Path, out: &Path, workload: &Workload) -> Result<RunTime> {
     let mut runs = Vec::new();
     for _ in 0..PROBE_COST_RUNS {
         runs.push(probe_cost_run(spawnprof, out, workload)?);
@@ -317,8 +326,14 @@ fn probe_cost(spawnprof: &Path, out: &Path, workload: &Workload) -> Result<()> {
     // The programs of the run whose total is the median.
     let mut order: Vec<usize> = (0..runs.len()).collect();
     order.sort_by(|&a, &b| bpf[a].total_cmp(&bpf[b]));
-    program_table(&runs[order[order.len() / 2]]);
-    Ok(())
+    let median = order[order.len() / 2];
+    program_table(&runs[median]);
+    let cost = &runs[median]["probe_cost"];
+    let spawns = cost["spawns"].as_u64().unwrap_or(0).max(1) as f64;
+    Ok(RunTime {
+        us_per_spawn: bpf[median],
+        runs_per_spawn: cost["bpf_runs"].as_u64().unwrap_or(0) as f64 / spawns,
+    })
 }
 
 /// `--probe-cost` varies by ±10% from run to run on this host, as the

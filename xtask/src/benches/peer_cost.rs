@@ -15,9 +15,24 @@ use anyhow::{Context as _, Result, bail};
 
 const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
+/// BPF run time per spawn as the kernel's statistics report it.
+#[derive(Clone, Copy)]
+pub struct RunTime {
+    pub us_per_spawn: f64,
+    pub runs_per_spawn: f64,
+}
+
+impl RunTime {
+    /// Less what the statistics report for `empty_ns` a run of a
+    /// near-empty program: their own clock, not the programs' work.
+    pub fn net_of(self, empty_ns: f64) -> f64 {
+        (self.us_per_spawn - self.runs_per_spawn * empty_ns / 1000.0).max(0.0)
+    }
+}
+
 /// bpftrace runs `script` while `argv` makes `spawns` spawns; prints its
 /// programs' run time per spawn.
-pub fn bpftrace_cost(script: &str, argv: &[String], spawns: u64) -> Result<()> {
+pub fn bpftrace_cost(script: &str, argv: &[String], spawns: u64) -> Result<RunTime> {
     let _stats = Stats::on()?;
     let mut bpftrace = start(script)?;
     let result = measure(bpftrace.id(), argv);
@@ -26,13 +41,16 @@ pub fn bpftrace_cost(script: &str, argv: &[String], spawns: u64) -> Result<()> {
     let _ = bpftrace.wait();
     let (runs, ns) = result?;
     let spawns = spawns.max(1) as f64;
+    let cost = RunTime {
+        us_per_spawn: ns as f64 / spawns / 1000.0,
+        runs_per_spawn: runs as f64 / spawns,
+    };
     println!(
         "bpftrace running the same stages, same workload: {:.1} µs of BPF run time per spawn \
          ({:.0} program runs per spawn)",
-        ns as f64 / spawns / 1000.0,
-        runs as f64 / spawns
+        cost.us_per_spawn, cost.runs_per_spawn
     );
-    Ok(())
+    Ok(cost)
 }
 
 /// A program on the tracepoint of acct(2), which no workload here calls.
@@ -54,8 +72,8 @@ const CALLS: &str = "3000000";
 /// What the run-time statistics add to each program run on this host, and
 /// what they report for a near-empty program (mostly their own clock):
 /// `rounds` pairs of a pinned getppid() loop under [`NEAR_EMPTY`],
-/// statistics off then on.
-pub fn statistics_cost(spawn_loop: &Path, rounds: usize) -> Result<()> {
+/// statistics off then on. Returns that reported time.
+pub fn statistics_cost(spawn_loop: &Path, rounds: usize) -> Result<f64> {
     let mut bpftrace = start(NEAR_EMPTY)?;
     let result = statistics_rounds(bpftrace.id(), spawn_loop, rounds);
     // SAFETY: signalling our own child.
@@ -70,7 +88,7 @@ pub fn statistics_cost(spawn_loop: &Path, rounds: usize) -> Result<()> {
         super::spread(&on, 0),
         super::median(on.clone()) - super::median(off.clone()),
     );
-    Ok(())
+    Ok(reported)
 }
 
 /// (ns per call with statistics off, with them on, reported ns per run).
