@@ -8,6 +8,7 @@
 use std::io;
 
 use super::config::HugePages;
+pub use crate::sys::procfs::self_status;
 use crate::sys::procfs::{bracketed, meminfo_field};
 use crate::units::format_bytes;
 
@@ -219,17 +220,12 @@ fn mmap_anon(len: usize, extra: libc::c_int) -> io::Result<*mut libc::c_void> {
     }
 }
 
-fn hugetlb_page_size() -> usize {
+/// The size of a hugetlb page here (`Hugepagesize`), 2 MiB if unknown.
+pub(crate) fn hugetlb_page_size() -> usize {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| meminfo_field(&m, "Hugepagesize"))
         .map_or(THP_SIZE, |v| v as usize)
-}
-
-/// A `kB` field of /proc/self/status in bytes (VmRSS, HugetlbPages, ...).
-pub fn self_status(field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
-    meminfo_field(&text, field)
 }
 
 /// This process's memory mappings (VMAs): a fork copies each one.

@@ -418,10 +418,7 @@ fn rss_mapped(cfg: &Config) -> u64 {
     let page: u64 = match cfg.huge_pages {
         HugePages::None => 4096,
         HugePages::Thp => 2 << 20,
-        HugePages::Hugetlb => std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|m| crate::sys::procfs::meminfo_field(&m, "Hugepagesize"))
-            .unwrap_or(2 << 20),
+        HugePages::Hugetlb => memory::hugetlb_page_size() as u64,
     };
     cfg.rss.next_multiple_of(page)
 }

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use super::release_bin;
 use crate::cmd;
 
-fn vm_kib(pid: u32, field: &str) -> Option<u64> {
+pub(super) fn vm_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
