@@ -350,6 +350,13 @@ pub fn probe_cost(cost: &ProbeCost) -> String {
         per(cost.reader_cpu_ns),
         cost.spawns
     );
+    // The statistics time each run with two clock reads of their own,
+    // which on a VM can be most of a short program's reported time.
+    let _ = writeln!(
+        out,
+        "(run times as the kernel's BPF statistics report them: each run includes their own \
+         clock reads, some 20-50 ns)"
+    );
     if cost.parking_cpu_ns > 0 {
         let _ = writeln!(
             out,
