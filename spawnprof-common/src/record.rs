@@ -115,7 +115,8 @@ pub mod spawn {
     /// were parked: its dup_mmap and copy-on-write counts were not seen.
     pub const FORK_UNWATCHED: u32 = 1 << 18;
     /// The child's first switch-in was not seen, and its first run is its
-    /// wake-up plus the scheduler's own count of its wait before it.
+    /// wake-up plus the scheduler's own count of its wait before it (on
+    /// its parent's CPU) or its return from the clone (on another).
     pub const FIRST_RUN_FROM_RUN_DELAY: u32 = 1 << 19;
     /// Bytes of [`super::SpawnEvent::progress`].
     pub const COUNT: usize = 24;

@@ -128,7 +128,8 @@ pub struct SpawnRecord {
     /// The child's first switch-in never reached the context-switch
     /// probes, so its first run is its wake-up plus the wait the scheduler
     /// itself counted (`sched_info.run_delay`), read when it returned from
-    /// the clone.
+    /// the clone; on another CPU than its parent's, that return itself
+    /// (the count misses the other CPU's wake from idle).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub first_run_from_run_delay: bool,
     /// A thread (CLONE_THREAD), not a process.

@@ -187,6 +187,60 @@ fn low_overhead_leaves_out_the_per_event_probes_and_remembers_no_child() {
     }
 }
 
+/// A child that starts on another CPU waits for that CPU to leave idle,
+/// and the scheduler's wait count misses that time (its clock update is
+/// skipped when the new task preempts the idle one): taken from the count,
+/// such a child's first run would fall on its wake-up. Its first run is
+/// its own return from the clone instead, so its sched_delay keeps the
+/// wake-up of the other CPU.
+#[test]
+fn low_overhead_keeps_the_wait_of_a_child_started_on_another_cpu() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        println!("SKIPPED: a child on another CPU needs two CPUs");
+        return;
+    }
+    let run = record_spawner(
+        "low-overhead-other-cpu",
+        &["--low-overhead"],
+        &["--method", "posix-spawn", "--count", "400", "--warmup", "0"],
+    );
+    let first_run = run.summary.plan.iter().find(|r| r.stage == "first_run");
+    if first_run.is_none_or(|r| r.mechanism != spawnprof::probe::plan::Mechanism::SchedInfo) {
+        println!("SKIPPED: first runs from sched_info: {first_run:?}");
+        return;
+    }
+    let kids = run.children_of_root();
+    let elsewhere: Vec<_> = kids
+        .iter()
+        .filter(|r| r.child_first_cpu.is_some() && r.child_first_cpu != r.parent_cpu)
+        .collect();
+    if elsewhere.len() < 5 {
+        println!(
+            "SKIPPED: only {} of {} children started on another CPU",
+            elsewhere.len(),
+            kids.len()
+        );
+        return;
+    }
+    let mut delays: Vec<u64> = elsewhere
+        .iter()
+        .map(|r| {
+            let t = &r.ts;
+            let ran = t.first_run.expect("a first run");
+            assert!(Some(ran) <= t.child_return, "{r:?}");
+            ran - t.wakeup_new.expect("a wake-up")
+        })
+        .collect();
+    delays.sort_unstable();
+    let median = delays[delays.len() / 2];
+    assert!(
+        median >= 1_000,
+        "children started on another CPU waited {median} ns (median of {}): the other CPU's \
+         wake-up is missing",
+        delays.len()
+    );
+}
+
 fn first_runs_come_from_the_wait(kids: &[&SpawnRecord]) {
     for r in kids {
         let t = &r.ts;

@@ -523,14 +523,25 @@ pub fn child_returned(t: u64, tid: u32) {
 /// probes: on some hosts the switches away from certain tasks (a sandbox's
 /// init) fire no sched_switch at all. If it has run exactly once, the
 /// scheduler's own wait count, added to its wake-up, is its first run.
+/// On another CPU than its waker's, that count misses the time the CPU
+/// took to leave idle (the scheduler skips the clock update of a switch
+/// that preempts the idle task), so it reads about 0 where the wait was
+/// tens of µs: the child's own return, `t`, a few µs after its first
+/// run, is then the nearer figure.
 #[inline(always)]
 fn first_run_from_run_delay(t: u64, tid: u32, s: *mut SpawnEvent) {
     end_await(tid, s);
     let woken = unsafe { (*s).ts[ts::WAKEUP_NEW] };
+    let cpu = crate::emit::cpu() as u16;
     match crate::task::first_wait() {
         Some(wait) if woken != 0 => {
-            stamp(s, ts::FIRST_RUN, (woken + wait).min(t));
-            unsafe { (*s).first_cpu = crate::emit::cpu() as u16 };
+            let ran = if cpu == unsafe { (*s).parent_cpu } {
+                (woken + wait).min(t)
+            } else {
+                t
+            };
+            stamp(s, ts::FIRST_RUN, ran);
+            unsafe { (*s).first_cpu = cpu };
             set(s, spawn::FIRST_RUN_FROM_RUN_DELAY);
         }
         _ => set(s, spawn::FIRST_RUN_MISSED),

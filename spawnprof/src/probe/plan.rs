@@ -541,7 +541,7 @@ pub const PLAN: &[ProbeStage] = &[
             Candidate {
                 mechanism: Mechanism::SchedInfo,
                 attaches: &[],
-                how: "the new task's wake-up plus the wait the scheduler counted (sched_info.run_delay), read at its return from the clone: no program per context switch",
+                how: "the new task's wake-up plus the wait the scheduler counted (sched_info.run_delay), read at its return from the clone (that return itself on another CPU, whose wake from idle the count misses): no program per context switch",
             },
             UNAVAILABLE,
         ],
