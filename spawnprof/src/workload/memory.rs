@@ -8,7 +8,6 @@
 use std::io;
 
 use super::config::HugePages;
-pub use crate::sys::procfs::self_status;
 use crate::sys::procfs::{bracketed, meminfo_field};
 use crate::units::format_bytes;
 
@@ -243,6 +242,7 @@ pub fn self_anon_huge() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::procfs::self_status;
 
     const MEMINFO: &str = "MemTotal:       24000000 kB\nMemAvailable:   20000000 kB\nHugePages_Total:       4\nHugePages_Free:        2\nHugepagesize:       2048 kB\n";
 

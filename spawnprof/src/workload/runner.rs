@@ -24,6 +24,7 @@ use crate::{
     sys::{
         clock::{mono_ns, rusage_self},
         node,
+        procfs::self_status,
     },
 };
 
@@ -236,7 +237,7 @@ struct MemoryFacts {
 /// The `--rss` ballast and what it made of the spawner's memory; warns when
 /// transparent huge pages back less than half of it.
 fn allocate_ballast(cfg: &Config) -> Result<(Ballast, MemoryFacts)> {
-    let rss_baseline = memory::self_status("VmRSS").unwrap_or(0);
+    let rss_baseline = self_status("VmRSS").unwrap_or(0);
     let ballast = Ballast::allocate(cfg.rss, cfg.huge_pages).with_context(|| {
         format!(
             "allocating --rss {} ({})",
@@ -246,9 +247,9 @@ fn allocate_ballast(cfg: &Config) -> Result<(Ballast, MemoryFacts)> {
     })?;
     let facts = MemoryFacts {
         rss_baseline,
-        rss_measured: memory::self_status("VmRSS").unwrap_or(0),
+        rss_measured: self_status("VmRSS").unwrap_or(0),
         anon_huge_bytes: memory::self_anon_huge().unwrap_or(0),
-        hugetlb_bytes: memory::self_status("HugetlbPages").unwrap_or(0),
+        hugetlb_bytes: self_status("HugetlbPages").unwrap_or(0),
         mappings: memory::self_mappings(),
     };
     if cfg.huge_pages == HugePages::Thp && cfg.rss > 0 && facts.anon_huge_bytes < cfg.rss / 2 {

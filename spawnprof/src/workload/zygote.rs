@@ -205,7 +205,7 @@ fn serve(fd: libc::c_int, exec: &ExecArgs) -> ! {
                 rep[1] = tv_ns(ru.ru_stime);
             }
             OP_RSS => {
-                rep[0] = super::memory::self_status("VmRSS").unwrap_or(0) as i64;
+                rep[0] = crate::sys::procfs::self_status("VmRSS").unwrap_or(0) as i64;
             }
             _ => break,
         }
