@@ -192,6 +192,8 @@ pub struct SeriesKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Hist {
+    /// The observations: the sum of the buckets. The kernel leaves it 0
+    /// and userspace fills it when it reads the map.
     pub count: u64,
     pub sum_ns: u64,
     pub buckets: [u64; BUCKETS],

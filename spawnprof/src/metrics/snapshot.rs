@@ -112,8 +112,14 @@ impl Snapshot {
                     .map(|name| cgroup_label(k.cgroup, &raw.cgroups, name)),
             };
             let m = (k.method as usize).min(method::COUNT - 1);
-            for (st, h) in v.hists.iter().enumerate().filter(|(_, h)| h.count > 0) {
-                hists.insert((label.clone(), st, m), *h);
+            for (st, h) in v.hists.iter().enumerate() {
+                let h = Hist {
+                    count: h.buckets.iter().sum(),
+                    ..*h
+                };
+                if h.count > 0 {
+                    hists.insert((label.clone(), st, m), h);
+                }
             }
             counts.insert(
                 (label, m),
