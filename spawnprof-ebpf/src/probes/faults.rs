@@ -49,17 +49,22 @@ fn count(error_code: impl FnOnce() -> u64) -> u32 {
     if !every_fault && !armed(Gate::CowWindows) {
         return 0;
     }
+    // Most faults (first touches, reads) cannot be copy-on-write: they
+    // return here, before looking their process up.
+    let cow = error_code() & (PF_PROT | PF_WRITE) == PF_PROT | PF_WRITE;
+    if !every_fault && !cow {
+        return 0;
+    }
     let (_, tgid) = current();
     let Some(proc_) = traced(tgid) else {
         return 0;
     };
-    let code = error_code();
     // Plain increments: a count lost between two threads of one process
     // is tolerable, and cheaper than an atomic on every fault.
     if every_fault {
         unsafe { (*proc_).faults += 1 };
     }
-    if code & (PF_PROT | PF_WRITE) == PF_PROT | PF_WRITE {
+    if cow {
         count_cow(proc_);
     }
     0
