@@ -112,9 +112,19 @@ pub const MAP_NS_PENDING: &str = "NS_PENDING";
 /// One-entry array, set by userspace when the recording ends: the probes
 /// send nothing more.
 pub const MAP_STOPPED: &str = "STOPPED";
-/// One-entry array, set by userspace while the fork-only probes are
-/// detached (parked).
+/// One-entry array: the [`parked`] groups of fork-only probes userspace
+/// has detached.
 pub const MAP_PARKED: &str = "PARKED";
+
+/// The groups of fork-only probes parked apart (bits of `PARKED[0]`).
+pub mod parked {
+    /// The mmap-lock programs, which time dup_mmap: parked while no fork
+    /// is in flight.
+    pub const MM_LOCK: u32 = 1;
+    /// The page-fault program, which counts copy-on-write faults: parked
+    /// only while, besides, no copy-on-write window is open.
+    pub const FAULTS: u32 = 2;
+}
 /// Stack trace map (kernel and user stacks by id).
 pub const MAP_STACKS: &str = "STACKS";
 /// Hash StackKey -> sample count.

@@ -111,13 +111,16 @@ pub mod spawn {
     /// Its tid is in its first-run slot (`AWAITED`), so the context-switch
     /// probes find it without a hash lookup per switch.
     pub const FIRST_RUN_SLOT: u32 = 1 << 17;
-    /// A fork begun while the fork-only probes (mmap lock, page faults)
-    /// were parked: its dup_mmap and copy-on-write counts were not seen.
+    /// A fork begun while the mmap-lock probes were parked: its dup_mmap
+    /// was not seen.
     pub const FORK_UNWATCHED: u32 = 1 << 18;
     /// The child's first switch-in was not seen, and its first run is its
     /// wake-up plus the scheduler's own count of its wait before it (on
     /// its parent's CPU) or its return from the clone (on another).
     pub const FIRST_RUN_FROM_RUN_DELAY: u32 = 1 << 19;
+    /// A fork begun while the page-fault probe was parked: its
+    /// copy-on-write counts were not seen.
+    pub const FAULTS_UNWATCHED: u32 = 1 << 20;
     /// Bytes of [`super::SpawnEvent::progress`].
     pub const COUNT: usize = 24;
 

@@ -113,8 +113,8 @@ pub struct CloneState {
     /// syscall takes it apart from the flags (clone3, kernel_clone);
     /// [`crate::SIGNAL_IN_FLAGS`] where it is their low byte (clone, fork).
     pub exit_signal: u8,
-    /// A fork that began while the fork-only probes were parked: its
-    /// dup_mmap and copy-on-write counts are not seen.
+    /// The [`crate::parked`] groups parked when this fork began: what of it
+    /// is not seen (dup_mmap, copy-on-write counts).
     pub unwatched: u8,
     /// The child, once the fork named it (0 before).
     pub child: u32,

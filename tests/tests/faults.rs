@@ -257,6 +257,57 @@ fn first_runs_come_from_the_wait(kids: &[&SpawnRecord]) {
     }
 }
 
+/// A parent that forked once and lives on keeps a copy-on-write window
+/// open (a shell waiting for its job does): the page-fault probe must stay
+/// to count that fork's copy-on-write faults, but the mmap-lock probes,
+/// which only a fork in flight needs, still park after 200 spawns without
+/// a fork.
+#[test]
+fn an_open_copy_on_write_window_parks_the_lock_probes_and_keeps_the_fault_one() {
+    let script = "import os, time\n\
+        buf = bytearray(8 << 20)\n\
+        pid = os.fork()\n\
+        if pid == 0:\n    \
+            time.sleep(1)\n    \
+            os._exit(0)\n\
+        for _ in range(400):\n    \
+            os.waitpid(os.posix_spawn('/bin/true', ['true'], {}), 0)\n\
+        time.sleep(0.3)\n\
+        buf[0:len(buf):4096] = b'x' * (len(buf) // 4096)\n\
+        os.waitpid(pid, 0)\n";
+    let run = spawnprof_tests::record(
+        "park-window",
+        &["--probe-cost", "--", "/usr/bin/python3", "-c", script],
+    );
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let counts = run.summary.fork_probes;
+    assert!(counts.parked >= 1, "nothing parked: {counts:?}");
+    let fork = run
+        .children_of_root()
+        .into_iter()
+        .find(|r| r.method.as_deref() == Some("fork"))
+        .expect("the fork's record");
+    assert!(fork.duration("dup_mmap").is_some(), "{fork:#?}");
+    assert!(fork.incomplete.is_empty(), "{:?}", fork.incomplete);
+    let cow = fork
+        .faults
+        .parent_cow_after_fork
+        .expect("parent's CoW count");
+    assert!(cow >= 1000, "the parent wrote 2048 shared pages: {cow}");
+    // Parked: the lock programs alone. The fault one saw every write.
+    let cost = run.summary.probe_cost.as_ref().expect("--probe-cost");
+    let fault_runs: u64 = cost
+        .programs
+        .iter()
+        .filter(|p| p.name.contains("page_fault"))
+        .map(|p| p.runs)
+        .sum();
+    assert!(
+        fault_runs >= 2048,
+        "the fault probe missed the writes: {fault_runs}"
+    );
+}
+
 /// The mmap-lock and page-fault probes fire for every such event of the
 /// machine, and only a fork needs them: after 200 spawns without a fork
 /// they are parked, and the next fork brings them back. The fork that

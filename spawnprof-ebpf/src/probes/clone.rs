@@ -57,8 +57,9 @@ fn enter(which: u16, args: impl FnOnce() -> (u64, u8)) -> u32 {
         (*c).ts[ts::CLONE_ENTER] = t;
     }
     if copies_mm(flags) {
-        if PARKED.get(0).is_some_and(|v| *v != 0) {
-            unsafe { (*c).unwatched = 1 };
+        let parked = PARKED.get(0).copied().unwrap_or(0);
+        if parked != 0 {
+            unsafe { (*c).unwatched = parked as u8 };
             send_fork_wake(tgid);
         }
         arm(Gate::ForksInFlight);

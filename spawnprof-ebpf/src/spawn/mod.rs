@@ -24,7 +24,7 @@
 //! ends is collected by userspace from the table.
 use spawnprof_common::{
     CloneState, FAULTS_UNKNOWN, ReapKey, SPAWN_PATH_OFFSET, Slot, SpawnEvent, TracedProc, UNKNOWN,
-    UNKNOWN_U32, await_child, clone_flags as cf, lost, rec, spawn, traced as tflags, ts,
+    UNKNOWN_U32, await_child, clone_flags as cf, lost, parked, rec, spawn, traced as tflags, ts,
 };
 
 pub mod clones;
@@ -264,6 +264,7 @@ pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
     }
     let awaited = awaited_stages() & await_child::FIRST_RUN != 0;
     let slotted = awaited && claim_slot(child);
+    let unwatched = clone.map_or(0, |c| unsafe { (*c).unwatched } as u32);
     set(
         s,
         if is_thread { spawn::THREAD } else { 0 }
@@ -274,8 +275,13 @@ pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
                 0
             }
             | if slotted { spawn::FIRST_RUN_SLOT } else { 0 }
-            | if clone.is_some_and(|c| unsafe { (*c).unwatched } != 0) {
+            | if unwatched & parked::MM_LOCK != 0 {
                 spawn::FORK_UNWATCHED
+            } else {
+                0
+            }
+            | if unwatched & parked::FAULTS != 0 {
+                spawn::FAULTS_UNWATCHED
             } else {
                 0
             },

@@ -4,18 +4,21 @@
 //! are seen through the mmap-lock and page-fault tracepoints, which fire
 //! for every such event of the machine: about 100 program runs per spawn
 //! of a posix_spawn loop that never forks, and 13 µs of BPF time with
-//! statistics on. After [`QUIET_SPAWNS`] spawns without a fork (and none
-//! in flight, no copy-on-write window open) they are detached; the probes
-//! count those spawns and wake the reader at the 200th:
+//! statistics on. After [`QUIET_SPAWNS`] spawns without a fork, with none
+//! in flight, they are detached in two groups: the mmap-lock programs
+//! (dup_mmap) at once, the page-fault one once no copy-on-write window is
+//! open either (a shell that forked once and waits keeps one open). The
+//! probes count those spawns and wake the reader at the 200th:
 //!
 //! ```text
-//! attached ──200 spawns, no fork──▶ PARKED[0] = 1, links dropped (in a thread)
+//! attached ──200 spawns, no fork──▶ PARKED[0] |= MM_LOCK (| FAULTS), links dropped
 //!    ▲                                   │ a traced fork's entry: its record
-//!    └──── re-attached, PARKED[0] = 0 ◀──┘ marked FORK_UNWATCHED, reader woken
+//!    └──── re-attached, PARKED[0] = 0 ◀──┘ marked unwatched, reader woken
 //! ```
 //!
-//! A fork that begins while parked has no dup_mmap and no copy-on-write
-//! counts, and its record says so; the forks after it have both.
+//! A fork that begins while parked has no dup_mmap (and, if the fault
+//! program was parked too, no copy-on-write counts), and its record says
+//! so; the forks after it have both.
 use std::sync::{
     Arc,
     atomic::{AtomicU64, Ordering},
@@ -29,7 +32,7 @@ use aya::{
 };
 use serde::{Deserialize, Serialize};
 pub use spawnprof_common::QUIET_SPAWNS;
-use spawnprof_common::{Gates, MAP_GATES, MAP_PARKED};
+use spawnprof_common::{Gates, MAP_GATES, MAP_PARKED, parked};
 
 use super::attach::{ForkLinks, ForkProgram, program};
 use crate::sys::clock::thread_cpu_ns;
@@ -87,27 +90,28 @@ impl ForkProbes {
             self.forks_seen = gates.forks_seen;
             return self.resume(ebpf);
         }
-        let quiet = gates.spawns_since_fork >= QUIET_SPAWNS
-            && gates.forks_in_flight == 0
-            && gates.cow_windows == 0;
-        if quiet && self.parked.is_empty() {
-            self.park(ebpf)?;
+        let attached = groups(self.links.iter().map(|(p, _)| p));
+        let due = parkable(&gates) & attached;
+        if due != 0 {
+            self.park(ebpf, due)?;
         }
         Ok(())
     }
 
-    fn park(&mut self, ebpf: &mut Ebpf) -> Result<()> {
-        set_parked(ebpf, true)?;
+    /// Parks the groups `due` (attached ones).
+    fn park(&mut self, ebpf: &mut Ebpf, due: u32) -> Result<()> {
+        let before = groups(&self.parked);
+        set_parked(ebpf, before | due)?;
         // A fork that began before the flag was up would be half seen.
         let gates = read_gates(ebpf)?;
-        if gates.forks_seen != self.forks_seen
-            || gates.forks_in_flight != 0
-            || gates.cow_windows != 0
-        {
-            return set_parked(ebpf, false);
+        if gates.forks_seen != self.forks_seen || parkable(&gates) & due != due {
+            return set_parked(ebpf, before);
         }
-        let links = std::mem::take(&mut self.links);
-        self.parked = links.iter().map(|(p, _)| *p).collect();
+        let (links, kept): (ForkLinks, ForkLinks) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|(p, _)| group(p) & due != 0);
+        self.links = kept;
+        self.parked.extend(links.iter().map(|(p, _)| *p));
         self.counts.parked += 1;
         // Each detach waits for an RCU grace period: not on the reader's time.
         let spent = Arc::clone(&self.detach_cpu_ns);
@@ -133,8 +137,36 @@ impl ForkProbes {
         }
         self.counts.resumed += 1;
         self.counts.cpu_ns += thread_cpu_ns() - start;
-        set_parked(ebpf, false)
+        set_parked(ebpf, 0)
     }
+}
+
+/// The groups the gates allow to park: none while a fork is in flight or
+/// fewer than [`QUIET_SPAWNS`] spawns went by without one; the page-fault
+/// program only with no copy-on-write window open.
+fn parkable(gates: &Gates) -> u32 {
+    if gates.spawns_since_fork < QUIET_SPAWNS || gates.forks_in_flight != 0 {
+        return 0;
+    }
+    if gates.cow_windows == 0 {
+        parked::MM_LOCK | parked::FAULTS
+    } else {
+        parked::MM_LOCK
+    }
+}
+
+/// The group of a fork-only program.
+fn group(p: &ForkProgram) -> u32 {
+    if p.tracepoint == "page_fault_user" {
+        parked::FAULTS
+    } else {
+        parked::MM_LOCK
+    }
+}
+
+/// The groups `programs` belong to.
+fn groups<'a>(programs: impl IntoIterator<Item = &'a ForkProgram>) -> u32 {
+    programs.into_iter().fold(0, |bits, p| bits | group(p))
 }
 
 /// The probes' gate counters now (see [`spawnprof_common::Gates`]).
@@ -146,11 +178,11 @@ pub(super) fn read_gates(ebpf: &Ebpf) -> Result<Gates> {
     Ok(gates.get(&0, 0)?)
 }
 
-fn set_parked(ebpf: &mut Ebpf, on: bool) -> Result<()> {
+fn set_parked(ebpf: &mut Ebpf, groups: u32) -> Result<()> {
     let mut flag: Array<&mut MapData, u32> = Array::try_from(
         ebpf.map_mut(MAP_PARKED)
             .context("the PARKED map is missing")?,
     )?;
-    flag.set(0, u32::from(on), 0)?;
+    flag.set(0, groups, 0)?;
     Ok(())
 }

@@ -300,7 +300,7 @@ impl Assembler {
         let exited = s.state() & spawn::EXITED != 0;
         let (totals, mut cow) = (self.faults.totals, self.faults.cow);
         // The fault probe was parked when this fork began.
-        cow &= s.state() & spawn::FORK_UNWATCHED == 0;
+        cow &= s.state() & spawn::FAULTS_UNWATCHED == 0;
         Faults {
             pre_exec: known(s.faults_pre_exec, totals && execed),
             pre_exec_cow: known(s.cow_pre_exec, cow && execed),
@@ -350,11 +350,8 @@ impl Assembler {
         if has(spawn::FIRST_RUN_MISSED) {
             why.push("first run not seen (its first switch-in was missed)".into());
         }
-        if has(spawn::FORK_UNWATCHED) {
-            why.push(
-                "forked while the fork-only probes were parked: no dup_mmap, no copy-on-write counts"
-                    .into(),
-            );
+        if let Some(what) = unwatched(has(spawn::FORK_UNWATCHED), has(spawn::FAULTS_UNWATCHED)) {
+            why.push(what.into());
         }
         let sent = r.exec_attempts.len() as u64;
         let counted = u64::from(s.exec_attempts);
@@ -365,6 +362,22 @@ impl Assembler {
             ));
         }
         why
+    }
+}
+
+/// What a fork begun while fork-only probes were parked misses: the
+/// mmap-lock ones (its dup_mmap), the page-fault one (its copy-on-write
+/// counts), or both.
+fn unwatched(mm_lock: bool, faults: bool) -> Option<&'static str> {
+    match (mm_lock, faults) {
+        (true, true) => Some(
+            "forked while the fork-only probes were parked: no dup_mmap, no copy-on-write counts",
+        ),
+        (true, false) => Some("forked while the mmap-lock probes were parked: no dup_mmap"),
+        (false, true) => {
+            Some("forked while the page-fault probe was parked: no copy-on-write counts")
+        }
+        (false, false) => None,
     }
 }
 
