@@ -251,6 +251,13 @@ impl SpawnEvent {
         SPAWN_PATH_OFFSET + n + 1
     }
 
+    /// The record as sent: its first [`Self::wire_len`] bytes.
+    #[inline(always)]
+    pub fn wire(&self) -> &[u8] {
+        // SAFETY: plain integers and arrays; wire_len is at most its size.
+        unsafe { core::slice::from_raw_parts((self as *const Self).cast::<u8>(), self.wire_len()) }
+    }
+
     /// The [`spawn`] bits of its progress bytes.
     pub fn state(&self) -> u32 {
         spawn::state(&self.progress)

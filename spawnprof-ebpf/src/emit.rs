@@ -76,8 +76,8 @@ pub fn send_spawn(s: *const SpawnEvent) -> bool {
         return true;
     }
     // SAFETY: a pointer into a map value of a whole SpawnEvent, valid for
-    // this program run; wire_len is at most its size.
-    let bytes = unsafe { core::slice::from_raw_parts(s as *const u8, (*s).wire_len()) };
+    // this program run.
+    let bytes = unsafe { (*s).wire() };
     RECORDS.output::<[u8]>(bytes, wakeup_flags()).is_ok()
 }
 

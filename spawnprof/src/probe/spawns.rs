@@ -16,7 +16,7 @@ use spawnprof_common::{
 };
 
 use super::slots::SlotTable;
-use crate::{sys::clock::mono_ns, trace::decode::bytes_of};
+use crate::sys::clock::mono_ns;
 
 /// What could not be kept, summed over the CPUs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -130,15 +130,14 @@ impl KernelSpawns {
 /// A record as the ring buffer would carry it: up to its path's NUL. The
 /// path buffer's tail in the kernel's map is not cleared, and not kept.
 fn wire_bytes(s: &SpawnEvent) -> Vec<u8> {
-    let mut bytes = bytes_of(s);
-    bytes.truncate(s.wire_len());
-    bytes
+    s.wire().to_vec()
 }
 
 /// The record of the command spawnprof started: its spawn happened in
 /// spawnprof, so only its exec and exit are to come.
 fn root_record(tgid: u32) -> SpawnEvent {
-    let mut s: SpawnEvent = crate::trace::decode::zeroed();
+    // SAFETY: SpawnEvent is integers and arrays of them, valid as zeros.
+    let mut s: SpawnEvent = unsafe { std::mem::zeroed() };
     s.kind = rec::SPAWN;
     s.spawn_id = mono_ns();
     s.mark(spawn::ROOT | spawn::PARENT_RETURNED);
