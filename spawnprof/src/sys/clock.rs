@@ -10,14 +10,20 @@ pub fn mono_ns() -> u64 {
         std::fs::read_to_string("/proc/self/timens_offsets")
             .map_or(0, |text| monotonic_offset_ns(&text))
     });
+    clock_ns(libc::CLOCK_MONOTONIC)
+        .saturating_sub(*OFFSET_NS)
+        .max(0) as u64
+}
+
+/// `clock`'s reading, ns.
+fn clock_ns(clock: libc::clockid_t) -> i64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let local = ts.tv_sec * 1_000_000_000 + ts.tv_nsec;
-    local.saturating_sub(*OFFSET_NS).max(0) as u64
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
 /// The `monotonic` line of /proc/PID/timens_offsets ("monotonic <s> <ns>"),
@@ -48,13 +54,7 @@ pub fn rusage_self() -> (u64, u64) {
 
 /// CPU time of the calling thread so far, ns.
 pub fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) as u64
 }
 
 /// Wall-clock seconds since the Unix epoch, for dating a recording or a
