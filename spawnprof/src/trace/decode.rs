@@ -162,7 +162,7 @@ mod tests {
         // As the kernel sends it: only as far as the path goes.
         s.exec_path[..10].copy_from_slice(b"/bin/true\0");
         s.exec_path_len = 9;
-        let wire = &bytes_of(&s)[..s.wire_len()];
+        let wire = s.wire();
         assert_eq!(wire.len(), 442);
         let Record::Spawn(got) = decode(wire).unwrap() else {
             panic!("not a spawn")
