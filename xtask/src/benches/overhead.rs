@@ -327,13 +327,14 @@ fn probe_cost(spawnprof: &Path, out: &Path, workload: &Workload) -> Result<RunTi
     let mut order: Vec<usize> = (0..runs.len()).collect();
     order.sort_by(|&a, &b| bpf[a].total_cmp(&bpf[b]));
     let median = order[order.len() / 2];
-    program_table(&runs[median]);
     let cost = &runs[median]["probe_cost"];
     let spawns = cost["spawns"].as_u64().unwrap_or(0).max(1) as f64;
-    Ok(RunTime {
+    let time = RunTime {
         us_per_spawn: bpf[median],
         runs_per_spawn: cost["bpf_runs"].as_u64().unwrap_or(0) as f64 / spawns,
-    })
+    };
+    program_table(cost, spawns, time.runs_per_spawn);
+    Ok(time)
 }
 
 /// `--probe-cost` varies by ±10% from run to run on this host, as the
@@ -359,13 +360,11 @@ fn probe_cost_run(spawnprof: &Path, out: &Path, workload: &Workload) -> Result<s
     )?)?)
 }
 
-/// Each probe program's runs and run time per spawn in one summary.
-fn program_table(summary: &serde_json::Value) {
-    let cost = &summary["probe_cost"];
-    let spawns = cost["spawns"].as_u64().unwrap_or(0).max(1) as f64;
+/// Each probe program's runs and run time per spawn in one summary's
+/// `probe_cost`, of `spawns` spawns.
+fn program_table(cost: &serde_json::Value, spawns: f64, runs_per_spawn: f64) {
     println!(
-        "\nits programs ({:.0} runs per spawn):\n\n| probe program | runs/spawn | mean | per spawn |\n|---|---:|---:|---:|",
-        cost["bpf_runs"].as_u64().unwrap_or(0) as f64 / spawns
+        "\nits programs ({runs_per_spawn:.0} runs per spawn):\n\n| probe program | runs/spawn | mean | per spawn |\n|---|---:|---:|---:|"
     );
     let mut programs: Vec<_> = cost["programs"].as_array().into_iter().flatten().collect();
     programs.sort_by_key(|p| std::cmp::Reverse(p["run_ns"].as_u64().unwrap_or(0)));

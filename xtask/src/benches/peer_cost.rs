@@ -103,11 +103,8 @@ fn statistics_rounds(
         let _stats = Stats::on()?;
         let before = programs(pid)?;
         on.push(getppid_ns(spawn_loop)?);
-        for (id, (r, n)) in programs(pid)? {
-            let (r0, n0) = before.get(&id).copied().unwrap_or_default();
-            runs += r - r0;
-            ns += n - n0;
-        }
+        let (r, n) = since(pid, &before)?;
+        (runs, ns) = (runs + r, ns + n);
     }
     Ok((off, on, ns as f64 / runs.max(1) as f64))
 }
@@ -158,11 +155,17 @@ fn measure(pid: u32, argv: &[String]) -> Result<(u64, u64)> {
     if !status.success() {
         bail!("{} failed under bpftrace: {status}", argv.join(" "));
     }
-    let after = programs(pid)?;
-    Ok(after.iter().fold((0, 0), |(runs, ns), (id, (r, n))| {
-        let (r0, n0) = before.get(id).copied().unwrap_or_default();
-        (runs + r - r0, ns + n - n0)
-    }))
+    since(pid, &before)
+}
+
+/// (runs, ns) of `pid`'s programs since the reading `before`.
+fn since(pid: u32, before: &BTreeMap<u64, (u64, u64)>) -> Result<(u64, u64)> {
+    Ok(programs(pid)?
+        .iter()
+        .fold((0, 0), |(runs, ns), (id, (r, n))| {
+            let (r0, n0) = before.get(id).copied().unwrap_or_default();
+            (runs + r - r0, ns + n - n0)
+        }))
 }
 
 /// Program id -> (run_cnt, run_time_ns) of every BPF program `pid` holds,
