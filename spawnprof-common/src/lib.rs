@@ -23,8 +23,9 @@ pub use record::{
     ts,
 };
 pub use state::{
-    CloneState, ExecState, Gates, NS_ROOT, NsRegistration, PidNamespace, QUIET_SPAWNS, ReapKey,
-    SPAWN_SLOT_COUNT, Slot, StackKey, TRACED_SLOT_COUNT, TracedProc, await_child, traced,
+    CloneState, ExecState, Gates, NS_ROOT, NsRegistration, PidNamespace, QUIET_SPAWNS,
+    QUIET_SPAWNS_MAX, ReapKey, SPAWN_SLOT_COUNT, Slot, StackKey, TRACED_SLOT_COUNT, TracedProc,
+    await_child, traced,
 };
 
 /// Length of a kernel task name (`TASK_COMM_LEN`).

@@ -89,14 +89,20 @@ pub struct Gates {
     #[cfg_attr(feature = "user", serde(default))]
     pub spawns_seen: u64,
     /// Not a gate: spawns since the latest traced clone without CLONE_VM
-    /// began. When it reaches [`QUIET_SPAWNS`] the probes wake userspace,
-    /// which then parks the fork-only probes.
+    /// began. At [`QUIET_SPAWNS`] the probes wake userspace, which parks
+    /// the fork-only probes once it passes its current threshold.
     #[cfg_attr(feature = "user", serde(default))]
     pub spawns_since_fork: u64,
 }
 
-/// Spawns without a fork before the fork-only probes are parked.
-pub const QUIET_SPAWNS: u64 = 200;
+/// Spawns without a fork before the fork-only probes are first parked.
+/// Each time a fork brings them back the threshold doubles, up to
+/// [`QUIET_SPAWNS_MAX`]: a workload that forks now and then soon stops
+/// losing its forks' dup_mmap to the parking, and one that never forks
+/// pays the machine-wide probes for few spawns.
+pub const QUIET_SPAWNS: u64 = 32;
+/// The highest threshold the doubling reaches.
+pub const QUIET_SPAWNS_MAX: u64 = 4096;
 
 /// Per-thread state kept while a traced thread is inside a clone syscall,
 /// keyed by the parent's tid; copied into the spawn's record at the fork.

@@ -172,8 +172,8 @@ pub fn send_text(kind: u16, spawn_id: u64, child_tgid: u32, p: *const u8, n: u64
 }
 
 /// Wakes userspace at once to park or bring back the fork-only probes: a
-/// fork began while they were parked, or `QUIET_SPAWNS` spawns went by
-/// without one.
+/// fork began while they were parked, or a threshold of spawns without one
+/// went by.
 #[inline(always)]
 pub fn send_fork_wake(tgid: u32) {
     let notice = Notice {

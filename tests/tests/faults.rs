@@ -260,7 +260,7 @@ fn first_runs_come_from_the_wait(kids: &[&SpawnRecord]) {
 /// A parent that forked once and lives on keeps a copy-on-write window
 /// open (a shell waiting for its job does): the page-fault probe must stay
 /// to count that fork's copy-on-write faults, but the mmap-lock probes,
-/// which only a fork in flight needs, still park after 200 spawns without
+/// which only a fork in flight needs, still park after 32 spawns without
 /// a fork.
 #[test]
 fn an_open_copy_on_write_window_parks_the_lock_probes_and_keeps_the_fault_one() {
@@ -308,8 +308,39 @@ fn an_open_copy_on_write_window_parks_the_lock_probes_and_keeps_the_fault_one() 
     );
 }
 
+/// A workload that forks once every 40 spawns: the probes park after the
+/// first 32 spawns without a fork, the next fork brings them back and
+/// doubles the threshold to 64, which the workload never reaches again. So
+/// one fork in ten loses its dup_mmap, not every one.
+#[test]
+fn the_parking_threshold_doubles_when_a_fork_brings_the_probes_back() {
+    let script = "import os\n\
+        for _ in range(10):\n    \
+            for _ in range(40):\n        \
+                os.waitpid(os.posix_spawn('/bin/true', ['true'], {}), 0)\n    \
+            pid = os.fork()\n    \
+            if pid == 0:\n        \
+                os._exit(0)\n    \
+            os.waitpid(pid, 0)\n";
+    let run = spawnprof_tests::record("park-backoff", &["--", "/usr/bin/python3", "-c", script]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let counts = run.summary.fork_probes;
+    assert_eq!((counts.parked, counts.resumed), (1, 1), "{counts:?}");
+    let forks: Vec<_> = run
+        .children_of_root()
+        .into_iter()
+        .filter(|r| r.method.as_deref() == Some("fork"))
+        .collect();
+    assert_eq!(forks.len(), 10, "{forks:#?}");
+    let timed = forks
+        .iter()
+        .filter(|r| r.duration("dup_mmap").is_some())
+        .count();
+    assert!(timed >= 9, "{timed} of 10 forks have their dup_mmap");
+}
+
 /// The mmap-lock and page-fault probes fire for every such event of the
-/// machine, and only a fork needs them: after 200 spawns without a fork
+/// machine, and only a fork needs them: after 32 spawns without a fork
 /// they are parked, and the next fork brings them back. The fork that
 /// finds them parked says what it misses; the forks after it have their
 /// dup_mmap and their parent's copy-on-write count again.

@@ -289,7 +289,7 @@ fn sigterm_leaves_no_program_in_the_kernel_and_another_spawnprof_can_run_alongsi
 }
 
 /// While the counted processes do not fork, serve parks the fork-only
-/// probes (mmap lock, page faults) after 200 spawns, and a fork brings
+/// probes (mmap lock, page faults) after 32 spawns, and a fork brings
 /// them back: the forks after the first have their dup_mmap again.
 #[test]
 fn fork_only_probes_park_while_nothing_forks_and_return_at_a_fork() {

@@ -176,9 +176,9 @@ fn counters(out: &mut String, snap: &Snapshot) {
     for (name, help, n) in [
         (
             "spawnprof_fork_probes_parked_total",
-            "Times probes only forks need were detached after 200 spawns without a fork: the \
-             mmap-lock ones, and the page-fault one once no copy-on-write window is open either \
-             (the fork that brings them back has no dup_mmap).",
+            "Times probes only forks need were detached after 32 spawns without a fork (doubled \
+             at each return): the mmap-lock ones, and the page-fault one once no copy-on-write \
+             window is open either (the fork that brings them back has no dup_mmap).",
             u64::from(snap.fork_probes.parked),
         ),
         (

@@ -8,13 +8,18 @@
 //! in flight, they are detached in two groups: the mmap-lock programs
 //! (dup_mmap) at once, the page-fault one once no copy-on-write window is
 //! open either (a shell that forked once and waits keeps one open). The
-//! probes count those spawns and wake the reader at the 200th:
+//! probes count those spawns and wake the reader at the first threshold
+//! (later ones wait for its timer):
 //!
 //! ```text
-//! attached ──200 spawns, no fork──▶ PARKED[0] |= MM_LOCK (| FAULTS), links dropped
-//!    ▲                                   │ a traced fork's entry: its record
-//!    └──── re-attached, PARKED[0] = 0 ◀──┘ marked unwatched, reader woken
+//! attached ──N spawns, no fork──▶ PARKED[0] |= MM_LOCK (| FAULTS), links dropped
+//!    ▲                                 │ a traced fork's entry: its record
+//!    └── re-attached, PARKED[0] = 0 ◀──┘ marked unwatched, reader woken; N doubles
 //! ```
+//!
+//! N starts at [`QUIET_SPAWNS`] (32) and doubles at each return, up to
+//! [`QUIET_SPAWNS_MAX`]: a workload that forks every hundred spawns loses
+//! the dup_mmap of two forks, not of one in each hundred.
 //!
 //! A fork that begins while parked has no dup_mmap (and, if the fault
 //! program was parked too, no copy-on-write counts), and its record says
@@ -32,7 +37,7 @@ use aya::{
 };
 use serde::{Deserialize, Serialize};
 pub use spawnprof_common::QUIET_SPAWNS;
-use spawnprof_common::{Gates, MAP_GATES, MAP_PARKED, parked};
+use spawnprof_common::{Gates, MAP_GATES, MAP_PARKED, QUIET_SPAWNS_MAX, parked};
 
 use super::attach::{ForkLinks, ForkProgram, program};
 use crate::sys::clock::thread_cpu_ns;
@@ -58,6 +63,8 @@ pub struct ForkProbes {
     forks_seen: u64,
     /// The parked programs, to attach again.
     parked: Vec<ForkProgram>,
+    /// Spawns without a fork before parking: doubles at each return.
+    quiet: u64,
     counts: ParkCounts,
     /// CPU of the detaching threads, added as each finishes.
     detach_cpu_ns: Arc<AtomicU64>,
@@ -67,6 +74,7 @@ impl ForkProbes {
     pub(super) fn new(links: ForkLinks) -> Self {
         Self {
             links,
+            quiet: QUIET_SPAWNS,
             ..Self::default()
         }
     }
@@ -91,7 +99,7 @@ impl ForkProbes {
             return self.resume(ebpf);
         }
         let attached = groups(self.links.iter().map(|(p, _)| p));
-        let due = parkable(&gates) & attached;
+        let due = parkable(&gates, self.quiet) & attached;
         if due != 0 {
             self.park(ebpf, due)?;
         }
@@ -104,7 +112,7 @@ impl ForkProbes {
         set_parked(ebpf, before | due)?;
         // A fork that began before the flag was up would be half seen.
         let gates = read_gates(ebpf)?;
-        if gates.forks_seen != self.forks_seen || parkable(&gates) & due != due {
+        if gates.forks_seen != self.forks_seen || parkable(&gates, self.quiet) & due != due {
             return set_parked(ebpf, before);
         }
         let (links, kept): (ForkLinks, ForkLinks) = std::mem::take(&mut self.links)
@@ -136,16 +144,17 @@ impl ForkProbes {
             self.links.push((fork, rt.take_link(link)?));
         }
         self.counts.resumed += 1;
+        self.quiet = (self.quiet * 2).min(QUIET_SPAWNS_MAX);
         self.counts.cpu_ns += thread_cpu_ns() - start;
         set_parked(ebpf, 0)
     }
 }
 
 /// The groups the gates allow to park: none while a fork is in flight or
-/// fewer than [`QUIET_SPAWNS`] spawns went by without one; the page-fault
-/// program only with no copy-on-write window open.
-fn parkable(gates: &Gates) -> u32 {
-    if gates.spawns_since_fork < QUIET_SPAWNS || gates.forks_in_flight != 0 {
+/// fewer than `quiet` spawns went by without one; the page-fault program
+/// only with no copy-on-write window open.
+fn parkable(gates: &Gates, quiet: u64) -> u32 {
+    if gates.spawns_since_fork < quiet || gates.forks_in_flight != 0 {
         return 0;
     }
     if gates.cow_windows == 0 {
