@@ -6,8 +6,8 @@
 //! measure:  round r: for each workload, for each setup: one run (serve's
 //!           setup starts a `serve --all` first and stops it after)
 //! ratios:   each run against the same round's run with no probes
-//! then:     --probe-cost per spawn, serve's CPU at 1,000 spawns/s,
-//!           bpftrace's BPF time per spawn and what the statistics cost,
+//! then:     --probe-cost and bpftrace's BPF time per spawn in interleaved
+//!           pairs, serve's CPU at 1,000 spawns/s, what the statistics cost,
 //!           end-to-exit time, spawner vs C, strace,
 //!           and the same ratio in the QEMU guests (guests.rs)
 //! ```
@@ -95,11 +95,9 @@ pub fn overhead(rounds: usize) -> Result<()> {
     let ratios = measure(&setups, &workloads, rounds)?;
     print_ratios(&setups, &workloads, &ratios, rounds);
     let costed = &workloads[workloads.len() - 1];
-    let ours = probe_cost(&spawnprof, &out, costed)?;
+    let (ours, theirs) = in_kernel_cost(&spawnprof, &out, costed, have_bpftrace, rounds)?;
     serve::cpu_at_rate(&spawnprof, 1000, std::time::Duration::from_secs(30))?;
-    if have_bpftrace {
-        let spawns = COUNT.parse::<u64>()? + 1;
-        let theirs = peer_cost::bpftrace_cost(BPFTRACE_STAGES, &costed.argv, spawns)?;
+    if let Some(theirs) = theirs {
         let empty_ns = peer_cost::statistics_cost(&spawn_loop, rounds)?;
         println!(
             "net of the statistics' own clock ({empty_ns:.0} ns a run): spawnprof {:.2} µs of BPF \
@@ -297,49 +295,98 @@ fn print_ratios(setups: &[Setup], workloads: &[Workload], ratios: &Ratios, round
     }
 }
 
-/// What the probes themselves and spawnprof cost per spawn (`record
-/// --probe-cost`), the median of a few runs; returns that run's in-kernel
-/// time.
-fn probe_cost(spawnprof: &Path, out: &Path, workload: &Workload) -> Result<RunTime> {
-    let mut runs = Vec::new();
-    for _ in 0..PROBE_COST_RUNS {
-        runs.push(probe_cost_run(spawnprof, out, workload)?);
+/// The in-kernel cost per spawn of the default recording and of bpftrace
+/// doing the same stages: `rounds` pairs of runs, interleaved as the rates
+/// are, so that a slow minute of this VM weighs on both. Returns each
+/// side's median run (bpftrace's when it is installed).
+fn in_kernel_cost(
+    spawnprof: &Path,
+    out: &Path,
+    workload: &Workload,
+    have_bpftrace: bool,
+    rounds: usize,
+) -> Result<(RunTime, Option<RunTime>)> {
+    let spawns = COUNT.parse::<u64>()? + 1;
+    let (mut summaries, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        summaries.push(probe_cost_run(spawnprof, out, workload)?);
+        if have_bpftrace {
+            let script = BPFTRACE_STAGES;
+            theirs.push(peer_cost::bpftrace_cost(script, &workload.argv, spawns)?);
+        }
     }
+    let ours: Vec<RunTime> = summaries.iter().map(run_time).collect();
+    print_probe_cost(&summaries, &ours, workload);
+    if theirs.is_empty() {
+        println!("SKIPPED: bpftrace's in-kernel time (apt-get install bpftrace)");
+        return Ok((middle(&ours), None));
+    }
+    let per_spawn = |v: &[RunTime]| v.iter().map(|t| t.us_per_spawn).collect::<Vec<_>>();
+    let ratios: Vec<f64> = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| a.us_per_spawn / b.us_per_spawn)
+        .collect();
+    println!(
+        "bpftrace running the same stages, same workload, in the same rounds: {} µs of BPF run \
+         time per spawn ({:.0} program runs per spawn); spawnprof's time over bpftrace's, round \
+         by round: {}",
+        spread(&per_spawn(&theirs), 2),
+        middle(&theirs).runs_per_spawn,
+        spread(&ratios, 2),
+    );
+    Ok((middle(&ours), Some(middle(&theirs))))
+}
+
+/// The BPF run time per spawn in one `--probe-cost` summary.
+fn run_time(summary: &serde_json::Value) -> RunTime {
+    let cost = &summary["probe_cost"];
+    let spawns = cost["spawns"].as_u64().unwrap_or(0).max(1) as f64;
+    RunTime {
+        us_per_spawn: cost["bpf_ns"].as_u64().unwrap_or(0) as f64 / spawns / 1000.0,
+        runs_per_spawn: cost["bpf_runs"].as_u64().unwrap_or(0) as f64 / spawns,
+    }
+}
+
+/// The run whose time per spawn is the median.
+fn middle(runs: &[RunTime]) -> RunTime {
+    runs[median_index(runs)]
+}
+
+fn median_index(runs: &[RunTime]) -> usize {
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|&a, &b| runs[a].us_per_spawn.total_cmp(&runs[b].us_per_spawn));
+    order[order.len() / 2]
+}
+
+/// spawnprof's side: its BPF time, its own CPU and the parking's, and the
+/// programs of the median run.
+fn print_probe_cost(summaries: &[serde_json::Value], times: &[RunTime], workload: &Workload) {
     let per_spawn = |pointer: &str| -> Vec<f64> {
-        runs.iter()
+        summaries
+            .iter()
             .map(|s| {
                 let spawns = s["probe_cost"]["spawns"].as_u64().unwrap_or(0).max(1) as f64;
                 s.pointer(pointer).and_then(|v| v.as_u64()).unwrap_or(0) as f64 / spawns / 1000.0
             })
             .collect()
     };
-    let bpf = per_spawn("/probe_cost/bpf_ns");
+    let bpf: Vec<f64> = times.iter().map(|t| t.us_per_spawn).collect();
     println!(
-        "\n`record --probe-cost`, {} (median of {PROBE_COST_RUNS} runs [range]): {} µs of probe \
-         run time per spawn in the kernel; spawnprof's own CPU {} µs per spawn, of which {} µs \
-         parking the fork-only probes (once a run: the kernel re-patches their call sites)",
+        "\n`record --probe-cost`, {} (median of {} runs [range]): {} µs of probe run time per \
+         spawn in the kernel; spawnprof's own CPU {} µs per spawn, of which {} µs parking the \
+         fork-only probes (once a run: the kernel re-patches their call sites)",
         workload.name,
+        times.len(),
         spread(&bpf, 2),
         spread(&per_spawn("/probe_cost/reader_cpu_ns"), 2),
         spread(&per_spawn("/probe_cost/parking_cpu_ns"), 2),
     );
-    // The programs of the run whose total is the median.
-    let mut order: Vec<usize> = (0..runs.len()).collect();
-    order.sort_by(|&a, &b| bpf[a].total_cmp(&bpf[b]));
-    let median = order[order.len() / 2];
-    let cost = &runs[median]["probe_cost"];
+    let median = median_index(times);
+    let cost = &summaries[median]["probe_cost"];
     let spawns = cost["spawns"].as_u64().unwrap_or(0).max(1) as f64;
-    let time = RunTime {
-        us_per_spawn: bpf[median],
-        runs_per_spawn: cost["bpf_runs"].as_u64().unwrap_or(0) as f64 / spawns,
-    };
-    program_table(cost, spawns, time.runs_per_spawn);
-    Ok(time)
+    program_table(cost, spawns, times[median].runs_per_spawn);
 }
-
-/// `--probe-cost` varies by ±10% from run to run on this host, as the
-/// ratios do.
-const PROBE_COST_RUNS: usize = 3;
 
 /// One `record --probe-cost` of `workload`: its summary.json.
 fn probe_cost_run(spawnprof: &Path, out: &Path, workload: &Workload) -> Result<serde_json::Value> {

@@ -30,7 +30,7 @@ impl RunTime {
     }
 }
 
-/// bpftrace runs `script` while `argv` makes `spawns` spawns; prints its
+/// bpftrace runs `script` while `argv` makes `spawns` spawns: its
 /// programs' run time per spawn.
 pub fn bpftrace_cost(script: &str, argv: &[String], spawns: u64) -> Result<RunTime> {
     let _stats = Stats::on()?;
@@ -41,16 +41,10 @@ pub fn bpftrace_cost(script: &str, argv: &[String], spawns: u64) -> Result<RunTi
     let _ = bpftrace.wait();
     let (runs, ns) = result?;
     let spawns = spawns.max(1) as f64;
-    let cost = RunTime {
+    Ok(RunTime {
         us_per_spawn: ns as f64 / spawns / 1000.0,
         runs_per_spawn: runs as f64 / spawns,
-    };
-    println!(
-        "bpftrace running the same stages, same workload: {:.1} µs of BPF run time per spawn \
-         ({:.0} program runs per spawn)",
-        cost.us_per_spawn, cost.runs_per_spawn
-    );
-    Ok(cost)
+    })
 }
 
 /// A program on the tracepoint of acct(2), which no workload here calls.
