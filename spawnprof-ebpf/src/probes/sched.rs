@@ -161,7 +161,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     // __data_loc: low 16 bits are the string's offset in the record.
     let loc = field::<u32>(&ctx, config(&CONFIG.tp.exec_filename)).unwrap_or(0);
     let name = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
-    exec_done(old_pid as u32, UNKNOWN_U32, UNKNOWN_U32, name as u64)
+    exec_done(old_pid as u32, || (UNKNOWN_U32, UNKNOWN_U32, name as u64))
 }
 
 /// Exec done from the raw tracepoint, whose arguments include the
@@ -170,25 +170,33 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn raw_sched_process_exec(ctx: RawTracePointContext) -> u32 {
     let old_pid: u64 = ctx.arg(1);
-    let (argc, envc, filename) = task::binprm(ctx.arg::<u64>(2) as *const u8);
-    exec_done(old_pid as u32, argc, envc, filename)
+    let bprm = ctx.arg::<u64>(2) as *const u8;
+    exec_done(old_pid as u32, || task::binprm(bprm))
 }
 
+/// `binprm` gives the image's (argc, envc, filename), read only where a
+/// record keeps them.
 #[inline(always)]
-fn exec_done(old_tid: u32, argc: u32, envc: u32, filename: u64) -> u32 {
+fn exec_done(old_tid: u32, binprm: impl FnOnce() -> (u32, u32, u64)) -> u32 {
     let t = now();
     let (_, tgid) = current();
     let Some(p) = traced(tgid) else {
         return 0;
     };
-    let img = Image {
-        old_tid,
-        argc,
-        envc,
-        env_bytes: task::env_bytes(),
-        filename,
-        // Read before the window closes: the CoW count covers life before exec.
-        faults: faults_of(p),
+    let img = if config(&CONFIG.metrics) != 0 {
+        // serve's histograms take only the exec's times: no image reads.
+        Image::bare(old_tid)
+    } else {
+        let (argc, envc, filename) = binprm();
+        Image {
+            old_tid,
+            argc,
+            envc,
+            env_bytes: task::env_bytes(),
+            filename,
+            // Read before the window closes: the CoW count covers life before exec.
+            faults: faults_of(p),
+        }
     };
     if let Some(spawn_id) = spawn::exec_done(t, &img) {
         capture(spawn_id, tgid);
@@ -295,7 +303,13 @@ fn exited(tid: u32, tgid: u32, group_dead: bool) -> u32 {
     if !group_dead {
         return 0;
     }
-    spawn::process_exited(t, tgid, faults_of(p), task::exit_code());
+    // serve's histograms keep neither the faults nor the exit code.
+    let (faults, code) = if config(&CONFIG.metrics) != 0 {
+        ((FAULTS_UNKNOWN, 0), task::NO_EXIT_CODE)
+    } else {
+        (faults_of(p), task::exit_code())
+    };
+    spawn::process_exited(t, tgid, faults, code);
     spawn::resolve_parent_cow(tgid, p);
     spawn::close_cow_window(p);
     send_notice(rec::NOTICE_EXIT, tgid);

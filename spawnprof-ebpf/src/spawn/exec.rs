@@ -10,7 +10,7 @@ use spawnprof_common::{ExecState, SpawnEvent, spawn, ts};
 use super::{clear, has, set, stamp, thread_ended};
 use crate::{
     emit::{Attempt, Path, comm, current, send_exec},
-    maps::{EXECS, spawn_table},
+    maps::{CONFIG, EXECS, config, spawn_table},
 };
 
 /// The current thread enters execve/execveat with the user path at `path`.
@@ -81,6 +81,22 @@ pub struct Image {
     pub faults: (u32, u32),
 }
 
+impl Image {
+    /// An image nothing was read of: with metrics on (`serve`, `top`) the
+    /// record keeps the exec's times alone.
+    #[inline(always)]
+    pub fn bare(old_tid: u32) -> Self {
+        Self {
+            old_tid,
+            argc: 0,
+            envc: 0,
+            env_bytes: 0,
+            filename: 0,
+            faults: (0, 0),
+        }
+    }
+}
+
 /// The current process's new image is in place. Returns its record's
 /// spawn id, for the captures that follow.
 #[inline(always)]
@@ -111,7 +127,9 @@ pub fn exec_done(t: u64, img: &Image) -> Option<u64> {
         stamp(s, ts::EXEC_ENTER, a.enter);
         unsafe { (*s).exec_syscall = a.syscall };
     }
-    fill_image(s, img);
+    if config(&CONFIG.metrics) == 0 {
+        fill_image(s, img);
+    }
     Some(unsafe { (*s).spawn_id })
 }
 
