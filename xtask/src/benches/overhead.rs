@@ -311,8 +311,8 @@ fn in_kernel_cost(
     for _ in 0..rounds {
         summaries.push(probe_cost_run(spawnprof, out, workload)?);
         if have_bpftrace {
-            let script = BPFTRACE_STAGES;
-            theirs.push(peer_cost::bpftrace_cost(script, &workload.argv, spawns)?);
+            let argv = &workload.argv;
+            theirs.push(peer_cost::bpftrace_cost(BPFTRACE_STAGES, argv, spawns)?);
         }
     }
     let ours: Vec<RunTime> = summaries.iter().map(run_time).collect();
@@ -321,7 +321,6 @@ fn in_kernel_cost(
         println!("SKIPPED: bpftrace's in-kernel time (apt-get install bpftrace)");
         return Ok((middle(&ours), None));
     }
-    let per_spawn = |v: &[RunTime]| v.iter().map(|t| t.us_per_spawn).collect::<Vec<_>>();
     let ratios: Vec<f64> = ours
         .iter()
         .zip(&theirs)
@@ -331,7 +330,7 @@ fn in_kernel_cost(
         "bpftrace running the same stages, same workload, in the same rounds: {} µs of BPF run \
          time per spawn ({:.0} program runs per spawn); spawnprof's time over bpftrace's, round \
          by round: {}",
-        spread(&per_spawn(&theirs), 2),
+        spread(&us_per_spawn(&theirs), 2),
         middle(&theirs).runs_per_spawn,
         spread(&ratios, 2),
     );
@@ -341,11 +340,20 @@ fn in_kernel_cost(
 /// The BPF run time per spawn in one `--probe-cost` summary.
 fn run_time(summary: &serde_json::Value) -> RunTime {
     let cost = &summary["probe_cost"];
-    let spawns = cost["spawns"].as_u64().unwrap_or(0).max(1) as f64;
+    let spawns = spawns_of(summary);
     RunTime {
         us_per_spawn: cost["bpf_ns"].as_u64().unwrap_or(0) as f64 / spawns / 1000.0,
         runs_per_spawn: cost["bpf_runs"].as_u64().unwrap_or(0) as f64 / spawns,
     }
+}
+
+/// The spawns a `--probe-cost` summary's figures are divided by.
+fn spawns_of(summary: &serde_json::Value) -> f64 {
+    summary["probe_cost"]["spawns"].as_u64().unwrap_or(0).max(1) as f64
+}
+
+fn us_per_spawn(runs: &[RunTime]) -> Vec<f64> {
+    runs.iter().map(|t| t.us_per_spawn).collect()
 }
 
 /// The run whose time per spawn is the median.
@@ -366,26 +374,29 @@ fn print_probe_cost(summaries: &[serde_json::Value], times: &[RunTime], workload
         summaries
             .iter()
             .map(|s| {
-                let spawns = s["probe_cost"]["spawns"].as_u64().unwrap_or(0).max(1) as f64;
-                s.pointer(pointer).and_then(|v| v.as_u64()).unwrap_or(0) as f64 / spawns / 1000.0
+                s.pointer(pointer).and_then(|v| v.as_u64()).unwrap_or(0) as f64
+                    / spawns_of(s)
+                    / 1000.0
             })
             .collect()
     };
-    let bpf: Vec<f64> = times.iter().map(|t| t.us_per_spawn).collect();
     println!(
         "\n`record --probe-cost`, {} (median of {} runs [range]): {} µs of probe run time per \
          spawn in the kernel; spawnprof's own CPU {} µs per spawn, of which {} µs parking the \
          fork-only probes (once a run: the kernel re-patches their call sites)",
         workload.name,
         times.len(),
-        spread(&bpf, 2),
+        spread(&us_per_spawn(times), 2),
         spread(&per_spawn("/probe_cost/reader_cpu_ns"), 2),
         spread(&per_spawn("/probe_cost/parking_cpu_ns"), 2),
     );
     let median = median_index(times);
-    let cost = &summaries[median]["probe_cost"];
-    let spawns = cost["spawns"].as_u64().unwrap_or(0).max(1) as f64;
-    program_table(cost, spawns, times[median].runs_per_spawn);
+    let summary = &summaries[median];
+    program_table(
+        &summary["probe_cost"],
+        spawns_of(summary),
+        times[median].runs_per_spawn,
+    );
 }
 
 /// One `record --probe-cost` of `workload`: its summary.json.
