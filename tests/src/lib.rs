@@ -105,6 +105,15 @@ impl Run {
             .collect()
     }
 
+    /// The root command's children made by fork (not vfork, posix_spawn
+    /// or a thread).
+    pub fn forks_of_root(&self) -> Vec<&SpawnRecord> {
+        self.children_of_root()
+            .into_iter()
+            .filter(|r| r.method.as_deref() == Some("fork"))
+            .collect()
+    }
+
     pub fn root(&self) -> &SpawnRecord {
         self.records
             .iter()

@@ -282,11 +282,7 @@ fn an_open_copy_on_write_window_parks_the_lock_probes_and_keeps_the_fault_one() 
     assert!(run.output.status.success(), "{}", run.stderr());
     let counts = run.summary.fork_probes;
     assert!(counts.parked >= 1, "nothing parked: {counts:?}");
-    let fork = run
-        .children_of_root()
-        .into_iter()
-        .find(|r| r.method.as_deref() == Some("fork"))
-        .expect("the fork's record");
+    let fork = *run.forks_of_root().first().expect("the fork's record");
     assert!(fork.duration("dup_mmap").is_some(), "{fork:#?}");
     assert!(fork.incomplete.is_empty(), "{:?}", fork.incomplete);
     let cow = fork
@@ -326,11 +322,7 @@ fn the_parking_threshold_doubles_when_a_fork_brings_the_probes_back() {
     assert!(run.output.status.success(), "{}", run.stderr());
     let counts = run.summary.fork_probes;
     assert_eq!((counts.parked, counts.resumed), (1, 1), "{counts:?}");
-    let forks: Vec<_> = run
-        .children_of_root()
-        .into_iter()
-        .filter(|r| r.method.as_deref() == Some("fork"))
-        .collect();
+    let forks = run.forks_of_root();
     assert_eq!(forks.len(), 10, "{forks:#?}");
     let timed = forks
         .iter()
@@ -362,11 +354,7 @@ fn fork_only_probes_park_while_nothing_forks_and_return_at_a_fork() {
     assert!(run.output.status.success(), "{}", run.stderr());
     let counts = run.summary.fork_probes;
     assert!(counts.parked >= 1 && counts.resumed >= 1, "{counts:?}");
-    let forks: Vec<_> = run
-        .children_of_root()
-        .into_iter()
-        .filter(|r| r.method.as_deref() == Some("fork"))
-        .collect();
+    let forks = run.forks_of_root();
     assert_eq!(forks.len(), 20, "{forks:#?}");
     let (missed, seen): (Vec<&SpawnRecord>, Vec<&SpawnRecord>) =
         forks.iter().copied().partition(|r| {
