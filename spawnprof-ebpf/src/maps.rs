@@ -218,8 +218,8 @@ pub fn fork_began() {
 /// Counts a spawn toward the parking threshold; true for the one that
 /// reaches the first, [`QUIET_SPAWNS`]. Userspace's later, doubled
 /// thresholds are met by its timer: a wake-up at each would cut the
-/// reader's batches short. Two CPUs may both see one value: a wake-up missed or doubled, and
-/// userspace's timer parks a little later.
+/// reader's batches short. Two CPUs may both see one value: a wake-up
+/// missed or doubled, and userspace's timer parks a little later.
 #[inline(always)]
 pub fn quiet_reached() -> bool {
     let counter = unsafe { &raw mut GATES.spawns_since_fork };
