@@ -196,6 +196,7 @@ fn exec_done(old_tid: u32, binprm: impl FnOnce() -> (u32, u32, u64)) -> u32 {
             filename,
             // Read before the window closes: the CoW count covers life before exec.
             faults: faults_of(p),
+            read: true,
         }
     };
     if let Some(spawn_id) = spawn::exec_done(t, &img) {

@@ -10,7 +10,7 @@ use spawnprof_common::{ExecState, SpawnEvent, spawn, ts};
 use super::{clear, has, set, stamp, thread_ended};
 use crate::{
     emit::{Attempt, Path, comm, current, send_exec},
-    maps::{CONFIG, EXECS, config, spawn_table},
+    maps::{EXECS, spawn_table},
 };
 
 /// The current thread enters execve/execveat with the user path at `path`.
@@ -79,6 +79,8 @@ pub struct Image {
     pub filename: u64,
     /// The process's faults and copy-on-write faults before the exec.
     pub faults: (u32, u32),
+    /// Whether the fields above were read, and so go into the record.
+    pub read: bool,
 }
 
 impl Image {
@@ -93,6 +95,7 @@ impl Image {
             env_bytes: 0,
             filename: 0,
             faults: (0, 0),
+            read: false,
         }
     }
 }
@@ -127,7 +130,7 @@ pub fn exec_done(t: u64, img: &Image) -> Option<u64> {
         stamp(s, ts::EXEC_ENTER, a.enter);
         unsafe { (*s).exec_syscall = a.syscall };
     }
-    if config(&CONFIG.metrics) == 0 {
+    if img.read {
         fill_image(s, img);
     }
     Some(unsafe { (*s).spawn_id })
