@@ -98,6 +98,8 @@ pub fn overhead(rounds: usize) -> Result<()> {
     let (ours, theirs) = in_kernel_cost(&spawnprof, &out, costed, have_bpftrace, rounds)?;
     serve::cpu_at_rate(&spawnprof, 1000, std::time::Duration::from_secs(30))?;
     if let Some(theirs) = theirs {
+        let spawns = COUNT.parse::<u64>()? + 1;
+        peer_cost::stage_floor(&costed.argv, spawns, rounds)?;
         let empty_ns = peer_cost::statistics_cost(&spawn_loop, rounds)?;
         println!(
             "net of the statistics' own clock ({empty_ns:.0} ns a run): spawnprof {:.2} µs of BPF \

@@ -47,6 +47,48 @@ pub fn bpftrace_cost(script: &str, argv: &[String], spawns: u64) -> Result<RunTi
     })
 }
 
+/// One-line programs on the clone3 entry, which each spawn of the loop
+/// passes once: what timing one stage inside the spawn call costs at the
+/// least on this host, whatever the tracer.
+const STAGE_FLOOR: [(&str, &str); 3] = [
+    (
+        "an empty program",
+        "tracepoint:syscalls:sys_enter_clone3 /tid == 0/ { @n = count(); }",
+    ),
+    (
+        "one clock read",
+        "tracepoint:syscalls:sys_enter_clone3 { $t = nsecs; if ($t == 0) { @n = count(); } }",
+    ),
+    (
+        "a timestamp stored under the tid",
+        "tracepoint:syscalls:sys_enter_clone3 { @t[tid] = nsecs; }",
+    ),
+];
+
+/// `rounds` interleaved rounds of each [`STAGE_FLOOR`] program while `argv`
+/// makes `spawns` spawns: the time the statistics report for a run of each.
+pub fn stage_floor(argv: &[String], spawns: u64, rounds: usize) -> Result<()> {
+    let mut ns = vec![Vec::new(); STAGE_FLOOR.len()];
+    for _ in 0..rounds {
+        for (i, (_, script)) in STAGE_FLOOR.iter().enumerate() {
+            let t = bpftrace_cost(script, argv, spawns)?;
+            ns[i].push(t.us_per_spawn * 1000.0 / t.runs_per_spawn.max(f64::MIN_POSITIVE));
+        }
+    }
+    let each: Vec<String> = STAGE_FLOOR
+        .iter()
+        .zip(&ns)
+        .map(|((name, _), v)| format!("{name} {} ns", super::spread(v, 0)))
+        .collect();
+    println!(
+        "One bpftrace program on the clone3 entry, inside each spawn, a run as the statistics \
+         report it (median of {rounds} rounds): {}. Caches are cold there: each stage timed \
+         inside the spawn call costs about the last figure, whichever tracer times it",
+        each.join(", ")
+    );
+    Ok(())
+}
+
 /// A program on the tracepoint of acct(2), which no workload here calls.
 pub(super) const IDLE_SYSCALL_TP: &str = "tracepoint:syscalls:sys_enter_acct { @n = count(); }";
 
