@@ -3,7 +3,7 @@
 //! attributes, its zygote); [`Lane::prepare`] does the untimed per-spawn
 //! setup and [`Lane::launch`] is exactly the part that gets timed.
 //!
-//! The tokio methods live in [`super::runner`] because they need a runtime.
+//! The tokio methods live in `runner::tokio_mode` because they need a runtime.
 
 use std::ffi::CString;
 use std::io;

@@ -1,36 +1,35 @@
 //! One spawner run: validate, set up environment and memory, warm up, time
 //! the spawn calls, reap (untimed), and summarise.
 
+mod chain;
+mod checks;
+mod tokio_mode;
+
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Barrier};
+use std::sync::Barrier;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use self::{
+    chain::run_chain,
+    checks::{Checked, check, usage},
+    tokio_mode::run_tokio,
+};
 use super::config::{Config, HugePages, Method, Mode};
-use super::cpus::CpuList;
 use super::env;
 use super::memory::{self, Ballast};
 use super::methods::{Lane, Program};
 use super::minimal::{self, MinimalChild};
-use super::raw;
 use super::result::{Latency, SpawnResult};
 use super::zygote::Zygote;
-use crate::{
-    cli::UsageError,
-    sys::{
-        clock::{mono_ns, rusage_self},
-        node,
-        procfs::self_status,
-    },
+use crate::sys::{
+    clock::{mono_ns, rusage_self},
+    node,
+    procfs::self_status,
 };
-
-fn usage(msg: impl Into<String>) -> anyhow::Error {
-    UsageError(msg.into()).into()
-}
 
 /// What the timed part produced.
 #[derive(Default)]
@@ -121,42 +120,6 @@ pub unsafe fn run(cfg: &Config) -> Result<SpawnResult> {
     };
     drop(ballast);
     Ok(summarise(cfg, checked, target, memory, m))
-}
-
-/// What [`check`] found.
-struct Checked {
-    /// The extra environment variables to set.
-    vars: Vec<(String, String)>,
-    cpus_allowed: Option<CpuList>,
-}
-
-/// Everything that can be refused before the run changes anything but the
-/// CPUs it runs on: each refusal is a usage error that names the remedy.
-fn check(cfg: &Config) -> Result<Checked> {
-    cfg.validate().map_err(usage)?;
-    // First, so that every thread, helper and child created below inherits it.
-    if let Some(cpus) = &cfg.cpus {
-        cpus.pin_current_thread().map_err(|e| {
-            let allowed = CpuList::allowed().map_or("?".into(), |l| l.to_string());
-            usage(format!(
-                "--cpus {cpus}: the spawner cannot run there ({e}); it may run on CPUs {allowed}"
-            ))
-        })?;
-    }
-    let cpus_allowed = CpuList::allowed().ok();
-    if matches!(cfg.method, Method::VforkExec | Method::Clone3Vfork) && !raw::SUPPORTED {
-        return Err(usage(format!(
-            "--method {} is only implemented on x86_64 and aarch64; use posix-spawn (glibc's own clone3/vfork path)",
-            cfg.method
-        )));
-    }
-    let vars = env::plan(cfg.env_count, cfg.env_bytes).map_err(usage)?;
-    check_arg_max(cfg, &vars)?;
-    memory::check_request(cfg.rss, cfg.huge_pages).map_err(usage)?;
-    if cfg.mode == Mode::Batched {
-        check_pid_room(cfg.count)?;
-    }
-    Ok(Checked { vars, cpus_allowed })
 }
 
 /// The program the run spawns, found with the environment already applied.
@@ -335,86 +298,6 @@ fn summarise(
     }
 }
 
-/// The fork chain: a child of ours forks, exits, and its child does the
-/// same, `warmup + count` times. Each parent times its own fork call and
-/// sends the figure up a pipe before it exits; we are the subreaper that
-/// collects the orphans. Before each fork the process dirties a page of a
-/// scratch mapping, so each generation has anonymous memory of its own —
-/// what made anon_vma chains grow without bound on kernels before 3.19.
-fn run_chain(cfg: &Config) -> Result<Measured> {
-    const SCRATCH: usize = 1 << 20;
-    let total = cfg.warmup + cfg.count;
-    // SAFETY: plain syscalls; the child side only forks, writes and exits.
-    unsafe {
-        if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
-            return Err(std::io::Error::last_os_error()).context("becoming the chain's subreaper");
-        }
-        let mut fds = [0; 2];
-        if libc::pipe(fds.as_mut_ptr()) != 0 {
-            return Err(std::io::Error::last_os_error()).context("pipe");
-        }
-        let (rd, wr) = (fds[0], fds[1]);
-        let mut scratch = vec![0u8; SCRATCH];
-        let start = Clocks::start();
-        let first = libc::fork();
-        if first < 0 {
-            return Err(std::io::Error::last_os_error()).context("fork");
-        }
-        if first == 0 {
-            libc::close(rd);
-            for i in 0..total {
-                let page = (i as usize * 4096) % SCRATCH;
-                std::ptr::write_volatile(&mut scratch[page], i as u8);
-                let t0 = mono_ns();
-                let pid = libc::fork();
-                if pid > 0 {
-                    let dt = mono_ns() - t0;
-                    libc::write(wr, (&raw const dt).cast(), 8);
-                    libc::_exit(0);
-                }
-                if pid < 0 {
-                    let failed = u64::MAX;
-                    libc::write(wr, (&raw const failed).cast(), 8);
-                    libc::_exit(1);
-                }
-            }
-            libc::_exit(0);
-        }
-        libc::close(wr);
-        let mut samples = Vec::with_capacity(total as usize);
-        let mut failed = 0;
-        loop {
-            let mut v = 0u64;
-            let n = libc::read(rd, (&raw mut v).cast(), 8);
-            if n != 8 {
-                break;
-            }
-            if v == u64::MAX {
-                failed += 1;
-            } else {
-                samples.push(v);
-            }
-            // Reap orphaned generations as we go, so zombies never pile up.
-            while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
-        }
-        libc::close(rd);
-        while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0 {}
-        let end = Clocks::stop();
-        let timed: Vec<u64> = samples.iter().skip(cfg.warmup as usize).copied().collect();
-        let windows = timed
-            .chunks(timed.len().div_ceil(10).max(1))
-            .map(|w| w.iter().sum::<u64>() / w.len() as u64)
-            .collect();
-        Ok(Measured {
-            total_ns: timed.iter().sum(),
-            latencies: timed,
-            failed,
-            window_means: Some(windows),
-            ..Measured::between(start, end)
-        })
-    }
-}
-
 fn rss_mapped(cfg: &Config) -> u64 {
     let page: u64 = match cfg.huge_pages {
         HugePages::None => 4096,
@@ -422,84 +305,6 @@ fn rss_mapped(cfg: &Config) -> u64 {
         HugePages::Hugetlb => memory::hugetlb_page_size() as u64,
     };
     cfg.rss.next_multiple_of(page)
-}
-
-/// exec fails with E2BIG when argv + envp (strings, NULs and pointers)
-/// exceed ARG_MAX (a quarter of the stack rlimit).
-fn check_arg_max(cfg: &Config, vars: &[(String, String)]) -> Result<()> {
-    // SAFETY: sysconf has no preconditions.
-    let arg_max = unsafe { libc::sysconf(libc::_SC_ARG_MAX) };
-    if arg_max <= 0 {
-        return Ok(());
-    }
-    let ptr = std::mem::size_of::<usize>() as u64;
-    let (n, bytes) = node::environment_size();
-    let extra_path: u64 = (0..cfg.path_misses)
-        .map(|i| format!("/nonexistent/spawnprof-miss-{i}:").len() as u64)
-        .sum();
-    let argv: u64 = std::iter::once(&cfg.program)
-        .chain(&cfg.args)
-        .map(|a| a.len() as u64 + 1 + ptr)
-        .sum();
-    let need = bytes
-        + n * (1 + ptr)
-        + env::bytes_of(vars)
-        + vars.len() as u64 * (1 + ptr)
-        + extra_path
-        + argv;
-    if need > arg_max as u64 {
-        return Err(usage(format!(
-            "arguments plus environment would take {need} bytes, over exec's limit ARG_MAX = {arg_max} (a quarter of `ulimit -s`); lower --env-bytes/--env-count/--path-misses, or raise the stack limit (ulimit -s)"
-        )));
-    }
-    Ok(())
-}
-
-/// Batched mode keeps every child as a zombie until the end: each holds a
-/// pid, so the count must fit under kernel.pid_max (and RLIMIT_NPROC).
-fn check_pid_room(count: u64) -> Result<()> {
-    let read_u64 = |p: &str| {
-        std::fs::read_to_string(p)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-    };
-    let tasks = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(3)?
-                .split('/')
-                .nth(1)?
-                .parse::<u64>()
-                .ok()
-        })
-        .unwrap_or(0);
-    if let Some(pid_max) = read_u64("/proc/sys/kernel/pid_max")
-        && count + tasks + 256 > pid_max
-    {
-        return Err(usage(format!(
-            "--mode batched keeps all {count} children until the end, but kernel.pid_max is {pid_max} with {tasks} tasks running; use --mode serial, a smaller --count, or raise it as root: sysctl -w kernel.pid_max=4194304"
-        )));
-    }
-    // SAFETY: geteuid/getrlimit have no preconditions; rl is a valid out-pointer.
-    unsafe {
-        if libc::geteuid() != 0 {
-            let mut rl = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            if libc::getrlimit(libc::RLIMIT_NPROC, &mut rl) == 0
-                && rl.rlim_cur != libc::RLIM_INFINITY
-                && count + tasks > rl.rlim_cur
-            {
-                return Err(usage(format!(
-                    "--mode batched keeps all {count} children until the end, over RLIMIT_NPROC ({}); use --mode serial or a smaller --count, or raise `ulimit -u`",
-                    rl.rlim_cur
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 struct LaneOut {
@@ -624,137 +429,6 @@ fn time_lanes(
             .collect();
         (outs, start, Clocks::stop())
     })
-}
-
-struct TokioSpec {
-    program: String,
-    args: Vec<String>,
-    blocking: bool,
-}
-
-/// One tokio spawn: the Command is built untimed, then `spawn()` is timed.
-/// With `spawn_blocking` the timer runs inside the blocking closure: in
-/// batched mode every spawn is queued at once, and the queueing delay would
-/// otherwise swamp the spawn latency (the window still captures throughput).
-async fn tokio_spawn_one(spec: Arc<TokioSpec>) -> (u64, std::io::Result<tokio::process::Child>) {
-    let mut cmd = tokio::process::Command::new(&spec.program);
-    cmd.args(&spec.args);
-    if spec.blocking {
-        tokio::task::spawn_blocking(move || {
-            let a = mono_ns();
-            let r = cmd.spawn();
-            (mono_ns() - a, r)
-        })
-        .await
-        .unwrap_or_else(|e| (0, Err(std::io::Error::other(e))))
-    } else {
-        let a = mono_ns();
-        let r = cmd.spawn();
-        (mono_ns() - a, r)
-    }
-}
-
-fn exited_127(status: std::io::Result<std::process::ExitStatus>) -> bool {
-    status.is_ok_and(|s| {
-        let raw = s.into_raw();
-        libc::WIFEXITED(raw) && libc::WEXITSTATUS(raw) == 127
-    })
-}
-
-/// The seeds' async harness: batched mode submits one task per spawn to
-/// the runtime at once and joins them all (timed), then awaits every
-/// child (untimed); serial mode spawns, awaits the child (untimed), repeats.
-fn run_tokio(cfg: &Config, prog: &Program) -> Result<Measured> {
-    let rt = match cfg.method {
-        Method::TokioMulti(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-        _ => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-    }
-    .context("building the tokio runtime")?;
-    let spec = Arc::new(TokioSpec {
-        program: prog.program.clone(),
-        args: prog.args.clone(),
-        blocking: cfg.method == Method::TokioSingleBlocking,
-    });
-    rt.block_on(async {
-        for _ in 0..cfg.warmup {
-            if let (_, Ok(mut c)) = tokio_spawn_one(spec.clone()).await {
-                let _ = c.wait().await;
-            }
-        }
-    });
-
-    let n = cfg.count as usize;
-    let start = Clocks::start();
-    let (results, serial_sum, serial_127) = match cfg.mode {
-        Mode::Batched => (rt.block_on(tokio_batched(&spec, n)), 0, 0),
-        Mode::Serial => rt.block_on(tokio_serial(&spec, n)),
-    };
-    let end = Clocks::stop();
-
-    let mut m = Measured {
-        latencies: Vec::with_capacity(n),
-        exit127: serial_127,
-        total_ns: match cfg.mode {
-            Mode::Batched => end.t - start.t,
-            Mode::Serial => serial_sum,
-        },
-        ..Measured::between(start, end)
-    };
-    let mut children = Vec::new();
-    for (lat, r) in results {
-        m.latencies.push(lat);
-        match r {
-            Ok(Some(c)) => children.push(c),
-            Ok(None) => {}
-            Err(_) => m.failed += 1,
-        }
-    }
-    rt.block_on(async {
-        for mut c in children {
-            m.exit127 += u64::from(exited_127(c.wait().await));
-        }
-    });
-    Ok(m)
-}
-
-/// One timed tokio spawn: its latency, and Ok(the child to reap later),
-/// Ok(None) when it was already reaped, or the error.
-type Spawned = (u64, std::io::Result<Option<tokio::process::Child>>);
-
-/// Batched: a task per spawn, all submitted at once, then joined.
-async fn tokio_batched(spec: &Arc<TokioSpec>, n: usize) -> Vec<Spawned> {
-    let handles: Vec<_> = (0..n)
-        .map(|_| tokio::spawn(tokio_spawn_one(spec.clone())))
-        .collect();
-    let mut results = Vec::with_capacity(n);
-    for h in handles {
-        let (lat, r) = h
-            .await
-            .unwrap_or_else(|e| (0, Err(std::io::Error::other(e))));
-        results.push((lat, r.map(Some)));
-    }
-    results
-}
-
-/// Serial: spawn, await the child (untimed), repeat. Returns the results,
-/// the sum of the spawn latencies and how many children exited with 127.
-async fn tokio_serial(spec: &Arc<TokioSpec>, n: usize) -> (Vec<Spawned>, u64, u64) {
-    let mut results = Vec::with_capacity(n);
-    let (mut sum, mut e127) = (0, 0);
-    for _ in 0..n {
-        let (lat, mut r) = tokio_spawn_one(spec.clone()).await;
-        sum += lat;
-        if let Ok(c) = r.as_mut() {
-            e127 += u64::from(exited_127(c.wait().await));
-        }
-        results.push((lat, r.map(|_| None)));
-    }
-    (results, sum, e127)
 }
 
 #[cfg(test)]
