@@ -177,7 +177,8 @@ pub struct SpawnEvent {
     /// The CPU of the fork, and the CPU the child first ran on (`u16::MAX`: unknown).
     pub parent_cpu: u16,
     pub first_cpu: u16,
-    /// The successful exec's syscall, attempts in all, and failed ones.
+    /// The successful exec's syscall, attempts in all, and those that
+    /// failed before it (a PATH search's misses).
     pub exec_syscall: u16,
     pub exec_attempts: u16,
     pub failed_attempts: u16,

@@ -446,6 +446,55 @@ fn an_idle_comm_gives_its_label_to_one_counted_as_other() {
 }
 
 #[test]
+fn only_misses_before_the_exec_count_as_a_path_search() {
+    require_root();
+    let test = "serve-path-search";
+    let Some(cg) = cgroup_or_skip(test) else {
+        return;
+    };
+    let named = spawner_named(test, "sp-paths");
+    let mut serve = Serve::start(test, &["--cgroup", cg.path.to_str().unwrap()]);
+    let series = |name: &str, stage: &str| {
+        let stage = if stage.is_empty() {
+            String::new()
+        } else {
+            format!(",stage=\"{stage}\"")
+        };
+        format!("{name}{{comm=\"sp-paths\",method=\"fork\"{stage}}}")
+    };
+    let misses = series("spawnprof_path_misses_total", "");
+    let searches = series("spawnprof_stage_duration_seconds_count", "path_search");
+    let spawns = series("spawnprof_spawns_total", "");
+    let fork = |args: &[&str]| {
+        let common = ["--method", "fork-exec", "--warmup", "0", "--count", "5"];
+        run_in(&cg, &named, &[&common[..], args].concat());
+    };
+    let after = |n: f64| {
+        wait_for(Duration::from_secs(20), || {
+            let page = serve.metrics();
+            (sample(&page, &spawns) == Some(n)).then_some(page)
+        })
+        .unwrap_or_else(|| panic!("{n} spawns never counted:\n{}", serve.metrics()))
+    };
+    // The spawner's own exec searches PATH: 3 misses or more (the
+    // directories before /usr/bin), then `true`.
+    fork(&["--path-misses", "3", "--program", "true"]);
+    let page = after(5.0);
+    let searched = sample(&page, &misses).unwrap_or(0.0);
+    assert!(searched >= 15.0, "{page}");
+    assert_eq!(sample(&page, &searches), Some(5.0), "{page}");
+    // It execs env by its path; env's own exec then misses as many.
+    let env_true = ["--program", "/usr/bin/env", "--arg", "true"];
+    fork(&[&["--path-misses", "3"][..], &env_true].concat());
+    let page = after(10.0);
+    assert_eq!(sample(&page, &misses), Some(searched), "{page}");
+    assert_eq!(sample(&page, &searches), Some(5.0), "{page}");
+    let time = series("spawnprof_stage_duration_seconds_sum", "path_search");
+    assert!(sample(&page, &time).is_some_and(|s| s > 0.0), "{page}");
+    assert!(serve.stop().success(), "{}", serve.log_text());
+}
+
+#[test]
 fn bad_input_names_the_remedy() {
     require_root();
     let serve = |args: &[&str]| {

@@ -213,7 +213,9 @@ fn attempt_returned(s: *mut SpawnEvent, tid: u32, a: &ExecState, t: u64, ret: i6
     }
     unsafe {
         (*s).exec_attempts += 1;
-        if ret != 0 {
+        // A PATH search is the misses before the record's exec; a later
+        // exec's (`env cmd`, `taskset`) belong to no stage of this spawn.
+        if ret != 0 && !has(s, spawn::EXECED) {
             (*s).failed_attempts += 1;
         }
     }
