@@ -5,7 +5,8 @@
 //!   alone, under `spawnprof record` (default and `--low-overhead`), beside
 //!   an always-on `spawnprof serve --all`, and under a bpftrace script
 //!   timing the same stages, in interleaved rounds, as ratios against no
-//!   probes; the probes' own run time and spawnprof's CPU per spawn
+//!   probes (serve and the floor for three times the rounds again, as
+//!   serve's target is within this host's noise); the probes' own run time and spawnprof's CPU per spawn
 //!   (`record --probe-cost`), beside bpftrace's programs' run time and
 //!   what the run-time statistics cost themselves (`peer_cost.rs`); serve's CPU at 1,000 spawns/s (`serve.rs`); the time
 //!   from a small recording's end to spawnprof's exit; the reference
@@ -95,6 +96,19 @@ fn spread(v: &[f64], digits: usize) -> String {
     )
 }
 
+/// "median [first quartile–third quartile]" of `v`, with `digits` decimals.
+fn quartiles(v: &[f64], digits: usize) -> String {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let at = |q: usize| v[(v.len() - 1) * q / 4];
+    format!(
+        "{:.digits$} [{:.digits$}–{:.digits$}]",
+        median(v.clone()),
+        at(1),
+        at(3)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +128,11 @@ mod tests {
     #[test]
     fn a_spread_is_the_median_and_the_range() {
         assert_eq!(spread(&[0.9, 1.1, 1.0], 2), "1.00 [0.90–1.10]");
+    }
+
+    #[test]
+    fn quartiles_leave_out_the_outer_quarters() {
+        let v = [5.0, 1.0, 9.0, 3.0, 7.0];
+        assert_eq!(quartiles(&v, 0), "5 [3–7]");
     }
 }
