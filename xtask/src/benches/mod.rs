@@ -6,12 +6,14 @@
 //!   an always-on `spawnprof serve --all`, and under a bpftrace script
 //!   timing the same stages, in interleaved rounds, as ratios against no
 //!   probes (serve and the floor for three times the rounds again, as
-//!   serve's target is within this host's noise); the probes' own run time and spawnprof's CPU per spawn
-//!   (`record --probe-cost`), beside bpftrace's programs' run time and
-//!   what the run-time statistics cost themselves (`peer_cost.rs`); serve's CPU at 1,000 spawns/s (`serve.rs`); the time
-//!   from a small recording's end to spawnprof's exit; the reference
-//!   spawner against the C loop; `strace -f`; and the same ratio for the
-//!   fentry and kprobe tiers inside the QEMU guests (`guests.rs`).
+//!   serve's target is within this host's noise); the probes' own run time
+//!   and spawnprof's CPU per spawn (`record --probe-cost`), beside
+//!   bpftrace's programs' run time, one-line programs inside the spawn and
+//!   what the run-time statistics cost themselves (`peer_cost.rs`); serve's
+//!   CPU at 1,000 spawns/s (`serve.rs`); the time from a small recording's
+//!   end to spawnprof's exit; the reference spawner against the C loop;
+//!   `strace -f`; and the same ratio for the fentry and kprobe tiers inside
+//!   the QEMU guests (`guests.rs`).
 //! - `bench-storm` (`storm.rs`): both cores spawning /bin/true for 60 s
 //!   under `spawnprof record`: spawns lost, and spawnprof's memory over time.
 //! - `bench-serve` (`serve.rs`): what always-on `spawnprof serve` costs.

@@ -62,6 +62,11 @@ const FLOOR: &str = "one idle syscall tracepoint (floor)";
 /// little, short enough for several rounds.
 const COUNT: &str = "3000";
 
+/// What a bpftrace run's totals over one run of the C loop are divided by.
+fn spawns_per_run() -> u64 {
+    COUNT.parse::<u64>().unwrap_or(0) + 1
+}
+
 /// Builds the command that runs a workload's argv under one setup.
 type Wrap = Box<dyn Fn(&[String]) -> Command>;
 
@@ -102,8 +107,7 @@ pub fn overhead(rounds: usize) -> Result<()> {
     let (ours, theirs) = in_kernel_cost(&spawnprof, &out, costed, have_bpftrace, rounds)?;
     serve::cpu_at_rate(&spawnprof, 1000, std::time::Duration::from_secs(30))?;
     if let Some(theirs) = theirs {
-        let spawns = COUNT.parse::<u64>()? + 1;
-        peer_cost::stage_floor(&costed.argv, spawns, rounds)?;
+        peer_cost::stage_floor(&costed.argv, spawns_per_run(), rounds)?;
         let empty_ns = peer_cost::statistics_cost(&spawn_loop, rounds)?;
         println!(
             "net of the statistics' own clock ({empty_ns:.0} ns a run): spawnprof {:.2} µs of BPF \
@@ -323,9 +327,9 @@ fn serve_closer(
          probes |\n|---|---|---:|---:|",
         n - extra
     );
+    let pool = |a: &[f64], b: &[f64]| a.iter().chain(b).copied().collect::<Vec<_>>();
     for (w, workload) in workloads.iter().enumerate() {
         for (j, &i) in picked.iter().enumerate().skip(1) {
-            let pool = |a: &[f64], b: &[f64]| a.iter().chain(b).copied().collect::<Vec<_>>();
             let (a, b) = (&first[w][i], &more[w][j]);
             println!(
                 "| {} | {} | {} | {} |",
@@ -350,7 +354,7 @@ fn in_kernel_cost(
     have_bpftrace: bool,
     rounds: usize,
 ) -> Result<(RunTime, Option<RunTime>)> {
-    let spawns = COUNT.parse::<u64>()? + 1;
+    let spawns = spawns_per_run();
     let (mut summaries, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         summaries.push(probe_cost_run(spawnprof, out, workload)?);
