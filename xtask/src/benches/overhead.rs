@@ -62,9 +62,11 @@ const FLOOR: &str = "one idle syscall tracepoint (floor)";
 /// little, short enough for several rounds.
 const COUNT: &str = "3000";
 
-/// What a bpftrace run's totals over one run of the C loop are divided by.
+/// The spawns bpftrace sees in one run of the C loop, as `--probe-cost`
+/// counts them: the timed ones, the 10 untimed warm-ups (spawn_loop.c)
+/// and the loop's own start.
 fn spawns_per_run() -> u64 {
-    COUNT.parse::<u64>().unwrap_or(0) + 1
+    COUNT.parse::<u64>().unwrap_or(0) + 10 + 1
 }
 
 /// Builds the command that runs a workload's argv under one setup.
