@@ -31,13 +31,28 @@
 //!
 //! x86_64 and aarch64 are implemented (aarch64 has no vfork syscall:
 //! `clone(CLONE_VM|CLONE_VFORK|SIGCHLD)` with no new stack is the same);
-//! elsewhere these return `Unsupported`.
+//! elsewhere these return `Unsupported`. Each architecture's assembly has
+//! a file of its own; what they share is here.
 
 use std::ffi::c_void;
 use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use libc::c_char;
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod unsupported;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+#[cfg(target_arch = "aarch64")]
+pub use aarch64::{clone3_vfork_exec, vfork_exec};
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub use unsupported::{clone3_vfork_exec, vfork_exec};
+#[cfg(target_arch = "x86_64")]
+pub use x86_64::{clone3_vfork_exec, vfork_exec};
 
 /// What an exec'ing child needs. Lives in the parent's memory; a
 /// vfork-style child reads it and stores its exec errno in `err`.
@@ -161,169 +176,6 @@ fn check(ret: i64) -> io::Result<libc::pid_t> {
     } else {
         Ok(ret as libc::pid_t)
     }
-}
-
-/// `vfork(2)` + exec of `args`. Returns the child's pid once the child has
-/// exec'd or exited; check `args.err` (reset it to 0 before each call) to
-/// learn whether the exec failed.
-///
-/// # Safety
-/// `args` and the strings it points to must stay valid; the calling thread
-/// is suspended until the child execs.
-#[cfg(target_arch = "x86_64")]
-pub unsafe fn vfork_exec(args: &ExecArgs) -> io::Result<libc::pid_t> {
-    let ret: i64;
-    // SAFETY: see the module docs. Without `nostack`, rsp is 16-byte aligned
-    // at entry and the compiler keeps nothing live below it; the child moves
-    // further down, aligns, and calls exec_child, which never returns.
-    unsafe {
-        std::arch::asm!(
-            "syscall",
-            "test rax, rax",
-            "jnz 2f",
-            "sub rsp, 512",
-            "and rsp, -16",
-            "mov rdi, r12",
-            "call r13",
-            "ud2",
-            "2:",
-            inlateout("rax") libc::SYS_vfork => ret,
-            in("r12") args as *const ExecArgs as *mut c_void,
-            in("r13") exec_child as extern "C" fn(*mut c_void) -> !,
-            lateout("rcx") _,
-            lateout("r11") _,
-        );
-    }
-    check(ret)
-}
-
-/// `clone3(CLONE_VM|CLONE_VFORK, exit_signal=SIGCHLD)` on `stack`, + exec.
-/// Same contract as [`vfork_exec`].
-///
-/// # Safety
-/// As for [`vfork_exec`]; `stack` must not be used by anyone else.
-#[cfg(target_arch = "x86_64")]
-pub unsafe fn clone3_vfork_exec(
-    args: &ExecArgs,
-    stack: &mut ChildStack,
-) -> io::Result<libc::pid_t> {
-    let cargs = vfork_clone_args(stack);
-    let ret: i64;
-    // SAFETY: the kernel starts the child with rsp = base + size (page
-    // aligned, so 16-byte aligned for the call) and the parent's other
-    // registers; the child calls exec_child(r12), which never returns.
-    // The parent resumes only after the child exec'd or exited.
-    unsafe {
-        std::arch::asm!(
-            "syscall",
-            "test rax, rax",
-            "jnz 2f",
-            "mov rdi, r12",
-            "call r13",
-            "ud2",
-            "2:",
-            inlateout("rax") libc::SYS_clone3 => ret,
-            in("rdi") &cargs as *const CloneArgs,
-            in("rsi") std::mem::size_of::<CloneArgs>(),
-            in("r12") args as *const ExecArgs as *mut c_void,
-            in("r13") exec_child as extern "C" fn(*mut c_void) -> !,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    check(ret)
-}
-
-/// [`vfork_exec`] on aarch64: `clone(CLONE_VM|CLONE_VFORK|SIGCHLD)` with a
-/// null stack, so the child runs on the parent's stack as with vfork.
-///
-/// # Safety
-/// As for the x86_64 [`vfork_exec`].
-#[cfg(target_arch = "aarch64")]
-pub unsafe fn vfork_exec(args: &ExecArgs) -> io::Result<libc::pid_t> {
-    let flags = (libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as u64;
-    let ret: i64;
-    // SAFETY: see the module docs. The kernel preserves every register but
-    // x0 in both parent and child; the child moves below the parent's
-    // frame, aligns (sp cannot be an AND source, hence x11), and calls
-    // exec_child(x9), which never returns. x19 and x29 are LLVM's.
-    unsafe {
-        std::arch::asm!(
-            "svc #0",
-            "cbnz x0, 2f",
-            "mov x11, sp",
-            "sub x11, x11, #512",
-            "and sp, x11, #-16",
-            "mov x0, x9",
-            "blr x10",
-            "brk #1",
-            "2:",
-            inlateout("x0") flags => ret,
-            in("x1") 0u64,
-            in("x2") 0u64,
-            in("x3") 0u64,
-            in("x4") 0u64,
-            in("x8") libc::SYS_clone,
-            in("x9") args as *const ExecArgs as *mut c_void,
-            in("x10") exec_child as extern "C" fn(*mut c_void) -> !,
-            lateout("x11") _,
-        );
-    }
-    check(ret)
-}
-
-/// [`clone3_vfork_exec`] on aarch64.
-///
-/// # Safety
-/// As for the x86_64 [`clone3_vfork_exec`].
-#[cfg(target_arch = "aarch64")]
-pub unsafe fn clone3_vfork_exec(
-    args: &ExecArgs,
-    stack: &mut ChildStack,
-) -> io::Result<libc::pid_t> {
-    let cargs = vfork_clone_args(stack);
-    let ret: i64;
-    // SAFETY: the kernel starts the child with sp = base + size (page
-    // aligned) and the parent's other registers; the child calls
-    // exec_child(x9), which never returns. The parent resumes only after
-    // the child exec'd or exited.
-    unsafe {
-        std::arch::asm!(
-            "svc #0",
-            "cbnz x0, 2f",
-            "mov x0, x9",
-            "blr x10",
-            "brk #1",
-            "2:",
-            inlateout("x0") &cargs as *const CloneArgs => ret,
-            in("x1") std::mem::size_of::<CloneArgs>(),
-            in("x8") libc::SYS_clone3,
-            in("x9") args as *const ExecArgs as *mut c_void,
-            in("x10") exec_child as extern "C" fn(*mut c_void) -> !,
-            options(nostack),
-        );
-    }
-    check(ret)
-}
-
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-pub unsafe fn vfork_exec(_args: &ExecArgs) -> io::Result<libc::pid_t> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "vfork-exec is only implemented on x86_64 and aarch64",
-    ))
-}
-
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-pub unsafe fn clone3_vfork_exec(
-    _args: &ExecArgs,
-    _stack: &mut ChildStack,
-) -> io::Result<libc::pid_t> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "clone3-vfork is only implemented on x86_64 and aarch64",
-    ))
 }
 
 /// Whether this build implements the raw vfork-style methods.
