@@ -100,7 +100,10 @@ pub fn overhead(rounds: usize) -> Result<()> {
     let spawn_loop = build_spawn_loop(&out)?;
     let spawnprof = release_bin("spawnprof");
     let (have_bpftrace, have_strace) = install_peers();
-    let setups = setups(&spawnprof, &out, have_bpftrace);
+    let empty = have_bpftrace
+        .then(|| peer_cost::empty_at_our_tracepoints(&spawnprof, &out))
+        .transpose()?;
+    let setups = setups(&spawnprof, &out, empty);
     let workloads = workloads(&spawn_loop);
     let ratios = measure(&setups.iter().collect::<Vec<_>>(), &workloads, rounds)?;
     print_ratios(&setups, &workloads, &ratios, rounds);
@@ -167,9 +170,11 @@ fn install_peers() -> (bool, bool) {
 }
 
 /// The setups each workload runs under: alone, under spawnprof's default
-/// recording and `--low-overhead`, and under bpftrace timing the same
-/// stages when there is bpftrace.
-fn setups(spawnprof: &Path, out: &Path, have_bpftrace: bool) -> Vec<Setup> {
+/// recording, `--low-overhead`, `--no-raw-tracepoint` and `serve --all`,
+/// and, when `empty` (bpftrace's script of empty programs on spawnprof's
+/// tracepoints) says bpftrace is there, under bpftrace timing the same
+/// stages, the floor, and those empty programs.
+fn setups(spawnprof: &Path, out: &Path, empty: Option<String>) -> Vec<Setup> {
     let rec = |extra: &'static [&'static str]| {
         let spawnprof = spawnprof.to_path_buf();
         let out = out.join("record");
@@ -207,6 +212,12 @@ fn setups(spawnprof: &Path, out: &Path, have_bpftrace: bool) -> Vec<Setup> {
             wrap: rec(&["--low-overhead"]),
             daemon: None,
         },
+        // Beside bpftrace's empty programs on the same classic tracepoints.
+        Setup {
+            name: "spawnprof record --no-raw-tracepoint",
+            wrap: rec(&["--no-raw-tracepoint"]),
+            daemon: None,
+        },
         // Always on (issue 20): the workload runs alone while a serve
         // started for the run keeps the histograms.
         Setup {
@@ -215,7 +226,7 @@ fn setups(spawnprof: &Path, out: &Path, have_bpftrace: bool) -> Vec<Setup> {
             daemon: Some(Box::new(move || Serve::start(&serve_all, &["--all"]))),
         },
     ];
-    if have_bpftrace {
+    if let Some(empty) = empty {
         setups.push(Setup {
             name: "bpftrace, the same stages",
             wrap: Box::new(|argv: &[String]| bpftrace_running(BPFTRACE_STAGES, argv)),
@@ -227,6 +238,13 @@ fn setups(spawnprof: &Path, out: &Path, have_bpftrace: bool) -> Vec<Setup> {
         setups.push(Setup {
             name: FLOOR,
             wrap: Box::new(|argv: &[String]| bpftrace_running(IDLE_SYSCALL_TP, argv)),
+            daemon: None,
+        });
+        // Every stage entered, no work done: what `record
+        // --no-raw-tracepoint` adds beyond this is its programs' own work.
+        setups.push(Setup {
+            name: "bpftrace, empty programs on those tracepoints",
+            wrap: Box::new(move |argv: &[String]| bpftrace_running(&empty, argv)),
             daemon: None,
         });
     } else {

@@ -92,6 +92,56 @@ pub fn stage_floor(argv: &[String], spawns: u64, rounds: usize) -> Result<()> {
 /// A program on the tracepoint of acct(2), which no workload here calls.
 pub(super) const IDLE_SYSCALL_TP: &str = "tracepoint:syscalls:sys_enter_acct { @n = count(); }";
 
+/// A bpftrace script of empty programs, one on every tracepoint that
+/// `spawnprof record --no-raw-tracepoint` attaches on this kernel (read
+/// from a short recording's plan), but the fork-only ones, which stay
+/// parked in a posix_spawn loop: what entering a program at each stage
+/// costs, with no work in it. Classic tracepoints, because bpftrace 0.17
+/// (Debian 12) has no raw ones; compare it with that recording.
+pub(super) fn empty_at_our_tracepoints(spawnprof: &Path, out: &Path) -> Result<String> {
+    let dir = out.join("plan");
+    let status = Command::new(spawnprof)
+        .args([
+            "record",
+            "--force",
+            "--no-live",
+            "--no-raw-tracepoint",
+            "-o",
+        ])
+        .arg(&dir)
+        .args(["--", "/bin/true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("spawnprof record -- /bin/true failed: {status}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json"))?)?;
+    let probes = bpftrace_probes(&summary["plan"]);
+    if probes.is_empty() {
+        bail!("no tracepoint in the plan of {}", dir.display());
+    }
+    Ok(format!("{} {{}}", probes.join(",\n")))
+}
+
+/// The plan rows' classic tracepoints (`CATEGORY:NAME`) as bpftrace names
+/// them, fork-only ones left out (parked while no traced process forks).
+fn bpftrace_probes(plan: &serde_json::Value) -> Vec<String> {
+    let mut probes: Vec<String> = plan
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|row| row["mechanism"] == "tracepoint")
+        .flat_map(|row| row["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().map(|t| format!("tracepoint:{t}")))
+        .filter(|t| !t.contains(":mmap_lock_") && !t.contains(":page_fault_user"))
+        .collect();
+    probes.sort();
+    probes.dedup();
+    probes
+}
+
 /// bpftrace running `script` for the life of the command `argv`.
 pub(super) fn bpftrace_running(script: &str, argv: &[String]) -> Command {
     let mut c = Command::new("bpftrace");
@@ -241,5 +291,29 @@ impl Stats {
 impl Drop for Stats {
     fn drop(&mut self) {
         let _ = std::fs::write(STATS_SYSCTL, self.was.trim());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_empty_script_names_each_tracepoint_once_and_skips_fork_only_ones() {
+        let plan = serde_json::json!([
+            {"mechanism": "tracepoint", "targets": ["syscalls:sys_enter_clone3", "sched:sched_process_fork"]},
+            {"mechanism": "tracepoint", "targets": ["sched:sched_switch", "mmap_lock:mmap_lock_released"]},
+            {"mechanism": "tracepoint", "targets": ["sched:sched_process_fork", "exceptions:page_fault_user"]},
+            {"mechanism": "rawtracepoint", "targets": ["raw_tp:sched_wakeup_new"]},
+            {"mechanism": "unavailable", "targets": ["copy_page_range"]},
+        ]);
+        assert_eq!(
+            bpftrace_probes(&plan),
+            [
+                "tracepoint:sched:sched_process_fork",
+                "tracepoint:sched:sched_switch",
+                "tracepoint:syscalls:sys_enter_clone3",
+            ]
+        );
     }
 }
