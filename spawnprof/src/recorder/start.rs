@@ -87,6 +87,10 @@ impl Live {
             keep: RECORDS_KEPT,
         };
         let writer = out.start(&summary, end)?;
+        // Freeing the kernel's parsed BTF takes milliseconds of CPU: done
+        // before the target runs, it does not compete with its first spawns.
+        let in_pid_ns = host.pid_ns.is_some();
+        drop(host);
         let (root_pid, child_exit) = start_target(&mut session, opts, &target)?;
         let mut live = Live {
             session,
@@ -108,12 +112,12 @@ impl Live {
             t0,
         };
         live.root.resolve(&mut live.session)?;
-        live.announce(&host, opts, &target.desc);
+        live.announce(in_pid_ns, opts, &target.desc);
         Ok(live)
     }
 
     /// The line tools and tests wait for before starting the workload.
-    fn announce(&self, host: &Host, opts: &RecordOptions, desc: &str) {
+    fn announce(&self, in_pid_ns: bool, opts: &RecordOptions, desc: &str) {
         let desc = crate::units::elide(desc, crate::units::SHOWN_COMMAND);
         if self.gone_before_tracing {
             crate::say!(
@@ -124,7 +128,7 @@ impl Live {
         if !opts.announce {
             return;
         }
-        if host.pid_ns.is_some() {
+        if in_pid_ns {
             crate::say!(
                 "spawnprof: running in a PID namespace (a container): the recording shows pids \
                  as the host numbers them"
