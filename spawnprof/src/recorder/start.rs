@@ -89,8 +89,16 @@ impl Live {
         let writer = out.start(&summary, end)?;
         // Freeing the kernel's parsed BTF takes milliseconds of CPU: done
         // before the target runs, it does not compete with its first spawns.
+        // glibc merges the freed chunks only at the next large allocation;
+        // trimming now does that before the command's fork, whose
+        // write-protected pages would fault at every chunk touched.
         let in_pid_ns = host.pid_ns.is_some();
         drop(host);
+        #[cfg(target_env = "gnu")]
+        // SAFETY: plain call into the allocator; nothing is borrowed.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         let (root_pid, child_exit) = start_target(&mut session, opts, &target)?;
         let mut live = Live {
             session,
