@@ -31,11 +31,39 @@ pub use overhead::overhead;
 pub use serve::run as serve;
 pub use storm::storm;
 
-use std::path::PathBuf;
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 
 use crate::cmd;
+
+/// One quiet `spawnprof record FLAGS -o DIR -- ARGV`: its summary.json.
+fn recorded_summary(
+    spawnprof: &Path,
+    dir: &Path,
+    flags: &[&str],
+    argv: &[String],
+) -> Result<serde_json::Value> {
+    let status = Command::new(spawnprof)
+        .args(["record", "--force", "--no-live"])
+        .args(flags)
+        .arg("-o")
+        .arg(dir)
+        .arg("--")
+        .args(argv)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("spawnprof record {} failed: {status}", flags.join(" "));
+    }
+    Ok(serde_json::from_str(&std::fs::read_to_string(
+        dir.join("summary.json"),
+    )?)?)
+}
 
 fn release_bin(name: &str) -> PathBuf {
     cmd::target_dir().join("release").join(name)

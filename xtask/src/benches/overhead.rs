@@ -470,20 +470,7 @@ fn print_probe_cost(summaries: &[serde_json::Value], times: &[RunTime], workload
 /// One `record --probe-cost` of `workload`: its summary.json.
 fn probe_cost_run(spawnprof: &Path, out: &Path, workload: &Workload) -> Result<serde_json::Value> {
     let dir = out.join("probe-cost");
-    let status = Command::new(spawnprof)
-        .args(["record", "--force", "--no-live", "--probe-cost", "-o"])
-        .arg(&dir)
-        .arg("--")
-        .args(&workload.argv)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("spawnprof record --probe-cost failed: {status}");
-    }
-    Ok(serde_json::from_str(&std::fs::read_to_string(
-        dir.join("summary.json"),
-    )?)?)
+    super::recorded_summary(spawnprof, &dir, &["--probe-cost"], &workload.argv)
 }
 
 /// Each probe program's runs and run time per spawn in one summary's

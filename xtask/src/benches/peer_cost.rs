@@ -100,24 +100,8 @@ pub(super) const IDLE_SYSCALL_TP: &str = "tracepoint:syscalls:sys_enter_acct { @
 /// (Debian 12) has no raw ones; compare it with that recording.
 pub(super) fn empty_at_our_tracepoints(spawnprof: &Path, out: &Path) -> Result<String> {
     let dir = out.join("plan");
-    let status = Command::new(spawnprof)
-        .args([
-            "record",
-            "--force",
-            "--no-live",
-            "--no-raw-tracepoint",
-            "-o",
-        ])
-        .arg(&dir)
-        .args(["--", "/bin/true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("spawnprof record -- /bin/true failed: {status}");
-    }
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json"))?)?;
+    let argv = ["/bin/true".to_string()];
+    let summary = super::recorded_summary(spawnprof, &dir, &["--no-raw-tracepoint"], &argv)?;
     let probes = bpftrace_probes(&summary["plan"]);
     if probes.is_empty() {
         bail!("no tracepoint in the plan of {}", dir.display());
