@@ -301,24 +301,14 @@ fn slices_counted(line: &str) -> bool {
 
 /// Raw tracepoint programs written for one prototype of their tracepoint:
 /// (program, tracepoint, the argument they read its first bool from). The
-/// mmap_lock tracepoints passed `(mm, memcg_path, write[, success])` before
-/// about 6.14 and `(mm, write[, success])` since; the kernel's BTF says which.
+/// mmap_lock tracepoints passed `(mm, memcg_path, write)` before about 6.14
+/// and `(mm, write)` since; the kernel's BTF says which.
 pub(super) const RAW_PROTOTYPES: &[(&str, &str, u32)] = &[
     ("raw_mmap_lock_start_locking", "mmap_lock_start_locking", 1),
-    (
-        "raw_mmap_lock_acquire_returned",
-        "mmap_lock_acquire_returned",
-        1,
-    ),
     ("raw_mmap_lock_released", "mmap_lock_released", 1),
     (
         "raw_mmap_lock_start_locking_memcg",
         "mmap_lock_start_locking",
-        2,
-    ),
-    (
-        "raw_mmap_lock_acquire_returned_memcg",
-        "mmap_lock_acquire_returned",
         2,
     ),
     ("raw_mmap_lock_released_memcg", "mmap_lock_released", 2),

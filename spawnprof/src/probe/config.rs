@@ -109,13 +109,6 @@ const TRACEPOINT_FIELDS: &[FieldSource] = &[
         1,
     ),
     (
-        |o| &mut o.mmap_lock_success,
-        "mmap_lock",
-        "mmap_lock_acquire_returned",
-        "success",
-        1,
-    ),
-    (
         |o| &mut o.fault_error_code,
         "exceptions",
         "page_fault_user",
@@ -187,18 +180,16 @@ pub fn tracepoint_offsets(tracefs: &Tracefs) -> Result<TracepointOffsets> {
             *slot(&mut o) = v;
         }
     }
-    // The mmap_lock release/acquire events share start_locking's layout for
-    // mm and write; check rather than assume.
-    for ev in ["mmap_lock_acquire_returned", "mmap_lock_released"] {
-        if let (Some(mm), Some(w)) = (
-            get("mmap_lock", ev, "mm", 8),
-            get("mmap_lock", ev, "write", 1),
-        ) && (mm != o.mmap_lock_mm || w != o.mmap_lock_write)
-        {
-            bail!(
-                "mmap_lock:{ev} lays out mm/write differently from start_locking; please report this kernel"
-            );
-        }
+    // The mmap_lock release event shares start_locking's layout for mm and
+    // write; check rather than assume.
+    if let (Some(mm), Some(w)) = (
+        get("mmap_lock", "mmap_lock_released", "mm", 8),
+        get("mmap_lock", "mmap_lock_released", "write", 1),
+    ) && (mm != o.mmap_lock_mm || w != o.mmap_lock_write)
+    {
+        bail!(
+            "mmap_lock:mmap_lock_released lays out mm/write differently from start_locking; please report this kernel"
+        );
     }
     Ok(o)
 }

@@ -39,7 +39,6 @@ const UNAVAILABLE: Candidate = Candidate {
 
 const RAW_MMAP_LOCK: &[Attach] = &[
     raw_tp!("mmap_lock_start_locking"),
-    raw_tp!("mmap_lock_acquire_returned"),
     raw_tp!("mmap_lock_released"),
 ];
 
@@ -49,10 +48,8 @@ const RAW_MMAP_LOCK: &[Attach] = &[
 /// while the traced processes do not fork (see `park`).
 pub const FORK_ONLY: &[&str] = &[
     "raw_mmap_lock_start_locking",
-    "raw_mmap_lock_acquire_returned",
     "raw_mmap_lock_released",
     "raw_mmap_lock_start_locking_memcg",
-    "raw_mmap_lock_acquire_returned_memcg",
     "raw_mmap_lock_released_memcg",
     "raw_page_fault_user",
 ];
@@ -61,10 +58,6 @@ const RAW_MMAP_LOCK_MEMCG: &[Attach] = &[
     Attach::RawTracepoint {
         program: "raw_mmap_lock_start_locking_memcg",
         name: "mmap_lock_start_locking",
-    },
-    Attach::RawTracepoint {
-        program: "raw_mmap_lock_acquire_returned_memcg",
-        name: "mmap_lock_acquire_returned",
     },
     Attach::RawTracepoint {
         program: "raw_mmap_lock_released_memcg",
@@ -77,11 +70,6 @@ const MMAP_LOCK: &[Attach] = &[
         "mmap_lock_start_locking",
         "mmap_lock",
         "mmap_lock_start_locking",
-    ),
-    tp(
-        "mmap_lock_acquire_returned",
-        "mmap_lock",
-        "mmap_lock_acquire_returned",
     ),
     tp("mmap_lock_released", "mmap_lock", "mmap_lock_released"),
 ];
@@ -315,17 +303,17 @@ pub const PLAN: &[ProbeStage] = &[
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
                 attaches: RAW_MMAP_LOCK,
-                how: "raw mmap_lock start_locking to acquire_returned of the parent's mm inside the clone",
+                how: "raw mmap_lock start_locking of the parent's mm to that of the new one, inside the clone",
             },
             Candidate {
                 mechanism: Mechanism::RawTracepoint,
                 attaches: RAW_MMAP_LOCK_MEMCG,
-                how: "raw mmap_lock start_locking to acquire_returned of the parent's mm inside the clone (with a memcg_path, before about 6.14)",
+                how: "raw mmap_lock start_locking of the parent's mm to that of the new one, inside the clone (with a memcg_path, before about 6.14)",
             },
             Candidate {
                 mechanism: Mechanism::Tracepoint,
                 attaches: MMAP_LOCK,
-                how: "mmap_lock start_locking to acquire_returned of the parent's mm inside the clone",
+                how: "mmap_lock start_locking of the parent's mm to that of the new one, inside the clone",
             },
             UNAVAILABLE,
         ],
