@@ -108,10 +108,17 @@ fn a_1gib_parent_copies_its_mm_at_least_20x_longer_than_an_empty_one_and_vfork_c
                 "serial",
             ],
         );
-        run.children_of_root()
-            .iter()
-            .map(|r| r.duration("dup_mmap"))
-            .collect()
+        let children = run.children_of_root();
+        // The lock wait is timed inside dup_mmap (from the mmap_lock
+        // tracepoints here: the parent's lock, then the new mm's).
+        for r in children.iter().filter(|r| r.duration("dup_mmap").is_some()) {
+            let wait = r.duration("mm_lock_wait");
+            assert!(
+                wait.is_some_and(|w| w <= r.duration("dup_mmap").unwrap_or(0)),
+                "a fork's lock wait is timed, within its dup_mmap: {r:#?}"
+            );
+        }
+        children.iter().map(|r| r.duration("dup_mmap")).collect()
     };
     let small = dup_mmap("0", "fork-exec");
     let big = dup_mmap("1G", "fork-exec");
