@@ -85,8 +85,8 @@ fn released(mm: u64, write: bool) -> u32 {
 
 // Raw tracepoints: TP_PROTO(struct mm_struct *mm, bool write), and before
 // about 6.14 with a `const char *memcg_path` before `write` (the `_memcg`
-// programs). The loader attaches the pair whose
-// prototype the kernel's BTF declares: a raw program reads by position.
+// programs). The loader attaches the pair whose prototype the kernel's BTF
+// declares: a raw program reads by position.
 
 #[inline(always)]
 fn flag(ctx: &RawTracePointContext, n: usize) -> bool {
