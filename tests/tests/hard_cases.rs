@@ -1,9 +1,10 @@
 //! The hard cases of issue 17: one real-kernel test per behaviour that is
 //! wrong today. Each drives a real workload (a python script or C program in
 //! `tests/workloads/`, the C ones compiled here with gcc, or the reference
-//! spawner) and asserts what a correct recording must say. They fail until
-//! the kernel-side and correlator redesign lands, so they are ignored until
-//! then: `cargo test -p spawnprof-tests --test hard_cases -- --ignored`.
+//! spawner) and asserts what a correct recording must say. They were
+//! written failing, before spawns were assembled in the kernel; they pass
+//! now and run with the rest (`cargo xtask test`). The last one checks the
+//! lock wait inside dup_mmap.
 use std::{
     collections::{BTreeMap, HashSet},
     io::{BufRead as _, BufReader},
@@ -824,4 +825,38 @@ fn clone_flags_name_namespaces_pidfd_sysvsem_and_into_cgroup() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+// ------------------------------------------------ dup_mmap's lock wait
+
+/// A fork whose parent's mmap lock is held by another of its threads (here
+/// an mprotect of 256 MiB, rewriting every page table entry) waits for it
+/// inside dup_mmap: the wait is recorded apart from the copy, within it,
+/// and is far longer than an uncontended fork's (about 0.1 µs).
+#[test]
+fn a_fork_waiting_for_its_parents_mmap_lock_has_that_wait_within_dup_mmap() {
+    let exe = compile("fork-under-lock", "fork_under_lock.c", &["-pthread"]);
+    let run = record(
+        "fork-under-lock",
+        &["--sample-hz", "0", "--", exe.to_str().expect("utf-8 path")],
+    );
+    assert_ok(&run);
+    assert_eq!(printed(&run, "forks"), 20);
+    let forks = run.forks_of_root();
+    assert_eq!(forks.len(), 20, "every fork has its record");
+    let mut long_waits = 0;
+    for r in &forks {
+        let (Some(wait), Some(dup_mmap)) = (r.duration("mm_lock_wait"), r.duration("dup_mmap"))
+        else {
+            panic!("a fork without its lock wait or dup_mmap: {r:#?}");
+        };
+        assert!(wait <= dup_mmap, "the wait is part of dup_mmap: {r:#?}");
+        if wait >= 100_000 {
+            long_waits += 1;
+        }
+    }
+    assert!(
+        long_waits >= 5,
+        "only {long_waits} of 20 forks waited 100 µs or more for the lock an mprotect held"
+    );
 }
