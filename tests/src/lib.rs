@@ -153,6 +153,18 @@ pub fn assert_complete_but(what: &str, records: &[&SpawnRecord], max_missed: usi
     );
 }
 
+/// A fork's wait for its parent's mmap lock, asserted to be timed and to
+/// lie within its dup_mmap; `None` when the record has no dup_mmap.
+pub fn lock_wait_within_dup_mmap(r: &SpawnRecord) -> Option<u64> {
+    let dup_mmap = r.duration("dup_mmap")?;
+    let wait = r.duration("mm_lock_wait");
+    assert!(
+        wait.is_some_and(|w| w <= dup_mmap),
+        "a fork's lock wait is timed, within its dup_mmap: {r:#?}"
+    );
+    wait
+}
+
 /// Runs `spawnprof record -o DIR <args>` and loads the recording.
 pub fn record(test: &str, args: &[&str]) -> Run {
     require_root();
