@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     probe::RawSample,
-    recording::{SPAWNS_FILE, light},
+    recording::{RecordingWriter, SPAWNS_FILE, Summary, light},
     report::export,
     sys::clock::mono_ns,
     trace::stacks::{self, KernelSymbols, MapsCache},
@@ -26,28 +26,15 @@ const COMMAND_GRACE: Duration = Duration::from_secs(2);
 const CTRL_C_GRACE: Duration = Duration::from_millis(300);
 
 impl Live {
+    /// Ends the command, takes the last records with the probes stopped,
+    /// and writes everything out.
     pub async fn finish(
         mut self,
         stop: Stop,
         opts: &RecordOptions,
         mut interrupts: Interrupts,
     ) -> Result<Recorded> {
-        // The recording covers the time until the loop stopped, not the
-        // time it takes to end the command and write the files.
-        self.summary.duration_ns = mono_ns().saturating_sub(self.t0);
-        // A Ctrl-C at the terminal also ends the command, and its exit can
-        // win the race to the loop: the signal still makes this an interrupt.
-        let interrupted = matches!(stop, Stop::Interrupted) || interrupts.arrived().await.is_some();
-        self.summary.interrupted = interrupted;
-        self.summary.exit_code = match stop {
-            Stop::TargetExited(code) => code,
-            _ => self.end_command(&stop, opts).await,
-        };
-        if interrupted {
-            crate::say!(
-                "spawnprof: interrupted; writing what was recorded (Ctrl-C again to quit at once)"
-            );
-        }
+        let interrupted = self.settle(&stop, opts, &mut interrupts).await;
         // What follows is synchronous: from here a signal is noted, and the
         // next one (after an interrupt, the very next) ends the process at once.
         interrupts.writing(interrupted);
@@ -56,6 +43,39 @@ impl Live {
         if let Some(delay) = super::test_hook_ms("SPAWNPROF_TEST_WRITE_DELAY_MS") {
             std::thread::sleep(delay);
         }
+        self.last_records().write_out(opts)
+    }
+
+    /// Closes the recording's time, then ends the command if it still
+    /// runs. Returns whether the recording was interrupted.
+    async fn settle(
+        &mut self,
+        stop: &Stop,
+        opts: &RecordOptions,
+        interrupts: &mut Interrupts,
+    ) -> bool {
+        // The recording covers the time until the loop stopped, not the
+        // time it takes to end the command and write the files.
+        self.summary.duration_ns = mono_ns().saturating_sub(self.t0);
+        // A Ctrl-C at the terminal also ends the command, and its exit can
+        // win the race to the loop: the signal still makes this an interrupt.
+        let interrupted = matches!(stop, Stop::Interrupted) || interrupts.arrived().await.is_some();
+        self.summary.interrupted = interrupted;
+        self.summary.exit_code = match stop {
+            Stop::TargetExited(code) => *code,
+            _ => self.end_command(stop, opts).await,
+        };
+        if interrupted {
+            crate::say!(
+                "spawnprof: interrupted; writing what was recorded (Ctrl-C again to quit at once)"
+            );
+        }
+        interrupted
+    }
+
+    /// Stops the probes and takes every record still in the kernel: the
+    /// ring's, then the spawns not sent before the stop.
+    fn last_records(mut self) -> LastRecords {
         self.drain();
         self.summary.fork_probes = self.session.park_counts();
         // Measured before the stacks are symbolized: that is after-the-fact
@@ -86,29 +106,12 @@ impl Live {
         let lost = kernel.lost();
         (summary.lost, summary.lost_spawns) = (lost.by_reason, lost.spawns);
         summary.unfinished = None;
-        let (recording, records, mut unsaved) = writer.finish(&mut summary);
-        // What could not be saved (a full disk): the recording still ends
-        // normally, and the report is still printed from memory.
-        if let Some(samples) = samples
-            && let Err(e) = write_stacks(recording.dir(), &samples, &maps, opts.sample_hz)
-        {
-            unsaved.push(e);
-        }
-        if unsaved.is_empty() {
-            // The recording itself is safe on disk by now; a failed picture
-            // must not lose it.
-            if let Err(e) = export::write_all_from_recording(recording.dir()) {
-                crate::say!(
-                    "spawnprof: the recording is saved, but writing its reports failed: {e:#}"
-                );
-            }
-        }
-        recording.hand_to_invoking_user()?;
-        Ok(Recorded {
-            records,
+        LastRecords {
+            writer,
             summary,
-            unsaved,
-        })
+            samples,
+            maps,
+        }
     }
 
     /// Ends a command the recording started that is still running, as
@@ -154,6 +157,49 @@ impl Live {
         let samples = self.session.stack_samples().unwrap_or_default();
         self.summary.stack_samples = samples.iter().map(|s| s.count).sum();
         Some(samples)
+    }
+}
+
+/// Everything recorded, the probes stopped: what is left is writing it.
+struct LastRecords {
+    writer: RecordingWriter,
+    summary: Summary,
+    samples: Option<Vec<RawSample>>,
+    maps: MapsCache,
+}
+
+impl LastRecords {
+    /// Writes the recording, then its stacks and reports. What could not
+    /// be saved (a full disk) is listed: the recording still ends normally,
+    /// and the report is still printed from memory.
+    fn write_out(self, opts: &RecordOptions) -> Result<Recorded> {
+        let LastRecords {
+            writer,
+            mut summary,
+            samples,
+            maps,
+        } = self;
+        let (recording, records, mut unsaved) = writer.finish(&mut summary);
+        if let Some(samples) = samples
+            && let Err(e) = write_stacks(recording.dir(), &samples, &maps, opts.sample_hz)
+        {
+            unsaved.push(e);
+        }
+        if unsaved.is_empty() {
+            // The recording itself is safe on disk by now; a failed picture
+            // must not lose it.
+            if let Err(e) = export::write_all_from_recording(recording.dir()) {
+                crate::say!(
+                    "spawnprof: the recording is saved, but writing its reports failed: {e:#}"
+                );
+            }
+        }
+        recording.hand_to_invoking_user()?;
+        Ok(Recorded {
+            records,
+            summary,
+            unsaved,
+        })
     }
 }
 
