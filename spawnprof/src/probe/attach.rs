@@ -198,88 +198,100 @@ const SCHED_INFO_FIELDS: &[(&str, &str)] = &[
 ];
 
 fn precheck(host: &Host, opts: &SessionOptions, candidate: &Candidate) -> Result<()> {
+    let attaches = candidate.attaches;
     match candidate.mechanism {
-        Mechanism::Fentry => {
-            if opts.no_fentry {
-                bail!("disabled by --no-fentry");
-            }
-            let Some(btf) = &host.btf else {
-                bail!(
-                    "no kernel BTF ({})",
-                    host.btf_error.as_deref().unwrap_or("unknown reason")
-                );
-            };
-            for a in candidate.attaches {
-                if let Attach::Fentry { function, .. } | Attach::Fexit { function, .. } = a
-                    && !btf.has_function(function)
-                {
-                    bail!(
-                        "`{function}` is not in the kernel's BTF (inlined or renamed on this kernel)"
-                    );
-                }
-            }
-        }
-        Mechanism::Kprobe => {
-            if opts.no_kprobe {
-                bail!("disabled by --no-kprobe");
-            }
-            if !host.kprobe_pmu {
-                bail!(
-                    "no kprobe PMU (/sys/bus/event_source/devices/kprobe/type is missing: \
-                     kernel built without CONFIG_KPROBES)"
-                );
-            }
-            for a in candidate.attaches {
-                if let Attach::Kprobe { function, .. } = a
-                    && !host.kprobe_target_exists(function)
-                {
-                    bail!("`{function}` is not in available_filter_functions (inlined or notrace)");
-                }
-            }
-        }
+        Mechanism::Fentry => precheck_fentry(host, opts, attaches)?,
+        Mechanism::Kprobe => precheck_kprobe(host, opts, attaches)?,
         Mechanism::RawTracepoint => {
             if opts.no_raw_tracepoint {
                 bail!("disabled by --no-raw-tracepoint");
             }
-            for a in candidate.attaches {
+            for a in attaches {
                 check_raw_prototype(host, a.program())?;
             }
         }
-        Mechanism::Tracepoint => {
-            for a in candidate.attaches {
-                if let Attach::Tracepoint {
-                    category,
-                    name,
-                    optional: false,
-                    ..
-                } = a
-                    && !host.tracefs.has_event(category, name)
-                {
-                    bail!("tracepoint {category}:{name} does not exist on this kernel");
-                }
-            }
-        }
-        Mechanism::SchedInfo => {
-            let btf = host
-                .btf
-                .as_ref()
-                .context("no kernel BTF to locate sched_info")?;
-            for (s, m) in SCHED_INFO_FIELDS {
-                if btf.member_offset(s, m).is_none() {
-                    bail!("the kernel's BTF has no {s}.{m} (built without CONFIG_SCHED_INFO)");
-                }
-            }
-            if !sched_info_counting() {
-                bail!(
-                    "the scheduler counts no run delays here (/proc/self/schedstat reads 0 \
-                     time slices: a kernel before 5.14 without schedstats, booted with \
-                     `nodelayacct`; boot without it)"
-                );
-            }
-        }
+        Mechanism::Tracepoint => precheck_tracepoints(host, attaches)?,
+        Mechanism::SchedInfo => precheck_sched_info(host)?,
         Mechanism::Unavailable => {}
     }
     check_btf_fields(host, candidate)
+}
+
+fn precheck_fentry(host: &Host, opts: &SessionOptions, attaches: &[Attach]) -> Result<()> {
+    if opts.no_fentry {
+        bail!("disabled by --no-fentry");
+    }
+    let Some(btf) = &host.btf else {
+        bail!(
+            "no kernel BTF ({})",
+            host.btf_error.as_deref().unwrap_or("unknown reason")
+        );
+    };
+    for a in attaches {
+        if let Attach::Fentry { function, .. } | Attach::Fexit { function, .. } = a
+            && !btf.has_function(function)
+        {
+            bail!("`{function}` is not in the kernel's BTF (inlined or renamed on this kernel)");
+        }
+    }
+    Ok(())
+}
+
+fn precheck_kprobe(host: &Host, opts: &SessionOptions, attaches: &[Attach]) -> Result<()> {
+    if opts.no_kprobe {
+        bail!("disabled by --no-kprobe");
+    }
+    if !host.kprobe_pmu {
+        bail!(
+            "no kprobe PMU (/sys/bus/event_source/devices/kprobe/type is missing: \
+             kernel built without CONFIG_KPROBES)"
+        );
+    }
+    for a in attaches {
+        if let Attach::Kprobe { function, .. } = a
+            && !host.kprobe_target_exists(function)
+        {
+            bail!("`{function}` is not in available_filter_functions (inlined or notrace)");
+        }
+    }
+    Ok(())
+}
+
+/// Every tracepoint a stage cannot do without must exist.
+fn precheck_tracepoints(host: &Host, attaches: &[Attach]) -> Result<()> {
+    for a in attaches {
+        if let Attach::Tracepoint {
+            category,
+            name,
+            optional: false,
+            ..
+        } = a
+            && !host.tracefs.has_event(category, name)
+        {
+            bail!("tracepoint {category}:{name} does not exist on this kernel");
+        }
+    }
+    Ok(())
+}
+
+fn precheck_sched_info(host: &Host) -> Result<()> {
+    let btf = host
+        .btf
+        .as_ref()
+        .context("no kernel BTF to locate sched_info")?;
+    for (s, m) in SCHED_INFO_FIELDS {
+        if btf.member_offset(s, m).is_none() {
+            bail!("the kernel's BTF has no {s}.{m} (built without CONFIG_SCHED_INFO)");
+        }
+    }
+    if !sched_info_counting() {
+        bail!(
+            "the scheduler counts no run delays here (/proc/self/schedstat reads 0 \
+             time slices: a kernel before 5.14 without schedstats, booted with \
+             `nodelayacct`; boot without it)"
+        );
+    }
+    Ok(())
 }
 
 /// Whether the kernel fills `sched_info` at run time: before 5.14 a
