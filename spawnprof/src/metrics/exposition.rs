@@ -104,6 +104,7 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Hist) {
     let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
 }
 
+/// The counters by comm and method, then the others.
 fn counters(out: &mut String, snap: &Snapshot) {
     type Field = fn(&super::SpawnCounts) -> u64;
     let per_comm: [(&str, &str, Field); 4] = [
@@ -140,6 +141,12 @@ fn counters(out: &mut String, snap: &Snapshot) {
             );
         }
     }
+    keyed_counters(out, snap);
+    scalar_counters(out, snap);
+}
+
+/// The counters by errno and by reason of loss.
+fn keyed_counters(out: &mut String, snap: &Snapshot) {
     family(
         out,
         "spawnprof_exec_failures_total",
@@ -166,6 +173,10 @@ fn counters(out: &mut String, snap: &Snapshot) {
             escape(reason)
         );
     }
+}
+
+/// The counters with no labels: full maps, parking, recycled labels.
+fn scalar_counters(out: &mut String, snap: &Snapshot) {
     family(
         out,
         "spawnprof_map_full_total",
