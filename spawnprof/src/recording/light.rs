@@ -558,53 +558,8 @@ pub fn scan_line(b: &[u8]) -> Option<LightRecord<'_>> {
             _ => return None,
         }
         let (key, at) = key_at(b, i)?;
-        i = at;
-        let bit = match key {
-            b"parent_comm" => {
-                (r.parent_comm, i) = opt_str(b, i)?;
-                1
-            }
-            b"method" => {
-                (r.method, i) = opt_str(b, i)?;
-                2
-            }
-            b"syscall" => {
-                (r.syscall, i) = opt_str(b, i)?;
-                4
-            }
-            b"thread" => {
-                (r.thread, i) = boolean(b, i)?;
-                8
-            }
-            b"root" => {
-                (r.root, i) = boolean(b, i)?;
-                16
-            }
-            b"durations" => {
-                i = durations(b, i, &mut r.durations)?;
-                32
-            }
-            b"child_pid" => {
-                let pid;
-                (pid, i) = opt_u64(b, i)?;
-                r.child_pid = pid.map(u32::try_from).transpose().ok()?;
-                64
-            }
-            b"exec_path" => {
-                (r.exec_path, i) = opt_str(b, i)?;
-                128
-            }
-            b"failed_exec_attempts" => {
-                let n;
-                (n, i) = opt_u64(b, i)?;
-                r.failed_exec_attempts = n?;
-                256
-            }
-            _ => {
-                i = skip_value(b, i)?;
-                0
-            }
-        };
+        let bit;
+        (i, bit) = field(key, b, at, &mut r)?;
         seen |= bit;
         if seen == ALL {
             return Some(r);
@@ -616,6 +571,64 @@ pub fn scan_line(b: &[u8]) -> Option<LightRecord<'_>> {
             _ => return None,
         }
     }
+}
+
+/// Reads the value of `key` at `i` into `r` (or skips it): where the
+/// value ends, and the bit of the field among those [`scan_line`] wants.
+#[inline]
+fn field<'a>(
+    key: &[u8],
+    b: &'a [u8],
+    mut i: usize,
+    r: &mut LightRecord<'a>,
+) -> Option<(usize, u16)> {
+    let bit = match key {
+        b"parent_comm" => {
+            (r.parent_comm, i) = opt_str(b, i)?;
+            1
+        }
+        b"method" => {
+            (r.method, i) = opt_str(b, i)?;
+            2
+        }
+        b"syscall" => {
+            (r.syscall, i) = opt_str(b, i)?;
+            4
+        }
+        b"thread" => {
+            (r.thread, i) = boolean(b, i)?;
+            8
+        }
+        b"root" => {
+            (r.root, i) = boolean(b, i)?;
+            16
+        }
+        b"durations" => {
+            i = durations(b, i, &mut r.durations)?;
+            32
+        }
+        b"child_pid" => {
+            let pid;
+            (pid, i) = opt_u64(b, i)?;
+            r.child_pid = pid.map(u32::try_from).transpose().ok()?;
+            64
+        }
+        b"exec_path" => {
+            (r.exec_path, i) = opt_str(b, i)?;
+            128
+        }
+        b"failed_exec_attempts" => {
+            let n;
+            (n, i) = opt_u64(b, i)?;
+            r.failed_exec_attempts = n?;
+            256
+        }
+        _ => {
+            i = skip_value(b, i)?;
+            0
+        }
+    };
+    Some((i, bit))
 }
 
 #[cfg(test)]
