@@ -123,6 +123,35 @@ const SETUPS: [(&str, Setup); 5] = [
 /// /bin/true; pinned to CPU 0 when taskset is there) under each setup,
 /// rounds interleaved: (spawns/s, p50 of the spawn call in µs) per run.
 fn rate_ratio(spawnprof: &Path, spawner: &Path, rounds: usize) -> Result<()> {
+    let (argv, pinned) = spawner_argv(spawner);
+    let out = cmd::target_dir().join("bench-serve-record");
+    let have_bpftrace = cmd::find_in_path("bpftrace").is_some();
+    if !have_bpftrace {
+        println!("SKIPPED: the idle syscall tracepoint floor (apt-get install bpftrace)");
+    }
+    let mut results = vec![(Vec::new(), Vec::new()); SETUPS.len()];
+    for round in 0..rounds {
+        eprintln!("bench-serve: round {} of {rounds}", round + 1);
+        for (i, (_, setup)) in SETUPS.iter().enumerate() {
+            if matches!(setup, Setup::IdleSyscallTp) && !have_bpftrace {
+                continue;
+            }
+            let (rate, p50) = run_setup(setup, spawnprof, &argv, &out)?;
+            results[i].0.push(rate);
+            results[i].1.push(p50);
+        }
+    }
+    println!(
+        "serial posix-spawn /bin/true, 3000{}, median of {rounds} interleaved rounds:\n",
+        if pinned { ", pinned to CPU 0" } else { "" }
+    );
+    print_rates(&results);
+    Ok(())
+}
+
+/// The spawner's serial posix_spawn loop, pinned to CPU 0 when taskset is
+/// there (and whether it is).
+fn spawner_argv(spawner: &Path) -> (Vec<String>, bool) {
     let taskset = cmd::find_in_path("taskset");
     let mut argv: Vec<String> = Vec::new();
     if let Some(t) = &taskset {
@@ -140,71 +169,53 @@ fn rate_ratio(spawnprof: &Path, spawner: &Path, rounds: usize) -> Result<()> {
         ]
         .map(String::from),
     );
-    let out = cmd::target_dir().join("bench-serve-record");
-    let have_bpftrace = cmd::find_in_path("bpftrace").is_some();
-    if !have_bpftrace {
-        println!("SKIPPED: the idle syscall tracepoint floor (apt-get install bpftrace)");
-    }
-    let run = |setup: &Setup| -> Result<(f64, f64)> {
-        let _serve = match setup {
-            Setup::Serve(args) => Some(Serve::start(spawnprof, args)?),
-            _ => None,
-        };
-        let mut c = match setup {
-            Setup::Record => {
-                let mut c = Command::new(spawnprof);
-                c.args(["record", "--force", "--no-live", "--sample-hz", "0", "-o"])
-                    .arg(&out)
-                    .arg("--");
-                c.args(&argv);
-                c
-            }
-            Setup::IdleSyscallTp => {
-                super::peer_cost::bpftrace_running(super::peer_cost::IDLE_SYSCALL_TP, &argv)
-            }
-            _ => {
-                let mut c = Command::new(&argv[0]);
-                c.args(&argv[1..]);
-                c
-            }
-        };
-        let output = c.stderr(Stdio::null()).output()?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let line = text
-            .lines()
-            .rev()
-            .find(|l| l.contains("\"spawns_per_sec\""))
-            .context("no spawner result")?;
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        Ok((
-            v["spawns_per_sec"].as_f64().context("no spawns_per_sec")?,
-            v["latency_ns"]["p50"].as_f64().context("no p50")? / 1000.0,
-        ))
+    (argv, taskset.is_some())
+}
+
+/// One run of the loop under `setup`: (spawns/s, p50 of the call in µs).
+fn run_setup(setup: &Setup, spawnprof: &Path, argv: &[String], out: &Path) -> Result<(f64, f64)> {
+    let _serve = match setup {
+        Setup::Serve(args) => Some(Serve::start(spawnprof, args)?),
+        _ => None,
     };
-    let mut results = vec![(Vec::new(), Vec::new()); SETUPS.len()];
-    for round in 0..rounds {
-        eprintln!("bench-serve: round {} of {rounds}", round + 1);
-        for (i, (_, setup)) in SETUPS.iter().enumerate() {
-            if matches!(setup, Setup::IdleSyscallTp) && !have_bpftrace {
-                continue;
-            }
-            let (rate, p50) = run(setup)?;
-            results[i].0.push(rate);
-            results[i].1.push(p50);
+    let mut c = match setup {
+        Setup::Record => {
+            let mut c = Command::new(spawnprof);
+            c.args(["record", "--force", "--no-live", "--sample-hz", "0", "-o"])
+                .arg(out)
+                .arg("--");
+            c.args(argv);
+            c
         }
-    }
-    println!(
-        "serial posix-spawn /bin/true, 3000{}, median of {rounds} interleaved rounds:\n",
-        if taskset.is_some() {
-            ", pinned to CPU 0"
-        } else {
-            ""
+        Setup::IdleSyscallTp => {
+            super::peer_cost::bpftrace_running(super::peer_cost::IDLE_SYSCALL_TP, argv)
         }
-    );
+        _ => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+    };
+    let output = c.stderr(Stdio::null()).output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"spawns_per_sec\""))
+        .context("no spawner result")?;
+    let v: serde_json::Value = serde_json::from_str(line)?;
+    Ok((
+        v["spawns_per_sec"].as_f64().context("no spawns_per_sec")?,
+        v["latency_ns"]["p50"].as_f64().context("no p50")? / 1000.0,
+    ))
+}
+
+/// The table of medians: each setup's rate and p50 against no probes'.
+fn print_rates(results: &[(Vec<f64>, Vec<f64>)]) {
     println!("| setup | spawns/s [range] | ratio | p50 spawn call [range] | p50 ratio |");
     println!("|---|---:|---:|---:|---:|");
     let (base_rate, base_p50) = (median(results[0].0.clone()), median(results[0].1.clone()));
-    for ((name, _), (rates, p50s)) in SETUPS.iter().zip(&results) {
+    for ((name, _), (rates, p50s)) in SETUPS.iter().zip(results) {
         if rates.is_empty() {
             continue;
         }
@@ -220,7 +231,6 @@ fn rate_ratio(spawnprof: &Path, spawner: &Path, rounds: usize) -> Result<()> {
     println!(
         "\n(ratio: spawns/s against no probes, target >= 0.98; p50 ratio: no probes' p50 / this p50)\n"
     );
-    Ok(())
 }
 
 fn range(v: &[f64]) -> String {
