@@ -267,24 +267,7 @@ pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
     let unwatched = clone.map_or(0, |c| unsafe { (*c).unwatched } as u32);
     set(
         s,
-        if is_thread { spawn::THREAD } else { 0 }
-            | if copies_mm { spawn::COW_PENDING } else { 0 }
-            | if awaited {
-                spawn::AWAITING_FIRST_RUN
-            } else {
-                0
-            }
-            | if slotted { spawn::FIRST_RUN_SLOT } else { 0 }
-            | if unwatched & parked::MM_LOCK != 0 {
-                spawn::FORK_UNWATCHED
-            } else {
-                0
-            }
-            | if unwatched & parked::FAULTS != 0 {
-                spawn::FAULTS_UNWATCHED
-            } else {
-                0
-            },
+        fork_flags(is_thread, copies_mm, awaited, slotted, unwatched),
     );
     if !keep(child, b) {
         if slotted {
@@ -302,6 +285,25 @@ pub fn forked(t: u64, child: u32, cpu: u32, parent: *mut TracedProc) {
             arm(Gate::AwaitingUnslotted);
         }
     }
+}
+
+/// The new record's flags: what the fork learnt about its child, and
+/// which of the fork-only probes were parked when its clone began.
+#[inline(always)]
+fn fork_flags(
+    is_thread: bool,
+    copies_mm: bool,
+    awaited: bool,
+    slotted: bool,
+    unwatched: u32,
+) -> u32 {
+    let bit = |on: bool, flag: u32| if on { flag } else { 0 };
+    bit(is_thread, spawn::THREAD)
+        | bit(copies_mm, spawn::COW_PENDING)
+        | bit(awaited, spawn::AWAITING_FIRST_RUN)
+        | bit(slotted, spawn::FIRST_RUN_SLOT)
+        | bit(unwatched & parked::MM_LOCK != 0, spawn::FORK_UNWATCHED)
+        | bit(unwatched & parked::FAULTS != 0, spawn::FAULTS_UNWATCHED)
 }
 
 /// Puts `tid` in its first-run slot if the slot is free. Two CPUs racing
