@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     probe::{Host, Session, SessionOptions},
-    recording::{Ending, RecordingWriter, SCHEMA_VERSION, Summary, recover},
+    recording::{Ending, RecordingWriter, Summary, recover},
     sys::{
         clock::{mono_ns, unix_seconds_now},
         node::NodeFacts,
@@ -197,33 +197,15 @@ fn provisional_summary(
     t0: u64,
 ) -> Summary {
     Summary {
-        schema_version: SCHEMA_VERSION,
-        spawnprof_version: env!("CARGO_PKG_VERSION").into(),
-        target: target.desc.clone(),
-        kernel: host.kernel_release.clone(),
         node: Some(NodeFacts::collect()),
         start_monotonic_ns: t0,
         start_unix_s: unix_seconds_now().unwrap_or(0),
-        duration_ns: 0,
-        interrupted: false,
-        timed_out: false,
-        exit_code: None,
-        counts: Default::default(),
-        lost_spawns: 0,
-        lost: Default::default(),
-        assembly: Default::default(),
         fault_coverage: Some(session.fault_coverage()),
-        stages: Default::default(),
-        placement: None,
-        spawn_time: None,
         plan: session.plan.clone(),
         captured: captured(session_opts),
         stack_sampling: sampling.note.clone(),
-        stack_samples: 0,
-        fork_probes: Default::default(),
-        probe_cost: None,
-        spawns_incomplete: None,
         unfinished: Some(recover::WHILE_RECORDING.into()),
+        ..Summary::new(target.desc.clone(), host.kernel_release.clone())
     }
 }
 /// What the recording holds about arguments and environments, for the summary.

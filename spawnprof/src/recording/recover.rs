@@ -12,8 +12,8 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use super::{
-    RAW_FILE, RecordingLock, SCHEMA_VERSION, SPAWNS_FILE, SUMMARY_FILE, SpawnWriter, Summary,
-    convert, for_each_record, read_summary, write_summary,
+    RAW_FILE, RecordingLock, SPAWNS_FILE, SUMMARY_FILE, SpawnWriter, Summary, convert,
+    for_each_record, read_summary, write_summary,
     writer::{SUMMARY_RESERVE_FILE, cut_to_last_line},
 };
 use crate::{analysis::Accumulator, model::FaultCoverage};
@@ -163,33 +163,10 @@ fn without_summary(dir: &Path) -> Summary {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
     Summary {
-        schema_version: SCHEMA_VERSION,
-        spawnprof_version: env!("CARGO_PKG_VERSION").into(),
-        target: "unknown (summary.json missing)".into(),
-        kernel: "unknown".into(),
-        node: None,
-        start_monotonic_ns: 0,
         start_unix_s,
-        duration_ns: 0,
-        interrupted: false,
-        timed_out: false,
-        exit_code: None,
-        plan: Vec::new(),
-        counts: Default::default(),
-        lost_spawns: 0,
-        lost: Default::default(),
-        assembly: Default::default(),
-        fault_coverage: None,
-        stages: Default::default(),
         captured: vec!["unknown (summary.json missing)".into()],
         stack_sampling: "unknown (summary.json missing)".into(),
-        stack_samples: 0,
-        fork_probes: Default::default(),
-        probe_cost: None,
-        placement: None,
-        spawn_time: None,
-        spawns_incomplete: None,
-        unfinished: None,
+        ..Summary::new("unknown (summary.json missing)".into(), "unknown".into())
     }
 }
 

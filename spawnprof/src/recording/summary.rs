@@ -141,6 +141,41 @@ impl ProbeCost {
 }
 
 impl Summary {
+    /// A summary of `target` on `kernel` that knows nothing else yet: what
+    /// the recorder, the recovery of a cut recording and the synthetic
+    /// ones start from.
+    pub fn new(target: String, kernel: String) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            spawnprof_version: env!("CARGO_PKG_VERSION").into(),
+            target,
+            kernel,
+            node: None,
+            start_monotonic_ns: 0,
+            start_unix_s: 0,
+            duration_ns: 0,
+            interrupted: false,
+            timed_out: false,
+            exit_code: None,
+            plan: Vec::new(),
+            counts: Default::default(),
+            lost_spawns: 0,
+            lost: Default::default(),
+            assembly: Default::default(),
+            fault_coverage: None,
+            stages: Default::default(),
+            captured: Vec::new(),
+            stack_sampling: String::new(),
+            stack_samples: 0,
+            fork_probes: Default::default(),
+            probe_cost: None,
+            placement: None,
+            spawn_time: None,
+            spawns_incomplete: None,
+            unfinished: None,
+        }
+    }
+
     pub fn schema_ok(&self) -> bool {
         self.schema_version == SCHEMA_VERSION
     }

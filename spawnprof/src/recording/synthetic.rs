@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fs, path::Path};
 
 use anyhow::{Context as _, Result};
 
-use super::{SCHEMA_VERSION, Summary, write_summary};
+use super::{Summary, write_summary};
 use crate::{
     analysis::{Accumulator, Counts, StageStats},
     model::{
@@ -293,33 +293,16 @@ pub fn synthetic_summary(
     counts: Counts,
 ) -> Summary {
     Summary {
-        schema_version: SCHEMA_VERSION,
-        spawnprof_version: env!("CARGO_PKG_VERSION").into(),
-        target: target.into(),
-        kernel: "6.18.0-synthetic".into(),
-        node: None,
         start_monotonic_ns: 1_000_000_000,
         start_unix_s: 1_767_225_600,
         duration_ns: 60_000_000_000,
-        interrupted: false,
-        timed_out: false,
         exit_code: Some(0),
         plan: synthetic_plan(),
         counts,
-        lost_spawns: 0,
-        lost: BTreeMap::new(),
-        assembly: Default::default(),
-        fault_coverage: None,
         stages,
         captured: vec!["synthetic".into()],
         stack_sampling: "off".into(),
-        stack_samples: 0,
-        fork_probes: Default::default(),
-        probe_cost: None,
-        placement: None,
-        spawn_time: None,
-        spawns_incomplete: None,
-        unfinished: None,
+        ..Summary::new(target.into(), "6.18.0-synthetic".into())
     }
 }
 
