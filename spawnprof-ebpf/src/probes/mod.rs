@@ -1,4 +1,5 @@
 pub mod clone;
+pub mod empty;
 pub mod exec;
 pub mod faults;
 pub mod kfuncs;

@@ -19,6 +19,10 @@ use spawnprof::{
     units,
 };
 
+/// Set to 1 by `cargo xtask bench-overhead` to time the hooks alone
+/// ([`SessionOptions::empty_programs`]).
+pub const EMPTY_PROGRAMS_VAR: &str = "SPAWNPROF_BENCH_EMPTY_PROGRAMS";
+
 /// The probe options, checked before anything is loaded (a bad value is a
 /// usage error: exit status 2).
 pub fn session_options(args: &ProbeArgs) -> Result<SessionOptions> {
@@ -34,9 +38,16 @@ pub fn session_options(args: &ProbeArgs) -> Result<SessionOptions> {
         ring_buffer_bytes: ring as u32,
         skip_stages: args.skip_stages.clone(),
         low_overhead: args.low_overhead,
+        empty_programs: std::env::var_os(EMPTY_PROGRAMS_VAR).is_some_and(|v| v == "1"),
         ..SessionOptions::default()
     };
     usage(opts.validate())?;
+    if opts.empty_programs {
+        spawnprof::say!(
+            "spawnprof: {EMPTY_PROGRAMS_VAR}=1: every tracepoint program returns at once, \
+             so no spawn is recorded (a bench of the hooks alone)"
+        );
+    }
     Ok(opts)
 }
 

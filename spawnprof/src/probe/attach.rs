@@ -92,10 +92,10 @@ impl Resolver<'_> {
             .and_then(|()| {
                 attach_candidate(
                     self.ebpf,
-                    self.btf,
-                    &self.host.tracefs,
+                    (self.btf, &self.host.tracefs),
                     candidate,
                     (self.attached, self.fork_links),
+                    self.opts.empty_programs,
                 )
             })
             .map_err(|e| format!("{e:#}"))
@@ -418,10 +418,10 @@ fn check_btf_fields(host: &Host, candidate: &Candidate) -> Result<()> {
 /// what this candidate attached so two tiers never count the same call.
 fn attach_candidate(
     ebpf: &mut Ebpf,
-    btf: Option<&aya::Btf>,
-    tracefs: &Tracefs,
+    (btf, tracefs): (Option<&aya::Btf>, &Tracefs),
     candidate: &Candidate,
     (attached, fork_links): (&mut HashSet<&'static str>, &mut ForkLinks),
+    empty: bool,
 ) -> Result<()> {
     let mut mine = Vec::new();
     for a in candidate.attaches {
@@ -439,7 +439,7 @@ fn attach_candidate(
         {
             continue;
         }
-        match attach_one(ebpf, btf, a, fork_links) {
+        match attach_one(ebpf, btf, a, fork_links, empty) {
             Ok(()) => {
                 attached.insert(program);
                 mine.push(program);
@@ -472,6 +472,7 @@ fn attach_one(
     btf: Option<&aya::Btf>,
     a: &Attach,
     fork_links: &mut ForkLinks,
+    empty: bool,
 ) -> Result<()> {
     let btf_required = || btf.context("kernel BTF could not be loaded");
     match *a {
@@ -481,8 +482,9 @@ fn attach_one(
             name,
             ..
         } => {
+            let p = if empty { EMPTY_TRACEPOINT } else { p };
             let tp: &mut TracePoint = program(ebpf, p)?.try_into()?;
-            tp.load()?;
+            load_once(tp.load())?;
             tp.attach(category, name)?;
         }
         Attach::Fentry {
@@ -506,8 +508,9 @@ fn attach_one(
             f.attach()?;
         }
         Attach::RawTracepoint { program: p, name } => {
+            let p = if empty { EMPTY_RAW_TRACEPOINT } else { p };
             let rt: &mut RawTracePoint = program(ebpf, p)?.try_into()?;
-            rt.load()?;
+            load_once(rt.load())?;
             let link = rt.attach(name).map_err(|e| raw_attach_error(name, e))?;
             if FORK_ONLY.contains(&p) {
                 let fork = ForkProgram {
@@ -531,6 +534,19 @@ fn attach_one(
         }
     }
     Ok(())
+}
+
+/// The stand-ins of [`SessionOptions::empty_programs`].
+const EMPTY_TRACEPOINT: &str = "empty_tracepoint";
+const EMPTY_RAW_TRACEPOINT: &str = "empty_raw_tracepoint";
+
+/// A load that finds the program loaded already: a stand-in is loaded once
+/// and attached to many hooks.
+fn load_once(loaded: Result<(), ProgramError>) -> Result<(), ProgramError> {
+    match loaded {
+        Err(ProgramError::AlreadyLoaded) => Ok(()),
+        other => other,
+    }
 }
 
 /// Detaches and unloads a program (best effort: it may never have loaded).

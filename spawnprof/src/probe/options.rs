@@ -25,6 +25,10 @@ pub struct SessionOptions {
     pub skip_stages: Vec<String>,
     /// `--low-overhead`: no probe on a machine-wide per-event tracepoint.
     pub low_overhead: bool,
+    /// Bench only (`SPAWNPROF_BENCH_EMPTY_PROGRAMS=1`): programs that
+    /// return at once stand in for every tracepoint program, on the same
+    /// hooks. No spawn is recorded.
+    pub empty_programs: bool,
     /// The probes tell userspace of every exec and exit of a traced
     /// process (stack sampling reads its memory maps then).
     pub notices: bool,
@@ -74,6 +78,7 @@ impl Default for SessionOptions {
             ring_buffer_bytes: 16 << 20,
             skip_stages: Vec::new(),
             low_overhead: false,
+            empty_programs: false,
             notices: false,
             capture_args: false,
             capture_env: false,
