@@ -212,6 +212,20 @@ fn setups(spawnprof: &Path, out: &Path, empty: Option<String>) -> Vec<Setup> {
             wrap: rec(&["--low-overhead"]),
             daemon: None,
         },
+        // Entering the same hooks alone: each program replaced by one that
+        // returns at once (what is left of record's p50 is its work).
+        Setup {
+            name: "spawnprof record --low-overhead, programs that return at once",
+            wrap: {
+                let inner = rec(&["--low-overhead"]);
+                Box::new(move |argv: &[String]| {
+                    let mut c = inner(argv);
+                    c.env("SPAWNPROF_BENCH_EMPTY_PROGRAMS", "1");
+                    c
+                })
+            },
+            daemon: None,
+        },
         // Beside bpftrace's empty programs on the same classic tracepoints.
         Setup {
             name: "spawnprof record --no-raw-tracepoint",
