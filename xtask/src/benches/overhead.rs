@@ -240,31 +240,39 @@ fn setups(spawnprof: &Path, out: &Path, empty: Option<String>) -> Vec<Setup> {
             daemon: Some(Box::new(move || Serve::start(&serve_all, &["--all"]))),
         },
     ];
-    if let Some(empty) = empty {
-        setups.push(Setup {
+    match empty {
+        Some(empty) => setups.extend(bpftrace_setups(empty)),
+        None => println!("SKIPPED: bpftrace comparison (apt-get install bpftrace)"),
+    }
+    setups
+}
+
+/// bpftrace beside spawnprof: the same stages, the floor of any tool on
+/// the syscall tracepoints, and `empty` (empty programs on spawnprof's own
+/// classic tracepoints).
+fn bpftrace_setups(empty: String) -> Vec<Setup> {
+    vec![
+        Setup {
             name: "bpftrace, the same stages",
             wrap: Box::new(|argv: &[String]| bpftrace_running(BPFTRACE_STAGES, argv)),
             daemon: None,
-        });
+        },
         // The floor of any tool on the syscall tracepoints: one attached
         // to a syscall nobody makes still sends every syscall of every
         // task through the kernel's slow entry and exit path.
-        setups.push(Setup {
+        Setup {
             name: FLOOR,
             wrap: Box::new(|argv: &[String]| bpftrace_running(IDLE_SYSCALL_TP, argv)),
             daemon: None,
-        });
+        },
         // Every stage entered, no work done: what `record
         // --no-raw-tracepoint` adds beyond this is its programs' own work.
-        setups.push(Setup {
+        Setup {
             name: "bpftrace, empty programs on those tracepoints",
             wrap: Box::new(move |argv: &[String]| bpftrace_running(&empty, argv)),
             daemon: None,
-        });
-    } else {
-        println!("SKIPPED: bpftrace comparison (apt-get install bpftrace)");
-    }
-    setups
+        },
+    ]
 }
 
 /// The C loop's serial posix_spawn of /bin/true, unpinned and pinned to
