@@ -484,7 +484,7 @@ fn attach_one(
         } => {
             let p = if empty { EMPTY_TRACEPOINT } else { p };
             let tp: &mut TracePoint = program(ebpf, p)?.try_into()?;
-            load_once(tp.load())?;
+            loaded(tp.load(), empty)?;
             tp.attach(category, name)?;
         }
         Attach::Fentry {
@@ -510,7 +510,7 @@ fn attach_one(
         Attach::RawTracepoint { program: p, name } => {
             let p = if empty { EMPTY_RAW_TRACEPOINT } else { p };
             let rt: &mut RawTracePoint = program(ebpf, p)?.try_into()?;
-            load_once(rt.load())?;
+            loaded(rt.load(), empty)?;
             let link = rt.attach(name).map_err(|e| raw_attach_error(name, e))?;
             if FORK_ONLY.contains(&p) {
                 let fork = ForkProgram {
@@ -540,11 +540,12 @@ fn attach_one(
 const EMPTY_TRACEPOINT: &str = "empty_tracepoint";
 const EMPTY_RAW_TRACEPOINT: &str = "empty_raw_tracepoint";
 
-/// A load that finds the program loaded already: a stand-in is loaded once
-/// and attached to many hooks.
-fn load_once(loaded: Result<(), ProgramError>) -> Result<(), ProgramError> {
-    match loaded {
-        Err(ProgramError::AlreadyLoaded) => Ok(()),
+/// A load's result. A stand-in is loaded once and attached to many hooks,
+/// so finding it loaded is fine; a real program loaded twice would be
+/// attached twice, and stays an error.
+fn loaded(result: Result<(), ProgramError>, stand_in: bool) -> Result<(), ProgramError> {
+    match result {
+        Err(ProgramError::AlreadyLoaded) if stand_in => Ok(()),
         other => other,
     }
 }
