@@ -9,7 +9,8 @@ use aya::{
     Ebpf,
     programs::{
         FEntry, FExit, KProbe, Program, ProgramError, RawTracePoint, TracePoint,
-        raw_trace_point::RawTracePointLink,
+        raw_trace_point::{RawTracePointLink, RawTracePointLinkId},
+        trace_point::TracePointLinkId,
     },
 };
 
@@ -424,6 +425,7 @@ fn attach_candidate(
     empty: bool,
 ) -> Result<()> {
     let mut mine = Vec::new();
+    let mut stand_ins = Vec::new();
     for a in candidate.attaches {
         let program = a.program();
         if attached.contains(program) {
@@ -440,9 +442,10 @@ fn attach_candidate(
             continue;
         }
         match attach_one(ebpf, btf, a, fork_links, empty) {
-            Ok(()) => {
+            Ok(stand_in) => {
                 attached.insert(program);
                 mine.push(program);
+                stand_ins.extend(stand_in);
             }
             Err(e) => {
                 for &p in &mine {
@@ -451,6 +454,7 @@ fn attach_candidate(
                 }
                 fork_links.retain(|(p, _)| !mine_or(p.program, &mine, program));
                 unload(ebpf, program);
+                detach_stand_ins(ebpf, stand_ins);
                 return Err(e.context(format!("attaching {} to {}", program, a.target())));
             }
         }
@@ -473,7 +477,7 @@ fn attach_one(
     a: &Attach,
     fork_links: &mut ForkLinks,
     empty: bool,
-) -> Result<()> {
+) -> Result<Option<StandIn>> {
     let btf_required = || btf.context("kernel BTF could not be loaded");
     match *a {
         Attach::Tracepoint {
@@ -485,7 +489,8 @@ fn attach_one(
             let p = if empty { EMPTY_TRACEPOINT } else { p };
             let tp: &mut TracePoint = program(ebpf, p)?.try_into()?;
             loaded(tp.load(), empty)?;
-            tp.attach(category, name)?;
+            let link = tp.attach(category, name)?;
+            return Ok(empty.then_some(StandIn::Tracepoint(link)));
         }
         Attach::Fentry {
             program: p,
@@ -512,6 +517,9 @@ fn attach_one(
             let rt: &mut RawTracePoint = program(ebpf, p)?.try_into()?;
             loaded(rt.load(), empty)?;
             let link = rt.attach(name).map_err(|e| raw_attach_error(name, e))?;
+            if empty {
+                return Ok(Some(StandIn::Raw(link)));
+            }
             if FORK_ONLY.contains(&p) {
                 let fork = ForkProgram {
                     program: p,
@@ -533,7 +541,7 @@ fn attach_one(
             k.attach(function, 0)?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The stand-ins of [`SessionOptions::empty_programs`].
@@ -547,6 +555,29 @@ fn loaded(result: Result<(), ProgramError>, stand_in: bool) -> Result<(), Progra
     match result {
         Err(ProgramError::AlreadyLoaded) if stand_in => Ok(()),
         other => other,
+    }
+}
+
+/// A stand-in's link on one hook. The stand-in itself serves every
+/// candidate, so a candidate that fails takes back only its own links.
+enum StandIn {
+    Tracepoint(TracePointLinkId),
+    Raw(RawTracePointLinkId),
+}
+
+/// Detaches a failed candidate's stand-ins (best effort, as [`unload`]).
+fn detach_stand_ins(ebpf: &mut Ebpf, links: Vec<StandIn>) {
+    for link in links {
+        let _ = match link {
+            StandIn::Tracepoint(id) => match ebpf.program_mut(EMPTY_TRACEPOINT) {
+                Some(Program::TracePoint(tp)) => tp.detach(id),
+                _ => Ok(()),
+            },
+            StandIn::Raw(id) => match ebpf.program_mut(EMPTY_RAW_TRACEPOINT) {
+                Some(Program::RawTracePoint(rt)) => rt.detach(id),
+                _ => Ok(()),
+            },
+        };
     }
 }
 
