@@ -203,6 +203,26 @@ pub fn record_spawner(test: &str, record_args: &[&str], spawner_args: &[&str]) -
     run
 }
 
+/// Runs `spawnprof diff A B -o OUT` on a wide terminal, checks it
+/// succeeded and returns its table.
+pub fn diff(a: &Path, b: &Path, out: &Path) -> String {
+    let output = Command::new(spawnprof_bin())
+        .env("COLUMNS", "220")
+        .arg("diff")
+        .args([a, b])
+        .arg("-o")
+        .arg(out)
+        .output()
+        .expect("run spawnprof diff");
+    let table = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    table
+}
+
 /// `summary.json` as plain JSON: for fields the library's types lack.
 pub fn summary_json(dir: &Path) -> serde_json::Value {
     let path = dir.join("summary.json");

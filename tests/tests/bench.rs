@@ -2,7 +2,7 @@
 use std::{path::Path, process::Command};
 
 use serde_json::Value;
-use spawnprof_tests::{out_dir, require_root, spawner_bin, spawnprof_bin};
+use spawnprof_tests::{diff, out_dir, require_root, spawner_bin, spawnprof_bin};
 
 fn spawner_result(args: &[&str]) -> Value {
     let out = Command::new(spawner_bin())
@@ -450,19 +450,7 @@ fn bench_html_in_chromium(dir: &Path) {
 /// Node against node: the bench against itself changes nothing.
 fn a_diff_against_itself_changes_nothing(dir: &Path, configs: &[Value]) {
     let diff_dir = out_dir("bench-diff");
-    let out = Command::new(spawnprof_bin())
-        .arg("diff")
-        .args([dir, dir])
-        .arg("-o")
-        .arg(&diff_dir)
-        .output()
-        .expect("run spawnprof diff");
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{table}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let table = diff(dir, dir, &diff_dir);
     let rows: Vec<&str> = table
         .lines()
         .filter(|l| {

@@ -3,9 +3,7 @@
 //! environment gets slower beyond the noise; the table says so with the
 //! medians and an interval, marks the rest within noise, and diff.svg
 //! colours the frames the same way.
-use std::process::Command;
-
-use spawnprof_tests::{out_dir, record, spawnprof_bin};
+use spawnprof_tests::{diff, out_dir, record};
 
 const LOOP: &str = "i=0; while [ $i -lt 20 ]; do /bin/true; i=$((i+1)); done";
 
@@ -23,20 +21,7 @@ fn a_bigger_environment_makes_exec_slower_and_the_rest_is_noise() {
         assert!(run.output.status.success(), "{}", run.stderr());
     }
     let out_path = out_dir("diff-out");
-    let out = Command::new(spawnprof_bin())
-        .env("COLUMNS", "220")
-        .arg("diff")
-        .args([&a.dir, &b.dir])
-        .arg("-o")
-        .arg(&out_path)
-        .output()
-        .expect("run spawnprof diff");
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{table}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let table = diff(&a.dir, &b.dir, &out_path);
     let row = |stage: &str| {
         table
             .lines()
