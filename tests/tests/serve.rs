@@ -336,6 +336,60 @@ fn fork_only_probes_park_while_nothing_forks_and_return_at_a_fork() {
     assert!(serve.stop().success(), "{}", serve.log_text());
 }
 
+/// First runs come from the scheduler's wait count by default, so no
+/// program runs on every context switch; `--first-run-per-switch` times
+/// each switch, as `record` does. Either way every child's first run is
+/// counted.
+#[test]
+fn first_runs_are_counted_from_the_wait_or_per_switch_on_request() {
+    require_root();
+    let script = "import os\n\
+        for _ in range(100):\n    os.waitpid(os.posix_spawn('/bin/true', ['true'], {}), 0)\n";
+    for (test, extra, from_wait) in [
+        ("serve-first-run-wait", None, true),
+        (
+            "serve-first-run-switch",
+            Some("--first-run-per-switch"),
+            false,
+        ),
+    ] {
+        let Some(cg) = cgroup_or_skip(test) else {
+            return;
+        };
+        let mut args = vec!["--cgroup", cg.path.to_str().unwrap()];
+        args.extend(extra);
+        let mut serve = Serve::start(test, &args);
+        run_in(
+            &cg,
+            std::path::Path::new("/usr/bin/python3"),
+            &["-c", script],
+        );
+        let counted = |page: &str| -> f64 {
+            page.lines()
+                .filter(|l| l.starts_with("spawnprof_stage_duration_seconds_count{"))
+                .filter(|l| l.contains("comm=\"python3\"") && l.contains("stage=\"sched_delay\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let n = wait_for(Duration::from_secs(10), || {
+            Some(counted(&serve.metrics())).filter(|&n| n >= 100.0)
+        });
+        let page = serve.metrics();
+        assert!(
+            n.is_some(),
+            "{test}: {} first runs of 100:\n{page}",
+            counted(&page)
+        );
+        let log = serve.log_text();
+        assert_eq!(
+            log.contains("first runs from the scheduler's wait count"),
+            from_wait,
+            "{test}: {log}"
+        );
+        assert!(serve.stop().success(), "{}", serve.log_text());
+    }
+}
+
 /// `--cgroup-label`: each fork is counted under its parent's cgroup, up
 /// to `--cgroup-k` cgroups; later ones are `other`, and a gauge says so.
 #[test]

@@ -1,7 +1,8 @@
 //! `spawnprof serve`: options → [`spawnprof::serve::run`].
 use anyhow::Result;
 use spawnprof::{
-    cli::{ScopeArgs, ServeArgs},
+    cli::{ProbeArgs, ScopeArgs, ServeArgs},
+    probe::SessionOptions,
     serve::{self, ServeOptions, Target},
 };
 
@@ -14,7 +15,7 @@ pub fn run(args: ServeArgs) -> Result<i32> {
             cgroup_k: args.scope.cgroup_label.then_some(args.scope.cgroup_k),
         },
         label_idle: args.scope.label_idle,
-        probes: super::session_options(&args.probes)?,
+        probes: metrics_probes(&args.scope, &args.probes)?,
     };
     super::runtime()?.block_on(serve::run(opts))?;
     Ok(0)
@@ -30,4 +31,13 @@ pub fn target(scope: &ScopeArgs) -> Target {
         },
         (None, None) => Target::All,
     }
+}
+
+/// The probe options of `serve` and `top`: as `record`'s, but the first run
+/// comes from the scheduler's wait count unless `--first-run-per-switch`.
+pub fn metrics_probes(scope: &ScopeArgs, probes: &ProbeArgs) -> Result<SessionOptions> {
+    Ok(SessionOptions {
+        first_run_per_switch: scope.first_run_per_switch,
+        ..super::session_options(probes)?
+    })
 }

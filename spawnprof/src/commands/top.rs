@@ -16,7 +16,7 @@ pub fn run(args: TopArgs) -> Result<i32> {
         },
         label_idle: args.scope.label_idle,
         interval: Duration::from_secs(args.interval),
-        probes: super::session_options(&args.probes)?,
+        probes: super::serve::metrics_probes(&args.scope, &args.probes)?,
     })?;
     Ok(0)
 }

@@ -19,8 +19,8 @@ use super::{
     arch::syscall_arg_field,
     options::SessionOptions,
     plan::{
-        Attach, Candidate, FORK_ONLY, LOW_OVERHEAD, Mechanism, PlanRow, ProbeStage, Rejection,
-        SKIP_STAGE,
+        Attach, CONTEXT_SWITCH, Candidate, FIRST_RUN_PER_SWITCH, FORK_ONLY, LOW_OVERHEAD,
+        Mechanism, PlanRow, ProbeStage, Rejection, SKIP_STAGE,
     },
 };
 
@@ -111,12 +111,18 @@ fn left_out(stage: &ProbeStage, candidate: &Candidate, opts: &SessionOptions) ->
     if opts.skips(stage.name) {
         return Some(format!("skipped on request ({SKIP_STAGE})"));
     }
-    let event = candidate
-        .per_machine_event()
-        .filter(|_| opts.low_overhead)?;
-    Some(format!(
-        "fires on every {event} of the machine: left out ({LOW_OVERHEAD})"
-    ))
+    let event = candidate.per_machine_event()?;
+    if opts.low_overhead {
+        return Some(format!(
+            "fires on every {event} of the machine: left out ({LOW_OVERHEAD})"
+        ));
+    }
+    (event == CONTEXT_SWITCH && !opts.first_run_per_switch).then(|| {
+        format!(
+            "fires on every {event} of the machine: serve and top read the first run from \
+             the scheduler's wait count ({FIRST_RUN_PER_SWITCH} to time each switch)"
+        )
+    })
 }
 
 /// Why a candidate that reads what other stages' programs record cannot
@@ -610,6 +616,35 @@ mod tests {
                     .find(|c| c.mechanism == Mechanism::RawTracepoint)
             })
             .expect("the stage has a raw-tracepoint candidate")
+    }
+
+    #[test]
+    fn serve_and_top_leave_the_per_switch_first_run_out_unless_asked() {
+        let stage = PLAN.iter().find(|s| s.name == "first_run").unwrap();
+        let per_switch = raw_candidate("first_run");
+        let from_wait = stage
+            .candidates
+            .iter()
+            .find(|c| c.mechanism == Mechanism::SchedInfo)
+            .unwrap();
+        let metrics = SessionOptions {
+            first_run_per_switch: false,
+            ..SessionOptions::default()
+        };
+        let why = left_out(stage, per_switch, &metrics).expect("left out");
+        assert!(why.contains(FIRST_RUN_PER_SWITCH), "{why}");
+        assert_eq!(left_out(stage, from_wait, &metrics), None);
+        // record's default, and serve's with the option, keep it.
+        assert_eq!(
+            left_out(stage, per_switch, &SessionOptions::default()),
+            None
+        );
+        // The other machine-wide probes are not this option's business.
+        let faults = PLAN.iter().find(|s| s.name == "page_faults").unwrap();
+        assert_eq!(
+            left_out(faults, raw_candidate("page_faults"), &metrics),
+            None
+        );
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub struct SessionOptions {
     pub skip_stages: Vec<String>,
     /// `--low-overhead`: no probe on a machine-wide per-event tracepoint.
     pub low_overhead: bool,
+    /// The first run may be timed by a program on every context switch of
+    /// the machine. `serve` and `top` turn this off unless asked
+    /// (`--first-run-per-switch`): the scheduler's wait count serves them.
+    pub first_run_per_switch: bool,
     /// Bench only (`SPAWNPROF_BENCH_EMPTY_PROGRAMS=1`): programs that
     /// return at once stand in for every tracepoint program, on the same
     /// hooks. No spawn is recorded.
@@ -78,6 +82,7 @@ impl Default for SessionOptions {
             ring_buffer_bytes: 16 << 20,
             skip_stages: Vec::new(),
             low_overhead: false,
+            first_run_per_switch: true,
             empty_programs: false,
             notices: false,
             capture_args: false,

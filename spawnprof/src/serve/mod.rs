@@ -117,19 +117,33 @@ pub fn describe(target: &Target) -> String {
     }
 }
 
-/// How many stages attached, and which did not.
+/// How many stages attached, which did not, and where first runs come
+/// from when no program sees each context switch.
 pub fn attached_summary(live: &Live) -> String {
-    use crate::probe::plan::Mechanism;
+    use crate::probe::plan::{FIRST_RUN_PER_SWITCH, Mechanism};
     let missing: Vec<&str> = live
         .plan
         .iter()
         .filter(|r| r.mechanism == Mechanism::Unavailable)
         .map(|r| r.stage.as_str())
         .collect();
-    match missing.len() {
+    let stages = match missing.len() {
         0 => "every stage attached".into(),
         _ => format!("unavailable here: {}", missing.join(", ")),
+    };
+    let from_wait = live.plan.iter().any(|r| {
+        r.mechanism == Mechanism::SchedInfo
+            && r.rejected
+                .iter()
+                .any(|j| j.reason.contains(FIRST_RUN_PER_SWITCH))
+    });
+    if !from_wait {
+        return stages;
     }
+    format!(
+        "{stages}; first runs from the scheduler's wait count ({FIRST_RUN_PER_SWITCH} to time \
+         each context switch)"
+    )
 }
 
 /// SIGTERM, SIGINT and SIGHUP, registered before the probes load so a

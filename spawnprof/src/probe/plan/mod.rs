@@ -115,6 +115,10 @@ pub struct Candidate {
 /// name them (reports tell "left out" from "unavailable" by them).
 pub const SKIP_STAGE: &str = "--skip-stage";
 pub const LOW_OVERHEAD: &str = "--low-overhead";
+/// The option of `serve` and `top` that times first runs at each switch.
+pub const FIRST_RUN_PER_SWITCH: &str = "--first-run-per-switch";
+/// The machine-wide event of the per-switch first-run tiers.
+pub const CONTEXT_SWITCH: &str = "context switch";
 
 impl Candidate {
     /// The machine-wide event this candidate's tracepoints fire on, if they
@@ -129,7 +133,7 @@ impl Candidate {
             match name {
                 n if n.starts_with("mmap_lock_") => Some("mmap lock operation"),
                 "page_fault_user" => Some("user page fault"),
-                "sched_switch" => Some("context switch"),
+                "sched_switch" => Some(CONTEXT_SWITCH),
                 _ => None,
             }
         })
