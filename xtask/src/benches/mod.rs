@@ -25,6 +25,7 @@ mod overhead;
 mod peer_cost;
 mod serve;
 mod storm;
+mod switches;
 
 pub use fleet::fleet;
 pub use overhead::overhead;
