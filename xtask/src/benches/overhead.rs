@@ -34,7 +34,7 @@ use crate::cmd;
 /// wake-up, wake-up to first run, the exec call, exec to exit, exit to
 /// reap, each into a histogram. Unlike spawnprof it filters on no traced
 /// set (it has none), and keeps no per-spawn record.
-const BPFTRACE_STAGES: &str = r#"
+pub(super) const BPFTRACE_STAGES: &str = r#"
 tracepoint:syscalls:sys_enter_clone, tracepoint:syscalls:sys_enter_clone3,
 tracepoint:syscalls:sys_enter_vfork, tracepoint:syscalls:sys_enter_fork
 { @clone_start[tid] = nsecs; }

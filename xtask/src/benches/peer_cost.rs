@@ -197,7 +197,8 @@ fn getppid_ns(spawn_loop: &Path) -> Result<f64> {
 }
 
 /// bpftrace with `script`, once its probes are attached.
-fn start(script: &str) -> Result<Child> {
+/// bpftrace running `script`, once it says its probes are attached.
+pub(super) fn start(script: &str) -> Result<Child> {
     let script = format!("BEGIN {{ printf(\"attached\\n\"); }}\n{script}");
     let mut child = Command::new("bpftrace")
         .args(["-q", "-e", &script])

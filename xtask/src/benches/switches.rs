@@ -1,8 +1,9 @@
 //! What a program on every context switch costs a machine that switches a
 //! lot, whatever it spawns: a pipe ping-pong between two threads pinned to
 //! CPU 0 (two switches a round trip), alone and under `serve --all` with
-//! first runs from the scheduler's wait count (its default) and with
-//! `--first-run-per-switch`, in interleaved rounds.
+//! first runs from the scheduler's wait count (its default), with
+//! `--first-run-per-switch`, and beside bpftrace timing the same stages,
+//! in interleaved rounds.
 use std::{
     fs::File,
     io::{Read as _, Write as _},
@@ -13,39 +14,75 @@ use std::{
 
 use anyhow::{Result, bail};
 
-use super::{median, serve::Serve};
+use super::{median, overhead::BPFTRACE_STAGES, peer_cost, serve::Serve};
+use crate::cmd;
 
 /// Round trips per run: about half a second here.
 const TRIPS: u32 = 200_000;
 
-const SETUPS: [(&str, Option<&[&str]>); 3] = [
-    ("no probes", None),
-    ("spawnprof serve --all", Some(&["--all"])),
+/// What runs beside the ping-pong.
+enum Setup {
+    Alone,
+    Serve(&'static [&'static str]),
+    /// bpftrace timing the recording's stages, the first run among them
+    /// on every context switch.
+    Bpftrace,
+}
+
+const SETUPS: [(&str, Setup); 4] = [
+    ("no probes", Setup::Alone),
+    ("spawnprof serve --all", Setup::Serve(&["--all"])),
     (
         "spawnprof serve --all --first-run-per-switch",
-        Some(&["--all", "--first-run-per-switch"]),
+        Setup::Serve(&["--all", "--first-run-per-switch"]),
     ),
+    ("bpftrace, the same stages", Setup::Bpftrace),
 ];
 
 pub(super) fn switch_cost(spawnprof: &Path, rounds: usize) -> Result<()> {
+    let have_bpftrace = cmd::find_in_path("bpftrace").is_some();
+    if !have_bpftrace {
+        println!("SKIPPED: bpftrace beside the ping-pong (apt-get install bpftrace)");
+    }
     let mut ns = vec![Vec::new(); SETUPS.len()];
     for round in 0..rounds {
         eprintln!(
             "bench-serve: context switches, round {} of {rounds}",
             round + 1
         );
-        for (i, (_, args)) in SETUPS.iter().enumerate() {
-            let _serve = args.map(|a| Serve::start(spawnprof, a)).transpose()?;
-            ns[i].push(round_trip_ns()?);
+        for (i, (_, setup)) in SETUPS.iter().enumerate() {
+            match setup {
+                Setup::Alone => ns[i].push(round_trip_ns()?),
+                Setup::Serve(args) => {
+                    let _serve = Serve::start(spawnprof, args)?;
+                    ns[i].push(round_trip_ns()?);
+                }
+                Setup::Bpftrace if have_bpftrace => {
+                    let mut bpftrace = peer_cost::start(BPFTRACE_STAGES)?;
+                    let run = round_trip_ns();
+                    let _ = bpftrace.kill();
+                    let _ = bpftrace.wait();
+                    ns[i].push(run?);
+                }
+                Setup::Bpftrace => {}
+            }
         }
     }
+    print_costs(&ns, rounds);
+    Ok(())
+}
+
+fn print_costs(ns: &[Vec<f64>], rounds: usize) {
     println!(
         "pipe ping-pong, two threads on CPU 0, {TRIPS} round trips, median of {rounds} \
          interleaved rounds:\n"
     );
     println!("| setup | ns per round trip | time vs no probes |");
     println!("|---|---:|---:|");
-    for ((name, _), runs) in SETUPS.iter().zip(&ns) {
+    for ((name, _), runs) in SETUPS.iter().zip(ns) {
+        if runs.is_empty() {
+            continue;
+        }
         let ratios: Vec<f64> = runs.iter().zip(&ns[0]).map(|(a, b)| a / b).collect();
         println!(
             "| {name} | {:.0} | {:.3} |",
@@ -54,7 +91,6 @@ pub(super) fn switch_cost(spawnprof: &Path, rounds: usize) -> Result<()> {
         );
     }
     println!();
-    Ok(())
 }
 
 /// Nanoseconds per round trip of one byte between two threads pinned to
