@@ -24,6 +24,7 @@ mod guests;
 mod overhead;
 mod peer_cost;
 mod serve;
+mod serve_process;
 mod storm;
 mod switches;
 

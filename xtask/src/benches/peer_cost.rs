@@ -89,6 +89,33 @@ pub fn stage_floor(argv: &[String], spawns: u64, rounds: usize) -> Result<()> {
     Ok(())
 }
 
+/// bpftrace doing what spawnprof's default recording does on a
+/// tracepoint-only kernel, stage for stage: the clone call, fork to
+/// wake-up, wake-up to first run, the exec call, exec to exit, exit to
+/// reap, each into a histogram. Unlike spawnprof it filters on no traced
+/// set (it has none), and keeps no per-spawn record.
+pub(super) const BPFTRACE_STAGES: &str = r#"
+tracepoint:syscalls:sys_enter_clone, tracepoint:syscalls:sys_enter_clone3,
+tracepoint:syscalls:sys_enter_vfork, tracepoint:syscalls:sys_enter_fork
+{ @clone_start[tid] = nsecs; }
+tracepoint:syscalls:sys_exit_clone, tracepoint:syscalls:sys_exit_clone3,
+tracepoint:syscalls:sys_exit_vfork, tracepoint:syscalls:sys_exit_fork
+/@clone_start[tid]/
+{ @clone = hist(nsecs - @clone_start[tid]); delete(@clone_start[tid]); }
+tracepoint:sched:sched_process_fork { @forked[args->child_pid] = nsecs; }
+tracepoint:sched:sched_wakeup_new /@forked[args->pid]/
+{ @wakeup = hist(nsecs - @forked[args->pid]); @woken[args->pid] = nsecs; }
+tracepoint:sched:sched_switch /@woken[args->next_pid]/
+{ @first_run = hist(nsecs - @woken[args->next_pid]); delete(@woken[args->next_pid]); }
+tracepoint:syscalls:sys_enter_execve { @exec_start[tid] = nsecs; }
+tracepoint:sched:sched_process_exec /@exec_start[tid]/
+{ @exec = hist(nsecs - @exec_start[tid]); delete(@exec_start[tid]); }
+tracepoint:sched:sched_process_exit /@forked[pid]/
+{ @life = hist(nsecs - @forked[pid]); delete(@forked[pid]); @exited[pid] = nsecs; }
+tracepoint:syscalls:sys_exit_wait4 /args->ret > 0 && @exited[args->ret]/
+{ @reap = hist(nsecs - @exited[args->ret]); delete(@exited[args->ret]); }
+"#;
+
 /// A program on the tracepoint of acct(2), which no workload here calls.
 pub(super) const IDLE_SYSCALL_TP: &str = "tracepoint:syscalls:sys_enter_acct { @n = count(); }";
 

@@ -14,7 +14,11 @@ use std::{
 
 use anyhow::{Result, bail};
 
-use super::{median, overhead::BPFTRACE_STAGES, peer_cost, serve::Serve};
+use super::{
+    median,
+    peer_cost::{self, BPFTRACE_STAGES},
+    serve_process::Serve,
+};
 use crate::cmd;
 
 /// Round trips per run: about half a second here.
