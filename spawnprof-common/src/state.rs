@@ -93,6 +93,12 @@ pub struct Gates {
     /// the fork-only probes once it passes its current threshold.
     #[cfg_attr(feature = "user", serde(default))]
     pub spawns_since_fork: u64,
+    /// Not a gate: copy-on-write faults counted in a window so far (plain
+    /// increments: two CPUs may lose one, and only a change matters).
+    /// `serve` and `top` park the page-fault probe once it stays still
+    /// a while, though windows are open (an idle shell's, PID 1's).
+    #[cfg_attr(feature = "user", serde(default))]
+    pub cow_faults_seen: u64,
 }
 
 /// Spawns without a fork before the fork-only probes are first parked.

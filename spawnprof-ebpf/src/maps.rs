@@ -161,6 +161,7 @@ pub static mut GATES: Gates = Gates {
     forks_seen: 0,
     spawns_seen: 0,
     spawns_since_fork: 0,
+    cow_faults_seen: 0,
 };
 
 /// The [`spawnprof_common::await_child`] stages a new child is remembered
@@ -213,6 +214,15 @@ pub fn armed(gate: Gate) -> bool {
 #[inline(always)]
 pub fn fork_began() {
     unsafe { core::ptr::write_volatile(&raw mut GATES.spawns_since_fork, 0) };
+}
+
+/// A copy-on-write fault counted in a window: userspace parks the fault
+/// probe while this stays still ([`Gates::cow_faults_seen`]). No atomic:
+/// only a change matters, and a shared line is costly on every CoW fault.
+#[inline(always)]
+pub fn cow_fault_seen() {
+    let counter = unsafe { &raw mut GATES.cow_faults_seen };
+    unsafe { core::ptr::write_volatile(counter, core::ptr::read_volatile(counter) + 1) };
 }
 
 /// Counts a spawn toward the parking threshold; true for the one that

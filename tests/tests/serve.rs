@@ -336,6 +336,69 @@ fn fork_only_probes_park_while_nothing_forks_and_return_at_a_fork() {
     assert!(serve.stop().success(), "{}", serve.log_text());
 }
 
+/// On a real machine some copy-on-write window is nearly always open (PID
+/// 1 or a shell forked and waits), and it kept the page-fault program on
+/// every fault of the machine. serve parks it once the open windows go 5 s
+/// without a copy-on-write fault; the writes that came at once after the
+/// fork were counted.
+#[test]
+fn a_quiet_copy_on_write_window_lets_the_fault_probe_park() {
+    require_root();
+    let test = "serve-cow-quiet";
+    let Some(cg) = cgroup_or_skip(test) else {
+        return;
+    };
+    let mut serve = Serve::start(test, &["--cgroup", cg.path.to_str().unwrap()]);
+    // 2,048 shared pages written at once after the fork, then 80 spawns
+    // (the lock probes park at 32), then a long idle wait with the
+    // windows of parent and child open.
+    // It waits for its stdin to close.
+    let script = "import os, sys, signal\n\
+        buf = bytearray(8 << 20)\n\
+        pid = os.fork()\n\
+        if pid == 0:\n    signal.pause()\n\
+        buf[0:len(buf):4096] = b'x' * (len(buf) // 4096)\n\
+        for _ in range(80):\n    os.waitpid(os.posix_spawn('/bin/true', ['true'], {}), 0)\n\
+        sys.stdin.read()\n\
+        os.kill(pid, signal.SIGKILL)\n\
+        os.waitpid(pid, 0)\n";
+    let mut idle = cg
+        .command(std::path::Path::new("/usr/bin/python3"), &["-c", script])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let parked = wait_for(Duration::from_secs(15), || {
+        sample(&serve.metrics(), "spawnprof_fork_probes_parked_total").filter(|&n| n >= 2.0)
+    });
+    let windows_open = idle.try_wait().expect("python3").is_none();
+    drop(idle.stdin.take());
+    let ended = idle.wait().expect("python3");
+    let page = serve.metrics();
+    assert!(
+        windows_open && ended.success(),
+        "the script ended early: {ended}"
+    );
+    assert!(
+        parked.is_some(),
+        "the lock probes and then the fault one should have parked:\n{page}"
+    );
+    // The parent's exit closes its window and adds up its count.
+    let cow = wait_for(Duration::from_secs(5), || {
+        let n: f64 = serve
+            .metrics()
+            .lines()
+            .filter(|l| l.starts_with("spawnprof_cow_faults_total{") && l.contains("python3"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (n >= 1000.0).then_some(n)
+    });
+    assert!(
+        cow.is_some(),
+        "the parent's 2,048 writes after its fork:\n{page}"
+    );
+    assert!(serve.stop().success(), "{}", serve.log_text());
+}
+
 /// First runs come from the scheduler's wait count by default, so no
 /// program runs on every context switch; `--first-run-per-switch` times
 /// each switch, as `record` does. Either way every child's first run is

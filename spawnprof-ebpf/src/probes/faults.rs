@@ -23,7 +23,7 @@ use spawnprof_common::{TracedProc, traced as tflags};
 use super::field;
 use crate::{
     emit::current,
-    maps::{CONFIG, Gate, armed, config},
+    maps::{CONFIG, Gate, armed, config, cow_fault_seen},
     scope::traced,
 };
 
@@ -77,6 +77,7 @@ fn count_cow(proc_: *mut TracedProc) {
     unsafe {
         if (*proc_).flags & tflags::COW_WINDOW != 0 {
             (*proc_).cow_faults += 1;
+            cow_fault_seen();
         }
     }
 }

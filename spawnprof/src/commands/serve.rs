@@ -34,10 +34,12 @@ pub fn target(scope: &ScopeArgs) -> Target {
 }
 
 /// The probe options of `serve` and `top`: as `record`'s, but the first run
-/// comes from the scheduler's wait count unless `--first-run-per-switch`.
+/// comes from the scheduler's wait count unless `--first-run-per-switch`,
+/// and quiet copy-on-write windows let the page-fault program park.
 pub fn metrics_probes(scope: &ScopeArgs, probes: &ProbeArgs) -> Result<SessionOptions> {
     Ok(SessionOptions {
         first_run_per_switch: scope.first_run_per_switch,
+        cow_quiet: Some(spawnprof::probe::park::METRICS_COW_QUIET),
         ..super::session_options(probes)?
     })
 }

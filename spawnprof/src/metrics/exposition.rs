@@ -125,7 +125,7 @@ fn counters(out: &mut String, snap: &Snapshot) {
         ),
         (
             "spawnprof_cow_faults_total",
-            "Copy-on-write faults of the parent after each fork, until its next fork, exec or exit.",
+            "Copy-on-write faults of the parent after each fork, until its next fork, exec or exit (or 5 s with none in any open window).",
             |c| c.cow_faults,
         ),
     ];

@@ -29,6 +29,10 @@ pub struct SessionOptions {
     /// the machine. `serve` and `top` turn this off unless asked
     /// (`--first-run-per-switch`): the scheduler's wait count serves them.
     pub first_run_per_switch: bool,
+    /// `serve` and `top`: the page-fault program parks once open
+    /// copy-on-write windows go this long without a fault (see
+    /// [`super::park`]). `None` (`record`): it stays to each window's end.
+    pub cow_quiet: Option<std::time::Duration>,
     /// Bench only (`SPAWNPROF_BENCH_EMPTY_PROGRAMS=1`): programs that
     /// return at once stand in for every tracepoint program, on the same
     /// hooks. No spawn is recorded.
@@ -83,6 +87,7 @@ impl Default for SessionOptions {
             skip_stages: Vec::new(),
             low_overhead: false,
             first_run_per_switch: true,
+            cow_quiet: None,
             empty_programs: false,
             notices: false,
             capture_args: false,

@@ -114,7 +114,7 @@ impl Session {
         }
         let mut session = Self {
             ebpf,
-            fork_probes: ForkProbes::new(fork_links),
+            fork_probes: ForkProbes::new(fork_links, opts.cow_quiet),
             kernel,
             plan,
             kernel_fault_counters: config.kernel.has_fault_counters(),
