@@ -21,6 +21,7 @@
 //!   nodes made from one real bench.
 mod fleet;
 mod guests;
+mod idle_window;
 mod overhead;
 mod peer_cost;
 mod serve;

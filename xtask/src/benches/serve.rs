@@ -3,7 +3,8 @@
 //!
 //! 1. the serial posix_spawn benchmark's rate under serve against no
 //!    probes, in interleaved rounds (serve started and stopped each round);
-//! 2. what serve costs a context switch ([`super::switches`]);
+//! 2. what serve costs a context switch ([`super::switches`]), and a page
+//!    fault while a forked parent waits ([`super::idle_window`]);
 //! 3. serve's own CPU while the machine spawns 1,000 processes a second
 //!    (four pacing threads) and serve is scraped every 5 s;
 //! 4. a storm (both cores spawning as fast as they can) with scrapes every
@@ -27,6 +28,7 @@ pub fn run(rounds: usize, storm_seconds: u64) -> Result<()> {
     let spawner = release_bin("spawnprof-spawner");
     rate_ratio(&spawnprof, &spawner, rounds)?;
     super::switches::switch_cost(&spawnprof, rounds)?;
+    super::idle_window::fault_cost(&spawnprof, rounds)?;
     cpu_at_rate(&spawnprof, 1000, Duration::from_secs(30))?;
     storm(&spawnprof, storm_seconds)
 }

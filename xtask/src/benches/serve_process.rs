@@ -36,6 +36,10 @@ impl Serve {
         Ok(serve)
     }
 
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(super) fn scrape(&self) -> Option<usize> {
         get(self.port, "/metrics")
             .filter(|(s, _)| *s == 200)

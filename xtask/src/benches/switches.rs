@@ -140,7 +140,7 @@ fn pipe() -> Result<(File, File)> {
 }
 
 /// Pins the calling thread to CPU 0, so each round trip switches twice.
-fn pin_to_cpu0() -> std::io::Result<()> {
+pub(super) fn pin_to_cpu0() -> std::io::Result<()> {
     // SAFETY: a zeroed cpu_set_t is empty; CPU_SET stays within it.
     let rc = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
