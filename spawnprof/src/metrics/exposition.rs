@@ -189,7 +189,8 @@ fn scalar_counters(out: &mut String, snap: &Snapshot) {
             "spawnprof_fork_probes_parked_total",
             "Times probes only forks need were detached after 32 spawns without a fork (doubled \
              at each return): the mmap-lock ones, and the page-fault one once no copy-on-write \
-             window is open either (the fork that brings them back has no dup_mmap).",
+             window is open either, or none has had a fault for 5 s (the fork that brings them \
+             back has no dup_mmap).",
             u64::from(snap.fork_probes.parked),
         ),
         (
