@@ -39,6 +39,11 @@ fn cgroup_or_skip(test: &str) -> Option<Cgroup> {
     }
 }
 
+/// A serve that counts the processes of `cg` alone.
+fn serve_in(test: &str, cg: &Cgroup) -> Serve {
+    Serve::start(test, &["--cgroup", cg.path.to_str().unwrap()])
+}
+
 fn run_in(cg: &Cgroup, program: &std::path::Path, args: &[&str]) {
     let out = cg
         .command(program, args)
@@ -63,7 +68,7 @@ fn prometheus_sees_every_fork_and_dup_mmap_growing_with_rss() {
     const N: u64 = 100;
     let small = spawner_named(test, "sp-rss0");
     let large = spawner_named(test, "sp-rss1g");
-    let serve = Serve::start(test, &["--cgroup", cg.path.to_str().unwrap()]);
+    let serve = serve_in(test, &cg);
     let prom = Prometheus::start(test, &prom_bin, serve.port);
     let count = N.to_string();
     let fork = ["--method", "fork-exec", "--warmup", "0", "--count", &count];
@@ -159,7 +164,7 @@ fn a_storm_keeps_memory_flat_and_every_scrape_answers() {
         return;
     };
     let storm = spawner_named(test, "sp-storm");
-    let serve = Serve::start(test, &["--cgroup", cg.path.to_str().unwrap()]);
+    let serve = serve_in(test, &cg);
     let prom = Prometheus::start(test, &prom_bin, serve.port);
     // Four spawners, each as fast as it can, for 15 s (60 s in bench-serve).
     let mut spawners: Vec<_> = ["posix-spawn", "fork-exec", "vfork-exec", "clone3-vfork"]
@@ -232,7 +237,7 @@ fn sigterm_leaves_no_program_in_the_kernel_and_another_spawnprof_can_run_alongsi
     let Some(cg) = cgroup_or_skip(test) else {
         return;
     };
-    let mut serve = Serve::start(test, &["--cgroup", cg.path.to_str().unwrap()]);
+    let mut serve = serve_in(test, &cg);
     let ours = bpf_prog_ids(serve.pid());
     assert!(ours.len() > 5, "serve holds programs: {ours:?}");
 
@@ -298,7 +303,7 @@ fn fork_only_probes_park_while_nothing_forks_and_return_at_a_fork() {
     let Some(cg) = cgroup_or_skip(test) else {
         return;
     };
-    let mut serve = Serve::start(test, &["--cgroup", cg.path.to_str().unwrap()]);
+    let mut serve = serve_in(test, &cg);
     let script = "import os, time\n\
         for _ in range(400):\n    os.waitpid(os.posix_spawn('/bin/true', ['true'], {}), 0)\n\
         time.sleep(0.5)\n\
@@ -348,7 +353,7 @@ fn a_quiet_copy_on_write_window_lets_the_fault_probe_park() {
     let Some(cg) = cgroup_or_skip(test) else {
         return;
     };
-    let mut serve = Serve::start(test, &["--cgroup", cg.path.to_str().unwrap()]);
+    let mut serve = serve_in(test, &cg);
     // 2,048 shared pages written at once after the fork, then 80 spawns
     // (the lock probes park at 32), then a long idle wait with the
     // windows of parent and child open.
@@ -570,7 +575,7 @@ fn only_misses_before_the_exec_count_as_a_path_search() {
         return;
     };
     let named = spawner_named(test, "sp-paths");
-    let mut serve = Serve::start(test, &["--cgroup", cg.path.to_str().unwrap()]);
+    let mut serve = serve_in(test, &cg);
     let series = |name: &str, stage: &str| {
         let stage = if stage.is_empty() {
             String::new()
