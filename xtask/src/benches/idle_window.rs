@@ -8,7 +8,6 @@
 //! runs per fault are counted in a separate, shorter loop: the run-time
 //! statistics must not be on while timing.
 use std::{
-    fs,
     os::unix::process::CommandExt as _,
     path::Path,
     process::{Child, Command, Stdio},
@@ -18,7 +17,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use super::{
-    median,
+    median, peer_cost,
     serve_process::{Serve, get},
     switches::pin_to_cpu0,
 };
@@ -48,25 +47,6 @@ impl Drop for IdleParent {
         // SAFETY: signalling the process group we made.
         unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
         let _ = self.0.wait();
-    }
-}
-
-/// Turns the kernel's BPF run-time statistics on until dropped.
-struct Stats(String);
-
-impl Stats {
-    const KNOB: &str = "/proc/sys/kernel/bpf_stats_enabled";
-
-    fn on() -> Result<Self> {
-        let before = fs::read_to_string(Self::KNOB).context("reading bpf_stats_enabled")?;
-        fs::write(Self::KNOB, "1").context("turning BPF statistics on")?;
-        Ok(Self(before.trim().to_string()))
-    }
-}
-
-impl Drop for Stats {
-    fn drop(&mut self) {
-        let _ = fs::write(Self::KNOB, &self.0);
     }
 }
 
@@ -131,30 +111,11 @@ fn parked_total(serve: &Serve) -> f64 {
 
 /// serve's BPF program runs during a short fault loop, per fault.
 fn serve_runs_per_fault(serve: &Serve) -> Result<f64> {
-    let _stats = Stats::on()?;
-    let before = program_runs(serve.pid())?;
+    let _stats = peer_cost::Stats::on()?;
+    let before = peer_cost::programs(serve.pid())?;
     ns_per_fault(5)?;
-    let after = program_runs(serve.pid())?;
-    Ok((after - before) as f64 / (5 * REGION / PAGE) as f64)
-}
-
-/// The run counts of every BPF program `pid` holds (its descriptors'
-/// fdinfo), summed.
-fn program_runs(pid: u32) -> Result<u64> {
-    let mut runs = 0;
-    for fd in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
-        let Ok(info) = fs::read_to_string(fd?.path()) else {
-            continue;
-        };
-        if !info.contains("prog_type:") {
-            continue;
-        }
-        runs += info
-            .lines()
-            .find_map(|l| l.strip_prefix("run_cnt:")?.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    Ok(runs)
+    let (runs, _) = peer_cost::since(serve.pid(), &before)?;
+    Ok(runs as f64 / (5 * REGION / PAGE) as f64)
 }
 
 /// Nanoseconds per first-touch fault: `touches` times, a fresh 64 MiB

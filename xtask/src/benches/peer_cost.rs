@@ -257,7 +257,7 @@ fn measure(pid: u32, argv: &[String]) -> Result<(u64, u64)> {
 }
 
 /// (runs, ns) of `pid`'s programs since the reading `before`.
-fn since(pid: u32, before: &BTreeMap<u64, (u64, u64)>) -> Result<(u64, u64)> {
+pub(super) fn since(pid: u32, before: &BTreeMap<u64, (u64, u64)>) -> Result<(u64, u64)> {
     Ok(programs(pid)?
         .iter()
         .fold((0, 0), |(runs, ns), (id, (r, n))| {
@@ -268,7 +268,7 @@ fn since(pid: u32, before: &BTreeMap<u64, (u64, u64)>) -> Result<(u64, u64)> {
 
 /// Program id -> (run_cnt, run_time_ns) of every BPF program `pid` holds,
 /// from its file descriptors' fdinfo.
-fn programs(pid: u32) -> Result<BTreeMap<u64, (u64, u64)>> {
+pub(super) fn programs(pid: u32) -> Result<BTreeMap<u64, (u64, u64)>> {
     let mut out = BTreeMap::new();
     for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
         let Ok(info) = std::fs::read_to_string(fd?.path()) else {
@@ -288,12 +288,12 @@ fn programs(pid: u32) -> Result<BTreeMap<u64, (u64, u64)>> {
 }
 
 /// BPF run-time statistics on, and back as they were on drop.
-struct Stats {
+pub(super) struct Stats {
     was: String,
 }
 
 impl Stats {
-    fn on() -> Result<Self> {
+    pub(super) fn on() -> Result<Self> {
         let was = std::fs::read_to_string(STATS_SYSCTL).context("reading bpf_stats_enabled")?;
         std::fs::write(STATS_SYSCTL, "1").context("turning BPF statistics on")?;
         Ok(Self { was })
