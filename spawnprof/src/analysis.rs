@@ -177,7 +177,9 @@ impl Accumulator {
                 }
             }
         }
-        c.execs += r.ts.exec_done.is_some() as u64;
+        let execs = r.successful_execs();
+        c.execs += execs;
+        c.re_execs += execs.saturating_sub(1);
         c.failed_exec_attempts += r.failed_exec_attempts;
         c.exits += r.ts.exit.is_some() as u64;
         c.incomplete += !r.incomplete.is_empty() as u64;
@@ -409,12 +411,31 @@ pub struct Counts {
     #[serde(default)]
     pub root: u64,
     pub threads: u64,
+    /// Successful execs (calls, as execsnoop counts them), in traced
+    /// processes and the root command.
     pub execs: u64,
+    /// Of those, the execs by a process that had exec'd already (a wrapper
+    /// such as jspawnhelper or env exec'ing its program): they are not
+    /// spawns, and the exec stages time the first exec only.
+    #[serde(default)]
+    pub re_execs: u64,
     pub failed_exec_attempts: u64,
     pub exits: u64,
     pub incomplete: u64,
     /// Spawns by method ("fork", "vfork", …).
     pub by_method: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    /// What the reports add after the exec count: " (120 re-execs)" when
+    /// some processes exec'd more than once, else nothing.
+    pub fn re_execs_note(&self) -> String {
+        match self.re_execs {
+            0 => String::new(),
+            1 => " (1 re-exec)".into(),
+            n => format!(" ({n} re-execs)"),
+        }
+    }
 }
 
 pub fn counts<'a>(records: impl IntoIterator<Item = &'a SpawnRecord>) -> Counts {
@@ -553,6 +574,29 @@ mod tests {
         let p = acc.placement().expect("known");
         assert_eq!(p.vfork_resume_other_cpu.p50_ns, 25_000);
         assert_eq!(p.vfork_resume_same_cpu.count, 0);
+    }
+
+    /// A wrapper that execs its program (jspawnhelper, env) makes two
+    /// successful execs in one spawn; an exec whose attempt record was lost
+    /// still counts once.
+    #[test]
+    fn execs_count_calls_and_re_execs_the_ones_after_the_first() {
+        let attempt = |ret: i64| crate::model::ExecAttempt {
+            ret: Some(ret),
+            ..Default::default()
+        };
+        let mut wrapper = SpawnRecord {
+            exec_attempts: vec![attempt(-2), attempt(0), attempt(0)],
+            ..Default::default()
+        };
+        wrapper.ts.exec_done = Some(5);
+        let mut unread = SpawnRecord::default();
+        unread.ts.exec_done = Some(5);
+        let never = SpawnRecord::default();
+        let c = counts([&wrapper, &unread, &never]);
+        assert_eq!((c.spawns, c.execs, c.re_execs), (3, 3, 1));
+        assert_eq!(c.re_execs_note(), " (1 re-exec)");
+        assert_eq!(counts([&unread]).re_execs_note(), "");
     }
 
     /// Found by `cargo xtask fuzz correlate`: marks with far-apart

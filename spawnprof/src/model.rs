@@ -652,6 +652,14 @@ impl Timestamps {
 }
 
 impl SpawnRecord {
+    /// The successful execs of this process: a wrapper that execs its
+    /// program (jspawnhelper, env, nice, `sh -c 'exec …'`) has two. At
+    /// least one when the kernel saw an exec whose attempt record was lost.
+    pub fn successful_execs(&self) -> u64 {
+        let seen = self.exec_attempts.iter().filter(|a| a.succeeded()).count() as u64;
+        seen.max(self.ts.exec_done.is_some() as u64)
+    }
+
     /// Fills [`Self::durations`] (and the kernel-summed stages) from the timestamps.
     pub fn derive_durations(&mut self) {
         let d = &mut self.durations.0;

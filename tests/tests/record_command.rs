@@ -86,6 +86,36 @@ fn a_command_that_fails_to_exec_is_recorded_as_a_failed_exec() {
     assert_eq!(r.exit_status, Some(127));
 }
 
+/// A wrapper that execs its program (as Java's jspawnhelper, env and nice
+/// do) makes two execs in one spawn: `execs` counts both, as execsnoop
+/// would, and says how many were re-execs; the record keeps both paths.
+#[test]
+fn a_wrapper_that_execs_its_program_counts_two_execs_in_one_spawn() {
+    let script = "/usr/bin/env /bin/true; /usr/bin/env /bin/true; exit 0";
+    let run = record("reexec", &["--", "sh", "-c", script]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let kids = run.children();
+    assert_eq!(kids.len(), 2, "{}", run.stderr());
+    for r in &kids {
+        let paths: Vec<&str> = r
+            .exec_attempts
+            .iter()
+            .filter(|a| a.succeeded())
+            .map(|a| a.path.as_str())
+            .collect();
+        assert_eq!(paths, ["/usr/bin/env", "/bin/true"]);
+        assert_eq!(r.exec_path.as_deref(), Some("/usr/bin/env"));
+    }
+    // The shell's own exec, then two for each child.
+    let c = &run.summary.counts;
+    assert_eq!((c.spawns, c.execs, c.re_execs), (2, 5, 2));
+    assert!(
+        run.stderr().contains("5 execs (2 re-execs)"),
+        "{}",
+        run.stderr()
+    );
+}
+
 #[test]
 fn the_commands_exit_status_becomes_spawnprofs() {
     let run = record("exitcode", &["--", "sh", "-c", "exit 7"]);

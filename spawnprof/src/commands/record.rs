@@ -94,10 +94,11 @@ fn print_report(recording: &recorder::Recorded, rows: usize) {
     spawnprof::say!();
     spawnprof::say_raw!("{}", table::breakdown(&breakdown::of_summary(s), width));
     spawnprof::say!(
-        "\n{} spawns ({} threads), {} execs, {} failed exec attempts, {} lost spawns",
+        "\n{} spawns ({} threads), {} execs{}, {} failed exec attempts, {} lost spawns",
         s.counts.spawns,
         s.counts.threads,
         s.counts.execs,
+        s.counts.re_execs_note(),
         s.counts.failed_exec_attempts,
         s.lost_spawns,
     );

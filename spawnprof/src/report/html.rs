@@ -144,7 +144,7 @@ fn facts(out: &mut String, s: &Summary) {
         ),
         ("spawns", c.spawns.to_string()),
         ("threads", c.threads.to_string()),
-        ("execs", c.execs.to_string()),
+        ("execs", format!("{}{}", c.execs, c.re_execs_note())),
         ("failed exec attempts", c.failed_exec_attempts.to_string()),
         ("incomplete records", c.incomplete.to_string()),
         ("lost spawns", s.lost_spawns.to_string()),
