@@ -153,6 +153,11 @@ pub struct KernelOffsets {
     /// its time waiting to run (0 when the kernel has no sched_info).
     pub task_sched_pcount: u32,
     pub task_sched_run_delay: u32,
+    /// `task_struct.group_leader` and `.comm`: a spawning thread's process
+    /// name, its main thread's, for `serve`'s labels ([`NO_FIELD`] when
+    /// unknown: the thread's own name is used).
+    pub task_group_leader: u32,
+    pub task_comm: u32,
 }
 
 impl Default for KernelOffsets {
@@ -253,6 +258,8 @@ impl ProbeConfig {
             upid_nr: NO_FIELD,
             task_sched_pcount: 0,
             task_sched_run_delay: 0,
+            task_group_leader: NO_FIELD,
+            task_comm: NO_FIELD,
         },
     };
 }

@@ -2,9 +2,12 @@
 //! kernel's BTF (aya 0.14 has no CO-RE relocations). Each returns `None`
 //! (or the unknown value) where this kernel's offsets are missing.
 use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
-use spawnprof_common::{NO_FIELD, UNKNOWN, UNKNOWN_U32};
+use spawnprof_common::{COMM_LEN, NO_FIELD, UNKNOWN, UNKNOWN_U32};
 
-use crate::maps::{CONFIG, config};
+use crate::{
+    emit::comm,
+    maps::{CONFIG, config},
+};
 
 #[inline(always)]
 fn read<T>(base: *const u8, off: u32) -> Option<T> {
@@ -34,6 +37,22 @@ fn current_task() -> *const u8 {
 #[inline(always)]
 pub fn pid_of(task: u64) -> Option<u32> {
     read::<i32>(task as *const u8, config(&CONFIG.kernel.task_pid)).map(|pid| pid as u32)
+}
+
+/// The current process's name: its main thread's comm, as `ps` shows it.
+/// A spawning thread's own is often per thread ("Thread-3",
+/// "pool-1-thread-7"), too many for `serve`'s labels. The thread's own
+/// where this kernel's offsets are unknown.
+#[inline(always)]
+pub fn process_comm(tid: u32, tgid: u32) -> [u8; COMM_LEN] {
+    if tid != tgid {
+        let k = &CONFIG.kernel;
+        let leader = read::<u64>(current_task(), config(&k.task_group_leader));
+        if let Some(name) = leader.and_then(|l| read(l as *const u8, config(&k.task_comm))) {
+            return name;
+        }
+    }
+    comm()
 }
 
 /// The current process's user page faults from the kernel's own counters:

@@ -514,6 +514,50 @@ fn cgroup_labels_name_each_parents_cgroup_up_to_the_limit() {
 
 /// `--label-idle`: a comm that stopped spawning gives its label back once
 /// another is counted as `other`, and the next name to spawn takes it.
+/// A threaded server's threads have names of their own (Java's Thread-N,
+/// pool-1-thread-M): labelled by them, one server would take every label.
+/// Its spawns and threads are labelled by its process name.
+#[test]
+fn a_named_threads_spawns_carry_its_process_name() {
+    require_root();
+    let test = "serve-thread-names";
+    let Some(cg) = cgroup_or_skip(test) else {
+        return;
+    };
+    let mut serve = serve_in(test, &cg);
+    let script = "import ctypes, os, threading\n\
+        libc = ctypes.CDLL(None)\n\
+        def work(i):\n    \
+            libc.prctl(15, b'sp-worker-%d' % i, 0, 0, 0)\n    \
+            for _ in range(3):\n        os.waitpid(os.posix_spawn('/bin/true', ['true'], {}), 0)\n\
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(6)]\n\
+        [t.start() for t in ts]\n\
+        [t.join() for t in ts]\n";
+    run_in(
+        &cg,
+        std::path::Path::new("/usr/bin/python3"),
+        &["-c", script],
+    );
+    let count = |page: &str, thread: bool| -> f64 {
+        page.lines()
+            .filter(|l| l.starts_with("spawnprof_spawns_total{comm=\"python3\""))
+            .filter(|l| l.contains("method=\"thread\"") == thread)
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let settled = wait_for(Duration::from_secs(10), || {
+        let page = serve.metrics();
+        (count(&page, false) == 18.0).then_some(page)
+    });
+    let page = settled.unwrap_or_else(|| panic!("18 spawns as python3:\n{}", serve.metrics()));
+    assert_eq!(count(&page, true), 6.0, "{page}");
+    assert!(
+        !page.contains("sp-worker"),
+        "a thread's name as a label:\n{page}"
+    );
+    assert!(serve.stop().success(), "{}", serve.log_text());
+}
+
 #[test]
 fn an_idle_comm_gives_its_label_to_one_counted_as_other() {
     require_root();

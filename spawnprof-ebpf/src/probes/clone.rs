@@ -17,10 +17,10 @@ use spawnprof_common::{NO_FIELD, SIGNAL_IN_FLAGS, clone_flags as cf, lost, sysca
 
 use super::field;
 use crate::{
-    emit::{comm, count_lost, current, now, send_fork_wake},
+    emit::{count_lost, current, now, send_fork_wake},
     maps::{CONFIG, Gate, PARKED, arm, config, fork_began},
     scope::{traced, traces_spawns},
-    spawn,
+    spawn, task,
 };
 
 /// Only a clone that copies the mm runs dup_mmap: a traced one in flight
@@ -53,7 +53,7 @@ fn enter(which: u16, args: impl FnOnce() -> (u64, u8)) -> u32 {
         (*c).clone_flags = flags;
         (*c).syscall = which;
         (*c).exit_signal = exit_signal;
-        (*c).comm = comm();
+        (*c).comm = task::process_comm(tid, tgid);
         (*c).ts[ts::CLONE_ENTER] = t;
     }
     if copies_mm(flags) {

@@ -244,5 +244,7 @@ fn kernel_offsets(host: &Host) -> KernelOffsets {
         upid_nr: field("upid", "nr"),
         task_sched_pcount: sched_info("pcount"),
         task_sched_run_delay: sched_info("run_delay"),
+        task_group_leader: field("task_struct", "group_leader"),
+        task_comm: field("task_struct", "comm"),
     }
 }
