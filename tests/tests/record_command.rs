@@ -88,7 +88,8 @@ fn a_command_that_fails_to_exec_is_recorded_as_a_failed_exec() {
 
 /// A wrapper that execs its program (as Java's jspawnhelper, env and nice
 /// do) makes two execs in one spawn: `execs` counts both, as execsnoop
-/// would, and says how many were re-execs; the record keeps both paths.
+/// would, and says how many were re-execs; the record and the process
+/// table keep both paths.
 #[test]
 fn a_wrapper_that_execs_its_program_counts_two_execs_in_one_spawn() {
     let script = "/usr/bin/env /bin/true; /usr/bin/env /bin/true; exit 0";
@@ -109,11 +110,9 @@ fn a_wrapper_that_execs_its_program_counts_two_execs_in_one_spawn() {
     // The shell's own exec, then two for each child.
     let c = &run.summary.counts;
     assert_eq!((c.spawns, c.execs, c.re_execs), (2, 5, 2));
-    assert!(
-        run.stderr().contains("5 execs (2 re-execs)"),
-        "{}",
-        run.stderr()
-    );
+    let err = run.stderr();
+    assert!(err.contains("5 execs (2 re-execs)"), "{err}");
+    assert!(err.contains("/usr/bin/env → /bin/true"), "{err}");
 }
 
 #[test]

@@ -50,7 +50,7 @@ impl ProcessRow {
             _ => "-".into(),
         };
         let path = match (&r.exec_path, r.exec_attempts.last()) {
-            (Some(p), _) => p.clone(),
+            (Some(p), _) => then_exec_d(p, r),
             (None, Some(a)) => match a.ret {
                 Some(ret) => format!("{} (failed: {})", a.path, super::trace::errno_name(ret)),
                 None => format!("{} (exec not seen to return)", a.path),
@@ -101,6 +101,21 @@ impl ProcessRow {
             .position(|(name, _)| *name == column)
             .and_then(|i| self.cells.get(i))
             .map_or("-", String::as_str)
+    }
+}
+
+/// The spawn's exec'd path, and the program a wrapper exec'd after it
+/// (Java's jspawnhelper, env): `…/jspawnhelper → /bin/true`.
+fn then_exec_d(first: &str, r: &SpawnRecord) -> String {
+    let later: Vec<&str> = (r.exec_attempts.iter())
+        .filter(|a| a.succeeded())
+        .skip(1)
+        .map(|a| a.path.as_str())
+        .collect();
+    match later.as_slice() {
+        [] => first.to_string(),
+        [next] => format!("{first} → {next}"),
+        [.., last] => format!("{first} → … → {last}"),
     }
 }
 
@@ -273,6 +288,23 @@ mod tests {
                 "-",
                 "exit 0"
             ]
+        );
+        let exec = |path: &str| crate::model::ExecAttempt {
+            ret: Some(0),
+            path: path.into(),
+            ..Default::default()
+        };
+        r.exec_attempts = vec![exec("/bin/true")];
+        assert_eq!(ProcessRow::of(&r).cell("exec'd path"), "/bin/true");
+        r.exec_attempts.push(exec("/bin/env"));
+        assert_eq!(
+            ProcessRow::of(&r).cell("exec'd path"),
+            "/bin/true → /bin/env"
+        );
+        r.exec_attempts.push(exec("/bin/sh"));
+        assert_eq!(
+            ProcessRow::of(&r).cell("exec'd path"),
+            "/bin/true → … → /bin/sh"
         );
     }
 }
