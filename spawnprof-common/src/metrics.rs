@@ -172,13 +172,17 @@ pub mod mode {
     pub const ON: u32 = 1;
     /// Series are also labelled by the spawning parent's cgroup.
     pub const BY_CGROUP: u32 = 2;
+    /// The comm label is the child's name after its exec (the program it
+    /// exec'd), the spawning process's where it did not exec.
+    pub const BY_EXEC: u32 = 4;
 }
 
 /// Key of the `SERIES` map: one entry per label and method.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesKey {
-    /// The spawning process's comm, or [`OTHER`].
+    /// The spawning process's comm (with [`mode::BY_EXEC`], the exec'd
+    /// program's where the child exec'd), or [`OTHER`].
     pub comm: [u8; COMM_LEN],
     pub method: u16,
     pub _pad: u16,

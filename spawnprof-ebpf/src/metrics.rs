@@ -156,11 +156,15 @@ fn stages(s: *const SpawnEvent, series: *mut Series, flags: u64) {
 }
 
 /// The spawning process's comm (the child's before its exec where the
-/// clone was not seen), or [`OTHER`] once every label slot is taken.
+/// clone was not seen), or with [`mode::BY_EXEC`] the child's after its
+/// exec where it exec'd; [`OTHER`] once every label slot is taken.
 #[inline(always)]
 fn label(s: *const SpawnEvent) -> [u8; COMM_LEN] {
+    let by_exec = config(&CONFIG.metrics) & mode::BY_EXEC != 0;
     let comm = unsafe {
-        if (*s).parent_comm[0] != 0 {
+        if by_exec && has(s, sp::EXECED) && (*s).comm_after[0] != 0 {
+            (*s).comm_after
+        } else if (*s).parent_comm[0] != 0 {
             (*s).parent_comm
         } else {
             (*s).comm_before

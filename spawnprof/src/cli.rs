@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 
 use crate::units::parse_u64_named;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A value on the command line that cannot work, found after clap parsed
 /// it (a zero duration, a stage that does not exist, a list entry that is
@@ -167,6 +167,13 @@ pub struct RecordArgs {
     pub command: Vec<String>,
 }
 
+/// What `serve`'s and `top`'s comm label names (`--label-by`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LabelBy {
+    Parent,
+    Exec,
+}
+
 /// What `serve` and `top` share: which processes they count (every one by
 /// default), how they label them, and how they time a first run.
 #[derive(Debug, Args, Clone)]
@@ -194,6 +201,12 @@ pub struct ScopeArgs {
     /// labels go to the names that spawn; `off` keeps the first ones.
     #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_label_idle)]
     pub label_idle: std::time::Duration,
+    /// What the comm label (each `top` row) names: `parent`, the spawning
+    /// process; `exec`, the program the child exec'd (its name after the
+    /// exec, 15 characters), or the spawning process for a child that does
+    /// not exec (threads, fork-only workers).
+    #[arg(long, value_enum, default_value_t = LabelBy::Parent, value_name = "WHAT")]
+    pub label_by: LabelBy,
     /// Label each series (each `top` row) by the spawning parent's cgroup too (a systemd
     /// unit or a container), as its path below the cgroup2 mount.
     #[arg(long)]

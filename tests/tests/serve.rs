@@ -558,6 +558,62 @@ fn a_named_threads_spawns_carry_its_process_name() {
     assert!(serve.stop().success(), "{}", serve.log_text());
 }
 
+/// `--label-by exec` names the program each child exec'd; a child that
+/// does not exec (a fork-only worker, a thread) keeps its parent's name.
+#[test]
+fn labelled_by_exec_each_program_has_its_series() {
+    require_root();
+    let test = "serve-label-exec";
+    let Some(cg) = cgroup_or_skip(test) else {
+        return;
+    };
+    let mut serve = Serve::start(
+        test,
+        &["--cgroup", cg.path.to_str().unwrap(), "--label-by", "exec"],
+    );
+    let script = "import os, threading\n\
+        run = lambda p: os.waitpid(os.posix_spawn(p, [p], {}), 0)\n\
+        [run('/bin/true') for _ in range(5)]\n\
+        [run('/bin/echo') for _ in range(4)]\n\
+        for _ in range(3):\n    \
+            pid = os.fork()\n    \
+            if pid == 0:\n        os._exit(0)\n    \
+            os.waitpid(pid, 0)\n\
+        t = threading.Thread(target=lambda: None)\n\
+        t.start()\n\
+        t.join()\n";
+    run_in(
+        &cg,
+        std::path::Path::new("/usr/bin/python3"),
+        &["-c", script],
+    );
+    let spawns = |page: &str, comm: &str, thread: bool| -> f64 {
+        let series = format!("spawnprof_spawns_total{{comm=\"{comm}\",");
+        page.lines()
+            .filter(|l| l.starts_with(&series))
+            .filter(|l| l.contains("method=\"thread\"") == thread)
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let settled = wait_for(Duration::from_secs(10), || {
+        let page = serve.metrics();
+        (spawns(&page, "python3", true) == 1.0).then_some(page)
+    });
+    let page = settled.unwrap_or_else(|| panic!("python3's thread:\n{}", serve.metrics()));
+    assert_eq!(spawns(&page, "true", false), 5.0, "{page}");
+    assert_eq!(spawns(&page, "echo", false), 4.0, "{page}");
+    assert_eq!(spawns(&page, "python3", false), 3.0, "{page}");
+    let exec_of_true = page
+        .lines()
+        .filter(|l| l.starts_with("spawnprof_stage_duration_seconds_count{comm=\"true\""))
+        .filter(|l| l.contains("stage=\"exec\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert_eq!(exec_of_true, 5.0, "{page}");
+    promtool_accepts(&page);
+    assert!(serve.stop().success(), "{}", serve.log_text());
+}
+
 #[test]
 fn an_idle_comm_gives_its_label_to_one_counted_as_other() {
     require_root();
@@ -705,6 +761,7 @@ fn the_dashboard_and_the_alert_rules_use_only_what_serve_exports() {
     let limits = spawnprof::probe::metrics::Labels {
         top_k: 32,
         cgroup_k: Some(8),
+        by_exec: false,
     };
     let page =
         spawnprof::metrics::exposition::render(&spawnprof::metrics::Snapshot::default(), limits);

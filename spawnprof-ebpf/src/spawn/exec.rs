@@ -5,12 +5,12 @@
 //! (de_thread turns its tid into the tgid).
 //! The record gets the first successful attempt; every other attempt (the
 //! failures of a PATH search, a later exec) is sent on its own.
-use spawnprof_common::{ExecState, SpawnEvent, spawn, ts};
+use spawnprof_common::{ExecState, SpawnEvent, metrics, spawn, ts};
 
 use super::{clear, has, set, stamp, thread_ended};
 use crate::{
     emit::{Attempt, Path, comm, current, send_exec},
-    maps::{EXECS, spawn_table},
+    maps::{CONFIG, EXECS, config, spawn_table},
 };
 
 /// The current thread enters execve/execveat with the user path at `path`.
@@ -132,6 +132,9 @@ pub fn exec_done(t: u64, img: &Image) -> Option<u64> {
     }
     if img.read {
         fill_image(s, img);
+    } else if config(&CONFIG.metrics) & metrics::mode::BY_EXEC != 0 {
+        // serve --label-by exec: the program's name is the spawn's label.
+        unsafe { (*s).comm_after = comm() };
     }
     Some(unsafe { (*s).spawn_id })
 }

@@ -1,8 +1,8 @@
 //! `spawnprof serve`: options → [`spawnprof::serve::run`].
 use anyhow::Result;
 use spawnprof::{
-    cli::{ProbeArgs, ScopeArgs, ServeArgs},
-    probe::SessionOptions,
+    cli::{LabelBy, ProbeArgs, ScopeArgs, ServeArgs},
+    probe::{SessionOptions, metrics::Labels},
     serve::{self, ServeOptions, Target},
 };
 
@@ -10,15 +10,21 @@ pub fn run(args: ServeArgs) -> Result<i32> {
     let opts = ServeOptions {
         listen: args.listen,
         target: target(&args.scope),
-        labels: spawnprof::probe::metrics::Labels {
-            top_k: args.scope.top_k,
-            cgroup_k: args.scope.cgroup_label.then_some(args.scope.cgroup_k),
-        },
+        labels: labels(&args.scope),
         label_idle: args.scope.label_idle,
         probes: metrics_probes(&args.scope, &args.probes)?,
     };
     super::runtime()?.block_on(serve::run(opts))?;
     Ok(0)
+}
+
+/// How `serve` and `top` label their series.
+pub fn labels(scope: &ScopeArgs) -> Labels {
+    Labels {
+        top_k: scope.top_k,
+        cgroup_k: scope.cgroup_label.then_some(scope.cgroup_k),
+        by_exec: scope.label_by == LabelBy::Exec,
+    }
 }
 
 /// The processes asked for: every one unless told otherwise.

@@ -68,8 +68,8 @@ fn histograms(out: &mut String, snap: &Snapshot) {
         out,
         NAME,
         "histogram",
-        "Duration of each spawn stage, by spawning comm (top-k, the rest as other), cgroup \
-         (with --cgroup-label) and method.",
+        "Duration of each spawn stage, by comm (the spawning process's; with --label-by exec, \
+         the exec'd program's; top-k, the rest as other), cgroup (with --cgroup-label) and method.",
     );
     for ((label, st, m), h) in &snap.hists {
         let labels = format!(
@@ -110,12 +110,12 @@ fn counters(out: &mut String, snap: &Snapshot) {
     let per_comm: [(&str, &str, Field); 4] = [
         (
             "spawnprof_spawns_total",
-            "Spawns (processes and threads) that ended, by spawning comm and method.",
+            "Spawns (processes and threads) that ended, by comm and method.",
             |c| c.spawns,
         ),
         (
             "spawnprof_clone_failures_total",
-            "Clones that failed, by spawning comm and method.",
+            "Clones that failed, by comm (the spawning process's) and method.",
             |c| c.clone_failures,
         ),
         (
@@ -215,7 +215,7 @@ fn gauges(out: &mut String, snap: &Snapshot, limits: Labels) {
         out,
         "spawnprof_parent_rss_bytes",
         "gauge",
-        "Resident memory of the latest spawning parent of each comm, while it runs.",
+        "Resident memory of the latest spawning parent of each comm label, while it runs.",
     );
     for (comm, bytes) in &snap.parent_rss {
         let _ = writeln!(
@@ -316,6 +316,7 @@ mod tests {
             Labels {
                 top_k: 32,
                 cgroup_k: None,
+                by_exec: false,
             },
         );
         let buckets: Vec<u64> = page
@@ -344,6 +345,7 @@ mod tests {
         let limits = Labels {
             top_k: 32,
             cgroup_k: Some(8),
+            by_exec: false,
         };
         let page = render(&snap, limits);
         assert!(page.contains(

@@ -23,17 +23,21 @@ pub struct Labels {
     /// Spawning parents' cgroups (`--cgroup-label`, `--cgroup-k`); `None`:
     /// series are not labelled by cgroup.
     pub cgroup_k: Option<u32>,
+    /// The comm label names the program each child exec'd (`--label-by
+    /// exec`), not the spawning process.
+    pub by_exec: bool,
 }
 
 impl Labels {
     /// The `ProbeConfig::metrics` bits.
     pub fn mode(self) -> u32 {
-        mode::ON
-            | if self.cgroup_k.is_some() {
-                mode::BY_CGROUP
-            } else {
-                0
-            }
+        let by_cgroup = if self.cgroup_k.is_some() {
+            mode::BY_CGROUP
+        } else {
+            0
+        };
+        let by_exec = if self.by_exec { mode::BY_EXEC } else { 0 };
+        mode::ON | by_cgroup | by_exec
     }
 
     /// Series per comm and method: one per cgroup label and `other`.
@@ -160,7 +164,11 @@ mod tests {
     #[test]
     fn the_stated_memory_bound_holds() {
         // docs/SERVE.md: at most 2.1 MiB at the default top-k, 66 MiB at 1024.
-        let labels = |top_k, cgroup_k| Labels { top_k, cgroup_k };
+        let labels = |top_k, cgroup_k| Labels {
+            top_k,
+            cgroup_k,
+            by_exec: false,
+        };
         let mib = |l| max_bytes(l) as f64 / (1024.0 * 1024.0);
         assert!(mib(labels(32, None)) < 2.2, "{}", mib(labels(32, None)));
         assert!(

@@ -49,12 +49,17 @@ pub async fn run(opts: ServeOptions) -> Result<&'static str> {
     live.recycle_labels_after(opts.label_idle);
     crate::say!(
         "spawnprof serve: {} on http://{}/metrics (ready at /ready), {}; metrics maps at most {} \
-         ({} comm labels{})",
+         ({} comm labels{}{})",
         describe(&opts.target),
         listener.local_addr()?,
         attached_summary(&live),
         crate::units::format_bytes(crate::probe::metrics::max_bytes(opts.labels)),
         opts.labels.top_k,
+        if opts.labels.by_exec {
+            ", naming the exec'd programs"
+        } else {
+            ""
+        },
         opts.labels
             .cgroup_k
             .map_or(String::new(), |k| format!(", {k} cgroup labels"))

@@ -92,6 +92,7 @@ fn event_loop(
             capped: before.capped,
             lost: before.lost.values().sum(),
             by_cgroup: live.labels.cgroup_k.is_some(),
+            by_exec: live.labels.by_exec,
         };
         terminal.draw(|f| view::draw(f, &shown, &header))?;
         let wait = next.saturating_duration_since(Instant::now());

@@ -19,6 +19,8 @@ pub struct Header<'a> {
     pub lost: u64,
     /// Rows are per comm and cgroup (`--cgroup-label`).
     pub by_cgroup: bool,
+    /// Rows name the exec'd programs (`--label-by exec`).
+    pub by_exec: bool,
 }
 
 pub fn draw(frame: &mut Frame<'_>, rows: &[Row], header: &Header<'_>) {
@@ -60,7 +62,8 @@ pub fn draw(frame: &mut Frame<'_>, rows: &[Row], header: &Header<'_>) {
 fn table<'a>(rows: &'a [Row], header: &Header<'_>) -> Table<'a> {
     // With --cgroup-label, the cgroup follows the comm.
     let by_cgroup = header.by_cgroup;
-    let mut titles = vec!["COMM".to_string()];
+    let first = if header.by_exec { "PROGRAM" } else { "COMM" };
+    let mut titles = vec![first.to_string()];
     if by_cgroup {
         titles.push("CGROUP".into());
     }
