@@ -154,8 +154,8 @@ pub struct KernelOffsets {
     pub task_sched_pcount: u32,
     pub task_sched_run_delay: u32,
     /// `task_struct.group_leader` and `.comm`: a spawning thread's process
-    /// name, its main thread's, for `serve`'s labels ([`NO_FIELD`] when
-    /// unknown: the thread's own name is used).
+    /// name, its main thread's, for `parent_comm` and `serve`'s labels
+    /// ([`NO_FIELD`] when unknown: the thread's own name is used).
     pub task_group_leader: u32,
     pub task_comm: u32,
 }

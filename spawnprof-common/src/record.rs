@@ -220,7 +220,9 @@ pub struct SpawnEvent {
     pub avf_calls: u32,
     /// Stage boundaries: [`ts`] slots.
     pub ts: [u64; ts::SLOTS],
-    /// The parent's name at the clone, the child's before and after its exec.
+    /// The parent process's name at the clone (its main thread's), the
+    /// child's before and after its exec (after: set in `serve` only with
+    /// `--label-by exec`).
     pub parent_comm: [u8; COMM_LEN],
     pub comm_before: [u8; COMM_LEN],
     pub comm_after: [u8; COMM_LEN],

@@ -140,7 +140,7 @@ pub struct CloneState {
     pub avf_total_ns: u64,
     pub cpr_calls: u32,
     pub avf_calls: u32,
-    /// The parent's name at clone entry.
+    /// The parent process's name at clone entry (its main thread's).
     pub comm: [u8; COMM_LEN],
 }
 
