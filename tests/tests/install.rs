@@ -7,7 +7,7 @@ use std::{
     process::Command,
 };
 
-use spawnprof_tests::{out_dir, require_root};
+use spawnprof_tests::{out_dir, require_root, spawnprof_bin};
 
 const PACKAGE: &str = "spawnprof";
 
@@ -146,4 +146,46 @@ fn has_interpreter(path: &Path) -> bool {
         let at = phoff + i * size;
         u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == PT_INTERP
     })
+}
+
+/// The unit the package installs, as systemd reads it: no unknown key, no
+/// value it would ignore (systemd only warns about those, and the service
+/// would run without its limits).
+#[test]
+fn the_service_unit_passes_systemd_analyze() {
+    let Some(analyze) = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+    else {
+        println!("SKIPPED: systemd-analyze is missing (Debian's systemd package has it)");
+        return;
+    };
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/spawnprof-serve.service");
+    let text = std::fs::read_to_string(&unit).expect("the unit file");
+    assert!(
+        text.contains("ExecStart=/usr/bin/spawnprof serve"),
+        "{text}"
+    );
+    // Its ExecStart must exist: the binary under test stands in for it.
+    let dir = out_dir("systemd-unit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("spawnprof-serve.service");
+    let bin = spawnprof_bin();
+    std::fs::write(
+        &copy,
+        text.replace("/usr/bin/spawnprof", bin.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = Command::new(analyze)
+        .args(["verify", "--man=no"])
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
 }
