@@ -115,6 +115,53 @@ fn a_wrapper_that_execs_its_program_counts_two_execs_in_one_spawn() {
     assert!(err.contains("/usr/bin/env → /bin/true"), "{err}");
 }
 
+/// The terminal names the hidden costs it saw: forks of a large parent
+/// that exec at once, and PATH searches, each with what avoids it.
+#[test]
+fn the_terminal_names_the_hidden_costs_it_saw() {
+    let script = "import os\n\
+        ballast = b'x' * (256 << 20)\n\
+        for _ in range(10):\n    \
+            pid = os.fork()\n    \
+            if pid == 0:\n        os.execv('/bin/true', ['true'])\n    \
+            os.waitpid(pid, 0)\n";
+    let run = record("finding-fork", &["--", "/usr/bin/python3", "-c", script]);
+    let err = run.stderr();
+    assert!(run.output.status.success(), "{err}");
+    let finding = err
+        .lines()
+        .find(|l| l.starts_with("finding: 10 spawns forked and then exec'd (10 by python3)"))
+        .unwrap_or_else(|| panic!("no fork finding:\n{err}"));
+    assert!(finding.contains("posix_spawn"), "{finding}");
+
+    // Fifty directories that do not exist, before the real one: python's
+    // child tries each (as execvp does) before it finds ls.
+    let missing: Vec<String> = (0..50)
+        .map(|i| format!("/nonexistent/spawnprof-{i}"))
+        .collect();
+    let path = format!("PATH={}:/usr/bin:/bin", missing.join(":"));
+    let script = "import subprocess\n\
+        for _ in range(5):\n    subprocess.run(['ls', '/'], stdout=subprocess.DEVNULL)\n";
+    let run = record(
+        "finding-path",
+        &[
+            "--",
+            "/usr/bin/env",
+            &path,
+            "/usr/bin/python3",
+            "-c",
+            script,
+        ],
+    );
+    let err = run.stderr();
+    assert!(
+        err.lines().any(|l| l.starts_with("finding: ")
+            && l.contains("searched PATH")
+            && l.contains("50.0 a spawn")),
+        "no PATH finding:\n{err}"
+    );
+}
+
 #[test]
 fn the_commands_exit_status_becomes_spawnprofs() {
     let run = record("exitcode", &["--", "sh", "-c", "exit 7"]);

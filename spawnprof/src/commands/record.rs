@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result};
 use spawnprof::{
     cli::{RecordArgs, UsageError, usage},
     recorder::{self, RecordOptions, Target, interrupt},
-    report::{breakdown, html, table},
+    report::{breakdown, findings, html, table},
     sys::term,
     units,
 };
@@ -107,6 +107,9 @@ fn print_report(recording: &recorder::Recorded, rows: usize) {
     }
     if let Some(p) = &s.placement {
         spawnprof::say_raw!("{}", table::placement(p));
+    }
+    for finding in findings::findings(&recording.records) {
+        spawnprof::say!("finding: {finding}");
     }
     if let Some(cost) = &s.probe_cost {
         spawnprof::say!();

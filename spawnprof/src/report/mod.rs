@@ -11,6 +11,7 @@ pub mod charts;
 pub mod compare;
 pub mod diff;
 pub mod export;
+pub mod findings;
 pub mod flamegraph;
 pub mod folded;
 pub mod headline;
