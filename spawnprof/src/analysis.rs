@@ -1,4 +1,5 @@
-//! Summaries of many spawns: per-stage distributions and counts.
+//! Summaries of many spawns: per-stage distributions and counts, and the
+//! hidden costs they paid ([`hidden`]).
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -6,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::{
     ALL_STAGES, Durations, SPAWN_TIME, SPAWN_TIME_NODES, SpawnRecord, spawn_times, stage_names,
 };
+
+mod hidden;
+pub use hidden::{HiddenCost, HiddenCosts};
 
 /// Distribution of one stage's duration over the spawns that have it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -146,6 +150,7 @@ pub struct Accumulator {
     counts: Counts,
     placement: PlacementAccumulator,
     spawn_time: SpawnTimeAccumulator,
+    hidden: hidden::HiddenAccumulator,
 }
 
 impl Default for Accumulator {
@@ -155,6 +160,7 @@ impl Default for Accumulator {
             counts: Counts::default(),
             placement: PlacementAccumulator::default(),
             spawn_time: SpawnTimeAccumulator::default(),
+            hidden: hidden::HiddenAccumulator::default(),
         }
     }
 }
@@ -190,6 +196,9 @@ impl Accumulator {
         }
         self.placement.add(r);
         self.spawn_time.add(&r.durations.0);
+        if !r.thread {
+            self.hidden.add(r);
+        }
         for (values, duration) in self.values.iter_mut().zip(r.durations.0) {
             if let Some(v) = duration {
                 values.push(v);
@@ -210,6 +219,12 @@ impl Accumulator {
     /// had a known start and end.
     pub fn spawn_time(&mut self) -> Option<SpawnTime> {
         self.spawn_time.finish()
+    }
+
+    /// The hidden costs the spawns paid, as shares of their spawn time.
+    pub fn hidden_costs(&mut self) -> HiddenCosts {
+        let spawn_ns = u64::try_from(self.spawn_time.total.total).unwrap_or(u64::MAX);
+        self.hidden.finish(spawn_ns)
     }
 
     /// Stage name → statistics, every stage present (count 0 when never measured).

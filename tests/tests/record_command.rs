@@ -115,8 +115,9 @@ fn a_wrapper_that_execs_its_program_counts_two_execs_in_one_spawn() {
     assert!(err.contains("/usr/bin/env → /bin/true"), "{err}");
 }
 
-/// The terminal names the hidden costs it saw: forks of a large parent
-/// that exec at once, and PATH searches, each with what avoids it.
+/// The terminal and report.html name the hidden costs they saw (from
+/// summary.json's hidden_costs): forks of a large parent that exec at
+/// once, and PATH searches, each with what avoids it.
 #[test]
 fn the_terminal_names_the_hidden_costs_it_saw() {
     let script = "import os\n\
@@ -133,6 +134,14 @@ fn the_terminal_names_the_hidden_costs_it_saw() {
         .find(|l| l.starts_with("finding: 10 spawns forked and then exec'd (10 by python3)"))
         .unwrap_or_else(|| panic!("no fork finding:\n{err}"));
     assert!(finding.contains("posix_spawn"), "{finding}");
+    let costs = run.summary.hidden_costs.as_ref().expect("hidden_costs");
+    let forks = costs.forks_then_exec.as_ref().expect("forks_then_exec");
+    assert_eq!((forks.spawns, forks.most_common.as_str()), (10, "python3"));
+    let page = std::fs::read_to_string(run.dir.join("report.html")).unwrap();
+    assert!(
+        page.contains(r#"<ul class="findings""#),
+        "no findings in report.html"
+    );
 
     // Fifty directories that do not exist, before the real one: python's
     // child tries each (as execvp does) before it finds ls.

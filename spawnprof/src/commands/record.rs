@@ -108,7 +108,7 @@ fn print_report(recording: &recorder::Recorded, rows: usize) {
     if let Some(p) = &s.placement {
         spawnprof::say_raw!("{}", table::placement(p));
     }
-    for finding in findings::findings(&recording.records) {
+    for finding in findings::findings(s.hidden_costs.as_ref()) {
         spawnprof::say!("finding: {finding}");
     }
     if let Some(cost) = &s.probe_cost {

@@ -199,6 +199,7 @@ impl RecordingWriter {
                 summary.stages = c.stats.stage_stats();
                 summary.placement = c.stats.placement();
                 summary.spawn_time = c.stats.spawn_time();
+                summary.hidden_costs = Some(c.stats.hidden_costs());
                 summary.assembly = c.assembly;
                 (std::mem::take(&mut c.kept), Ok(()))
             }

@@ -94,6 +94,7 @@ fn rebuild(dir: &Path, mut s: Summary) -> Result<Summary> {
     s.stages = acc.stage_stats();
     s.placement = acc.placement();
     s.spawn_time = acc.spawn_time();
+    s.hidden_costs = Some(acc.hidden_costs());
     s.duration_ns = s.duration_ns.max(latest);
     s.unfinished = Some(rebuilt_note(n, cut + raw_cut));
     // The space the recording set aside for its final summary.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    analysis::{Counts, Placement, SpawnTime, StageStats},
+    analysis::{Counts, HiddenCosts, Placement, SpawnTime, StageStats},
     model::FaultCoverage,
     probe::{park::ParkCounts, plan::PlanRow},
     sys::node::NodeFacts,
@@ -86,6 +86,10 @@ pub struct Summary {
     /// older recordings, and when no spawn had a known start and end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spawn_time: Option<SpawnTime>,
+    /// The hidden costs the spawns paid: forks whose child exec'd, PATH
+    /// searches, wrappers that exec again (absent in older recordings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_costs: Option<HiddenCosts>,
     /// Why `spawns.jsonl` holds fewer records than `counts` (its writing
     /// failed, say on a full disk); absent when it holds them all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,6 +175,7 @@ impl Summary {
             probe_cost: None,
             placement: None,
             spawn_time: None,
+            hidden_costs: None,
             spawns_incomplete: None,
             unfinished: None,
         }

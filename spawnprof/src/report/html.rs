@@ -86,6 +86,8 @@ figcaption { font-size: 12.5px; color: #59636e; max-width: 760px; margin-top: 4p
 iframe.flame { display: block; width: 100%; border: 1px solid #e1e4e8; border-radius: 4px; background: #fff; }
 code { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12.5px; }
 p.headline { margin: 16px 0 0; padding: 12px 18px; background: #fff; border: 1px solid #e1e4e8; border-left: 5px solid #e8743b; border-radius: 8px; font-size: 16px; font-weight: 600; }
+ul.findings { margin: 10px 0 0; padding: 10px 18px 10px 36px; background: #fff; border: 1px solid #e1e4e8; border-left: 5px solid #d4a72c; border-radius: 8px; font-size: 14px; }
+ul.findings li { margin: 4px 0; }
 details summary { cursor: pointer; }
 details summary h2 { display: inline; }
 "#;
@@ -525,6 +527,14 @@ pub fn render(page: &Page<'_>) -> String {
             r#"<p class="headline" id="headline">{}</p>"#,
             escape(line)
         );
+    }
+    let findings = super::findings::findings(s.hidden_costs.as_ref());
+    if !findings.is_empty() {
+        out.push_str(r#"<ul class="findings" id="findings">"#);
+        for f in &findings {
+            let _ = write!(out, "<li>{}</li>", escape(f));
+        }
+        out.push_str("</ul>");
     }
     warnings(&mut out, s);
     out.push_str(r#"<section id="overview"><h2>Recording</h2>"#);
