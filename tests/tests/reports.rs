@@ -343,11 +343,21 @@ fn counts_in_order(dom: &str) -> Vec<u64> {
         .collect()
 }
 
-/// `spawnprof report` rebuilds the same page from the saved recording.
+/// `spawnprof report` rebuilds the same page from the saved recording,
+/// and the hidden costs an older recording's summary lacks.
 #[test]
 fn report_rebuilds_the_pages_from_the_saved_recording() {
     let run = small_recording("reports-rebuild");
     std::fs::remove_file(run.dir.join(HTML_FILE)).unwrap();
+    let summary_path = run.dir.join("summary.json");
+    let mut summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    let costs = summary
+        .as_object_mut()
+        .unwrap()
+        .remove("hidden_costs")
+        .expect("hidden_costs");
+    std::fs::write(&summary_path, summary.to_string()).unwrap();
     let out = Command::new(spawnprof_bin())
         .arg("report")
         .arg(&run.dir)
@@ -359,6 +369,9 @@ fn report_rebuilds_the_pages_from_the_saved_recording() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(run.dir.join(HTML_FILE).is_file());
+    let rebuilt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    assert_eq!(rebuilt["hidden_costs"], costs, "rebuilt from spawns.jsonl");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("spawn time, each nanosecond once"),

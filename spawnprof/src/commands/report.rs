@@ -85,15 +85,18 @@ fn summary(dir: &Path) -> Result<Summary> {
         eprintln!("warning: {why}");
         write_summary(dir, &summary)?;
     }
-    if summary.spawn_time.is_none() && summary.counts.spawns + summary.counts.threads > 0 {
-        // A recording made before spawnprof kept the spawn-time tree: it
-        // is rebuilt from the spawns and kept, for the next report and diff.
+    let older = summary.spawn_time.is_none() || summary.hidden_costs.is_none();
+    if older && summary.counts.spawns + summary.counts.threads > 0 {
+        // A recording made before spawnprof kept the spawn-time tree or
+        // the hidden costs: they are rebuilt from the spawns and kept, for
+        // the next report and diff.
         let mut acc = Accumulator::default();
         Recording::open(dir).records(|r| {
             acc.add(r);
             Ok(true)
         })?;
         summary.spawn_time = acc.spawn_time();
+        summary.hidden_costs = Some(acc.hidden_costs());
         write_summary(dir, &summary)?;
     }
     if let Some(why) = &summary.spawns_incomplete {
