@@ -224,6 +224,44 @@ fn top_with_cgroup_labels_names_each_rows_cgroup() {
     assert!(after.contains("TOP_EXIT=0"), "{after}");
 }
 
+/// `top --label-by exec`: a PROGRAM column, and a row for the program the
+/// spawner's children exec'd (true), not for the spawner.
+#[test]
+fn top_by_exec_has_a_row_per_program_the_children_ran() {
+    require_root();
+    let Some(cg) = tmux_and_cgroup_or_skip("top --label-by exec", "top-exec") else {
+        return;
+    };
+    let tmux = Tmux::start("spawnprof-top-exec");
+    let line = format!(
+        "{} top --cgroup {} --label-by exec; echo TOP_\"\"EXIT=$?",
+        spawnprof_bin().display(),
+        cg.path.display()
+    );
+    tmux.send(&[&line, "Enter"]);
+    assert!(
+        tmux.wait_for_text("PROGRAM", 90).is_some(),
+        "top drew no PROGRAM column:\n{}",
+        tmux.pane()
+    );
+    let spawner = spawner_named("top-exec", "sp-top-exec");
+    let mut run = spawn_in(&cg, &spawner);
+    let pane = tmux.wait_for_text("true ", 20);
+    let _ = run.kill();
+    let _ = run.wait();
+    let pane = pane.unwrap_or_else(|| panic!("no row for true:\n{}", tmux.pane()));
+    let row = pane.lines().find(|l| l.starts_with("true ")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert!(
+        cells[2].parse::<u64>().unwrap_or(0) > 0,
+        "no spawn counted: {row}"
+    );
+    tmux.send(&["q"]);
+    let after = tmux.wait_for_text("TOP_EXIT=", 20);
+    let after = after.unwrap_or_else(|| panic!("q did not quit top:\n{}", tmux.pane()));
+    assert!(after.contains("TOP_EXIT=0"), "{after}");
+}
+
 /// A closed terminal (its tmux session killed) ends `top` and detaches its
 /// probes; crossterm alone would spin on the hung-up tty for ever.
 #[test]
