@@ -118,6 +118,15 @@ fn row_of_a_spawner(tmux: &Tmux, cg: &Cgroup, test: &str, comm: &str) -> (String
     (pane, row)
 }
 
+/// Types q and waits for top to exit 0; the pane after it.
+fn quit(tmux: &Tmux) -> String {
+    tmux.send(&["q"]);
+    let after = tmux.wait_for_text("TOP_EXIT=", 20);
+    let after = after.unwrap_or_else(|| panic!("q did not quit top:\n{}", tmux.pane()));
+    assert!(after.contains("TOP_EXIT=0"), "{after}");
+    after
+}
+
 #[test]
 fn top_shows_a_row_per_binary_sorts_and_quits_with_the_terminal_restored() {
     require_root();
@@ -154,10 +163,7 @@ fn top_shows_a_row_per_binary_sorts_and_quits_with_the_terminal_restored() {
         "s did not change the sort:\n{}",
         tmux.pane()
     );
-    tmux.send(&["q"]);
-    let after = tmux.wait_for_text("TOP_EXIT=", 20);
-    let after = after.unwrap_or_else(|| panic!("q did not quit top:\n{}", tmux.pane()));
-    assert!(after.contains("TOP_EXIT=0"), "{after}");
+    let after = quit(&tmux);
     assert!(
         after.contains("TTY_SAME"),
         "terminal modes not restored:\n{after}"
@@ -218,10 +224,7 @@ fn top_with_cgroup_labels_names_each_rows_cgroup() {
         cells[3].parse::<u64>().unwrap_or(0) > 0,
         "no spawn counted: {row}"
     );
-    tmux.send(&["q"]);
-    let after = tmux.wait_for_text("TOP_EXIT=", 20);
-    let after = after.unwrap_or_else(|| panic!("q did not quit top:\n{}", tmux.pane()));
-    assert!(after.contains("TOP_EXIT=0"), "{after}");
+    quit(&tmux);
 }
 
 /// `top --label-by exec`: a PROGRAM column, and a row for the program the
@@ -256,10 +259,7 @@ fn top_by_exec_has_a_row_per_program_the_children_ran() {
         cells[2].parse::<u64>().unwrap_or(0) > 0,
         "no spawn counted: {row}"
     );
-    tmux.send(&["q"]);
-    let after = tmux.wait_for_text("TOP_EXIT=", 20);
-    let after = after.unwrap_or_else(|| panic!("q did not quit top:\n{}", tmux.pane()));
-    assert!(after.contains("TOP_EXIT=0"), "{after}");
+    quit(&tmux);
 }
 
 /// A closed terminal (its tmux session killed) ends `top` and detaches its
