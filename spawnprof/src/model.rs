@@ -660,6 +660,12 @@ impl SpawnRecord {
         seen.max(self.ts.exec_done.is_some() as u64)
     }
 
+    /// The successful exec attempts after the first: a wrapper's exec of
+    /// its program, and any after it.
+    pub fn later_execs(&self) -> impl Iterator<Item = &ExecAttempt> {
+        self.exec_attempts.iter().filter(|a| a.succeeded()).skip(1)
+    }
+
     /// Fills [`Self::durations`] (and the kernel-summed stages) from the timestamps.
     pub fn derive_durations(&mut self) {
         let d = &mut self.durations.0;

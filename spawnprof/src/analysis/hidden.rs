@@ -112,8 +112,7 @@ impl HiddenAccumulator {
             self.path_search.add(ns, Some(program));
             self.path_search.failed += r.failed_exec_attempts;
         }
-        let mut ok = r.exec_attempts.iter().filter(|a| a.succeeded());
-        if let (Some(_), Some(second)) = (ok.next(), ok.next()) {
+        if let Some(second) = r.later_execs().next() {
             let ns = second.exit.map_or(0, |e| e.saturating_sub(second.enter));
             self.re_exec.add(ns, Some(program));
         }

@@ -15,22 +15,19 @@ pub fn findings(costs: Option<&HiddenCosts>) -> Vec<String> {
     let Some(h) = costs else {
         return Vec::new();
     };
-    let share = |c: &HiddenCost| c.total_ns as f64 / h.spawn_ns.max(1) as f64;
-    let worth = |c: &Option<HiddenCost>| -> Option<(HiddenCost, f64)> {
-        let c = c.as_ref()?;
-        (h.spawn_ns > 0 && share(c) >= WORTH_SAYING).then(|| (c.clone(), 100.0 * share(c)))
-    };
-    let mut said = Vec::new();
-    if let Some((c, pct)) = worth(&h.forks_then_exec) {
-        said.push(forks_then_exec(&c, pct));
-    }
-    if let Some((c, pct)) = worth(&h.path_search) {
-        said.push(path_search(&c, pct));
-    }
-    if let Some((c, pct)) = worth(&h.re_exec) {
-        said.push(re_exec(&c, pct));
-    }
-    said
+    type Words = fn(&HiddenCost, f64) -> String;
+    let costs: [(&Option<HiddenCost>, Words); 3] = [
+        (&h.forks_then_exec, forks_then_exec),
+        (&h.path_search, path_search),
+        (&h.re_exec, re_exec),
+    ];
+    (costs.into_iter())
+        .filter_map(|(cost, words)| {
+            let c = cost.as_ref()?;
+            let share = c.total_ns as f64 / h.spawn_ns.max(1) as f64;
+            (h.spawn_ns > 0 && share >= WORTH_SAYING).then(|| words(c, 100.0 * share))
+        })
+        .collect()
 }
 
 fn forks_then_exec(c: &HiddenCost, pct: f64) -> String {

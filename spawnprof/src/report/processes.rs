@@ -107,11 +107,7 @@ impl ProcessRow {
 /// The spawn's exec'd path, and the program a wrapper exec'd after it
 /// (Java's jspawnhelper, env): `…/jspawnhelper → /bin/true`.
 fn then_exec_d(first: &str, r: &SpawnRecord) -> String {
-    let later: Vec<&str> = (r.exec_attempts.iter())
-        .filter(|a| a.succeeded())
-        .skip(1)
-        .map(|a| a.path.as_str())
-        .collect();
+    let later: Vec<&str> = r.later_execs().map(|a| a.path.as_str()).collect();
     match later.as_slice() {
         [] => first.to_string(),
         [next] => format!("{first} → {next}"),
