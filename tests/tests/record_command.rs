@@ -142,6 +142,14 @@ fn the_terminal_names_the_hidden_costs_it_saw() {
         page.contains(r#"<ul class="findings""#),
         "no findings in report.html"
     );
+    // `spawnprof report` prints the same finding from the saved recording.
+    let again = std::process::Command::new(spawnprof_tests::spawnprof_bin())
+        .arg("report")
+        .arg(&run.dir)
+        .output()
+        .expect("spawnprof report");
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.lines().any(|l| l == finding), "{stdout}");
 
     // Fifty directories that do not exist, before the real one: python's
     // child tries each (as execvp does) before it finds ls.

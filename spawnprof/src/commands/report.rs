@@ -6,7 +6,7 @@ use spawnprof::{
     analysis::Accumulator,
     bench,
     recording::{Recording, SPAWNS_FILE, Summary, ensure_writable, write_summary},
-    report::{breakdown, export, table},
+    report::{breakdown, export, findings, table},
     sys::term,
 };
 
@@ -61,6 +61,9 @@ pub fn run(dir: &Path) -> Result<()> {
     );
     if let Some(p) = &summary.placement {
         print!("{}", table::placement(p));
+    }
+    for finding in findings::findings(summary.hidden_costs.as_ref()) {
+        println!("finding: {finding}");
     }
     Ok(())
 }
